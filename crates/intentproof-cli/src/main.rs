@@ -1,14 +1,339 @@
-//! The `intentproof` command. Subcommands arrive with the proof core, the
-//! daemon and the gateway; today it reports its version.
+//! The `intentproof` command.
+//!
+//! ```text
+//! intentproof keys new  [--data-dir D]     create this instance's Ed25519 key (never overwrites)
+//! intentproof keys show [--data-dir D]     print instance id, key id and public key
+//! intentproof event canon FILE             print the RFC 8785 canonical bytes (no newline added)
+//! intentproof event seal --key K [--instance-id I] [--tenant-id T] FILE
+//!                                          print the signed intentproof.event.v1 event (one line)
+//! intentproof event verify --key K FILE    check an event's signature and schema
+//! ```
+//!
+//! `FILE` may be `-` for standard input. The data directory defaults to
+//! `$INTENTPROOF_DATA_DIR`, else `~/.intentproof`.
+//!
+//! `--key` is a file path, or the key text itself when no such file exists.
+//! It may hold: a key file written by `keys new` (JSON; carries the instance
+//! id), a seed (base64 of 32 raw bytes, like the spec's
+//! `signing_private_key_b64.txt`), or, for `verify` only, a public key (base64
+//! of 32 raw bytes, or PEM `PUBLIC KEY`). A bare 32-byte base64 value cannot
+//! say whether it is a seed or a public key: `seal` reads it as a seed;
+//! `verify` accepts the event if it verifies with the value read either way.
+//!
+//! Exit status: 0 success (for `verify`: valid), 1 `verify` found the event
+//! invalid (the reason is printed), 2 usage, input or I/O error.
 
-use clap::Parser;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-/// IntentProof: verifiable records of what AI agents meant to do and did.
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use intentproof_core::ExecutionEvent;
+use intentproof_core::canon::{canonicalize_bytes, parse_strict};
+use intentproof_core::keys::{self, InstanceKey};
+use intentproof_core::schema::{SchemaKind, validate};
+use intentproof_core::seal::{Sealer, verify_event};
+use intentproof_core::v1::{self, ZERO_HASH};
+use serde_json::Value;
+
 #[derive(Parser)]
-#[command(name = "intentproof", version, about)]
-struct Cli {}
+#[command(
+    name = "intentproof",
+    version,
+    about = "IntentProof: signed, chained evidence of what tools did"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Manage this instance's signing key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Canonicalize, seal and verify events.
+    Event {
+        #[command(subcommand)]
+        command: EventCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a new instance key (fails if one exists).
+    New {
+        /// Data directory [default: $INTENTPROOF_DATA_DIR or ~/.intentproof]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show the instance id, key id and public key.
+    Show {
+        /// Data directory [default: $INTENTPROOF_DATA_DIR or ~/.intentproof]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventCommand {
+    /// Print the RFC 8785 canonical form of a JSON document, exactly (no trailing newline),
+    /// so the output can be hashed as is.
+    Canon {
+        /// JSON file, or `-` for stdin.
+        file: String,
+    },
+    /// Sign an event: a v1 event (has a `schema` member) or a camelCase ExecutionEvent.
+    ///
+    /// An event that already carries `chain_position` and `prev_event_hash` keeps them;
+    /// otherwise it is position 1 of its own chain.
+    Seal {
+        /// Key file from `keys new`, or a seed file (base64 of 32 bytes).
+        #[arg(long)]
+        key: String,
+        /// Instance id of the signer (key id `<instance-id>:k1`); read from a
+        /// `keys new` key file when omitted.
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// Tenant for events that carry none.
+        #[arg(long, default_value = "local")]
+        tenant_id: String,
+        /// Event JSON file, or `-` for stdin.
+        file: String,
+    },
+    /// Verify a signed v1 event's signature and schema.
+    Verify {
+        /// Public key (base64 or PEM), seed file, or `keys new` key file.
+        #[arg(long)]
+        key: String,
+        /// Event JSON file, or `-` for stdin.
+        file: String,
+    },
+}
+
+/// An error that means "the input is invalid", exit status 1.
+#[derive(Debug)]
+struct Invalid(String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(invalid) = e.downcast_ref::<Invalid>() {
+                eprintln!("invalid: {invalid}");
+                ExitCode::from(1)
+            } else {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keys { command } => match command {
+            KeysCommand::New { data_dir } => {
+                let dir = data_dir_or_default(data_dir)?;
+                let key = InstanceKey::create_in(&dir)?;
+                println!("created {}", InstanceKey::path_in(&dir).display());
+                print_key(&key)
+            }
+            KeysCommand::Show { data_dir } => {
+                let dir = data_dir_or_default(data_dir)?;
+                print_key(&InstanceKey::load_from(&dir)?)
+            }
+        },
+        Command::Event { command } => match command {
+            EventCommand::Canon { file } => {
+                let bytes = canonicalize_bytes(&read_input(&file)?)
+                    .with_context(|| format!("cannot canonicalize {file}"))?;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&bytes)?;
+                out.flush()?;
+                Ok(())
+            }
+            EventCommand::Seal {
+                key,
+                instance_id,
+                tenant_id,
+                file,
+            } => seal(&key, instance_id, tenant_id, &file),
+            EventCommand::Verify { key, file } => verify(&key, &file),
+        },
+    }
+}
+
+fn data_dir_or_default(flag: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    if let Some(dir) = std::env::var_os("INTENTPROOF_DATA_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| anyhow!("HOME is not set; pass --data-dir or set INTENTPROOF_DATA_DIR"))?;
+    Ok(Path::new(&home).join(".intentproof"))
+}
+
+fn print_key(key: &InstanceKey) -> Result<()> {
+    println!("instance_id: {}", key.instance_id());
+    println!("key_id: {}", key.key_id());
+    println!("public_key: {}", key.public_key_base64());
+    print!("{}", key.public_key_pem());
+    Ok(())
+}
+
+fn read_input(file: &str) -> Result<Vec<u8>> {
+    if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read {file}"))
+    }
+}
+
+/// The text of `--key`: the file's content, or the argument itself.
+fn key_text(arg: &str) -> Result<String> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read key file {arg}"))
+    } else if arg.contains("-----BEGIN") || keys::parse_seed(arg).is_ok() {
+        // Not a file, but a PEM block or base64 of 32 bytes given inline.
+        Ok(arg.to_owned())
+    } else {
+        bail!("key file {arg} does not exist")
+    }
+}
+
+fn seal(key_arg: &str, instance_id: Option<String>, tenant_id: String, file: &str) -> Result<()> {
+    let text = key_text(key_arg)?;
+    let key = if text.trim_start().starts_with('{') {
+        let stored = InstanceKey::from_key_file_text(&text)?;
+        match instance_id {
+            Some(id) if id != stored.instance_id() => bail!(
+                "--instance-id {id} does not match the key file's instance {}",
+                stored.instance_id()
+            ),
+            _ => stored,
+        }
+    } else {
+        let seed = keys::parse_seed(&text).context("--key is not a seed (base64 of 32 bytes)")?;
+        let id =
+            instance_id.ok_or_else(|| anyhow!("--instance-id is required with a bare seed key"))?;
+        InstanceKey::from_seed(id, seed.to_bytes())
+    };
+
+    let input =
+        parse_strict(&read_input(file)?).with_context(|| format!("{file} is not valid JSON"))?;
+    let event: ExecutionEvent = if input.get("schema").is_some() {
+        v1::from_v1(&input).with_context(|| format!("{file} is not a v1 event"))?
+    } else {
+        serde_json::from_value(input).with_context(|| {
+            format!("{file} is neither a v1 event nor a camelCase ExecutionEvent")
+        })?
+    };
+    if let Some(id) = &event.instance_id
+        && id != key.instance_id()
+    {
+        bail!(
+            "the event names instance {id}, but the key is instance {}",
+            key.instance_id()
+        );
+    }
+
+    let sealer = Sealer::new(key).with_tenant_id(tenant_id);
+    // Keep the event's own place in its chain when it states one.
+    let chain = event
+        .correlation_id
+        .clone()
+        .unwrap_or_else(|| event.id.clone());
+    match (event.chain_position, &event.prev_event_hash) {
+        (Some(position), Some(prev)) if position >= 1 => {
+            sealer.resume_chain(chain, position - 1, prev.clone());
+        }
+        (None, None) => sealer.resume_chain(chain, 0, ZERO_HASH),
+        _ => bail!("the event has only one of chain_position (>= 1) and prev_event_hash"),
+    }
+    let sealed = sealer.seal(&event)?;
+    if let Err(errors) = validate(SchemaKind::ExecutionEvent, &sealed.event) {
+        bail!(
+            "the sealed event does not match the intentproof.event.v1 schema:\n  {}",
+            errors.join("\n  ")
+        );
+    }
+    println!("{}", serde_json::to_string(&sealed.event)?);
+    Ok(())
+}
+
+fn verify(key_arg: &str, file: &str) -> Result<()> {
+    let text = key_text(key_arg)?;
+    let candidates = if text.trim_start().starts_with('{') {
+        vec![InstanceKey::from_key_file_text(&text)?.verifying_key()]
+    } else if text.contains("-----BEGIN") {
+        vec![keys::parse_public_key(&text)?]
+    } else {
+        // 32 raw bytes: a public key or a seed; try both readings.
+        let mut c = Vec::new();
+        if let Ok(public) = keys::parse_public_key(&text) {
+            c.push(public);
+        }
+        let seed = keys::parse_seed(&text)
+            .context("--key is neither a public key, a seed nor a key file")?;
+        c.push(seed.verifying_key());
+        c
+    };
+    let input = parse_strict(&read_input(file)?).map_err(|e| Invalid(format!("{file}: {e}")))?;
+    let mut last_error = None;
+    let mut hash = None;
+    for key in &candidates {
+        match verify_event(&input, key) {
+            Ok(h) => {
+                hash = Some(h);
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let Some(hash) = hash else {
+        let reason =
+            last_error.map_or_else(|| "no key to verify with".to_owned(), |e| e.to_string());
+        return Err(Invalid(reason).into());
+    };
+    if let Err(errors) = validate(SchemaKind::ExecutionEvent, &input) {
+        return Err(Invalid(format!(
+            "signature is good, but the event does not match the intentproof.event.v1 schema:\n  {}",
+            errors.join("\n  ")
+        ))
+        .into());
+    }
+    let id = input.get("event_id").and_then(Value::as_str).unwrap_or("?");
+    println!("valid: event {id}, content hash {hash}");
     Ok(())
 }

@@ -8,9 +8,23 @@
 //!   IntentProof SDKs spell it (camelCase).
 //! - [`snapshot`]: the JSON-safe, size-bounded serializer that turns
 //!   arbitrary inputs and outputs into what an event may carry.
+//! - The proof core, all pure functions over bytes and JSON values:
+//!   - [`canon`]: RFC 8785 canonical JSON (and strict parsing that rejects
+//!     duplicate keys and integers beyond 2^53);
+//!   - [`v1`]: the spec's signed form `intentproof.event.v1`, a lossless
+//!     mapping to and from [`ExecutionEvent`], and content hashes;
+//!   - [`keys`]: Ed25519 instance keys (`inst_<ULID>`, key id `<id>:k1`),
+//!     stored 0600, exported as base64 or PEM;
+//!   - [`seal`]: the thread-safe [`seal::Sealer`] (per-correlation hash
+//!     chains, Ed25519 signatures) and event / chain verification with
+//!     errors that say exactly what is wrong;
+//!   - [`merkle`]: RFC 6962 / 9162 tree hashes, inclusion and consistency
+//!     proofs, and the bundle's `event_merkle_root`;
+//!   - [`schema`]: validation against the spec's embedded JSON Schemas.
 //!
 //! What it does **not** do: it starts no threads, opens no sockets, and knows
-//! nothing about tokio, HTTP or storage. Exporting events is the job of the
+//! nothing about tokio, HTTP or storage (the one file it writes is an
+//! instance key, through [`keys::InstanceKey::create_in`]). Exporting events is the job of the
 //! `intentproof` crate; storing them is the daemon's.
 //!
 //! ```
@@ -30,9 +44,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod canon;
 mod event;
+pub mod keys;
+pub mod merkle;
+pub mod schema;
+pub mod seal;
 pub mod snapshot;
 mod time;
+pub mod v1;
 
 pub use event::{
     AttributeValue, Attributes, ErrorInfo, EventBuilder, EventError, ExecutionEvent,

@@ -8,6 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::FutureExt;
+use intentproof_core::seal::Sealer;
+use intentproof_core::v1;
 use intentproof_core::{
     Attributes, ErrorInfo, ExecutionEvent, SerializeOptions, format_rfc3339_millis, snapshot,
 };
@@ -59,6 +61,7 @@ struct Settings {
     on_exporter_error: Option<ExporterErrorHook>,
     default_attributes: Attributes,
     include_error_stack: bool,
+    signer: Option<Arc<Sealer>>,
 }
 
 impl Settings {
@@ -76,6 +79,7 @@ impl Settings {
             on_exporter_error: config.on_exporter_error,
             default_attributes: config.default_attributes,
             include_error_stack: config.include_error_stack,
+            signer: config.signer,
         }
     }
 
@@ -250,8 +254,37 @@ impl IntentProofClient {
 
     /// Hands `event` to every exporter. Never fails and never blocks on
     /// delivery: failures go to `on_exporter_error`.
+    ///
+    /// With a signer configured the event is sealed first; an event that
+    /// cannot be sealed (e.g. an integer beyond 2^53 in its payload) is not
+    /// exported, and the failure goes to `on_exporter_error` as exporter
+    /// `"sealer"`.
     pub fn emit(&self, event: &ExecutionEvent) {
         let settings = self.settings();
+        let sealed;
+        let event = match &settings.signer {
+            None => event,
+            Some(signer) => match signer
+                .seal(event)
+                .map_err(|e| e.to_string())
+                .and_then(|sealed| v1::from_v1(&sealed.event).map_err(|e| e.to_string()))
+            {
+                Ok(event) => {
+                    sealed = event;
+                    &sealed
+                }
+                Err(reason) => {
+                    settings.report(
+                        "sealer",
+                        &ExportError::Other(format!(
+                            "event not exported: it could not be sealed: {reason}"
+                        )),
+                        Some(&event.id),
+                    );
+                    return;
+                }
+            },
+        };
         for exporter in &settings.exporters {
             // A panicking exporter is an exporter failure, not the caller's.
             let delivery = catch_unwind(AssertUnwindSafe(|| exporter.export(event)))

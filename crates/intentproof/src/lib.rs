@@ -50,9 +50,11 @@ pub use correlation::{
 };
 pub use error::{CorrelationError, OptionsError};
 pub use exporter::{
-    BodyHook, BoundedQueueExporter, Delivery, ExportError, ExportErrorHook, ExportFuture, Exporter,
-    HttpExporter, HttpExporterConfig, MemoryExporter, envelope,
+    BodyFormat, BodyHook, BoundedQueueExporter, Delivery, ExportError, ExportErrorHook,
+    ExportFuture, Exporter, HttpExporter, HttpExporterConfig, MemoryExporter, envelope,
 };
+pub use intentproof_core::keys::InstanceKey;
+pub use intentproof_core::seal::Sealer;
 pub use intentproof_core::{
     AttributeValue, Attributes, ErrorInfo, ExecutionEvent, SerializeOptions, Status, snapshot,
 };

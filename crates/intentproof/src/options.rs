@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use intentproof_core::seal::Sealer;
 use intentproof_core::{AttributeValue, Attributes, ErrorInfo, SerializeOptions};
 use serde_json::Value;
 
@@ -228,6 +229,10 @@ pub struct IntentProofConfig {
     pub default_attributes: Attributes,
     /// Whether failed events carry `error.stack`. Default `true`.
     pub include_error_stack: bool,
+    /// When set, every event is sealed (chained per correlation and
+    /// Ed25519-signed) before any exporter sees it; the exporters then
+    /// receive the event with its sealing fields filled.
+    pub signer: Option<Arc<Sealer>>,
 }
 
 impl Default for IntentProofConfig {
@@ -237,6 +242,7 @@ impl Default for IntentProofConfig {
             on_exporter_error: None,
             default_attributes: Attributes::new(),
             include_error_stack: true,
+            signer: None,
         }
     }
 }
@@ -252,11 +258,18 @@ impl fmt::Debug for IntentProofConfig {
             .field("on_exporter_error", &self.on_exporter_error.is_some())
             .field("default_attributes", &self.default_attributes)
             .field("include_error_stack", &self.include_error_stack)
+            .field("signer", &self.signer.as_ref().map(|s| s.key().key_id()))
             .finish()
     }
 }
 
 impl IntentProofConfig {
+    /// Seals every event with `signer` before export.
+    pub fn signer(mut self, signer: Arc<Sealer>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
     /// Adds one default attribute.
     pub fn default_attribute(
         mut self,

@@ -38,7 +38,9 @@ pub struct HttpExporterConfig {
     /// Wait before the first retry; doubles each retry, capped at 5 s.
     /// Default 200 ms.
     pub backoff: Duration,
-    /// Custom body; `None` sends [`envelope`].
+    /// What the default body looks like. Default [`BodyFormat::Envelope`].
+    pub format: BodyFormat,
+    /// Custom body; `None` sends the [`format`](HttpExporterConfig::format)'s body.
     pub body: Option<BodyHook>,
     /// Told about problems that did not stop the export (a failed body
     /// hook). `None` writes them to stderr.
@@ -54,6 +56,7 @@ impl HttpExporterConfig {
             timeout: Duration::from_secs(10),
             max_retries: 3,
             backoff: Duration::from_millis(200),
+            format: BodyFormat::Envelope,
             body: None,
             on_error: None,
         }
@@ -69,9 +72,23 @@ impl fmt::Debug for HttpExporterConfig {
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
             .field("backoff", &self.backoff)
+            .field("format", &self.format)
             .field("body", &self.body.as_ref().map(|_| "custom"))
             .finish()
     }
+}
+
+/// The default request body of an [`HttpExporter`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `{"intentproof":"1","event":{...camelCase...}}`: what the seed SDK
+    /// generation posts ([`envelope`]).
+    #[default]
+    Envelope,
+    /// The bare signed `intentproof.event.v1` object (snake_case): what the
+    /// current reference SDKs post to `/v1/events`. Use it with a client
+    /// signer, so the events carry their chain fields and signature.
+    BareV1,
 }
 
 /// The body the seed SDKs POST: `{"intentproof":"1","event":{...}}`.
@@ -190,7 +207,11 @@ impl HttpExporter {
                 Err(reason) => self.report(&ExportError::BodyHook(reason)),
             }
         }
-        envelope_bytes(event)
+        match self.inner.config.format {
+            BodyFormat::Envelope => envelope_bytes(event),
+            BodyFormat::BareV1 => serde_json::to_vec(&intentproof_core::v1::to_v1(event))
+                .unwrap_or_else(|_| envelope_bytes(event)),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ mod http;
 mod memory;
 mod queue;
 
-pub use http::{BodyHook, HttpExporter, HttpExporterConfig, envelope};
+pub use http::{BodyFormat, BodyHook, HttpExporter, HttpExporterConfig, envelope};
 pub use memory::MemoryExporter;
 pub use queue::BoundedQueueExporter;
 

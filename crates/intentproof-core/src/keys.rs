@@ -1,0 +1,426 @@
+//! Ed25519 instance keys.
+//!
+//! Every sealing instance has an id, `"inst_" + ULID`, and a 32-byte
+//! Ed25519 seed. Its key id is `"<instance_id>:k1"`.
+//!
+//! On disk a key lives in `<data dir>/instance_key.json`, mode 0600 on Unix:
+//!
+//! ```json
+//! {"alg":"ed25519","instance_id":"inst_01J...","seed":"<base64 of the 32-byte seed>"}
+//! ```
+//!
+//! [`InstanceKey::create_in`] writes it atomically (temporary file, fsync,
+//! then a hard link that fails if the key already exists) and never
+//! overwrites an existing key. Public keys are exported as raw base64 (32
+//! bytes) or as a PEM `PUBLIC KEY` (X.509 SubjectPublicKeyInfo, RFC 8410).
+//!
+//! ```
+//! use intentproof_core::keys::{InstanceKey, parse_public_key};
+//! let key = InstanceKey::from_seed("inst_golden_test", [7u8; 32]);
+//! assert_eq!(key.key_id(), "inst_golden_test:k1");
+//! let pem = key.public_key_pem();
+//! assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+//! assert_eq!(parse_public_key(&pem).unwrap(), key.verifying_key());
+//! assert_eq!(parse_public_key(&key.public_key_base64()).unwrap(), key.verifying_key());
+//! ```
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde_json::{Value, json};
+
+/// File name of the instance key inside a data directory.
+pub const KEY_FILE_NAME: &str = "instance_key.json";
+
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the 32 key
+/// bytes follow it.
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// What went wrong with a key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// `create_in` found a key already there.
+    #[error(
+        "an instance key already exists at {0}; IntentProof never overwrites a key \
+         (move it away first if you really mean to replace it)"
+    )]
+    AlreadyExists(PathBuf),
+    /// No key in the data directory.
+    #[error("no instance key at {0}; create one with `intentproof keys new`")]
+    NotFound(PathBuf),
+    /// Reading or writing a key file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A key file or key text is malformed.
+    #[error("{0}")]
+    Malformed(String),
+    /// The operating system's random source failed.
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> KeyError + 'a {
+    move |source| KeyError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// An instance's id and signing key.
+///
+/// `Debug` prints the id and the public key, never the seed.
+#[derive(Clone)]
+pub struct InstanceKey {
+    instance_id: String,
+    signing: SigningKey,
+}
+
+impl fmt::Debug for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstanceKey")
+            .field("instance_id", &self.instance_id)
+            .field("public_key", &self.public_key_base64())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InstanceKey {
+    /// A key from a known seed (tests, golden vectors, imported keys).
+    pub fn from_seed(instance_id: impl Into<String>, seed: [u8; 32]) -> Self {
+        InstanceKey {
+            instance_id: instance_id.into(),
+            signing: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// A fresh key with a new instance id and a random seed (in memory only).
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(Self::from_seed(new_instance_id()?, seed))
+    }
+
+    /// Creates and stores a new key in `data_dir` (created with mode 0700 if
+    /// missing). Fails with [`KeyError::AlreadyExists`] if there is one.
+    pub fn create_in(data_dir: &Path) -> Result<Self, KeyError> {
+        let path = Self::path_in(data_dir);
+        if path.exists() {
+            return Err(KeyError::AlreadyExists(path));
+        }
+        create_dir_private(data_dir)?;
+        let key = Self::generate()?;
+        let text = format!(
+            "{}\n",
+            json!({
+                "alg": "ed25519",
+                "instance_id": key.instance_id,
+                "seed": B64.encode(key.signing.to_bytes()),
+            })
+        );
+        let tmp = data_dir.join(format!(".{KEY_FILE_NAME}.{}.tmp", key.instance_id));
+        let result = write_private(&tmp, text.as_bytes()).and_then(|()| {
+            // A hard link fails if the target exists, unlike rename: two
+            // concurrent `create_in` calls cannot overwrite each other.
+            fs::hard_link(&tmp, &path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    KeyError::AlreadyExists(path.clone())
+                } else {
+                    io("cannot create", &path)(e)
+                }
+            })
+        });
+        let _ = fs::remove_file(&tmp);
+        result?;
+        if let Ok(dir) = fs::File::open(data_dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(key)
+    }
+
+    /// Loads the key stored in `data_dir`.
+    pub fn load_from(data_dir: &Path) -> Result<Self, KeyError> {
+        let path = Self::path_in(data_dir);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KeyError::NotFound(path));
+            }
+            Err(e) => return Err(io("cannot read", &path)(e)),
+        };
+        Self::from_key_file_text(&text)
+            .map_err(|e| KeyError::Malformed(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses the JSON key file format (see the module docs).
+    pub fn from_key_file_text(text: &str) -> Result<Self, KeyError> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| KeyError::Malformed(format!("key file is not JSON: {e}")))?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .ok_or_else(|| KeyError::Malformed(format!("key file has no string member `{k}`")))
+        };
+        if field("alg")? != "ed25519" {
+            return Err(KeyError::Malformed(
+                "key file `alg` must be \"ed25519\"".into(),
+            ));
+        }
+        let seed = decode_32(field("seed")?, "seed")?;
+        Ok(Self::from_seed(field("instance_id")?, seed))
+    }
+
+    /// Where the key of `data_dir` lives.
+    pub fn path_in(data_dir: &Path) -> PathBuf {
+        data_dir.join(KEY_FILE_NAME)
+    }
+
+    /// The instance id (`inst_...`).
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// `"<instance_id>:k1"`.
+    pub fn key_id(&self) -> String {
+        key_id_for(&self.instance_id)
+    }
+
+    /// The Ed25519 signing key.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    /// The public half.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.signing.verifying_key()
+    }
+
+    /// The public key as base64 of its 32 raw bytes.
+    pub fn public_key_base64(&self) -> String {
+        public_key_to_base64(&self.verifying_key())
+    }
+
+    /// The public key as PEM (`-----BEGIN PUBLIC KEY-----`, SPKI).
+    pub fn public_key_pem(&self) -> String {
+        public_key_to_pem(&self.verifying_key())
+    }
+}
+
+/// `"<instance_id>:k1"`, the key id of an instance's first key.
+///
+/// ```
+/// assert_eq!(intentproof_core::keys::key_id_for("inst_x"), "inst_x:k1");
+/// ```
+pub fn key_id_for(instance_id: &str) -> String {
+    format!("{instance_id}:k1")
+}
+
+/// A new instance id: `"inst_"` + a ULID (48-bit millisecond time, 80
+/// random bits, Crockford base32).
+///
+/// ```
+/// let id = intentproof_core::keys::new_instance_id().unwrap();
+/// assert!(id.starts_with("inst_") && id.len() == 5 + 26);
+/// ```
+pub fn new_instance_id() -> Result<String, KeyError> {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        & ((1 << 48) - 1);
+    let mut random = [0u8; 10];
+    getrandom::fill(&mut random).map_err(|e| KeyError::Random(e.to_string()))?;
+    let mut value = u128::from(millis) << 80;
+    for (i, b) in random.iter().enumerate() {
+        value |= u128::from(*b) << (72 - 8 * i);
+    }
+    let mut id = String::with_capacity(31);
+    id.push_str("inst_");
+    for i in 0..26 {
+        let shift = 125 - 5 * i;
+        id.push(ALPHABET[((value >> shift) & 31) as usize] as char);
+    }
+    Ok(id)
+}
+
+/// Base64 of the 32 raw public key bytes.
+pub fn public_key_to_base64(key: &VerifyingKey) -> String {
+    B64.encode(key.as_bytes())
+}
+
+/// PEM `PUBLIC KEY` (SubjectPublicKeyInfo) with a trailing newline.
+pub fn public_key_to_pem(key: &VerifyingKey) -> String {
+    let mut der = Vec::with_capacity(44);
+    der.extend_from_slice(&SPKI_PREFIX);
+    der.extend_from_slice(key.as_bytes());
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        B64.encode(der)
+    )
+}
+
+/// Parses a public key given as base64 of 32 raw bytes or as PEM
+/// `PUBLIC KEY` (Ed25519 SPKI). Surrounding whitespace is ignored.
+pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
+    let text = text.trim();
+    let bytes = if text.starts_with("-----BEGIN") {
+        let body = pem_body(text, "PUBLIC KEY")?;
+        let der = B64
+            .decode(body)
+            .map_err(|e| KeyError::Malformed(format!("PEM public key body is not base64: {e}")))?;
+        match der.strip_prefix(&SPKI_PREFIX[..]) {
+            Some(raw) if raw.len() == 32 => {
+                let mut out = [0u8; 32];
+                out.copy_from_slice(raw);
+                out
+            }
+            _ => {
+                return Err(KeyError::Malformed(
+                    "PEM public key is not an Ed25519 SubjectPublicKeyInfo (RFC 8410)".into(),
+                ));
+            }
+        }
+    } else {
+        decode_32(text, "public key")?
+    };
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|e| KeyError::Malformed(format!("not a valid Ed25519 public key: {e}")))
+}
+
+/// Parses a seed file: base64 of 32 raw bytes, surrounding whitespace (the
+/// trailing newline) ignored.
+///
+/// ```
+/// let key = intentproof_core::keys::parse_seed("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+/// assert_eq!(key.to_bytes()[31], 31);
+/// ```
+pub fn parse_seed(text: &str) -> Result<SigningKey, KeyError> {
+    Ok(SigningKey::from_bytes(&decode_32(text.trim(), "seed")?))
+}
+
+fn decode_32(text: &str, what: &str) -> Result<[u8; 32], KeyError> {
+    let bytes = B64
+        .decode(text.trim())
+        .map_err(|e| KeyError::Malformed(format!("{what} is not base64: {e}")))?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        KeyError::Malformed(format!(
+            "{what} must be 32 bytes (base64 of the raw key), found {} bytes",
+            b.len()
+        ))
+    })
+}
+
+fn pem_body(text: &str, label: &str) -> Result<String, KeyError> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text
+        .find(&begin)
+        .ok_or_else(|| KeyError::Malformed(format!("PEM block is not a `{label}`")))?
+        + begin.len();
+    let stop = text[start..]
+        .find(&end)
+        .ok_or_else(|| KeyError::Malformed(format!("PEM block has no `{end}` line")))?
+        + start;
+    Ok(text[start..stop].split_whitespace().collect())
+}
+
+fn create_dir_private(dir: &Path) -> Result<(), KeyError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(io("cannot create directory", dir))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io("cannot create", path))?;
+    file.write_all(bytes).map_err(io("cannot write", path))?;
+    file.sync_all().map_err(io("cannot fsync", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_load_and_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("nested/data");
+        let key = InstanceKey::create_in(&data).unwrap();
+        let loaded = InstanceKey::load_from(&data).unwrap();
+        assert_eq!(loaded.instance_id(), key.instance_id());
+        assert_eq!(loaded.verifying_key(), key.verifying_key());
+        let err = InstanceKey::create_in(&data).unwrap_err();
+        assert!(matches!(err, KeyError::AlreadyExists(_)), "{err}");
+        assert_eq!(
+            InstanceKey::load_from(&data).unwrap().verifying_key(),
+            key.verifying_key()
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(InstanceKey::path_in(&data))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(&data).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn missing_key_says_how_to_create_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = InstanceKey::load_from(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("intentproof keys new"), "{err}");
+    }
+
+    #[test]
+    fn instance_ids_are_ulids() {
+        let a = new_instance_id().unwrap();
+        let b = new_instance_id().unwrap();
+        assert_ne!(a, b);
+        assert!(
+            a[5..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        );
+        assert!(!a.contains(['I', 'L', 'O', 'U']));
+    }
+
+    #[test]
+    fn bad_key_text_is_rejected() {
+        assert!(parse_public_key("AAAA").is_err());
+        assert!(parse_seed("not base64!").is_err());
+        let pem = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        assert!(parse_public_key(pem).is_err());
+    }
+}

@@ -1,0 +1,364 @@
+//! RFC 6962 / RFC 9162 Merkle tree hashes, inclusion and consistency proofs.
+//!
+//! - empty tree: `SHA-256("")`
+//! - leaf: `SHA-256(0x00 || data)`
+//! - node: `SHA-256(0x01 || left || right)`
+//! - a tree of `n > 1` leaves splits at `k`, the largest power of two
+//!   smaller than `n`; an odd node is never duplicated.
+//!
+//! [`event_merkle_root`] is the proof bundle's `event_merkle_root`: the
+//! leaves are the event id strings (UTF-8), sorted byte-wise.
+//!
+//! ```
+//! use intentproof_core::merkle::{leaf_hash, root, inclusion_proof, verify_inclusion};
+//! let leaves: Vec<[u8; 32]> = [b"a", b"b", b"c"].iter().map(|d| leaf_hash(*d)).collect();
+//! let r = root(&leaves);
+//! let proof = inclusion_proof(&leaves, 2).unwrap();
+//! verify_inclusion(&leaves[2], 2, 3, &proof, &r).unwrap();
+//! assert!(verify_inclusion(&leaves[1], 2, 3, &proof, &r).is_err());
+//! ```
+
+use sha2::{Digest, Sha256};
+
+/// A 32-byte SHA-256 hash.
+pub type Hash = [u8; 32];
+
+/// Why a proof does not verify or cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MerkleError {
+    /// The leaf index is not below the tree size.
+    #[error("leaf index {index} is out of range for a tree of size {size}")]
+    IndexOutOfRange {
+        /// The index given.
+        index: u64,
+        /// The tree size.
+        size: u64,
+    },
+    /// The old size is larger than the new size.
+    #[error("old tree size {old} is larger than new tree size {new}")]
+    SizeOrder {
+        /// Old size.
+        old: u64,
+        /// New size.
+        new: u64,
+    },
+    /// The proof has the wrong number of hashes for these sizes.
+    #[error("proof has {got} hashes, but these tree sizes need {want}")]
+    ProofLength {
+        /// Hashes in the proof.
+        got: usize,
+        /// Hashes required.
+        want: usize,
+    },
+    /// A consistency proof has too many or too few hashes for its sizes.
+    #[error("consistency proof of {got} hashes does not fit tree sizes {old} -> {new}")]
+    ConsistencyShape {
+        /// Hashes in the proof.
+        got: usize,
+        /// Old size.
+        old: u64,
+        /// New size.
+        new: u64,
+    },
+    /// The proof leads to a different root.
+    #[error("proof leads to root {computed}, expected {expected}")]
+    RootMismatch {
+        /// Hex of the computed root.
+        computed: String,
+        /// Hex of the expected root.
+        expected: String,
+    },
+}
+
+/// `SHA-256("")`, the root of the empty tree.
+pub fn empty_root() -> Hash {
+    Sha256::digest(b"").into()
+}
+
+/// `SHA-256(0x00 || data)`.
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(data);
+    h.finalize().into()
+}
+
+/// `SHA-256(0x01 || left || right)`.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// The tree hash of `leaf_hashes` (already leaf-hashed).
+///
+/// Iterative: one pass over the leaves with a stack of at most 64 perfect
+/// subtree roots, no allocation.
+pub fn root(leaf_hashes: &[Hash]) -> Hash {
+    if leaf_hashes.is_empty() {
+        return empty_root();
+    }
+    // stack[i] is the root of a perfect subtree; sizes strictly decrease.
+    let mut stack = [[0u8; 32]; 64];
+    let mut depth = 0usize;
+    for (count, leaf) in (1u64..).zip(leaf_hashes) {
+        let mut h = *leaf;
+        // Merge once per trailing zero bit of the new count.
+        let mut c = count;
+        while c & 1 == 0 {
+            depth -= 1;
+            h = node_hash(&stack[depth], &h);
+            c >>= 1;
+        }
+        stack[depth] = h;
+        depth += 1;
+    }
+    // Fold the remaining perfect subtrees from the right.
+    let mut acc = stack[depth - 1];
+    for i in (0..depth - 1).rev() {
+        acc = node_hash(&stack[i], &acc);
+    }
+    acc
+}
+
+/// The tree hash of raw leaf data.
+pub fn root_of_data<D: AsRef<[u8]>>(leaves: &[D]) -> Hash {
+    let hashes: Vec<Hash> = leaves.iter().map(|d| leaf_hash(d.as_ref())).collect();
+    root(&hashes)
+}
+
+/// The bundle's `event_merkle_root` (also `attestation_merkle_root`): leaves
+/// are the id strings' UTF-8 bytes sorted byte-wise; output
+/// `"sha256:" + hex`.
+///
+/// ```
+/// let a = intentproof_core::merkle::event_merkle_root(&["b", "a"]);
+/// let b = intentproof_core::merkle::event_merkle_root(&["a", "b"]);
+/// assert_eq!(a, b);
+/// assert!(a.starts_with("sha256:"));
+/// ```
+pub fn event_merkle_root<S: AsRef<str>>(ids: &[S]) -> String {
+    let mut sorted: Vec<&[u8]> = ids.iter().map(|s| s.as_ref().as_bytes()).collect();
+    sorted.sort_unstable();
+    let hashes: Vec<Hash> = sorted.iter().map(|d| leaf_hash(d)).collect();
+    crate::v1::sha256_prefixed(&root(&hashes))
+}
+
+fn split(n: usize) -> usize {
+    // Largest power of two strictly below n (n >= 2).
+    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// The inclusion proof (audit path, RFC 6962 PATH) of leaf `index`.
+pub fn inclusion_proof(leaf_hashes: &[Hash], index: usize) -> Result<Vec<Hash>, MerkleError> {
+    if index >= leaf_hashes.len() {
+        return Err(MerkleError::IndexOutOfRange {
+            index: index as u64,
+            size: leaf_hashes.len() as u64,
+        });
+    }
+    let mut proof = Vec::new();
+    let (mut lo, mut hi, mut m) = (0usize, leaf_hashes.len(), index);
+    // Walk down, collecting siblings root-first, then reverse (leaf-first).
+    while hi - lo > 1 {
+        let k = split(hi - lo);
+        if m < k {
+            proof.push(root(&leaf_hashes[lo + k..hi]));
+            hi = lo + k;
+        } else {
+            proof.push(root(&leaf_hashes[lo..lo + k]));
+            lo += k;
+            m -= k;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// Verifies an inclusion proof (RFC 9162 section 2.1.3.2).
+pub fn verify_inclusion(
+    leaf: &Hash,
+    index: u64,
+    size: u64,
+    proof: &[Hash],
+    expected_root: &Hash,
+) -> Result<(), MerkleError> {
+    if index >= size {
+        return Err(MerkleError::IndexOutOfRange { index, size });
+    }
+    let (mut f_n, mut s_n) = (index, size - 1);
+    let mut r = *leaf;
+    for p in proof {
+        if s_n == 0 {
+            return Err(MerkleError::ProofLength {
+                got: proof.len(),
+                want: inclusion_len(index, size),
+            });
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            r = node_hash(p, &r);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    if s_n != 0 {
+        return Err(MerkleError::ProofLength {
+            got: proof.len(),
+            want: inclusion_len(index, size),
+        });
+    }
+    check_root(&r, expected_root)
+}
+
+fn inclusion_len(index: u64, size: u64) -> usize {
+    let (mut f_n, mut s_n, mut n) = (index, size - 1, 0);
+    while s_n != 0 {
+        if f_n & 1 == 0 && f_n == s_n {
+            while f_n & 1 == 0 && f_n != 0 {
+                f_n >>= 1;
+                s_n >>= 1;
+            }
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+        n += 1;
+    }
+    n
+}
+
+fn check_root(computed: &Hash, expected: &Hash) -> Result<(), MerkleError> {
+    if computed == expected {
+        Ok(())
+    } else {
+        Err(MerkleError::RootMismatch {
+            computed: hex(computed),
+            expected: hex(expected),
+        })
+    }
+}
+
+/// Lowercase hex of a hash.
+pub fn hex(h: &Hash) -> String {
+    let mut s = String::with_capacity(64);
+    crate::v1::push_hex(&mut s, h);
+    s
+}
+
+/// The consistency proof between the first `old_size` leaves and all of
+/// `leaf_hashes` (RFC 6962 PROOF / SUBPROOF). Empty when `old_size` is 0 or
+/// equals the tree size.
+pub fn consistency_proof(leaf_hashes: &[Hash], old_size: usize) -> Result<Vec<Hash>, MerkleError> {
+    if old_size > leaf_hashes.len() {
+        return Err(MerkleError::SizeOrder {
+            old: old_size as u64,
+            new: leaf_hashes.len() as u64,
+        });
+    }
+    let mut proof = Vec::new();
+    if old_size > 0 && old_size < leaf_hashes.len() {
+        subproof(old_size, leaf_hashes, true, &mut proof);
+    }
+    Ok(proof)
+}
+
+fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if m == n {
+        if !complete {
+            out.push(root(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(m, &leaves[..k], complete, out);
+        out.push(root(&leaves[k..]));
+    } else {
+        subproof(m - k, &leaves[k..], false, out);
+        out.push(root(&leaves[..k]));
+    }
+}
+
+/// Verifies a consistency proof (RFC 9162 section 2.1.4.2).
+pub fn verify_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_root: &Hash,
+    new_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), MerkleError> {
+    if old_size > new_size {
+        return Err(MerkleError::SizeOrder {
+            old: old_size,
+            new: new_size,
+        });
+    }
+    if old_size == new_size || old_size == 0 {
+        if !proof.is_empty() {
+            return Err(MerkleError::ProofLength {
+                got: proof.len(),
+                want: 0,
+            });
+        }
+        return if old_size == 0 {
+            Ok(())
+        } else {
+            check_root(new_root, old_root)
+        };
+    }
+    // If old_size is a power of two, the old root is the first proof node.
+    let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
+    if old_size.is_power_of_two() {
+        path.push(*old_root);
+    }
+    path.extend_from_slice(proof);
+    let shape = MerkleError::ConsistencyShape {
+        got: proof.len(),
+        old: old_size,
+        new: new_size,
+    };
+    let (first, rest) = match path.split_first() {
+        Some(split) if !proof.is_empty() => split,
+        _ => return Err(shape),
+    };
+    let (mut f_n, mut s_n) = (old_size - 1, new_size - 1);
+    while f_n & 1 == 1 {
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    let (mut fr, mut sr) = (*first, *first);
+    for c in rest {
+        if s_n == 0 {
+            return Err(shape);
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    if s_n != 0 {
+        return Err(shape);
+    }
+    check_root(&fr, old_root)?;
+    check_root(&sr, new_root)
+}
