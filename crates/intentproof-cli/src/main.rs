@@ -27,8 +27,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod daemon;
+
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use daemon::data_dir_or_default;
 use intentproof_core::ExecutionEvent;
 use intentproof_core::canon::{canonicalize_bytes, parse_strict};
 use intentproof_core::keys::{self, InstanceKey};
@@ -60,6 +63,23 @@ enum Command {
         #[command(subcommand)]
         command: EventCommand,
     },
+    /// Run the daemon: ingest and query API, durable store.
+    Serve(daemon::ServeArgs),
+    /// List stored events (from the daemon).
+    Events(daemon::EventsArgs),
+    /// List correlation chains (from the daemon).
+    Chains {
+        #[command(flatten)]
+        client: daemon::ClientArgs,
+        /// Most chains to show (most recent first).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Check or rebuild the daemon's store (offline).
+    Store {
+        #[command(subcommand)]
+        command: daemon::StoreCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +96,8 @@ enum KeysCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Tell the daemon to trust an instance's public key: its events then verify.
+    Trust(daemon::TrustArgs),
 }
 
 #[derive(Subcommand)]
@@ -116,7 +138,7 @@ enum EventCommand {
 
 /// An error that means "the input is invalid", exit status 1.
 #[derive(Debug)]
-struct Invalid(String);
+pub(crate) struct Invalid(pub(crate) String);
 
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,7 +187,12 @@ fn run(cli: Cli) -> Result<()> {
                 let dir = data_dir_or_default(data_dir)?;
                 print_key(&InstanceKey::load_from(&dir)?)
             }
+            KeysCommand::Trust(args) => daemon::trust(args),
         },
+        Command::Serve(args) => daemon::serve(args),
+        Command::Events(args) => daemon::events(args),
+        Command::Chains { client, limit } => daemon::chains(client, limit),
+        Command::Store { command } => daemon::store(command),
         Command::Event { command } => match command {
             EventCommand::Canon { file } => {
                 let bytes = canonicalize_bytes(&read_input(&file)?)
@@ -184,19 +211,6 @@ fn run(cli: Cli) -> Result<()> {
             EventCommand::Verify { key, file } => verify(&key, &file),
         },
     }
-}
-
-fn data_dir_or_default(flag: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(dir) = flag {
-        return Ok(dir);
-    }
-    if let Some(dir) = std::env::var_os("INTENTPROOF_DATA_DIR").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(dir));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| anyhow!("HOME is not set; pass --data-dir or set INTENTPROOF_DATA_DIR"))?;
-    Ok(Path::new(&home).join(".intentproof"))
 }
 
 fn print_key(key: &InstanceKey) -> Result<()> {

@@ -1,0 +1,463 @@
+//! HTTP routes. Handlers are thin: check auth, call a plain function,
+//! shape the JSON. Every error body is `{"error": <what and what to do>,
+//! "reason": <stable code>}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use intentproof_core::keys::parse_public_key;
+use intentproof_core::merkle::hex;
+use intentproof_store::checkpoint::{self, Checkpoint};
+use intentproof_store::{Appended, ChainSummary, EventQuery, Store, StoredEvent};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::datadir::DataDir;
+use crate::ingest::{self, DaemonSealer, TrustedKeys};
+use crate::metrics::{Metrics, RejectReason};
+use crate::writer::Writer;
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The store (queries; appends go through `writer`).
+    pub store: Arc<Store>,
+    /// The group-commit writer.
+    pub writer: Writer,
+    /// The daemon's sealer for envelope events.
+    pub sealer: DaemonSealer,
+    /// Trusted instance keys.
+    pub keys: TrustedKeys,
+    /// Bearer token for reads and admin.
+    pub token: String,
+    /// Bearer token for ingest, when configured.
+    pub ingest_token: Option<String>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The data directory.
+    pub data_dir: DataDir,
+    /// Largest ingest body.
+    pub max_body_bytes: usize,
+    /// The daemon's signing key, for checkpoints.
+    pub daemon_key: intentproof_core::keys::InstanceKey,
+}
+
+type Shared = Arc<AppState>;
+
+/// An error response.
+pub struct ApiError {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.message, "reason": self.reason})),
+        )
+            .into_response()
+    }
+}
+
+/// The router with every route.
+pub fn router(state: Shared) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/v1/events", post(ingest_event).get(list_events))
+        .route("/v1/events/{id}", get(get_event))
+        .route("/v1/chains", get(list_chains))
+        .route("/v1/chains/{id}", get(get_chain))
+        .route("/v1/checkpoint", get(get_checkpoint))
+        .route("/v1/keys", post(trust_key))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Compares without an early exit, so timing does not leak the token.
+fn same_token(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn require_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers) {
+        Some(given) if same_token(given, &state.token) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "this endpoint needs `Authorization: Bearer <token>`; the token is in {}",
+                state.data_dir.token_path().display()
+            ),
+        )),
+    }
+}
+
+async fn ingest_event(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.ingest_token {
+        if !bearer(&headers).is_some_and(|given| same_token(given, expected)) {
+            state.metrics.rejected(RejectReason::Unauthorized);
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "ingest needs `Authorization: Bearer <ingest token>` (INTENTPROOF_INGEST_TOKEN on the SDK side)",
+            ));
+        }
+    }
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            state.metrics.rejected(RejectReason::TooLarge);
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "body is larger than {} bytes; trim the event's inputs and output (capture hooks, redaction) or raise max_body_bytes",
+                    state.max_body_bytes
+                ),
+            ));
+        }
+        Err(rejection) => {
+            state.metrics.rejected(RejectReason::MalformedJson);
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                rejection.body_text(),
+            ));
+        }
+    };
+    let worker = Arc::clone(&state);
+    let prepared =
+        tokio::task::spawn_blocking(move || ingest::prepare(&body, &worker.keys, &worker.sealer))
+            .await
+            .map_err(ApiError::internal)?;
+    let incoming = match prepared {
+        Ok(incoming) => incoming,
+        Err(e) => {
+            state.metrics.rejected(e.reason());
+            let (status, reason) = match e.reason() {
+                RejectReason::BadSignature => (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"),
+                RejectReason::MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json"),
+                _ => (StatusCode::BAD_REQUEST, "invalid_event"),
+            };
+            return Err(ApiError::new(status, reason, e.to_string()));
+        }
+    };
+    let event_id = incoming.meta.event_id.clone();
+    let answer = state.writer.submit(incoming).map_err(|_| {
+        state.metrics.rejected(RejectReason::Overloaded);
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the write queue is full; retry shortly",
+        )
+    })?;
+    let outcome = answer
+        .await
+        .map_err(|_| ApiError::internal("the writer stopped before answering"))?;
+    match outcome {
+        Ok(Ok(Appended::Stored { seq })) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "stored", "event_id": event_id, "seq": seq})),
+        )
+            .into_response()),
+        // 200 is a success for the reference SDKs too.
+        Ok(Ok(Appended::Duplicate { seq })) => Ok((
+            StatusCode::OK,
+            Json(json!({"status": "duplicate", "event_id": event_id, "seq": seq})),
+        )
+            .into_response()),
+        Ok(Err(conflict)) => {
+            state.metrics.rejected(RejectReason::ChainConflict);
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "chain_conflict",
+                conflict.to_string(),
+            ))
+        }
+        Err(storage) => {
+            state.metrics.rejected(RejectReason::StorageError);
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_error",
+                format!("the event was not stored: {storage}"),
+            ))
+        }
+    }
+}
+
+fn event_json(stored: &StoredEvent) -> Value {
+    json!({
+        "seq": stored.entry.seq,
+        "signature": stored.entry.meta.signature.as_str(),
+        "event": stored.event,
+    })
+}
+
+/// Query parameters of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+pub struct EventParams {
+    correlation: Option<String>,
+    action: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<u64>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, intentproof_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+async fn list_events(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(params): Query<EventParams>,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    if let Some(status) = &params.status {
+        if status != "ok" && status != "error" {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("status={status:?}: use ok or error"),
+            ));
+        }
+    }
+    let query = EventQuery {
+        correlation_id: params.correlation,
+        action: params.action,
+        status: params.status,
+        since: params.since,
+        until: params.until,
+        after: params.cursor,
+        limit: params.limit.unwrap_or(100),
+    };
+    let store = Arc::clone(&state.store);
+    let page = blocking(move || store.events(&query)).await?;
+    Ok(Json(json!({
+        "events": page.events.iter().map(event_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+async fn get_event(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    let worker = Arc::clone(&state);
+    let found = blocking(move || {
+        let Some(stored) = worker.store.get(&id)? else {
+            return Ok(None);
+        };
+        let signed = checkpoint::latest(worker.store.dir())
+            .ok()
+            .flatten()
+            .filter(|cp| cp.tree_size > stored.entry.seq);
+        let size = signed
+            .as_ref()
+            .map_or(worker.store.tree_size(), |cp| cp.tree_size);
+        let proof = worker.store.inclusion_proof(stored.entry.seq, size)?;
+        let root = worker.store.root(size);
+        Ok(Some((stored, size, proof, root, signed)))
+    })
+    .await?;
+    let Some((stored, size, proof, root, signed)) = found else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no event with that id",
+        ));
+    };
+    let mut body = event_json(&stored);
+    body["inclusion"] = json!({
+        "leaf_index": stored.entry.seq,
+        "tree_size": size,
+        "root": format!("sha256:{}", hex(&root)),
+        "proof": proof.iter().map(hex).collect::<Vec<_>>(),
+        "checkpoint": signed,
+    });
+    Ok(Json(body))
+}
+
+fn chain_json(summary: &ChainSummary) -> Value {
+    let mut value = serde_json::to_value(summary).unwrap_or(Value::Null);
+    value["verified"] = Value::Bool(summary.verified());
+    value["gaps"] = json!(summary.gaps());
+    value
+}
+
+/// Query parameters of `GET /v1/chains`.
+#[derive(Debug, Deserialize)]
+pub struct ChainParams {
+    limit: Option<usize>,
+}
+
+async fn list_chains(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(params): Query<ChainParams>,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    let store = Arc::clone(&state.store);
+    let limit = params.limit.unwrap_or(100).clamp(1, 10_000);
+    let chains = blocking(move || store.chains(limit)).await?;
+    Ok(Json(
+        json!({"chains": chains.iter().map(chain_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn get_chain(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    let store = Arc::clone(&state.store);
+    let (summary, events) =
+        blocking(move || Ok((store.chain_summary(&id)?, store.chain(&id)?))).await?;
+    let Some(summary) = summary else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no chain with that correlation id",
+        ));
+    };
+    Ok(Json(json!({
+        "chain": chain_json(&summary),
+        "events": events.iter().map(event_json).collect::<Vec<_>>(),
+    })))
+}
+
+/// Signs a checkpoint of the current tree if the last one is older, and
+/// returns the latest. Used by the API, the periodic task and shutdown.
+pub fn checkpoint_now(state: &AppState) -> Result<Option<Checkpoint>, String> {
+    let latest = checkpoint::latest(state.store.dir()).map_err(|e| e.to_string())?;
+    let size = state.store.tree_size();
+    if size == 0 || latest.as_ref().is_some_and(|cp| cp.tree_size == size) {
+        return Ok(latest);
+    }
+    let key = &state.daemon_key;
+    let cp = Checkpoint::sign(
+        size,
+        &state.store.root(size),
+        key.signing_key(),
+        &key.key_id(),
+    );
+    checkpoint::append(state.store.dir(), &cp).map_err(|e| e.to_string())?;
+    Ok(Some(cp))
+}
+
+async fn get_checkpoint(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    let worker = Arc::clone(&state);
+    let cp = tokio::task::spawn_blocking(move || checkpoint_now(&worker))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({
+        "checkpoint": cp,
+        "public_key": state.daemon_key.public_key_base64(),
+    })))
+}
+
+/// Body of `POST /v1/keys`.
+#[derive(Debug, Deserialize)]
+pub struct TrustRequest {
+    instance_id: String,
+    public_key: String,
+}
+
+async fn trust_key(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<TrustRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    let Json(request) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!(
+                "{}; send {{\"instance_id\": \"inst_...\", \"public_key\": \"<base64 or PEM>\"}}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let key = parse_public_key(&request.public_key)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
+    state
+        .data_dir
+        .trust(&request.instance_id, &key)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
+    state.keys.insert(request.instance_id.clone(), key);
+    let store = Arc::clone(&state.store);
+    let instance = request.instance_id.clone();
+    let (verified, invalid) = blocking(move || store.retrust(&instance, &key)).await?;
+    Ok(Json(json!({
+        "instance_id": request.instance_id,
+        "events_verified": verified,
+        "events_invalid": invalid,
+    })))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_token(&state, &headers)?;
+    let text = state.metrics.render(state.store.tree_size());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

@@ -1,0 +1,243 @@
+//! The data directory: the daemon's key, the read token, trusted instance
+//! keys, and where the running daemon listens.
+//!
+//! ```text
+//! <data-dir>/                 mode 0700
+//!   instance_key.json         the daemon's Ed25519 key (0600)
+//!   token                     bearer token for reads and admin (0600)
+//!   trusted-keys/<id>.pub     public keys of instances whose events verify
+//!   daemon.json               {"listen": "127.0.0.1:9787", "pid": 1234} while running
+//!   journal/ index/ checkpoints.jsonl   the store
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::VerifyingKey;
+use intentproof_core::keys::{self, InstanceKey};
+
+/// Problems with the data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// File system error.
+    #[error("data dir {path}: {op}: {source}")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Key handling failed.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    /// A trusted key file is unusable.
+    #[error(
+        "trusted key {path} is not a valid Ed25519 public key ({reason}); delete it or trust the key again"
+    )]
+    BadTrustedKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An instance id that cannot be a file name.
+    #[error("instance id {0:?} is not valid: use letters, digits, '_' and '-' only")]
+    BadInstanceId(String),
+}
+
+/// The keys a data directory trusts: every `trusted-keys/*.pub` plus the
+/// daemon's own.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    keys: std::collections::HashMap<String, VerifyingKey>,
+    daemon: Option<VerifyingKey>,
+}
+
+impl KeyRing {
+    /// The trusted key of `instance_id`.
+    pub fn get(&self, instance_id: &str) -> Option<VerifyingKey> {
+        self.keys.get(instance_id).copied()
+    }
+
+    /// The daemon's public key (signs checkpoints), if it has one yet.
+    pub fn daemon(&self) -> Option<&VerifyingKey> {
+        self.daemon.as_ref()
+    }
+
+    /// Every (instance, key) pair.
+    pub fn entries(&self) -> impl Iterator<Item = (String, VerifyingKey)> + '_ {
+        self.keys.iter().map(|(id, key)| (id.clone(), *key))
+    }
+}
+
+/// A data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    path: PathBuf,
+}
+
+fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> DataDirError + 'a {
+    move |source| DataDirError::Io {
+        path: path.to_owned(),
+        op,
+        source,
+    }
+}
+
+/// Writes `contents` to a new file with mode 0600, atomically (temp file,
+/// fsync, rename).
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), DataDirError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp, "create"))?;
+    file.write_all(contents).map_err(io(&tmp, "write"))?;
+    file.sync_all().map_err(io(&tmp, "fsync"))?;
+    fs::rename(&tmp, path).map_err(io(path, "rename into place"))
+}
+
+/// A new random token: 32 bytes, hex.
+fn new_token() -> Result<String, DataDirError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| DataDirError::Io {
+        path: PathBuf::from("<random>"),
+        op: "generate token",
+        source: io::Error::other(e.to_string()),
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl DataDir {
+    /// The directory at `path` (nothing is created yet).
+    pub fn new(path: impl Into<PathBuf>) -> DataDir {
+        DataDir { path: path.into() }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the directory (mode 0700), the daemon key and the token when
+    /// missing. Returns the daemon key.
+    pub fn ensure(&self) -> Result<InstanceKey, DataDirError> {
+        fs::create_dir_all(&self.path).map_err(io(&self.path, "create"))?;
+        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
+            .map_err(io(&self.path, "chmod 0700"))?;
+        let key = if InstanceKey::path_in(&self.path).exists() {
+            InstanceKey::load_from(&self.path)?
+        } else {
+            InstanceKey::create_in(&self.path)?
+        };
+        if !self.token_path().exists() {
+            write_private(&self.token_path(), new_token()?.as_bytes())?;
+        }
+        fs::create_dir_all(self.trusted_dir()).map_err(io(&self.path, "create trusted-keys"))?;
+        Ok(key)
+    }
+
+    /// Path of the token file.
+    pub fn token_path(&self) -> PathBuf {
+        self.path.join("token")
+    }
+
+    /// The read/admin token.
+    pub fn token(&self) -> Result<String, DataDirError> {
+        let path = self.token_path();
+        fs::read_to_string(&path)
+            .map(|t| t.trim().to_owned())
+            .map_err(io(
+                &path,
+                "read token (start `intentproof serve` once to create it)",
+            ))
+    }
+
+    fn trusted_dir(&self) -> PathBuf {
+        self.path.join("trusted-keys")
+    }
+
+    /// Saves `key` as the trusted key of `instance_id`.
+    pub fn trust(&self, instance_id: &str, key: &VerifyingKey) -> Result<(), DataDirError> {
+        let valid = !instance_id.is_empty()
+            && instance_id.len() <= 128
+            && instance_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(DataDirError::BadInstanceId(instance_id.to_owned()));
+        }
+        fs::create_dir_all(self.trusted_dir()).map_err(io(&self.path, "create trusted-keys"))?;
+        let path = self.trusted_dir().join(format!("{instance_id}.pub"));
+        write_private(&path, B64.encode(key.as_bytes()).as_bytes())
+    }
+
+    /// The keys in `trusted-keys/` (not the daemon's own).
+    fn trusted_keys(&self) -> Result<Vec<(String, VerifyingKey)>, DataDirError> {
+        let mut keys = Vec::new();
+        let dir = self.trusted_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(keys),
+            Err(e) => return Err(io(&dir, "list trusted keys")(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io(&dir, "list trusted keys"))?.path();
+            let Some(instance) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".pub"))
+            else {
+                continue;
+            };
+            let text = fs::read_to_string(&path).map_err(io(&path, "read"))?;
+            let key = keys::parse_public_key(&text).map_err(|e| DataDirError::BadTrustedKey {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            keys.push((instance.to_owned(), key));
+        }
+        Ok(keys)
+    }
+
+    /// The trusted keys and the daemon's key, as files hold them now.
+    pub fn key_ring(&self) -> Result<KeyRing, DataDirError> {
+        let mut keys: std::collections::HashMap<String, VerifyingKey> =
+            self.trusted_keys()?.into_iter().collect();
+        let daemon = if InstanceKey::path_in(&self.path).exists() {
+            let own = InstanceKey::load_from(&self.path)?;
+            keys.insert(own.instance_id().to_owned(), own.verifying_key());
+            Some(own.verifying_key())
+        } else {
+            None
+        };
+        Ok(KeyRing { keys, daemon })
+    }
+
+    /// Records where the running daemon listens.
+    pub fn write_daemon_info(&self, listen: &str) -> Result<(), DataDirError> {
+        let info = serde_json::json!({"listen": listen, "pid": std::process::id()});
+        write_private(&self.path.join("daemon.json"), info.to_string().as_bytes())
+    }
+
+    /// Removes the daemon info file (at shutdown).
+    pub fn clear_daemon_info(&self) {
+        let _ = fs::remove_file(self.path.join("daemon.json"));
+    }
+
+    /// The URL of the daemon that last started on this data dir, if any.
+    pub fn daemon_url(&self) -> Option<String> {
+        let text = fs::read_to_string(self.path.join("daemon.json")).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(format!("http://{}", value.get("listen")?.as_str()?))
+    }
+}

@@ -1,0 +1,202 @@
+//! Turning an ingest body into an event the store can append: parse
+//! strictly, tell the two accepted shapes apart, validate, verify or seal.
+//!
+//! Two shapes are accepted on `POST /v1/events`:
+//! - a bare signed `intentproof.event.v1` object (what the reference SDKs
+//!   send): validated against the spec schema, its signature checked when
+//!   its instance's key is trusted, and stored byte for byte as received;
+//! - the seed SDK envelope `{"intentproof":"1","event":{...camelCase...}}`:
+//!   the unsigned event is sealed by the daemon's own key (continuing the
+//!   daemon's chain for that correlation), then stored.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use ed25519_dalek::VerifyingKey;
+use intentproof_core::ExecutionEvent;
+use intentproof_core::canon::parse_strict;
+use intentproof_core::keys::InstanceKey;
+use intentproof_core::schema::{SchemaKind, validate};
+use intentproof_core::seal::Sealer;
+use intentproof_store::{EventMeta, Incoming, MetaError, Store};
+use serde_json::Value;
+
+use crate::metrics::RejectReason;
+
+/// Why an ingest body was refused. Each maps to an HTTP status and a
+/// metrics reason.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Not JSON (or duplicate keys, or integers JSON cannot carry exactly).
+    #[error("{0}")]
+    Malformed(String),
+    /// JSON, but not an event we accept.
+    #[error("{0}")]
+    Invalid(String),
+    /// The signature does not verify with the instance's trusted key.
+    #[error("{0}")]
+    BadSignature(String),
+}
+
+impl IngestError {
+    /// The metrics reason.
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            IngestError::Malformed(_) => RejectReason::MalformedJson,
+            IngestError::Invalid(_) => RejectReason::InvalidEvent,
+            IngestError::BadSignature(_) => RejectReason::BadSignature,
+        }
+    }
+}
+
+/// Trusted instance keys, shared and updatable at run time.
+#[derive(Debug, Default)]
+pub struct TrustedKeys {
+    keys: RwLock<HashMap<String, VerifyingKey>>,
+}
+
+impl TrustedKeys {
+    /// A set holding `keys`.
+    pub fn new(keys: impl IntoIterator<Item = (String, VerifyingKey)>) -> Self {
+        TrustedKeys {
+            keys: RwLock::new(keys.into_iter().collect()),
+        }
+    }
+
+    /// The key of `instance_id`, if trusted.
+    pub fn get(&self, instance_id: &str) -> Option<VerifyingKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(instance_id)
+            .copied()
+    }
+
+    /// Trusts (or replaces) a key.
+    pub fn insert(&self, instance_id: String, key: VerifyingKey) {
+        self.keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(instance_id, key);
+    }
+}
+
+/// The daemon's own sealer, which continues its chains across restarts.
+pub struct DaemonSealer {
+    sealer: Sealer,
+    resumed: Mutex<HashSet<String>>,
+    store: Arc<Store>,
+}
+
+impl DaemonSealer {
+    /// A sealer with the daemon key, for tenant `tenant_id`.
+    pub fn new(key: InstanceKey, tenant_id: &str, store: Arc<Store>) -> Self {
+        DaemonSealer {
+            sealer: Sealer::new(key).with_tenant_id(tenant_id),
+            resumed: Mutex::new(HashSet::new()),
+            store,
+        }
+    }
+
+    /// The daemon's instance id.
+    pub fn instance_id(&self) -> &str {
+        self.sealer.key().instance_id()
+    }
+
+    /// Seals `event`, first picking up the stored head of its chain if this
+    /// process has not sealed into that chain yet.
+    fn seal(&self, event: &ExecutionEvent) -> Result<Value, IngestError> {
+        let correlation = event
+            .correlation_id
+            .as_deref()
+            .unwrap_or(&event.id)
+            .to_owned();
+        {
+            let mut resumed = self.resumed.lock().unwrap_or_else(PoisonError::into_inner);
+            if !resumed.contains(&correlation) {
+                let head = self
+                    .store
+                    .chain_head(self.instance_id(), &correlation)
+                    .map_err(|e| {
+                        IngestError::Invalid(format!("cannot read the chain head: {e}"))
+                    })?;
+                if let Some((position, hash)) = head {
+                    self.sealer
+                        .resume_chain(correlation.clone(), position, hash);
+                }
+                resumed.insert(correlation);
+            }
+        }
+        self.sealer
+            .seal(event)
+            .map(|sealed| sealed.event)
+            .map_err(|e| IngestError::Invalid(format!("event cannot be sealed: {e}")))
+    }
+}
+
+/// Parses and checks one ingest body.
+pub fn prepare(
+    body: &[u8],
+    keys: &TrustedKeys,
+    sealer: &DaemonSealer,
+) -> Result<Incoming, IngestError> {
+    let value = parse_strict(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+    let Value::Object(object) = &value else {
+        return Err(IngestError::Invalid(
+            "body must be a JSON object: a signed intentproof.event.v1 event, or {\"intentproof\":\"1\",\"event\":{...}}".into(),
+        ));
+    };
+    if object.contains_key("intentproof") {
+        return prepare_envelope(&value, sealer);
+    }
+    if let Err(problems) = validate(SchemaKind::ExecutionEvent, &value) {
+        let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+        return Err(IngestError::Invalid(format!(
+            "not a valid intentproof.event.v1 event: {}",
+            shown.join("; ")
+        )));
+    }
+    let instance = object
+        .get("instance_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let meta = EventMeta::from_v1(&value, keys.get(instance).as_ref()).map_err(|e| match e {
+        MetaError::Signature(e) => IngestError::BadSignature(e.to_string()),
+        other => IngestError::Invalid(other.to_string()),
+    })?;
+    Ok(Incoming {
+        meta,
+        bytes: body.to_vec(),
+    })
+}
+
+fn prepare_envelope(value: &Value, sealer: &DaemonSealer) -> Result<Incoming, IngestError> {
+    match value.get("intentproof") {
+        Some(Value::String(v)) if v == "1" => {}
+        other => {
+            return Err(IngestError::Invalid(format!(
+                "field `intentproof` must be \"1\" (the envelope version), not {}",
+                other.map_or("missing".to_owned(), Value::to_string)
+            )));
+        }
+    }
+    let event = value
+        .get("event")
+        .ok_or_else(|| IngestError::Invalid("field `event` is missing from the envelope".into()))?;
+    let event: ExecutionEvent = serde_json::from_value(event.clone())
+        .map_err(|e| IngestError::Invalid(format!("field `event`: {e}")))?;
+    if event.intent.trim().is_empty() || event.action.trim().is_empty() {
+        return Err(IngestError::Invalid(
+            "field `event`: intent and action must not be blank".into(),
+        ));
+    }
+    let sealed = sealer.seal(&event)?;
+    let meta =
+        EventMeta::from_v1(&sealed, None).map_err(|e| IngestError::Invalid(e.to_string()))?;
+    let meta = EventMeta {
+        signature: intentproof_store::SignatureState::Verified,
+        ..meta
+    };
+    let bytes = serde_json::to_vec(&sealed).map_err(|e| IngestError::Invalid(e.to_string()))?;
+    Ok(Incoming { meta, bytes })
+}

@@ -1,0 +1,36 @@
+//! The IntentProof daemon (`intentproof serve`).
+//!
+//! It owns one data directory: the store (journal + sled index), the
+//! daemon's signing key, the read token and the trusted instance keys. It
+//! serves, on loopback by default:
+//!
+//! - ingest: `POST /v1/events` (bare signed v1 events from the reference
+//!   SDKs, or the seed SDK's `{"intentproof":"1","event":{...}}` envelope,
+//!   which the daemon seals with its own key);
+//! - queries: `/v1/events`, `/v1/events/{id}`, `/v1/chains`,
+//!   `/v1/chains/{id}`, `/v1/checkpoint`, `/metrics` (bearer token);
+//! - admin: `POST /v1/keys` (trust an instance's public key);
+//! - `/healthz`.
+//!
+//! Writes go through one group-commit writer thread ([`writer`]) so every
+//! acknowledged event is fsync'd; exporters ([`pump`]) read the store by
+//! durable cursor. Handlers are thin: they parse, check and hand over to
+//! plain functions in [`ingest`] and the store.
+//!
+//! It does not own the record format (`intentproof-core`) or storage
+//! (`intentproof-store`), and it is the only process that opens the store.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod datadir;
+pub mod ingest;
+pub mod metrics;
+pub mod pump;
+pub mod serve;
+pub mod writer;
+
+pub use config::Config;
+pub use serve::{Daemon, serve};

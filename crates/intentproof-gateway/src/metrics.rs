@@ -1,0 +1,195 @@
+//! Daemon metrics, rendered in the Prometheus text format at `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Why an ingest request was refused; one counter each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Body is not JSON (or has duplicate keys, unsafe integers).
+    MalformedJson,
+    /// JSON, but not a valid event.
+    InvalidEvent,
+    /// Signature does not verify with the instance's trusted key.
+    BadSignature,
+    /// Conflicts with the stored chain.
+    ChainConflict,
+    /// Body over the size limit.
+    TooLarge,
+    /// Missing or wrong ingest token.
+    Unauthorized,
+    /// Writer queue full.
+    Overloaded,
+    /// Storage failed.
+    StorageError,
+}
+
+const REASONS: [(RejectReason, &str); 8] = [
+    (RejectReason::MalformedJson, "malformed_json"),
+    (RejectReason::InvalidEvent, "invalid_event"),
+    (RejectReason::BadSignature, "bad_signature"),
+    (RejectReason::ChainConflict, "chain_conflict"),
+    (RejectReason::TooLarge, "too_large"),
+    (RejectReason::Unauthorized, "unauthorized"),
+    (RejectReason::Overloaded, "overloaded"),
+    (RejectReason::StorageError, "storage_error"),
+];
+
+/// Upper bounds (seconds) of the fsync latency histogram.
+const FSYNC_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+/// All daemon counters. Lock-free; shared by handlers and threads.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    ingested: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: [AtomicU64; 8],
+    fsync_buckets: [AtomicU64; 10],
+    fsync_count: AtomicU64,
+    fsync_micros: AtomicU64,
+    batches: AtomicU64,
+    /// Events accepted by ingest and not yet written.
+    pub queue_depth: AtomicUsize,
+    exported: AtomicU64,
+    export_failures: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a stored event.
+    pub fn ingested(&self) {
+        self.ingested.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an idempotent re-send.
+    pub fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused request.
+    pub fn rejected(&self, reason: RejectReason) {
+        if let Some(i) = REASONS.iter().position(|(r, _)| *r == reason) {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records one group commit (write + fsync) and its duration.
+    pub fn commit(&self, took: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.fsync_count.fetch_add(1, Ordering::Relaxed);
+        self.fsync_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let secs = took.as_secs_f64();
+        for (i, bound) in FSYNC_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.fsync_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts one exporter delivery.
+    pub fn exported(&self, ok: bool) {
+        if ok {
+            self.exported.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.export_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self, records: u64) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_events_ingested_total Events stored."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_events_ingested_total counter");
+        let _ = writeln!(
+            out,
+            "intentproof_events_ingested_total {}",
+            get(&self.ingested)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_events_duplicate_total Identical re-sends accepted without storing again."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_events_duplicate_total counter");
+        let _ = writeln!(
+            out,
+            "intentproof_events_duplicate_total {}",
+            get(&self.duplicates)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_events_rejected_total Ingest requests refused, by reason."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_events_rejected_total counter");
+        for (i, (_, name)) in REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "intentproof_events_rejected_total{{reason=\"{name}\"}} {}",
+                get(&self.rejected[i])
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_fsync_seconds Journal group commit (write + fdatasync) latency."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_fsync_seconds histogram");
+        for (i, bound) in FSYNC_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "intentproof_fsync_seconds_bucket{{le=\"{bound}\"}} {}",
+                get(&self.fsync_buckets[i])
+            );
+        }
+        let count = get(&self.fsync_count);
+        let _ = writeln!(
+            out,
+            "intentproof_fsync_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "intentproof_fsync_seconds_sum {}",
+            get(&self.fsync_micros) as f64 / 1e6
+        );
+        let _ = writeln!(out, "intentproof_fsync_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_writer_queue_depth Events waiting for the journal writer."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_writer_queue_depth gauge");
+        let _ = writeln!(
+            out,
+            "intentproof_writer_queue_depth {}",
+            self.queue_depth.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_journal_records Records in the journal (Merkle tree size)."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_journal_records gauge");
+        let _ = writeln!(out, "intentproof_journal_records {records}");
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_exporter_deliveries_total Exporter deliveries, by result."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_exporter_deliveries_total counter");
+        let _ = writeln!(
+            out,
+            "intentproof_exporter_deliveries_total{{result=\"ok\"}} {}",
+            get(&self.exported)
+        );
+        let _ = writeln!(
+            out,
+            "intentproof_exporter_deliveries_total{{result=\"failed\"}} {}",
+            get(&self.export_failures)
+        );
+        out
+    }
+}

@@ -1,0 +1,125 @@
+//! Daemon exporters: each configured collector gets every stored event, in
+//! journal order, at least once. Its position is a durable cursor in the
+//! store, moved only after the collector answered 2xx, so a restart resumes
+//! where delivery stopped. A slow or dead collector never blocks ingest: it
+//! only falls behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use intentproof_store::Store;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::{Notify, watch};
+
+use crate::config::ExporterConfig;
+use crate::metrics::Metrics;
+
+/// Runs one exporter until `stop` turns true.
+pub async fn run(
+    config: ExporterConfig,
+    store: Arc<Store>,
+    appended: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(mut value)) => {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+            _ => {
+                tracing::error!(exporter = %config.name, header = %name, "exporter header is not valid HTTP; it is not sent")
+            }
+        }
+    }
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(exporter = %config.name, error = %e, "exporter disabled: cannot build HTTP client");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wake = appended.notified();
+        let cursor_store = Arc::clone(&store);
+        let name = config.name.clone();
+        let next = tokio::task::spawn_blocking(move || {
+            let cursor = cursor_store.cursor(&name)?;
+            Ok::<_, intentproof_store::StoreError>((
+                cursor,
+                match cursor_store.by_seq(cursor)? {
+                    Some(stored) => Some(cursor_store.raw(&stored.entry)?),
+                    None => None,
+                },
+            ))
+        })
+        .await;
+        let (cursor, body) = match next {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!(exporter = %config.name, error = %e, "exporter cannot read the store");
+                (0, None)
+            }
+            Err(_) => return,
+        };
+        let Some(body) = body else {
+            // Caught up: sleep until something is appended (or a minute).
+            tokio::select! {
+                _ = wake => {}
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        };
+        let sent = client
+            .post(&config.url)
+            .headers(headers.clone())
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                metrics.exported(true);
+                backoff = Duration::from_millis(200);
+                let cursor_store = Arc::clone(&store);
+                let name = config.name.clone();
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || cursor_store.set_cursor(&name, cursor + 1))
+                        .await
+                {
+                    tracing::error!(exporter = %config.name, error = %e, "exporter cannot save its cursor");
+                }
+            }
+            failed => {
+                metrics.exported(false);
+                let why = match failed {
+                    Ok(response) => format!("HTTP {}", response.status()),
+                    Err(e) => e.without_url().to_string(),
+                };
+                tracing::warn!(exporter = %config.name, record = cursor, error = %why, retry_in_ms = backoff.as_millis() as u64, "exporter delivery failed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Starting and stopping the daemon.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use intentproof_store::{Store, StoreOptions};
+use tokio::sync::{Notify, watch};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::ingest::{DaemonSealer, TrustedKeys};
+use crate::metrics::Metrics;
+use crate::writer::Writer;
+
+/// Why the daemon could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory is unusable.
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    /// The store could not open.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] intentproof_store::StoreError),
+    /// The address could not be bound.
+    #[error(
+        "cannot listen on {addr}: {source}; is another daemon running? pick another address with --listen"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running daemon (for tests and embedding): where it listens, and how to
+/// stop it.
+pub struct Daemon {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Daemon {
+    /// Starts a daemon on `config.listen` and returns once it accepts
+    /// connections.
+    pub async fn start(config: Config) -> Result<Daemon, ServeError> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            serve_with(
+                config,
+                async {
+                    let _ = stopped.await;
+                },
+                Some(ready_tx),
+            )
+            .await
+        });
+        match ready_rx.await {
+            Ok(addr) => Ok(Daemon {
+                addr,
+                stop: Some(stop),
+                task,
+            }),
+            Err(_) => match task.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(ServeError::Other(
+                    "the daemon stopped while starting".into(),
+                )),
+            },
+        }
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop: drain, fsync, final checkpoint.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task
+            .await
+            .map_err(|e| ServeError::Other(format!("daemon task failed: {e}")))?
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    serve_with(config, shutdown_signal(), None).await
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested: draining");
+}
+
+async fn serve_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), ServeError> {
+    let data_dir = DataDir::new(&config.data_dir);
+    let daemon_key = data_dir.ensure()?;
+    let ring = data_dir.key_ring()?;
+    let keys = TrustedKeys::new(ring.entries());
+
+    let store_dir = data_dir.path().to_owned();
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(&store_dir, StoreOptions::default(), &|instance| {
+            ring.get(instance)
+        })
+    })
+    .await
+    .map_err(|e| ServeError::Other(e.to_string()))??;
+    let recovery = store.recovery().clone();
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(
+            dropped_bytes = recovery.truncated_bytes,
+            "journal torn tail recovered at start: dropped {} bytes (unacknowledged); kept in {}",
+            recovery.truncated_bytes,
+            recovery
+                .quarantined_to
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    let store = Arc::new(store);
+    let metrics = Arc::new(Metrics::default());
+    let appended = Arc::new(Notify::new());
+    let (writer, writer_thread) = Writer::start(
+        Arc::clone(&store),
+        config.queue_capacity,
+        Arc::clone(&metrics),
+        Arc::clone(&appended),
+    )
+    .map_err(|e| ServeError::Other(format!("cannot start the writer thread: {e}")))?;
+
+    let state = Arc::new(AppState {
+        sealer: DaemonSealer::new(daemon_key.clone(), &config.tenant_id, Arc::clone(&store)),
+        store: Arc::clone(&store),
+        writer,
+        keys,
+        token: data_dir.token()?,
+        ingest_token: config.ingest_token.clone(),
+        metrics: Arc::clone(&metrics),
+        data_dir: data_dir.clone(),
+        max_body_bytes: config.max_body_bytes,
+        daemon_key,
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Other(e.to_string()))?;
+    data_dir.write_daemon_info(&addr.to_string())?;
+    tracing::info!(%addr, data_dir = %data_dir.path().display(), records = store.tree_size(), "intentproof daemon listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut background = Vec::new();
+    for exporter in config.exporters.clone() {
+        background.push(tokio::spawn(crate::pump::run(
+            exporter,
+            Arc::clone(&store),
+            Arc::clone(&appended),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        )));
+    }
+    if config.checkpoint_interval_secs > 0 {
+        let every = Duration::from_secs(config.checkpoint_interval_secs);
+        let checkpoint_state = Arc::clone(&state);
+        let mut stop = stop_rx.clone();
+        background.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => return,
+                }
+                let worker = Arc::clone(&checkpoint_state);
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || api::checkpoint_now(&worker)).await
+                {
+                    tracing::error!(error = %e, "cannot write a checkpoint");
+                }
+            }
+        }));
+    }
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+
+    let served = axum::serve(listener, api::router(Arc::clone(&state)))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    // Drain: stop background tasks, let the writer finish what it holds.
+    let _ = stop_tx.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    let final_checkpoint = {
+        let worker = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || api::checkpoint_now(&worker)).await
+    };
+    drop(state);
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    if let Ok(Err(e)) = final_checkpoint {
+        tracing::error!(error = %e, "cannot write the final checkpoint");
+    }
+    store.flush()?;
+    data_dir.clear_daemon_info();
+    tracing::info!(records = store.tree_size(), "intentproof daemon stopped");
+    served.map_err(|e| ServeError::Other(format!("server error: {e}")))
+}

@@ -1,0 +1,31 @@
+//! Durable IntentProof storage.
+//!
+//! - [`journal`]: append-only, fsync'd, CRC-checked segment files holding
+//!   the exact signed event bytes. The source of truth: nothing acknowledged
+//!   is ever lost, a torn tail is cut and kept aside on open.
+//! - [`Store`]: the journal plus a sled index (events by id, chains by
+//!   correlation, indexes by action, status and time, chain summaries), a
+//!   Merkle log over journal order, and chain enforcement per
+//!   (instance, correlation) as the reference ingest does it.
+//! - [`verify`]: offline replay of a data directory: journal integrity,
+//!   chains, signatures, Merkle root against the last signed checkpoint.
+//!
+//! What it does not do: it speaks no HTTP and starts no runtime; only one
+//! process (the daemon) may open a store, because sled locks its directory.
+//! The index is derived data: [`rebuild`] recreates it from the journal.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod journal;
+pub mod meta;
+mod store;
+pub mod verify;
+
+pub use meta::{EventMeta, MetaError, SignatureState};
+pub use store::{
+    Appended, ChainConflict, ChainSummary, EventPage, EventQuery, GENESIS_HASH, Incoming,
+    IndexEntry, InstanceChain, MAX_PAGE, Store, StoreError, StoreOptions, StoredEvent,
+};
+pub use verify::{VerifyReport, rebuild, verify};

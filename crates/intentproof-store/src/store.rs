@@ -1,0 +1,1099 @@
+//! [`Store`]: the journal plus the sled index, the Merkle log and chain
+//! enforcement, behind one handle.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock};
+
+use ed25519_dalek::VerifyingKey;
+use intentproof_core::merkle::{self, Hash};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::journal::{self, Journal, JournalError, RecordLocation};
+use crate::meta::{EventMeta, MetaError, SignatureState};
+
+/// Where a chain starts: `"sha256:"` and 64 zeros.
+pub const GENESIS_HASH: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Errors of the store (not of one event: see [`ChainConflict`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The index failed.
+    #[error(
+        "index (sled) at {path}: {source}; if it is damaged, stop the daemon and run `intentproof store rebuild`"
+    )]
+    Index {
+        /// The index directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A journal record is not an event the index can hold.
+    #[error("journal record {seq} is not a valid event: {source}; run `intentproof store verify`")]
+    BadRecord {
+        /// The record's sequence number.
+        seq: u64,
+        /// What is wrong.
+        source: MetaError,
+    },
+    /// Index data could not be decoded.
+    #[error("index entry {0} is unreadable; stop the daemon and run `intentproof store rebuild`")]
+    BadIndex(String),
+}
+
+/// Why one event was refused: it conflicts with its chain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainConflict {
+    /// Position 1 must carry the zero hash.
+    #[error(
+        "event {event_id} is at chain position 1 but its prev_event_hash is {prev}, not the zero hash"
+    )]
+    BadGenesis {
+        /// The event.
+        event_id: String,
+        /// What it carries.
+        prev: String,
+    },
+    /// Another event already holds this position.
+    #[error(
+        "chain fork: position {position} of ({instance_id}, {correlation_id}) already holds event {existing}, so {event_id} cannot take it"
+    )]
+    Fork {
+        /// The refused event.
+        event_id: String,
+        /// The event already there.
+        existing: String,
+        /// The contested position.
+        position: u64,
+        /// Chain instance.
+        instance_id: String,
+        /// Chain correlation.
+        correlation_id: String,
+    },
+    /// `prev_event_hash` is not the stored predecessor's content hash.
+    #[error("event {event_id} at position {position} says the previous event hashes to {prev}, but the stored event at position {} hashes to {stored}", position - 1)]
+    PrevMismatch {
+        /// The refused event.
+        event_id: String,
+        /// Its position.
+        position: u64,
+        /// What it claims.
+        prev: String,
+        /// What is stored.
+        stored: String,
+    },
+    /// The stored successor does not link to this event.
+    #[error("event {event_id} at position {position} does not match the already stored event at position {} (that event links to {expected})", position + 1)]
+    SuccessorMismatch {
+        /// The refused event.
+        event_id: String,
+        /// Its position.
+        position: u64,
+        /// The hash the successor expects.
+        expected: String,
+    },
+    /// The event id is already used by a different event.
+    #[error(
+        "event id {event_id} is already used by a different event (at position {position} of correlation {correlation_id}); event ids must be unique"
+    )]
+    IdReused {
+        /// The id.
+        event_id: String,
+        /// Where it is used.
+        position: u64,
+        /// Its correlation.
+        correlation_id: String,
+    },
+}
+
+/// An event ready to append: its exact bytes and its indexed facts.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// Indexed facts, from [`EventMeta::from_v1`].
+    pub meta: EventMeta,
+    /// The exact signed v1 JSON bytes to keep.
+    pub bytes: Vec<u8>,
+}
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Newly stored as journal record `seq`.
+    Stored {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Identical to an event already stored (an idempotent re-send).
+    Duplicate {
+        /// The stored copy's sequence number.
+        seq: u64,
+    },
+}
+
+/// The index entry of one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// Journal sequence number (= Merkle leaf index).
+    pub seq: u64,
+    /// Where its bytes are.
+    pub segment: u64,
+    /// Byte offset in the segment.
+    pub offset: u64,
+    /// Length of its bytes.
+    pub len: u32,
+    /// Indexed facts.
+    pub meta: EventMeta,
+}
+
+/// One chain row: everything known about a correlation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainSummary {
+    /// The correlation id.
+    pub correlation_id: String,
+    /// Earliest `started_at`.
+    pub first_at: String,
+    /// Latest `completed_at`.
+    pub last_at: String,
+    /// Events stored.
+    pub events: u64,
+    /// Events with status `error`.
+    pub errors: u64,
+    /// Distinct intents (first 8).
+    pub intents: Vec<String>,
+    /// Per instance: events stored and highest position seen.
+    pub instances: BTreeMap<String, InstanceChain>,
+    /// Events whose instance has no trusted key.
+    pub key_unknown: u64,
+    /// Events whose signature does not verify.
+    pub invalid_signatures: u64,
+}
+
+/// One instance's chain inside a correlation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceChain {
+    /// Events stored.
+    pub events: u64,
+    /// Highest chain position stored.
+    pub max_position: u64,
+}
+
+impl ChainSummary {
+    /// Complete (no gaps) and every signature verified.
+    pub fn verified(&self) -> bool {
+        self.key_unknown == 0
+            && self.invalid_signatures == 0
+            && self.instances.values().all(|c| c.events == c.max_position)
+    }
+
+    /// Positions missing from some instance chain (waiting for an event
+    /// that has not arrived, or lost).
+    pub fn gaps(&self) -> u64 {
+        self.instances
+            .values()
+            .map(|c| c.max_position - c.events)
+            .sum()
+    }
+
+    fn add(&mut self, meta: &EventMeta) {
+        if self.correlation_id.is_empty() {
+            self.correlation_id = meta.correlation_id.clone();
+        }
+        if self.first_at.is_empty() || meta.started_at < self.first_at {
+            self.first_at = meta.started_at.clone();
+        }
+        if meta.completed_at > self.last_at {
+            self.last_at = meta.completed_at.clone();
+        }
+        self.events += 1;
+        if meta.status == "error" {
+            self.errors += 1;
+        }
+        if self.intents.len() < 8 && !self.intents.contains(&meta.intent) {
+            self.intents.push(meta.intent.clone());
+        }
+        let chain = self.instances.entry(meta.instance_id.clone()).or_default();
+        chain.events += 1;
+        chain.max_position = chain.max_position.max(meta.chain_position);
+        self.count_signature(meta.signature, 1);
+    }
+
+    fn count_signature(&mut self, state: SignatureState, delta: i64) {
+        let field = match state {
+            SignatureState::Verified => return,
+            SignatureState::KeyUnknown => &mut self.key_unknown,
+            SignatureState::Invalid => &mut self.invalid_signatures,
+        };
+        *field = field.saturating_add_signed(delta);
+    }
+}
+
+/// A stored event: its index entry and its parsed signed form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Index entry.
+    pub entry: IndexEntry,
+    /// The signed v1 event, parsed from the journal bytes.
+    pub event: Value,
+}
+
+/// Filters of [`Store::events`]. Every given filter must match.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Exact correlation id.
+    pub correlation_id: Option<String>,
+    /// Exact action.
+    pub action: Option<String>,
+    /// `ok` or `error`.
+    pub status: Option<String>,
+    /// `completed_at >= since` (RFC 3339 strings compare in time order).
+    pub since: Option<String>,
+    /// `completed_at < until`.
+    pub until: Option<String>,
+    /// Return events with `seq > after` (the previous page's cursor).
+    pub after: Option<u64>,
+    /// Page size (capped at 1000).
+    pub limit: usize,
+}
+
+/// One page of events, in journal order.
+#[derive(Debug, Clone)]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<StoredEvent>,
+    /// Pass as `after` for the next page; `None` at the end.
+    pub next_cursor: Option<u64>,
+}
+
+/// Largest page [`Store::events`] returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// Settings of [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Segment size before rotation.
+    pub max_segment_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_segment_bytes: journal::DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// The store: one per data directory, opened by one process (the daemon).
+pub struct Store {
+    dir: PathBuf,
+    journal: Mutex<Journal>,
+    index: Index,
+    leaves: RwLock<Vec<Hash>>,
+    recovery: journal::Recovery,
+}
+
+/// The sled trees.
+struct Index {
+    path: PathBuf,
+    db: sled::Db,
+    /// event_id -> IndexEntry (JSON)
+    events: sled::Tree,
+    /// seq (BE) -> event_id
+    by_seq: sled::Tree,
+    /// instance \0 correlation \0 position (BE) -> event_id
+    chain: sled::Tree,
+    /// correlation \0 seq -> ()
+    by_correlation: sled::Tree,
+    /// action \0 seq -> ()
+    by_action: sled::Tree,
+    /// status \0 seq -> ()
+    by_status: sled::Tree,
+    /// completed_at \0 seq -> ()
+    by_time: sled::Tree,
+    /// correlation -> ChainSummary (JSON)
+    summaries: sled::Tree,
+    /// seq (BE) -> leaf hash
+    leaves: sled::Tree,
+    /// "indexed_through" -> next seq to index
+    meta: sled::Tree,
+    /// exporter name -> next seq to deliver (BE)
+    cursors: sled::Tree,
+}
+
+fn key2(a: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + 9);
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn chain_key(instance: &str, correlation: &str, position: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(instance.len() + correlation.len() + 10);
+    k.extend_from_slice(instance.as_bytes());
+    k.push(0);
+    k.extend_from_slice(correlation.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&position.to_be_bytes());
+    k
+}
+
+fn seq_from_suffix(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+impl Index {
+    fn open(path: &Path) -> Result<Index, StoreError> {
+        let err = |source| StoreError::Index {
+            path: path.to_owned(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(err);
+        Ok(Index {
+            events: tree("events")?,
+            by_seq: tree("by_seq")?,
+            chain: tree("chain")?,
+            by_correlation: tree("by_correlation")?,
+            by_action: tree("by_action")?,
+            by_status: tree("by_status")?,
+            by_time: tree("by_time")?,
+            summaries: tree("summaries")?,
+            leaves: tree("leaves")?,
+            meta: tree("meta")?,
+            cursors: tree("cursors")?,
+            path: path.to_owned(),
+            db,
+        })
+    }
+
+    fn err(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
+        |source| StoreError::Index {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn entry(&self, event_id: &str) -> Result<Option<IndexEntry>, StoreError> {
+        match self.events.get(event_id.as_bytes()).map_err(self.err())? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|_| StoreError::BadIndex(format!("events/{event_id}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn chain_slot(
+        &self,
+        instance: &str,
+        correlation: &str,
+        position: u64,
+    ) -> Result<Option<IndexEntry>, StoreError> {
+        match self
+            .chain
+            .get(chain_key(instance, correlation, position))
+            .map_err(self.err())?
+        {
+            Some(id) => self.entry(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    fn summary(&self, correlation: &str) -> Result<Option<ChainSummary>, StoreError> {
+        match self
+            .summaries
+            .get(correlation.as_bytes())
+            .map_err(self.err())?
+        {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|_| StoreError::BadIndex(format!("summaries/{correlation}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn indexed_through(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get("indexed_through")
+            .map_err(self.err())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Writes the index entries of newly stored events.
+    fn insert(&self, entries: &[IndexEntry], leaves: &[(u64, Hash)]) -> Result<(), StoreError> {
+        let mut summaries: HashMap<&str, ChainSummary> = HashMap::new();
+        let mut events = sled::Batch::default();
+        let mut by_seq = sled::Batch::default();
+        let mut chain = sled::Batch::default();
+        let mut by_correlation = sled::Batch::default();
+        let mut by_action = sled::Batch::default();
+        let mut by_status = sled::Batch::default();
+        let mut by_time = sled::Batch::default();
+        let mut leaf_batch = sled::Batch::default();
+        for entry in entries {
+            let m = &entry.meta;
+            let json =
+                serde_json::to_vec(entry).map_err(|_| StoreError::BadIndex(m.event_id.clone()))?;
+            events.insert(m.event_id.as_bytes(), json);
+            by_seq.insert(&entry.seq.to_be_bytes(), m.event_id.as_bytes());
+            chain.insert(
+                chain_key(&m.instance_id, &m.correlation_id, m.chain_position),
+                m.event_id.as_bytes(),
+            );
+            by_correlation.insert(key2(&m.correlation_id, entry.seq), &[]);
+            by_action.insert(key2(&m.action, entry.seq), &[]);
+            by_status.insert(key2(&m.status, entry.seq), &[]);
+            by_time.insert(key2(&m.completed_at, entry.seq), &[]);
+            let summary = match summaries.entry(m.correlation_id.as_str()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(self.summary(&m.correlation_id)?.unwrap_or_default())
+                }
+            };
+            summary.add(m);
+        }
+        for (seq, hash) in leaves {
+            leaf_batch.insert(&seq.to_be_bytes(), hash.as_slice());
+        }
+        let err = self.err();
+        self.events.apply_batch(events).map_err(&err)?;
+        self.by_seq.apply_batch(by_seq).map_err(&err)?;
+        self.chain.apply_batch(chain).map_err(&err)?;
+        self.by_correlation
+            .apply_batch(by_correlation)
+            .map_err(&err)?;
+        self.by_action.apply_batch(by_action).map_err(&err)?;
+        self.by_status.apply_batch(by_status).map_err(&err)?;
+        self.by_time.apply_batch(by_time).map_err(&err)?;
+        self.leaves.apply_batch(leaf_batch).map_err(&err)?;
+        let mut summary_batch = sled::Batch::default();
+        for (correlation, summary) in summaries {
+            let json = serde_json::to_vec(&summary)
+                .map_err(|_| StoreError::BadIndex(correlation.to_owned()))?;
+            summary_batch.insert(correlation.as_bytes(), json);
+        }
+        self.summaries.apply_batch(summary_batch).map_err(&err)?;
+        if let Some(last) = leaves
+            .last()
+            .map(|(seq, _)| seq + 1)
+            .or_else(|| entries.iter().map(|e| e.seq + 1).max())
+        {
+            self.meta
+                .insert("indexed_through", &last.to_be_bytes())
+                .map_err(&err)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir` (creating it), recovering the journal's torn
+    /// tail and bringing the index up to date with the journal. `keys`
+    /// gives the trusted key of an instance, for events indexed here.
+    pub fn open(
+        dir: &Path,
+        options: StoreOptions,
+        keys: &dyn Fn(&str) -> Option<VerifyingKey>,
+    ) -> Result<Store, StoreError> {
+        let (journal, recovery) = Journal::open(&dir.join("journal"), options.max_segment_bytes)?;
+        let index = Index::open(&dir.join("index"))?;
+        let store = Store {
+            dir: dir.to_owned(),
+            journal: Mutex::new(journal),
+            index,
+            leaves: RwLock::new(Vec::new()),
+            recovery,
+        };
+        store.catch_up(keys)?;
+        Ok(store)
+    }
+
+    /// What journal recovery did at open.
+    pub fn recovery(&self) -> &journal::Recovery {
+        &self.recovery
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Indexes journal records the index has not seen (sled flushes lazily,
+    /// so after a crash it can be behind the journal), then loads the
+    /// Merkle leaves.
+    fn catch_up(&self, keys: &dyn Fn(&str) -> Option<VerifyingKey>) -> Result<(), StoreError> {
+        let journal_dir = self.dir.join("journal");
+        let total = self
+            .journal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_seq();
+        let from = self.index.indexed_through()?.min(total);
+        if from < total {
+            let mut entries = Vec::new();
+            let mut leaves = Vec::new();
+            let mut failure = None;
+            journal::read_from(&journal_dir, from, |seq, location, payload| {
+                if failure.is_some() {
+                    return;
+                }
+                match index_entry(seq, location, payload, keys) {
+                    Ok(entry) => {
+                        // Skip what a pre-crash partial index write already holds.
+                        entries.push(entry);
+                        leaves.push((seq, merkle::leaf_hash(payload)));
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            })?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let fresh: Vec<IndexEntry> = entries
+                .into_iter()
+                .filter(|e| !matches!(self.index.by_seq.get(e.seq.to_be_bytes()), Ok(Some(_))))
+                .collect();
+            self.index.insert(&fresh, &leaves)?;
+            tracing::info!(records = total - from, "index caught up with the journal");
+        }
+        let mut hashes = Vec::with_capacity(total as usize);
+        for item in self.index.leaves.iter() {
+            let (key, value) = item.map_err(self.index.err())?;
+            let hash: Hash = value
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::BadIndex(format!("leaves/{key:?}")))?;
+            hashes.push(hash);
+        }
+        if hashes.len() as u64 != total {
+            return Err(StoreError::BadIndex(format!(
+                "leaves: the index holds {} leaves but the journal {} records",
+                hashes.len(),
+                total
+            )));
+        }
+        *self.leaves.write().unwrap_or_else(PoisonError::into_inner) = hashes;
+        Ok(())
+    }
+
+    /// Appends a batch: checks each event against its chain (and the events
+    /// before it in the batch), writes the accepted ones to the journal with
+    /// one `fdatasync`, then indexes them. Per-event results are in input
+    /// order; `Err(StoreError)` means nothing of the batch was stored.
+    pub fn append(
+        &self,
+        batch: Vec<Incoming>,
+    ) -> Result<Vec<Result<Appended, ChainConflict>>, StoreError> {
+        let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut results = Vec::with_capacity(batch.len());
+        let mut accepted: Vec<Incoming> = Vec::new();
+        // Slots and ids taken earlier in this batch: (instance, corr, pos) -> (id, hash, prev).
+        let mut batch_slots: HashMap<(String, String, u64), (String, String, String)> =
+            HashMap::new();
+        let mut batch_ids: HashMap<String, (String, u64)> = HashMap::new();
+        for incoming in batch {
+            match self.check(&incoming.meta, &batch_slots, &batch_ids)? {
+                Ok(Some(duplicate_seq)) => {
+                    results.push(Ok(Appended::Duplicate { seq: duplicate_seq }))
+                }
+                Ok(None) => {
+                    let m = &incoming.meta;
+                    if let Some((hash, _)) = batch_ids.get(&m.event_id) {
+                        if *hash == m.content_hash {
+                            // Re-sent within the same batch: it will get the first copy's seq.
+                            results.push(Ok(Appended::Duplicate { seq: u64::MAX }));
+                            continue;
+                        }
+                    }
+                    batch_slots.insert(
+                        (
+                            m.instance_id.clone(),
+                            m.correlation_id.clone(),
+                            m.chain_position,
+                        ),
+                        (
+                            m.event_id.clone(),
+                            m.content_hash.clone(),
+                            m.prev_event_hash.clone(),
+                        ),
+                    );
+                    batch_ids.insert(
+                        m.event_id.clone(),
+                        (m.content_hash.clone(), m.chain_position),
+                    );
+                    results.push(Ok(Appended::Stored { seq: u64::MAX }));
+                    accepted.push(incoming);
+                }
+                Err(conflict) => results.push(Err(conflict)),
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(results);
+        }
+        let payloads: Vec<&[u8]> = accepted.iter().map(|i| i.bytes.as_slice()).collect();
+        let (first_seq, locations) = journal.append_located(&payloads)?;
+        let mut entries = Vec::with_capacity(accepted.len());
+        let mut leaves = Vec::with_capacity(accepted.len());
+        let mut seq_of: HashMap<String, u64> = HashMap::new();
+        for ((seq, incoming), location) in (first_seq..).zip(accepted).zip(locations) {
+            leaves.push((seq, merkle::leaf_hash(&incoming.bytes)));
+            seq_of.insert(incoming.meta.event_id.clone(), seq);
+            entries.push(IndexEntry {
+                seq,
+                segment: location.segment,
+                offset: location.offset,
+                len: location.len,
+                meta: incoming.meta,
+            });
+        }
+        self.index.insert(&entries, &leaves)?;
+        self.leaves
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(leaves.iter().map(|(_, h)| *h));
+        drop(journal);
+        // Fill in the sequence numbers now known.
+        let mut entry_iter = entries.iter();
+        for result in results.iter_mut() {
+            if let Ok(Appended::Stored { seq }) = result {
+                if let Some(entry) = entry_iter.next() {
+                    *seq = entry.seq;
+                }
+            }
+        }
+        // In-batch duplicates point at their first copy.
+        for result in results.iter_mut() {
+            if let Ok(Appended::Duplicate { seq }) = result {
+                if *seq == u64::MAX {
+                    *seq = seq_of.values().copied().min().unwrap_or(0);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Chain rules for one event: `Ok(Ok(Some(seq)))` identical re-send,
+    /// `Ok(Ok(None))` acceptable, `Ok(Err(_))` conflict.
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &self,
+        m: &EventMeta,
+        batch_slots: &HashMap<(String, String, u64), (String, String, String)>,
+        batch_ids: &HashMap<String, (String, u64)>,
+    ) -> Result<Result<Option<u64>, ChainConflict>, StoreError> {
+        // Same id stored already?
+        if let Some(existing) = self.index.entry(&m.event_id)? {
+            if existing.meta.content_hash == m.content_hash {
+                return Ok(Ok(Some(existing.seq)));
+            }
+            return Ok(Err(ChainConflict::IdReused {
+                event_id: m.event_id.clone(),
+                position: existing.meta.chain_position,
+                correlation_id: existing.meta.correlation_id,
+            }));
+        }
+        if let Some((hash, position)) = batch_ids.get(&m.event_id) {
+            if *hash != m.content_hash {
+                return Ok(Err(ChainConflict::IdReused {
+                    event_id: m.event_id.clone(),
+                    position: *position,
+                    correlation_id: m.correlation_id.clone(),
+                }));
+            }
+            return Ok(Ok(None));
+        }
+        if m.chain_position == 1 && m.prev_event_hash != GENESIS_HASH {
+            return Ok(Err(ChainConflict::BadGenesis {
+                event_id: m.event_id.clone(),
+                prev: m.prev_event_hash.clone(),
+            }));
+        }
+        // (id, content hash, prev hash) at a position, from the batch or the index.
+        let slot = |position: u64| -> Result<Option<(String, String, String)>, StoreError> {
+            let key = (m.instance_id.clone(), m.correlation_id.clone(), position);
+            if let Some(found) = batch_slots.get(&key) {
+                return Ok(Some(found.clone()));
+            }
+            Ok(self
+                .index
+                .chain_slot(&m.instance_id, &m.correlation_id, position)?
+                .map(|e| (e.meta.event_id, e.meta.content_hash, e.meta.prev_event_hash)))
+        };
+        if let Some((existing, _, _)) = slot(m.chain_position)? {
+            return Ok(Err(ChainConflict::Fork {
+                event_id: m.event_id.clone(),
+                existing,
+                position: m.chain_position,
+                instance_id: m.instance_id.clone(),
+                correlation_id: m.correlation_id.clone(),
+            }));
+        }
+        if m.chain_position > 1 {
+            if let Some((_, stored, _)) = slot(m.chain_position - 1)? {
+                if stored != m.prev_event_hash {
+                    return Ok(Err(ChainConflict::PrevMismatch {
+                        event_id: m.event_id.clone(),
+                        position: m.chain_position,
+                        prev: m.prev_event_hash.clone(),
+                        stored,
+                    }));
+                }
+            }
+        }
+        if let Some((_, _, successor_prev)) = slot(m.chain_position + 1)? {
+            if successor_prev != m.content_hash {
+                return Ok(Err(ChainConflict::SuccessorMismatch {
+                    event_id: m.event_id.clone(),
+                    position: m.chain_position,
+                    expected: successor_prev,
+                }));
+            }
+        }
+        Ok(Ok(None))
+    }
+
+    fn read(&self, entry: IndexEntry) -> Result<StoredEvent, StoreError> {
+        let location = RecordLocation {
+            segment: entry.segment,
+            offset: entry.offset,
+            len: entry.len,
+        };
+        let bytes = journal::read_at(&self.dir.join("journal"), entry.seq, location)?;
+        let event = serde_json::from_slice(&bytes)
+            .map_err(|_| StoreError::BadIndex(format!("journal record {}", entry.seq)))?;
+        Ok(StoredEvent { entry, event })
+    }
+
+    /// The raw bytes of event `seq`, exactly as stored.
+    pub fn raw(&self, entry: &IndexEntry) -> Result<Vec<u8>, StoreError> {
+        let location = RecordLocation {
+            segment: entry.segment,
+            offset: entry.offset,
+            len: entry.len,
+        };
+        Ok(journal::read_at(
+            &self.dir.join("journal"),
+            entry.seq,
+            location,
+        )?)
+    }
+
+    /// One event by id.
+    pub fn get(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        match self.index.entry(event_id)? {
+            Some(entry) => self.read(entry).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn entry_by_seq(&self, seq: u64) -> Result<Option<IndexEntry>, StoreError> {
+        match self
+            .index
+            .by_seq
+            .get(seq.to_be_bytes())
+            .map_err(self.index.err())?
+        {
+            Some(id) => self.index.entry(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// A page of events matching `query`, in journal order.
+    pub fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let start_after = query.after;
+        // Pick the narrowest index; check the other filters on each entry.
+        let (tree, prefix): (&sled::Tree, Vec<u8>) = if let Some(c) = &query.correlation_id {
+            (&self.index.by_correlation, prefixed(c))
+        } else if let Some(a) = &query.action {
+            (&self.index.by_action, prefixed(a))
+        } else if let Some(s) = &query.status {
+            (&self.index.by_status, prefixed(s))
+        } else {
+            (&self.index.by_seq, Vec::new())
+        };
+        let lower = match start_after {
+            Some(after) => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&(after.saturating_add(1)).to_be_bytes());
+                k
+            }
+            None => prefix.clone(),
+        };
+        let mut events = Vec::new();
+        let mut next_cursor = None;
+        for item in tree.range(lower..) {
+            let (key, _) = item.map_err(self.index.err())?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let Some(seq) = seq_from_suffix(&key) else {
+                continue;
+            };
+            let Some(entry) = self.entry_by_seq(seq)? else {
+                continue;
+            };
+            let m = &entry.meta;
+            let keep = query.action.as_ref().is_none_or(|a| *a == m.action)
+                && query.status.as_ref().is_none_or(|s| *s == m.status)
+                && query
+                    .correlation_id
+                    .as_ref()
+                    .is_none_or(|c| *c == m.correlation_id)
+                && query.since.as_ref().is_none_or(|s| m.completed_at >= *s)
+                && query.until.as_ref().is_none_or(|u| m.completed_at < *u);
+            if !keep {
+                continue;
+            }
+            if events.len() == limit {
+                next_cursor = events.last().map(|e: &StoredEvent| e.entry.seq);
+                break;
+            }
+            events.push(self.read(entry)?);
+        }
+        Ok(EventPage {
+            events,
+            next_cursor,
+        })
+    }
+
+    /// Every event of a correlation, ordered by (instance, position).
+    pub fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = Vec::new();
+        for item in self
+            .index
+            .by_correlation
+            .scan_prefix(prefixed(correlation_id))
+        {
+            let (key, _) = item.map_err(self.index.err())?;
+            if let Some(entry) = seq_from_suffix(&key)
+                .map(|s| self.entry_by_seq(s))
+                .transpose()?
+                .flatten()
+            {
+                events.push(self.read(entry)?);
+            }
+        }
+        events.sort_by(|a, b| {
+            (&a.entry.meta.instance_id, a.entry.meta.chain_position)
+                .cmp(&(&b.entry.meta.instance_id, b.entry.meta.chain_position))
+        });
+        Ok(events)
+    }
+
+    /// One chain's summary.
+    pub fn chain_summary(&self, correlation_id: &str) -> Result<Option<ChainSummary>, StoreError> {
+        self.index.summary(correlation_id)
+    }
+
+    /// All chain summaries, most recent activity first, at most `limit`.
+    pub fn chains(&self, limit: usize) -> Result<Vec<ChainSummary>, StoreError> {
+        let mut all = Vec::new();
+        for item in self.index.summaries.iter() {
+            let (key, value) = item.map_err(self.index.err())?;
+            let summary: ChainSummary = serde_json::from_slice(&value).map_err(|_| {
+                StoreError::BadIndex(format!("summaries/{}", String::from_utf8_lossy(&key)))
+            })?;
+            all.push(summary);
+        }
+        all.sort_by(|a, b| {
+            b.last_at
+                .cmp(&a.last_at)
+                .then_with(|| a.correlation_id.cmp(&b.correlation_id))
+        });
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Re-checks the signatures of an instance's stored events with a newly
+    /// trusted key, updating their state and their chains' summaries.
+    /// Returns (verified, invalid) counts.
+    pub fn retrust(&self, instance_id: &str, key: &VerifyingKey) -> Result<(u64, u64), StoreError> {
+        let _writer = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut prefix = instance_id.as_bytes().to_vec();
+        prefix.push(0);
+        let (mut verified, mut invalid) = (0, 0);
+        for item in self.index.chain.scan_prefix(&prefix) {
+            let (_, id) = item.map_err(self.index.err())?;
+            let Some(mut entry) = self.index.entry(&String::from_utf8_lossy(&id))? else {
+                continue;
+            };
+            let stored = self.read(entry.clone())?;
+            let state = match intentproof_core::seal::verify_event(&stored.event, key) {
+                Ok(_) => SignatureState::Verified,
+                Err(_) => SignatureState::Invalid,
+            };
+            match state {
+                SignatureState::Verified => verified += 1,
+                _ => invalid += 1,
+            }
+            if state == entry.meta.signature {
+                continue;
+            }
+            let mut summary = self
+                .index
+                .summary(&entry.meta.correlation_id)?
+                .unwrap_or_default();
+            summary.count_signature(entry.meta.signature, -1);
+            summary.count_signature(state, 1);
+            entry.meta.signature = state;
+            let err = self.index.err();
+            let json = serde_json::to_vec(&entry)
+                .map_err(|_| StoreError::BadIndex(entry.meta.event_id.clone()))?;
+            self.index
+                .events
+                .insert(entry.meta.event_id.as_bytes(), json)
+                .map_err(&err)?;
+            let json = serde_json::to_vec(&summary)
+                .map_err(|_| StoreError::BadIndex(entry.meta.correlation_id.clone()))?;
+            self.index
+                .summaries
+                .insert(entry.meta.correlation_id.as_bytes(), json)
+                .map_err(&err)?;
+        }
+        Ok((verified, invalid))
+    }
+
+    /// The last event of chain (instance, correlation): its position and
+    /// content hash. Used to continue a chain after a restart.
+    pub fn chain_head(
+        &self,
+        instance_id: &str,
+        correlation_id: &str,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let mut prefix = chain_key(instance_id, correlation_id, 0);
+        prefix.truncate(prefix.len() - 8);
+        match self.index.chain.scan_prefix(prefix).next_back() {
+            Some(item) => {
+                let (_, id) = item.map_err(self.index.err())?;
+                Ok(self
+                    .index
+                    .entry(&String::from_utf8_lossy(&id))?
+                    .map(|e| (e.meta.chain_position, e.meta.content_hash)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// An exporter's durable cursor: the next sequence number it must deliver.
+    pub fn cursor(&self, exporter: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .index
+            .cursors
+            .get(exporter.as_bytes())
+            .map_err(self.index.err())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Moves an exporter's cursor and flushes it to disk, so delivery
+    /// resumes there after a restart (at-least-once: a crash between a
+    /// delivery and this call re-delivers).
+    pub fn set_cursor(&self, exporter: &str, next_seq: u64) -> Result<(), StoreError> {
+        let err = self.index.err();
+        self.index
+            .cursors
+            .insert(exporter.as_bytes(), &next_seq.to_be_bytes())
+            .map_err(&err)?;
+        self.index.cursors.flush().map(|_| ()).map_err(err)
+    }
+
+    /// The event stored as journal record `seq`.
+    pub fn by_seq(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
+        match self.entry_by_seq(seq)? {
+            Some(entry) => self.read(entry).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of records (Merkle tree size).
+    pub fn tree_size(&self) -> u64 {
+        self.leaves
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len() as u64
+    }
+
+    /// Merkle root over the first `size` records.
+    pub fn root(&self, size: u64) -> Hash {
+        let leaves = self.leaves.read().unwrap_or_else(PoisonError::into_inner);
+        let size = (size as usize).min(leaves.len());
+        merkle::root(&leaves[..size])
+    }
+
+    /// Inclusion proof of record `seq` in the tree of the first `size`
+    /// records.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let leaves = self.leaves.read().unwrap_or_else(PoisonError::into_inner);
+        let size = (size as usize).min(leaves.len());
+        merkle::inclusion_proof(&leaves[..size], seq as usize)
+            .map_err(|e| StoreError::BadIndex(format!("inclusion proof of record {seq}: {e}")))
+    }
+
+    /// Flushes the index to disk (the journal is always durable).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.index.db.flush().map(|_| ()).map_err(self.index.err())
+    }
+
+    /// Events stored so far with their signature state, for metrics.
+    pub fn event_count(&self) -> u64 {
+        self.tree_size()
+    }
+
+    /// The distinct correlation ids known (for tests and tooling).
+    pub fn correlations(&self) -> Result<BTreeSet<String>, StoreError> {
+        let mut out = BTreeSet::new();
+        for item in self.index.summaries.iter() {
+            let (key, _) = item.map_err(self.index.err())?;
+            out.insert(String::from_utf8_lossy(&key).into_owned());
+        }
+        Ok(out)
+    }
+}
+
+fn prefixed(value: &str) -> Vec<u8> {
+    let mut k = value.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+/// The index entry of journal record `seq` (catch-up and rebuild).
+pub(crate) fn index_entry(
+    seq: u64,
+    location: RecordLocation,
+    payload: &[u8],
+    keys: &dyn Fn(&str) -> Option<VerifyingKey>,
+) -> Result<IndexEntry, StoreError> {
+    let value: Value = serde_json::from_slice(payload).map_err(|e| StoreError::BadRecord {
+        seq,
+        source: MetaError::Canon(e.to_string()),
+    })?;
+    let instance = value
+        .get("instance_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let key = keys(instance);
+    let meta = EventMeta::from_v1_lenient(&value, key.as_ref())
+        .map_err(|source| StoreError::BadRecord { seq, source })?;
+    Ok(IndexEntry {
+        seq,
+        segment: location.segment,
+        offset: location.offset,
+        len: location.len,
+        meta,
+    })
+}

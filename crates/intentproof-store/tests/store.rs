@@ -1,0 +1,527 @@
+//! The store: chain rules, idempotent re-sends, queries, restart, torn-tail
+//! recovery, tamper detection by `verify`, and rebuild.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use intentproof_core::keys::InstanceKey;
+use intentproof_core::seal::Sealer;
+use intentproof_core::{ExecutionEvent, merkle};
+use intentproof_store::checkpoint::{self, Checkpoint};
+use intentproof_store::{
+    Appended, ChainConflict, EventMeta, EventQuery, Incoming, SignatureState, Store, StoreOptions,
+    rebuild, verify,
+};
+use serde_json::{Value, json};
+
+fn key() -> InstanceKey {
+    InstanceKey::from_seed("inst_store_test", [9u8; 32])
+}
+
+fn trusted(instance: &str) -> Option<VerifyingKey> {
+    (instance == "inst_store_test").then(|| key().verifying_key())
+}
+
+fn sealed(sealer: &Sealer, correlation: &str, action: &str, status_error: bool) -> Value {
+    let mut builder = ExecutionEvent::builder("intent", action)
+        .correlation_id(correlation)
+        .inputs(json!([1]))
+        .output(json!({"ok": true}));
+    if status_error {
+        builder = builder.error(intentproof_core::ErrorInfo {
+            name: "E".into(),
+            message: "boom".into(),
+            stack: None,
+        });
+    }
+    sealer.seal(&builder.build()).unwrap().event
+}
+
+fn incoming(event: &Value) -> Incoming {
+    Incoming {
+        meta: EventMeta::from_v1(
+            event,
+            trusted(event["instance_id"].as_str().unwrap()).as_ref(),
+        )
+        .unwrap(),
+        bytes: serde_json::to_vec(event).unwrap(),
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(
+        dir,
+        StoreOptions {
+            max_segment_bytes: 8 * 1024,
+        },
+        &trusted,
+    )
+    .unwrap()
+}
+
+/// Five events in two correlations, checkpointed.
+fn populated(dir: &Path) -> Vec<Value> {
+    let sealer = Sealer::new(key());
+    let events = vec![
+        sealed(&sealer, "corr-a", "refund.create", false),
+        sealed(&sealer, "corr-b", "email.send", false),
+        sealed(&sealer, "corr-a", "email.send", true),
+        sealed(&sealer, "corr-b", "ledger.write", false),
+        sealed(&sealer, "corr-a", "ledger.write", false),
+    ];
+    let store = open(dir);
+    let results = store.append(events.iter().map(incoming).collect()).unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(Appended::Stored { .. }))),
+        "{results:?}"
+    );
+    let cp = Checkpoint::sign(
+        store.tree_size(),
+        &store.root(store.tree_size()),
+        key().signing_key(),
+        &key().key_id(),
+    );
+    checkpoint::append(dir, &cp).unwrap();
+    store.flush().unwrap();
+    events
+}
+
+#[test]
+fn chain_rules_accept_resends_and_refuse_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = Sealer::new(key());
+    let first = sealed(&sealer, "c", "a.one", false);
+    let second = sealed(&sealer, "c", "a.two", false);
+    let store = open(dir.path());
+
+    // Out of order: the successor first (predecessor not yet delivered) is accepted.
+    assert_eq!(
+        store.append(vec![incoming(&second)]).unwrap(),
+        vec![Ok(Appended::Stored { seq: 0 })]
+    );
+    assert_eq!(
+        store.append(vec![incoming(&first)]).unwrap(),
+        vec![Ok(Appended::Stored { seq: 1 })]
+    );
+    // Identical re-send: idempotent.
+    assert_eq!(
+        store.append(vec![incoming(&first)]).unwrap(),
+        vec![Ok(Appended::Duplicate { seq: 1 })]
+    );
+
+    // A different event at an occupied position: fork.
+    let other = Sealer::new(key());
+    let forked = sealed(&other, "c", "a.fork", false);
+    let result = store.append(vec![incoming(&forked)]).unwrap();
+    let Err(conflict) = &result[0] else {
+        panic!("fork accepted: {result:?}")
+    };
+    assert!(
+        matches!(conflict, ChainConflict::Fork { position: 1, .. }),
+        "{conflict}"
+    );
+    assert!(
+        conflict
+            .to_string()
+            .starts_with("chain fork: position 1 of (inst_store_test, c) already holds event")
+    );
+
+    // Position 1 without the zero hash.
+    let mut bad_genesis = sealed(&Sealer::new(key()), "d", "a", false);
+    bad_genesis["prev_event_hash"] = json!(format!("sha256:{}", "1".repeat(64)));
+    let meta = EventMeta::from_v1(&bad_genesis, None).unwrap();
+    let result = store
+        .append(vec![Incoming {
+            meta,
+            bytes: serde_json::to_vec(&bad_genesis).unwrap(),
+        }])
+        .unwrap();
+    assert!(
+        matches!(&result[0], Err(ChainConflict::BadGenesis { .. })),
+        "{result:?}"
+    );
+
+    // Position 3 whose prev does not match the stored position 2.
+    let third = sealed(&Sealer::new(key()), "e", "x", false); // position 1 of a fresh sealer
+    let mut wrong = sealed(&sealer, "c", "a.three", false); // position 3 of "c"
+    wrong["prev_event_hash"] = json!(third["prev_event_hash"].clone());
+    let meta = EventMeta::from_v1(&wrong, None).unwrap();
+    let result = store
+        .append(vec![Incoming {
+            meta,
+            bytes: serde_json::to_vec(&wrong).unwrap(),
+        }])
+        .unwrap();
+    assert!(
+        matches!(
+            &result[0],
+            Err(ChainConflict::PrevMismatch { position: 3, .. })
+        ),
+        "{result:?}"
+    );
+
+    // The same id with different content.
+    let mut reused = first.clone();
+    reused["intent"] = json!("changed");
+    let meta = EventMeta::from_v1(&reused, None).unwrap();
+    let result = store
+        .append(vec![Incoming {
+            meta,
+            bytes: serde_json::to_vec(&reused).unwrap(),
+        }])
+        .unwrap();
+    assert!(
+        matches!(&result[0], Err(ChainConflict::IdReused { .. })),
+        "{result:?}"
+    );
+    assert_eq!(store.tree_size(), 2, "refused events are not stored");
+}
+
+#[test]
+fn queries_and_summaries_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = populated(dir.path());
+    let store = open(dir.path());
+    assert_eq!(store.tree_size(), 5);
+
+    let page = store
+        .events(&EventQuery {
+            correlation_id: Some("corr-a".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let ids: Vec<&str> = page
+        .events
+        .iter()
+        .map(|e| e.entry.meta.event_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            events[0]["event_id"].as_str().unwrap(),
+            events[2]["event_id"].as_str().unwrap(),
+            events[4]["event_id"].as_str().unwrap()
+        ]
+    );
+    assert_eq!(
+        page.events[0].event, events[0],
+        "stored bytes are the signed event"
+    );
+
+    let page = store
+        .events(&EventQuery {
+            action: Some("email.send".into()),
+            status: Some("error".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].entry.meta.correlation_id, "corr-a");
+
+    // Paging with a cursor.
+    let first = store
+        .events(&EventQuery {
+            limit: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(first.events.len(), 2);
+    let rest = store
+        .events(&EventQuery {
+            limit: 10,
+            after: first.next_cursor,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(rest.events.len(), 3);
+    assert_eq!(rest.next_cursor, None);
+
+    let summary = store.chain_summary("corr-a").unwrap().unwrap();
+    assert_eq!((summary.events, summary.errors), (3, 1));
+    assert!(summary.verified());
+    let chains = store.chains(10).unwrap();
+    assert_eq!(chains.len(), 2);
+
+    let chain = store.chain("corr-b").unwrap();
+    assert_eq!(
+        chain
+            .iter()
+            .map(|e| e.entry.meta.chain_position)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(chain[0].entry.meta.signature, SignatureState::Verified);
+
+    // Inclusion proof of record 3 verifies against the root.
+    let proof = store.inclusion_proof(3, 5).unwrap();
+    let leaf = merkle::leaf_hash(&store.raw(&chain[1].entry).unwrap());
+    merkle::verify_inclusion(&leaf, 3, 5, &proof, &store.root(5)).unwrap();
+}
+
+#[test]
+fn events_from_unknown_keys_are_stored_and_verified_once_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = InstanceKey::from_seed("inst_stranger", [4u8; 32]);
+    let sealer = Sealer::new(stranger.clone());
+    let event = sealed(&sealer, "corr-s", "a", false);
+    let store = open(dir.path());
+    store.append(vec![incoming(&event)]).unwrap();
+    let summary = store.chain_summary("corr-s").unwrap().unwrap();
+    assert_eq!(summary.key_unknown, 1);
+    assert!(!summary.verified());
+    assert_eq!(
+        store
+            .retrust("inst_stranger", &stranger.verifying_key())
+            .unwrap(),
+        (1, 0)
+    );
+    assert!(store.chain_summary("corr-s").unwrap().unwrap().verified());
+}
+
+#[test]
+fn a_torn_tail_is_cut_kept_in_quarantine_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let segment = last_segment(dir.path());
+    let clean_len = fs::metadata(&segment).unwrap().len();
+    // A crash mid-append: a header promising 500 bytes, and 37 of them.
+    let mut file = OpenOptions::new().append(true).open(&segment).unwrap();
+    file.write_all(&500u32.to_le_bytes()).unwrap();
+    file.write_all(&[0u8; 4]).unwrap();
+    file.write_all(&5u64.to_le_bytes()).unwrap();
+    file.write_all(&[b'x'; 37]).unwrap();
+    drop(file);
+
+    let store = open(dir.path());
+    assert_eq!(store.recovery().truncated_bytes, 16 + 37);
+    assert_eq!(store.tree_size(), 5, "every complete record is still there");
+    assert_eq!(fs::metadata(&segment).unwrap().len(), clean_len);
+    let quarantined = store.recovery().quarantined_to.clone().unwrap();
+    assert_eq!(fs::metadata(quarantined).unwrap().len(), 16 + 37);
+    drop(store);
+    verify(dir.path(), &trusted, Some(&key().verifying_key())).unwrap();
+}
+
+fn last_segment(dir: &Path) -> std::path::PathBuf {
+    let mut segments: Vec<_> = fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    segments.pop().unwrap()
+}
+
+/// Byte ranges of every record in the (single) segment.
+fn record_ranges(segment: &Path) -> Vec<std::ops::Range<usize>> {
+    let bytes = fs::read(segment).unwrap();
+    let mut ranges = Vec::new();
+    let mut at = 8;
+    while at < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        ranges.push(at..at + 16 + len);
+        at += 16 + len;
+    }
+    ranges
+}
+
+#[test]
+fn verify_passes_on_a_clean_store() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let report = verify(dir.path(), &trusted, Some(&key().verifying_key())).unwrap();
+    assert_eq!(
+        (
+            report.records,
+            report.chains,
+            report.signatures_verified,
+            report.checkpoint_size
+        ),
+        (5, 2, 5, Some(5))
+    );
+}
+
+#[test]
+fn verify_reports_an_edited_byte_with_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let segment = last_segment(dir.path());
+    let ranges = record_ranges(&segment);
+    let mut bytes = fs::read(&segment).unwrap();
+    let target = ranges[2].start + 16 + 40; // inside record 2's payload
+    bytes[target] ^= 0x01;
+    fs::write(&segment, bytes).unwrap();
+    let err = verify(dir.path(), &trusted, Some(&key().verifying_key())).unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "journal record 2 (segment 00000000000000000000.seg, byte {}) is damaged: checksum mismatch; the journal was changed outside IntentProof or the disk is failing: run `intentproof store verify` and restore from a backup",
+            ranges[2].start
+        )
+    );
+}
+
+#[test]
+fn verify_reports_a_deleted_record_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let segment = last_segment(dir.path());
+    let ranges = record_ranges(&segment);
+    let mut bytes = fs::read(&segment).unwrap();
+    bytes.drain(ranges[1].clone());
+    fs::write(&segment, bytes).unwrap();
+    let err = verify(dir.path(), &trusted, None).unwrap_err();
+    assert!(err.starts_with("journal record 1 "), "{err}");
+    assert!(
+        err.contains("record claims sequence 2, but sequence 1 belongs here"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_reports_swapped_records_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let segment = last_segment(dir.path());
+    let ranges = record_ranges(&segment);
+    let bytes = fs::read(&segment).unwrap();
+    let mut swapped = bytes[..ranges[3].start].to_vec();
+    swapped.extend_from_slice(&bytes[ranges[4].clone()]);
+    swapped.extend_from_slice(&bytes[ranges[3].clone()]);
+    fs::write(&segment, swapped).unwrap();
+    let err = verify(dir.path(), &trusted, None).unwrap_err();
+    assert!(err.starts_with("journal record 3 "), "{err}");
+    assert!(
+        err.contains("record claims sequence 4, but sequence 3 belongs here"),
+        "{err}"
+    );
+}
+
+/// Rewrites `from` to `to` in record `index`'s payload and fixes its CRC, as
+/// an attacker who knows the format would.
+fn rewrite_record(dir: &Path, index: usize, from: &str, to: &str) {
+    let segment = last_segment(dir);
+    let ranges = record_ranges(&segment);
+    let mut bytes = fs::read(&segment).unwrap();
+    let record = &mut bytes[ranges[index].clone()];
+    let text = String::from_utf8(record[16..].to_vec()).unwrap();
+    let edited = text.replacen(from, to, 1);
+    assert!(edited != text && edited.len() == text.len());
+    record[16..].copy_from_slice(edited.as_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&record[8..]);
+    let crc = hasher.finalize();
+    record[4..8].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&segment, bytes).unwrap();
+}
+
+#[test]
+fn verify_catches_a_rewrite_that_fixed_every_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    rewrite_record(dir.path(), 0, "refund.create", "refund.cancel");
+    // With trusted keys: the signature gives it away.
+    let err = verify(dir.path(), &trusted, None).unwrap_err();
+    assert!(err.starts_with("record 0: signature of event "), "{err}");
+    // Without keys: the next event's link does.
+    let err = verify(dir.path(), &|_| None, None).unwrap_err();
+    assert!(
+        err.starts_with("record 2: event ")
+            && err.contains("at position 2 of chain (inst_store_test, corr-a) links to sha256:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_catches_a_rewrite_of_a_chain_end_through_the_checkpoint() {
+    // The last event of a chain has no successor to contradict it; without
+    // trusted keys only the signed checkpoint's Merkle root does.
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    rewrite_record(dir.path(), 4, "ledger.write", "ledger.wipe!");
+    let err = verify(dir.path(), &|_| None, Some(&key().verifying_key())).unwrap_err();
+    assert!(
+        err.starts_with("records 0..5: Merkle root sha256:"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("a record in that range was changed, removed or reordered"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_rejects_a_forged_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let forger = InstanceKey::from_seed("inst_forger", [1u8; 32]);
+    let cp = Checkpoint::sign(1, &[0u8; 32], forger.signing_key(), &forger.key_id());
+    checkpoint::append(dir.path(), &cp).unwrap();
+    let err = verify(dir.path(), &trusted, Some(&key().verifying_key())).unwrap_err();
+    assert_eq!(
+        err,
+        "checkpoint of tree size 1 has a bad signature: it was not signed by this daemon's key, or was edited"
+    );
+}
+
+#[test]
+fn rebuild_restores_identical_query_results() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let snapshot = |store: &Store| {
+        let events: Vec<Value> = store
+            .events(&EventQuery {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap()
+            .events
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        (
+            events,
+            store.chains(100).unwrap(),
+            store.root(store.tree_size()),
+        )
+    };
+    let before = snapshot(&open(dir.path()));
+    fs::remove_dir_all(dir.path().join("index")).unwrap();
+    assert_eq!(rebuild(dir.path(), &trusted).unwrap(), 5);
+    let after = snapshot(&open(dir.path()));
+    assert_eq!(before, after);
+}
+
+#[test]
+fn segments_rotate_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = Sealer::new(key());
+    let store = open(dir.path()); // 8 KiB segments
+    for _ in 0..40 {
+        let e = sealed(&sealer, "corr-r", "a", false);
+        store.append(vec![incoming(&e)]).unwrap();
+    }
+    drop(store);
+    let segments = fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
+        .count();
+    assert!(segments > 1, "{segments} segment(s)");
+    let store = open(dir.path());
+    assert_eq!(store.tree_size(), 40);
+    assert!(store.chain_summary("corr-r").unwrap().unwrap().verified());
+    drop(store);
+    verify(dir.path(), &trusted, None).unwrap();
+}
