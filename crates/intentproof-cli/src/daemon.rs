@@ -404,3 +404,250 @@ pub fn store(command: StoreCommand) -> Result<()> {
         }
     }
 }
+
+/// `intentproof mcp` flags.
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    /// Name of the upstream server, used in actions (`mcp.<name>.<tool>`)
+    /// [default: derived from the command]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Data directory [default: $INTENTPROOF_DATA_DIR or ~/.intentproof]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Daemon URL [default: $INTENTPROOF_SERVER, else the one on the data dir, else
+    /// http://127.0.0.1:9787]
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Name of the plan tool added to the server's tools.
+    #[arg(long, default_value = intentproof_gateway::mcp::recorder::DEFAULT_PLAN_TOOL)]
+    pub plan_tool: String,
+    /// Do not add the plan tool.
+    #[arg(long)]
+    pub no_plan_tool: bool,
+    /// Do not start a daemon when none answers (events wait in the spool).
+    #[arg(long)]
+    pub no_autostart: bool,
+    /// Redaction policy (YAML) applied before anything is written
+    /// [default: the built-in policy]
+    #[arg(long, value_name = "FILE")]
+    pub redaction_policy: Option<PathBuf>,
+    /// Intent for calls of a tool outside any plan: TOOL=INTENT (repeatable).
+    #[arg(long = "default-intent", value_name = "TOOL=INTENT")]
+    pub default_intents: Vec<String>,
+    /// The MCP server command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// A server name from its command: `node .../server-everything/dist/index.js`
+/// gives `server-everything`; `uvx mcp-server-time` gives `mcp-server-time`.
+fn server_name(command: &[String]) -> String {
+    const RUNTIMES: [&str; 9] = [
+        "node", "npx", "python", "python3", "uvx", "uv", "deno", "bun", "pipx",
+    ];
+    let base = |s: &str| {
+        Path::new(s)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let program = command.first().map(|p| base(p)).unwrap_or_default();
+    let mut name = program.clone();
+    if RUNTIMES.contains(&program.as_str()) {
+        if let Some(arg) = command
+            .iter()
+            .skip(1)
+            .find(|a| !a.starts_with('-') && *a != "run")
+        {
+            // A path: prefer the package folder (node_modules/<pkg>/dist/index.js).
+            let path = Path::new(arg);
+            name = path
+                .ancestors()
+                .find(|p| {
+                    p.parent().and_then(|q| q.file_name()).is_some_and(|n| {
+                        n == "node_modules" || n.to_string_lossy().starts_with('@')
+                    })
+                })
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| {
+                    base(arg)
+                        .trim_end_matches(".js")
+                        .trim_end_matches(".py")
+                        .to_owned()
+                });
+        }
+    }
+    let cleaned: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "server".into()
+    } else {
+        cleaned
+    }
+}
+
+pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
+    use intentproof_gateway::mcp::recorder::RecorderConfig;
+    use intentproof_gateway::mcp::shipper::ShipperConfig;
+    use intentproof_gateway::mcp::stdio::{self, StdioOptions};
+    use std::io::IsTerminal;
+    // Stdout is the protocol's: every log goes to stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,intentproof_gateway=info")
+            }),
+        )
+        .init();
+    let data_dir = DataDir::new(data_dir_or_default(args.data_dir)?);
+    let mut recorder = RecorderConfig::new(args.name.unwrap_or_else(|| server_name(&args.command)));
+    recorder.plan_tool = (!args.no_plan_tool).then_some(args.plan_tool);
+    for pair in &args.default_intents {
+        let (tool, intent) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--default-intent {pair:?}: use TOOL=INTENT"))?;
+        recorder
+            .default_intents
+            .insert(tool.trim().to_owned(), intent.trim().to_owned());
+    }
+    let redactor = std::sync::Arc::new(data_dir.redactor(args.redaction_policy.as_deref())?);
+    let shipper = ShipperConfig {
+        redactor,
+        data_dir,
+        server: args.server.or_else(|| {
+            std::env::var("INTENTPROOF_SERVER")
+                .ok()
+                .filter(|s| !s.is_empty())
+        }),
+        autostart: if args.no_autostart {
+            None
+        } else {
+            std::env::current_exe().ok()
+        },
+        ingest_token: std::env::var("INTENTPROOF_INGEST_TOKEN")
+            .ok()
+            .filter(|s| !s.is_empty()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime
+        .block_on(stdio::run(StdioOptions {
+            recorder,
+            shipper,
+            command: args.command,
+        }))
+        .map_err(|e| anyhow!(e));
+    // The stdin reader sits on a blocking thread that cannot be cancelled:
+    // do not wait for it, or an upstream that died would keep us alive
+    // until the agent writes again.
+    runtime.shutdown_background();
+    let code = code?;
+    Ok(std::process::ExitCode::from(
+        u8::try_from(code).unwrap_or(1),
+    ))
+}
+
+pub fn findings(args: ClientArgs) -> Result<()> {
+    let client = Client::new(&args)?;
+    let body = client.get("/v1/findings", &[])?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let findings = body
+        .get("findings")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "{:<24} {:<18} {:<28} {:<36} MESSAGE",
+        "AT", "FLAG", "CORRELATION", "ACTION"
+    );
+    for f in &findings {
+        let flag = match f["kind"].as_str() {
+            Some("incomplete_intent") => "INCOMPLETE INTENT",
+            Some("failed_step") => "FAILED STEP",
+            Some("unplanned_call") => "UNPLANNED CALL",
+            _ => "?",
+        };
+        println!(
+            "{:<24} {:<18} {:<28} {:<36} {}",
+            text(f, "at"),
+            flag,
+            cut(&text(f, "correlation_id"), 28),
+            cut(&text(f, "action"), 36),
+            text(f, "message"),
+        );
+    }
+    println!("{} findings", findings.len());
+    Ok(())
+}
+
+pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
+    let client = Client::new(&args)?;
+    if let Some(id) = close {
+        let body = client.send(
+            client
+                .http
+                .post(format!("{}/v1/plans/{id}/close", client.base)),
+        )?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        } else {
+            let n = body["findings"].as_array().map_or(0, Vec::len);
+            println!("closed plan {id}: {n} finding(s)");
+            for f in body["findings"].as_array().into_iter().flatten() {
+                println!("- {}", text(f, "message"));
+            }
+        }
+        return Ok(());
+    }
+    let body = client.get("/v1/plans", &[])?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let plans = body
+        .get("plans")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "{:<38} {:<16} {:>5} {:>5} {:>5} INTENT",
+        "PLAN", "STATE", "STEPS", "CALLS", "FLAGS"
+    );
+    for p in &plans {
+        let state = match (p["state"].as_str(), p["closed_by"].as_str()) {
+            (Some("closed"), Some(by)) => format!("closed ({by})"),
+            (Some(s), _) => s.to_owned(),
+            _ => "?".into(),
+        };
+        println!(
+            "{:<38} {:<16} {:>5} {:>5} {:>5} {}",
+            text(p, "plan_id"),
+            state,
+            p["steps"].as_array().map_or(0, Vec::len),
+            text(p, "calls"),
+            text(p, "flags"),
+            cut(&text(p, "intent"), 60)
+        );
+    }
+    println!("{} plans", plans.len());
+    Ok(())
+}

@@ -27,7 +27,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bundle;
 mod daemon;
+mod policy;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -65,6 +67,9 @@ enum Command {
     },
     /// Run the daemon: ingest and query API, durable store.
     Serve(daemon::ServeArgs),
+    /// Record an MCP server's tool calls: use `intentproof mcp -- <command>` in place of
+    /// the server's command in your agent's MCP config.
+    Mcp(daemon::McpArgs),
     /// List stored events (from the daemon).
     Events(daemon::EventsArgs),
     /// List correlation chains (from the daemon).
@@ -74,6 +79,29 @@ enum Command {
         /// Most chains to show (most recent first).
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+    /// List findings: incomplete intents, failed steps, unplanned calls (from the daemon).
+    Findings {
+        #[command(flatten)]
+        client: daemon::ClientArgs,
+    },
+    /// List declared plans, or close one (from the daemon).
+    Plans {
+        #[command(flatten)]
+        client: daemon::ClientArgs,
+        /// Close this plan now and show its findings.
+        #[arg(long, value_name = "PLAN_ID")]
+        close: Option<String>,
+    },
+    /// A small built-in MCP server (refunds and receipts) for demos and tests.
+    #[command(hide = true)]
+    DemoServer,
+    /// Verify a proof bundle (.proof.tar.zst) offline: exit 0 pass, 1 fail.
+    Verify(bundle::VerifyArgs),
+    /// Lint, evaluate and test verification policies.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
     /// Check or rebuild the daemon's store (offline).
     Store {
@@ -161,7 +189,7 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             if let Some(invalid) = e.downcast_ref::<Invalid>() {
                 eprintln!("invalid: {invalid}");
@@ -174,8 +202,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+/// Runs a command; commands with more outcomes than success and failure
+/// (`mcp`, `policy eval`, `verify`) return their own exit code.
+fn run(cli: Cli) -> Result<ExitCode> {
+    let done = match cli.command {
         Command::Keys { command } => match command {
             KeysCommand::New { data_dir } => {
                 let dir = data_dir_or_default(data_dir)?;
@@ -190,8 +220,19 @@ fn run(cli: Cli) -> Result<()> {
             KeysCommand::Trust(args) => daemon::trust(args),
         },
         Command::Serve(args) => daemon::serve(args),
+        Command::Mcp(args) => return daemon::mcp(args),
+        Command::Policy { command } => return policy::run(command),
+        Command::Verify(args) => return bundle::run(args),
         Command::Events(args) => daemon::events(args),
         Command::Chains { client, limit } => daemon::chains(client, limit),
+        Command::Findings { client } => daemon::findings(client),
+        Command::DemoServer => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(intentproof_gateway::mcp::demo::run())
+            .context("demo server"),
+        Command::Plans { client, close } => daemon::plans(client, close),
         Command::Store { command } => daemon::store(command),
         Command::Event { command } => match command {
             EventCommand::Canon { file } => {
@@ -210,7 +251,8 @@ fn run(cli: Cli) -> Result<()> {
             } => seal(&key, instance_id, tenant_id, &file),
             EventCommand::Verify { key, file } => verify(&key, &file),
         },
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 fn print_key(key: &InstanceKey) -> Result<()> {

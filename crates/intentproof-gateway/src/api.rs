@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::datadir::DataDir;
 use crate::ingest::{self, DaemonSealer, TrustedKeys};
+use crate::mcp::{self, http::McpHttp};
 use crate::metrics::{Metrics, RejectReason};
 use crate::writer::Writer;
 
@@ -45,6 +46,28 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The daemon's signing key, for checkpoints.
     pub daemon_key: intentproof_core::keys::InstanceKey,
+    /// Idle time after which a declared plan closes.
+    pub plan_idle_timeout: std::time::Duration,
+    /// Configured verification policies.
+    pub policies: Arc<Vec<intentproof_policy::verification::Policy>>,
+    /// The MCP gateway over HTTP (set once at start).
+    pub mcp: std::sync::OnceLock<Arc<McpHttp>>,
+}
+
+/// Records an event the daemon made itself (MCP over HTTP): seal, then
+/// hand to the writer without waiting.
+pub fn record_own_event(state: &AppState, event: &intentproof_core::ExecutionEvent) {
+    match ingest::seal_incoming(event, &state.sealer) {
+        Ok(incoming) => {
+            if state.writer.submit(incoming).is_err() {
+                state.metrics.rejected(RejectReason::Overloaded);
+                tracing::error!(action = %event.action, "write queue full: an MCP event was not recorded");
+            }
+        }
+        Err(e) => {
+            tracing::error!(action = %event.action, error = %e, "an MCP event could not be sealed")
+        }
+    }
 }
 
 type Shared = Arc<AppState>;
@@ -90,6 +113,13 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/chains/{id}", get(get_chain))
         .route("/v1/checkpoint", get(get_checkpoint))
         .route("/v1/keys", post(trust_key))
+        .route("/v1/plans", get(list_plans))
+        .route("/v1/plans/{id}/close", post(close_plan))
+        .route("/v1/findings", get(list_findings))
+        .route(
+            "/mcp/{name}",
+            post(mcp_post).get(mcp_get).delete(mcp_delete),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
@@ -452,8 +482,145 @@ async fn trust_key(
     })))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+fn mcp_gateway(state: &AppState) -> Result<Arc<McpHttp>, ApiError> {
+    state.mcp.get().cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no MCP servers are configured; add [[mcp.servers]] to the config",
+        )
+    })
+}
+
+async fn mcp_post(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    Ok(mcp::http::post(mcp_gateway(&state)?, name, headers, body).await)
+}
+
+async fn mcp_get(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    Ok(mcp::http::get(mcp_gateway(&state)?, name, headers).await)
+}
+
+async fn mcp_delete(
+    State(state): State<Shared>,
+    Path(_name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    Ok(mcp::http::delete(mcp_gateway(&state)?, headers).await)
+}
+
+async fn plans_and_findings(
+    state: &Shared,
+) -> Result<
+    (
+        Vec<crate::findings::PlanRow>,
+        Vec<crate::findings::FindingRow>,
+    ),
+    ApiError,
+> {
+    let store = Arc::clone(&state.store);
+    let idle = state.plan_idle_timeout;
+    let policies = Arc::clone(&state.policies);
+    blocking(move || {
+        crate::findings::plans_and_findings(&store, idle, std::time::SystemTime::now(), &policies)
+    })
+    .await
+}
+
+async fn list_plans(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    let (plans, _) = plans_and_findings(&state).await?;
+    Ok(Json(json!({"plans": plans})))
+}
+
+async fn list_findings(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    let (_, findings) = plans_and_findings(&state).await?;
+    Ok(Json(json!({"findings": findings})))
+}
+
+/// Closes an open plan by recording an `intentproof.plan.close` event in
+/// its correlation; the plan is then evaluated.
+async fn close_plan(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require_token(&state, &headers)?;
+    let (plans, _) = plans_and_findings(&state).await?;
+    let Some(plan) = plans.into_iter().find(|p| p.plan_id == id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no plan with that id",
+        ));
+    };
+    if plan.state != "open" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "plan_closed",
+            format!(
+                "plan {id} is already closed ({})",
+                plan.closed_by.unwrap_or("closed")
+            ),
+        ));
+    }
+    let event = intentproof_core::ExecutionEvent::builder(
+        plan.intent.clone(),
+        crate::findings::PLAN_CLOSE_ACTION,
+    )
+    .correlation_id(plan.correlation_id.clone())
+    .inputs(json!({"plan_id": id}))
+    .build();
+    let worker = Arc::clone(&state);
+    let incoming =
+        tokio::task::spawn_blocking(move || ingest::seal_incoming(&event, &worker.sealer))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+    let answer = state.writer.submit(incoming).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the write queue is full; retry shortly",
+        )
+    })?;
+    match answer.await {
+        Ok(Ok(Ok(_))) => {}
+        other => {
+            return Err(ApiError::internal(format!(
+                "the close event was not stored: {other:?}"
+            )));
+        }
+    }
+    let (_, findings) = plans_and_findings(&state).await?;
+    let mine: Vec<_> = findings
+        .into_iter()
+        .filter(|f| f.plan_id.as_deref() == Some(id.as_str()))
+        .collect();
+    Ok(Json(
+        json!({"plan_id": id, "state": "closed", "findings": mine}),
+    ))
+}
+
+/// Liveness, plus the daemon's instance id so a client can tell which
+/// data dir it serves.
+async fn healthz(State(state): State<Shared>) -> Json<Value> {
+    Json(json!({"status": "ok", "instance_id": state.daemon_key.instance_id()}))
 }
 
 async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -10,6 +10,14 @@
 //! max_body_bytes = 1048576           # larger ingest bodies get 413
 //! queue_capacity = 65536             # events waiting for the writer; beyond it ingest answers 503
 //! checkpoint_interval_secs = 10      # sign a Merkle checkpoint this often (when the log grew)
+//! plan_idle_timeout_secs = 300       # a declared plan with no call for this long closes and is evaluated
+//! redaction_policy = "policies/redaction/default.yaml"   # default: the built-in policy
+//! verification_policies = ["policies/verification/refund-with-receipt.yaml"]  # need scope.any_event_action_in
+//!
+//! [[mcp.servers]]                    # served over Streamable HTTP at /mcp/<name>
+//! name = "everything"
+//! command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
+//! default_intents = { echo = "Check the connection" }
 //!
 //! [[exporters]]                      # forward every stored event, at least once
 //! name = "siem"                      # names the durable cursor: keep it stable
@@ -43,8 +51,45 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Seconds between signed checkpoints (0: only at shutdown).
     pub checkpoint_interval_secs: u64,
+    /// A plan with no call for this long is closed and evaluated.
+    pub plan_idle_timeout_secs: u64,
+    /// Redaction policy (YAML) for events the daemon seals; default: the
+    /// built-in `policies/redaction/default.yaml`.
+    pub redaction_policy: Option<PathBuf>,
+    /// Verification policies (JSON or YAML) evaluated on every idle flow
+    /// their `scope.any_event_action_in` matches; failures are findings.
+    pub verification_policies: Vec<PathBuf>,
     /// Collectors every stored event is forwarded to.
     pub exporters: Vec<ExporterConfig>,
+    /// MCP servers served over Streamable HTTP at `/mcp/<name>`.
+    pub mcp: McpConfig,
+}
+
+/// The `[mcp]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Name of the plan tool added to every server (`""` turns it off;
+    /// default `intentproof_declare_plan`).
+    pub plan_tool: Option<String>,
+    /// The upstream servers.
+    pub servers: Vec<McpServerConfig>,
+}
+
+/// One upstream MCP server of the HTTP gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// Served at `/mcp/<name>`; actions are `mcp.<name>.<tool>`.
+    pub name: String,
+    /// A stdio server: the command and its arguments (one process per session).
+    pub command: Vec<String>,
+    /// Extra environment for the command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Intents for tools called outside any declared plan.
+    #[serde(default)]
+    pub default_intents: BTreeMap<String, String>,
 }
 
 /// One daemon exporter.
@@ -88,7 +133,11 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             queue_capacity: 65536,
             checkpoint_interval_secs: 10,
+            plan_idle_timeout_secs: 300,
+            redaction_policy: None,
+            verification_policies: Vec::new(),
             exporters: Vec::new(),
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -191,6 +240,26 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "queue_capacity must be at least 1".into(),
             ));
+        }
+        let mut servers = std::collections::BTreeSet::new();
+        for server in &self.mcp.servers {
+            let valid_name = !server.name.is_empty()
+                && server
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name || !servers.insert(&server.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "mcp server names must be unique and use letters, digits, '-' and '_'; {:?} is not",
+                    server.name
+                )));
+            }
+            if server.command.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "mcp server {:?}: `command` must name the server's program, e.g. command = [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"]",
+                    server.name
+                )));
+            }
         }
         let mut names = std::collections::BTreeSet::new();
         for exporter in &self.exporters {

@@ -46,6 +46,9 @@ pub enum DataDirError {
         /// What is wrong.
         reason: String,
     },
+    /// The redaction policy or its key is unusable.
+    #[error("redaction: {0}")]
+    Redaction(String),
     /// An instance id that cannot be a file name.
     #[error("instance id {0:?} is not valid: use letters, digits, '_' and '-' only")]
     BadInstanceId(String),
@@ -221,6 +224,28 @@ impl DataDir {
             None
         };
         Ok(KeyRing { keys, daemon })
+    }
+
+    /// The redactor for events sealed here: `policy` (a YAML file), else the
+    /// built-in default; the HMAC key of its `hash` action lives in this
+    /// data dir (created 0600 on first use).
+    pub fn redactor(
+        &self,
+        policy: Option<&Path>,
+    ) -> Result<intentproof_policy::redact::Redactor, DataDirError> {
+        use intentproof_policy::redact::{HashKey, RedactionPolicy, Redactor};
+        let policy = match policy {
+            Some(path) => {
+                let text = fs::read_to_string(path).map_err(io(path, "read redaction policy"))?;
+                RedactionPolicy::from_yaml(&text)
+                    .map_err(|e| DataDirError::Redaction(format!("{}: {e}", path.display())))?
+            }
+            None => RedactionPolicy::default_policy(),
+        };
+        fs::create_dir_all(&self.path).map_err(io(&self.path, "create"))?;
+        let key = HashKey::load_or_create(&self.path)
+            .map_err(|e| DataDirError::Redaction(e.to_string()))?;
+        Ok(Redactor::new(policy, key))
     }
 
     /// Records where the running daemon listens.

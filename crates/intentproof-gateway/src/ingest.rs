@@ -82,17 +82,25 @@ impl TrustedKeys {
 }
 
 /// The daemon's own sealer, which continues its chains across restarts.
+/// Everything it seals is redacted first.
 pub struct DaemonSealer {
     sealer: Sealer,
+    redactor: Arc<intentproof_policy::redact::Redactor>,
     resumed: Mutex<HashSet<String>>,
     store: Arc<Store>,
 }
 
 impl DaemonSealer {
     /// A sealer with the daemon key, for tenant `tenant_id`.
-    pub fn new(key: InstanceKey, tenant_id: &str, store: Arc<Store>) -> Self {
+    pub fn new(
+        key: InstanceKey,
+        tenant_id: &str,
+        store: Arc<Store>,
+        redactor: Arc<intentproof_policy::redact::Redactor>,
+    ) -> Self {
         DaemonSealer {
             sealer: Sealer::new(key).with_tenant_id(tenant_id),
+            redactor,
             resumed: Mutex::new(HashSet::new()),
             store,
         }
@@ -103,9 +111,12 @@ impl DaemonSealer {
         self.sealer.key().instance_id()
     }
 
-    /// Seals `event`, first picking up the stored head of its chain if this
-    /// process has not sealed into that chain yet.
+    /// Redacts and seals `event`, first picking up the stored head of its
+    /// chain if this process has not sealed into that chain yet.
     fn seal(&self, event: &ExecutionEvent) -> Result<Value, IngestError> {
+        let mut event = event.clone();
+        self.redactor.redact_event(&mut event);
+        let event = &event;
         let correlation = event
             .correlation_id
             .as_deref()
@@ -190,7 +201,16 @@ fn prepare_envelope(value: &Value, sealer: &DaemonSealer) -> Result<Incoming, In
             "field `event`: intent and action must not be blank".into(),
         ));
     }
-    let sealed = sealer.seal(&event)?;
+    seal_incoming(&event, sealer)
+}
+
+/// Seals an event the daemon itself recorded (an envelope event, or an MCP
+/// call through the HTTP gateway) and prepares it for the writer.
+pub fn seal_incoming(
+    event: &ExecutionEvent,
+    sealer: &DaemonSealer,
+) -> Result<Incoming, IngestError> {
+    let sealed = sealer.seal(event)?;
     let meta =
         EventMeta::from_v1(&sealed, None).map_err(|e| IngestError::Invalid(e.to_string()))?;
     let meta = EventMeta {

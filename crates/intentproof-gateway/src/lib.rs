@@ -26,7 +26,9 @@
 pub mod api;
 pub mod config;
 pub mod datadir;
+pub mod findings;
 pub mod ingest;
+pub mod mcp;
 pub mod metrics;
 pub mod pump;
 pub mod serve;

@@ -100,6 +100,82 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     serve_with(config, shutdown_signal(), None).await
 }
 
+/// Loads and checks the configured verification policies.
+fn load_policies(
+    paths: &[std::path::PathBuf],
+) -> Result<Vec<intentproof_policy::verification::Policy>, ServeError> {
+    use intentproof_policy::verification::{Policy, PolicyFormat};
+    let mut policies = Vec::new();
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|e| {
+            ServeError::Other(format!("verification policy {}: {e}", path.display()))
+        })?;
+        let policy = Policy::parse(&bytes, PolicyFormat::Detect).map_err(|e| {
+            ServeError::Other(format!("verification policy {}: {e}", path.display()))
+        })?;
+        if policy
+            .scope()
+            .any_event_action_in
+            .as_ref()
+            .is_none_or(|list| list.is_empty())
+        {
+            return Err(ServeError::Other(format!(
+                "verification policy {}: add scope.any_event_action_in so the daemon knows which flows it governs",
+                path.display()
+            )));
+        }
+        policies.push(policy);
+    }
+    Ok(policies)
+}
+
+/// Ingests spool files left by `intentproof mcp` processes that are gone.
+async fn drain_orphan_spools(state: &Arc<AppState>) {
+    let spool = state.data_dir.path().join("spool");
+    let lines = {
+        let spool = spool.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::mcp::shipper::adopt_orphans(&spool, std::path::Path::new(""))
+        })
+        .await
+        .unwrap_or_default()
+    };
+    if lines.is_empty() {
+        return;
+    }
+    let (mut stored, mut refused) = (0usize, Vec::new());
+    for line in lines {
+        let prepared = crate::ingest::prepare(line.as_bytes(), &state.keys, &state.sealer);
+        let outcome = match prepared {
+            Ok(incoming) => match state.writer.submit(incoming) {
+                Ok(answer) => matches!(answer.await, Ok(Ok(Ok(_)))),
+                Err(_) => false,
+            },
+            Err(_) => false,
+        };
+        if outcome {
+            stored += 1;
+        } else {
+            refused.push(line);
+        }
+    }
+    if !refused.is_empty() {
+        // Never drop them: set them aside for a person to look at.
+        let kept = spool.join("rejected.jsonl");
+        let text: String = refused.iter().map(|l| format!("{l}\n")).collect();
+        let saved = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&kept)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        if let Err(e) = saved {
+            tracing::error!(error = %e, file = %kept.display(), "cannot set refused spooled events aside");
+        }
+    }
+    let refused = refused.len();
+    tracing::info!(stored, refused, spool = %spool.display(), "ingested events left in the spool by gateway processes that ended");
+}
+
 async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -159,7 +235,12 @@ async fn serve_with(
     .map_err(|e| ServeError::Other(format!("cannot start the writer thread: {e}")))?;
 
     let state = Arc::new(AppState {
-        sealer: DaemonSealer::new(daemon_key.clone(), &config.tenant_id, Arc::clone(&store)),
+        sealer: DaemonSealer::new(
+            daemon_key.clone(),
+            &config.tenant_id,
+            Arc::clone(&store),
+            Arc::new(data_dir.redactor(config.redaction_policy.as_deref())?),
+        ),
         store: Arc::clone(&store),
         writer,
         keys,
@@ -169,7 +250,24 @@ async fn serve_with(
         data_dir: data_dir.clone(),
         max_body_bytes: config.max_body_bytes,
         daemon_key,
+        mcp: std::sync::OnceLock::new(),
+        plan_idle_timeout: Duration::from_secs(config.plan_idle_timeout_secs),
+        policies: Arc::new(load_policies(&config.verification_policies)?),
     });
+    if !config.mcp.servers.is_empty() {
+        let weak = Arc::downgrade(&state);
+        let sink: crate::mcp::http::EventSink = Arc::new(move |event| {
+            if let Some(state) = weak.upgrade() {
+                api::record_own_event(&state, &event);
+            }
+        });
+        let gateway = Arc::new(crate::mcp::http::McpHttp::new(&config.mcp, sink));
+        let _ = state.mcp.set(gateway);
+        tracing::info!(
+            servers = config.mcp.servers.len(),
+            "MCP gateway: /mcp/<name>"
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -213,6 +311,14 @@ async fn serve_with(
             }
         }));
     }
+    // Events an `intentproof mcp` process spooled and could not deliver
+    // before it ended are ingested now.
+    {
+        let spool_state = Arc::clone(&state);
+        background.push(tokio::spawn(async move {
+            drain_orphan_spools(&spool_state).await
+        }));
+    }
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
@@ -220,7 +326,10 @@ async fn serve_with(
     let served = axum::serve(listener, api::router(Arc::clone(&state)))
         .with_graceful_shutdown(shutdown)
         .await;
-    // Drain: stop background tasks, let the writer finish what it holds.
+    // Drain: stop upstreams and background tasks, let the writer finish.
+    if let Some(gateway) = state.mcp.get() {
+        gateway.shutdown();
+    }
     let _ = stop_tx.send(true);
     for task in background {
         let _ = task.await;

@@ -331,7 +331,13 @@ async fn bad_input_gets_its_status_and_a_message_naming_the_cause() {
     );
 
     let (_, healthz) = f.get("/healthz").await;
-    assert_eq!(healthz, json!({"status": "ok"}));
+    assert_eq!(healthz["status"], "ok");
+    assert!(
+        healthz["instance_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("inst_")
+    );
     let metrics = f
         .http
         .get(format!("{}/metrics", f.daemon.url()))
@@ -521,5 +527,69 @@ async fn exporters_deliver_every_event_and_resume_from_their_cursor() {
         *received.lock().unwrap(),
         events,
         "each event once, in order, across a restart"
+    );
+}
+
+#[tokio::test]
+async fn configured_verification_policies_flag_violating_flows() {
+    let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../policies/verification/refund-with-receipt.yaml");
+    let f = start_with(|c| {
+        c.verification_policies = vec![policy];
+        c.plan_idle_timeout_secs = 0;
+    })
+    .await;
+    let envelope = |id: &str, correlation: &str, action: &str| {
+        json!({"intentproof": "1", "event": {
+        "id": id, "correlationId": correlation, "intent": "Refund", "action": action,
+        "inputs": [], "status": "ok", "output": {"ok": true},
+        "startedAt": "2026-01-01T00:00:00.000Z", "completedAt": "2026-01-01T00:00:00.001Z", "durationMs": 1}})
+    };
+    // Complete flow: refund then receipt. Incomplete flow: refund only.
+    for (id, corr, action) in [
+        ("a1", "complete", "stripe.refund.create"),
+        ("a2", "complete", "email.customer.refund_receipt"),
+        ("b1", "incomplete", "stripe.refund.create"),
+        ("c1", "unrelated", "inventory.count"),
+    ] {
+        assert_eq!(f.post(bytes(&envelope(id, corr, action))).await.0, 202);
+    }
+    let (status, body) = f.get("/v1/findings").await;
+    assert_eq!(status, 200);
+    let findings: Vec<(&str, &str, &str)> = body["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap(),
+                f["correlation_id"].as_str().unwrap(),
+                f["action"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        findings,
+        vec![("policy_violation", "incomplete", "receipt-sent")],
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_verification_policy_without_scope_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(&policy, "policy_id: p\ntenant_id: t\nrules:\n  - id: r\n    type: required\n    action: a\n    min: 1\n").unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        verification_policies: vec![policy],
+        ..Config::default()
+    };
+    let err = Daemon::start(config).await.err().unwrap();
+    assert!(
+        err.to_string()
+            .ends_with("add scope.any_event_action_in so the daemon knows which flows it governs"),
+        "{err}"
     );
 }

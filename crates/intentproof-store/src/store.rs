@@ -41,6 +41,11 @@ pub enum StoreError {
         /// What is wrong.
         source: MetaError,
     },
+    /// Another process holds the store (sled locks its directory).
+    #[error(
+        "the store at {0} is in use by another process (a daemon is already running on this data dir)"
+    )]
+    Locked(PathBuf),
     /// Index data could not be decoded.
     #[error("index entry {0} is unreadable; stop the daemon and run `intentproof store rebuild`")]
     BadIndex(String),
@@ -358,7 +363,12 @@ impl Index {
             .cache_capacity(256 * 1024 * 1024)
             .flush_every_ms(Some(1000))
             .open()
-            .map_err(err)?;
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(path.to_owned())
+                }
+                other => err(other),
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(err);
         Ok(Index {
             events: tree("events")?,
@@ -432,8 +442,54 @@ impl Index {
             .unwrap_or(0))
     }
 
-    /// Writes the index entries of newly stored events.
+    /// Writes the index entries of newly stored events and adds them to
+    /// their chain summaries. Only for events not indexed before: summary
+    /// counts are increments (see [`Index::reindex`] for the idempotent path).
     fn insert(&self, entries: &[IndexEntry], leaves: &[(u64, Hash)]) -> Result<(), StoreError> {
+        self.write(entries, leaves, true)
+    }
+
+    /// Re-indexes entries that may already be partly indexed (catch-up after
+    /// a crash: sled persists its trees' batches independently, so a crash
+    /// can leave an event in one tree and not another). Every tree write is
+    /// an overwrite, and the summaries of the correlations concerned are
+    /// recomputed from scratch, so applying this twice changes nothing.
+    fn reindex(&self, entries: &[IndexEntry], leaves: &[(u64, Hash)]) -> Result<(), StoreError> {
+        self.write(entries, leaves, false)?;
+        let correlations: BTreeSet<&str> = entries
+            .iter()
+            .map(|e| e.meta.correlation_id.as_str())
+            .collect();
+        let err = self.err();
+        for correlation in correlations {
+            let mut summary = ChainSummary::default();
+            for item in self.by_correlation.scan_prefix(prefixed(correlation)) {
+                let (key, _) = item.map_err(&err)?;
+                let Some(seq) = seq_from_suffix(&key) else {
+                    continue;
+                };
+                let Some(id) = self.by_seq.get(seq.to_be_bytes()).map_err(&err)? else {
+                    continue;
+                };
+                if let Some(entry) = self.entry(&String::from_utf8_lossy(&id))? {
+                    summary.add(&entry.meta);
+                }
+            }
+            let json = serde_json::to_vec(&summary)
+                .map_err(|_| StoreError::BadIndex(correlation.to_owned()))?;
+            self.summaries
+                .insert(correlation.as_bytes(), json)
+                .map_err(&err)?;
+        }
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        entries: &[IndexEntry],
+        leaves: &[(u64, Hash)],
+        count: bool,
+    ) -> Result<(), StoreError> {
         let mut summaries: HashMap<&str, ChainSummary> = HashMap::new();
         let mut events = sled::Batch::default();
         let mut by_seq = sled::Batch::default();
@@ -457,6 +513,9 @@ impl Index {
             by_action.insert(key2(&m.action, entry.seq), &[]);
             by_status.insert(key2(&m.status, entry.seq), &[]);
             by_time.insert(key2(&m.completed_at, entry.seq), &[]);
+            if !count {
+                continue;
+            }
             let summary = match summaries.entry(m.correlation_id.as_str()) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
@@ -562,11 +621,7 @@ impl Store {
             if let Some(e) = failure {
                 return Err(e);
             }
-            let fresh: Vec<IndexEntry> = entries
-                .into_iter()
-                .filter(|e| !matches!(self.index.by_seq.get(e.seq.to_be_bytes()), Ok(Some(_))))
-                .collect();
-            self.index.insert(&fresh, &leaves)?;
+            self.index.reindex(&entries, &leaves)?;
             tracing::info!(records = total - from, "index caught up with the journal");
         }
         let mut hashes = Vec::with_capacity(total as usize);
@@ -1018,6 +1073,22 @@ impl Store {
             Some(entry) => self.read(entry).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Index entries of every event whose action starts with `prefix`
+    /// (e.g. `mcp.`), in journal order.
+    pub fn entries_with_action_prefix(&self, prefix: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut seqs = Vec::new();
+        for item in self.index.by_action.scan_prefix(prefix.as_bytes()) {
+            let (key, _) = item.map_err(self.index.err())?;
+            seqs.extend(seq_from_suffix(&key));
+        }
+        seqs.sort_unstable();
+        let mut entries = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            entries.extend(self.entry_by_seq(seq)?);
+        }
+        Ok(entries)
     }
 
     /// Number of records (Merkle tree size).

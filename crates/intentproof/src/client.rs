@@ -61,6 +61,7 @@ struct Settings {
     on_exporter_error: Option<ExporterErrorHook>,
     default_attributes: Attributes,
     include_error_stack: bool,
+    redactor: Option<Arc<intentproof_policy::redact::Redactor>>,
     signer: Option<Arc<Sealer>>,
 }
 
@@ -79,6 +80,7 @@ impl Settings {
             on_exporter_error: config.on_exporter_error,
             default_attributes: config.default_attributes,
             include_error_stack: config.include_error_stack,
+            redactor: config.redactor,
             signer: config.signer,
         }
     }
@@ -252,8 +254,9 @@ impl IntentProofClient {
         })
     }
 
-    /// Hands `event` to every exporter. Never fails and never blocks on
-    /// delivery: failures go to `on_exporter_error`.
+    /// Hands `event` to every exporter, after redaction (when a redactor is
+    /// configured) and sealing (when a signer is). Never fails and never
+    /// blocks on delivery: failures go to `on_exporter_error`.
     ///
     /// With a signer configured the event is sealed first; an event that
     /// cannot be sealed (e.g. an integer beyond 2^53 in its payload) is not
@@ -261,6 +264,16 @@ impl IntentProofClient {
     /// `"sealer"`.
     pub fn emit(&self, event: &ExecutionEvent) {
         let settings = self.settings();
+        let redacted;
+        let event = match &settings.redactor {
+            Some(redactor) => {
+                let mut copy = event.clone();
+                redactor.redact_event(&mut copy);
+                redacted = copy;
+                &redacted
+            }
+            None => event,
+        };
         let sealed;
         let event = match &settings.signer {
             None => event,

@@ -58,6 +58,7 @@ pub use intentproof_core::seal::Sealer;
 pub use intentproof_core::{
     AttributeValue, Attributes, ErrorInfo, ExecutionEvent, SerializeOptions, Status, snapshot,
 };
+pub use intentproof_policy::redact::{HashKey, RedactionPolicy, Redactor};
 pub use options::{
     CaptureError, CaptureInput, CaptureOutput, ExporterErrorHook, ExporterFailure,
     IntentProofConfig, WrapOptions, assert_wrap_options_shape,

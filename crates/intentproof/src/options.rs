@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use intentproof_core::seal::Sealer;
 use intentproof_core::{AttributeValue, Attributes, ErrorInfo, SerializeOptions};
+use intentproof_policy::redact::Redactor;
 use serde_json::Value;
 
 use crate::error::OptionsError;
@@ -229,6 +230,10 @@ pub struct IntentProofConfig {
     pub default_attributes: Attributes,
     /// Whether failed events carry `error.stack`. Default `true`.
     pub include_error_stack: bool,
+    /// When set, every event's inputs, output and error are redacted by this
+    /// policy before anything else sees them (signer and exporters alike).
+    /// `RedactionPolicy::default_policy()` is a strong default.
+    pub redactor: Option<Arc<Redactor>>,
     /// When set, every event is sealed (chained per correlation and
     /// Ed25519-signed) before any exporter sees it; the exporters then
     /// receive the event with its sealing fields filled.
@@ -242,6 +247,7 @@ impl Default for IntentProofConfig {
             on_exporter_error: None,
             default_attributes: Attributes::new(),
             include_error_stack: true,
+            redactor: None,
             signer: None,
         }
     }
@@ -258,12 +264,22 @@ impl fmt::Debug for IntentProofConfig {
             .field("on_exporter_error", &self.on_exporter_error.is_some())
             .field("default_attributes", &self.default_attributes)
             .field("include_error_stack", &self.include_error_stack)
+            .field(
+                "redactor",
+                &self.redactor.as_ref().map(|r| r.policy_id().to_owned()),
+            )
             .field("signer", &self.signer.as_ref().map(|s| s.key().key_id()))
             .finish()
     }
 }
 
 impl IntentProofConfig {
+    /// Redacts every event with `redactor` before sealing and export.
+    pub fn redactor(mut self, redactor: Arc<Redactor>) -> Self {
+        self.redactor = Some(redactor);
+        self
+    }
+
     /// Seals every event with `signer` before export.
     pub fn signer(mut self, signer: Arc<Sealer>) -> Self {
         self.signer = Some(signer);

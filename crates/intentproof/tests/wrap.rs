@@ -342,3 +342,37 @@ fn events_have_v7_ids_and_consistent_timing() {
     );
     assert_eq!(event.started_at.len(), "2026-05-11T14:32:17.421Z".len());
 }
+
+#[test]
+fn a_redactor_cleans_events_before_any_exporter_sees_them() {
+    use intentproof::{HashKey, RedactionPolicy, Redactor};
+    let dir = tempfile::tempdir().unwrap();
+    let redactor = Redactor::new(
+        RedactionPolicy::default_policy(),
+        HashKey::load_or_create(dir.path()).unwrap(),
+    );
+    let client = IntentProofClient::new(IntentProofConfig::default().redactor(Arc::new(redactor)));
+    let pay = client
+        .wrap(
+            WrapOptions::new("Charge the card", "stripe.charge"),
+            |_input: serde_json::Value| {
+                Ok::<_, Infallible>(
+                    json!({"ok": true, "api_key": "sk_live_51ABCDEFghijklmnopqrstuv"}),
+                )
+            },
+        )
+        .unwrap();
+    pay.call(json!({"card": "4242 4242 4242 4242", "password": "hunter2"}))
+        .unwrap();
+    let event = only_event(&client);
+    let stored = serde_json::to_string(&event).unwrap();
+    for secret in [
+        "4242 4242 4242 4242",
+        "hunter2",
+        "sk_live_51ABCDEFghijklmnopqrstuv",
+    ] {
+        assert!(!stored.contains(secret), "{secret} survived: {stored}");
+    }
+    let summary = event.redaction_summary.unwrap();
+    assert_eq!(summary.fields_redacted_count, 3, "{summary:?}");
+}

@@ -1,0 +1,70 @@
+# Shared helpers for the daemon benchmarks. Source it; do not run it.
+# shellcheck shell=bash
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Scratch space: data dirs and a private copy of the binaries (so a rebuild
+# elsewhere in the tree cannot swap them mid-run).
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/intentproof-bench.XXXXXX)}
+mkdir -p "$WORK"
+BIN="$WORK/bin"
+DAEMON_PID=""
+
+cleanup() {
+    if [[ -n "$DAEMON_PID" ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+        kill -TERM "$DAEMON_PID" 2>/dev/null || true
+        wait "$DAEMON_PID" 2>/dev/null || true
+    fi
+    if [[ -z "${KEEP:-}" && -z "${BENCH_DIR:-}" ]]; then
+        rm -rf "$WORK"
+    else
+        echo "kept $WORK"
+    fi
+}
+trap cleanup EXIT
+
+# SKIP_BUILD=1: use the binaries already in target/release.
+build() {
+    [[ -n "${SKIP_BUILD:-}" ]] || (cd "$ROOT" && cargo build --release -p intentproof-cli -p intentproof-gateway --bin intentproof --example loadgen)
+    mkdir -p "$BIN"
+    cp "$ROOT/target/release/intentproof" "$ROOT/target/release/examples/loadgen" "$BIN/"
+}
+
+machine_note() {
+    echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB; load average: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%FT%TZ)"
+}
+
+rss_mib() {
+    awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"
+}
+
+# start_daemon DATA_DIR: release daemon on an ephemeral port; waits until it
+# has written daemon.json with its own pid. Sets DAEMON_PID.
+start_daemon() {
+    local dir=$1
+    mkdir -p "$dir"
+    "$BIN/intentproof" serve --data-dir "$dir" --listen 127.0.0.1:0 2>>"$dir.log" &
+    DAEMON_PID=$!
+    local deadline=$((SECONDS + 600))
+    until [[ -f "$dir/daemon.json" ]] && grep -q "\"pid\":$DAEMON_PID[,}]" "$dir/daemon.json"; do
+        if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+            echo "daemon exited while starting; log:" >&2
+            cat "$dir.log" >&2
+            return 1
+        fi
+        if ((SECONDS > deadline)); then
+            echo "daemon did not start" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    sleep 1 # let it settle before the idle RSS reading
+    echo "daemon pid $DAEMON_PID on $(sed -e 's/.*"listen":"\([^"]*\)".*/\1/' "$dir/daemon.json"); idle RSS $(rss_mib "$DAEMON_PID") MiB"
+}
+
+stop_daemon() {
+    echo "daemon RSS before stop: $(rss_mib "$DAEMON_PID") MiB"
+    kill -TERM "$DAEMON_PID"
+    wait "$DAEMON_PID" || true
+    DAEMON_PID=""
+}

@@ -1,0 +1,43 @@
+//! IntentProof proof bundles (`.proof.tar.zst`): deterministic writing,
+//! safe reading of untrusted archives, and offline verification.
+//!
+//! - [`archive`]: bounded, traversal-safe reading of zstd tar or plain tar;
+//! - [`verify()`]: the reference verifier's checks, order and reason codes,
+//!   then our stricter checks ([`verify::STRICT_REASONS`]), as a [`Report`]
+//!   with the reference's human output ([`Report::human`]) and a JSON form;
+//! - [`write_bundle`]: the same input gives the same bytes; the manifest
+//!   is optionally signed;
+//! - [`inclusion`]: the `inclusion_proof.json` form (per-event RFC 9162
+//!   audit paths to a signed store checkpoint).
+//!
+//! ```
+//! use intentproof_bundle::{BundleInput, VerifyOptions, verify, write_bundle};
+//! let input = BundleInput {
+//!     bundle_id: "bnd_1".into(),
+//!     created_at: "2026-05-15T14:30:00Z".into(),
+//!     flow_id: "flow_1".into(),
+//!     tenant_id: "tnt".into(),
+//!     flow: br#"{"flow_id":"flow_1","tenant_id":"tnt"}"#.to_vec(),
+//!     events: vec![br#"{"event_id":"evt_1"}"#.to_vec()],
+//!     policy: br#"{"policy_id":"p"}"#.to_vec(),
+//!     run: br#"{"run_id":"run_1"}"#.to_vec(),
+//!     export_profile: "counterparty".into(),
+//!     spec_version: "1.0.0".into(),
+//!     ..Default::default()
+//! };
+//! let bytes = write_bundle(&input, None).unwrap();
+//! let report = verify(&bytes, &VerifyOptions::default());
+//! assert!(report.passed(), "{}", report.human());
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod archive;
+pub mod inclusion;
+pub mod manifest;
+pub mod verify;
+pub mod write;
+
+pub use archive::{ArchiveError, ReadLimits, read_archive};
+pub use verify::{Report, Status, TrustedKey, VerifyOptions, parse_public_key_bytes, verify};
+pub use write::{BundleInput, ManifestSigner, WriteError, pack_members, write_bundle};

@@ -1,0 +1,1737 @@
+//! Offline verification of a proof bundle.
+//!
+//! [`verify`] first runs the reference verifier's checks, in its order and
+//! with its reason codes and findings (the first failure ends it):
+//!
+//! 1. `manifest.json` missing: `bundle.manifest_missing`;
+//! 2. verification profile: `bundle.verification_profile_missing`,
+//!    `bundle.verification_profile_invalid`,
+//!    `bundle.verification_profile_unsupported`;
+//! 3. manifest signature, when present and a key is given:
+//!    `bundle.signature_decode_failed`, `bundle.signature_invalid`;
+//! 4. each listed file, in manifest order: `bundle.file_missing`,
+//!    `bundle.file_hash_mismatch`;
+//! 5. declared policy fingerprint: `bundle.policy_fingerprint_mismatch`;
+//! 6. event Merkle root: `bundle.event_merkle_mismatch`;
+//! 7. attestation Merkle root: `bundle.attestation_merkle_mismatch`;
+//! 8. object signatures (events, attestations, run, certificate) with the
+//!    bundled `keys/<key_id>.pub`: `bundle.object_signature_invalid`.
+//!
+//! Then the checks where we are stricter (see [`STRICT_REASONS`]); they add
+//! findings only where they apply, so a bundle the reference verifier
+//! passes and these checks pass prints exactly what the reference prints.
+//! Finally `bundle.verify_pass`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signature, VerifyingKey};
+use intentproof_core::canon::{canonicalize_object_without, parse_strict};
+use intentproof_core::merkle::{event_merkle_root, leaf_hash, verify_inclusion};
+use intentproof_core::schema::{SchemaKind, validate};
+use intentproof_core::v1::{ZERO_HASH, sha256_prefixed};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::archive::{Compression, ReadLimits, read_archive};
+use crate::inclusion::{CHECKPOINT_SCHEMA, INCLUSION_SCHEMA, InclusionProofs};
+use crate::manifest::{
+    ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, INCLUSION_PROOF, KEYS_DIR, MANIFEST, Manifest, POLICY,
+    RUN, manifest_digest, policy_fingerprint, sha256_of,
+};
+
+/// The verifier version this crate writes and accepts besides `"dev"`.
+pub const VERIFIER_VERSION: &str = concat!("intentproof-bundle/", env!("CARGO_PKG_VERSION"));
+
+/// Verifier versions a manifest may name. The reference verifier accepts
+/// its own build version and `"dev"`; bundles written by the reference
+/// tools in development, like the golden counterparty bundle, say `"dev"`.
+pub const SUPPORTED_VERIFIER_VERSIONS: [&str; 2] = ["dev", VERIFIER_VERSION];
+
+/// The reason codes of the checks where we are stricter than the reference
+/// verifier, in the order they run, with what each means.
+pub const STRICT_REASONS: &[(&str, &str)] = &[
+    (
+        "bundle.archive_malformed",
+        "the input is not a complete zstd / tar stream (before step 1)",
+    ),
+    (
+        "bundle.archive_too_large",
+        "a size or member-count limit was hit (before step 1)",
+    ),
+    (
+        "bundle.archive_unsafe",
+        "a member name escapes (`..`, absolute) or a member is a link, device or FIFO (before step 1)",
+    ),
+    (
+        "bundle.member_duplicate",
+        "two members share a name (before step 1)",
+    ),
+    (
+        "bundle.manifest_decode_failed",
+        "manifest.json is not JSON or has mistyped members (the reference's error text)",
+    ),
+    (
+        "bundle.policy_json_decode_failed",
+        "policy.json is not a JSON object (the reference's error text)",
+    ),
+    (
+        "bundle.manifest_schema_invalid",
+        "the manifest does not match bundle-manifest.v1.schema.json",
+    ),
+    (
+        "bundle.file_missing",
+        "(also) one of flow.json, events.jsonl, attestations.jsonl, policy.json, run.json is not listed",
+    ),
+    (
+        "bundle.member_unlisted",
+        "a tar member other than manifest.json is not listed in `files`",
+    ),
+    (
+        "bundle.manifest_inconsistent",
+        "flow_id / tenant_id differ from flow.json or run.json, or policy_versions lacks policy.json's fingerprint",
+    ),
+    (
+        "bundle.key_invalid",
+        "a keys/<key_id>.pub member is not an Ed25519 public key",
+    ),
+    (
+        "bundle.key_mismatch",
+        "a bundled key differs from the key given for the same key id",
+    ),
+    (
+        "bundle.manifest_unsigned",
+        "keys were given but the manifest carries no signature",
+    ),
+    (
+        "bundle.jsonl_invalid",
+        "a line of events.jsonl / attestations.jsonl is blank, not a strict JSON object, or has no id",
+    ),
+    ("bundle.event_duplicate", "two events share an event_id"),
+    (
+        "bundle.attestation_duplicate",
+        "two attestations share an attestation_id",
+    ),
+    (
+        "bundle.event_unsigned",
+        "an intentproof.event.v1 event has no signature",
+    ),
+    (
+        "bundle.event_key_id_mismatch",
+        "an event's signature key_id is not a key of its instance_id",
+    ),
+    (
+        "bundle.event_key_unknown",
+        "an event is signed by a key neither bundled nor given: it is unverified",
+    ),
+    (
+        "bundle.event_signature_invalid",
+        "an event's signature does not verify with the key given or bundled for its key id",
+    ),
+    (
+        "bundle.chain_malformed",
+        "an event has only some of correlation_id / chain_position / prev_event_hash",
+    ),
+    (
+        "bundle.chain_fork",
+        "two different events claim one chain position",
+    ),
+    (
+        "bundle.chain_out_of_order",
+        "an event comes before an earlier position of its chain",
+    ),
+    (
+        "bundle.chain_gap",
+        "a chain position is missing (an event was dropped)",
+    ),
+    (
+        "bundle.chain_link_mismatch",
+        "prev_event_hash is not the content hash of the previous event",
+    ),
+    (
+        "bundle.inclusion_proof_malformed",
+        "inclusion_proof.json is not the documented form",
+    ),
+    (
+        "bundle.checkpoint_key_unknown",
+        "no key (given or bundled) for the checkpoint's key_id",
+    ),
+    (
+        "bundle.checkpoint_signature_invalid",
+        "the checkpoint signature does not verify",
+    ),
+    (
+        "bundle.inclusion_proof_missing",
+        "an event has no inclusion proof",
+    ),
+    (
+        "bundle.inclusion_proof_invalid",
+        "an inclusion proof does not lead to the checkpoint root, or names no bundled event",
+    ),
+];
+
+/// A public key the verifier trusts (from `--key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    /// The key id it stands for, when known. A key without an id is tried
+    /// for the manifest signature and for any signature whose key is not
+    /// otherwise known.
+    pub key_id: Option<String>,
+    /// The key.
+    pub key: VerifyingKey,
+}
+
+/// How to verify.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Keys the caller trusts.
+    pub trusted_keys: Vec<TrustedKey>,
+    /// Archive limits.
+    pub limits: ReadLimits,
+    /// Threads for event checks; 0 means the available parallelism.
+    pub threads: usize,
+}
+
+/// Pass or fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every check passed.
+    Pass,
+    /// A check failed; see [`Report::reason`].
+    Fail,
+}
+
+/// What was checked, in numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Archive members (directories not counted).
+    pub members: usize,
+    /// Whether the input was zstd-compressed.
+    pub compressed: bool,
+    /// Event lines.
+    pub events: usize,
+    /// Events whose signature verified.
+    pub events_signature_verified: usize,
+    /// Events without a signature (legacy records; never counted as verified).
+    pub events_unsigned: usize,
+    /// Of the verified events, those verified only with a key carried in
+    /// the bundle while the manifest signature was not checked.
+    pub events_verified_with_unauthenticated_key: usize,
+    /// Chains checked in events.jsonl.
+    pub chains: usize,
+    /// Attestation lines.
+    pub attestations: usize,
+    /// Events whose inclusion proof verified.
+    pub inclusion_proofs_verified: usize,
+    /// `absent`, `unchecked` (no key given) or `valid`.
+    pub manifest_signature: &'static str,
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Pass or fail.
+    pub status: Status,
+    /// `bundle.verify_pass` or the failing check's reason code.
+    pub reason: String,
+    /// Findings, in check order (the reference verifier's vocabulary).
+    pub findings: Vec<String>,
+    /// What exactly is wrong, for a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// What a pass does not vouch for (e.g. no key given).
+    pub warnings: Vec<String>,
+    /// Counts.
+    pub summary: Summary,
+}
+
+impl Report {
+    /// Whether the bundle passed.
+    pub fn passed(&self) -> bool {
+        self.status == Status::Pass
+    }
+
+    /// The process exit code: 0 pass, 1 fail.
+    pub fn exit_code(&self) -> u8 {
+        if self.passed() { 0 } else { 1 }
+    }
+
+    /// The human form: `✓ pass: <reason>` or `✗ fail: <reason>`, then one
+    /// `- <finding>` line each. Detail and warnings are not part of it
+    /// (the CLI prints them on standard error).
+    pub fn human(&self) -> String {
+        let mut out = String::with_capacity(64 + self.findings.len() * 32);
+        out.push_str(match self.status {
+            Status::Pass => "✓ pass: ",
+            Status::Fail => "✗ fail: ",
+        });
+        out.push_str(&self.reason);
+        out.push('\n');
+        for f in &self.findings {
+            out.push_str("- ");
+            out.push_str(f);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The machine-readable form (pretty JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            format!(
+                "{{\"status\":\"fail\",\"reason\":\"report.serialize_failed\",\"detail\":{:?}}}",
+                e.to_string()
+            )
+        })
+    }
+}
+
+/// A failed check.
+struct Fail {
+    reason: &'static str,
+    detail: String,
+}
+
+fn fail<T>(reason: &'static str, detail: impl Into<String>) -> Result<T, Fail> {
+    Err(Fail {
+        reason,
+        detail: detail.into(),
+    })
+}
+
+struct Ctx {
+    findings: Vec<String>,
+    warnings: Vec<String>,
+    summary: Summary,
+}
+
+impl Ctx {
+    fn finding(&mut self, f: impl Into<String>) {
+        self.findings.push(f.into());
+    }
+}
+
+/// Verifies bundle bytes (zstd tar or plain tar). Never panics on input;
+/// every problem is a failing [`Report`] with a reason and a detail.
+pub fn verify(bundle: &[u8], options: &VerifyOptions) -> Report {
+    let mut ctx = Ctx {
+        findings: Vec::new(),
+        warnings: Vec::new(),
+        summary: Summary {
+            manifest_signature: "absent",
+            ..Summary::default()
+        },
+    };
+    match run(bundle, options, &mut ctx) {
+        Ok(()) => {
+            ctx.findings.push("bundle.verify_pass".into());
+            Report {
+                status: Status::Pass,
+                reason: "bundle.verify_pass".into(),
+                findings: ctx.findings,
+                detail: None,
+                warnings: ctx.warnings,
+                summary: ctx.summary,
+            }
+        }
+        Err(f) => Report {
+            status: Status::Fail,
+            reason: f.reason.into(),
+            findings: ctx.findings,
+            detail: Some(f.detail),
+            warnings: ctx.warnings,
+            summary: ctx.summary,
+        },
+    }
+}
+
+/// Parses a public key file: 32 raw bytes, base64 of 32 bytes, PEM
+/// `PUBLIC KEY` (Ed25519 SPKI), or 64 hex digits. Weak (small-order) keys
+/// are refused.
+pub fn parse_public_key_bytes(bytes: &[u8]) -> Result<VerifyingKey, String> {
+    let key = if bytes.len() == 32 {
+        let raw: [u8; 32] = bytes.try_into().map_err(|_| "not 32 bytes".to_owned())?;
+        VerifyingKey::from_bytes(&raw).map_err(|e| format!("not an Ed25519 public key: {e}"))?
+    } else {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| "neither 32 raw bytes nor text (base64, PEM or hex)".to_owned())?
+            .trim();
+        match crate::inclusion::parse_hash(text) {
+            Some(raw) => VerifyingKey::from_bytes(&raw)
+                .map_err(|e| format!("not an Ed25519 public key: {e}"))?,
+            None => intentproof_core::keys::parse_public_key(text).map_err(|e| e.to_string())?,
+        }
+    };
+    if key.is_weak() {
+        return Err("a weak (small-order) Ed25519 key, which anyone can sign for".into());
+    }
+    Ok(key)
+}
+
+// ---------------------------------------------------------------------------
+// Keys
+
+struct KeyRing {
+    /// keys/<id>.pub, parsed (Err: why not).
+    bundled: BTreeMap<String, Result<VerifyingKey, String>>,
+    trusted_by_id: HashMap<String, VerifyingKey>,
+    anonymous: Vec<VerifyingKey>,
+    /// Whether the manifest signature was verified (bundled keys are then
+    /// vouched for by a trusted key).
+    manifest_authenticated: bool,
+}
+
+impl KeyRing {
+    fn bundled(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.bundled.get(key_id).and_then(|k| k.as_ref().ok())
+    }
+
+    /// The single key strict checks use for `key_id`, if one is known:
+    /// the given key with that id, else the bundled one.
+    fn strict_key(&self, key_id: &str) -> Option<&VerifyingKey> {
+        self.trusted_by_id
+            .get(key_id)
+            .or_else(|| self.bundled(key_id))
+    }
+
+    /// Any key at all for `key_id` (the single key, else the anonymous ones).
+    fn candidates(&self, key_id: &str) -> Vec<VerifyingKey> {
+        match self.strict_key(key_id) {
+            Some(k) => vec![*k],
+            None => self.anonymous.clone(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JSONL records and their signatures
+
+/// The reference verifier's view of a signature envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefSig {
+    None,
+    DecodeFailed,
+    UnsupportedAlg,
+    KeyUnavailable,
+    Invalid,
+    Valid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StrictSig {
+    Unsigned,
+    Malformed(String),
+    KeyUnknown(String),
+    Invalid(String),
+    Valid { bundled_only: bool },
+}
+
+#[derive(Debug, Default)]
+struct ChainFields {
+    is_v1: bool,
+    instance: Option<String>,
+    correlation: Option<String>,
+    position: Option<Value>,
+    prev: Option<Value>,
+    /// The signature's key id is not `<instance_id>:k<n>`.
+    key_id_mismatch: bool,
+}
+
+#[derive(Debug)]
+struct Record {
+    /// 1-based line number.
+    line: usize,
+    /// Parsed as the reference does (Go `encoding/json` into a map).
+    lenient: bool,
+    /// Why the strict parse failed (blank, not JSON, not an object).
+    strict_error: Option<String>,
+    /// The id member, as the reference reads it ("" when absent).
+    id: String,
+    id_present: bool,
+    /// Digest of the object minus the excluded members.
+    digest: Option<Result<[u8; 32], String>>,
+    ref_sig: RefSig,
+    strict_sig: StrictSig,
+    key_id: String,
+    chain: ChainFields,
+}
+
+/// A verification to run: digest, signature, key, record index.
+type Job = ([u8; 32], Signature, VerifyingKey, usize);
+
+struct RecordKind {
+    sig_field: &'static str,
+    excluded: &'static [&'static str],
+    id_field: &'static str,
+    events: bool,
+}
+
+const EVENT_KIND: RecordKind = RecordKind {
+    sig_field: "signature",
+    excluded: &["signature"],
+    id_field: "event_id",
+    events: true,
+};
+const ATTESTATION_KIND: RecordKind = RecordKind {
+    sig_field: "platform_signature",
+    excluded: &["platform_signature"],
+    id_field: "attestation_id",
+    events: false,
+};
+const RUN_KIND: RecordKind = RecordKind {
+    sig_field: "signature",
+    excluded: &["signature", "run_fingerprint", "started_at", "completed_at"],
+    id_field: "run_id",
+    events: false,
+};
+const CERTIFICATE_KIND: RecordKind = RecordKind {
+    sig_field: "signature",
+    excluded: &["signature"],
+    id_field: "certificate_id",
+    events: false,
+};
+
+/// Splits JSONL into lines: a final newline ends the last line rather than
+/// starting an empty one.
+fn split_lines(data: &[u8]) -> Vec<&[u8]> {
+    if data.is_empty() {
+        return Vec::new();
+    }
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    body.split(|b| *b == b'\n').collect()
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// Decodes a signature value as the reference does: hex when it is 128 hex
+/// digits, else standard base64, else hex.
+fn decode_signature_value(value: &str) -> Result<Vec<u8>, String> {
+    let value = value.trim();
+    let hex_decode = |v: &str| -> Result<Vec<u8>, String> {
+        if v.len() % 2 != 0 {
+            return Err("odd number of hex digits".into());
+        }
+        v.as_bytes()
+            .chunks_exact(2)
+            .map(|p| {
+                let hi = (p[0] as char).to_digit(16);
+                let lo = (p[1] as char).to_digit(16);
+                match (hi, lo) {
+                    (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
+                    _ => Err("not hex".to_owned()),
+                }
+            })
+            .collect()
+    };
+    if value.len() == 128 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return hex_decode(value);
+    }
+    if let Ok(bytes) = B64.decode(value) {
+        return Ok(bytes);
+    }
+    hex_decode(value).map_err(|_| "neither hex nor base64".to_owned())
+}
+
+fn hex_decode_strict(value: &str) -> Option<Vec<u8>> {
+    if value.len() % 2 != 0 {
+        return None;
+    }
+    value
+        .as_bytes()
+        .chunks_exact(2)
+        .map(|p| {
+            let hi = (p[0] as char).to_digit(16)?;
+            let lo = (p[1] as char).to_digit(16)?;
+            Some((hi * 16 + lo) as u8)
+        })
+        .collect()
+}
+
+/// Parses one line (or document) and prepares its signature check.
+/// Returns the record and, when a single key applies, the job to run.
+fn analyze(
+    line_no: usize,
+    bytes: &[u8],
+    kind: &RecordKind,
+    ring: &KeyRing,
+    index: usize,
+) -> (Record, Option<Job>) {
+    let mut rec = Record {
+        line: line_no,
+        lenient: false,
+        strict_error: None,
+        id: String::new(),
+        id_present: false,
+        digest: None,
+        ref_sig: RefSig::None,
+        strict_sig: StrictSig::Unsigned,
+        key_id: String::new(),
+        chain: ChainFields::default(),
+    };
+    if is_blank(bytes) {
+        rec.strict_error = Some("the line is blank".into());
+        return (rec, None);
+    }
+    let value = match parse_strict(bytes) {
+        Ok(v) => v,
+        Err(strict) => {
+            rec.strict_error = Some(format!("not strict JSON: {strict}"));
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(v) => v,
+                Err(_) => return (rec, None),
+            }
+        }
+    };
+    let Value::Object(obj) = value else {
+        rec.strict_error
+            .get_or_insert_with(|| "not a JSON object".into());
+        return (rec, None);
+    };
+    rec.lenient = true;
+    if let Some(Value::String(id)) = obj.get(kind.id_field) {
+        rec.id = id.clone();
+        rec.id_present = true;
+    }
+    let str_of = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+    if kind.events {
+        rec.chain = ChainFields {
+            is_v1: obj.get("schema").and_then(Value::as_str) == Some("intentproof.event.v1"),
+            instance: str_of("instance_id"),
+            correlation: str_of("correlation_id"),
+            position: obj.get("chain_position").cloned(),
+            prev: obj.get("prev_event_hash").cloned(),
+            key_id_mismatch: false,
+        };
+        // Chains hash every event, signed or not.
+        rec.digest = Some(digest_without(&obj, kind.excluded));
+    }
+
+    // The envelope, read as the reference reads it.
+    let env = match obj.get(kind.sig_field) {
+        None | Some(Value::Null) => return (rec, None),
+        Some(Value::Object(env)) => env,
+        Some(_) => {
+            rec.ref_sig = RefSig::DecodeFailed;
+            rec.strict_sig = StrictSig::Malformed(format!("`{}` is not an object", kind.sig_field));
+            return (rec, None);
+        }
+    };
+    let field = |k: &str| -> Result<String, ()> {
+        match env.get(k) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(()),
+        }
+    };
+    let (Ok(alg), Ok(key_id), Ok(value)) = (field("alg"), field("key_id"), field("value")) else {
+        rec.ref_sig = RefSig::DecodeFailed;
+        rec.strict_sig = StrictSig::Malformed(format!(
+            "`{}` has a member that is not a string",
+            kind.sig_field
+        ));
+        return (rec, None);
+    };
+    if value.trim().is_empty() {
+        // The reference skips an empty signature; strictly it is unsigned.
+        return (rec, None);
+    }
+    rec.key_id = key_id.clone();
+    if alg != "ed25519" {
+        rec.ref_sig = RefSig::UnsupportedAlg;
+        rec.strict_sig = StrictSig::Malformed(format!("unsupported algorithm {alg:?}"));
+        return (rec, None);
+    }
+    if kind.events
+        && let Some(instance) = &rec.chain.instance
+    {
+        rec.chain.key_id_mismatch = !key_id
+            .strip_prefix(instance.as_str())
+            .and_then(|rest| rest.strip_prefix(":k"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    }
+    let ref_key = ring.bundled(&key_id).copied();
+    if ref_key.is_none() {
+        rec.ref_sig = RefSig::KeyUnavailable;
+    }
+    let sig = decode_signature_value(&value);
+    let digest = rec
+        .digest
+        .take()
+        .unwrap_or_else(|| digest_without(&obj, kind.excluded));
+    rec.digest = Some(digest.clone());
+    let (sig, digest) = match (sig, digest) {
+        (Ok(sig), Ok(digest)) => (sig, digest),
+        (Err(e), _) => {
+            if ref_key.is_some() {
+                rec.ref_sig = RefSig::DecodeFailed;
+            }
+            rec.strict_sig = StrictSig::Malformed(format!("signature value: {e}"));
+            return (rec, None);
+        }
+        (Ok(_), Err(e)) => {
+            if ref_key.is_some() {
+                rec.ref_sig = RefSig::Invalid;
+            }
+            rec.strict_sig = StrictSig::Invalid(format!("cannot be canonicalized: {e}"));
+            return (rec, None);
+        }
+    };
+    let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
+        if ref_key.is_some() {
+            rec.ref_sig = RefSig::Invalid;
+        }
+        rec.strict_sig =
+            StrictSig::Invalid(format!("the signature is {} bytes, not 64", sig.len()));
+        return (rec, None);
+    };
+    let signature = Signature::from_bytes(&sig);
+    // One key decides both views when it exists (a given key that differs
+    // from the bundled one fails `bundle.key_mismatch` before it matters).
+    if let Some(key) = ref_key.or_else(|| ring.strict_key(&key_id).copied()) {
+        return (rec, Some((digest, signature, key, index)));
+    }
+    // Only anonymous keys, or none.
+    rec.strict_sig = StrictSig::KeyUnknown(key_id.clone());
+    for key in ring.candidates(&key_id) {
+        if key.verify_strict(&digest, &signature).is_ok() {
+            rec.strict_sig = StrictSig::Valid {
+                bundled_only: false,
+            };
+            break;
+        }
+    }
+    (rec, None)
+}
+
+fn digest_without(obj: &Map<String, Value>, excluded: &[&str]) -> Result<[u8; 32], String> {
+    canonicalize_object_without(obj, excluded)
+        .map(|c| Sha256::digest(&c).into())
+        .map_err(|e| e.to_string())
+}
+
+/// Runs signature jobs: batches of up to 1024 (larger batches are cheaper
+/// per signature; a bad one costs 1024 single checks), each checked with
+/// Ed25519 batch verification; a failing batch is re-checked one by one
+/// with strict verification to find the bad signatures.
+fn run_jobs(jobs: &[Job]) -> Vec<(usize, bool)> {
+    let mut out = Vec::with_capacity(jobs.len());
+    for batch in jobs.chunks(1024) {
+        let messages: Vec<&[u8]> = batch.iter().map(|j| &j.0[..]).collect();
+        let signatures: Vec<Signature> = batch.iter().map(|j| j.1).collect();
+        let keys: Vec<VerifyingKey> = batch.iter().map(|j| j.2).collect();
+        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+            out.extend(batch.iter().map(|j| (j.3, true)));
+        } else {
+            out.extend(
+                batch
+                    .iter()
+                    .map(|j| (j.3, j.2.verify_strict(&j.0, &j.1).is_ok())),
+            );
+        }
+    }
+    out
+}
+
+/// Analyzes and signature-checks JSONL lines on up to `threads` threads.
+fn process_lines(
+    lines: &[&[u8]],
+    kind: &RecordKind,
+    ring: &KeyRing,
+    threads: usize,
+) -> Vec<Record> {
+    let work = |offset: usize, chunk: &[&[u8]]| -> Vec<Record> {
+        let mut records = Vec::with_capacity(chunk.len());
+        let mut jobs = Vec::new();
+        for (i, line) in chunk.iter().enumerate() {
+            let (rec, job) = analyze(offset + i + 1, line, kind, ring, i);
+            records.push(rec);
+            jobs.extend(job);
+        }
+        for (i, ok) in run_jobs(&jobs) {
+            let rec = &mut records[i];
+            if ok {
+                if rec.ref_sig != RefSig::KeyUnavailable {
+                    rec.ref_sig = RefSig::Valid;
+                }
+                rec.strict_sig = StrictSig::Valid {
+                    bundled_only: !ring.trusted_by_id.contains_key(&rec.key_id)
+                        && !ring.manifest_authenticated,
+                };
+            } else {
+                if rec.ref_sig != RefSig::KeyUnavailable {
+                    rec.ref_sig = RefSig::Invalid;
+                }
+                rec.strict_sig = StrictSig::Invalid(format!(
+                    "the signature does not verify with key {}",
+                    rec.key_id
+                ));
+            }
+        }
+        records
+    };
+    let threads = threads.max(1);
+    if threads == 1 || lines.len() < 512 {
+        return work(0, lines);
+    }
+    let per = lines.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .chunks(per)
+            .enumerate()
+            .map(|(n, chunk)| {
+                let work = &work;
+                s.spawn(move || work(n * per, chunk))
+            })
+            .collect();
+        let mut all = Vec::with_capacity(lines.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => all.extend(part),
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+        all
+    })
+}
+
+fn process_document(bytes: &[u8], kind: &RecordKind, ring: &KeyRing) -> Option<Record> {
+    let mut recs = process_lines(&[bytes], kind, ring, 1);
+    let rec = recs.pop()?;
+    rec.lenient.then_some(rec)
+}
+
+// ---------------------------------------------------------------------------
+// The checks
+
+/// Parses JSON as the reference does into a map (lenient), `None` when it
+/// is not an object.
+fn lenient_object(bytes: &[u8]) -> Option<Map<String, Value>> {
+    match parse_strict(bytes)
+        .ok()
+        .or_else(|| serde_json::from_slice(bytes).ok())
+    {
+        Some(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Result<(), Fail> {
+    let archive = match read_archive(bundle, &options.limits) {
+        Ok(a) => a,
+        Err(e) => return fail(e.reason(), e.to_string()),
+    };
+    ctx.summary.members = archive.members.len();
+    ctx.summary.compressed = archive.compression == Compression::Zstd;
+    let members: HashMap<&str, &[u8]> = archive
+        .members
+        .iter()
+        .map(|m| (m.path.as_str(), m.data.as_slice()))
+        .collect();
+
+    // 1. The manifest.
+    let Some(manifest_bytes) = members.get(MANIFEST) else {
+        return fail(
+            "bundle.manifest_missing",
+            "the archive has no manifest.json: it is not a proof bundle",
+        );
+    };
+    let manifest_value = match parse_strict(manifest_bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return fail(
+                "bundle.manifest_decode_failed",
+                format!("manifest.json is not valid JSON: {e}"),
+            );
+        }
+    };
+    let Some(manifest_obj) = manifest_value.as_object() else {
+        return fail(
+            "bundle.manifest_decode_failed",
+            "manifest.json is not a JSON object",
+        );
+    };
+    let manifest: Manifest = match serde_json::from_value(manifest_value.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            return fail(
+                "bundle.manifest_decode_failed",
+                format!("manifest.json has a member of the wrong type: {e}"),
+            );
+        }
+    };
+    let run_doc = members.get(RUN).and_then(|b| lenient_object(b));
+
+    // 2. Verification profile.
+    check_profile(&manifest, run_doc.as_ref(), ctx)?;
+
+    // 3. Manifest signature.
+    let mut manifest_authenticated = false;
+    if let Some(sig) = &manifest.signature {
+        if options.trusted_keys.is_empty() {
+            ctx.summary.manifest_signature = "unchecked";
+            ctx.warnings.push(format!(
+                "the manifest is signed by key {:?}, but no key was given, so the signature was \
+                 not checked and nothing authenticates this bundle: pass --key with the exporter's public key",
+                sig.key_id
+            ));
+        } else {
+            let digest = match manifest_digest(manifest_obj) {
+                Ok(d) => d,
+                Err(e) => {
+                    return fail(
+                        "bundle.signature_invalid",
+                        format!("the manifest cannot be canonicalized: {e}"),
+                    );
+                }
+            };
+            if sig.alg != "ed25519" {
+                ctx.finding("manifest.signature_unsupported_alg");
+                return fail(
+                    "bundle.signature_invalid",
+                    format!(
+                        "the manifest is signed with algorithm {:?}; only \"ed25519\" is supported",
+                        sig.alg
+                    ),
+                );
+            }
+            let Some(bytes) = hex_decode_strict(&sig.value) else {
+                return fail(
+                    "bundle.signature_decode_failed",
+                    "the manifest signature value is not hex",
+                );
+            };
+            let valid = <[u8; 64]>::try_from(bytes.as_slice()).is_ok_and(|b| {
+                let s = Signature::from_bytes(&b);
+                // A key given with an id signs only for that id; a key
+                // without one for any.
+                options
+                    .trusted_keys
+                    .iter()
+                    .filter(|k| k.key_id.as_ref().is_none_or(|id| *id == sig.key_id))
+                    .any(|k| k.key.verify_strict(&digest, &s).is_ok())
+            });
+            if !valid {
+                ctx.finding("manifest.signature_invalid");
+                return fail(
+                    "bundle.signature_invalid",
+                    format!(
+                        "the manifest signature (key {:?}) does not verify with any key given for \
+                         that id: the manifest was changed after signing, or another key signed it",
+                        sig.key_id
+                    ),
+                );
+            }
+            ctx.finding("manifest.signature_valid");
+            ctx.summary.manifest_signature = "valid";
+            manifest_authenticated = true;
+        }
+    } else if options.trusted_keys.is_empty() {
+        ctx.warnings.push(
+            "the manifest is unsigned: the bundle is self-consistent, but anyone could have built it"
+                .into(),
+        );
+    }
+
+    // 4. Files.
+    for entry in &manifest.files {
+        let Some(actual) = members.get(entry.path.as_str()) else {
+            ctx.finding(format!("file_missing:{}", entry.path));
+            return fail(
+                "bundle.file_missing",
+                format!(
+                    "the manifest lists {:?}, but the archive has no such member",
+                    entry.path
+                ),
+            );
+        };
+        let want = entry
+            .sha256
+            .strip_prefix("sha256:")
+            .unwrap_or(&entry.sha256);
+        let got = sha256_of(actual);
+        if want != &got["sha256:".len()..] {
+            ctx.finding(format!("file_hash_mismatch:{}", entry.path));
+            return fail(
+                "bundle.file_hash_mismatch",
+                format!(
+                    "{} has hash {got}, but the manifest says {}: the member was changed",
+                    entry.path, entry.sha256
+                ),
+            );
+        }
+        ctx.finding(format!("file_hash_valid:{}", entry.path));
+    }
+
+    // 5. Policy fingerprint.
+    let policy = check_policy(members.get(POLICY).copied(), ctx)?;
+
+    // Keys, then every record (parallel), before the Merkle roots need the ids.
+    let ring = key_ring(&members, options, manifest_authenticated);
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let event_lines = members
+        .get(EVENTS)
+        .map(|b| split_lines(b))
+        .unwrap_or_default();
+    let events = process_lines(&event_lines, &EVENT_KIND, &ring, threads);
+    let attestation_lines = members
+        .get(ATTESTATIONS)
+        .map(|b| split_lines(b))
+        .unwrap_or_default();
+    let attestations = process_lines(&attestation_lines, &ATTESTATION_KIND, &ring, threads);
+    ctx.summary.events = event_lines.len();
+    ctx.summary.attestations = attestation_lines.len();
+
+    // 6, 7. Merkle roots.
+    check_merkle(&manifest.event_merkle_root, &events, "event", ctx)?;
+    check_merkle(
+        &manifest.attestation_merkle_root,
+        &attestations,
+        "attestation",
+        ctx,
+    )?;
+
+    // 8. Object signatures.
+    let run_rec = members
+        .get(RUN)
+        .and_then(|b| process_document(b, &RUN_KIND, &ring));
+    let certificate_rec = members
+        .get(CERTIFICATE)
+        .and_then(|b| process_document(b, &CERTIFICATE_KIND, &ring));
+    let groups: [(&str, Vec<&Record>); 4] = [
+        ("event", events.iter().filter(|r| r.lenient).collect()),
+        (
+            "attestation",
+            attestations.iter().filter(|r| r.lenient).collect(),
+        ),
+        ("run", run_rec.iter().collect()),
+        ("certificate", certificate_rec.iter().collect()),
+    ];
+    let mut first_bad: Option<String> = None;
+    for (label, records) in &groups {
+        for r in records {
+            let suffix = match r.ref_sig {
+                RefSig::None => continue,
+                RefSig::DecodeFailed => "signature_decode_failed",
+                RefSig::UnsupportedAlg => "signature_unsupported_alg",
+                RefSig::KeyUnavailable => {
+                    if *label != "event" {
+                        ctx.warnings.push(format!(
+                            "{label} {:?} is signed by key {:?}, which the bundle does not carry: \
+                             its signature was not checked",
+                            r.id, r.key_id
+                        ));
+                    }
+                    "signature_key_unavailable"
+                }
+                RefSig::Invalid => "signature_invalid",
+                RefSig::Valid => "signature_valid",
+            };
+            if first_bad.is_none() && !matches!(r.ref_sig, RefSig::Valid | RefSig::KeyUnavailable) {
+                first_bad = Some(format!("{label} {:?}: {}", r.id, suffix.replace('_', " ")));
+            }
+            ctx.finding(format!("{label}.{suffix}"));
+        }
+    }
+    if let Some(bad) = first_bad {
+        return fail(
+            "bundle.object_signature_invalid",
+            format!("{bad} (checked with the bundled keys/<key_id>.pub)"),
+        );
+    }
+
+    // Stricter checks.
+    strict(
+        &StrictInput {
+            members: &members,
+            archive_order: archive.members.iter().map(|m| m.path.as_str()).collect(),
+            manifest: &manifest,
+            manifest_value: &manifest_value,
+            policy: policy.as_ref(),
+            run_doc: run_doc.as_ref(),
+            event_lines: &event_lines,
+            events: &events,
+            attestations: &attestations,
+            ring: &ring,
+            options,
+        },
+        ctx,
+    )
+}
+
+fn check_profile(
+    manifest: &Manifest,
+    run_doc: Option<&Map<String, Value>>,
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
+    let Some(p) = &manifest.verification_profile else {
+        ctx.finding("verification_profile.missing");
+        return fail(
+            "bundle.verification_profile_missing",
+            "the manifest has no verification_profile",
+        );
+    };
+    ctx.finding("verification_profile.present");
+    if p.verifier_version.trim().is_empty() {
+        ctx.finding("verification_profile.verifier_version_missing");
+        return fail(
+            "bundle.verification_profile_invalid",
+            "verification_profile.verifier_version is blank",
+        );
+    }
+    if !SUPPORTED_VERIFIER_VERSIONS.contains(&p.verifier_version.trim()) {
+        ctx.finding("verification_profile.verifier_version_unsupported");
+        return fail(
+            "bundle.verification_profile_unsupported",
+            format!(
+                "verification_profile.verifier_version {:?} is not one this verifier supports ({})",
+                p.verifier_version,
+                SUPPORTED_VERIFIER_VERSIONS.join(", ")
+            ),
+        );
+    }
+    ctx.finding("verification_profile.verifier_version_supported");
+    if let Some(run) = run_doc
+        && !p.run_id.trim().is_empty()
+    {
+        let run_id = run.get("run_id").and_then(Value::as_str).unwrap_or("");
+        if !run_id.trim().is_empty() && run_id != p.run_id {
+            ctx.finding("verification_profile.run_id_mismatch");
+            return fail(
+                "bundle.verification_profile_invalid",
+                format!(
+                    "verification_profile.run_id is {:?}, but run.json is run {run_id:?}",
+                    p.run_id
+                ),
+            );
+        }
+    }
+    ctx.finding("verification_profile.run_id_valid");
+    Ok(())
+}
+
+fn check_policy(raw: Option<&[u8]>, ctx: &mut Ctx) -> Result<Option<Map<String, Value>>, Fail> {
+    let Some(raw) = raw else { return Ok(None) };
+    if is_blank(raw) {
+        return Ok(None);
+    }
+    let policy = match lenient_object(raw) {
+        Some(p) => p,
+        None if serde_json::from_slice::<Value>(raw).is_ok_and(|v| v.is_null()) => {
+            return Ok(None);
+        }
+        None => {
+            ctx.finding("policy.json_decode_failed");
+            return fail(
+                "bundle.policy_json_decode_failed",
+                "policy.json is not a JSON object",
+            );
+        }
+    };
+    if let Some(Value::String(declared)) = policy.get("policy_fingerprint")
+        && !declared.trim().is_empty()
+    {
+        let computed = match policy_fingerprint(&policy) {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.finding("policy.fingerprint_error");
+                return fail(
+                    "bundle.policy_fingerprint_mismatch",
+                    format!("the policy cannot be canonicalized: {e}"),
+                );
+            }
+        };
+        if *declared != computed {
+            ctx.finding("policy.fingerprint_mismatch");
+            return fail(
+                "bundle.policy_fingerprint_mismatch",
+                format!(
+                    "policy.json declares fingerprint {declared}, but its content hashes to {computed}"
+                ),
+            );
+        }
+        ctx.finding("policy.fingerprint_valid");
+    }
+    Ok(Some(policy))
+}
+
+fn check_merkle(
+    declared: &str,
+    records: &[Record],
+    label: &str,
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
+    if declared.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = records
+        .iter()
+        .filter(|r| r.lenient)
+        .map(|r| r.id.as_str())
+        .collect();
+    let computed = event_merkle_root(&ids);
+    if computed != declared {
+        ctx.finding(format!("{label}_merkle_mismatch"));
+        let reason = if label == "event" {
+            "bundle.event_merkle_mismatch"
+        } else {
+            "bundle.attestation_merkle_mismatch"
+        };
+        return fail(
+            reason,
+            format!(
+                "the {label} Merkle root over the bundled ids is {computed}, but the manifest says {declared}"
+            ),
+        );
+    }
+    ctx.finding(format!("{label}_merkle_valid"));
+    Ok(())
+}
+
+fn key_ring(
+    members: &HashMap<&str, &[u8]>,
+    options: &VerifyOptions,
+    manifest_authenticated: bool,
+) -> KeyRing {
+    let mut bundled = BTreeMap::new();
+    for (path, bytes) in members {
+        if let Some(id) = path
+            .strip_prefix(KEYS_DIR)
+            .and_then(|p| p.strip_suffix(".pub"))
+        {
+            bundled.insert(id.to_owned(), parse_public_key_bytes(bytes));
+        }
+    }
+    let mut trusted_by_id = HashMap::new();
+    let mut anonymous = Vec::new();
+    for k in &options.trusted_keys {
+        match &k.key_id {
+            Some(id) => {
+                trusted_by_id.insert(id.clone(), k.key);
+            }
+            None => anonymous.push(k.key),
+        }
+    }
+    KeyRing {
+        bundled,
+        trusted_by_id,
+        anonymous,
+        manifest_authenticated,
+    }
+}
+
+struct StrictInput<'a> {
+    members: &'a HashMap<&'a str, &'a [u8]>,
+    archive_order: Vec<&'a str>,
+    manifest: &'a Manifest,
+    manifest_value: &'a Value,
+    policy: Option<&'a Map<String, Value>>,
+    run_doc: Option<&'a Map<String, Value>>,
+    event_lines: &'a [&'a [u8]],
+    events: &'a [Record],
+    attestations: &'a [Record],
+    ring: &'a KeyRing,
+    options: &'a VerifyOptions,
+}
+
+fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let manifest = input.manifest;
+
+    // The manifest matches its schema.
+    if let Err(errors) = validate(SchemaKind::BundleManifest, input.manifest_value) {
+        ctx.finding("manifest.schema_invalid");
+        return fail(
+            "bundle.manifest_schema_invalid",
+            format!(
+                "manifest.json does not match the bundle manifest schema: {}",
+                errors.join("; ")
+            ),
+        );
+    }
+
+    // The core members are listed (so their hashes were checked).
+    let listed: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    for required in [ATTESTATIONS, EVENTS, FLOW, POLICY, RUN] {
+        if !listed.contains(required) {
+            ctx.finding(format!("file_missing:{required}"));
+            return fail(
+                "bundle.file_missing",
+                format!("the manifest does not list {required}, which every bundle carries"),
+            );
+        }
+    }
+
+    // Every member is listed.
+    for path in &input.archive_order {
+        if *path != MANIFEST && !listed.contains(path) {
+            ctx.finding(format!("member_unlisted:{path}"));
+            return fail(
+                "bundle.member_unlisted",
+                format!(
+                    "the archive carries {path:?}, which the manifest does not list: nothing vouches for it"
+                ),
+            );
+        }
+    }
+
+    check_consistency(input, ctx)?;
+
+    // Bundled keys parse and agree with the given ones.
+    for (id, key) in &input.ring.bundled {
+        match key {
+            Err(e) => {
+                ctx.finding(format!("key_invalid:{id}"));
+                return fail(
+                    "bundle.key_invalid",
+                    format!("keys/{id}.pub is not usable: {e}"),
+                );
+            }
+            Ok(k) => {
+                if let Some(given) = input.ring.trusted_by_id.get(id)
+                    && given != k
+                {
+                    ctx.finding(format!("key_mismatch:{id}"));
+                    return fail(
+                        "bundle.key_mismatch",
+                        format!(
+                            "keys/{id}.pub is not the key given for {id}: the bundled key was replaced"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    if !input.options.trusted_keys.is_empty() && manifest.signature.is_none() {
+        ctx.finding("manifest.signature_missing");
+        return fail(
+            "bundle.manifest_unsigned",
+            "keys were given, but the manifest is unsigned: nothing binds this bundle to those keys \
+             (anyone could have rebuilt it)",
+        );
+    }
+
+    // JSONL lines parse strictly and carry their ids; ids are unique.
+    for (file, records, id_field, dup_reason) in [
+        (EVENTS, input.events, "event_id", "bundle.event_duplicate"),
+        (
+            ATTESTATIONS,
+            input.attestations,
+            "attestation_id",
+            "bundle.attestation_duplicate",
+        ),
+    ] {
+        for r in records {
+            let problem = match &r.strict_error {
+                Some(e) => Some(e.clone()),
+                None if !r.id_present => Some(format!("no string `{id_field}`")),
+                None => None,
+            };
+            if let Some(problem) = problem {
+                ctx.finding(format!("jsonl_invalid:{file}:{}", r.line));
+                return fail(
+                    "bundle.jsonl_invalid",
+                    format!("{file} line {}: {problem}", r.line),
+                );
+            }
+        }
+        let mut seen = HashSet::with_capacity(records.len());
+        for r in records {
+            if !seen.insert(r.id.as_str()) {
+                let what = if file == EVENTS {
+                    "event"
+                } else {
+                    "attestation"
+                };
+                ctx.finding(format!("{what}_duplicate:{}", r.id));
+                return fail(
+                    dup_reason,
+                    format!(
+                        "{file} line {}: {what} {:?} occurs more than once",
+                        r.line, r.id
+                    ),
+                );
+            }
+        }
+    }
+
+    check_event_signatures(input, ctx)?;
+    check_chains(input.events, ctx)?;
+    if let Some(bytes) = input.members.get(INCLUSION_PROOF) {
+        check_inclusion(bytes, input, ctx)?;
+    }
+    Ok(())
+}
+
+fn check_consistency(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let manifest = input.manifest;
+    let mut inconsistent = |field: &str, detail: String| -> Result<(), Fail> {
+        ctx.finding(format!("manifest_inconsistent:{field}"));
+        fail("bundle.manifest_inconsistent", detail)
+    };
+    let flow = input.members.get(FLOW).and_then(|b| lenient_object(b));
+    for (doc_name, doc) in [(FLOW, flow.as_ref()), (RUN, input.run_doc)] {
+        let Some(doc) = doc else { continue };
+        for (field, want) in [
+            ("flow_id", &manifest.flow_id),
+            ("tenant_id", &manifest.tenant_id),
+        ] {
+            if let Some(Value::String(got)) = doc.get(field)
+                && got != want
+            {
+                return inconsistent(
+                    field,
+                    format!("the manifest's {field} is {want:?}, but {doc_name} says {got:?}"),
+                );
+            }
+        }
+    }
+    if let (Some(policy), Some(profile)) = (input.policy, &manifest.verification_profile) {
+        let fingerprint = policy_fingerprint(policy).map_err(|e| Fail {
+            reason: "bundle.manifest_inconsistent",
+            detail: format!("policy.json cannot be canonicalized: {e}"),
+        })?;
+        if !profile.policy_versions.contains(&fingerprint) {
+            return inconsistent(
+                "policy_versions",
+                format!(
+                    "verification_profile.policy_versions {:?} does not name policy.json's \
+                     fingerprint {fingerprint}",
+                    profile.policy_versions
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_event_signatures(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let mut unsigned = 0usize;
+    let mut verified = 0usize;
+    let mut bundled_only = 0usize;
+    for r in input.events {
+        if r.chain.key_id_mismatch {
+            ctx.finding(format!("event_key_id_mismatch:{}", r.id));
+            return fail(
+                "bundle.event_key_id_mismatch",
+                format!(
+                    "event {:?} is signed with key {:?}, which is not a key of its instance {:?}",
+                    r.id,
+                    r.key_id,
+                    r.chain.instance.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+        match &r.strict_sig {
+            StrictSig::Unsigned if r.chain.is_v1 => {
+                ctx.finding(format!("event_unsigned:{}", r.id));
+                return fail(
+                    "bundle.event_unsigned",
+                    format!(
+                        "event {:?} (events.jsonl line {}) is an intentproof.event.v1 event without a signature",
+                        r.id, r.line
+                    ),
+                );
+            }
+            StrictSig::Unsigned => unsigned += 1,
+            StrictSig::Malformed(e) | StrictSig::Invalid(e) => {
+                ctx.finding(format!("event_signature_invalid:{}", r.id));
+                return fail(
+                    "bundle.event_signature_invalid",
+                    format!("event {:?} (events.jsonl line {}): {e}", r.id, r.line),
+                );
+            }
+            StrictSig::KeyUnknown(key_id) => {
+                ctx.finding(format!("event_key_unknown:{}:{key_id}", r.id));
+                return fail(
+                    "bundle.event_key_unknown",
+                    format!(
+                        "event {:?} is signed by key {key_id:?}, which is neither in the bundle \
+                         (keys/{key_id}.pub) nor given with --key: it is unverified. Pass --key {key_id}=<public key file>",
+                        r.id
+                    ),
+                );
+            }
+            StrictSig::Valid { bundled_only: b } => {
+                verified += 1;
+                if *b {
+                    bundled_only += 1;
+                }
+            }
+        }
+    }
+    ctx.summary.events_unsigned = unsigned;
+    ctx.summary.events_signature_verified = verified;
+    ctx.summary.events_verified_with_unauthenticated_key = bundled_only;
+    if unsigned > 0 {
+        ctx.warnings.push(format!(
+            "{unsigned} event(s) carry no signature (records that are not intentproof.event.v1): \
+             only the manifest covers them, and they are not counted as verified"
+        ));
+    }
+    if bundled_only > 0 {
+        ctx.warnings.push(format!(
+            "{bundled_only} event signature(s) were checked with keys carried in the bundle itself, \
+             and no given key vouches for those keys or the manifest: pass --key"
+        ));
+    }
+    Ok(())
+}
+
+struct ChainState<'a> {
+    last_position: u64,
+    last_hash: String,
+    seen: HashMap<u64, (&'a str, [u8; 32])>,
+}
+
+fn check_chains(events: &[Record], ctx: &mut Ctx) -> Result<(), Fail> {
+    // Chain members of each event: (instance, correlation, position, prev, digest).
+    type Key<'a> = (&'a str, &'a str);
+    let mut placed: Vec<(usize, Key<'_>, u64, &str, [u8; 32])> = Vec::new();
+    let mut present: HashMap<Key<'_>, HashSet<u64>> = HashMap::new();
+    for (i, r) in events.iter().enumerate() {
+        let c = &r.chain;
+        if c.position.is_none() && c.prev.is_none() {
+            continue;
+        }
+        let malformed = |what: &str| -> Result<(), Fail> {
+            fail(
+                "bundle.chain_malformed",
+                format!(
+                    "event {:?} (events.jsonl line {}) cannot be placed in a chain: {what}",
+                    r.id, r.line
+                ),
+            )
+        };
+        let Some(position) = c
+            .position
+            .as_ref()
+            .and_then(Value::as_u64)
+            .filter(|p| *p >= 1)
+        else {
+            ctx.finding(format!("chain_malformed:{}", r.id));
+            return malformed("`chain_position` is not an integer >= 1");
+        };
+        let Some(prev) = c.prev.as_ref().and_then(Value::as_str) else {
+            ctx.finding(format!("chain_malformed:{}", r.id));
+            return malformed("`prev_event_hash` is missing or not a string");
+        };
+        let Some(correlation) = c.correlation.as_deref() else {
+            ctx.finding(format!("chain_malformed:{}", r.id));
+            return malformed("`correlation_id` is missing");
+        };
+        let digest = match &r.digest {
+            Some(Ok(d)) => *d,
+            Some(Err(e)) => {
+                ctx.finding(format!("chain_malformed:{}", r.id));
+                return malformed(&format!("it cannot be canonicalized: {e}"));
+            }
+            None => {
+                ctx.finding(format!("chain_malformed:{}", r.id));
+                return malformed("it has no content hash");
+            }
+        };
+        let key = (c.instance.as_deref().unwrap_or(""), correlation);
+        present.entry(key).or_default().insert(position);
+        placed.push((i, key, position, prev, digest));
+    }
+    let mut chains: HashMap<Key<'_>, ChainState<'_>> = HashMap::new();
+    for &(i, key, position, prev, digest) in &placed {
+        let r = &events[i];
+        let state = chains.entry(key).or_insert_with(|| ChainState {
+            last_position: 0,
+            last_hash: ZERO_HASH.to_owned(),
+            seen: HashMap::new(),
+        });
+        if let Some((first, first_digest)) = state.seen.get(&position) {
+            if *first_digest == digest {
+                ctx.finding(format!("event_duplicate:{}", r.id));
+                return fail(
+                    "bundle.event_duplicate",
+                    format!(
+                        "event {:?} at position {position} of chain {:?} occurs more than once",
+                        r.id, key.1
+                    ),
+                );
+            }
+            ctx.finding(format!("chain_fork:{}:{position}", key.1));
+            return fail(
+                "bundle.chain_fork",
+                format!(
+                    "fork in chain {:?} at position {position}: events {first:?} and {:?} both claim it",
+                    key.1, r.id
+                ),
+            );
+        }
+        if position > state.last_position + 1 {
+            let missing = state.last_position + 1;
+            if present.get(&key).is_some_and(|s| s.contains(&missing)) {
+                ctx.finding(format!("chain_out_of_order:{}:{missing}", key.1));
+                return fail(
+                    "bundle.chain_out_of_order",
+                    format!(
+                        "chain {:?} is out of order: event {:?} at position {position} (line {}) \
+                         comes before position {missing}",
+                        key.1, r.id, r.line
+                    ),
+                );
+            }
+            ctx.finding(format!("chain_gap:{}:{missing}", key.1));
+            return fail(
+                "bundle.chain_gap",
+                format!(
+                    "gap in chain {:?}: position {missing} is missing before event {:?} at position \
+                     {position} (an event was dropped)",
+                    key.1, r.id
+                ),
+            );
+        }
+        if prev != state.last_hash {
+            ctx.finding(format!("chain_link_mismatch:{}", r.id));
+            return fail(
+                "bundle.chain_link_mismatch",
+                format!(
+                    "event {:?} at position {position} of chain {:?} has prev_event_hash {prev}, \
+                     but the event before hashes to {}",
+                    r.id, key.1, state.last_hash
+                ),
+            );
+        }
+        state.seen.insert(position, (r.id.as_str(), digest));
+        state.last_position = position;
+        state.last_hash = sha256_prefixed(&digest);
+    }
+    ctx.summary.chains = chains.len();
+    if !chains.is_empty() {
+        ctx.finding(format!("event_chains_valid:{}", chains.len()));
+    }
+    Ok(())
+}
+
+fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let malformed = |ctx: &mut Ctx, e: String| -> Result<(), Fail> {
+        ctx.finding("inclusion_proof.malformed");
+        fail(
+            "bundle.inclusion_proof_malformed",
+            format!("inclusion_proof.json: {e}"),
+        )
+    };
+    let parsed: InclusionProofs = match parse_strict(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => return malformed(ctx, e),
+    };
+    if parsed.schema != INCLUSION_SCHEMA || parsed.checkpoint.schema != CHECKPOINT_SCHEMA {
+        return malformed(
+            ctx,
+            format!(
+                "schema {:?} / checkpoint schema {:?}, expected {INCLUSION_SCHEMA:?} / {CHECKPOINT_SCHEMA:?}",
+                parsed.schema, parsed.checkpoint.schema
+            ),
+        );
+    }
+    let checkpoint = &parsed.checkpoint;
+    let root = match checkpoint.root_hash() {
+        Ok(r) => r,
+        Err(e) => return malformed(ctx, e),
+    };
+    let candidates = input.ring.candidates(&checkpoint.key_id);
+    if candidates.is_empty() {
+        ctx.finding(format!("checkpoint.key_unknown:{}", checkpoint.key_id));
+        return fail(
+            "bundle.checkpoint_key_unknown",
+            format!(
+                "the checkpoint is signed by key {:?}, which is neither bundled nor given: pass --key",
+                checkpoint.key_id
+            ),
+        );
+    }
+    let mut last_error = String::new();
+    if !candidates.iter().any(|k| match checkpoint.verify(k) {
+        Ok(()) => true,
+        Err(e) => {
+            last_error = e;
+            false
+        }
+    }) {
+        ctx.finding("checkpoint.signature_invalid");
+        return fail("bundle.checkpoint_signature_invalid", last_error);
+    }
+    ctx.finding("checkpoint.signature_valid");
+
+    let mut used = HashSet::new();
+    for (r, line) in input.events.iter().zip(input.event_lines) {
+        let Some(proof) = parsed.proofs.get(&r.id) else {
+            ctx.finding(format!("inclusion_proof_missing:{}", r.id));
+            return fail(
+                "bundle.inclusion_proof_missing",
+                format!(
+                    "event {:?} has no inclusion proof in inclusion_proof.json",
+                    r.id
+                ),
+            );
+        };
+        used.insert(r.id.as_str());
+        let result = proof.hashes().and_then(|hashes| {
+            verify_inclusion(
+                &leaf_hash(line),
+                proof.leaf_index,
+                checkpoint.tree_size,
+                &hashes,
+                &root,
+            )
+            .map_err(|e| e.to_string())
+        });
+        if let Err(e) = result {
+            ctx.finding(format!("inclusion_proof_invalid:{}", r.id));
+            return fail(
+                "bundle.inclusion_proof_invalid",
+                format!(
+                    "the inclusion proof of event {:?} (leaf {} of {}) does not verify: {e}",
+                    r.id, proof.leaf_index, checkpoint.tree_size
+                ),
+            );
+        }
+    }
+    if let Some(extra) = parsed.proofs.keys().find(|id| !used.contains(id.as_str())) {
+        ctx.finding(format!("inclusion_proof_invalid:{extra}"));
+        return fail(
+            "bundle.inclusion_proof_invalid",
+            format!("inclusion_proof.json has a proof for {extra:?}, which is not a bundled event"),
+        );
+    }
+    ctx.summary.inclusion_proofs_verified = input.events.len();
+    ctx.finding(format!("inclusion_proofs_valid:{}", input.events.len()));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_lines_keeps_blank_middle_lines() {
+        assert_eq!(split_lines(b""), Vec::<&[u8]>::new());
+        assert_eq!(split_lines(b"a\n"), vec![&b"a"[..]]);
+        assert_eq!(split_lines(b"a\n\nb"), vec![&b"a"[..], b"", b"b"]);
+    }
+
+    #[test]
+    fn signature_values_decode_like_the_reference() {
+        assert_eq!(decode_signature_value(&"ab".repeat(64)).unwrap().len(), 64);
+        assert_eq!(
+            decode_signature_value(&B64.encode([7u8; 64])).unwrap(),
+            vec![7u8; 64]
+        );
+        assert!(decode_signature_value("!!").is_err());
+    }
+}

@@ -1,0 +1,266 @@
+//! Issue scenario end to end through the MCP gateway: an agent declares
+//! "refund order ORD-1042 and email the receipt" with two steps, calls only
+//! the refund (with a card number in its arguments) plus one call outside
+//! the plan; when the plan closes, `intentproof findings` names the missing
+//! step and the unplanned call, and the card number is stored masked.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_intentproof");
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_daemon(dir: &Path) -> Killed {
+    let daemon = Killed(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("daemon.json").exists() {
+        assert!(Instant::now() < deadline, "daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon
+}
+
+struct Agent {
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Agent {
+    fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "gateway closed stdout"
+            );
+            let reply: Value = serde_json::from_str(&line).unwrap();
+            if reply["id"] == json!(id) {
+                return reply;
+            }
+        }
+    }
+
+    fn call(&mut self, id: u64, tool: &str, arguments: Value) -> Value {
+        self.request(
+            id,
+            "tools/call",
+            json!({"name": tool, "arguments": arguments}),
+        )
+    }
+}
+
+fn cli(args: &[&str], dir: &Path) -> Value {
+    let output = Command::new(BIN)
+        .args(args)
+        .arg("--json")
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let _daemon = start_daemon(dir);
+
+    let mut gateway = Killed(
+        Command::new(BIN)
+            .args(["mcp", "--name", "payments", "--no-autostart", "--data-dir"])
+            .arg(dir)
+            .args(["--", BIN, "demo-server"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut agent = Agent {
+        stdin: gateway.0.stdin.take().unwrap(),
+        stdout: BufReader::new(gateway.0.stdout.take().unwrap()),
+    };
+    agent.request(1, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e-agent", "version": "1"}}));
+    let tools = agent.request(2, "tools/list", json!({}));
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "refund_payment",
+            "send_receipt_email",
+            "lookup_order",
+            "intentproof_declare_plan"
+        ]
+    );
+
+    let declared = agent.call(
+        3,
+        "intentproof_declare_plan",
+        json!({
+            "intent": "refund order ORD-1042 and email the receipt",
+            "steps": [
+                {"tool": "refund_payment", "purpose": "Refund the customer's card"},
+                {"tool": "send_receipt_email", "purpose": "Email the customer the refund receipt"}
+            ]
+        }),
+    );
+    let plan_id = declared["result"]["structuredContent"]["plan_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let refund = agent.call(
+        4,
+        "refund_payment",
+        json!({"order_id": "ORD-1042", "amount_cents": 4999, "card_number": "4242 4242 4242 4242"}),
+    );
+    assert_eq!(refund["result"]["structuredContent"]["status"], "succeeded");
+    let lookup = agent.call(5, "lookup_order", json!({"order_id": "ORD-1042"}));
+    assert!(lookup["result"].is_object());
+    drop(agent);
+    let status = gateway.0.wait().unwrap();
+    assert!(status.success(), "gateway exited with {status}");
+
+    // The plan is open until it closes; then it is evaluated.
+    let plans = cli(&["plans"], dir);
+    assert_eq!(plans["plans"][0]["state"], "open");
+    assert_eq!(
+        cli(&["findings"], dir)["findings"],
+        json!([]),
+        "an open plan is never shown as failed"
+    );
+    let closed = Command::new(BIN)
+        .args(["plans", "--close", &plan_id, "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        closed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+
+    let findings = cli(&["findings"], dir)["findings"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let summary: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_owned(),
+                f["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "incomplete_intent".to_owned(),
+                "mcp.payments.send_receipt_email".to_owned()
+            ),
+            (
+                "unplanned_call".to_owned(),
+                "mcp.payments.lookup_order".to_owned()
+            ),
+        ]
+    );
+    let missing = findings[0]["message"].as_str().unwrap();
+    assert!(
+        missing.contains("send_receipt_email")
+            && missing.contains("Email the customer the refund receipt"),
+        "{missing}"
+    );
+    let table = Command::new(BIN)
+        .args(["findings", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("INCOMPLETE INTENT") && table.contains("UNPLANNED CALL"),
+        "{table}"
+    );
+
+    // The refund's event carries the plan's intent and a masked card.
+    let correlation = plans["plans"][0]["correlation_id"].as_str().unwrap();
+    let events = cli(&["events", "--correlation", correlation], dir);
+    let refund_event = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["event"])
+        .find(|e| e["action"] == "mcp.payments.refund_payment")
+        .unwrap()
+        .clone();
+    assert_eq!(refund_event["intent"], "Refund the customer's card");
+    let card = refund_event["inputs"]["card_number"].as_str().unwrap();
+    assert!(
+        card.ends_with("4242") && !card.contains("4242 4242"),
+        "card stored as {card:?}"
+    );
+    assert!(
+        refund_event["redaction_summary"]["fields_redacted_paths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("$.inputs.card_number")),
+        "{refund_event}"
+    );
+    // And no byte of the journal holds the number.
+    for entry in std::fs::read_dir(dir.join("journal")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "seg") {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("4242 4242 4242 4242") && !text.contains("4242424242424242"),
+                "card number in {}",
+                path.display()
+            );
+        }
+    }
+}

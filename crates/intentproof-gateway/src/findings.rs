@@ -1,0 +1,373 @@
+//! Plans and findings, derived from the store on demand.
+//!
+//! A plan is a declaration event (`intentproof.plan.declare`); its calls are
+//! the events of its correlation that follow it, up to the next declaration
+//! in that correlation. A plan closes when it is replaced by a new
+//! declaration, when it is closed explicitly (an `intentproof.plan.close`
+//! event), or after an idle timeout with no event in its correlation. Open
+//! plans are shown as open, never as failed. A closed plan's events are
+//! classified by `intentproof_policy::verification::classify_plan` into
+//! **incomplete intent**, **failed step** and **unplanned call** flags.
+//! Gateway-recorded calls (actions `mcp.*`) in a correlation that never
+//! declared a plan are unplanned calls too.
+//!
+//! Nothing here is stored separately: findings are a pure function of the
+//! journal (and the clock, for idle timeouts), so they can never disagree
+//! with the record and survive an index rebuild unchanged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime};
+
+use intentproof_policy::verification::{
+    DeclaredPlan, EvalOptions, FlagKind, Flow, FlowEvent, Outcome, PlanStep, Policy, classify_plan,
+    evaluate, scope_matches,
+};
+use intentproof_store::{IndexEntry, Store, StoreError, StoredEvent};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::mcp::recorder::PLAN_ACTION;
+
+/// Action of an explicit plan close.
+pub const PLAN_CLOSE_ACTION: &str = "intentproof.plan.close";
+
+/// One declared plan and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanRow {
+    /// Plan id.
+    pub plan_id: String,
+    /// Its correlation id.
+    pub correlation_id: String,
+    /// What it meant to achieve.
+    pub intent: String,
+    /// Steps, as actions.
+    pub steps: Vec<PlanStep>,
+    /// When it was declared.
+    pub declared_at: String,
+    /// `open` or `closed`.
+    pub state: &'static str,
+    /// Why it closed: `replaced`, `closed` or `idle`.
+    pub closed_by: Option<&'static str>,
+    /// Calls made under it.
+    pub calls: usize,
+    /// Flags raised (closed plans only).
+    pub flags: usize,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingRow {
+    /// `incomplete_intent`, `failed_step` or `unplanned_call`.
+    pub kind: &'static str,
+    /// The plan concerned (none for a call with no plan at all).
+    pub plan_id: Option<String>,
+    /// The plan's intent.
+    pub intent: Option<String>,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// 0-based step index, for step flags.
+    pub step_index: Option<usize>,
+    /// The step's or the call's action.
+    pub action: String,
+    /// Events involved.
+    pub event_ids: Vec<String>,
+    /// One sentence for people.
+    pub message: String,
+    /// When the finding became due (plan close, or the call's time).
+    pub at: String,
+}
+
+fn kind_name(kind: FlagKind) -> &'static str {
+    match kind {
+        FlagKind::IncompleteIntent => "incomplete_intent",
+        FlagKind::FailedStep => "failed_step",
+        FlagKind::UnplannedCall => "unplanned_call",
+    }
+}
+
+fn flow_event(stored: &StoredEvent) -> FlowEvent {
+    let m = &stored.entry.meta;
+    let mut event = FlowEvent::new(&m.event_id, &m.action);
+    event.status = Some(m.status.clone());
+    event.started_at = Some(m.started_at.clone());
+    event.completed_at = Some(m.completed_at.clone());
+    if let Some(attributes) = stored.event.get("attributes").and_then(Value::as_object) {
+        event.attributes = attributes.clone();
+    }
+    event
+}
+
+/// The plan a declaration event declares. Steps naming a bare tool become
+/// `mcp.<server>.<tool>` actions.
+fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
+    let event = &stored.event;
+    if event.get("status").and_then(Value::as_str) != Some("ok") {
+        return None;
+    }
+    let plan_id = event.pointer("/output/plan_id")?.as_str()?.to_owned();
+    let inputs = event.get("inputs")?;
+    let server = event
+        .pointer("/attributes/mcp.server")
+        .and_then(Value::as_str);
+    let steps = inputs
+        .get("steps")?
+        .as_array()?
+        .iter()
+        .filter_map(|step| {
+            let tool = step.get("tool").or_else(|| step.get("action"))?.as_str()?;
+            let action = match server {
+                Some(server) if !tool.starts_with("mcp.") => format!("mcp.{server}.{tool}"),
+                _ => tool.to_owned(),
+            };
+            Some(PlanStep {
+                action,
+                purpose: step
+                    .get("purpose")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+        })
+        .collect();
+    Some(DeclaredPlan {
+        plan_id,
+        intent: inputs.get("intent")?.as_str()?.to_owned(),
+        steps,
+        ordered: inputs
+            .get("ordered")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+fn parse_time(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text).ok()
+}
+
+/// A finished stretch of a chain: the plan, its declaration, its calls, why
+/// it closed (`None`: still open) and when.
+type Segment<'a> = (
+    DeclaredPlan,
+    &'a StoredEvent,
+    Vec<&'a StoredEvent>,
+    Option<&'static str>,
+    String,
+);
+
+/// Every plan and every finding, newest first. `policies` are the
+/// configured verification policies: each is evaluated on every flow
+/// (correlation) its `scope.any_event_action_in` matches, once the flow has
+/// been idle for `idle_timeout`; failed rules are `policy_violation`s.
+pub fn plans_and_findings(
+    store: &Store,
+    idle_timeout: Duration,
+    now: SystemTime,
+    policies: &[Policy],
+) -> Result<(Vec<PlanRow>, Vec<FindingRow>), StoreError> {
+    let mut plans = Vec::new();
+    let mut findings = Vec::new();
+    let declarations = store.entries_with_action_prefix(PLAN_ACTION)?;
+    let planned: BTreeSet<String> = declarations
+        .iter()
+        .map(|e| e.meta.correlation_id.clone())
+        .collect();
+    for correlation in &planned {
+        let mut chain = store.chain(correlation)?;
+        chain.sort_by_key(|e| e.entry.seq);
+        // Split the chain at each declaration.
+        let mut current: Option<(DeclaredPlan, &StoredEvent, Vec<&StoredEvent>)> = None;
+        let mut finished: Vec<Segment<'_>> = Vec::new();
+        for stored in &chain {
+            let action = stored.entry.meta.action.as_str();
+            if action == PLAN_ACTION {
+                if let Some(plan) = declared_plan(stored) {
+                    if let Some((p, d, calls)) = current.take() {
+                        finished.push((
+                            p,
+                            d,
+                            calls,
+                            Some("replaced"),
+                            stored.entry.meta.completed_at.clone(),
+                        ));
+                    }
+                    current = Some((plan, stored, Vec::new()));
+                }
+                continue;
+            }
+            if action == PLAN_CLOSE_ACTION {
+                let target = stored
+                    .event
+                    .pointer("/inputs/plan_id")
+                    .and_then(Value::as_str);
+                if let Some((p, d, calls)) = current.take() {
+                    if target == Some(p.plan_id.as_str()) {
+                        finished.push((
+                            p,
+                            d,
+                            calls,
+                            Some("closed"),
+                            stored.entry.meta.completed_at.clone(),
+                        ));
+                    } else {
+                        current = Some((p, d, calls));
+                    }
+                }
+                continue;
+            }
+            if let Some((_, _, calls)) = current.as_mut() {
+                calls.push(stored);
+            }
+        }
+        if let Some((p, d, calls)) = current.take() {
+            let last = calls.last().copied().unwrap_or(d);
+            let last_at = last.entry.meta.completed_at.clone();
+            let idle = parse_time(&last_at)
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|quiet| quiet >= idle_timeout);
+            finished.push((p, d, calls, idle.then_some("idle"), last_at));
+        }
+        for (plan, declaration, calls, closed_by, closed_at) in finished {
+            let flags = match closed_by {
+                Some(_) => {
+                    let flow: Vec<FlowEvent> = calls.iter().map(|e| flow_event(e)).collect();
+                    classify_plan(&plan, &flow)
+                }
+                None => Vec::new(),
+            };
+            for flag in &flags {
+                findings.push(FindingRow {
+                    kind: kind_name(flag.kind),
+                    plan_id: Some(plan.plan_id.clone()),
+                    intent: Some(plan.intent.clone()),
+                    correlation_id: correlation.clone(),
+                    step_index: flag.step_index,
+                    action: flag.action.clone(),
+                    event_ids: flag.event_ids.clone(),
+                    message: flag.message.clone(),
+                    at: closed_at.clone(),
+                });
+            }
+            plans.push(PlanRow {
+                plan_id: plan.plan_id.clone(),
+                correlation_id: correlation.clone(),
+                intent: plan.intent.clone(),
+                steps: plan.steps.clone(),
+                declared_at: declaration.entry.meta.started_at.clone(),
+                state: if closed_by.is_some() {
+                    "closed"
+                } else {
+                    "open"
+                },
+                closed_by,
+                calls: calls.len(),
+                flags: flags.len(),
+            });
+        }
+    }
+    // Gateway calls in correlations that never declared a plan.
+    let mut unplanned: BTreeMap<String, Vec<IndexEntry>> = BTreeMap::new();
+    for entry in store.entries_with_action_prefix("mcp.")? {
+        if !planned.contains(&entry.meta.correlation_id) {
+            unplanned
+                .entry(entry.meta.correlation_id.clone())
+                .or_default()
+                .push(entry);
+        }
+    }
+    for (correlation, entries) in unplanned {
+        for entry in entries {
+            findings.push(FindingRow {
+                kind: "unplanned_call",
+                plan_id: None,
+                intent: None,
+                correlation_id: correlation.clone(),
+                step_index: None,
+                action: entry.meta.action.clone(),
+                event_ids: vec![entry.meta.event_id.clone()],
+                message: format!("{} was called with no plan declared", entry.meta.action),
+                at: entry.meta.completed_at.clone(),
+            });
+        }
+    }
+    if !policies.is_empty() {
+        findings.extend(policy_violations(store, idle_timeout, now, policies)?);
+    }
+    plans.sort_by(|a, b| b.declared_at.cmp(&a.declared_at));
+    findings.sort_by(|a, b| b.at.cmp(&a.at));
+    Ok((plans, findings))
+}
+
+fn policy_violations(
+    store: &Store,
+    idle_timeout: Duration,
+    now: SystemTime,
+    policies: &[Policy],
+) -> Result<Vec<FindingRow>, StoreError> {
+    let mut out = Vec::new();
+    for summary in store.chains(usize::MAX)? {
+        let idle = parse_time(&summary.last_at)
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|quiet| quiet >= idle_timeout);
+        if !idle {
+            continue;
+        }
+        let mut chain = store.chain(&summary.correlation_id)?;
+        chain.sort_by(|a, b| {
+            a.entry
+                .meta
+                .completed_at
+                .cmp(&b.entry.meta.completed_at)
+                .then(a.entry.seq.cmp(&b.entry.seq))
+        });
+        let flow = Flow {
+            flow_id: summary.correlation_id.clone(),
+            tenant_id: None,
+            correlation_id: Some(summary.correlation_id.clone()),
+            flow_merkle_root: None,
+            closed_at: None,
+            events: chain.iter().map(flow_event).collect(),
+        };
+        for policy in policies {
+            if !scope_matches(policy, &flow) {
+                continue;
+            }
+            let run = evaluate(policy, &flow, &[], &EvalOptions::default());
+            for finding in run.findings.iter().filter(|f| f.outcome == Outcome::Fail) {
+                out.push(FindingRow {
+                    kind: "policy_violation",
+                    plan_id: None,
+                    intent: policy.policy_id().map(str::to_owned),
+                    correlation_id: summary.correlation_id.clone(),
+                    step_index: None,
+                    action: finding.rule_id.clone(),
+                    event_ids: finding.evidence_event_ids.clone(),
+                    message: format!(
+                        "policy {} rule {}: {}",
+                        policy.policy_id().unwrap_or("?"),
+                        finding.rule_id,
+                        finding.human_summary
+                    ),
+                    at: summary.last_at.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_parse() {
+        let t = parse_time("2026-05-11T14:32:17.421Z").unwrap();
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+            1_778_509_937_421
+        );
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

@@ -1,0 +1,465 @@
+//! The MCP gateway over Streamable HTTP: `POST/GET/DELETE /mcp/<name>` in
+//! the daemon. Each MCP session gets its own upstream process (stdio), so
+//! sessions never share state, and the same relay rules as stdio apply:
+//! messages pass through as they are, only observed, except for the plan
+//! tool.
+//!
+//! Routing upstream messages back to HTTP streams: a response goes to the
+//! stream of the POST that carried its request; a progress notification to
+//! the stream of the request that owns its token; any other server-initiated
+//! message (sampling, elicitation, roots, logs) to the most recent POST
+//! stream still open (the call that caused it), else to the session's GET
+//! stream, else it waits until a GET stream opens.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use intentproof_core::ExecutionEvent;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use super::recorder::{ClientVerdict, DEFAULT_PLAN_TOOL, Recorder, RecorderConfig};
+use super::stdio::MAX_MESSAGE_BYTES;
+use crate::config::{McpConfig, McpServerConfig};
+
+/// The header carrying the session id.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Where recorded events go (the daemon seals and stores them).
+pub type EventSink = Arc<dyn Fn(ExecutionEvent) + Send + Sync>;
+
+/// All HTTP-served MCP servers and their sessions.
+pub struct McpHttp {
+    servers: HashMap<String, (McpServerConfig, RecorderConfig)>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sink: EventSink,
+}
+
+type Stream = mpsc::UnboundedSender<String>;
+
+struct Routing {
+    /// Request id key -> the stream waiting for its response.
+    requests: HashMap<String, Stream>,
+    /// Progress token key -> request id key.
+    tokens: HashMap<String, String>,
+    /// Most recently opened request streams (newest last).
+    open: Vec<String>,
+    /// The session's GET stream.
+    standalone: Option<Stream>,
+    /// Server-initiated messages waiting for a stream.
+    backlog: VecDeque<String>,
+}
+
+struct Session {
+    server: String,
+    stdin: tokio::sync::Mutex<ChildStdin>,
+    recorder: Mutex<Recorder>,
+    routing: Mutex<Routing>,
+    child: Mutex<Option<Child>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+    (
+        status,
+        axum::Json(
+            json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
+        ),
+    )
+        .into_response()
+}
+
+impl McpHttp {
+    /// The gateway for the configured servers; recorded events go to `sink`.
+    pub fn new(config: &McpConfig, sink: EventSink) -> Self {
+        let plan_tool = match config.plan_tool.as_deref() {
+            None => Some(DEFAULT_PLAN_TOOL.to_owned()),
+            Some("") => None,
+            Some(name) => Some(name.to_owned()),
+        };
+        let servers = config
+            .servers
+            .iter()
+            .map(|server| {
+                let mut recorder = RecorderConfig::new(&server.name);
+                recorder.plan_tool = plan_tool.clone();
+                recorder.default_intents = server.default_intents.clone();
+                (server.name.clone(), (server.clone(), recorder))
+            })
+            .collect();
+        McpHttp {
+            servers,
+            sessions: Mutex::new(HashMap::new()),
+            sink,
+        }
+    }
+
+    /// Whether `name` is a configured server.
+    pub fn has(&self, name: &str) -> bool {
+        self.servers.contains_key(name)
+    }
+
+    /// Stops every session's upstream.
+    pub fn shutdown(&self) {
+        let sessions: Vec<Arc<Session>> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
+        for session in sessions {
+            if let Some(mut child) = lock(&session.child).take() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Option<(String, Arc<Session>)> {
+        let id = headers.get(SESSION_HEADER)?.to_str().ok()?.to_owned();
+        let session = lock(&self.sessions).get(&id).cloned()?;
+        Some((id, session))
+    }
+
+    async fn open_session(self: &Arc<Self>, name: &str) -> Result<(String, Arc<Session>), String> {
+        let (server, recorder_config) = self.servers.get(name).ok_or("unknown server")?;
+        let (program, args) = server.command.split_first().ok_or("no command")?;
+        let mut child = Command::new(program)
+            .args(args)
+            .envs(&server.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start MCP server {name} (`{program}`): {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("cannot capture the upstream's stdio".into());
+        };
+        let id = intentproof_core::new_event_id();
+        let session = Arc::new(Session {
+            server: name.to_owned(),
+            stdin: tokio::sync::Mutex::new(stdin),
+            recorder: Mutex::new(Recorder::new(recorder_config.clone(), id.clone())),
+            routing: Mutex::new(Routing {
+                requests: HashMap::new(),
+                tokens: HashMap::new(),
+                open: Vec::new(),
+                standalone: None,
+                backlog: VecDeque::new(),
+            }),
+            child: Mutex::new(Some(child)),
+        });
+        lock(&self.sessions).insert(id.clone(), Arc::clone(&session));
+        let gateway = Arc::clone(self);
+        let reader_session = Arc::clone(&session);
+        let session_id = id.clone();
+        tokio::spawn(async move {
+            let mut lines =
+                FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
+            while let Some(line) = lines.next().await {
+                let Ok(line) = line else { continue };
+                gateway.upstream_message(&reader_session, line);
+            }
+            // The upstream is gone: fail what is pending, end the session.
+            let mut events = Vec::new();
+            let reason = format!(
+                "upstream MCP server {} exited before answering; check its stderr",
+                reader_session.server
+            );
+            let replies = lock(&reader_session.recorder).on_upstream_gone(&reason, &mut events);
+            for reply in replies {
+                gateway.route(&reader_session, &reply, reply.to_string());
+            }
+            for event in events {
+                (gateway.sink)(event);
+            }
+            lock(&gateway.sessions).remove(&session_id);
+        });
+        Ok((id, session))
+    }
+
+    fn upstream_message(&self, session: &Session, line: String) {
+        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            let shown: String = line.chars().take(200).collect();
+            tracing::warn!(server = %session.server, line = %shown, "the upstream wrote a line to stdout that is not a JSON-RPC message; dropped");
+            return;
+        };
+        let mut events = Vec::new();
+        let replaced = lock(&session.recorder).on_server(&message, &mut events);
+        for event in events {
+            (self.sink)(event);
+        }
+        let text = replaced.as_ref().map_or(line, Value::to_string);
+        self.route(session, &message, text);
+    }
+
+    /// Sends one upstream message to the HTTP stream it belongs to.
+    fn route(&self, session: &Session, message: &Value, text: String) {
+        let mut routing = lock(&session.routing);
+        let is_response = message.get("method").is_none();
+        if is_response {
+            if let Some(id) = message.get("id") {
+                let key = id.to_string();
+                if let Some(stream) = routing.requests.remove(&key) {
+                    routing.open.retain(|k| *k != key);
+                    routing.tokens.retain(|_, r| *r != key);
+                    let _ = stream.send(text);
+                    return;
+                }
+            }
+        }
+        let owner = message
+            .pointer("/params/progressToken")
+            .and_then(|token| routing.tokens.get(&token.to_string()).cloned())
+            .or_else(|| routing.open.last().cloned());
+        if let Some(stream) = owner.and_then(|key| routing.requests.get(&key).cloned()) {
+            if stream.send(text.clone()).is_ok() {
+                return;
+            }
+        }
+        if let Some(stream) = &routing.standalone {
+            if stream.send(text.clone()).is_ok() {
+                return;
+            }
+        }
+        if routing.backlog.len() < 1000 {
+            routing.backlog.push_back(text);
+        }
+    }
+}
+
+fn sse_frame(message: &str) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {message}\n\n"))
+}
+
+fn sse_response(session_id: &str, body: Body) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(value) = HeaderValue::from_str(session_id) {
+        headers.insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+/// Refuses browser requests from other origins (DNS rebinding).
+fn origin_allowed(headers: &HeaderMap) -> bool {
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        None => true,
+        Some(origin) => {
+            let host = origin.split("://").nth(1).unwrap_or(origin);
+            let host = host.split(['/', ':']).next().unwrap_or(host);
+            matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+        }
+    }
+}
+
+/// `POST /mcp/<name>`.
+pub async fn post(
+    gateway: Arc<McpHttp>,
+    name: String,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !gateway.has(&name) {
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            -32601,
+            &format!(
+                "no MCP server named {name:?} is configured; see [[mcp.servers]] in the config"
+            ),
+        );
+    }
+    if !origin_allowed(&headers) {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            -32600,
+            "requests from this Origin are not allowed",
+        );
+    }
+    // Keep each message's own bytes: forwarding a re-serialization would
+    // reorder keys. Line breaks in JSON text are whitespace (inside strings
+    // they are always escaped), so they become spaces for the stdio framing.
+    let one_line = |raw: &str| raw.replace(['\n', '\r'], " ");
+    let items: Vec<(Value, String)> =
+        match serde_json::from_slice::<Vec<Box<serde_json::value::RawValue>>>(&body) {
+            Ok(raws) => raws
+                .iter()
+                .filter_map(|raw| {
+                    serde_json::from_str(raw.get())
+                        .ok()
+                        .map(|v| (v, one_line(raw.get())))
+                })
+                .collect(),
+            Err(_) => match serde_json::from_slice::<Value>(&body) {
+                Ok(value) => vec![(value, one_line(&String::from_utf8_lossy(&body)))],
+                Err(_) => {
+                    return rpc_error(
+                        StatusCode::BAD_REQUEST,
+                        -32700,
+                        "Parse error: the body is not JSON",
+                    );
+                }
+            },
+        };
+    let is_initialize = items
+        .iter()
+        .any(|(m, _)| m.get("method").and_then(Value::as_str) == Some("initialize"));
+    let (session_id, session) = match gateway.session(&headers) {
+        Some(found) => found,
+        None if headers.contains_key(SESSION_HEADER) => {
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                -32001,
+                "Session not found: initialize a new session",
+            );
+        }
+        None if is_initialize => match gateway.open_session(&name).await {
+            Ok(opened) => opened,
+            Err(e) => return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e),
+        },
+        None => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Bad Request: no Mcp-Session-Id header; send initialize first",
+            );
+        }
+    };
+    // Observe; collect what goes upstream and what the gateway answers.
+    let mut events = Vec::new();
+    let mut forward = Vec::new();
+    let mut replies = Vec::new();
+    let mut request_ids = Vec::new();
+    {
+        let mut recorder = lock(&session.recorder);
+        for (item, raw) in &items {
+            match recorder.on_client(item, &mut events) {
+                ClientVerdict::Forward => {
+                    if item.get("method").is_some() {
+                        if let Some(id) = item.get("id") {
+                            request_ids.push((
+                                id.to_string(),
+                                item.pointer("/params/_meta/progressToken")
+                                    .map(Value::to_string),
+                            ));
+                        }
+                    }
+                    forward.push(raw.clone());
+                }
+                ClientVerdict::Reply(reply) => replies.push(reply.to_string()),
+            }
+        }
+    }
+    for event in events {
+        (gateway.sink)(event);
+    }
+    if request_ids.is_empty() && replies.is_empty() {
+        // Notifications and responses only.
+        if let Err(e) = write_upstream(&session, &forward).await {
+            return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e);
+        }
+        let mut response = StatusCode::ACCEPTED.into_response();
+        if let Ok(value) = HeaderValue::from_str(&session_id) {
+            response.headers_mut().insert(SESSION_HEADER, value);
+        }
+        return response;
+    }
+    let (stream, receiver) = mpsc::unbounded_channel::<String>();
+    {
+        let mut routing = lock(&session.routing);
+        for (key, token) in &request_ids {
+            routing.requests.insert(key.clone(), stream.clone());
+            routing.open.push(key.clone());
+            if let Some(token) = token {
+                routing.tokens.insert(token.clone(), key.clone());
+            }
+        }
+    }
+    for reply in replies {
+        let _ = stream.send(reply);
+    }
+    drop(stream);
+    if let Err(e) = write_upstream(&session, &forward).await {
+        return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e);
+    }
+    // The stream ends when every request of this POST has its response (the
+    // routing table drops its sender then) and the replies are out.
+    let frames = tokio_stream_from(receiver).map(|text| Ok::<_, Infallible>(sse_frame(&text)));
+    sse_response(&session_id, Body::from_stream(frames))
+}
+
+fn tokio_stream_from(
+    mut receiver: mpsc::UnboundedReceiver<String>,
+) -> impl futures_util::Stream<Item = String> {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+async fn write_upstream(session: &Session, lines: &[String]) -> Result<(), String> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut bytes = Vec::new();
+    for line in lines {
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+    }
+    let mut stdin = session.stdin.lock().await;
+    stdin
+        .write_all(&bytes)
+        .await
+        .and(stdin.flush().await)
+        .map_err(|e| {
+            format!(
+                "the upstream MCP server {} is not accepting input: {e}",
+                session.server
+            )
+        })
+}
+
+/// `GET /mcp/<name>`: the session's stream for server-initiated messages.
+pub async fn get(gateway: Arc<McpHttp>, name: String, headers: HeaderMap) -> Response {
+    if !gateway.has(&name) {
+        return rpc_error(StatusCode::NOT_FOUND, -32601, "no such MCP server");
+    }
+    let Some((session_id, session)) = gateway.session(&headers) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            -32600,
+            "Bad Request: a valid Mcp-Session-Id header is required",
+        );
+    };
+    let (stream, receiver) = mpsc::unbounded_channel::<String>();
+    {
+        let mut routing = lock(&session.routing);
+        while let Some(waiting) = routing.backlog.pop_front() {
+            let _ = stream.send(waiting);
+        }
+        routing.standalone = Some(stream);
+    }
+    let frames = tokio_stream_from(receiver).map(|text| Ok::<_, Infallible>(sse_frame(&text)));
+    sse_response(&session_id, Body::from_stream(frames))
+}
+
+/// `DELETE /mcp/<name>`: ends the session and its upstream.
+pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
+    let Some((session_id, session)) = gateway.session(&headers) else {
+        return rpc_error(StatusCode::NOT_FOUND, -32001, "Session not found");
+    };
+    lock(&gateway.sessions).remove(&session_id);
+    if let Some(mut child) = lock(&session.child).take() {
+        let _ = child.start_kill();
+    }
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,16 @@
+//! IntentProof policies.
+//!
+//! - [`redact`]: redaction policies applied to inputs and outputs before an
+//!   event is sealed or stored (library mode and gateway alike).
+//! - [`verification`]: the spec's verification policy model
+//!   (`intentproof.policy.v1`, JSON and YAML authoring form), its
+//!   fingerprint, and the evaluator that turns a flow's events into an
+//!   `intentproof.run.v1` run with findings.
+//!
+//! Pure: no I/O beyond what a caller hands in, no async runtime.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod redact;
+pub mod verification;

@@ -1,0 +1,242 @@
+//! Declared plans: compiling them to policies, and flagging a closed plan's
+//! events (incomplete intent, failed step, unplanned call).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::input::FlowEvent;
+use super::policy::{Policy, PolicyError};
+
+/// Action of the event that records a plan declaration; never flagged as
+/// unplanned.
+pub const PLAN_DECLARE_ACTION: &str = "intentproof.plan.declare";
+
+/// A plan an agent (or a library caller) declared before acting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredPlan {
+    /// Plan id (unique within the tenant).
+    pub plan_id: String,
+    /// What the plan is meant to achieve.
+    pub intent: String,
+    /// The steps, in the declared order.
+    pub steps: Vec<PlanStep>,
+    /// True when the steps must happen in this order.
+    #[serde(default)]
+    pub ordered: bool,
+}
+
+/// One step of a [`DeclaredPlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// The action the step calls (the gateway resolves an MCP tool name to
+    /// its action before building the plan; `tool` is accepted as an alias).
+    #[serde(alias = "tool")]
+    pub action: String,
+    /// Why the step is taken.
+    #[serde(default)]
+    pub purpose: String,
+}
+
+/// Why a plan cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A step names no action.
+    #[error(
+        "plan {plan_id:?}: step {step} has an empty action; every step must name the tool/action it calls"
+    )]
+    EmptyAction {
+        /// The plan.
+        plan_id: String,
+        /// 1-based step number.
+        step: usize,
+    },
+    /// The plan id is empty.
+    #[error("the plan has an empty plan_id; give the plan an id")]
+    EmptyPlanId,
+    /// The compiled policy cannot be fingerprinted.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+impl DeclaredPlan {
+    /// Compiles the plan to a verification policy for `tenant_id`:
+    ///
+    /// - policy id `plan.<plan_id>`, name = the intent, scope = the steps'
+    ///   actions (`ignore_flows_with_no_match: false`);
+    /// - per step `n` (1-based), a `required` rule `step-<n>` (severity
+    ///   high) on the step's action with `where.status: ok` and `min` = how
+    ///   many steps up to this one name that action (1 for the first, 2 for
+    ///   the second step calling the same action...);
+    /// - when `ordered`, an `ordering` rule `order-<n>-<n+1>` (severity
+    ///   medium) between consecutive steps whose actions differ.
+    pub fn compile(&self, tenant_id: &str) -> Result<Policy, PlanError> {
+        if self.plan_id.is_empty() {
+            return Err(PlanError::EmptyPlanId);
+        }
+        if let Some(i) = self.steps.iter().position(|s| s.action.is_empty()) {
+            return Err(PlanError::EmptyAction {
+                plan_id: self.plan_id.clone(),
+                step: i + 1,
+            });
+        }
+        let mut rules = Vec::new();
+        let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut actions: Vec<&str> = Vec::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let count = seen.entry(step.action.as_str()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                actions.push(&step.action);
+            }
+            rules.push(json!({
+                "id": format!("step-{}", i + 1),
+                "category": "required",
+                "severity": "high",
+                "spec": {"action": step.action, "min": *count, "where": {"status": "ok"}},
+            }));
+        }
+        if self.ordered {
+            for (i, pair) in self.steps.windows(2).enumerate() {
+                if pair[0].action != pair[1].action {
+                    rules.push(json!({
+                        "id": format!("order-{}-{}", i + 1, i + 2),
+                        "category": "ordering",
+                        "severity": "medium",
+                        "spec": {"before": pair[0].action, "after": pair[1].action, "scope": "first-occurrence"},
+                    }));
+                }
+            }
+        }
+        let doc = json!({
+            "schema": super::policy::POLICY_SCHEMA,
+            "policy_id": format!("plan.{}", self.plan_id),
+            "policy_version": 1,
+            "tenant_id": tenant_id,
+            "provenance_class": "platform_attested",
+            "name": self.intent,
+            "description": format!("Compiled from declared plan {}.", self.plan_id),
+            "spec_version": "1.0.0",
+            "scope": {"any_event_action_in": actions, "ignore_flows_with_no_match": false},
+            "rules": rules,
+        });
+        Ok(Policy::compile(doc)?)
+    }
+}
+
+/// What a [`Flag`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagKind {
+    /// A step never succeeded and has no failed attempt either.
+    IncompleteIntent,
+    /// A step was attempted but every attempt failed.
+    FailedStep,
+    /// An event whose action no step covers.
+    UnplannedCall,
+}
+
+/// One finding about a closed plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flag {
+    /// What is flagged.
+    pub kind: FlagKind,
+    /// 0-based step index (`None` for an unplanned call).
+    pub step_index: Option<usize>,
+    /// The step's (or the unplanned event's) action.
+    pub action: String,
+    /// Events involved: the failed attempts, or the unplanned event; empty
+    /// for an incomplete intent.
+    pub event_ids: Vec<String>,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// Flags a closed plan's events.
+///
+/// - Steps are matched to events by action: the `k`-th step naming an
+///   action needs at least `k` events of that action with status `ok`.
+/// - A step that is not matched is a [`FlagKind::FailedStep`] when events
+///   of its action failed (status `error`), else a
+///   [`FlagKind::IncompleteIntent`]; a step gets at most one flag.
+/// - Every event (with an action) whose action no step names is a
+///   [`FlagKind::UnplannedCall`], except plan declarations
+///   ([`PLAN_DECLARE_ACTION`]). Extra calls of a planned action are not
+///   flagged.
+///
+/// Step flags come first (by step), then unplanned calls (in event order).
+/// Pure: the caller decides when a plan is closed and stores the flags.
+pub fn classify_plan(plan: &DeclaredPlan, events: &[FlowEvent]) -> Vec<Flag> {
+    let mut ok: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut failed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for e in events {
+        let Some(a) = e.action.as_deref() else {
+            continue;
+        };
+        match e.status.as_deref() {
+            Some("error") => failed.entry(a).or_default().push(e.event_id.clone()),
+            _ => *ok.entry(a).or_default() += 1,
+        }
+    }
+    let mut flags = Vec::new();
+    let mut nth: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let a = step.action.as_str();
+        let k = nth.entry(a).or_default();
+        *k += 1;
+        if ok.get(a).copied().unwrap_or(0) >= *k {
+            continue;
+        }
+        let purpose = if step.purpose.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", step.purpose)
+        };
+        match failed.get(a) {
+            Some(ids) if !ids.is_empty() => flags.push(Flag {
+                kind: FlagKind::FailedStep,
+                step_index: Some(i),
+                action: a.to_owned(),
+                event_ids: ids.clone(),
+                message: format!(
+                    "Step {} `{a}`{purpose} failed: {} attempt{} returned an error and none succeeded.",
+                    i + 1,
+                    ids.len(),
+                    if ids.len() == 1 { "" } else { "s" }
+                ),
+            }),
+            _ => flags.push(Flag {
+                kind: FlagKind::IncompleteIntent,
+                step_index: Some(i),
+                action: a.to_owned(),
+                event_ids: Vec::new(),
+                message: format!(
+                    "Step {} `{a}`{purpose} never ran: intent {:?} is incomplete.",
+                    i + 1,
+                    plan.intent
+                ),
+            }),
+        }
+    }
+    let planned: BTreeSet<&str> = plan.steps.iter().map(|s| s.action.as_str()).collect();
+    for e in events {
+        let Some(a) = e.action.as_deref() else {
+            continue;
+        };
+        if planned.contains(a) || a == PLAN_DECLARE_ACTION {
+            continue;
+        }
+        flags.push(Flag {
+            kind: FlagKind::UnplannedCall,
+            step_index: None,
+            action: a.to_owned(),
+            event_ids: vec![e.event_id.clone()],
+            message: format!(
+                "`{a}` ({}) was called but no step of plan {:?} covers it.",
+                e.event_id, plan.plan_id
+            ),
+        });
+    }
+    flags
+}

@@ -1,0 +1,983 @@
+//! The policy document: parsing (JSON form, YAML authoring form), the
+//! fingerprint, and linting.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use intentproof_core::canon::{CanonError, canonicalize_object_without, parse_strict};
+use intentproof_core::schema::{SchemaKind, validate};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::time::parse_iso8601_duration;
+use super::{CATEGORIES, SEVERITIES};
+
+/// `schema` of a verification policy.
+pub const POLICY_SCHEMA: &str = "intentproof.policy.v1";
+
+/// Top-level fields left out of the policy fingerprint (see
+/// `golden/policy_fingerprint_vector.json`).
+pub const FINGERPRINT_EXCLUDED_FIELDS: [&str; 3] = ["policy_fingerprint", "signed_at", "signature"];
+
+/// Why a policy could not be read or compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The JSON form does not parse.
+    #[error(
+        "policy is not valid JSON: {0} (duplicate keys and integers beyond 2^53 are rejected; fix the file or write it as YAML)"
+    )]
+    Json(#[source] CanonError),
+    /// The YAML authoring form does not parse.
+    #[error("policy is not valid YAML: {0} (fix the syntax at the position shown)")]
+    Yaml(String),
+    /// The document is not an object.
+    #[error("a policy must be a JSON object / YAML mapping, not {0}")]
+    NotAnObject(&'static str),
+    /// The YAML authoring form has a field that cannot be compiled.
+    #[error("{location}: {message}")]
+    Compile {
+        /// Where: `rule "r1"`, `rules[2]` or `scope`.
+        location: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The policy cannot be canonicalized (RFC 8785), so it has no fingerprint.
+    #[error(
+        "policy cannot be canonicalized for its fingerprint: {0} (numbers must be finite and integers within 2^53)"
+    )]
+    Canon(#[source] CanonError),
+}
+
+/// The problems that make a policy invalid, each naming the rule and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct LintError {
+    /// One message per problem, e.g. `rule "r1" (required): spec.action is missing`.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for LintError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "invalid policy: {one}"),
+            many => {
+                write!(f, "invalid policy ({} problems):", many.len())?;
+                for p in many {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Which form a policy file is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFormat {
+    /// The JSON form (`intentproof.policy.v1` as is).
+    Json,
+    /// The YAML authoring form (compiled with [`Policy::compile`]).
+    Yaml,
+    /// JSON when the first non-blank byte is `{`, else YAML.
+    Detect,
+}
+
+/// An `intentproof.policy.v1` document.
+///
+/// Kept as the JSON object it is, so the fingerprint covers exactly what was
+/// written (including `name`, `description`, `claims`, ...). Reading does
+/// not validate: call [`Policy::lint`] for that. The evaluator accepts any
+/// object and is lenient with what it does not understand (see
+/// [`super::evaluate`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    doc: Map<String, Value>,
+}
+
+impl Policy {
+    /// Wraps a JSON value, unchanged (no compiler defaults).
+    pub fn from_value(value: Value) -> Result<Policy, PolicyError> {
+        match value {
+            Value::Object(doc) => Ok(Policy { doc }),
+            other => Err(PolicyError::NotAnObject(kind(&other))),
+        }
+    }
+
+    /// Parses the JSON form strictly (duplicate keys are rejected), unchanged.
+    pub fn from_json(bytes: &[u8]) -> Result<Policy, PolicyError> {
+        Policy::from_value(parse_strict(bytes).map_err(PolicyError::Json)?)
+    }
+
+    /// Parses the YAML authoring form and compiles it (see [`Policy::compile`]).
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        let value: Value =
+            serde_yaml_ng::from_str(text).map_err(|e| PolicyError::Yaml(e.to_string()))?;
+        Policy::compile(value)
+    }
+
+    /// Parses `bytes` in the given form.
+    pub fn parse(bytes: &[u8], format: PolicyFormat) -> Result<Policy, PolicyError> {
+        let format = match format {
+            PolicyFormat::Detect => {
+                if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+                    PolicyFormat::Json
+                } else {
+                    PolicyFormat::Yaml
+                }
+            }
+            f => f,
+        };
+        match format {
+            PolicyFormat::Json => Policy::from_json(bytes),
+            _ => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| PolicyError::Yaml(format!("not UTF-8: {e}")))?;
+                Policy::from_yaml(text)
+            }
+        }
+    }
+
+    /// Compiles the authoring form into the JSON form:
+    ///
+    /// - `schema` defaults to `intentproof.policy.v1`, `provenance_class` to
+    ///   `platform_attested`, `policy_version` to 1, `spec_version` to
+    ///   `"1.0.0"`, `scope` to `{}`;
+    /// - `scope.match_action` (a string or a list) becomes
+    ///   `scope.any_event_action_in`;
+    /// - in each rule, `type:` stands for `category`, `severity` defaults to
+    ///   `medium`, and every field other than `id`, `category`, `severity`
+    ///   and `spec` moves under `spec`;
+    /// - `policy_fingerprint` is computed when absent or empty.
+    ///
+    /// A document already in the JSON form compiles to itself.
+    pub fn compile(value: Value) -> Result<Policy, PolicyError> {
+        let mut doc = match value {
+            Value::Object(doc) => doc,
+            other => return Err(PolicyError::NotAnObject(kind(&other))),
+        };
+        let defaults = [
+            ("schema", Value::from(POLICY_SCHEMA)),
+            ("provenance_class", Value::from("platform_attested")),
+            ("policy_version", Value::from(1)),
+            ("spec_version", Value::from("1.0.0")),
+            ("scope", Value::Object(Map::new())),
+        ];
+        for (k, v) in defaults {
+            doc.entry(k).or_insert(v);
+        }
+        if let Some(Value::Object(scope)) = doc.get_mut("scope") {
+            if let Some(m) = scope.remove("match_action") {
+                if scope.contains_key("any_event_action_in") {
+                    return Err(compile_error(
+                        "scope",
+                        "give either match_action or any_event_action_in, not both",
+                    ));
+                }
+                let list = match m {
+                    Value::String(s) => vec![Value::String(s)],
+                    Value::Array(a) => a,
+                    other => {
+                        return Err(compile_error(
+                            "scope",
+                            format!(
+                                "match_action must be an action or a list of actions, not {}",
+                                kind(&other)
+                            ),
+                        ));
+                    }
+                };
+                scope.insert("any_event_action_in".into(), Value::Array(list));
+            }
+        }
+        if let Some(Value::Array(rules)) = doc.get_mut("rules") {
+            for (i, rule) in rules.iter_mut().enumerate() {
+                compile_rule(i, rule)?;
+            }
+        }
+        let missing = match doc.get("policy_fingerprint") {
+            None => true,
+            Some(Value::String(s)) => s.is_empty(),
+            Some(_) => false,
+        };
+        let mut policy = Policy { doc };
+        if missing {
+            let fp = policy.fingerprint()?;
+            policy
+                .doc
+                .insert("policy_fingerprint".into(), Value::String(fp));
+        }
+        Ok(policy)
+    }
+
+    /// The document.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.doc
+    }
+
+    /// The document as a JSON value.
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.doc.clone())
+    }
+
+    /// `policy_id`, when it is a string.
+    pub fn policy_id(&self) -> Option<&str> {
+        self.doc.get("policy_id").and_then(Value::as_str)
+    }
+
+    /// `tenant_id`, when it is a string.
+    pub fn tenant_id(&self) -> Option<&str> {
+        self.doc.get("tenant_id").and_then(Value::as_str)
+    }
+
+    /// `policy_version`, when it is a non-negative integer.
+    pub fn policy_version(&self) -> Option<u64> {
+        self.doc.get("policy_version").and_then(Value::as_u64)
+    }
+
+    /// The declared `policy_fingerprint`; `None` when absent or empty (an
+    /// empty fingerprint declares none).
+    pub fn declared_fingerprint(&self) -> Option<&str> {
+        self.doc
+            .get("policy_fingerprint")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The fingerprint of the content: `"sha256:" + hex(sha256(JCS(policy
+    /// minus policy_fingerprint, signed_at, signature)))`.
+    pub fn fingerprint(&self) -> Result<String, PolicyError> {
+        policy_fingerprint(&self.doc).map_err(PolicyError::Canon)
+    }
+
+    /// The rules array (empty when absent or not an array).
+    pub fn rules(&self) -> &[Value] {
+        match self.doc.get("rules") {
+            Some(Value::Array(rules)) => rules,
+            _ => &[],
+        }
+    }
+
+    /// The rule with this `id`.
+    pub fn rule(&self, id: &str) -> Option<&Map<String, Value>> {
+        self.rules()
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
+    }
+
+    /// `scope`, read leniently.
+    pub fn scope(&self) -> Scope {
+        let scope = self.doc.get("scope").and_then(Value::as_object);
+        Scope {
+            any_event_action_in: scope
+                .and_then(|s| s.get("any_event_action_in"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                }),
+            ignore_flows_with_no_match: scope
+                .and_then(|s| s.get("ignore_flows_with_no_match"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+
+    /// Checks the policy: valid iff it validates against the policy schema,
+    /// its declared fingerprint (when present and non-empty) is correct, and
+    /// the semantic checks pass (unique non-empty rule ids, known categories
+    /// and severities, fields each category needs, `min <= max`, parseable
+    /// durations, a usable consensus threshold...).
+    ///
+    /// Messages name the rule and field. Schema messages are added only when
+    /// the specific checks found nothing (they repeat them less readably).
+    pub fn lint(&self) -> Result<(), LintError> {
+        let mut problems = Vec::new();
+        semantic_checks(&self.doc, &mut problems);
+        match self.fingerprint() {
+            Ok(fp) => {
+                if let Some(declared) = self.declared_fingerprint() {
+                    if declared != fp {
+                        problems.push(format!(
+                            "policy_fingerprint is {declared} but the policy's content hashes to {fp}; \
+                             update the field (or leave it empty to declare none)"
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+        if let Err(schema_errors) = validate(SchemaKind::Policy, &self.to_value()) {
+            if problems.is_empty() {
+                problems.extend(
+                    schema_errors
+                        .into_iter()
+                        .map(|e| format!("schema: {}", shorten(&e))),
+                );
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(LintError { problems })
+        }
+    }
+}
+
+/// A policy's `scope`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// The flow is in scope when any event's action is one of these; `None`
+    /// (or an empty list) puts every flow in scope.
+    pub any_event_action_in: Option<Vec<String>>,
+    /// When true, a flow with no event in scope is not evaluated: its run
+    /// has no findings.
+    pub ignore_flows_with_no_match: bool,
+}
+
+/// The policy fingerprint of a policy object (see [`Policy::fingerprint`]).
+pub fn policy_fingerprint(policy: &Map<String, Value>) -> Result<String, CanonError> {
+    let bytes = canonicalize_object_without(policy, &FINGERPRINT_EXCLUDED_FIELDS)?;
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    Ok(intentproof_core::v1::sha256_prefixed(&digest))
+}
+
+fn compile_error(location: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError::Compile {
+        location: location.into(),
+        message: message.into(),
+    }
+}
+
+fn compile_rule(index: usize, rule: &mut Value) -> Result<(), PolicyError> {
+    let Value::Object(map) = rule else {
+        return Err(compile_error(
+            format!("rules[{index}]"),
+            format!("a rule must be a mapping, not {}", kind(rule)),
+        ));
+    };
+    let location = match map.get("id").and_then(Value::as_str) {
+        Some(id) => format!("rule {id:?}"),
+        None => format!("rules[{index}]"),
+    };
+    if let Some(t) = map.remove("type") {
+        match map.get("category") {
+            Some(c) if *c != t => {
+                return Err(compile_error(
+                    location,
+                    format!("type {t} and category {c} disagree; keep one of them"),
+                ));
+            }
+            _ => {
+                map.insert("category".into(), t);
+            }
+        }
+    }
+    map.entry("severity")
+        .or_insert_with(|| Value::from("medium"));
+    let flat: Vec<String> = map
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "id" | "category" | "severity" | "spec"))
+        .cloned()
+        .collect();
+    if flat.is_empty() {
+        return Ok(());
+    }
+    let mut spec = match map.remove("spec") {
+        None => Map::new(),
+        Some(Value::Object(spec)) => spec,
+        Some(other) => {
+            return Err(compile_error(
+                location,
+                format!("spec must be a mapping, not {}", kind(&other)),
+            ));
+        }
+    };
+    for key in flat {
+        if spec.contains_key(&key) {
+            return Err(compile_error(
+                location,
+                format!("{key} is given both flat and under spec; keep one"),
+            ));
+        }
+        if let Some(v) = map.remove(&key) {
+            spec.insert(key, v);
+        }
+    }
+    map.insert("spec".into(), Value::Object(spec));
+    Ok(())
+}
+
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 300;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+// ---------------------------------------------------------------------------
+// Semantic checks
+
+const OPERATORS: [&str; 6] = ["lt", "lte", "gt", "gte", "eq", "ne"];
+
+fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
+    match doc.get("schema") {
+        Some(Value::String(s)) if s == POLICY_SCHEMA => {}
+        Some(other) => problems.push(format!("schema must be {POLICY_SCHEMA:?}, not {other}")),
+        None => problems.push(format!("schema is missing (it must be {POLICY_SCHEMA:?})")),
+    }
+    for field in ["policy_id", "tenant_id", "spec_version"] {
+        match doc.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(Value::String(_)) => problems.push(format!("{field} is empty")),
+            Some(other) => problems.push(format!("{field} must be a string, not {}", kind(other))),
+            None => problems.push(format!("{field} is missing")),
+        }
+    }
+    match doc.get("policy_version") {
+        Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
+        Some(other) => problems.push(format!(
+            "policy_version must be an integer >= 1, not {other}"
+        )),
+        None => problems.push("policy_version is missing".into()),
+    }
+    match doc.get("provenance_class") {
+        Some(Value::String(s)) if s == "platform_attested" => {}
+        Some(other) => problems.push(format!(
+            "provenance_class must be \"platform_attested\", not {other}"
+        )),
+        None => problems.push(
+            "provenance_class is missing (it must be \"platform_attested\"; the YAML form adds it)"
+                .into(),
+        ),
+    }
+    match doc.get("policy_fingerprint") {
+        Some(Value::String(_)) => {}
+        Some(other) => problems.push(format!(
+            "policy_fingerprint must be a string, not {}",
+            kind(other)
+        )),
+        None => problems.push(
+            "policy_fingerprint is missing (write it, empty, or compile the YAML form which computes it)"
+                .into(),
+        ),
+    }
+    const KNOWN: [&str; 16] = [
+        "schema",
+        "policy_id",
+        "policy_version",
+        "tenant_id",
+        "provenance_class",
+        "name",
+        "description",
+        "rfc_version",
+        "spec_version",
+        "scope",
+        "instrumentation_requirement",
+        "rules",
+        "claims",
+        "policy_fingerprint",
+        "signed_at",
+        "signature",
+    ];
+    for key in doc.keys() {
+        if !KNOWN.contains(&key.as_str()) {
+            problems.push(format!(
+                "unknown top-level field {key:?} (policy.v1 allows no other fields; remove it)"
+            ));
+        }
+    }
+    match doc.get("scope") {
+        Some(Value::Object(scope)) => {
+            if let Some(list) = scope.get("any_event_action_in") {
+                match list.as_array() {
+                    Some(a) if a.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) => {}
+                    _ => problems.push(
+                        "scope.any_event_action_in must be a list of non-empty action names".into(),
+                    ),
+                }
+            }
+            if let Some(v) = scope.get("ignore_flows_with_no_match") {
+                if !v.is_boolean() {
+                    problems.push("scope.ignore_flows_with_no_match must be true or false".into());
+                }
+            }
+        }
+        Some(other) => problems.push(format!("scope must be an object, not {}", kind(other))),
+        None => problems.push("scope is missing (write `scope: {}` to match every flow)".into()),
+    }
+    let rules = match doc.get("rules") {
+        Some(Value::Array(rules)) => rules,
+        Some(other) => {
+            problems.push(format!("rules must be a list, not {}", kind(other)));
+            return;
+        }
+        None => {
+            problems.push("rules is missing".into());
+            return;
+        }
+    };
+    let mut seen = HashSet::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let Some(rule) = rule.as_object() else {
+            problems.push(format!("rules[{i}] must be an object, not {}", kind(rule)));
+            continue;
+        };
+        let id = rule.get("id").and_then(Value::as_str);
+        let category = rule.get("category").and_then(Value::as_str);
+        let at = match (id, category) {
+            (Some(id), Some(c)) => format!("rule {id:?} ({c})"),
+            (Some(id), None) => format!("rule {id:?}"),
+            (None, _) => format!("rules[{i}]"),
+        };
+        match rule.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => {
+                if !seen.insert(s.as_str()) {
+                    problems.push(format!(
+                        "{at}: id {s:?} is used by more than one rule; rule ids must be unique"
+                    ));
+                }
+            }
+            Some(Value::String(_)) => problems.push(format!("{at}: id is empty")),
+            Some(other) => problems.push(format!("{at}: id must be a string, not {}", kind(other))),
+            None => problems.push(format!("{at}: id is missing")),
+        }
+        for key in rule.keys() {
+            if !matches!(key.as_str(), "id" | "category" | "severity" | "spec") {
+                problems.push(format!(
+                    "{at}: field {key:?} belongs under spec (the YAML form moves flat fields there)"
+                ));
+            }
+        }
+        match rule.get("severity") {
+            None => problems.push(format!(
+                "{at}: severity is missing (one of {})",
+                SEVERITIES.join(", ")
+            )),
+            Some(Value::String(s)) if SEVERITIES.contains(&s.as_str()) => {}
+            Some(other) => problems.push(format!(
+                "{at}: severity {other} is not one of {}",
+                SEVERITIES.join(", ")
+            )),
+        }
+        let Some(category) = category else {
+            problems.push(format!(
+                "{at}: category is missing (one of {})",
+                CATEGORIES.join(", ")
+            ));
+            continue;
+        };
+        if !CATEGORIES.contains(&category) {
+            problems.push(format!(
+                "{at}: unknown category {category:?}; use one of {}",
+                CATEGORIES.join(", ")
+            ));
+            continue;
+        }
+        let spec = match rule.get("spec") {
+            Some(Value::Object(spec)) => spec,
+            Some(other) => {
+                problems.push(format!("{at}: spec must be an object, not {}", kind(other)));
+                continue;
+            }
+            None => {
+                problems.push(format!("{at}: spec is missing"));
+                continue;
+            }
+        };
+        let mut c = Checker {
+            at: &at,
+            spec,
+            problems,
+        };
+        match category {
+            "required" => {
+                c.string("action", true);
+                c.allowed(&["action", "min", "max", "where"]);
+                let min = c.count("min");
+                let max = c.count("max");
+                c.min_le_max(min, max);
+                c.predicate("where");
+            }
+            "forbidden" => {
+                c.string("action", true);
+                c.string("after", false);
+                c.string("without_predecessor", false);
+                c.allowed(&[
+                    "action",
+                    "after",
+                    "where_predecessor",
+                    "where",
+                    "without_predecessor",
+                ]);
+                c.predicate("where");
+                c.predicate("where_predecessor");
+                let has = |k: &str| spec.contains_key(k);
+                if has("where_predecessor") && has("without_predecessor") {
+                    c.problem(
+                        "where_predecessor and without_predecessor cannot both be given; keep one",
+                    );
+                }
+                if (has("where_predecessor") || has("without_predecessor")) && !has("after") {
+                    c.problem("spec.after is missing (where_predecessor and without_predecessor need the predecessor action in after)");
+                }
+            }
+            "ordering" => {
+                let before = c.string("before", true);
+                let after = c.string("after", true);
+                c.string("match_by_attribute", false);
+                c.allowed(&["before", "after", "scope", "match_by_attribute"]);
+                c.one_of("scope", &["first-occurrence", "all-occurrences"]);
+                if before.is_some() && before == after {
+                    c.problem("before and after name the same action; the rule could never pass");
+                }
+            }
+            "cardinality" => {
+                c.string("action", true);
+                c.allowed(&["action", "exactly", "min", "max", "count_basis", "where"]);
+                let exactly = c.count("exactly");
+                let min = c.count("min");
+                let max = c.count("max");
+                let has_range = spec.contains_key("min") || spec.contains_key("max");
+                if spec.contains_key("exactly") && has_range {
+                    c.problem("give either exactly or min/max, not both");
+                } else if exactly.is_none() && !has_range && !spec.contains_key("exactly") {
+                    c.problem("no bound: give spec.exactly, or spec.min and/or spec.max");
+                }
+                c.min_le_max(min, max);
+                c.one_of("count_basis", &["logical", "raw"]);
+                c.predicate("where");
+            }
+            "temporal" => {
+                for end in ["from", "to"] {
+                    match spec.get(end) {
+                        Some(Value::Object(o)) => {
+                            match o.get("action") {
+                                Some(Value::String(s)) if !s.is_empty() => {}
+                                _ => c.problem(format!("spec.{end}.action is missing (the action whose time anchors the window)")),
+                            }
+                            if let Some(a) = o.get("anchor") {
+                                if !matches!(a.as_str(), Some("started_at" | "completed_at")) {
+                                    c.problem(format!(
+                                        "spec.{end}.anchor {a} is not started_at or completed_at"
+                                    ));
+                                }
+                            }
+                        }
+                        Some(other) => c.problem(format!(
+                            "spec.{end} must be an object {{action, anchor}}, not {}",
+                            kind(other)
+                        )),
+                        None => c.problem(format!("spec.{end} is missing")),
+                    }
+                }
+                c.allowed(&["from", "to", "min", "max", "clock_skew_tolerance"]);
+                let min = c.duration("min");
+                let max = c.duration("max");
+                c.duration("clock_skew_tolerance");
+                if !spec.contains_key("min") && !spec.contains_key("max") {
+                    c.problem("no window: give spec.max and/or spec.min (ISO 8601 durations such as PT15M)");
+                }
+                if let (Some(min), Some(max)) = (min, max) {
+                    if min > max {
+                        c.problem("spec.min is longer than spec.max");
+                    }
+                }
+            }
+            "consensus" => {
+                c.string("claim", true);
+                c.allowed(&[
+                    "claim",
+                    "expected_value",
+                    "require_signed_sources",
+                    "sources",
+                    "threshold",
+                ]);
+                c.boolean("require_signed_sources");
+                let n_sources = match spec.get("sources") {
+                    Some(Value::Array(sources)) if !sources.is_empty() => {
+                        for (j, s) in sources.iter().enumerate() {
+                            let Some(s) = s.as_object() else {
+                                c.problem(format!("spec.sources[{j}] must be an object"));
+                                continue;
+                            };
+                            match s.get("kind").and_then(Value::as_str) {
+                                Some("intentproof_action") => {
+                                    if s.get("action")
+                                        .and_then(Value::as_str)
+                                        .is_none_or(|a| a.is_empty())
+                                    {
+                                        c.problem(format!("spec.sources[{j}].action is missing (an intentproof_action source names the action whose events vote)"));
+                                    }
+                                }
+                                Some("external") => {}
+                                _ => c.problem(format!(
+                                    "spec.sources[{j}].kind must be intentproof_action or external"
+                                )),
+                            }
+                            if let Some(w) = s.get("where") {
+                                check_predicate(
+                                    &format!("spec.sources[{j}].where"),
+                                    w,
+                                    c.at,
+                                    c.problems,
+                                );
+                            }
+                        }
+                        sources.len()
+                    }
+                    Some(Value::Array(_)) => {
+                        c.problem("spec.sources is empty; list at least one source");
+                        0
+                    }
+                    Some(other) => {
+                        c.problem(format!("spec.sources must be a list, not {}", kind(other)));
+                        0
+                    }
+                    None => {
+                        c.problem("spec.sources is missing");
+                        0
+                    }
+                };
+                match spec.get("threshold") {
+                    Some(Value::Object(t)) => {
+                        let modes = [
+                            t.get("unanimous") == Some(&Value::Bool(true)),
+                            t.get("majority") == Some(&Value::Bool(true)),
+                            t.contains_key("agree_at_least"),
+                        ];
+                        match modes.iter().filter(|m| **m).count() {
+                            1 => {}
+                            0 => c.problem("spec.threshold names no rule: set unanimous: true, majority: true or agree_at_least: N"),
+                            _ => c.problem("spec.threshold sets more than one of unanimous, majority, agree_at_least; keep one"),
+                        }
+                        if let Some(n) = t.get("agree_at_least") {
+                            match n.as_u64() {
+                                Some(n) if n >= 1 => {
+                                    if n_sources > 0 && n > n_sources as u64 {
+                                        c.problem(format!("spec.threshold.agree_at_least is {n} but only {n_sources} source(s) are listed"));
+                                    }
+                                }
+                                _ => c.problem(format!(
+                                    "spec.threshold.agree_at_least must be an integer >= 1, not {n}"
+                                )),
+                            }
+                        }
+                    }
+                    Some(other) => c.problem(format!(
+                        "spec.threshold must be an object, not {}",
+                        kind(other)
+                    )),
+                    None => c.problem("spec.threshold is missing"),
+                }
+            }
+            "value_bound" => {
+                c.string("claim", true);
+                c.string("source_id", false);
+                c.allowed(&["claim", "operator", "value", "source_id"]);
+                match spec.get("operator") {
+                    Some(Value::String(op)) if OPERATORS.contains(&op.as_str()) => {}
+                    Some(other) => c.problem(format!(
+                        "spec.operator {other} is not one of {}",
+                        OPERATORS.join(", ")
+                    )),
+                    None => c.problem(format!(
+                        "spec.operator is missing (one of {})",
+                        OPERATORS.join(", ")
+                    )),
+                }
+                match spec.get("value") {
+                    Some(v) if v.is_number() => {}
+                    Some(other) => {
+                        c.problem(format!("spec.value must be a number, not {}", kind(other)))
+                    }
+                    None => c.problem("spec.value is missing (the numeric bound)"),
+                }
+            }
+            "claim_match" => {
+                c.string("claim", true);
+                c.string("source_id", false);
+                c.boolean("require_signed");
+                c.allowed(&["claim", "expected_value", "source_id", "require_signed"]);
+                if !spec.contains_key("expected_value") {
+                    c.problem("spec.expected_value is missing (the value the claim must have)");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Checker<'a> {
+    at: &'a str,
+    spec: &'a Map<String, Value>,
+    problems: &'a mut Vec<String>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, message: impl fmt::Display) {
+        self.problems.push(format!("{}: {message}", self.at));
+    }
+
+    fn string(&mut self, key: &str, required: bool) -> Option<String> {
+        match self.spec.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::String(_)) => {
+                self.problem(format_args!("spec.{key} is empty"));
+                None
+            }
+            Some(other) => {
+                self.problem(format_args!(
+                    "spec.{key} must be a string, not {}",
+                    kind(other)
+                ));
+                None
+            }
+            None => {
+                if required {
+                    self.problem(format_args!("spec.{key} is missing"));
+                }
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str) {
+        if let Some(v) = self.spec.get(key) {
+            if !v.is_boolean() {
+                self.problem(format_args!("spec.{key} must be true or false, not {v}"));
+            }
+        }
+    }
+
+    fn count(&mut self, key: &str) -> Option<u64> {
+        let v = self.spec.get(key)?;
+        match v.as_u64() {
+            Some(n) => Some(n),
+            None => {
+                self.problem(format_args!(
+                    "spec.{key} must be a non-negative integer, not {v}"
+                ));
+                None
+            }
+        }
+    }
+
+    fn min_le_max(&mut self, min: Option<u64>, max: Option<u64>) {
+        if let (Some(min), Some(max)) = (min, max) {
+            if min > max {
+                self.problem(format_args!(
+                    "spec.min ({min}) is greater than spec.max ({max})"
+                ));
+            }
+        }
+    }
+
+    fn one_of(&mut self, key: &str, allowed: &[&str]) {
+        if let Some(v) = self.spec.get(key) {
+            if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
+                self.problem(format_args!(
+                    "spec.{key} {v} is not one of {}",
+                    allowed.join(", ")
+                ));
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str) -> Option<i128> {
+        let v = self.spec.get(key)?;
+        match v.as_str().and_then(parse_iso8601_duration) {
+            Some(d) => Some(d),
+            None => {
+                self.problem(format_args!(
+                    "spec.{key} {v} is not an ISO 8601 duration (write e.g. PT15M, PT30S, P1D)"
+                ));
+                None
+            }
+        }
+    }
+
+    fn predicate(&mut self, key: &str) {
+        if let Some(v) = self.spec.get(key) {
+            check_predicate(&format!("spec.{key}"), v, self.at, self.problems);
+        }
+    }
+
+    fn allowed(&mut self, keys: &[&str]) {
+        for k in self.spec.keys() {
+            if !keys.contains(&k.as_str()) {
+                self.problem(format_args!(
+                    "spec.{k} is not a field of this category (known: {}); it would be ignored",
+                    keys.join(", ")
+                ));
+            }
+        }
+    }
+}
+
+fn check_predicate(field: &str, v: &Value, at: &str, problems: &mut Vec<String>) {
+    let Some(p) = v.as_object() else {
+        problems.push(format!("{at}: {field} must be an object, not {}", kind(v)));
+        return;
+    };
+    if !p.contains_key("status") && !p.contains_key("attribute") {
+        problems.push(format!("{at}: {field} needs status or attribute"));
+    }
+    if let Some(s) = p.get("status") {
+        if !matches!(s.as_str(), Some("ok" | "error")) {
+            problems.push(format!("{at}: {field}.status {s} is not ok or error"));
+        }
+    }
+    if let Some(a) = p.get("attribute") {
+        if a.as_str().is_none_or(|a| a.is_empty()) {
+            problems.push(format!(
+                "{at}: {field}.attribute must be a non-empty attribute name"
+            ));
+        }
+    }
+    if let Some(list) = p.get("in") {
+        match list.as_array() {
+            Some(a) if !a.is_empty() && a.iter().all(|x| !x.is_array() && !x.is_object()) => {}
+            _ => problems.push(format!(
+                "{at}: {field}.in must be a non-empty list of scalar values"
+            )),
+        }
+    }
+    if let Some(e) = p.get("equals") {
+        if e.is_array() || e.is_object() {
+            problems.push(format!("{at}: {field}.equals must be a scalar value"));
+        }
+    }
+    if p.contains_key("equals") && p.contains_key("in") {
+        problems.push(format!("{at}: {field} gives both equals and in; keep one"));
+    }
+    if (p.contains_key("equals") || p.contains_key("in")) && !p.contains_key("attribute") {
+        problems.push(format!(
+            "{at}: {field} has equals/in but no attribute to compare"
+        ));
+    }
+    for k in p.keys() {
+        if !matches!(k.as_str(), "status" | "attribute" | "equals" | "in") {
+            problems.push(format!(
+                "{at}: {field}.{k} is not a predicate field (status, attribute, equals, in)"
+            ));
+        }
+    }
+}
