@@ -584,9 +584,11 @@ fn store_checkpoints_are_accepted() {
     let store_cp = intentproof_store::checkpoint::Checkpoint::sign(
         3,
         &root(&leaves),
+        "2026-05-15T14:30:00.000Z",
         key.signing_key(),
         &key.key_id(),
-    );
+    )
+    .unwrap();
     let ours: Checkpoint =
         serde_json::from_value(serde_json::to_value(&store_cp).unwrap()).unwrap();
     ours.verify(&key.verifying_key()).unwrap();

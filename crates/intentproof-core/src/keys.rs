@@ -26,7 +26,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -340,29 +339,11 @@ fn pem_body(text: &str, label: &str) -> Result<String, KeyError> {
 }
 
 fn create_dir_private(dir: &Path) -> Result<(), KeyError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(io("cannot create directory", dir))
+    crate::private_file::create_private_dir(dir).map_err(io("cannot create directory", dir))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(io("cannot create", path))?;
-    file.write_all(bytes).map_err(io("cannot write", path))?;
-    file.sync_all().map_err(io("cannot fsync", path))
+    crate::private_file::write_new_private_file(path, bytes).map_err(io("cannot write", path))
 }
 
 #[cfg(test)]

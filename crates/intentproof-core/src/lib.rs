@@ -45,9 +45,11 @@
 #![warn(missing_docs)]
 
 pub mod canon;
+pub mod checkpoint;
 mod event;
 pub mod keys;
 pub mod merkle;
+pub mod private_file;
 pub mod schema;
 pub mod seal;
 pub mod snapshot;

@@ -419,9 +419,10 @@ pub fn checkpoint_now(state: &AppState) -> Result<Option<Checkpoint>, String> {
     let cp = Checkpoint::sign(
         size,
         &state.store.root(size),
+        &intentproof_core::now_rfc3339_millis(),
         key.signing_key(),
         &key.key_id(),
-    );
+    )?;
     checkpoint::append(state.store.dir(), &cp).map_err(|e| e.to_string())?;
     Ok(Some(cp))
 }

@@ -141,7 +141,12 @@ pub fn verify(
 
     if let Some(cp) = checkpoint::latest(data_dir).map_err(|e| e.to_string())? {
         if let Some(key) = daemon_key {
-            cp.verify(key).map_err(|e| e.to_string())?;
+            cp.verify(key).map_err(|_| {
+                format!(
+                    "checkpoint of tree size {} has a bad signature: it was not signed by this daemon's key, or was edited",
+                    cp.tree_size
+                )
+            })?;
         }
         if cp.tree_size > records {
             return Err(format!(

@@ -82,9 +82,11 @@ fn populated(dir: &Path) -> Vec<Value> {
     let cp = Checkpoint::sign(
         store.tree_size(),
         &store.root(store.tree_size()),
+        "2026-01-01T00:00:00.000Z",
         key().signing_key(),
         &key().key_id(),
-    );
+    )
+    .unwrap();
     checkpoint::append(dir, &cp).unwrap();
     store.flush().unwrap();
     events
@@ -461,7 +463,14 @@ fn verify_rejects_a_forged_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     populated(dir.path());
     let forger = InstanceKey::from_seed("inst_forger", [1u8; 32]);
-    let cp = Checkpoint::sign(1, &[0u8; 32], forger.signing_key(), &forger.key_id());
+    let cp = Checkpoint::sign(
+        1,
+        &[0u8; 32],
+        "2026-01-01T00:00:00.000Z",
+        forger.signing_key(),
+        &forger.key_id(),
+    )
+    .unwrap();
     checkpoint::append(dir.path(), &cp).unwrap();
     let err = verify(dir.path(), &trusted, Some(&key().verifying_key())).unwrap_err();
     assert_eq!(

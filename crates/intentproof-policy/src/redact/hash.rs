@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
@@ -165,27 +164,11 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HashK
 }
 
 fn create_dir_private(dir: &Path) -> Result<(), HashKeyError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
+    intentproof_core::private_file::create_private_dir(dir)
         .map_err(io("cannot create directory", dir))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), HashKeyError> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(io("cannot create", path))?;
-    file.write_all(bytes).map_err(io("cannot write", path))?;
-    file.sync_all().map_err(io("cannot fsync", path))
+    intentproof_core::private_file::write_new_private_file(path, bytes)
+        .map_err(io("cannot write", path))
 }
