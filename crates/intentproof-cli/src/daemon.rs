@@ -1,5 +1,5 @@
 //! Commands that run or talk to the daemon: `serve`, `events`, `chains`,
-//! `keys trust`, `store verify`, `store rebuild`.
+//! `keys trust`, `store verify`, `store rebuild`, `export`.
 
 use std::path::{Path, PathBuf};
 
@@ -649,5 +649,91 @@ pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
         );
     }
     println!("{} plans", plans.len());
+    Ok(())
+}
+
+/// `intentproof export` flags.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The correlation id whose events to export.
+    pub correlation_id: String,
+    /// Where to write the bundle (conventionally `<name>.proof.tar.zst`).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Export profile. Only `full` exists yet.
+    #[arg(long, default_value = "full")]
+    pub profile: String,
+}
+
+/// Asks the daemon for a proof bundle of one correlation and writes it.
+pub fn export(args: ExportArgs) -> Result<()> {
+    let client = Client::new(&args.client)?;
+    let base = &client.base;
+    let request = client
+        .http
+        .post(format!("{base}/v1/bundles"))
+        .bearer_auth(&client.token)
+        .json(&serde_json::json!({
+            "correlation_id": args.correlation_id,
+            "profile": args.profile,
+        }));
+    let bytes = client.runtime.block_on(async {
+        let response = request.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the daemon at {base}: {}; start it with `intentproof serve` or pass --server",
+                e.without_url()
+            )
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| anyhow!("reading the daemon's answer from {base}: {e}"))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            bail!("the daemon answered {status}: {message}");
+        }
+        Ok(body)
+    })?;
+    // Write next to the target, then rename: never a half-written bundle.
+    let output = &args.output;
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = output
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file path", output.display()))?;
+    let partial = parent.join(format!(".{}.partial", file_name.to_string_lossy()));
+    std::fs::write(&partial, &bytes)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, output).with_context(|| {
+        let _ = std::fs::remove_file(&partial);
+        format!("cannot write {}", output.display())
+    })?;
+    if args.client.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "correlation_id": args.correlation_id,
+                "profile": args.profile,
+                "output": output.display().to_string(),
+                "bytes": bytes.len(),
+            })
+        );
+    } else {
+        println!(
+            "wrote {} ({} bytes, profile {}); check it with `intentproof verify {}`",
+            output.display(),
+            bytes.len(),
+            args.profile,
+            output.display()
+        );
+    }
     Ok(())
 }

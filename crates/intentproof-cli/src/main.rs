@@ -85,6 +85,8 @@ enum Command {
         #[command(flatten)]
         client: daemon::ClientArgs,
     },
+    /// Export one correlation as a proof bundle (.proof.tar.zst) from the daemon.
+    Export(daemon::ExportArgs),
     /// List declared plans, or close one (from the daemon).
     Plans {
         #[command(flatten)]
@@ -226,6 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Events(args) => daemon::events(args),
         Command::Chains { client, limit } => daemon::chains(client, limit),
         Command::Findings { client } => daemon::findings(client),
+        Command::Export(args) => daemon::export(args),
         Command::DemoServer => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

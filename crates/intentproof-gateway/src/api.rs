@@ -116,6 +116,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/plans", get(list_plans))
         .route("/v1/plans/{id}/close", post(close_plan))
         .route("/v1/findings", get(list_findings))
+        .route("/v1/bundles", post(export_bundle))
         .route(
             "/mcp/{name}",
             post(mcp_post).get(mcp_get).delete(mcp_delete),
@@ -616,6 +617,72 @@ async fn close_plan(
     Ok(Json(
         json!({"plan_id": id, "state": "closed", "findings": mine}),
     ))
+}
+
+/// Body of `POST /v1/bundles`.
+#[derive(Debug, Deserialize)]
+pub struct BundleRequest {
+    correlation_id: String,
+    #[serde(default = "default_profile")]
+    profile: String,
+}
+
+fn default_profile() -> String {
+    "full".into()
+}
+
+/// Exports one correlation as a proof bundle (`.proof.tar.zst` bytes).
+async fn export_bundle(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<BundleRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    use crate::export::{self, ExportError};
+    require_token(&state, &headers)?;
+    let Json(request) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!(
+                "{}; send {{\"correlation_id\": \"...\", \"profile\": \"full\"}}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let worker = Arc::clone(&state);
+    let exported = tokio::task::spawn_blocking(move || {
+        export::export_bundle(&worker, &request.correlation_id, &request.profile)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| match &e {
+        ExportError::UnsupportedProfile(_) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_profile",
+            e.to_string(),
+        ),
+        ExportError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+        }
+        ExportError::KeyUnknown { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "key_unknown", e.to_string())
+        }
+        ExportError::Store(_) | ExportError::Internal(_) => ApiError::internal(e),
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zstd".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}.proof.tar.zst\"",
+                    exported.bundle_id
+                ),
+            ),
+        ],
+        exported.bytes,
+    )
+        .into_response())
 }
 
 /// Liveness, plus the daemon's instance id so a client can tell which

@@ -85,7 +85,7 @@ fn kind_name(kind: FlagKind) -> &'static str {
     }
 }
 
-fn flow_event(stored: &StoredEvent) -> FlowEvent {
+pub(crate) fn flow_event(stored: &StoredEvent) -> FlowEvent {
     let m = &stored.entry.meta;
     let mut event = FlowEvent::new(&m.event_id, &m.action);
     event.status = Some(m.status.clone());
@@ -99,7 +99,7 @@ fn flow_event(stored: &StoredEvent) -> FlowEvent {
 
 /// The plan a declaration event declares. Steps naming a bare tool become
 /// `mcp.<server>.<tool>` actions.
-fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
+pub(crate) fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
     let event = &stored.event;
     if event.get("status").and_then(Value::as_str) != Some("ok") {
         return None;

@@ -26,6 +26,7 @@
 pub mod api;
 pub mod config;
 pub mod datadir;
+pub mod export;
 pub mod findings;
 pub mod ingest;
 pub mod mcp;

@@ -1,0 +1,351 @@
+//! Proof bundle export (`POST /v1/bundles`): one correlation's events as a
+//! `.proof.tar.zst` that `intentproof verify` checks offline.
+//!
+//! Only the `full` profile exists yet. A `full` bundle carries:
+//!
+//! - `events.jsonl`: every stored event of the correlation, in journal
+//!   order, byte for byte as journaled (so the signatures and the inclusion
+//!   proofs verify);
+//! - `inclusion_proof.json`: each event's RFC 9162 audit path to a signed
+//!   checkpoint of the daemon's log (signed now if the latest is older than
+//!   the tree, so it covers every exported event);
+//! - `flow.json` (`intentproof.flow.v1`) over those events;
+//! - `policy.json`: the policy compiled from the correlation's last
+//!   declared plan, else a policy with one `required` rule per distinct
+//!   action of the chain; `run.json`: that policy evaluated over the flow,
+//!   signed with the daemon key;
+//! - `keys/<key_id>.pub`: every event signer's trusted key and the daemon
+//!   key (checkpoint, run and manifest signer);
+//! - `manifest.json`, signed with the daemon key.
+//!
+//! The export is deterministic: `created_at` is the last event's
+//! completion time and `bundle_id` is derived from the correlation and the
+//! checkpoint's tree size, so exporting twice with nothing recorded in
+//! between gives identical bytes.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signer, VerifyingKey};
+use intentproof_bundle::inclusion::{EventProof, InclusionProofs};
+use intentproof_bundle::{BundleInput, ManifestSigner, write_bundle};
+use intentproof_core::canon::canonicalize_object_without;
+use intentproof_core::merkle::event_merkle_root;
+use intentproof_policy::verification::{
+    EvalOptions, Flow, Policy, RUN_FINGERPRINT_EXCLUDED_FIELDS, RunSignature, evaluate,
+};
+use intentproof_store::{StoreError, StoredEvent};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::api::{AppState, checkpoint_now};
+use crate::findings::{declared_plan, flow_event};
+use crate::mcp::recorder::PLAN_ACTION;
+
+/// The export profiles this daemon can produce.
+pub const SUPPORTED_PROFILES: [&str; 1] = ["full"];
+
+/// `verification_profile.spec_version` of exported bundles.
+pub const SPEC_VERSION: &str = "1.0.0";
+
+/// Tenant used when the events carry none.
+const DEFAULT_TENANT: &str = "local";
+
+/// Why a bundle cannot be exported.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The profile is not one this daemon produces.
+    #[error(
+        "export profile {0:?} is not available: only \"full\" exists yet (auditor, minimal-claim and counterparty are not implemented)"
+    )]
+    UnsupportedProfile(String),
+    /// The correlation has no stored events.
+    #[error("no events with correlation id {0:?}")]
+    NotFound(String),
+    /// An event's signer is not trusted, so its key cannot be bundled.
+    #[error(
+        "event {event_id} is signed by instance {instance_id}, whose key this daemon does not trust; trust it with `intentproof keys trust {instance_id} <public key>` and export again"
+    )]
+    KeyUnknown {
+        /// The event.
+        event_id: String,
+        /// Its instance.
+        instance_id: String,
+    },
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else (a bug, or a broken data dir).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// An exported bundle.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The `.proof.tar.zst` bytes.
+    pub bytes: Vec<u8>,
+    /// Its `bundle_id`.
+    pub bundle_id: String,
+    /// Events bundled.
+    pub events: usize,
+    /// Tree size of the checkpoint the inclusion proofs lead to.
+    pub tree_size: u64,
+}
+
+/// Accepts `full`; anything else is [`ExportError::UnsupportedProfile`].
+pub fn check_profile(profile: &str) -> Result<(), ExportError> {
+    if SUPPORTED_PROFILES.contains(&profile) {
+        Ok(())
+    } else {
+        Err(ExportError::UnsupportedProfile(profile.to_owned()))
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    intentproof_core::merkle::hex(&Sha256::digest(data).into())
+}
+
+fn str_field<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
+    event
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// Exports `correlation` with `profile` (blocking: reads the store and may
+/// sign and append a checkpoint).
+pub fn export_bundle(
+    state: &AppState,
+    correlation: &str,
+    profile: &str,
+) -> Result<Exported, ExportError> {
+    check_profile(profile)?;
+    let mut chain = state.store.chain(correlation)?;
+    if chain.is_empty() {
+        return Err(ExportError::NotFound(correlation.to_owned()));
+    }
+    chain.sort_by_key(|e| e.entry.seq);
+
+    // The checkpoint covers every exported event.
+    let checkpoint = checkpoint_now(state)
+        .map_err(|e| ExportError::Internal(format!("cannot sign a checkpoint: {e}")))?
+        .ok_or_else(|| ExportError::Internal("the store has no checkpoint".into()))?;
+    let last_seq = chain.last().map_or(0, |e| e.entry.seq);
+    if checkpoint.tree_size <= last_seq {
+        return Err(ExportError::Internal(format!(
+            "the latest checkpoint (tree size {}) does not cover event seq {last_seq}",
+            checkpoint.tree_size
+        )));
+    }
+
+    // Events, byte for byte, and their audit paths.
+    let mut events = Vec::with_capacity(chain.len());
+    let mut proofs = BTreeMap::new();
+    for stored in &chain {
+        let mut raw = state.store.raw(&stored.entry)?;
+        while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            raw.pop();
+        }
+        let proof = state
+            .store
+            .inclusion_proof(stored.entry.seq, checkpoint.tree_size)?;
+        proofs.insert(
+            stored.entry.meta.event_id.clone(),
+            EventProof::new(stored.entry.seq, &proof),
+        );
+        events.push(raw);
+    }
+
+    // Keys: every event signer, and the daemon.
+    let daemon = &state.daemon_key;
+    let daemon_key_id = daemon.key_id();
+    let mut keys: BTreeMap<String, VerifyingKey> = BTreeMap::new();
+    keys.insert(daemon_key_id.clone(), daemon.verifying_key());
+    for stored in &chain {
+        let Some(key_id) = stored
+            .event
+            .pointer("/signature/key_id")
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        if keys.contains_key(key_id) {
+            continue;
+        }
+        let instance = &stored.entry.meta.instance_id;
+        let key = state.keys.get(instance).or_else(|| {
+            (instance.as_str() == daemon.instance_id()).then(|| daemon.verifying_key())
+        });
+        let Some(key) = key else {
+            return Err(ExportError::KeyUnknown {
+                event_id: stored.entry.meta.event_id.clone(),
+                instance_id: instance.clone(),
+            });
+        };
+        keys.insert(key_id.to_owned(), key);
+    }
+
+    let tenant = chain
+        .iter()
+        .find_map(|e| str_field(&e.event, "tenant_id"))
+        .unwrap_or(DEFAULT_TENANT)
+        .to_owned();
+    let flow_id = correlation.to_owned();
+    let first = &chain[0].entry.meta;
+    let created_at = chain
+        .iter()
+        .map(|e| e.entry.meta.completed_at.as_str())
+        .max()
+        .filter(|t| !t.is_empty())
+        .unwrap_or(checkpoint.time.as_str())
+        .to_owned();
+    let ids: Vec<&str> = chain
+        .iter()
+        .map(|e| e.entry.meta.event_id.as_str())
+        .collect();
+    let flow_root = event_merkle_root(&ids);
+    let flow_doc = json!({
+        "schema": "intentproof.flow.v1",
+        "flow_id": flow_id,
+        "tenant_id": tenant,
+        "provenance_class": "platform_attested",
+        "correlation_id": correlation,
+        "window": {
+            "opened_at": first.started_at,
+            "closed_at": created_at,
+            "closure_reason": "export",
+        },
+        "events": chain.iter().enumerate().map(|(i, e)| json!({
+            "event_id": e.entry.meta.event_id,
+            "ordinal": i,
+            "hash": e.entry.meta.content_hash,
+        })).collect::<Vec<_>>(),
+        "instrumentation_mode": "full",
+        "flow_merkle_root": flow_root,
+        "snapshot_uri": format!("urn:intentproof:flow:{}", sha256_hex(correlation.as_bytes())),
+    });
+
+    // Policy and run.
+    let policy = policy_for(&chain, correlation, &tenant)?;
+    let flow = Flow {
+        flow_id: flow_id.clone(),
+        tenant_id: Some(tenant.clone()),
+        correlation_id: Some(correlation.to_owned()),
+        flow_merkle_root: Some(flow_root),
+        closed_at: Some(created_at.clone()),
+        events: chain.iter().map(flow_event).collect(),
+    };
+    let mut run = evaluate(&policy, &flow, &[], &EvalOptions::default());
+    run.signature = RunSignature {
+        alg: "ed25519".into(),
+        key_id: daemon_key_id.clone(),
+        value: String::new(),
+    };
+    let Value::Object(run_obj) = run.to_value() else {
+        return Err(ExportError::Internal("the run is not an object".into()));
+    };
+    let digest = canonicalize_object_without(&run_obj, &RUN_FINGERPRINT_EXCLUDED_FIELDS)
+        .map(|c| Sha256::digest(&c))
+        .map_err(|e| ExportError::Internal(format!("run: {e}")))?;
+    run.signature.value = B64.encode(daemon.signing_key().sign(&digest).to_bytes());
+
+    let pretty = |v: &Value| -> Result<Vec<u8>, ExportError> {
+        let mut bytes =
+            serde_json::to_vec_pretty(v).map_err(|e| ExportError::Internal(e.to_string()))?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    };
+    let bundle_id = format!(
+        "bundle_{}",
+        &sha256_hex(format!("{correlation}\n{}", checkpoint.tree_size).as_bytes())[..32]
+    );
+    let tree_size = checkpoint.tree_size;
+    let input = BundleInput {
+        bundle_id: bundle_id.clone(),
+        created_at,
+        flow_id,
+        tenant_id: tenant,
+        flow: pretty(&flow_doc)?,
+        events,
+        attestations: Vec::new(),
+        policy: pretty(&policy.to_value())?,
+        run: pretty(&run.to_value())?,
+        certificate: None,
+        keys,
+        inclusion: Some(InclusionProofs::new(checkpoint, proofs)),
+        export_profile: profile.to_owned(),
+        spec_version: SPEC_VERSION.into(),
+        verifier_version: String::new(),
+        flow_snapshot_id: String::new(),
+        run_id: run.run_id.clone(),
+    };
+    let signer = ManifestSigner {
+        key: daemon.signing_key(),
+        key_id: &daemon_key_id,
+    };
+    let bytes = write_bundle(&input, Some(&signer))
+        .map_err(|e| ExportError::Internal(format!("cannot write the bundle: {e}")))?;
+    Ok(Exported {
+        bytes,
+        bundle_id,
+        events: chain.len(),
+        tree_size,
+    })
+}
+
+/// The correlation's last declared plan, compiled; else one `required`
+/// rule per distinct action of the chain.
+fn policy_for(
+    chain: &[StoredEvent],
+    correlation: &str,
+    tenant: &str,
+) -> Result<Policy, ExportError> {
+    let plan = chain
+        .iter()
+        .rev()
+        .filter(|e| e.entry.meta.action == PLAN_ACTION)
+        .find_map(declared_plan);
+    if let Some(plan) = plan {
+        if let Ok(policy) = plan.compile(tenant) {
+            return Ok(policy);
+        }
+    }
+    let mut actions: Vec<&str> = chain.iter().map(|e| e.entry.meta.action.as_str()).collect();
+    actions.sort_unstable();
+    actions.dedup();
+    let rules: Vec<Value> = actions
+        .iter()
+        .enumerate()
+        .map(|(i, action)| {
+            json!({
+                "id": format!("recorded-{}", i + 1),
+                "category": "required",
+                "severity": "info",
+                "spec": {"action": action, "min": 1},
+            })
+        })
+        .collect();
+    let doc = json!({
+        "policy_id": format!("export.{}", &sha256_hex(correlation.as_bytes())[..16]),
+        "tenant_id": tenant,
+        "name": format!("Recorded actions of {correlation}"),
+        "description": "No plan was declared: every recorded action is required at least once.",
+        "scope": {},
+        "rules": rules,
+    });
+    Policy::compile(doc).map_err(|e| ExportError::Internal(format!("policy: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_full_is_supported() {
+        assert!(check_profile("full").is_ok());
+        let e = check_profile("auditor").unwrap_err().to_string();
+        assert!(e.contains("only \"full\" exists yet"), "{e}");
+    }
+}
