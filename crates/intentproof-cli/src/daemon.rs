@@ -428,6 +428,10 @@ pub struct McpArgs {
     /// Do not start a daemon when none answers (events wait in the spool).
     #[arg(long)]
     pub no_autostart: bool,
+    /// Refuse each call (with a JSON-RPC error) unless a "started" record of
+    /// it is on disk first. Default: fail-open (recording never blocks a call).
+    #[arg(long)]
+    pub fail_closed: bool,
     /// Redaction policy (YAML) applied before anything is written
     /// [default: the built-in policy]
     #[arg(long, value_name = "FILE")]
@@ -551,6 +555,7 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
             recorder,
             shipper,
             command: args.command,
+            fail_closed: args.fail_closed,
         }))
         .map_err(|e| anyhow!(e));
     // The stdin reader sits on a blocking thread that cannot be cancelled:

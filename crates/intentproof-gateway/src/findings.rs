@@ -214,6 +214,10 @@ pub fn plans_and_findings(
                 }
                 continue;
             }
+            // Fail-closed markers are not calls.
+            if action == crate::mcp::recorder::STARTED_ACTION {
+                continue;
+            }
             if let Some((_, _, calls)) = current.as_mut() {
                 calls.push(stored);
             }

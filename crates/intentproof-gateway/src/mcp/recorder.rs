@@ -15,6 +15,9 @@ pub const DEFAULT_PLAN_TOOL: &str = "intentproof_declare_plan";
 pub const PLAN_ACTION: &str = "intentproof.plan.declare";
 /// Intent of calls no declaration covers.
 pub const UNDECLARED: &str = "undeclared";
+/// Action of the marker fail-closed mode makes durable before a call is
+/// forwarded.
+pub const STARTED_ACTION: &str = "intentproof.call.started";
 
 /// How a session is recorded.
 #[derive(Debug, Clone)]
@@ -481,6 +484,34 @@ impl Recorder {
         };
         events.push(event);
         None
+    }
+
+    /// For fail-closed mode: a marker event saying the call `message`
+    /// (already seen by [`Recorder::on_client`]) is about to be made. `None`
+    /// when `message` is not a recorded call.
+    pub fn started_marker(&self, message: &Value) -> Option<ExecutionEvent> {
+        let pending = self.pending.get(&id_key(message.get("id")?))?;
+        let mut attributes = pending.attributes.clone();
+        attributes.insert("intentproof.call.action".into(), text_attr(&pending.action));
+        Some(
+            ExecutionEvent::builder(pending.intent.clone(), STARTED_ACTION)
+                .correlation_id(pending.correlation_id.clone())
+                .inputs(json!({"action": pending.action, "inputs": pending.inputs}))
+                .attributes(attributes)
+                .timing(
+                    format_rfc3339_millis(pending.started),
+                    format_rfc3339_millis(pending.started),
+                    0,
+                )
+                .build(),
+        )
+    }
+
+    /// Forgets a call that will not be made (fail-closed refusal).
+    pub fn abandon(&mut self, message: &Value) {
+        if let Some(id) = message.get("id") {
+            self.pending.remove(&id_key(id));
+        }
     }
 
     /// The upstream went away: every call under way fails. Returns the

@@ -43,7 +43,12 @@ pub struct ShipperConfig {
 }
 
 enum Message {
-    Event(Box<ExecutionEvent>),
+    /// An event; with a sender, it is answered once the event is on disk
+    /// (or with why it could not be).
+    Event(
+        Box<ExecutionEvent>,
+        Option<oneshot::Sender<Result<(), String>>>,
+    ),
     Finish(Duration, oneshot::Sender<usize>),
 }
 
@@ -63,8 +68,11 @@ impl Shipper {
             .map_err(|e| format!("cannot record this process's key: {e}"))?;
         let instance_id = key.instance_id().to_owned();
         let spool_dir = config.data_dir.path().join("spool");
-        std::fs::create_dir_all(&spool_dir)
-            .map_err(|e| format!("cannot create {}: {e}", spool_dir.display()))?;
+        if let Err(e) = std::fs::create_dir_all(&spool_dir) {
+            // Not fatal: events are still delivered, without a disk copy;
+            // fail-closed mode refuses calls instead.
+            tracing::error!(spool = %spool_dir.display(), error = %e, "cannot create the spool directory");
+        }
         let spool = spool_dir.join(format!("{instance_id}.{}.jsonl", std::process::id()));
         let (sender, receiver) = mpsc::unbounded_channel();
         tokio::spawn(run(config, key, spool, receiver));
@@ -81,7 +89,19 @@ impl Shipper {
 
     /// Queues an event; never blocks.
     pub fn send(&self, event: ExecutionEvent) {
-        let _ = self.sender.send(Message::Event(Box::new(event)));
+        let _ = self.sender.send(Message::Event(Box::new(event), None));
+    }
+
+    /// Queues an event and waits until it is sealed and fsync'd in the
+    /// spool: the durability point of fail-closed mode.
+    pub async fn send_durable(&self, event: ExecutionEvent) -> Result<(), String> {
+        let (done, result) = oneshot::channel();
+        self.sender
+            .send(Message::Event(Box::new(event), Some(done)))
+            .map_err(|_| "the recorder has stopped".to_owned())?;
+        result
+            .await
+            .map_err(|_| "the recorder has stopped".to_owned())?
     }
 
     /// Tries to deliver everything for at most `wait`; returns how many
@@ -156,13 +176,14 @@ impl Delivery {
             // No daemon key yet: no daemon of ours ever ran; one will start.
             return Ok(false);
         };
-        let health: serde_json::Value = self
+        let body = self
             .http
             .get(format!("{url}/healthz"))
             .send()
             .await?
-            .json()
+            .bytes()
             .await?;
+        let health: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let ours = health
             .get("instance_id")
             .and_then(serde_json::Value::as_str)
@@ -360,30 +381,41 @@ async fn run(
             }
         };
         match message {
-            Some(Message::Event(mut event)) => {
+            Some(Message::Event(mut event, durable)) => {
                 delivery.config.redactor.redact_event(&mut event);
-                let sealed = sealer.seal(&event);
-                match sealed {
+                let written = match sealer.seal(&event) {
                     Ok(sealed) => {
                         let line = sealed.event.to_string();
-                        if let Some(f) = file.as_mut() {
-                            if let Err(e) = async {
+                        let on_disk = match file.as_mut() {
+                            Some(f) => async {
                                 f.write_all(format!("{line}\n").as_bytes()).await?;
                                 f.sync_data().await
                             }
                             .await
-                            {
-                                tracing::error!(error = %e, "cannot write the spool");
+                            .map_err(|e| format!("cannot write the spool: {e}")),
+                            None => Err("the spool could not be opened".to_owned()),
+                        };
+                        match (&on_disk, durable.is_some()) {
+                            // A fail-closed marker that is not on disk: the call
+                            // is refused, so the marker must not be recorded.
+                            (Err(_), true) => {}
+                            (Err(e), false) => {
+                                tracing::error!(error = %e, "event not on disk; it is still delivered");
+                                queue.push_back(line);
                             }
+                            (Ok(()), _) => queue.push_back(line),
                         }
-                        queue.push_back(line);
-                        continue;
+                        on_disk
                     }
                     Err(e) => {
                         tracing::error!(error = %e, action = %event.action, "event cannot be sealed; not recorded");
-                        continue;
+                        Err(format!("the event cannot be sealed: {e}"))
                     }
+                };
+                if let Some(done) = durable {
+                    let _ = done.send(written);
                 }
+                continue;
             }
             Some(Message::Finish(wait, done)) => {
                 finishing = Some((Instant::now() + wait, done));

@@ -40,6 +40,8 @@ pub struct StdioOptions {
     pub shipper: ShipperConfig,
     /// The upstream command and its arguments.
     pub command: Vec<String>,
+    /// Refuse a call unless its "started" marker is on disk first.
+    pub fail_closed: bool,
 }
 
 fn frame_error(side: &str, e: &LinesCodecError) -> String {
@@ -92,13 +94,19 @@ pub async fn run(options: StdioOptions) -> Result<i32, String> {
         tokio::select! {
             line = from_agent.next(), if agent_open => match line {
                 Some(Ok(line)) => {
-                    let verdict = match serde_json::from_str::<Value>(&line) {
-                        Ok(message) => recorder.on_client(&message, &mut events),
+                    let parsed = serde_json::from_str::<Value>(&line).ok();
+                    let verdict = match &parsed {
+                        Some(message) => recorder.on_client(message, &mut events),
                         // Not ours to judge: the upstream answers it.
-                        Err(_) => ClientVerdict::Forward,
+                        None => ClientVerdict::Forward,
                     };
                     let written = match verdict {
-                        ClientVerdict::Forward => write_line(&mut upstream_in, &line).await,
+                        ClientVerdict::Forward => {
+                            match fail_closed_check(options.fail_closed, parsed.as_ref(), &mut recorder, &shipper).await {
+                                Ok(()) => write_line(&mut upstream_in, &line).await,
+                                Err(refusal) => write_line(&mut to_agent, &refusal.to_string()).await,
+                            }
+                        }
                         ClientVerdict::Reply(reply) => write_line(&mut to_agent, &reply.to_string()).await,
                     };
                     if let Err(e) = written {
@@ -181,6 +189,36 @@ pub async fn run(options: StdioOptions) -> Result<i32, String> {
         );
     }
     Ok(exit_code)
+}
+
+/// Fail-closed mode: a recorded call is forwarded only once its "started"
+/// marker is sealed and fsync'd; otherwise the agent gets this JSON-RPC
+/// error and the call is not made.
+async fn fail_closed_check(
+    fail_closed: bool,
+    message: Option<&Value>,
+    recorder: &mut Recorder,
+    shipper: &Shipper,
+) -> Result<(), Value> {
+    let (true, Some(message)) = (fail_closed, message) else {
+        return Ok(());
+    };
+    let Some(marker) = recorder.started_marker(message) else {
+        return Ok(());
+    };
+    match shipper.send_durable(marker).await {
+        Ok(()) => Ok(()),
+        Err(reason) => {
+            recorder.abandon(message);
+            Err(serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": message.get("id").cloned().unwrap_or(Value::Null),
+                "error": {"code": -32001, "message": format!(
+                    "IntentProof could not record this call durably ({reason}), so it was not made (fail-closed mode); check the data dir's disk and permissions, or run without --fail-closed"
+                )}
+            }))
+        }
+    }
 }
 
 async fn write_line<W: AsyncWriteExt + Unpin>(writer: &mut W, line: &str) -> std::io::Result<()> {
