@@ -18,9 +18,14 @@ use intentproof_core::keys::InstanceKey;
 
 /// Arguments of `intentproof verify`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct VerifyArgs {
+    /// `explain` or `replay` instead of the verifier's report.
+    #[command(subcommand)]
+    pub command: Option<VerifyCommand>,
     /// The bundle: .proof.tar.zst or plain tar, or `-` for standard input.
-    pub file: String,
+    #[arg(required = true)]
+    pub file: Option<String>,
     /// Print the machine-readable JSON report instead of the human form.
     #[arg(long)]
     pub json: bool,
@@ -38,6 +43,24 @@ pub struct VerifyArgs {
     /// Most members the archive may hold.
     #[arg(long, value_name = "N", default_value_t = ReadLimits::default().max_members)]
     pub max_members: usize,
+}
+
+/// `intentproof verify explain|replay FILE`.
+#[derive(Debug, clap::Subcommand)]
+pub enum VerifyCommand {
+    /// Integrity, then the policy replayed in plain words: what was intended,
+    /// what ran, what is missing. Exit 0 when both hold, 1 otherwise.
+    Explain {
+        /// The bundle, or `-` for standard input.
+        file: String,
+    },
+    /// Re-evaluate the bundle's policy over its events and print the run
+    /// JSON. Exit 0 pass, 1 fail, 2 inconclusive (does not check integrity:
+    /// use `verify` or `verify explain` for that).
+    Replay {
+        /// The bundle, or `-` for standard input.
+        file: String,
+    },
 }
 
 /// Reads one `--key` argument.
@@ -93,12 +116,18 @@ fn read_bundle(file: &str, limit: u64) -> Result<Vec<u8>> {
 /// Runs `intentproof verify`: `Ok(0)` pass, `Ok(1)` fail; `Err` for usage
 /// and I/O errors (the caller prints it and exits 2).
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
+    match args.command {
+        Some(VerifyCommand::Explain { file }) => return explain(&file, args.max_bytes),
+        Some(VerifyCommand::Replay { file }) => return replay(&file, args.max_bytes),
+        None => {}
+    }
+    let file = args.file.clone().context("name the bundle file")?;
     let trusted_keys = args
         .keys
         .iter()
         .map(|k| trusted_key(k))
         .collect::<Result<Vec<_>>>()?;
-    let bytes = read_bundle(&args.file, args.max_bytes)?;
+    let bytes = read_bundle(&file, args.max_bytes)?;
     let options = VerifyOptions {
         trusted_keys,
         limits: ReadLimits {
@@ -123,4 +152,157 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The bundle's policy evaluated over its events, with the events.
+struct Replayed {
+    policy: intentproof_policy::verification::Policy,
+    run: intentproof_policy::verification::Run,
+    events: Vec<serde_json::Value>,
+}
+
+fn replay_bundle(bytes: &[u8]) -> Result<Replayed> {
+    use intentproof_policy::verification::{
+        EvalOptions, Flow, Policy, PolicyFormat, evaluate, parse_attestations_jsonl,
+        parse_events_jsonl,
+    };
+    let archive = intentproof_bundle::read_archive(bytes, &ReadLimits::default())
+        .context("cannot read the bundle")?;
+    let member = |name: &str| {
+        archive
+            .members
+            .iter()
+            .find(|m| m.path == name)
+            .map(|m| m.data.as_slice())
+    };
+    let policy = Policy::parse(
+        member("policy.json").context("the bundle has no policy.json")?,
+        PolicyFormat::Json,
+    )
+    .context("policy.json")?;
+    let events_text = std::str::from_utf8(member("events.jsonl").unwrap_or_default())
+        .context("events.jsonl is not UTF-8")?;
+    let mut flow = Flow::from_json(member("flow.json").context("the bundle has no flow.json")?)
+        .context("flow.json")?;
+    flow.events = parse_events_jsonl(events_text).context("events.jsonl")?;
+    let attestations = parse_attestations_jsonl(
+        std::str::from_utf8(member("attestations.jsonl").unwrap_or_default())
+            .context("attestations.jsonl is not UTF-8")?,
+    )
+    .context("attestations.jsonl")?;
+    let run = evaluate(&policy, &flow, &attestations, &EvalOptions::default());
+    let events = events_text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Ok(Replayed {
+        policy,
+        run,
+        events,
+    })
+}
+
+fn replay(file: &str, max_bytes: u64) -> Result<ExitCode> {
+    use intentproof_policy::verification::Outcome;
+    let replayed = replay_bundle(&read_bundle(file, max_bytes)?)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&replayed.run.to_value())?
+    );
+    Ok(ExitCode::from(match replayed.run.status {
+        Outcome::Pass => 0,
+        Outcome::Fail => 1,
+        Outcome::Inconclusive => 2,
+    }))
+}
+
+fn text<'a>(value: &'a serde_json::Value, key: &str) -> &'a str {
+    value
+        .get(key)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?")
+}
+
+fn explain(file: &str, max_bytes: u64) -> Result<ExitCode> {
+    use intentproof_policy::verification::Outcome;
+    let bytes = read_bundle(file, max_bytes)?;
+    let report = verify(&bytes, &VerifyOptions::default());
+    let mut out = String::new();
+    if report.passed() {
+        out.push_str(&format!(
+            "Integrity: ✓ pass ({}): the record is complete and unchanged since it was signed.\n",
+            report.reason
+        ));
+    } else {
+        out.push_str(&format!(
+            "Integrity: ✗ fail ({}){}\nThe record cannot be trusted; what follows is only what it claims.\n",
+            report.reason,
+            report.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+        ));
+    }
+    let replayed = replay_bundle(&bytes)?;
+    let intended = replayed
+        .policy
+        .to_value()
+        .get("name")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| replayed.policy.policy_id().map(str::to_owned))
+        .unwrap_or_else(|| "(the policy does not say)".into());
+    out.push_str(&format!("\nWhat was intended: {intended}\n"));
+    out.push_str(&format!("\nWhat ran ({} events):\n", replayed.events.len()));
+    for event in &replayed.events {
+        out.push_str(&format!(
+            "  {}  {:<6} {}  (intent: {})\n",
+            text(event, "completed_at"),
+            text(event, "status"),
+            text(event, "action"),
+            text(event, "intent")
+        ));
+    }
+    out.push_str(&format!(
+        "\nWhat was checked (policy {}):\n",
+        replayed.policy.policy_id().unwrap_or("?")
+    ));
+    let mut missing = Vec::new();
+    for finding in &replayed.run.findings {
+        let mark = match finding.outcome {
+            Outcome::Pass => "✓",
+            Outcome::Fail => "✗",
+            Outcome::Inconclusive => "?",
+        };
+        out.push_str(&format!(
+            "  {mark} {}: {}\n",
+            finding.rule_id, finding.human_summary
+        ));
+        if finding.outcome == Outcome::Fail {
+            let action = replayed
+                .policy
+                .rule(&finding.rule_id)
+                .and_then(|r| r.get("spec"))
+                .and_then(|s| s.get("action"))
+                .and_then(serde_json::Value::as_str)
+                .map(|a| format!(" `{a}`"))
+                .unwrap_or_default();
+            missing.push(format!("{}{action}", finding.rule_id));
+        }
+    }
+    let fulfilled = replayed.run.status == Outcome::Pass;
+    out.push_str(&match replayed.run.status {
+        Outcome::Pass => "\nVerdict: everything that was intended happened.\n".to_owned(),
+        Outcome::Fail => format!(
+            "\nVerdict: INCOMPLETE. Missing or failed: {}.\n",
+            missing.join(", ")
+        ),
+        Outcome::Inconclusive => {
+            "\nVerdict: inconclusive: the events cannot decide every rule.\n".to_owned()
+        }
+    });
+    print!("{out}");
+    Ok(ExitCode::from(if report.passed() && fulfilled {
+        0
+    } else {
+        1
+    }))
 }

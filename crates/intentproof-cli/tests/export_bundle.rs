@@ -234,6 +234,45 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
     assert_eq!(doc("run.json")["status"], "fail");
     assert_eq!(doc("flow.json")["correlation_id"], correlation.as_str());
 
+    // `verify explain` says, in words, what was meant, what ran, and which
+    // step is missing; `verify replay` prints the failing run.
+    let explained = Command::new(BIN)
+        .args(["verify", "explain"])
+        .arg(&first)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert_eq!(
+        explained.status.code(),
+        Some(1),
+        "an incomplete intent exits 1: {text}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("Integrity: ✓ pass (bundle.verify_pass)"),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&"What was intended: refund order ORD-7 and email the receipt"),
+        "{text}"
+    );
+    assert!(text.contains("mcp.payments.refund_payment"), "{text}");
+    let verdict = lines.iter().find(|l| l.starts_with("Verdict: ")).unwrap();
+    assert!(
+        verdict.starts_with("Verdict: INCOMPLETE. Missing or failed: ")
+            && verdict.contains("`mcp.payments.send_receipt_email`"),
+        "{verdict}"
+    );
+    let replayed = Command::new(BIN)
+        .args(["verify", "replay"])
+        .arg(&first)
+        .output()
+        .unwrap();
+    assert_eq!(replayed.status.code(), Some(1));
+    let run: Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert_eq!(run["schema"], "intentproof.run.v1");
+    assert_eq!(run["status"], "fail");
+
     // One flipped byte in the middle: the bundle fails.
     let mut tampered = a.clone();
     let middle = tampered.len() / 2;
