@@ -4,47 +4,15 @@
 //! is recorded.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_intentproof");
+mod common;
 
-fn required_env(name: &str) -> PathBuf {
-    let value = std::env::var_os(name).unwrap_or_else(|| {
-        panic!(
-            "{name} is not set: run ./scripts/test, which installs the MCP test peers and sets it"
-        )
-    });
-    let path = PathBuf::from(value);
-    assert!(
-        path.exists(),
-        "{name}={} does not exist: run ./scripts/test to install it",
-        path.display()
-    );
-    path
-}
+use common::{BIN, Stopped, cli_json, required_env};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn transcript(python: &Path, args: &[&str]) -> String {
@@ -59,22 +27,6 @@ fn transcript(python: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-fn cli_json(args: &[&str], dir: &Path) -> serde_json::Value {
-    let output = Command::new(BIN)
-        .args(args)
-        .arg("--json")
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 #[test]
@@ -94,7 +46,7 @@ fn http_gateway_is_transparent_and_records_every_call() {
     )
     .unwrap();
     let log = std::fs::File::create(temp.path().join("daemon.log")).unwrap();
-    let daemon = Daemon(
+    let daemon = Stopped(
         Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&config)

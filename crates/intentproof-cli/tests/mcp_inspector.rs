@@ -2,45 +2,12 @@
 //! of server-everything through the gateway (stdio mode), and the calls are
 //! recorded.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_intentproof");
+mod common;
 
-fn required_env(name: &str) -> PathBuf {
-    let value = std::env::var_os(name).unwrap_or_else(|| {
-        panic!(
-            "{name} is not set: run ./scripts/test, which installs the MCP test peers and sets it"
-        )
-    });
-    let path = PathBuf::from(value);
-    assert!(
-        path.exists(),
-        "{name}={} does not exist: run ./scripts/test",
-        path.display()
-    );
-    path
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{BIN, required_env, start_daemon};
 
 fn inspector(
     inspector: &Path,
@@ -86,20 +53,7 @@ fn inspector_cli_lists_and_calls_tools_through_the_gateway() {
     let everything = required_env("INTENTPROOF_TEST_NODE_EVERYTHING");
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
-    let _daemon = Daemon(
-        Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("daemon.json").exists() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _daemon = start_daemon(dir);
 
     let listed = inspector(
         &inspector_bin,

@@ -5,50 +5,13 @@
 //! step and the unplanned call, and the card number is stored masked.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_intentproof");
+mod common;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_daemon(dir: &Path) -> Killed {
-    let daemon = Killed(
-        Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("daemon.json").exists() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    daemon
-}
+use common::{BIN, Stopped, cli_json, start_daemon};
 
 struct Agent {
     stdin: ChildStdin,
@@ -82,29 +45,13 @@ impl Agent {
     }
 }
 
-fn cli(args: &[&str], dir: &Path) -> Value {
-    let output = Command::new(BIN)
-        .args(args)
-        .arg("--json")
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 #[test]
 fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     let _daemon = start_daemon(dir);
 
-    let mut gateway = Killed(
+    let mut gateway = Stopped(
         Command::new(BIN)
             .args(["mcp", "--name", "payments", "--no-autostart", "--data-dir"])
             .arg(dir)
@@ -165,10 +112,10 @@ fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {
     assert!(status.success(), "gateway exited with {status}");
 
     // The plan is open until it closes; then it is evaluated.
-    let plans = cli(&["plans"], dir);
+    let plans = cli_json(&["plans"], dir);
     assert_eq!(plans["plans"][0]["state"], "open");
     assert_eq!(
-        cli(&["findings"], dir)["findings"],
+        cli_json(&["findings"], dir)["findings"],
         json!([]),
         "an open plan is never shown as failed"
     );
@@ -183,7 +130,7 @@ fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {
         String::from_utf8_lossy(&closed.stderr)
     );
 
-    let findings = cli(&["findings"], dir)["findings"]
+    let findings = cli_json(&["findings"], dir)["findings"]
         .as_array()
         .unwrap()
         .clone();
@@ -228,7 +175,7 @@ fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {
 
     // The refund's event carries the plan's intent and a masked card.
     let correlation = plans["plans"][0]["correlation_id"].as_str().unwrap();
-    let events = cli(&["events", "--correlation", correlation], dir);
+    let events = cli_json(&["events", "--correlation", correlation], dir);
     let refund_event = events["events"]
         .as_array()
         .unwrap()

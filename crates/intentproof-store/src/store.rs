@@ -358,17 +358,28 @@ impl Index {
             path: path.to_owned(),
             source,
         };
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked(path.to_owned())
+        // sled releases its lock from a background thread shortly after the
+        // last handle drops, so a store reopened in the same process right
+        // after closing (a restart in tests, `rebuild` then `open`) may see
+        // it held for a moment: wait a little before calling it locked.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                .cache_capacity(256 * 1024 * 1024)
+                .flush_every_ms(Some(1000))
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked(path.to_owned()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                other => err(other),
-            })?;
+                Err(other) => return Err(err(other)),
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(err);
         Ok(Index {
             events: tree("events")?,

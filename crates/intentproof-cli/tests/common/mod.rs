@@ -1,0 +1,89 @@
+//! What the CLI's end-to-end tests share: the binary, a daemon on a temp
+//! data dir (port 0) that is stopped even when a test panics, and the test
+//! peers that `./scripts/test` installs.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `intentproof` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_intentproof");
+
+/// A child process stopped with SIGTERM (then SIGKILL) when dropped.
+pub struct Stopped(pub Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `intentproof serve` on `dir` (127.0.0.1:0) and waits until it
+/// listens.
+pub fn start_daemon(dir: &Path) -> Stopped {
+    let _ = std::fs::remove_file(dir.join("daemon.json"));
+    let daemon = Stopped(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("daemon.json").exists() {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon
+}
+
+/// A path from the environment that `./scripts/test` sets; fails loudly
+/// when it is missing.
+pub fn required_env(name: &str) -> PathBuf {
+    let value = std::env::var_os(name).unwrap_or_else(|| {
+        panic!("{name} is not set: run ./scripts/test, which installs the test peers and sets it")
+    });
+    let path = PathBuf::from(value);
+    assert!(
+        path.exists(),
+        "{name}={} does not exist: run ./scripts/test to install it",
+        path.display()
+    );
+    path
+}
+
+/// Runs a client command with `--json --data-dir dir` and parses its output.
+pub fn cli_json(args: &[&str], dir: &Path) -> serde_json::Value {
+    let output = Command::new(BIN)
+        .args(args)
+        .arg("--json")
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
