@@ -4,83 +4,15 @@
 //! one byte is flipped; other profiles are refused (400) and an unknown
 //! correlation is not found (404).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufReader;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_intentproof");
+mod common;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_daemon(dir: &Path) -> Killed {
-    let daemon = Killed(
-        Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join("daemon.json").exists() {
-        assert!(Instant::now() < deadline, "daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    daemon
-}
-
-struct Agent {
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Agent {
-    fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.stdin, "{message}").unwrap();
-        self.stdin.flush().unwrap();
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.stdout.read_line(&mut line).unwrap() > 0,
-                "gateway closed stdout"
-            );
-            let reply: Value = serde_json::from_str(&line).unwrap();
-            if reply["id"] == json!(id) {
-                return reply;
-            }
-        }
-    }
-
-    fn call(&mut self, id: u64, tool: &str, arguments: Value) -> Value {
-        self.request(
-            id,
-            "tools/call",
-            json!({"name": tool, "arguments": arguments}),
-        )
-    }
-}
+use common::{Agent, BIN, Stopped, start_daemon};
 
 fn run(args: &[&str], dir: &Path) -> Output {
     Command::new(BIN)
@@ -112,7 +44,7 @@ fn verify(file: &Path) -> Output {
 /// Records a session: a declared two-step plan and one of its steps.
 /// Returns the session's correlation id.
 fn record_session(dir: &Path) -> String {
-    let mut gateway = Killed(
+    let mut gateway = Stopped(
         Command::new(BIN)
             .args(["mcp", "--name", "payments", "--no-autostart", "--data-dir"])
             .arg(dir)

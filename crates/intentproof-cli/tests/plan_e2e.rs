@@ -4,46 +4,14 @@
 //! the plan; when the plan closes, `intentproof findings` names the missing
 //! step and the unplanned call, and the card number is stored masked.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::io::BufReader;
+use std::process::{Command, Stdio};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 
-use common::{BIN, Stopped, cli_json, start_daemon};
-
-struct Agent {
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Agent {
-    fn request(&mut self, id: u64, method: &str, params: Value) -> Value {
-        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        writeln!(self.stdin, "{message}").unwrap();
-        self.stdin.flush().unwrap();
-        loop {
-            let mut line = String::new();
-            assert!(
-                self.stdout.read_line(&mut line).unwrap() > 0,
-                "gateway closed stdout"
-            );
-            let reply: Value = serde_json::from_str(&line).unwrap();
-            if reply["id"] == json!(id) {
-                return reply;
-            }
-        }
-    }
-
-    fn call(&mut self, id: u64, tool: &str, arguments: Value) -> Value {
-        self.request(
-            id,
-            "tools/call",
-            json!({"name": tool, "arguments": arguments}),
-        )
-    }
-}
+use common::{Agent, BIN, Stopped, cli_json, start_daemon};
 
 #[test]
 fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {

@@ -4,8 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `intentproof` binary under test.
@@ -86,4 +87,55 @@ pub fn cli_json(args: &[&str], dir: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A scripted agent speaking newline-delimited JSON-RPC to a gateway child.
+pub struct Agent {
+    /// The gateway's stdin.
+    pub stdin: ChildStdin,
+    /// The gateway's stdout.
+    pub stdout: BufReader<ChildStdout>,
+}
+
+impl Agent {
+    /// Takes over the stdio of a gateway started with piped stdin/stdout.
+    pub fn attach(child: &mut Child) -> Agent {
+        Agent {
+            stdin: child.stdin.take().unwrap(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+        }
+    }
+
+    /// Sends a request and returns its response (skipping anything else).
+    pub fn request(
+        &mut self,
+        id: u64,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        let message =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "gateway closed stdout"
+            );
+            let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if reply["id"] == serde_json::json!(id) {
+                return reply;
+            }
+        }
+    }
+
+    /// `tools/call`.
+    pub fn call(&mut self, id: u64, tool: &str, arguments: serde_json::Value) -> serde_json::Value {
+        self.request(
+            id,
+            "tools/call",
+            serde_json::json!({"name": tool, "arguments": arguments}),
+        )
+    }
 }
