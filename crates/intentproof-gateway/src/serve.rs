@@ -323,6 +323,14 @@ async fn serve_with(
         let _ = ready.send(addr);
     }
 
+    // Without TCP_NODELAY a streamed response (the MCP gateway's event
+    // streams: headers, then a small body chunk) waits for the client's
+    // delayed ACK: ~40 ms per call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, api::router(Arc::clone(&state)))
         .with_graceful_shutdown(shutdown)
         .await;
