@@ -4,15 +4,14 @@
 //! one byte is flipped; other profiles are refused (400) and an unknown
 //! correlation is not found (404).
 
-use std::io::BufReader;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
 mod common;
 
-use common::{Agent, BIN, Stopped, start_daemon};
+use common::{BIN, start_daemon, start_gateway};
 
 fn run(args: &[&str], dir: &Path) -> Output {
     Command::new(BIN)
@@ -44,21 +43,7 @@ fn verify(file: &Path) -> Output {
 /// Records a session: a declared two-step plan and one of its steps.
 /// Returns the session's correlation id.
 fn record_session(dir: &Path) -> String {
-    let mut gateway = Stopped(
-        Command::new(BIN)
-            .args(["mcp", "--name", "payments", "--no-autostart", "--data-dir"])
-            .arg(dir)
-            .args(["--", BIN, "demo-server"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut agent = Agent {
-        stdin: gateway.0.stdin.take().unwrap(),
-        stdout: BufReader::new(gateway.0.stdout.take().unwrap()),
-    };
+    let (mut gateway, mut agent) = start_gateway(dir, "payments", &[]);
     agent.request(1, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "export-agent", "version": "1"}}));
     let declared = agent.call(
         2,

@@ -4,14 +4,13 @@
 //! the plan; when the plan closes, `intentproof findings` names the missing
 //! step and the unplanned call, and the card number is stored masked.
 
-use std::io::BufReader;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::json;
 
 mod common;
 
-use common::{Agent, BIN, Stopped, cli_json, start_daemon};
+use common::{BIN, cli_json, start_daemon, start_gateway};
 
 #[test]
 fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {
@@ -19,21 +18,7 @@ fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {
     let dir = temp.path();
     let _daemon = start_daemon(dir);
 
-    let mut gateway = Stopped(
-        Command::new(BIN)
-            .args(["mcp", "--name", "payments", "--no-autostart", "--data-dir"])
-            .arg(dir)
-            .args(["--", BIN, "demo-server"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut agent = Agent {
-        stdin: gateway.0.stdin.take().unwrap(),
-        stdout: BufReader::new(gateway.0.stdout.take().unwrap()),
-    };
+    let (mut gateway, mut agent) = start_gateway(dir, "payments", &[]);
     agent.request(1, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e-agent", "version": "1"}}));
     let tools = agent.request(2, "tools/list", json!({}));
     let names: Vec<&str> = tools["result"]["tools"]

@@ -1130,21 +1130,6 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.index.db.flush().map(|_| ()).map_err(self.index.err())
     }
-
-    /// Events stored so far with their signature state, for metrics.
-    pub fn event_count(&self) -> u64 {
-        self.tree_size()
-    }
-
-    /// The distinct correlation ids known (for tests and tooling).
-    pub fn correlations(&self) -> Result<BTreeSet<String>, StoreError> {
-        let mut out = BTreeSet::new();
-        for item in self.index.summaries.iter() {
-            let (key, _) = item.map_err(self.index.err())?;
-            out.insert(String::from_utf8_lossy(&key).into_owned());
-        }
-        Ok(out)
-    }
 }
 
 fn prefixed(value: &str) -> Vec<u8> {
