@@ -643,3 +643,148 @@ fn every_single_byte_flip_of_a_signed_bundle_fails() {
     }
     assert!(checked > 1500, "{checked}");
 }
+
+/// The same matrix on a bundle a real daemon exported (`intentproof demo`;
+/// see tests/fixtures/daemon-export/README.md): two signers, two chains,
+/// inclusion proofs, a manifest signed by the daemon's key.
+#[test]
+fn real_daemon_export_tamper_matrix() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/daemon-export");
+    let bundle = std::fs::read(dir.join("ORD-1042.proof.tar.zst")).unwrap();
+    let daemon_key = intentproof_bundle::parse_public_key_bytes(
+        std::fs::read_to_string(dir.join("daemon.pub"))
+            .unwrap()
+            .trim()
+            .as_bytes(),
+    )
+    .unwrap();
+    let members = unpack(&bundle);
+    let manifest: Value = serde_json::from_slice(&get(&members, "manifest.json")).unwrap();
+    // Given with its id, the key binds the signature's key_id too.
+    let with_daemon_key = VerifyOptions {
+        trusted_keys: vec![TrustedKey {
+            key_id: Some(manifest["signature"]["key_id"].as_str().unwrap().to_owned()),
+            key: daemon_key,
+        }],
+        ..VerifyOptions::default()
+    };
+    let report = verify(&bundle, &with_daemon_key);
+    assert!(report.passed(), "{}\n{:?}", report.human(), report.detail);
+    assert!(
+        report
+            .findings
+            .contains(&"manifest.signature_valid".to_owned())
+    );
+    assert!(
+        report
+            .findings
+            .contains(&"inclusion_proofs_valid:3".to_owned())
+    );
+
+    // Every byte of the manifest, every fifth byte of the members it hashes.
+    let mut flipped = 0;
+    for (i, (path, data)) in members.iter().enumerate() {
+        let stride = if path == "manifest.json" { 1 } else { 5 };
+        for pos in (0..data.len()).step_by(stride) {
+            let mut edited = members.clone();
+            edited[i].1[pos] ^= 0x01;
+            let report = verify(&pack_members(&edited, false).unwrap(), &with_daemon_key);
+            assert!(
+                !report.passed(),
+                "flipping byte {pos} of {path} was not detected"
+            );
+            if path != "manifest.json" {
+                // run.json's run_id is checked against the manifest first (reference step 2).
+                assert!(
+                    report.reason == "bundle.file_hash_mismatch"
+                        || (path == "run.json"
+                            && report.reason == "bundle.verification_profile_invalid"),
+                    "byte {pos} of {path}: {}",
+                    report.reason
+                );
+            }
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 3000, "{flipped}");
+
+    // Dropping the first event of the gateway's two-event chain.
+    let events = lines(&get(&members, "events.jsonl"));
+    let first = events
+        .iter()
+        .position(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            v["action"] == "intentproof.plan.declare"
+        })
+        .unwrap();
+    let mut dropped = members.clone();
+    let mut ev = events.clone();
+    ev.remove(first);
+    set(&mut dropped, "events.jsonl", join(&ev));
+    assert_reason(
+        &check(&dropped, &with_daemon_key),
+        "bundle.file_hash_mismatch",
+    );
+    // The attacker recomputes every hash and root but cannot sign.
+    let mut rebuilt = dropped.clone();
+    rebuild_manifest(&mut rebuilt, true);
+    assert_reason(
+        &check(&rebuilt, &with_daemon_key),
+        "bundle.signature_invalid",
+    );
+    let mut unsigned = dropped.clone();
+    rebuild_manifest(&mut unsigned, false);
+    assert_reason(
+        &check(&unsigned, &with_daemon_key),
+        "bundle.manifest_unsigned",
+    );
+    // With no key given, the chain still shows the hole.
+    assert_reason(
+        &check(&unsigned, &VerifyOptions::default()),
+        "bundle.chain_gap",
+    );
+
+    // Reordering lines.
+    let mut reordered = members.clone();
+    let mut ev = events.clone();
+    ev.reverse();
+    set(&mut reordered, "events.jsonl", join(&ev));
+    assert_reason(
+        &check(&reordered, &with_daemon_key),
+        "bundle.file_hash_mismatch",
+    );
+
+    // An added member.
+    let mut added = members.clone();
+    added.push(("notes.txt".into(), b"trust me".to_vec()));
+    assert_reason(&check(&added, &with_daemon_key), "bundle.member_unlisted");
+
+    // A replaced key: its hash, then (manifest rebuilt) the manifest signature,
+    // then (unsigned, no key given) the events' own signatures.
+    let key_path = members
+        .iter()
+        .map(|(p, _)| p.clone())
+        .find(|p| p.starts_with("keys/"))
+        .unwrap();
+    let forged = intentproof_core::keys::public_key_to_pem(
+        &InstanceKey::from_seed("inst_forger", [66u8; 32]).verifying_key(),
+    )
+    .into_bytes();
+    let mut replaced = members.clone();
+    set(&mut replaced, &key_path, forged);
+    assert_reason(
+        &check(&replaced, &with_daemon_key),
+        "bundle.file_hash_mismatch",
+    );
+    let mut resigned_manifest = replaced.clone();
+    rebuild_manifest(&mut resigned_manifest, true);
+    assert_reason(
+        &check(&resigned_manifest, &with_daemon_key),
+        "bundle.signature_invalid",
+    );
+    rebuild_manifest(&mut replaced, false);
+    assert_reason(
+        &check(&replaced, &VerifyOptions::default()),
+        "bundle.object_signature_invalid",
+    );
+}

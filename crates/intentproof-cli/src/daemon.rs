@@ -1,6 +1,7 @@
 //! Commands that run or talk to the daemon: `serve`, `events`, `chains`,
 //! `keys trust`, `store verify`, `store rebuild`, `export`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -123,6 +124,15 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    // Reads always need the data dir's token; on loopback, writes come from
+    // this machine only. Anywhere else, anyone who can reach the port could
+    // write events, so the ingest token becomes mandatory.
+    if !config.listen.ip().is_loopback() && config.ingest_token.is_none() {
+        bail!(
+            "listening on {} (not loopback) needs an ingest token: set INTENTPROOF_INGEST_TOKEN or ingest_token in the config, or listen on 127.0.0.1",
+            config.listen
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,7 +155,9 @@ pub fn data_dir_or_default(flag: Option<PathBuf>) -> Result<PathBuf> {
     Ok(Path::new(&home).join(".intentproof"))
 }
 
-struct Client {
+/// A blocking client of the daemon's API: base URL, token, and a private
+/// runtime to drive reqwest on.
+pub(crate) struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
@@ -153,7 +165,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(args: &ClientArgs) -> Result<Client> {
+    pub(crate) fn new(args: &ClientArgs) -> Result<Client> {
         let dir = DataDir::new(data_dir_or_default(args.data_dir.clone())?);
         let base = args
             .server
@@ -203,9 +215,108 @@ impl Client {
         })
     }
 
-    fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
+    pub(crate) fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
         self.send(self.http.get(format!("{}{path}", self.base)).query(query))
     }
+
+    /// POSTs to `path` (with `body` as JSON, if any) and returns the JSON answer.
+    pub(crate) fn post(&self, path: &str, body: Option<&Value>) -> Result<Value> {
+        let request = self.http.post(format!("{}{path}", self.base));
+        self.send(match body {
+            Some(body) => request.json(body),
+            None => request,
+        })
+    }
+
+    /// Asks the daemon for a proof bundle of one correlation. With
+    /// `progress`, a spinner runs on stderr while the daemon builds the
+    /// bundle, then a byte bar while it arrives.
+    pub(crate) fn bundle(
+        &self,
+        correlation_id: &str,
+        profile: &str,
+        progress: bool,
+    ) -> Result<Vec<u8>> {
+        let base = &self.base;
+        let request = self
+            .http
+            .post(format!("{base}/v1/bundles"))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({
+                "correlation_id": correlation_id,
+                "profile": profile,
+            }));
+        let bar = progress.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
+                "the daemon is building the bundle of {correlation_id}"
+            ));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        self.runtime.block_on(async {
+            let response = request.send().await.map_err(|e| {
+                anyhow!(
+                    "cannot reach the daemon at {base}: {}; start it with `intentproof serve` or pass --server",
+                    e.without_url()
+                )
+            })?;
+            let status = response.status();
+            if let Some(bar) = &bar {
+                if let Some(len) = response.content_length() {
+                    bar.set_length(len);
+                }
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {elapsed}",
+                    )
+                    .map_err(|e| anyhow!("progress bar template: {e}"))?
+                    .progress_chars("=> "),
+                );
+                bar.set_message("receiving bundle");
+            }
+            let mut response = response;
+            let mut body = Vec::new();
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| anyhow!("reading the daemon's answer from {base}: {e}"))?
+            {
+                body.extend_from_slice(&chunk);
+                if let Some(bar) = &bar {
+                    bar.inc(chunk.len() as u64);
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            if !status.is_success() {
+                let message = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+                bail!("the daemon answered {status}: {message}");
+            }
+            Ok(body)
+        })
+    }
+}
+
+/// Writes `bytes` next to `output`, then renames: never a half-written file.
+pub(crate) fn write_atomically(output: &Path, bytes: &[u8]) -> Result<()> {
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = output
+        .file_name()
+        .ok_or_else(|| anyhow!("{} is not a file path", output.display()))?;
+    let partial = parent.join(format!(".{}.partial", file_name.to_string_lossy()));
+    std::fs::write(&partial, bytes)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, output).with_context(|| {
+        let _ = std::fs::remove_file(&partial);
+        format!("cannot write {}", output.display())
+    })
 }
 
 fn text(value: &Value, key: &str) -> String {
@@ -607,11 +718,7 @@ pub fn findings(args: ClientArgs) -> Result<()> {
 pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
     let client = Client::new(&args)?;
     if let Some(id) = close {
-        let body = client.send(
-            client
-                .http
-                .post(format!("{}/v1/plans/{id}/close", client.base)),
-        )?;
+        let body = client.post(&format!("/v1/plans/{id}/close"), None)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&body)?);
         } else {
@@ -675,52 +782,10 @@ pub struct ExportArgs {
 /// Asks the daemon for a proof bundle of one correlation and writes it.
 pub fn export(args: ExportArgs) -> Result<()> {
     let client = Client::new(&args.client)?;
-    let base = &client.base;
-    let request = client
-        .http
-        .post(format!("{base}/v1/bundles"))
-        .bearer_auth(&client.token)
-        .json(&serde_json::json!({
-            "correlation_id": args.correlation_id,
-            "profile": args.profile,
-        }));
-    let bytes = client.runtime.block_on(async {
-        let response = request.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the daemon at {base}: {}; start it with `intentproof serve` or pass --server",
-                e.without_url()
-            )
-        })?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| anyhow!("reading the daemon's answer from {base}: {e}"))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            bail!("the daemon answered {status}: {message}");
-        }
-        Ok(body)
-    })?;
-    // Write next to the target, then rename: never a half-written bundle.
+    let progress = std::io::stderr().is_terminal() && !args.client.json;
+    let bytes = client.bundle(&args.correlation_id, &args.profile, progress)?;
     let output = &args.output;
-    let parent = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = output
-        .file_name()
-        .ok_or_else(|| anyhow!("{} is not a file path", output.display()))?;
-    let partial = parent.join(format!(".{}.partial", file_name.to_string_lossy()));
-    std::fs::write(&partial, &bytes)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, output).with_context(|| {
-        let _ = std::fs::remove_file(&partial);
-        format!("cannot write {}", output.display())
-    })?;
+    write_atomically(output, &bytes)?;
     if args.client.json {
         println!(
             "{}",

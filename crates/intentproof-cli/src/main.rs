@@ -29,7 +29,10 @@ use std::process::ExitCode;
 
 mod bundle;
 mod daemon;
+mod demo;
+mod doctor;
 mod policy;
+mod tui;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -95,9 +98,26 @@ enum Command {
         #[arg(long, value_name = "PLAN_ID")]
         close: Option<String>,
     },
+    /// See it work in one minute: a daemon, the MCP gateway and a scripted agent that
+    /// declares a plan and skips a step; shows the flag and a verified proof bundle.
+    Demo(demo::DemoArgs),
+    /// Check the data dir, keys, token, daemon, store, spool and config; say what to fix.
+    Doctor(doctor::DoctorArgs),
+    /// Exit 0 when the daemon answers /healthz (for container health checks).
+    Health(doctor::HealthArgs),
+    /// Print a shell completion script: `intentproof completions bash > ~/.local/share/bash-completion/completions/intentproof`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `intentproof man | man -l -`.
+    Man,
     /// A small built-in MCP server (refunds and receipts) for demos and tests.
     #[command(hide = true)]
     DemoServer,
+    /// Browse chains, plans, findings and events in the terminal (daemon, or the store
+    /// when no daemon runs).
+    Tui(tui::TuiArgs),
     /// Verify a proof bundle (.proof.tar.zst) offline: exit 0 pass, 1 fail.
     Verify(bundle::VerifyArgs),
     /// Lint, evaluate and test verification policies.
@@ -204,6 +224,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
+
 /// Runs a command; commands with more outcomes than success and failure
 /// (`mcp`, `policy eval`, `verify`) return their own exit code.
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -225,10 +254,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mcp(args) => return daemon::mcp(args),
         Command::Policy { command } => return policy::run(command),
         Command::Verify(args) => return bundle::run(args),
+        Command::Tui(args) => tui::run(args),
         Command::Events(args) => daemon::events(args),
         Command::Chains { client, limit } => daemon::chains(client, limit),
         Command::Findings { client } => daemon::findings(client),
         Command::Export(args) => daemon::export(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Doctor(args) => return doctor::doctor(args),
+        Command::Health(args) => return doctor::health(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics when its writer fails
+            // (a closed pipe), and writing to memory cannot.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "intentproof", &mut script);
+            write_stdout(&script)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command)
+                .render(&mut page)
+                .context("cannot render the man page")?;
+            write_stdout(&page)
+        }
         Command::DemoServer => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use intentproof_core::keys::parse_public_key;
 use intentproof_core::merkle::hex;
@@ -52,6 +52,8 @@ pub struct AppState {
     pub policies: Arc<Vec<intentproof_policy::verification::Policy>>,
     /// The MCP gateway over HTTP (set once at start).
     pub mcp: std::sync::OnceLock<Arc<McpHttp>>,
+    /// The HTTP API proxy (set once at start, when routes are configured).
+    pub http: std::sync::OnceLock<Arc<crate::http_proxy::HttpProxy>>,
 }
 
 /// Records an event the daemon made itself (MCP over HTTP): seal, then
@@ -121,6 +123,9 @@ pub fn router(state: Shared) -> Router {
             "/mcp/{name}",
             post(mcp_post).get(mcp_get).delete(mcp_delete),
         )
+        .route("/proxy/{name}", any(http_proxy))
+        .route("/proxy/{name}/", any(http_proxy))
+        .route("/proxy/{name}/{*rest}", any(http_proxy))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
@@ -137,7 +142,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Compares without an early exit, so timing does not leak the token.
-fn same_token(given: &str, expected: &str) -> bool {
+pub(crate) fn same_token(given: &str, expected: &str) -> bool {
     given.len() == expected.len()
         && given
             .bytes()
@@ -370,6 +375,28 @@ fn chain_json(summary: &ChainSummary) -> Value {
 #[derive(Debug, Deserialize)]
 pub struct ChainParams {
     limit: Option<usize>,
+    /// Skip this many chains first (paging; the answer's `total` says how many there are).
+    offset: Option<usize>,
+}
+
+/// Who made a chain's calls: the MCP client's name on its first event
+/// (empty when it has none, e.g. SDK events).
+fn chain_agent(store: &Store, correlation_id: &str) -> String {
+    let query = EventQuery {
+        correlation_id: Some(correlation_id.to_owned()),
+        limit: 1,
+        ..EventQuery::default()
+    };
+    let first = store
+        .events(&query)
+        .ok()
+        .and_then(|p| p.events.into_iter().next());
+    first
+        .and_then(|e| {
+            let client = e.event.pointer("/attributes/mcp.client.name")?.as_str()?;
+            Some(client.to_owned())
+        })
+        .unwrap_or_default()
 }
 
 async fn list_chains(
@@ -380,10 +407,24 @@ async fn list_chains(
     require_token(&state, &headers)?;
     let store = Arc::clone(&state.store);
     let limit = params.limit.unwrap_or(100).clamp(1, 10_000);
-    let chains = blocking(move || store.chains(limit)).await?;
-    Ok(Json(
-        json!({"chains": chains.iter().map(chain_json).collect::<Vec<_>>()}),
-    ))
+    let offset = params.offset.unwrap_or(0);
+    let (total, chains) = blocking(move || {
+        let all = store.chains(usize::MAX)?;
+        let total = all.len();
+        let page: Vec<Value> = all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|summary| {
+                let mut value = chain_json(summary);
+                value["agent"] = Value::String(chain_agent(&store, &summary.correlation_id));
+                value
+            })
+            .collect();
+        Ok((total, page))
+    })
+    .await?;
+    Ok(Json(json!({"chains": chains, "total": total})))
 }
 
 async fn get_chain(
@@ -517,6 +558,20 @@ async fn mcp_delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     Ok(mcp::http::delete(mcp_gateway(&state)?, headers).await)
+}
+
+/// `/proxy/<name>/...`: the HTTP API proxy (auth and everything else in
+/// [`crate::http_proxy`]).
+async fn http_proxy(State(state): State<Shared>, request: axum::extract::Request) -> Response {
+    match state.http.get() {
+        Some(proxy) => crate::http_proxy::handle(Arc::clone(proxy), request).await,
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no HTTP routes are configured; add [[http.routes]] to the config",
+        )
+        .into_response(),
+    }
 }
 
 async fn plans_and_findings(

@@ -24,6 +24,14 @@
 //! url = "https://collector.example/v1/events"
 //! headers = { Authorization = "Bearer abc" }
 //! timeout_ms = 5000
+//!
+//! [[http.routes]]                    # HTTP API proxy at /proxy/<name>/... (see http_proxy)
+//! name = "payments"
+//! upstream = "http://127.0.0.1:8080/api"
+//! headers = { Authorization = "Bearer sk_live_..." }    # added upstream; the agent never holds them
+//! action = ["/v1/refunds/{id}", "/v1/refunds"]          # or a template: "http.{name}.{method}.{path}"
+//! timeout_ms = 30000
+//! max_body_bytes = 10485760
 //! ```
 
 use std::collections::BTreeMap;
@@ -63,6 +71,8 @@ pub struct Config {
     pub exporters: Vec<ExporterConfig>,
     /// MCP servers served over Streamable HTTP at `/mcp/<name>`.
     pub mcp: McpConfig,
+    /// HTTP APIs proxied (and recorded) at `/proxy/<name>/...`.
+    pub http: HttpConfig,
 }
 
 /// The `[mcp]` section.
@@ -138,6 +148,7 @@ impl Default for Config {
             verification_policies: Vec::new(),
             exporters: Vec::new(),
             mcp: McpConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -261,6 +272,7 @@ impl Config {
                 )));
             }
         }
+        self.http.validate()?;
         let mut names = std::collections::BTreeSet::new();
         for exporter in &self.exporters {
             if exporter.name.trim().is_empty() || !names.insert(&exporter.name) {
@@ -273,6 +285,291 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "exporter {:?}: url {:?} must start with http:// or https://",
                     exporter.name, exporter.url
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `[http]` section: HTTP APIs the gateway proxies and records at
+/// `/proxy/<name>/...` (see [`crate::http_proxy`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// The upstream APIs.
+    pub routes: Vec<HttpRouteConfig>,
+    /// Host names (the `Host` header, without port) the proxy answers to
+    /// besides `localhost`, `127.0.0.1`, `[::1]` and the listen address.
+    /// Requests naming any other host are refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// How a route names its calls' actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpAction {
+    /// A template using `{name}`, `{method}` and `{path}` (the path after
+    /// the route prefix), e.g. `"http.{name}.{method}.{path}"`.
+    Template(String),
+    /// Path templates such as `/v1/refunds/{id}`: a call's action is
+    /// `http.<name>.<METHOD>.<first matching template>` (the literal path
+    /// when none matches).
+    Paths(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for HttpAction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = HttpAction;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a template string such as \"http.{name}.{method}.{path}\", or a list of path templates such as [\"/v1/refunds/{id}\"]",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HttpAction, E> {
+                Ok(HttpAction::Template(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<HttpAction, A::Error> {
+                let mut paths = Vec::new();
+                while let Some(path) = seq.next_element::<String>()? {
+                    paths.push(path);
+                }
+                Ok(HttpAction::Paths(paths))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// One `[[http.routes]]` entry: an upstream API served at `/proxy/<name>/`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRouteConfig {
+    /// Served at `/proxy/<name>/...`; actions start with `http.<name>.`.
+    pub name: String,
+    /// Base URL (`http://host:port/base/path`); the request path after
+    /// `/proxy/<name>` is appended to it. The only host this route reaches.
+    pub upstream: String,
+    /// Headers added to every upstream request, replacing any the agent
+    /// sent with the same name (credentials: the agent never holds them).
+    /// Never recorded or logged.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Action naming; default `"http.{name}.{method}.{path}"`.
+    #[serde(default)]
+    pub action: Option<HttpAction>,
+    /// Time allowed to connect and receive the response headers.
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Longest silence allowed while the response body streams.
+    #[serde(default = "default_http_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Largest request body; larger ones get 413 and are not forwarded.
+    #[serde(default = "default_http_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// JSON bodies up to this size are recorded (redacted); larger ones,
+    /// like non-JSON bodies, are recorded as size and SHA-256.
+    #[serde(default = "default_http_record_body_bytes")]
+    pub record_body_bytes: usize,
+    /// Follow redirects (only to the same upstream, at most 10).
+    #[serde(default)]
+    pub follow_redirects: bool,
+    /// A PEM file of extra CA certificates trusted for this `https`
+    /// upstream (a private CA), besides the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Record 4xx answers with status `error` (default: `ok`).
+    #[serde(default)]
+    pub error_on_4xx: bool,
+    /// Intent of calls no header and no open plan explains.
+    #[serde(default)]
+    pub default_intent: Option<String>,
+    /// Request headers recorded in the event's inputs (redacted).
+    #[serde(default = "default_record_request_headers")]
+    pub record_request_headers: Vec<String>,
+    /// Response headers recorded in the event's output (redacted).
+    #[serde(default = "default_record_response_headers")]
+    pub record_response_headers: Vec<String>,
+}
+
+impl std::fmt::Debug for HttpRouteConfig {
+    /// Header values are credentials: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRouteConfig")
+            .field("name", &self.name)
+            .field("upstream", &self.upstream)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("action", &self.action)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("idle_timeout_ms", &self.idle_timeout_ms)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("record_body_bytes", &self.record_body_bytes)
+            .field("follow_redirects", &self.follow_redirects)
+            .field("ca_file", &self.ca_file)
+            .field("error_on_4xx", &self.error_on_4xx)
+            .field("default_intent", &self.default_intent)
+            .field("record_request_headers", &self.record_request_headers)
+            .field("record_response_headers", &self.record_response_headers)
+            .finish()
+    }
+}
+
+fn default_http_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_http_idle_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_http_max_body_bytes() -> usize {
+    10 * 1024 * 1024
+}
+
+fn default_http_record_body_bytes() -> usize {
+    1024 * 1024
+}
+
+fn default_record_request_headers() -> Vec<String> {
+    ["accept", "content-type", "idempotency-key"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_record_response_headers() -> Vec<String> {
+    ["content-type", "location", "retry-after"]
+        .map(String::from)
+        .to_vec()
+}
+
+impl HttpRouteConfig {
+    /// A route with every default (for tests and embedding).
+    pub fn new(name: impl Into<String>, upstream: impl Into<String>) -> Self {
+        HttpRouteConfig {
+            name: name.into(),
+            upstream: upstream.into(),
+            headers: BTreeMap::new(),
+            action: None,
+            timeout_ms: default_http_timeout_ms(),
+            idle_timeout_ms: default_http_idle_timeout_ms(),
+            max_body_bytes: default_http_max_body_bytes(),
+            record_body_bytes: default_http_record_body_bytes(),
+            follow_redirects: false,
+            ca_file: None,
+            error_on_4xx: false,
+            default_intent: None,
+            record_request_headers: default_record_request_headers(),
+            record_response_headers: default_record_response_headers(),
+        }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = format!("http.routes[{i}] ({:?})", route.name);
+            let bad = |field: &str, why: String| {
+                Err(ConfigError::Invalid(format!("{at}: `{field}` {why}")))
+            };
+            let valid_name = !route.name.is_empty()
+                && route.name.len() <= 64
+                && route
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                return bad(
+                    "name",
+                    "must be 1 to 64 letters, digits, '-' or '_' (it is a URL path segment and part of every action)".into(),
+                );
+            }
+            if !names.insert(&route.name) {
+                return bad(
+                    "name",
+                    "is used by another route; names must be unique".into(),
+                );
+            }
+            if let Err(why) = crate::http_proxy::route::parse_upstream(&route.upstream) {
+                return bad("upstream", why);
+            }
+            if let Some(path) = &route.ca_file {
+                if let Err(e) = std::fs::metadata(path) {
+                    return bad("ca_file", format!("{}: {e}", path.display()));
+                }
+            }
+            for (name, value) in &route.headers {
+                if let Err(why) = crate::http_proxy::route::check_added_header(name, value) {
+                    return bad("headers", why);
+                }
+            }
+            for (field, list) in [
+                ("record_request_headers", &route.record_request_headers),
+                ("record_response_headers", &route.record_response_headers),
+            ] {
+                for name in list {
+                    if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        return bad(field, format!("has {name:?}, which is not a header name"));
+                    }
+                }
+            }
+            if let Some(action) = &route.action {
+                if let Err(why) = crate::http_proxy::route::ActionNamer::new(&route.name, action) {
+                    return bad("action", why);
+                }
+            }
+            if !(1..=3_600_000).contains(&route.timeout_ms) {
+                return bad(
+                    "timeout_ms",
+                    format!("= {} is out of range; use 1 to 3600000", route.timeout_ms),
+                );
+            }
+            if !(1..=86_400_000).contains(&route.idle_timeout_ms) {
+                return bad(
+                    "idle_timeout_ms",
+                    format!(
+                        "= {} is out of range; use 1 to 86400000",
+                        route.idle_timeout_ms
+                    ),
+                );
+            }
+            if !(1..=1024 * 1024 * 1024).contains(&route.max_body_bytes) {
+                return bad(
+                    "max_body_bytes",
+                    format!(
+                        "= {} is out of range; use 1 to 1073741824",
+                        route.max_body_bytes
+                    ),
+                );
+            }
+            if route.record_body_bytes > 16 * 1024 * 1024 {
+                return bad(
+                    "record_body_bytes",
+                    format!(
+                        "= {} is out of range; use 0 to 16777216",
+                        route.record_body_bytes
+                    ),
+                );
+            }
+            if route
+                .default_intent
+                .as_ref()
+                .is_some_and(|i| i.trim().is_empty())
+            {
+                return bad(
+                    "default_intent",
+                    "must not be blank; leave it out instead".into(),
+                );
+            }
+        }
+        for host in &self.allowed_hosts {
+            if host.trim().is_empty() || host.contains(['/', ' ']) {
+                return Err(ConfigError::Invalid(format!(
+                    "http.allowed_hosts: {host:?} is not a host name; write names such as \"gateway.internal\" (no scheme, path or port)"
                 )));
             }
         }

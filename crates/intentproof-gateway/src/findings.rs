@@ -8,8 +8,9 @@
 //! plans are shown as open, never as failed. A closed plan's events are
 //! classified by `intentproof_policy::verification::classify_plan` into
 //! **incomplete intent**, **failed step** and **unplanned call** flags.
-//! Gateway-recorded calls (actions `mcp.*`) in a correlation that never
-//! declared a plan are unplanned calls too.
+//! Gateway-recorded calls (actions `mcp.*`, and `http.*` from the HTTP API
+//! proxy) in a correlation that never declared a plan are unplanned calls
+//! too.
 //!
 //! Nothing here is stored separately: findings are a pure function of the
 //! journal (and the clock, for idle timeouts), so they can never disagree
@@ -98,7 +99,8 @@ pub(crate) fn flow_event(stored: &StoredEvent) -> FlowEvent {
 }
 
 /// The plan a declaration event declares. Steps naming a bare tool become
-/// `mcp.<server>.<tool>` actions.
+/// `mcp.<server>.<tool>` actions; steps naming a full `mcp.` or `http.`
+/// action keep it (a plan may span MCP servers and HTTP APIs).
 pub(crate) fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
     let event = &stored.event;
     if event.get("status").and_then(Value::as_str) != Some("ok") {
@@ -116,7 +118,9 @@ pub(crate) fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
         .filter_map(|step| {
             let tool = step.get("tool").or_else(|| step.get("action"))?.as_str()?;
             let action = match server {
-                Some(server) if !tool.starts_with("mcp.") => format!("mcp.{server}.{tool}"),
+                Some(server) if !tool.starts_with("mcp.") && !tool.starts_with("http.") => {
+                    format!("mcp.{server}.{tool}")
+                }
                 _ => tool.to_owned(),
             };
             Some(PlanStep {
@@ -270,7 +274,11 @@ pub fn plans_and_findings(
     }
     // Gateway calls in correlations that never declared a plan.
     let mut unplanned: BTreeMap<String, Vec<IndexEntry>> = BTreeMap::new();
-    for entry in store.entries_with_action_prefix("mcp.")? {
+    let gateway_calls = store
+        .entries_with_action_prefix("mcp.")?
+        .into_iter()
+        .chain(store.entries_with_action_prefix("http.")?);
+    for entry in gateway_calls {
         if !planned.contains(&entry.meta.correlation_id) {
             unplanned
                 .entry(entry.meta.correlation_id.clone())

@@ -10,6 +10,7 @@
 //! - queries: `/v1/events`, `/v1/events/{id}`, `/v1/chains`,
 //!   `/v1/chains/{id}`, `/v1/checkpoint`, `/metrics` (bearer token);
 //! - admin: `POST /v1/keys` (trust an instance's public key);
+//! - the HTTP API proxy: `/proxy/<route>/...` ([`http_proxy`]);
 //! - `/healthz`.
 //!
 //! Writes go through one group-commit writer thread ([`writer`]) so every
@@ -28,6 +29,7 @@ pub mod config;
 pub mod datadir;
 pub mod export;
 pub mod findings;
+pub mod http_proxy;
 pub mod ingest;
 pub mod mcp;
 pub mod metrics;

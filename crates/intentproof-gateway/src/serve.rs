@@ -251,6 +251,7 @@ async fn serve_with(
         max_body_bytes: config.max_body_bytes,
         daemon_key,
         mcp: std::sync::OnceLock::new(),
+        http: std::sync::OnceLock::new(),
         plan_idle_timeout: Duration::from_secs(config.plan_idle_timeout_secs),
         policies: Arc::new(load_policies(&config.verification_policies)?),
     });
@@ -261,11 +262,39 @@ async fn serve_with(
                 api::record_own_event(&state, &event);
             }
         });
-        let gateway = Arc::new(crate::mcp::http::McpHttp::new(&config.mcp, sink));
+        let gateway = Arc::new(
+            crate::mcp::http::McpHttp::new(&config.mcp, sink).map_err(ServeError::Other)?,
+        );
         let _ = state.mcp.set(gateway);
         tracing::info!(
             servers = config.mcp.servers.len(),
             "MCP gateway: /mcp/<name>"
+        );
+    }
+
+    if !config.http.routes.is_empty() {
+        let weak = Arc::downgrade(&state);
+        let sink: crate::mcp::http::EventSink = Arc::new(move |event| {
+            if let Some(state) = weak.upgrade() {
+                api::record_own_event(&state, &event);
+            }
+        });
+        let proxy = crate::http_proxy::HttpProxy::new(
+            &config.http,
+            crate::http_proxy::ProxyDeps {
+                sink,
+                store: Arc::clone(&store),
+                plan_idle_timeout: state.plan_idle_timeout,
+                token: state.token.clone(),
+                token_path: data_dir.token_path(),
+                listen: config.listen,
+            },
+        )
+        .map_err(ServeError::Other)?;
+        let _ = state.http.set(Arc::new(proxy));
+        tracing::info!(
+            routes = config.http.routes.len(),
+            "HTTP API proxy: /proxy/<name>/..."
         );
     }
 

@@ -39,22 +39,43 @@ impl Drop for Stopped {
 /// Starts `intentproof serve` on `dir` (127.0.0.1:0) and waits until it
 /// listens.
 pub fn start_daemon(dir: &Path) -> Stopped {
+    start_daemon_with(dir, &[], &[])
+}
+
+/// [`start_daemon`] with extra `serve` arguments (e.g. `--config FILE`) and
+/// environment, run from the workspace root so relative paths in a config
+/// resolve there.
+pub fn start_daemon_with(dir: &Path, extra: &[&str], env: &[(&str, String)]) -> Stopped {
     let _ = std::fs::remove_file(dir.join("daemon.json"));
-    let daemon = Stopped(
+    std::fs::create_dir_all(dir).unwrap();
+    let log = dir.join("serve.log");
+    let mut daemon = Stopped(
         Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(workspace_root())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while !dir.join("daemon.json").exists() {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the daemon exited with {status}: {stderr}");
+        }
         assert!(Instant::now() < deadline, "the daemon did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     daemon
+}
+
+/// The workspace root (where `examples/` and `policies/` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A path from the environment that `./scripts/test` sets; fails loudly

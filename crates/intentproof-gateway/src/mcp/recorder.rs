@@ -106,7 +106,7 @@ fn text_attr(value: impl Into<String>) -> AttributeValue {
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
-fn trace_id(traceparent: &str) -> Option<String> {
+pub(crate) fn trace_id(traceparent: &str) -> Option<String> {
     let parts: Vec<&str> = traceparent.trim().split('-').collect();
     match parts.as_slice() {
         [_, trace, span, _]

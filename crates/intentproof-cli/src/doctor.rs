@@ -1,0 +1,487 @@
+//! `intentproof doctor` (is this installation healthy, and if not, what to
+//! do), `intentproof health` (the container health check) and
+//! `intentproof completions` / `intentproof man` (generated from the clap
+//! definitions, so they never drift from the real flags).
+//!
+//! The doctor only reads: it never repairs, creates or chmods anything, so
+//! it is safe to run against a live data dir. Each finding is one line:
+//! `✓` fine, `!` worth knowing, `✗` broken, followed by the fix.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use intentproof_gateway::Config;
+use intentproof_gateway::config::DEFAULT_PORT;
+use intentproof_gateway::datadir::DataDir;
+use serde_json::{Value, json};
+
+use crate::daemon::data_dir_or_default;
+
+/// `intentproof doctor` flags.
+#[derive(Args, Debug)]
+pub struct DoctorArgs {
+    /// Data directory [default: $INTENTPROOF_DATA_DIR or ~/.intentproof]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Gateway config file to check [default: $INTENTPROOF_CONFIG, if set]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Daemon URL [default: $INTENTPROOF_SERVER, else the one in daemon.json, else
+    /// http://127.0.0.1:9787]
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `intentproof health` flags.
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// Daemon URL [default: $INTENTPROOF_SERVER, else http://127.0.0.1:9787]
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
+}
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One line of the doctor's report.
+#[derive(Debug)]
+struct Check {
+    outcome: Outcome,
+    what: &'static str,
+    detail: String,
+    fix: Option<String>,
+}
+
+#[derive(Default)]
+struct Report {
+    checks: Vec<Check>,
+}
+
+impl Report {
+    fn ok(&mut self, what: &'static str, detail: impl Into<String>) {
+        self.push(Outcome::Ok, what, detail.into(), None);
+    }
+    fn warn(&mut self, what: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.push(Outcome::Warn, what, detail.into(), Some(fix.into()));
+    }
+    fn fail(&mut self, what: &'static str, detail: impl Into<String>, fix: impl Into<String>) {
+        self.push(Outcome::Fail, what, detail.into(), Some(fix.into()));
+    }
+    fn push(&mut self, outcome: Outcome, what: &'static str, detail: String, fix: Option<String>) {
+        self.checks.push(Check {
+            outcome,
+            what,
+            detail,
+            fix,
+        });
+    }
+}
+
+/// Mode bits of `path`, or `None` when it does not exist.
+fn mode(path: &Path) -> Option<u32> {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+/// A secret file must exist and be readable by its owner only.
+fn check_private_file(report: &mut Report, what: &'static str, path: &Path, how_to_create: &str) {
+    match mode(path) {
+        None => report.fail(
+            what,
+            format!("{} is missing", path.display()),
+            how_to_create.to_owned(),
+        ),
+        Some(m) if m & 0o077 != 0 => report.fail(
+            what,
+            format!(
+                "{} is mode {m:04o}: others can read a secret",
+                path.display()
+            ),
+            format!("chmod 600 {}", path.display()),
+        ),
+        Some(m) => report.ok(what, format!("{} (mode {m:04o})", path.display())),
+    }
+}
+
+fn check_config(report: &mut Report, path: &Path) {
+    let config = match Config::from_file(path) {
+        Ok(config) => config,
+        Err(e) => {
+            report.fail(
+                "config",
+                e.to_string(),
+                "fix the named field; the README's Configuration section lists every setting",
+            );
+            return;
+        }
+    };
+    report.ok(
+        "config",
+        format!(
+            "{} parses: listen {}, {} MCP server(s), {} exporter(s)",
+            path.display(),
+            config.listen,
+            config.mcp.servers.len(),
+            config.exporters.len()
+        ),
+    );
+    if !config.listen.ip().is_loopback() && config.ingest_token.is_none() {
+        report.fail(
+            "config",
+            format!(
+                "listen {} is not loopback and no ingest_token is set: anyone who can reach it could write events",
+                config.listen
+            ),
+            "set ingest_token (or INTENTPROOF_INGEST_TOKEN), or listen on 127.0.0.1",
+        );
+    }
+    if let Some(policy) = &config.redaction_policy {
+        match std::fs::read_to_string(policy)
+            .map_err(|e| e.to_string())
+            .and_then(|text| {
+                intentproof_policy::redact::RedactionPolicy::from_yaml(&text)
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(_) => report.ok("redaction policy", policy.display().to_string()),
+            Err(e) => report.fail(
+                "redaction policy",
+                format!("{}: {e}", policy.display()),
+                "fix the policy (format: policies/redaction/README.md)",
+            ),
+        }
+    }
+    for policy in &config.verification_policies {
+        match std::fs::read(policy)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                intentproof_policy::verification::Policy::parse(
+                    &bytes,
+                    intentproof_policy::verification::PolicyFormat::Detect,
+                )
+                .map_err(|e| e.to_string())
+            }) {
+            Ok(_) => report.ok("verification policy", policy.display().to_string()),
+            Err(e) => report.fail(
+                "verification policy",
+                format!("{}: {e}", policy.display()),
+                format!("run `intentproof policy lint {}`", policy.display()),
+            ),
+        }
+    }
+}
+
+/// GETs `url` with an optional bearer token; `Ok((status, body))`.
+fn http_get(url: &str, token: Option<&str>, timeout: Duration) -> Result<(u16, Value)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("cannot build an HTTP client")?;
+        let mut request = client.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| anyhow::Error::new(e.without_url()))?;
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    })
+}
+
+fn check_daemon(report: &mut Report, dir: &DataDir, server: Option<String>) -> bool {
+    let recorded = dir.daemon_url();
+    let base = server
+        .or_else(|| {
+            std::env::var("INTENTPROOF_SERVER")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .or_else(|| recorded.clone())
+        .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+    let base = base.trim_end_matches('/');
+    match http_get(&format!("{base}/healthz"), None, Duration::from_secs(3)) {
+        Ok((200, body)) => {
+            report.ok(
+                "daemon",
+                format!(
+                    "answers at {base} (instance {})",
+                    body["instance_id"].as_str().unwrap_or("?")
+                ),
+            );
+            let token = dir.token().ok();
+            match http_get(
+                &format!("{base}/v1/checkpoint"),
+                token.as_deref(),
+                Duration::from_secs(3),
+            ) {
+                Ok((200, _)) => report.ok("api access", "the daemon accepts this data dir's token"),
+                Ok((status, _)) => report.fail(
+                    "api access",
+                    format!("the daemon at {base} refused this data dir's token ({status})"),
+                    "pass the --data-dir the daemon was started with",
+                ),
+                Err(e) => report.fail("api access", format!("{e:#}"), "check the daemon's log"),
+            }
+            true
+        }
+        Ok((status, _)) => {
+            report.fail(
+                "daemon",
+                format!("{base}/healthz answered {status}"),
+                "is something else listening there? check --server",
+            );
+            false
+        }
+        Err(e) => {
+            let stale = if recorded.is_some() {
+                " (daemon.json is left from a daemon that is gone)"
+            } else {
+                ""
+            };
+            report.warn(
+                "daemon",
+                format!("nothing answers at {base}: {e:#}{stale}"),
+                format!(
+                    "start it: intentproof serve --data-dir {}",
+                    dir.path().display()
+                ),
+            );
+            false
+        }
+    }
+}
+
+fn check_store(report: &mut Report, dir: &DataDir, daemon_running: bool) {
+    if !dir.path().join("journal").exists() {
+        report.warn(
+            "store",
+            "no journal yet (no event was ever stored here)",
+            "record something: intentproof demo, or point an agent at intentproof mcp",
+        );
+        return;
+    }
+    if daemon_running {
+        report.ok(
+            "store",
+            "in use by the running daemon; stop it and run `intentproof store verify` for a full replay",
+        );
+        return;
+    }
+    let ring = match dir.key_ring() {
+        Ok(ring) => ring,
+        Err(e) => {
+            report.fail(
+                "store",
+                e.to_string(),
+                "check trusted-keys/ in the data dir",
+            );
+            return;
+        }
+    };
+    match intentproof_store::verify(dir.path(), &|i| ring.get(i), ring.daemon()) {
+        Ok(r) => report.ok(
+            "store",
+            format!(
+                "{} records replayed: chains linked, {} signatures verified, Merkle root {}",
+                r.records,
+                r.signatures_verified,
+                match r.checkpoint_size {
+                    Some(size) => format!("matches the signed checkpoint of {size}"),
+                    None => "not yet checkpointed".to_owned(),
+                }
+            ),
+        ),
+        Err(problem) => report.fail(
+            "store",
+            problem,
+            "keep a copy of the data dir for review; `intentproof store rebuild` recreates the index from the journal",
+        ),
+    }
+}
+
+fn check_spool(report: &mut Report, dir: &DataDir) {
+    let spool = dir.path().join("spool");
+    let waiting = std::fs::read_dir(&spool)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().is_file())
+                .count()
+        })
+        .unwrap_or(0);
+    if waiting > 0 {
+        report.warn(
+            "spool",
+            format!(
+                "{waiting} spool file(s) wait for the daemon in {}",
+                spool.display()
+            ),
+            "start the daemon; the gateway drains the spool when it answers",
+        );
+    } else {
+        report.ok("spool", "empty");
+    }
+}
+
+/// Runs every check and prints them; exit 1 when any failed.
+pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
+    let dir = DataDir::new(data_dir_or_default(args.data_dir)?);
+    let mut report = Report::default();
+    match mode(dir.path()) {
+        None => {
+            report.fail(
+                "data dir",
+                format!("{} does not exist", dir.path().display()),
+                format!(
+                    "intentproof serve --data-dir {} creates it (or pass the right --data-dir)",
+                    dir.path().display()
+                ),
+            );
+        }
+        Some(m) => {
+            if m & 0o077 != 0 {
+                report.warn(
+                    "data dir",
+                    format!("{} is mode {m:04o}", dir.path().display()),
+                    format!("chmod 700 {}", dir.path().display()),
+                );
+            } else {
+                report.ok(
+                    "data dir",
+                    format!("{} (mode {m:04o})", dir.path().display()),
+                );
+            }
+            let key_path = dir.path().join(intentproof_core::keys::KEY_FILE_NAME);
+            check_private_file(
+                &mut report,
+                "instance key",
+                &key_path,
+                "intentproof keys new (or start the daemon once)",
+            );
+            if key_path.exists() {
+                match intentproof_core::keys::InstanceKey::load_from(dir.path()) {
+                    Ok(key) => report.ok("instance key", format!("loads: key id {}", key.key_id())),
+                    Err(e) => report.fail(
+                        "instance key",
+                        e.to_string(),
+                        "restore instance_key.json from backup; a new key starts new chains",
+                    ),
+                }
+            }
+            check_private_file(
+                &mut report,
+                "token",
+                &dir.token_path(),
+                "start the daemon once: it writes the token",
+            );
+            let daemon_running = check_daemon(&mut report, &dir, args.server);
+            check_store(&mut report, &dir, daemon_running);
+            check_spool(&mut report, &dir);
+        }
+    }
+    let config = args
+        .config
+        .or_else(|| std::env::var_os("INTENTPROOF_CONFIG").map(PathBuf::from));
+    match config {
+        Some(path) => check_config(&mut report, &path),
+        None => report.ok(
+            "config",
+            "none given: built-in defaults (loopback, port 9787)",
+        ),
+    }
+
+    let failed = report.checks.iter().any(|c| c.outcome == Outcome::Fail);
+    if args.json {
+        let checks: Vec<Value> = report
+            .checks
+            .iter()
+            .map(|c| {
+                json!({
+                    "check": c.what,
+                    "outcome": match c.outcome { Outcome::Ok => "ok", Outcome::Warn => "warn", Outcome::Fail => "fail" },
+                    "detail": c.detail,
+                    "fix": c.fix,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"healthy": !failed, "checks": checks}))?
+        );
+    } else {
+        for c in &report.checks {
+            let mark = match c.outcome {
+                Outcome::Ok => "✓",
+                Outcome::Warn => "!",
+                Outcome::Fail => "✗",
+            };
+            println!("{mark} {:<19} {}", c.what, c.detail);
+            if let Some(fix) = &c.fix {
+                println!("  {:<19} fix: {fix}", "");
+            }
+        }
+        println!(
+            "{}",
+            if failed {
+                "something is broken: see the ✗ lines"
+            } else {
+                "healthy"
+            }
+        );
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Exit 0 when the daemon answers `/healthz` with status ok, 1 otherwise.
+pub fn health(args: HealthArgs) -> Result<ExitCode> {
+    let base = args
+        .server
+        .or_else(|| {
+            std::env::var("INTENTPROOF_SERVER")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+    let url = format!("{}/healthz", base.trim_end_matches('/'));
+    match http_get(&url, None, Duration::from_secs(args.timeout_secs.max(1))) {
+        Ok((200, body)) if body["status"] == "ok" => {
+            println!("ok: {url}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok((status, _)) => {
+            eprintln!("unhealthy: {url} answered {status}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

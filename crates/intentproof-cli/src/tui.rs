@@ -1,0 +1,80 @@
+//! `intentproof tui`: the terminal UI (the `intentproof-tui` crate) on the
+//! daemon of a data dir, or on its store when no daemon answers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use intentproof_gateway::config::DEFAULT_PORT;
+use intentproof_gateway::datadir::DataDir;
+use intentproof_tui::{HttpSource, LocalSource, Source};
+
+use crate::daemon::data_dir_or_default;
+
+/// `intentproof tui` flags.
+#[derive(Args, Debug)]
+pub struct TuiArgs {
+    /// Data directory (token, daemon address, store) [default: $INTENTPROOF_DATA_DIR or
+    /// ~/.intentproof]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Daemon URL [default: $INTENTPROOF_SERVER, else the address the daemon on this data dir
+    /// recorded, else http://127.0.0.1:9787]
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Open the store directly even if a daemon answers (it must not hold the store).
+    #[arg(long)]
+    pub local: bool,
+    /// Where `e` writes proof bundles.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub export_dir: PathBuf,
+    /// How often new events and flags are fetched, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub poll_ms: u64,
+}
+
+/// Picks the source (daemon if one answers, else the store) and runs the UI.
+pub fn run(args: TuiArgs) -> Result<()> {
+    let dir = DataDir::new(data_dir_or_default(args.data_dir)?);
+    let explicit = args.server.clone().or_else(|| {
+        std::env::var("INTENTPROOF_SERVER")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let base = explicit
+        .clone()
+        .or_else(|| dir.daemon_url())
+        .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+    let source: Box<dyn Source> = if !args.local && HttpSource::probe(&base, Duration::from_secs(2))
+    {
+        let token = dir.token().with_context(|| {
+                format!(
+                    "a daemon answers at {base}, but there is no token in {}; pass the daemon's --data-dir",
+                    dir.path().display()
+                )
+            })?;
+        let daemon_key = dir.key_ring().ok().and_then(|ring| ring.daemon().copied());
+        Box::new(HttpSource::new(&base, token, daemon_key)?)
+    } else if explicit.is_some() && !args.local {
+        bail!(
+            "no daemon answers at {base}: start `intentproof serve`, or drop --server to open the store of the data dir"
+        );
+    } else {
+        Box::new(LocalSource::open(dir.path())?)
+    };
+    if !args.export_dir.is_dir() {
+        bail!(
+            "--export-dir {} is not a directory",
+            args.export_dir.display()
+        );
+    }
+    intentproof_tui::run(
+        source,
+        intentproof_tui::Options {
+            export_dir: args.export_dir,
+            poll_every: Duration::from_millis(args.poll_ms.max(100)),
+        },
+    )
+    .context("the terminal UI failed (is this a terminal?)")
+}

@@ -1,0 +1,165 @@
+//! Every file under `examples/` is valid: the gateway config starts a real
+//! daemon (its policies load, its MCP server answers), the client configs
+//! point at `intentproof mcp` or the daemon's `/mcp/<name>`, and the
+//! policies pass `intentproof policy lint` or load as redaction policies.
+//! A file of a kind this test does not know fails it, so nothing is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{BIN, start_daemon_with, workspace_root};
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// The `intentproof` arguments of a stdio server entry must parse as `intentproof mcp`.
+fn check_stdio_entry(file: &Path, name: &str, server: &Value) {
+    assert_eq!(
+        server["command"],
+        "intentproof",
+        "{}: {name}",
+        file.display()
+    );
+    let args: Vec<&str> = server["args"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}: {name} has no args", file.display()))
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "mcp", "{}: {name}", file.display());
+    let dash = args.iter().position(|a| *a == "--");
+    assert!(
+        dash.is_some_and(|i| i + 1 < args.len()),
+        "{}: {name}: `intentproof mcp [flags] -- <server command>`",
+        file.display()
+    );
+}
+
+fn check_client_config(file: &Path) {
+    let config: Value = serde_json::from_slice(&std::fs::read(file).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    // VS Code calls the map `servers`; the others `mcpServers`.
+    let servers = config
+        .get("mcpServers")
+        .or_else(|| config.get("servers"))
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("{}: no mcpServers/servers map", file.display()));
+    assert!(!servers.is_empty());
+    for (name, server) in servers {
+        match server.get("url").and_then(Value::as_str) {
+            Some(url) => assert!(
+                url.starts_with("http://127.0.0.1:9787/mcp/"),
+                "{}: {name}: {url}",
+                file.display()
+            ),
+            None => check_stdio_entry(file, name, server),
+        }
+    }
+}
+
+#[test]
+fn every_example_file_is_valid() {
+    let root = workspace_root();
+    let mut all = Vec::new();
+    files(&root.join("examples"), &mut all);
+    all.sort();
+    assert!(all.len() >= 8, "examples/ lost files: {all:?}");
+    for file in &all {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let parent = file
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy();
+        match (parent.as_ref(), file.extension().and_then(|e| e.to_str())) {
+            (_, Some("md")) => {}
+            ("examples", Some("toml")) => {
+                intentproof_gateway::Config::from_file(file).unwrap_or_else(|e| panic!("{e}"));
+            }
+            ("clients", Some("json")) => check_client_config(file),
+            ("policies", Some("yaml")) if name.starts_with("redaction") => {
+                let text = std::fs::read_to_string(file).unwrap();
+                intentproof_policy::redact::RedactionPolicy::from_yaml(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            }
+            ("policies", Some("yaml")) => {
+                let out = Command::new(BIN)
+                    .args(["policy", "lint"])
+                    .arg(file)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}: {}{}",
+                    file.display(),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            _ => panic!(
+                "{}: no check for this kind of example; add one to tests/examples.rs",
+                file.display()
+            ),
+        }
+    }
+}
+
+/// The example gateway config runs as written (only the listen address and
+/// data dir are overridden): its policies load, and its `payments` MCP
+/// server answers at `/mcp/payments` with the plan tool added.
+#[test]
+fn the_example_gateway_config_starts_a_daemon_that_serves_its_mcp_server() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    // The config starts `intentproof demo-server`: put the binary under test first on PATH.
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _daemon = start_daemon_with(
+        dir,
+        &["--config", "examples/gateway.toml"],
+        &[("PATH", path)],
+    );
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("daemon.json")).unwrap()).unwrap();
+    let url = format!("http://{}/mcp/payments", info["listen"].as_str().unwrap());
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "examples-test", "version": "1"}}});
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        body.contains("\"name\":\"intentproof-demo-payments\""),
+        "{url}: {body}"
+    );
+}

@@ -1,0 +1,274 @@
+//! The terminal UI end to end, driven in a real terminal (tmux): a real
+//! MCP session through the stdio gateway declares a two-step plan and
+//! skips one step; the plan is closed; then `intentproof tui` finds the
+//! chain by searching its correlation id, opens it, shows the missing step
+//! flagged, exports the proof bundle with `e`, and the bundle verifies.
+//!
+//! tmux is required: the test fails (it does not skip) when it is missing.
+//! Each test uses its own tmux server (`-L <unique socket>`), killed at
+//! the end even when the test fails.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+mod common;
+
+use common::{BIN, cli_json, start_daemon, start_gateway};
+
+/// A private tmux server, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str, width: u16, height: u16) -> Tmux {
+        let version = Command::new("tmux").arg("-V").output();
+        match version {
+            Ok(out) if out.status.success() => {}
+            other => panic!(
+                "tmux is required for this test and was not found or does not run ({other:?}): install it (Debian/Ubuntu: apt-get install tmux)"
+            ),
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let tmux = Tmux {
+            socket: format!("intentproof-tui-e2e-{}-{nanos}", std::process::id()),
+        };
+        let out = tmux.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-u")
+            .args(["-L", &self.socket])
+            .args(args)
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "tui"];
+        args.extend_from_slice(keys);
+        let out = self.run(&args);
+        assert!(out.status.success(), "send-keys {keys:?} failed");
+    }
+
+    fn literal(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", "tui", "-l", text]);
+        assert!(out.status.success(), "send-keys -l {text:?} failed");
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "tui"]).stdout).into_owned()
+    }
+
+    /// Waits until the screen satisfies `ok`; fails with the last screen.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the screen shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.run(&["has-session", "-t", "tui"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// A real MCP session: plan refund + receipt email, call refund and an
+/// unplanned lookup, then close the plan. Returns the correlation id.
+fn record_a_session_with_a_missing_step(dir: &Path) -> String {
+    let (mut gateway, mut agent) = start_gateway(dir, "payments", &[]);
+    agent.request(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "tui-e2e-agent", "version": "1"}}),
+    );
+    let declared = agent.call(
+        2,
+        "intentproof_declare_plan",
+        json!({
+            "intent": "refund order ORD-1042 and email the receipt",
+            "steps": [
+                {"tool": "refund_payment", "purpose": "Refund the customer's card"},
+                {"tool": "send_receipt_email", "purpose": "Email the customer the refund receipt"}
+            ]
+        }),
+    );
+    let plan_id = declared["result"]["structuredContent"]["plan_id"]
+        .as_str()
+        .expect("the plan tool answers with a plan id")
+        .to_owned();
+    let refund = agent.call(
+        3,
+        "refund_payment",
+        json!({"order_id": "ORD-1042", "amount_cents": 4999, "card_number": "4242 4242 4242 4242"}),
+    );
+    assert_eq!(refund["result"]["structuredContent"]["status"], "succeeded");
+    agent.call(4, "lookup_order", json!({"order_id": "ORD-1042"}));
+    drop(agent);
+    assert!(gateway.0.wait().unwrap().success());
+    let closed = Command::new(BIN)
+        .args(["plans", "--close", &plan_id, "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        closed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
+    let plans = cli_json(&["plans"], dir);
+    plans["plans"][0]["correlation_id"]
+        .as_str()
+        .expect("the plan has a correlation id")
+        .to_owned()
+}
+
+#[test]
+fn find_open_see_the_missing_step_export_and_verify() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let exports = temp.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    let _daemon = start_daemon(&dir);
+    let correlation = record_a_session_with_a_missing_step(&dir);
+    // A second chain, so the search has something to leave out.
+    let (mut other, mut agent) = start_gateway(&dir, "payments", &[]);
+    agent.request(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "other-agent", "version": "1"}}),
+    );
+    agent.call(2, "lookup_order", json!({"order_id": "ORD-7731"}));
+    drop(agent);
+    assert!(other.0.wait().unwrap().success());
+
+    let command = format!(
+        "{BIN} tui --data-dir '{}' --export-dir '{}' --poll-ms 300",
+        dir.display(),
+        exports.display()
+    );
+    let tmux = Tmux::start(&command, 80, 24);
+    tmux.wait_for("the chains view with both chains", |s| {
+        s.contains("1 Chains 2/2") && s.contains("2 Findings")
+    });
+
+    // Search by correlation id.
+    tmux.keys(&["/"]);
+    tmux.literal(&correlation);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the search to leave one chain", |s| {
+        s.contains("1 Chains 1/2")
+    });
+    assert!(screen.contains("! IU"), "the chain is flagged:\n{screen}");
+
+    // Open it: the missing step is flagged next to the plan.
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the chain detail", |s| {
+        s.contains(&format!("Chain {correlation}")) && s.contains("Timeline")
+    });
+    let missing = screen
+        .lines()
+        .find(|l| l.contains("send_receipt_email"))
+        .unwrap_or_else(|| panic!("no send_receipt_email step:\n{screen}"));
+    assert!(missing.contains("! missing"), "{missing}\n{screen}");
+    let done = screen
+        .lines()
+        .find(|l| l.contains("refund_payment") && l.contains('│'))
+        .unwrap_or_else(|| panic!("no refund_payment step:\n{screen}"));
+    assert!(done.contains("✓ done"), "{done}\n{screen}");
+    assert!(
+        screen.contains("! flags: incomplete intent, unplanned call"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("agent tui-e2e-agent"),
+        "the chain names its agent:\n{screen}"
+    );
+
+    // Export the bundle with `e`.
+    tmux.keys(&["e"]);
+    tmux.wait_for("the export to finish", |s| s.contains("✓ exported"));
+    let bundle = exports.join(format!(
+        "{}.proof.tar.zst",
+        correlation.replace(
+            |c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "_"
+        )
+    ));
+    assert!(bundle.is_file(), "no bundle at {}", bundle.display());
+    let verified = Command::new(BIN)
+        .arg("verify")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "the exported bundle does not verify:\n{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("✓ pass"));
+
+    // `v` verifies the chain in place.
+    tmux.keys(&["v"]);
+    tmux.wait_for("the verification", |s| s.contains("bundle verify: ✓ pass"));
+
+    // An event opens with Enter and Esc goes back.
+    tmux.keys(&["j", "Enter"]);
+    let screen = tmux.wait_for("the event detail", |s| s.contains("signature  ✓ verified"));
+    assert!(
+        screen.contains("action     mcp.payments.refund_payment"),
+        "{screen}"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the chain again", |s| s.contains("Timeline"));
+
+    // q quits, and the pane (the process) ends.
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "the TUI did not exit on q");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,539 @@
+//! The pure parts of a route: its upstream base URL, the checks on the
+//! request path that keep every request on that upstream, header rules, and
+//! action naming. No I/O here; `config.rs` validates with the same
+//! functions the proxy runs, so a config that loads is a config that works.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use reqwest::Url;
+
+use crate::config::HttpAction;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the old `Proxy-Connection`
+/// and the proxy credentials): they describe one connection, never the
+/// request, and are never forwarded in either direction.
+pub(crate) const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Prefix of the gateway's own headers; none is ever forwarded.
+pub(crate) const OWN_HEADER_PREFIX: &str = "x-intentproof-";
+
+/// Whether `name` (lowercase, as `HeaderName` keeps it) is hop-by-hop in a
+/// message whose headers are `headers` (a `Connection` header can name more).
+pub(crate) fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    let name = name.as_str();
+    HOP_BY_HOP.contains(&name)
+        || headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|listed| listed.trim().eq_ignore_ascii_case(name))
+}
+
+/// A route's upstream base URL, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Upstream {
+    /// `scheme://host:port/base` without a trailing slash.
+    pub base: String,
+    /// The base path without a trailing slash (`""` for the root).
+    pub base_path: String,
+    scheme: String,
+    host: String,
+    port: Option<u16>,
+}
+
+/// Checks an upstream base URL from the config.
+pub(crate) fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    let url = Url::parse(text).map_err(|e| {
+        format!(
+            "{text:?} is not a URL ({e}); write a base URL such as \"http://127.0.0.1:8080/api\""
+        )
+    })?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "{text:?} has scheme {other:?}; it must start with http:// or https://"
+            ));
+        }
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{text:?} has no host"))?
+        .to_owned();
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{text:?} carries credentials in the URL; put them in `headers` (e.g. Authorization) instead"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{text:?} has a query or fragment; the base URL may only have a path"
+        ));
+    }
+    let base_path = url.path().trim_end_matches('/').to_owned();
+    let mut origin = url.clone();
+    origin.set_path("");
+    let base = format!("{}{}", origin.as_str().trim_end_matches('/'), base_path);
+    Ok(Upstream {
+        base,
+        base_path,
+        scheme: url.scheme().to_owned(),
+        host,
+        port: url.port_or_known_default(),
+    })
+}
+
+impl Upstream {
+    /// The upstream URL of a checked request path (`rest`, as received,
+    /// percent-encoding kept) and raw query. Checks again that the result
+    /// is on this upstream, under its base path.
+    pub(crate) fn url(&self, rest: &str, query: Option<&str>) -> Result<Url, String> {
+        let mut text = String::with_capacity(self.base.len() + rest.len() + 64);
+        text.push_str(&self.base);
+        text.push_str(rest);
+        if rest.is_empty() && self.base_path.is_empty() {
+            text.push('/');
+        }
+        if let Some(query) = query {
+            text.push('?');
+            text.push_str(query);
+        }
+        let url = Url::parse(&text).map_err(|e| format!("the upstream URL is invalid: {e}"))?;
+        let same_origin = url.scheme() == self.scheme
+            && url.host_str() == Some(self.host.as_str())
+            && url.port_or_known_default() == self.port
+            && url.username().is_empty()
+            && url.password().is_none();
+        let under_base = self.base_path.is_empty()
+            || url.path() == self.base_path
+            || url
+                .path()
+                .strip_prefix(self.base_path.as_str())
+                .is_some_and(|p| p.starts_with('/'));
+        if !same_origin || !under_base {
+            return Err("the path leaves the route's upstream".into());
+        }
+        Ok(url)
+    }
+
+    /// Whether a redirect target stays on this upstream, under its base.
+    pub(crate) fn contains(&self, url: &Url) -> bool {
+        url.scheme() == self.scheme
+            && url.host_str() == Some(self.host.as_str())
+            && url.port_or_known_default() == self.port
+            && (self.base_path.is_empty()
+                || url.path() == self.base_path
+                || url
+                    .path()
+                    .strip_prefix(self.base_path.as_str())
+                    .is_some_and(|p| p.starts_with('/')))
+    }
+}
+
+/// Checks one header the route adds upstream.
+pub(crate) fn check_added_header(
+    name: &str,
+    value: &str,
+) -> Result<(HeaderName, HeaderValue), String> {
+    let parsed = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a header name"))?;
+    let lower = parsed.as_str();
+    if HOP_BY_HOP.contains(&lower)
+        || matches!(lower, "host" | "content-length" | "expect")
+        || lower.starts_with(OWN_HEADER_PREFIX)
+    {
+        return Err(format!(
+            "{name:?} cannot be set: the proxy manages it (hop-by-hop, Host, Content-Length, Expect and X-IntentProof-* headers)"
+        ));
+    }
+    let value = HeaderValue::from_str(value).map_err(|_| {
+        format!("the value of {name:?} is not a valid header value (visible ASCII, no line breaks)")
+    })?;
+    Ok((parsed, value))
+}
+
+/// A request path after `/proxy/<name>`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TargetPath {
+    /// As received (percent-encoding kept): `""` or `/...`.
+    pub raw: String,
+    /// Its segments, percent-decoded.
+    pub segments: Vec<String>,
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn percent_decode(segment: &str) -> Option<Vec<u8>> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = hex_value(*bytes.get(i + 1)?)?;
+            let lo = hex_value(*bytes.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Checks the path after `/proxy/<name>`: no `.` or `..` segments (also
+/// percent-encoded), no empty segments (`//host` tricks) except a trailing
+/// slash, no encoded `/` or `\`, no backslashes, no control characters, no
+/// broken percent-encoding. Upstream servers disagree on all of these, so
+/// the proxy refuses them rather than guessing.
+pub(crate) fn check_path(rest: &str) -> Result<TargetPath, String> {
+    if rest.is_empty() {
+        return Ok(TargetPath {
+            raw: String::new(),
+            segments: Vec::new(),
+        });
+    }
+    let Some(inner) = rest.strip_prefix('/') else {
+        return Err("the path must continue with '/' after the route name".into());
+    };
+    let parts: Vec<&str> = inner.split('/').collect();
+    let last = parts.len() - 1;
+    let mut segments = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        if part.is_empty() {
+            if i == last {
+                segments.push(String::new());
+                continue;
+            }
+            return Err("empty path segments ('//') are refused".into());
+        }
+        if part.contains('\\') {
+            return Err("backslashes in the path are refused".into());
+        }
+        let decoded =
+            percent_decode(part).ok_or("the path has invalid percent-encoding".to_owned())?;
+        if decoded == b"." || decoded == b".." {
+            return Err("'.' and '..' path segments (also percent-encoded) are refused".into());
+        }
+        if decoded
+            .iter()
+            .any(|&b| b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f)
+        {
+            return Err(
+                "percent-encoded '/', '\\' and control characters in the path are refused".into(),
+            );
+        }
+        segments.push(String::from_utf8_lossy(&decoded).into_owned());
+    }
+    Ok(TargetPath {
+        raw: rest.to_owned(),
+        segments,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Literal(String),
+    Name,
+    Method,
+    Path,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+}
+
+/// A path template such as `/v1/refunds/{id}`: `{...}` matches one
+/// non-empty segment, other segments match themselves (after
+/// percent-decoding the request's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathTemplate {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl PathTemplate {
+    pub(crate) fn parse(text: &str) -> Result<PathTemplate, String> {
+        let Some(inner) = text.strip_prefix('/') else {
+            return Err(format!(
+                "path template {text:?} must start with '/', e.g. \"/v1/refunds/{{id}}\""
+            ));
+        };
+        let mut segments = Vec::new();
+        if !inner.is_empty() {
+            for part in inner.split('/') {
+                if part.is_empty() {
+                    return Err(format!("path template {text:?} has an empty segment"));
+                }
+                let param = part
+                    .strip_prefix('{')
+                    .and_then(|p| p.strip_suffix('}'))
+                    .filter(|p| {
+                        !p.is_empty()
+                            && p.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    });
+                match param {
+                    Some(_) => segments.push(Segment::Param),
+                    None if part.contains(['{', '}']) => {
+                        return Err(format!(
+                            "path template {text:?}: a placeholder must be a whole segment such as {{id}}"
+                        ));
+                    }
+                    None => segments.push(Segment::Literal(part.to_owned())),
+                }
+            }
+        }
+        Ok(PathTemplate {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    fn matches(&self, segments: &[String]) -> bool {
+        self.segments.len() == segments.len()
+            && self.segments.iter().zip(segments).all(|(t, s)| match t {
+                Segment::Param => !s.is_empty(),
+                Segment::Literal(l) => l == s,
+            })
+    }
+}
+
+/// Names a call's action from its method and path.
+#[derive(Debug, Clone)]
+pub(crate) enum ActionNamer {
+    Template(Vec<Piece>),
+    Paths(Vec<PathTemplate>),
+}
+
+/// The default action template.
+pub(crate) const DEFAULT_ACTION: &str = "http.{name}.{method}.{path}";
+
+impl ActionNamer {
+    pub(crate) fn new(_route: &str, action: &HttpAction) -> Result<ActionNamer, String> {
+        match action {
+            HttpAction::Template(text) => {
+                let mut pieces = Vec::new();
+                let mut rest = text.as_str();
+                while !rest.is_empty() {
+                    match rest.find(['{', '}']) {
+                        None => {
+                            pieces.push(Piece::Literal(rest.to_owned()));
+                            rest = "";
+                        }
+                        Some(at) if rest.as_bytes()[at] == b'}' => {
+                            return Err(format!("template {text:?} has an unmatched '}}'"));
+                        }
+                        Some(at) => {
+                            if at > 0 {
+                                pieces.push(Piece::Literal(rest[..at].to_owned()));
+                            }
+                            let close = rest[at..]
+                                .find('}')
+                                .ok_or_else(|| format!("template {text:?} has an unclosed '{{'"))?
+                                + at;
+                            pieces.push(match &rest[at + 1..close] {
+                                "name" => Piece::Name,
+                                "method" => Piece::Method,
+                                "path" => Piece::Path,
+                                other => {
+                                    return Err(format!(
+                                        "template {text:?} uses {{{other}}}; the placeholders are {{name}}, {{method}} and {{path}}"
+                                    ));
+                                }
+                            });
+                            rest = &rest[close + 1..];
+                        }
+                    }
+                }
+                if text.trim().is_empty() {
+                    return Err("the action template is empty".into());
+                }
+                Ok(ActionNamer::Template(pieces))
+            }
+            HttpAction::Paths(paths) => {
+                if paths.is_empty() {
+                    return Err(
+                        "the list of path templates is empty; leave `action` out for the default"
+                            .into(),
+                    );
+                }
+                paths
+                    .iter()
+                    .map(|p| PathTemplate::parse(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(ActionNamer::Paths)
+            }
+        }
+    }
+
+    /// The default: `http.<name>.<METHOD>.<path>`.
+    pub(crate) fn default_namer() -> ActionNamer {
+        match ActionNamer::new("", &HttpAction::Template(DEFAULT_ACTION.to_owned())) {
+            Ok(namer) => namer,
+            Err(_) => ActionNamer::Template(vec![Piece::Literal("http".into())]),
+        }
+    }
+
+    /// The action of a call, and the path template that matched (list form).
+    pub(crate) fn name(
+        &self,
+        route: &str,
+        method: &str,
+        path: &TargetPath,
+    ) -> (String, Option<String>) {
+        let shown_path = if path.raw.is_empty() { "/" } else { &path.raw };
+        match self {
+            ActionNamer::Template(pieces) => {
+                let mut out = String::new();
+                for piece in pieces {
+                    match piece {
+                        Piece::Literal(l) => out.push_str(l),
+                        Piece::Name => out.push_str(route),
+                        Piece::Method => out.push_str(method),
+                        Piece::Path => out.push_str(shown_path),
+                    }
+                }
+                (out, None)
+            }
+            ActionNamer::Paths(templates) => {
+                let matched = templates.iter().find(|t| t.matches(&path.segments));
+                let shown = matched.map_or(shown_path, |t| t.text.as_str());
+                (
+                    format!("http.{route}.{method}.{shown}"),
+                    matched.map(|t| t.text.clone()),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_leave_the_upstream_are_refused() {
+        for bad in [
+            "/../x",
+            "/a/..",
+            "/%2e%2e/x",
+            "/%2E./x",
+            "/.%2e",
+            "/./x",
+            "//evil.example/x",
+            "/a//b",
+            "/a%2fb",
+            "/a%2F..%2Fb",
+            "/a%5cb",
+            "/a\\b",
+            "/a%00",
+            "/a%zz",
+            "/a%2",
+            "x",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad} was accepted");
+        }
+        let ok = check_path("/v1/refunds/re%201/").unwrap();
+        assert_eq!(ok.segments, ["v1", "refunds", "re 1", ""]);
+        assert_eq!(check_path("").unwrap().segments, Vec::<String>::new());
+    }
+
+    #[test]
+    fn upstream_urls_stay_under_the_base() {
+        let up = parse_upstream("http://127.0.0.1:8080/api/").unwrap();
+        assert_eq!(up.base, "http://127.0.0.1:8080/api");
+        assert_eq!(
+            up.url("/v1/x", Some("a=1&b=%20")).unwrap().as_str(),
+            "http://127.0.0.1:8080/api/v1/x?a=1&b=%20"
+        );
+        assert_eq!(
+            up.url("", None).unwrap().as_str(),
+            "http://127.0.0.1:8080/api"
+        );
+        // Defence in depth: even if a path check were missed, the URL
+        // parser's own normalisation cannot take a request elsewhere.
+        assert!(up.url("/../other", None).is_err());
+        assert!(up.url("/%2e%2e/other", None).is_err());
+        assert!(up.url("@evil.example/x", None).is_err());
+        let root = parse_upstream("http://localhost:9000").unwrap();
+        assert_eq!(
+            root.url("", None).unwrap().as_str(),
+            "http://localhost:9000/"
+        );
+        assert!(parse_upstream("https://api.example").is_ok());
+        assert!(parse_upstream("ftp://api.example").is_err());
+        assert!(parse_upstream("ftp://api.example").is_err());
+        assert!(parse_upstream("http://user:pw@api.example").is_err());
+        assert!(parse_upstream("http://api.example/?q=1").is_err());
+    }
+
+    #[test]
+    fn actions_use_templates_so_ids_do_not_explode_the_action_space() {
+        let namer = ActionNamer::new(
+            "pay",
+            &HttpAction::Paths(vec!["/v1/refunds/{id}".into(), "/v1/refunds".into()]),
+        )
+        .unwrap();
+        let name = |p: &str| namer.name("pay", "GET", &check_path(p).unwrap());
+        assert_eq!(
+            name("/v1/refunds/re_1"),
+            (
+                "http.pay.GET./v1/refunds/{id}".into(),
+                Some("/v1/refunds/{id}".into())
+            )
+        );
+        assert_eq!(
+            name("/v1/refunds"),
+            (
+                "http.pay.GET./v1/refunds".into(),
+                Some("/v1/refunds".into())
+            )
+        );
+        assert_eq!(name("/v2/other"), ("http.pay.GET./v2/other".into(), None));
+        let template = ActionNamer::new(
+            "pay",
+            &HttpAction::Template("{name}:{method} {path}".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            template.name("pay", "POST", &check_path("/a").unwrap()).0,
+            "pay:POST /a"
+        );
+        assert_eq!(
+            ActionNamer::default_namer()
+                .name("pay", "GET", &check_path("").unwrap())
+                .0,
+            "http.pay.GET./"
+        );
+        for bad in ["http.{route}", "a}b", "a{name", ""] {
+            assert!(
+                ActionNamer::new("pay", &HttpAction::Template(bad.into())).is_err(),
+                "{bad}"
+            );
+        }
+        for bad in ["v1", "/v1//x", "/v1/re{id}", "/{}"] {
+            assert!(PathTemplate::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

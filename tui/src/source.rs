@@ -1,0 +1,668 @@
+//! Where the data comes from: the [`Source`] trait and its three
+//! implementations.
+//!
+//! - [`HttpSource`]: the daemon's query API (`/v1/chains`, `/v1/findings`,
+//!   `/v1/plans`, `/v1/events/{id}`, `POST /v1/bundles`), with the token
+//!   from the data dir;
+//! - [`LocalSource`]: the store itself, opened when no daemon answers. It
+//!   only reads (opening does let the index catch up with the journal, as
+//!   every open does); exporting needs the daemon, which signs checkpoints;
+//! - [`MemorySource`]: fixed data, for tests, demos and benchmarks.
+//!
+//! The UI never calls a source on its own thread: [`serve`] runs one
+//! [`Request`] and returns its [`Reply`], on a worker thread
+//! ([`crate::run`]) or, in tests, inline.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use ed25519_dalek::VerifyingKey;
+use intentproof_gateway::datadir::{DataDir, KeyRing};
+use intentproof_store::{ChainSummary, EventQuery, Store, StoreOptions, StoredEvent};
+use serde_json::{Value, json};
+
+use crate::model::{ChainDetail, ChainRow, EventDetail, Finding, PlanInfo, VerifyOutcome};
+
+/// Why a source could not answer. The text says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceError(pub String);
+
+impl SourceError {
+    fn new(message: impl Into<String>) -> SourceError {
+        SourceError(message.into())
+    }
+}
+
+/// One page of chains, most recent activity first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainsPage {
+    /// The rows of this page.
+    pub rows: Vec<ChainRow>,
+    /// How many chains there are in all.
+    pub total: usize,
+}
+
+/// What the TUI reads. Every call may block (network, disk); the UI calls
+/// it off its own thread.
+pub trait Source: Send {
+    /// Where the data comes from, for the status line.
+    fn label(&self) -> String;
+    /// Chains `offset..offset + limit`, most recent activity first.
+    fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError>;
+    /// Every open finding, newest first.
+    fn findings(&mut self) -> Result<Vec<Finding>, SourceError>;
+    /// One chain with its plans and events.
+    fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError>;
+    /// One event, whole, with its inclusion proof.
+    fn event(&mut self, event_id: &str) -> Result<EventDetail, SourceError>;
+    /// A proof bundle (`.proof.tar.zst` bytes) of one chain.
+    fn export(&mut self, correlation_id: &str) -> Result<Vec<u8>, SourceError>;
+    /// Verifies one chain.
+    fn verify(&mut self, correlation_id: &str) -> Result<VerifyOutcome, SourceError>;
+}
+
+/// Work for a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// A page of chains (the initial load, page by page).
+    Chains {
+        /// First row.
+        offset: usize,
+        /// Rows.
+        limit: usize,
+    },
+    /// The most recent chains, to merge (live updates).
+    Poll {
+        /// Rows.
+        limit: usize,
+    },
+    /// Every finding.
+    Findings,
+    /// One chain's detail.
+    Chain(String),
+    /// One event's detail.
+    Event(String),
+    /// Export a chain's bundle to a file.
+    Export {
+        /// The chain.
+        correlation_id: String,
+        /// Where to write it.
+        path: PathBuf,
+    },
+    /// Verify a chain.
+    Verify(String),
+}
+
+/// A source's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A page of the initial load.
+    Chains {
+        /// Its offset.
+        offset: usize,
+        /// The page, or why there is none.
+        page: Result<ChainsPage, SourceError>,
+    },
+    /// The most recent chains.
+    Polled(Result<ChainsPage, SourceError>),
+    /// Every finding.
+    Findings(Result<Vec<Finding>, SourceError>),
+    /// A chain's detail.
+    Chain(String, Result<ChainDetail, SourceError>),
+    /// An event's detail.
+    Event(String, Result<EventDetail, SourceError>),
+    /// A bundle was written (path, bytes).
+    Exported(String, Result<(PathBuf, usize), SourceError>),
+    /// A chain was verified.
+    Verified(String, Result<VerifyOutcome, SourceError>),
+}
+
+/// Runs one request against `source`.
+pub fn serve(source: &mut dyn Source, request: Request) -> Reply {
+    match request {
+        Request::Chains { offset, limit } => Reply::Chains {
+            offset,
+            page: source.chains(offset, limit),
+        },
+        Request::Poll { limit } => Reply::Polled(source.chains(0, limit)),
+        Request::Findings => Reply::Findings(source.findings()),
+        Request::Chain(id) => {
+            let detail = source.chain(&id);
+            Reply::Chain(id, detail)
+        }
+        Request::Event(id) => {
+            let detail = source.event(&id);
+            Reply::Event(id, detail)
+        }
+        Request::Export {
+            correlation_id,
+            path,
+        } => {
+            let written = source
+                .export(&correlation_id)
+                .and_then(|bytes| write_atomically(&path, &bytes).map(|()| (path, bytes.len())));
+            Reply::Exported(correlation_id, written)
+        }
+        Request::Verify(id) => {
+            let outcome = source.verify(&id);
+            Reply::Verified(id, outcome)
+        }
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, then renames it: a
+/// reader never sees half a bundle.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SourceError> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| SourceError::new(format!("{} is not a file path", path.display())))?;
+    let partial = parent.join(format!(".{}.partial", name.to_string_lossy()));
+    std::fs::write(&partial, bytes)
+        .map_err(|e| SourceError::new(format!("cannot write {}: {e}", partial.display())))?;
+    std::fs::rename(&partial, path).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        SourceError::new(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+/// Verifies bundle bytes offline, trusting the data dir's daemon key.
+fn verify_bundle(bytes: &[u8], daemon: Option<VerifyingKey>) -> VerifyOutcome {
+    let options = intentproof_bundle::VerifyOptions {
+        trusted_keys: daemon
+            .into_iter()
+            .map(|key| intentproof_bundle::TrustedKey { key_id: None, key })
+            .collect(),
+        ..Default::default()
+    };
+    let report = intentproof_bundle::verify(bytes, &options);
+    let passed = report.passed();
+    let s = &report.summary;
+    let headline = format!(
+        "bundle verify: {} {}: {} events, {} signatures, {} inclusion proofs, manifest signature {}",
+        if passed { "✓ pass" } else { "✗ fail" },
+        report.reason,
+        s.events,
+        s.events_signature_verified,
+        s.inclusion_proofs_verified,
+        s.manifest_signature,
+    );
+    let mut details: Vec<String> = report.findings.iter().map(|f| format!("- {f}")).collect();
+    if let Some(detail) = &report.detail {
+        details.push(detail.clone());
+    }
+    details.extend(report.warnings.iter().map(|w| format!("warning: {w}")));
+    VerifyOutcome {
+        passed,
+        headline,
+        details,
+    }
+}
+
+/// The daemon's query API.
+pub struct HttpSource {
+    base: String,
+    token: String,
+    daemon_key: Option<VerifyingKey>,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl HttpSource {
+    /// A client of the daemon at `base` (`http://127.0.0.1:9787`), with the
+    /// read `token`; `daemon_key` (from the data dir) checks checkpoints
+    /// and bundle manifests.
+    pub fn new(
+        base: &str,
+        token: String,
+        daemon_key: Option<VerifyingKey>,
+    ) -> Result<HttpSource, SourceError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SourceError::new(format!("cannot start the async runtime: {e}")))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| SourceError::new(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpSource {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            daemon_key,
+            http,
+            runtime,
+        })
+    }
+
+    /// Whether a daemon answers `/healthz` at `base` within `timeout`.
+    pub fn probe(base: &str, timeout: Duration) -> bool {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return false;
+        };
+        let Ok(http) = reqwest::Client::builder().timeout(timeout).build() else {
+            return false;
+        };
+        let url = format!("{}/healthz", base.trim_end_matches('/'));
+        runtime.block_on(async {
+            matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, SourceError> {
+        let mut url = reqwest::Url::parse(&self.base)
+            .map_err(|e| SourceError::new(format!("daemon URL {}: {e}", self.base)))?;
+        url.path_segments_mut()
+            .map_err(|()| SourceError::new(format!("daemon URL {} cannot have a path", self.base)))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, SourceError> {
+        let base = &self.base;
+        self.runtime.block_on(async {
+            let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+                SourceError::new(format!(
+                    "cannot reach the daemon at {base}: {}; is `intentproof serve` running?",
+                    e.without_url()
+                ))
+            })?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|e| {
+                SourceError::new(format!("reading the daemon's answer from {base}: {e}"))
+            })?;
+            if !status.is_success() {
+                let message = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+                return Err(SourceError::new(format!(
+                    "the daemon answered {status}: {message}"
+                )));
+            }
+            Ok(body.to_vec())
+        })
+    }
+
+    fn get_json(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, SourceError> {
+        let url = self.url(segments)?;
+        let bytes = self.send(self.http.get(url).query(query))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| SourceError::new(format!("the daemon answered with invalid JSON: {e}")))
+    }
+}
+
+impl Source for HttpSource {
+    fn label(&self) -> String {
+        format!("daemon {}", self.base)
+    }
+
+    fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError> {
+        let body = self.get_json(
+            &["v1", "chains"],
+            &[("offset", offset.to_string()), ("limit", limit.to_string())],
+        )?;
+        let rows: Vec<ChainRow> = body
+            .get("chains")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(ChainRow::from_json).collect())
+            .unwrap_or_default();
+        let total = body
+            .get("total")
+            .and_then(Value::as_u64)
+            .map_or(offset + rows.len(), |t| {
+                usize::try_from(t).unwrap_or(usize::MAX)
+            });
+        Ok(ChainsPage { rows, total })
+    }
+
+    fn findings(&mut self) -> Result<Vec<Finding>, SourceError> {
+        let body = self.get_json(&["v1", "findings"], &[])?;
+        Ok(body
+            .get("findings")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Finding::from_json).collect())
+            .unwrap_or_default())
+    }
+
+    fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError> {
+        let body = self.get_json(&["v1", "chains", correlation_id], &[])?;
+        let plans = self.get_json(&["v1", "plans"], &[])?;
+        let plans = plans
+            .get("plans")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(PlanInfo::from_json).collect())
+            .unwrap_or_default();
+        ChainDetail::from_json(&body, plans)
+            .ok_or_else(|| SourceError::new("the daemon's chain answer has no chain"))
+    }
+
+    fn event(&mut self, event_id: &str) -> Result<EventDetail, SourceError> {
+        let body = self.get_json(&["v1", "events", event_id], &[])?;
+        EventDetail::from_json(&body, self.daemon_key.as_ref())
+            .ok_or_else(|| SourceError::new("the daemon's event answer has no event"))
+    }
+
+    fn export(&mut self, correlation_id: &str) -> Result<Vec<u8>, SourceError> {
+        let url = self.url(&["v1", "bundles"])?;
+        self.send(
+            self.http
+                .post(url)
+                .json(&json!({"correlation_id": correlation_id, "profile": "full"})),
+        )
+    }
+
+    fn verify(&mut self, correlation_id: &str) -> Result<VerifyOutcome, SourceError> {
+        let bytes = self.export(correlation_id)?;
+        Ok(verify_bundle(&bytes, self.daemon_key))
+    }
+}
+
+/// Who recorded a chain: the MCP client's name on its first event.
+fn agent_of(store: &Store, correlation_id: &str) -> String {
+    let query = EventQuery {
+        correlation_id: Some(correlation_id.to_owned()),
+        limit: 1,
+        ..EventQuery::default()
+    };
+    store
+        .events(&query)
+        .ok()
+        .and_then(|page| page.events.into_iter().next())
+        .and_then(|e| {
+            e.event
+                .pointer("/attributes/mcp.client.name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
+fn summary_json(summary: &ChainSummary) -> Value {
+    let mut value = serde_json::to_value(summary).unwrap_or(Value::Null);
+    value["gaps"] = json!(summary.gaps());
+    value
+}
+
+fn stored_json(stored: &StoredEvent) -> Value {
+    json!({
+        "seq": stored.entry.seq,
+        "signature": stored.entry.meta.signature.as_str(),
+        "event": stored.event,
+    })
+}
+
+fn store_error(e: impl std::fmt::Display) -> SourceError {
+    SourceError::new(format!("store: {e}"))
+}
+
+/// The store, opened by this process because no daemon answers.
+pub struct LocalSource {
+    dir: PathBuf,
+    store: Store,
+    keys: KeyRing,
+    idle_timeout: Duration,
+    summaries: Vec<ChainSummary>,
+}
+
+impl LocalSource {
+    /// Opens the store of `data_dir`. Fails when the daemon holds it.
+    pub fn open(data_dir: &Path) -> Result<LocalSource, SourceError> {
+        let dir = DataDir::new(data_dir);
+        if !data_dir.join("journal").exists() {
+            return Err(SourceError::new(format!(
+                "{} has no store (no journal/): start `intentproof serve --data-dir {}` or pass the daemon's --data-dir",
+                data_dir.display(),
+                data_dir.display()
+            )));
+        }
+        let keys = dir
+            .key_ring()
+            .map_err(|e| SourceError::new(e.to_string()))?;
+        let store = Store::open(data_dir, StoreOptions::default(), &|i| keys.get(i)).map_err(
+            |e| match e {
+                intentproof_store::StoreError::Locked(_) => SourceError::new(format!(
+                    "the store in {} is locked by a daemon that does not answer; pass its --server, or stop it",
+                    data_dir.display()
+                )),
+                other => store_error(other),
+            },
+        )?;
+        let idle_timeout =
+            Duration::from_secs(intentproof_gateway::Config::default().plan_idle_timeout_secs);
+        Ok(LocalSource {
+            dir: data_dir.to_owned(),
+            store,
+            keys,
+            idle_timeout,
+            summaries: Vec::new(),
+        })
+    }
+}
+
+impl Source for LocalSource {
+    fn label(&self) -> String {
+        format!("store {} (no daemon; read-only)", self.dir.display())
+    }
+
+    fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError> {
+        // One scan per load: later pages come from this snapshot.
+        if offset == 0 || self.summaries.is_empty() {
+            self.summaries = self.store.chains(usize::MAX).map_err(store_error)?;
+        }
+        let rows = self
+            .summaries
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|s| {
+                let mut value = summary_json(s);
+                value["agent"] = Value::String(agent_of(&self.store, &s.correlation_id));
+                ChainRow::from_json(&value)
+            })
+            .collect();
+        Ok(ChainsPage {
+            rows,
+            total: self.summaries.len(),
+        })
+    }
+
+    fn findings(&mut self) -> Result<Vec<Finding>, SourceError> {
+        let (_, findings) = intentproof_gateway::findings::plans_and_findings(
+            &self.store,
+            self.idle_timeout,
+            SystemTime::now(),
+            &[],
+        )
+        .map_err(store_error)?;
+        Ok(findings
+            .iter()
+            .filter_map(|f| serde_json::to_value(f).ok())
+            .filter_map(|v| Finding::from_json(&v))
+            .collect())
+    }
+
+    fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError> {
+        let summary = self
+            .store
+            .chain_summary(correlation_id)
+            .map_err(store_error)?
+            .ok_or_else(|| SourceError::new(format!("no chain {correlation_id:?}")))?;
+        let events = self.store.chain(correlation_id).map_err(store_error)?;
+        let (plans, _) = intentproof_gateway::findings::plans_and_findings(
+            &self.store,
+            self.idle_timeout,
+            SystemTime::now(),
+            &[],
+        )
+        .map_err(store_error)?;
+        let plans = plans
+            .iter()
+            .filter(|p| p.correlation_id == correlation_id)
+            .filter_map(|p| serde_json::to_value(p).ok())
+            .filter_map(|v| PlanInfo::from_json(&v))
+            .collect();
+        let body = json!({
+            "chain": summary_json(&summary),
+            "events": events.iter().map(stored_json).collect::<Vec<_>>(),
+        });
+        ChainDetail::from_json(&body, plans)
+            .ok_or_else(|| SourceError::new("the chain could not be read"))
+    }
+
+    fn event(&mut self, event_id: &str) -> Result<EventDetail, SourceError> {
+        let stored = self
+            .store
+            .get(event_id)
+            .map_err(store_error)?
+            .ok_or_else(|| SourceError::new(format!("no event {event_id}")))?;
+        let signed = intentproof_store::checkpoint::latest(self.store.dir())
+            .ok()
+            .flatten()
+            .filter(|cp| cp.tree_size > stored.entry.seq);
+        let size = signed
+            .as_ref()
+            .map_or(self.store.tree_size(), |cp| cp.tree_size);
+        let proof = self
+            .store
+            .inclusion_proof(stored.entry.seq, size)
+            .map_err(store_error)?;
+        let mut body = stored_json(&stored);
+        body["inclusion"] = json!({
+            "leaf_index": stored.entry.seq,
+            "tree_size": size,
+            "root": format!("sha256:{}", intentproof_core::merkle::hex(&self.store.root(size))),
+            "proof": proof.iter().map(intentproof_core::merkle::hex).collect::<Vec<_>>(),
+            "checkpoint": signed,
+        });
+        EventDetail::from_json(&body, self.keys.daemon())
+            .ok_or_else(|| SourceError::new("the event could not be read"))
+    }
+
+    fn export(&mut self, _correlation_id: &str) -> Result<Vec<u8>, SourceError> {
+        Err(SourceError::new(
+            "exporting a bundle needs the daemon (it signs the checkpoint the proofs lead to): start `intentproof serve`, or use `intentproof export` then",
+        ))
+    }
+
+    fn verify(&mut self, correlation_id: &str) -> Result<VerifyOutcome, SourceError> {
+        let events: Vec<Value> = self
+            .store
+            .chain(correlation_id)
+            .map_err(store_error)?
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        let keys = &self.keys;
+        let lookup = |key_id: &str| keys.get(key_id.split(':').next().unwrap_or(key_id));
+        Ok(
+            match intentproof_core::seal::verify_chain(&events, lookup) {
+                Ok(summary) => VerifyOutcome {
+                    passed: true,
+                    headline: format!(
+                        "chain verify: ✓ pass: {} events in {} hash chain(s), every signature and link checked (inclusion proofs need the daemon's bundle)",
+                        summary.events, summary.chains
+                    ),
+                    details: Vec::new(),
+                },
+                Err(e) => VerifyOutcome {
+                    passed: false,
+                    headline: format!("chain verify: ✗ fail: {e}"),
+                    details: Vec::new(),
+                },
+            },
+        )
+    }
+}
+
+/// Fixed data in memory.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource {
+    /// Chains, most recent first.
+    pub chains: Vec<ChainRow>,
+    /// Findings, newest first.
+    pub findings: Vec<Finding>,
+    /// Chain details by correlation id.
+    pub details: Vec<ChainDetail>,
+    /// Event details.
+    pub events: Vec<EventDetail>,
+    /// What `export` returns for every chain, when set.
+    pub bundle: Option<Vec<u8>>,
+    /// What `verify` returns for every chain, when set.
+    pub verify: Option<VerifyOutcome>,
+}
+
+impl Source for MemorySource {
+    fn label(&self) -> String {
+        "memory".into()
+    }
+
+    fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError> {
+        Ok(ChainsPage {
+            rows: self
+                .chains
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .cloned()
+                .collect(),
+            total: self.chains.len(),
+        })
+    }
+
+    fn findings(&mut self) -> Result<Vec<Finding>, SourceError> {
+        Ok(self.findings.clone())
+    }
+
+    fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError> {
+        self.details
+            .iter()
+            .find(|d| &*d.row.correlation_id == correlation_id)
+            .cloned()
+            .ok_or_else(|| SourceError::new(format!("no chain {correlation_id:?}")))
+    }
+
+    fn event(&mut self, event_id: &str) -> Result<EventDetail, SourceError> {
+        self.events
+            .iter()
+            .find(|e| e.event.get("event_id").and_then(Value::as_str) == Some(event_id))
+            .cloned()
+            .ok_or_else(|| SourceError::new(format!("no event {event_id}")))
+    }
+
+    fn export(&mut self, _correlation_id: &str) -> Result<Vec<u8>, SourceError> {
+        self.bundle
+            .clone()
+            .ok_or_else(|| SourceError::new("this source cannot export"))
+    }
+
+    fn verify(&mut self, _correlation_id: &str) -> Result<VerifyOutcome, SourceError> {
+        self.verify
+            .clone()
+            .ok_or_else(|| SourceError::new("this source cannot verify"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_are_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.proof.tar.zst");
+        write_atomically(&path, b"bundle").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"bundle");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no partial file is left behind");
+        let missing = dir.path().join("no/such/dir/x.proof.tar.zst");
+        assert!(write_atomically(&missing, b"x").is_err());
+    }
+}

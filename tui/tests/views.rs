@@ -1,0 +1,547 @@
+//! Snapshot tests of every view, with and without flags, at 80x24 and
+//! 160x48. The data is fixed (the daemon's JSON forms, parsed by the same
+//! code as live answers); times are UTC strings, so nothing depends on the
+//! clock or the local timezone. A mismatch fails (`insta` never accepts a
+//! new snapshot under CI=true; locally, review with `cargo insta review`).
+
+use std::path::PathBuf;
+
+use intentproof_tui::model::{ChainDetail, ChainRow, EventDetail, Finding, PlanInfo};
+use intentproof_tui::{App, MemorySource, View, settle};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind,
+};
+use serde_json::{Value, json};
+
+const REFUND: &str = "req_refund_ord_1042";
+const LOOKUP: &str = "req_lookup_ord_7731";
+const BATCH: &str = "sdk-nightly-2026-05-11";
+
+fn chain_json(
+    id: &str,
+    agent: &str,
+    intents: &[&str],
+    events: u64,
+    errors: u64,
+    last: &str,
+    key_unknown: u64,
+) -> Value {
+    json!({
+        "correlation_id": id,
+        "agent": agent,
+        "intents": intents,
+        "events": events,
+        "errors": errors,
+        "first_at": "2026-05-11T14:32:17.421Z",
+        "last_at": last,
+        "gaps": 0,
+        "key_unknown": key_unknown,
+        "invalid_signatures": 0,
+        "verified": key_unknown == 0,
+    })
+}
+
+#[allow(clippy::too_many_arguments)] // one event of the fixture, spelled out
+fn event_json(
+    seq: u64,
+    pos: u64,
+    id: &str,
+    action: &str,
+    intent: &str,
+    ok: bool,
+    start: &str,
+    end: &str,
+    ms: u64,
+) -> Value {
+    let mut event = json!({
+        "schema": "intentproof.event.v1",
+        "event_id": id,
+        "tenant_id": "local",
+        "instance_id": "inst_01JXDEMO0GATEWAY",
+        "correlation_id": REFUND,
+        "chain_position": pos,
+        "prev_event_hash": "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "intent": intent,
+        "action": action,
+        "status": if ok { "ok" } else { "error" },
+        "started_at": start,
+        "completed_at": end,
+        "duration_ms": ms,
+        "attributes": {"mcp.server": "payments", "mcp.client.name": "claude-desktop", "mcp.client.version": "0.9.2"},
+        "signature": {"alg": "ed25519", "key_id": "inst_01JXDEMO0GATEWAY:k1", "value": "AAAA"},
+    });
+    if action == "intentproof.plan.declare" {
+        event["output"] = json!({"plan_id": "plan_01JXPLAN"});
+        event["inputs"] = json!({"intent": "refund order ORD-1042 and email the receipt"});
+    }
+    json!({"seq": seq, "signature": "verified", "event": event})
+}
+
+fn refund_events() -> Vec<Value> {
+    vec![
+        event_json(
+            10,
+            1,
+            "0197b1a0-0001-7000-8000-000000000001",
+            "intentproof.plan.declare",
+            "refund order ORD-1042 and email the receipt",
+            true,
+            "2026-05-11T14:32:17.421Z",
+            "2026-05-11T14:32:17.425Z",
+            4,
+        ),
+        event_json(
+            11,
+            2,
+            "0197b1a0-0002-7000-8000-000000000002",
+            "mcp.payments.refund_payment",
+            "Refund the customer's card",
+            true,
+            "2026-05-11T14:32:18.010Z",
+            "2026-05-11T14:32:18.130Z",
+            120,
+        ),
+        event_json(
+            12,
+            3,
+            "0197b1a0-0003-7000-8000-000000000003",
+            "mcp.payments.lookup_order",
+            "undeclared",
+            true,
+            "2026-05-11T14:32:19.200Z",
+            "2026-05-11T14:32:19.235Z",
+            35,
+        ),
+        event_json(
+            13,
+            4,
+            "0197b1a0-0004-7000-8000-000000000004",
+            "intentproof.plan.close",
+            "refund order ORD-1042 and email the receipt",
+            true,
+            "2026-05-11T14:33:19.300Z",
+            "2026-05-11T14:33:19.300Z",
+            0,
+        ),
+    ]
+}
+
+fn plan(open: bool) -> Value {
+    json!({
+        "plan_id": "plan_01JXPLAN",
+        "correlation_id": REFUND,
+        "intent": "refund order ORD-1042 and email the receipt",
+        "steps": [
+            {"action": "mcp.payments.refund_payment", "purpose": "Refund the customer's card"},
+            {"action": "mcp.payments.send_receipt_email", "purpose": "Email the customer the refund receipt"},
+        ],
+        "declared_at": "2026-05-11T14:32:17.421Z",
+        "state": if open { "open" } else { "closed" },
+        "closed_by": if open { Value::Null } else { json!("closed") },
+        "calls": 2,
+        "flags": if open { 0 } else { 2 },
+    })
+}
+
+fn findings() -> Vec<Finding> {
+    [
+        json!({"kind": "incomplete_intent", "plan_id": "plan_01JXPLAN", "correlation_id": REFUND, "step_index": 1,
+               "action": "mcp.payments.send_receipt_email", "event_ids": [],
+               "message": "step 2 (mcp.payments.send_receipt_email: Email the customer the refund receipt) never succeeded",
+               "at": "2026-05-11T14:33:19.300Z"}),
+        json!({"kind": "unplanned_call", "plan_id": "plan_01JXPLAN", "correlation_id": REFUND,
+               "action": "mcp.payments.lookup_order", "event_ids": ["0197b1a0-0003-7000-8000-000000000003"],
+               "message": "mcp.payments.lookup_order was called but no step of the plan covers it",
+               "at": "2026-05-11T14:33:19.300Z"}),
+        json!({"kind": "failed_step", "plan_id": "plan_01JXOTHER", "correlation_id": BATCH, "step_index": 0,
+               "action": "http.ledger.post_entry", "event_ids": ["0197b0ff-0009-7000-8000-000000000009"],
+               "message": "step 1 (http.ledger.post_entry) only failed",
+               "at": "2026-05-11T02:10:44.002Z"}),
+    ]
+    .iter()
+    .filter_map(Finding::from_json)
+    .collect()
+}
+
+/// The fixture: three chains; `flagged` adds findings, an untrusted key on
+/// one chain and a closed plan with a missing step.
+fn source(flagged: bool) -> MemorySource {
+    let chains = [
+        chain_json(
+            REFUND,
+            "claude-desktop",
+            &[
+                "refund order ORD-1042 and email the receipt",
+                "Refund the customer's card",
+                "undeclared",
+            ],
+            4,
+            0,
+            "2026-05-11T14:33:19.300Z",
+            0,
+        ),
+        chain_json(
+            LOOKUP,
+            "cursor",
+            &["look up order ORD-7731"],
+            2,
+            0,
+            "2026-05-11T09:05:02.118Z",
+            0,
+        ),
+        chain_json(
+            BATCH,
+            "",
+            &["nightly ledger reconciliation"],
+            5,
+            1,
+            "2026-05-11T02:10:44.002Z",
+            if flagged { 5 } else { 0 },
+        ),
+    ];
+    let refund_body = json!({"chain": chains[0], "events": refund_events()});
+    let detail = ChainDetail::from_json(
+        &refund_body,
+        vec![PlanInfo::from_json(&plan(!flagged)).unwrap()],
+    )
+    .unwrap();
+    let mut refund_event = refund_events()[1].clone();
+    refund_event["event"]["inputs"] = json!({"order_id": "ORD-1042", "amount_cents": 4999, "card_number": "***************4242",
+                                             "customer": {"email": "hmac-sha256:5f1c0e2a", "name": "Ada"}});
+    refund_event["event"]["output"] = json!({"refund_id": "re_3PAb12", "status": "succeeded"});
+    refund_event["event"]["redaction_summary"] = json!({"rules_applied": ["card-numbers", "emails"], "fields_redacted_count": 2,
+                                                        "fields_redacted_paths": ["$.inputs.card_number", "$.inputs.customer.email"]});
+    refund_event["inclusion"] = json!({
+        "leaf_index": 11, "tree_size": 14,
+        "root": "sha256:9b1e3cf07d6a4c8fb2d1e0a9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9",
+        "proof": ["aa", "bb", "cc", "dd"],
+        "checkpoint": if flagged { Value::Null } else { json!({"schema": "intentproof.checkpoint.v1", "tree_size": 14,
+            "root": "sha256:9b1e3cf07d6a4c8fb2d1e0a9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9", "time": "2026-05-11T14:34:00.000Z",
+            "key_id": "inst_01JXDEMO0DAEMON:k1", "signature": "AAAA"}) },
+    });
+    let event = EventDetail::from_json(&refund_event, None).unwrap();
+    MemorySource {
+        chains: chains.iter().filter_map(ChainRow::from_json).collect(),
+        findings: if flagged { findings() } else { Vec::new() },
+        details: vec![detail],
+        events: vec![event],
+        bundle: Some(b"not a real bundle".to_vec()),
+        verify: None,
+    }
+}
+
+fn key(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn screen(app: &mut App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|f| intentproof_tui::ui::draw(f, app))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..height {
+        let mut line = String::new();
+        for x in 0..width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn app_on(src: &mut MemorySource) -> App {
+    let mut app = App::new("memory", PathBuf::from("/tmp"));
+    settle(&mut app, src);
+    app
+}
+
+fn press(app: &mut App, src: &mut MemorySource, codes: &[KeyCode]) {
+    for code in codes {
+        app.handle(&key(*code));
+        settle(app, src);
+    }
+}
+
+fn chains_view(flagged: bool) -> (App, MemorySource) {
+    let mut src = source(flagged);
+    let app = app_on(&mut src);
+    (app, src)
+}
+
+fn chain_view(flagged: bool) -> (App, MemorySource) {
+    let (mut app, mut src) = chains_view(flagged);
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(app.view, View::Chain);
+    (app, src)
+}
+
+fn event_view(flagged: bool) -> (App, MemorySource) {
+    let (mut app, mut src) = chain_view(flagged);
+    press(&mut app, &mut src, &[KeyCode::Down, KeyCode::Enter]);
+    assert_eq!(app.view, View::Event);
+    (app, src)
+}
+
+fn findings_view(flagged: bool) -> (App, MemorySource) {
+    let (mut app, mut src) = chains_view(flagged);
+    press(&mut app, &mut src, &[KeyCode::Tab]);
+    assert_eq!(app.view, View::Findings);
+    (app, src)
+}
+
+macro_rules! snapshots {
+    ($($name:ident => $make:ident($flagged:expr);)*) => {$(
+        #[test]
+        fn $name() {
+            let (mut app, _src) = $make($flagged);
+            insta::assert_snapshot!(concat!(stringify!($name), "_80x24"), screen(&mut app, 80, 24));
+            insta::assert_snapshot!(concat!(stringify!($name), "_160x48"), screen(&mut app, 160, 48));
+        }
+    )*};
+}
+
+snapshots! {
+    chains_flagged => chains_view(true);
+    chains_clean => chains_view(false);
+    chain_flagged => chain_view(true);
+    chain_clean => chain_view(false);
+    event_flagged => event_view(true);
+    event_clean => event_view(false);
+    findings_flagged => findings_view(true);
+    findings_clean => findings_view(false);
+}
+
+#[test]
+fn help_overlay() {
+    let (mut app, mut src) = chains_view(true);
+    press(&mut app, &mut src, &[KeyCode::Char('?')]);
+    insta::assert_snapshot!("help_80x24", screen(&mut app, 80, 24));
+    press(&mut app, &mut src, &[KeyCode::Esc]);
+    assert!(!app.help);
+}
+
+#[test]
+fn search_by_id_filter_and_sort() {
+    let (mut app, mut src) = chains_view(true);
+    press(&mut app, &mut src, &[KeyCode::Char('/')]);
+    for c in "7731".chars() {
+        press(&mut app, &mut src, &[KeyCode::Char(c)]);
+    }
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(app.visible.len(), 1);
+    assert_eq!(&*app.selected_row().unwrap().correlation_id, LOOKUP);
+    // Esc in the chains view clears the search.
+    press(&mut app, &mut src, &[KeyCode::Esc]);
+    assert_eq!(app.visible.len(), 3);
+
+    press(&mut app, &mut src, &[KeyCode::Char('f')]);
+    for c in "flag:any".chars() {
+        press(&mut app, &mut src, &[KeyCode::Char(c)]);
+    }
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    let ids: Vec<&str> = app
+        .visible
+        .iter()
+        .map(|&i| &*app.rows[i as usize].correlation_id)
+        .collect();
+    assert_eq!(ids, [REFUND, BATCH]);
+
+    press(&mut app, &mut src, &[KeyCode::Char('f')]);
+    for _ in 0.."flag:any".len() {
+        press(&mut app, &mut src, &[KeyCode::Backspace]);
+    }
+    for c in "status:error".chars() {
+        press(&mut app, &mut src, &[KeyCode::Char(c)]);
+    }
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    let ids: Vec<&str> = app
+        .visible
+        .iter()
+        .map(|&i| &*app.rows[i as usize].correlation_id)
+        .collect();
+    assert_eq!(ids, [BATCH]);
+    app.handle(&key(KeyCode::Esc));
+    assert_eq!(app.visible.len(), 3, "Esc clears the filter");
+
+    press(&mut app, &mut src, &[KeyCode::Char('s')]);
+    let first = app.selected_row().unwrap().correlation_id.clone();
+    assert_eq!(app.sort.name(), "oldest first");
+    assert_eq!(
+        &*first, BATCH,
+        "the selected chain stays selected when the order changes"
+    );
+    let ids: Vec<&str> = app
+        .visible
+        .iter()
+        .map(|&i| &*app.rows[i as usize].correlation_id)
+        .collect();
+    assert_eq!(ids, [BATCH, LOOKUP, REFUND]);
+}
+
+#[test]
+fn findings_jump_to_their_chain_and_steps_resolve() {
+    let (mut app, mut src) = findings_view(true);
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(app.view, View::Chain);
+    let chain = app.chain.as_ref().unwrap();
+    assert_eq!(&*chain.detail.row.correlation_id, REFUND);
+    let states: Vec<&str> = chain.plans[0]
+        .steps
+        .iter()
+        .map(|s| s.state.label())
+        .collect();
+    assert_eq!(states, ["✓ done", "! missing"]);
+    assert_eq!(
+        chain.plans[0].unplanned,
+        [2],
+        "lookup_order is outside the plan"
+    );
+    press(&mut app, &mut src, &[KeyCode::Esc]);
+    assert_eq!(app.view, View::Findings, "Esc goes back where we came from");
+}
+
+#[test]
+fn export_writes_the_bundle_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = source(true);
+    let mut app = App::new("memory", dir.path().to_owned());
+    settle(&mut app, &mut src);
+    press(&mut app, &mut src, &[KeyCode::Char('e')]);
+    let path = dir.path().join(format!("{REFUND}.proof.tar.zst"));
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a real bundle");
+    let (_, message) = app.message.clone().unwrap();
+    assert!(
+        message.starts_with("✓ exported req_refund_ord_1042 to"),
+        "{message}"
+    );
+    // A source that cannot verify says so, without leaving the view.
+    press(&mut app, &mut src, &[KeyCode::Char('v')]);
+    let (_, message) = app.message.clone().unwrap();
+    assert!(
+        message.contains("✗ verify of req_refund_ord_1042 failed"),
+        "{message}"
+    );
+}
+
+#[test]
+fn mouse_wheel_and_page_keys_move_the_selection() {
+    let mut src = MemorySource {
+        chains: (0..1000)
+            .map(|i| ChainRow {
+                correlation_id: format!("corr-{i:05}").into(),
+                last_at: format!(
+                    "2026-05-11T00:{:02}:{:02}.000Z",
+                    (999 - i) / 60,
+                    (999 - i) % 60
+                )
+                .into(),
+                events: 1,
+                ..ChainRow::default()
+            })
+            .collect(),
+        ..MemorySource::default()
+    };
+    let mut app = app_on(&mut src);
+    let _ = screen(&mut app, 80, 24);
+    app.handle(&Event::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 0,
+        row: 5,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(app.chains_cursor.selected, 3);
+    press(&mut app, &mut src, &[KeyCode::PageDown]);
+    assert_eq!(
+        app.chains_cursor.selected,
+        3 + 20,
+        "a page is the rows on screen"
+    );
+    press(&mut app, &mut src, &[KeyCode::End]);
+    assert_eq!(app.chains_cursor.selected, 999);
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("▶"), "{text}");
+    assert!(
+        text.contains("corr-00999"),
+        "the last row is drawn:\n{text}"
+    );
+    press(&mut app, &mut src, &[KeyCode::Char('g')]);
+    assert_eq!(app.chains_cursor.selected, 0);
+}
+
+#[test]
+fn live_polls_merge_new_chains_and_flags() {
+    let (mut app, mut src) = chains_view(false);
+    assert_eq!(app.rows.len(), 3);
+    src.chains.insert(
+        0,
+        ChainRow::from_json(&chain_json(
+            "req_new_1",
+            "cursor",
+            &["new work"],
+            1,
+            0,
+            "2026-05-11T15:00:00.000Z",
+            0,
+        ))
+        .unwrap(),
+    );
+    src.findings = findings();
+    app.poll();
+    settle(&mut app, &mut src);
+    assert_eq!(app.rows.len(), 4);
+    assert_eq!(
+        &*app.selected_row().unwrap().correlation_id,
+        REFUND,
+        "the selection stays on its chain"
+    );
+    let first = &app.rows[app.visible[0] as usize];
+    assert_eq!(
+        &*first.correlation_id, "req_new_1",
+        "the newest chain is on top"
+    );
+    let refund = app
+        .rows
+        .iter()
+        .find(|r| &*r.correlation_id == REFUND)
+        .unwrap();
+    assert_eq!(refund.flags.codes(), "IU");
+}
+
+/// Runs one round of the requests `app` has queued and returns what the
+/// replies queued next.
+fn one_round(app: &mut App, src: &mut MemorySource) -> Vec<intentproof_tui::Request> {
+    let requests: Vec<_> = app.outbox.drain(..).collect();
+    for request in requests {
+        let reply = intentproof_tui::serve(src, request);
+        app.apply(reply);
+    }
+    app.outbox.drain(..).collect()
+}
+
+#[test]
+fn an_open_chain_is_fetched_again_only_when_it_changed() {
+    let (mut app, mut src) = chain_view(false);
+    let refetch = intentproof_tui::Request::Chain(REFUND.to_owned());
+    app.poll();
+    assert!(
+        !one_round(&mut app, &mut src).contains(&refetch),
+        "nothing changed: the chain is not fetched again"
+    );
+    let mut grown = src.chains[0].clone();
+    grown.events += 1;
+    grown.last_at = "2026-05-11T14:40:00.000Z".into();
+    src.chains[0] = grown;
+    app.poll();
+    assert!(one_round(&mut app, &mut src).contains(&refetch));
+    src.findings = findings();
+    app.poll();
+    assert!(
+        one_round(&mut app, &mut src).contains(&refetch),
+        "its findings changed (a plan closed): the steps are fetched again"
+    );
+}
