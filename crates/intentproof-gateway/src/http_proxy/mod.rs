@@ -199,7 +199,10 @@ pub(crate) fn trust_ca_file(
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .map_err(|e| format!("`ca_file` {}: not PEM certificates: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!("`ca_file` {}: holds no certificate", path.display()));
+        return Err(format!(
+            "`ca_file` {}: holds no certificate",
+            path.display()
+        ));
     }
     for cert in certs {
         builder = builder.add_root_certificate(cert);
