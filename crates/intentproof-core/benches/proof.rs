@@ -109,6 +109,28 @@ fn merkle(c: &mut Criterion) {
         b.iter(|| black_box(root(black_box(&leaves))))
     });
     g.finish();
+
+    // What the store does per GET /v1/events/{id} and per exported event:
+    // an inclusion proof at 1M records, by rehashing vs from MerkleLog.
+    let log = intentproof_core::merkle::MerkleLog::from_leaves(leaves.iter().copied());
+    let mut g = c.benchmark_group("inclusion_proof_1m");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("rehash_leaves", |b| {
+        b.iter(|| {
+            black_box(intentproof_core::merkle::inclusion_proof(
+                black_box(&leaves),
+                777_777,
+            ))
+        })
+    });
+    g.bench_function("merkle_log", |b| {
+        b.iter(|| black_box(log.inclusion_proof(black_box(777_777), leaves.len())))
+    });
+    g.bench_function("merkle_log_root", |b| {
+        b.iter(|| black_box(log.root(black_box(leaves.len()))))
+    });
+    g.finish();
 }
 
 /// The parts: where a seal's time goes.

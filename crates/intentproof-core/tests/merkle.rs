@@ -393,3 +393,55 @@ fn event_merkle_root_sorts_ids_bytewise() {
         )
     );
 }
+
+/// `MerkleLog` (cached subtrees) gives exactly what the plain functions
+/// give, for every prefix size, leaf and old size of trees up to 70 leaves,
+/// and its proofs verify.
+#[test]
+fn merkle_log_matches_the_plain_functions_everywhere() {
+    use intentproof_core::merkle::{
+        MerkleLog, consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency,
+        verify_inclusion,
+    };
+    let leaves: Vec<[u8; 32]> = (0u32..70).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let log = MerkleLog::from_leaves(leaves.iter().copied());
+    assert_eq!(log.len(), 70);
+    for size in 0..=70usize {
+        let prefix = &leaves[..size];
+        assert_eq!(log.root(size), root(prefix), "root of {size}");
+        for (index, leaf) in prefix.iter().enumerate() {
+            let proof = log.inclusion_proof(index, size).unwrap();
+            assert_eq!(
+                proof,
+                inclusion_proof(prefix, index).unwrap(),
+                "leaf {index} of {size}"
+            );
+            verify_inclusion(leaf, index as u64, size as u64, &proof, &root(prefix)).unwrap();
+        }
+        assert!(log.inclusion_proof(size, size).is_err());
+        for old in 0..=size {
+            let proof = log.consistency_proof(old, size).unwrap();
+            assert_eq!(
+                proof,
+                consistency_proof(prefix, old).unwrap(),
+                "{old} -> {size}"
+            );
+            verify_consistency(
+                old as u64,
+                size as u64,
+                &root(&leaves[..old]),
+                &root(prefix),
+                &proof,
+            )
+            .unwrap();
+        }
+    }
+    // Growing one leaf at a time keeps the same state as building at once.
+    let mut grown = MerkleLog::default();
+    for leaf in &leaves {
+        grown.push(*leaf);
+    }
+    assert_eq!(grown, log);
+    assert!(MerkleLog::default().is_empty());
+    assert_eq!(MerkleLog::default().root(0), root(&[]));
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use ed25519_dalek::VerifyingKey;
-use intentproof_core::merkle::{self, Hash};
+use intentproof_core::merkle::{self, Hash, MerkleLog};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -297,7 +297,10 @@ pub struct Store {
     dir: PathBuf,
     journal: Mutex<Journal>,
     index: Index,
-    leaves: RwLock<Vec<Hash>>,
+    /// Merkle leaves with every complete subtree cached: roots and proofs
+    /// in O(log² n), not O(n) (an inclusion proof at 1M records took
+    /// ~330 ms by rehashing).
+    leaves: RwLock<MerkleLog>,
     recovery: journal::Recovery,
 }
 
@@ -584,7 +587,7 @@ impl Store {
             dir: dir.to_owned(),
             journal: Mutex::new(journal),
             index,
-            leaves: RwLock::new(Vec::new()),
+            leaves: RwLock::new(MerkleLog::default()),
             recovery,
         };
         store.catch_up(keys)?;
@@ -651,7 +654,8 @@ impl Store {
                 total
             )));
         }
-        *self.leaves.write().unwrap_or_else(PoisonError::into_inner) = hashes;
+        *self.leaves.write().unwrap_or_else(PoisonError::into_inner) =
+            MerkleLog::from_leaves(hashes);
         Ok(())
     }
 
@@ -1113,16 +1117,16 @@ impl Store {
     /// Merkle root over the first `size` records.
     pub fn root(&self, size: u64) -> Hash {
         let leaves = self.leaves.read().unwrap_or_else(PoisonError::into_inner);
-        let size = (size as usize).min(leaves.len());
-        merkle::root(&leaves[..size])
+        leaves.root(usize::try_from(size).unwrap_or(usize::MAX))
     }
 
     /// Inclusion proof of record `seq` in the tree of the first `size`
     /// records.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
         let leaves = self.leaves.read().unwrap_or_else(PoisonError::into_inner);
-        let size = (size as usize).min(leaves.len());
-        merkle::inclusion_proof(&leaves[..size], seq as usize)
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        leaves
+            .inclusion_proof(usize::try_from(seq).unwrap_or(usize::MAX), size)
             .map_err(|e| StoreError::BadIndex(format!("inclusion proof of record {seq}: {e}")))
     }
 
