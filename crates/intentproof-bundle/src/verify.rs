@@ -28,6 +28,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, VerifyingKey};
 use intentproof_core::canon::{canonicalize_object_without, parse_strict};
+use intentproof_core::keys::verify_strict;
 use intentproof_core::merkle::{event_merkle_root, leaf_hash, verify_inclusion};
 use intentproof_core::schema::{SchemaKind, validate};
 use intentproof_core::v1::{ZERO_HASH, sha256_prefixed};
@@ -698,7 +699,7 @@ fn analyze(
     // Only anonymous keys, or none.
     rec.strict_sig = StrictSig::KeyUnknown(key_id.clone());
     for key in ring.candidates(&key_id) {
-        if key.verify_strict(&digest, &signature).is_ok() {
+        if verify_strict(&key, &digest, &signature).is_ok() {
             rec.strict_sig = StrictSig::Valid {
                 bundled_only: false,
             };
@@ -730,7 +731,7 @@ fn run_jobs(jobs: &[Job]) -> Vec<(usize, bool)> {
             out.extend(
                 batch
                     .iter()
-                    .map(|j| (j.3, j.2.verify_strict(&j.0, &j.1).is_ok())),
+                    .map(|j| (j.3, verify_strict(&j.2, &j.0, &j.1).is_ok())),
             );
         }
     }
@@ -913,7 +914,7 @@ fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Result<(), Fail
                     .trusted_keys
                     .iter()
                     .filter(|k| k.key_id.as_ref().is_none_or(|id| *id == sig.key_id))
-                    .any(|k| k.key.verify_strict(&digest, &s).is_ok())
+                    .any(|k| verify_strict(&k.key, &digest, &s).is_ok())
             });
             if !valid {
                 ctx.finding("manifest.signature_invalid");

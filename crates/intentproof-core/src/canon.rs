@@ -114,7 +114,8 @@ pub fn canonicalize_object_without(
     object: &Map<String, Value>,
     exclude: &[&str],
 ) -> Result<Vec<u8>, CanonError> {
-    let mut out = Vec::with_capacity(512);
+    // Signed events are about 1 KiB: start big enough for most in one go.
+    let mut out = Vec::with_capacity(2048);
     let mut path = Path::root();
     write_object(object, exclude, &mut out, &mut path)?;
     Ok(out)
@@ -232,21 +233,33 @@ fn write_object<'a>(
     out: &mut Vec<u8>,
     path: &mut Path<'a>,
 ) -> Result<(), CanonError> {
-    let mut entries: Vec<(&'a String, &'a Value)> = map
-        .iter()
-        .filter(|(k, _)| !exclude.contains(&k.as_str()))
-        .collect();
+    let kept = |(k, _): &(&'a String, &'a Value)| !exclude.contains(&k.as_str());
     // serde_json's map may be a BTreeMap (UTF-8 order) or, with
     // `preserve_order` enabled anywhere in the build, insertion order; sort
-    // explicitly either way. Already-sorted input makes this a linear check.
-    if !entries
-        .windows(2)
-        .all(|w| utf16_cmp(w[0].0, w[1].0) == Ordering::Less)
-    {
+    // explicitly either way. Already-sorted input (the usual case) is
+    // written straight from the map, without collecting the entries.
+    let mut prev: Option<&str> = None;
+    let sorted = map.iter().filter(kept).all(|(k, _)| {
+        let in_order = prev.is_none_or(|p| utf16_cmp(p, k) == Ordering::Less);
+        prev = Some(k);
+        in_order
+    });
+    if sorted {
+        write_entries(map.iter().filter(kept), out, path)
+    } else {
+        let mut entries: Vec<(&'a String, &'a Value)> = map.iter().filter(kept).collect();
         entries.sort_unstable_by(|a, b| utf16_cmp(a.0, b.0));
+        write_entries(entries.into_iter(), out, path)
     }
+}
+
+fn write_entries<'a>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    out: &mut Vec<u8>,
+    path: &mut Path<'a>,
+) -> Result<(), CanonError> {
     out.push(b'{');
-    for (i, (key, item)) in entries.into_iter().enumerate() {
+    for (i, (key, item)) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -326,10 +339,13 @@ fn write_u64(mut u: u64, out: &mut Vec<u8>) {
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    while let Some(i) = next_escape(bytes, start) {
+        let b = bytes[i];
+        out.extend_from_slice(&bytes[start..i]);
         let escape: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -338,10 +354,8 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
-            0x00..=0x1f => &[],
-            _ => continue,
+            _ => &[],
         };
-        out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[(b >> 4) as usize]);
@@ -353,6 +367,39 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether a string byte must be escaped: a control character, `"` or `\`.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The index of the first byte at or after `from` that needs escaping.
+/// Skips eight bytes at a time while none of them does (SWAR: each test
+/// below is exact as a yes/no for the whole word).
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH != 0;
+        if control
+            || has_zero(w ^ (ONES * u64::from(b'"')))
+            || has_zero(w ^ (ONES * u64::from(b'\\')))
+        {
+            break;
+        }
+        i += 8;
+    }
+    bytes
+        .get(i..)?
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map(|p| i + p)
 }
 
 // ---------------------------------------------------------------------------
@@ -569,6 +616,36 @@ mod tests {
             canon_str(&v),
             "\"\\u0000\\u001f\u{7f}\\\"\\\\/\u{2028}\\b\\f\\n\\r\\t\""
         );
+    }
+
+    proptest::proptest! {
+        /// The SWAR scan escapes exactly what a byte-by-byte scan does
+        /// (serde_json escapes strings as RFC 8785 does).
+        #[test]
+        fn strings_escape_like_serde_json(s in "(?s).{0,80}", pad in 0usize..9) {
+            let s = format!("{}{s}", "x".repeat(pad));
+            let mut out = Vec::new();
+            write_string(&s, &mut out);
+            proptest::prop_assert_eq!(
+                String::from_utf8(out).unwrap_or_default(),
+                serde_json::to_string(&s).unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_at_every_offset() {
+        for at in 0..20 {
+            for c in ['"', '\\', '\n', '\u{1}', '\u{1f}', '\u{7f}', 'é'] {
+                let s: String = (0..20).map(|i| if i == at { c } else { 'a' }).collect();
+                let mut out = Vec::new();
+                write_string(&s, &mut out);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&s).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

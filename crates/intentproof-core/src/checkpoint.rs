@@ -88,13 +88,12 @@ impl Checkpoint {
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| "the checkpoint signature is not base64 of 64 bytes".to_owned())?;
         let digest = self.digest()?;
-        key.verify_strict(&digest, &Signature::from_bytes(&bytes))
-            .map_err(|_| {
-                format!(
-                    "the checkpoint signature does not verify with key {}",
-                    self.key_id
-                )
-            })
+        crate::keys::verify_strict(key, &digest, &Signature::from_bytes(&bytes)).map_err(|_| {
+            format!(
+                "the checkpoint signature does not verify with key {}",
+                self.key_id
+            )
+        })
     }
 
     /// The root as 32 bytes.

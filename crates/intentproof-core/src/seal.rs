@@ -40,8 +40,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde_json::{Map, Value};
+use sha2::Sha512;
 
 use crate::canon::CanonError;
 use crate::event::ExecutionEvent;
@@ -85,6 +87,11 @@ struct ChainHead {
 /// sealed in parallel and signing happens outside any lock.
 pub struct Sealer {
     key: InstanceKey,
+    /// The signing key's scalar and nonce prefix (SHA-512 of the seed),
+    /// derived once: `SigningKey::sign` derives it again on every call.
+    /// Signatures are the same bytes (Ed25519 is deterministic).
+    expanded: ExpandedSecretKey,
+    verifying: VerifyingKey,
     key_id: String,
     tenant_id: String,
     sdk_version: String,
@@ -111,6 +118,8 @@ impl Sealer {
     pub fn new(key: InstanceKey) -> Self {
         Sealer {
             key_id: key.key_id(),
+            expanded: ExpandedSecretKey::from(key.signing_key().as_bytes()),
+            verifying: key.verifying_key(),
             key,
             tenant_id: "local".into(),
             sdk_version: SDK_VERSION.into(),
@@ -183,11 +192,13 @@ impl Sealer {
         );
         map.remove("signature");
 
-        let chain = Arc::clone(
-            lock(&self.chains)
-                .entry(correlation.to_owned())
-                .or_default(),
-        );
+        let chain = {
+            let mut chains = lock(&self.chains);
+            match chains.get(correlation) {
+                Some(chain) => Arc::clone(chain),
+                None => Arc::clone(chains.entry(correlation.to_owned()).or_default()),
+            }
+        };
         let digest = {
             let mut head = lock(&chain);
             map.insert(
@@ -206,7 +217,8 @@ impl Sealer {
             head.hash = Some(sha256_prefixed(&digest));
             digest
         };
-        let content_hash = sign_digest(&mut map, &digest, self.key.signing_key(), &self.key_id);
+        let signature = raw_sign::<Sha512>(&self.expanded, &digest, &self.verifying);
+        let content_hash = put_signature(&mut map, &digest, &signature, &self.key_id);
         Ok(SealedEvent {
             event: Value::Object(map),
             content_hash,
@@ -240,7 +252,16 @@ fn sign_digest(
     key: &SigningKey,
     key_id: &str,
 ) -> String {
-    let signature = key.sign(digest);
+    put_signature(map, digest, &key.sign(digest), key_id)
+}
+
+/// Sets `signature` on `map`; returns the content hash of `digest`.
+fn put_signature(
+    map: &mut Map<String, Value>,
+    digest: &[u8; 32],
+    signature: &ed25519_dalek::Signature,
+    key_id: &str,
+) -> String {
     let mut sig = Map::new();
     sig.insert("alg".into(), Value::String("ed25519".into()));
     sig.insert("key_id".into(), Value::String(key_id.into()));
@@ -341,6 +362,25 @@ pub fn signature_key_id(event: &Value) -> Option<&str> {
 /// event's `instance_id` (it is outside the signed content, so this is what
 /// binds it). Chain fields are not checked here; see [`verify_chain`].
 pub fn verify_event(event: &Value, key: &VerifyingKey) -> Result<String, VerifyError> {
+    verify_event_inner(event, key, None)
+}
+
+/// [`verify_event`] for a caller that already holds the event's content
+/// digest (`v1::content_digest` of `event`), so the event is not
+/// canonicalized and hashed a second time. Same checks, same errors.
+pub fn verify_event_with_digest(
+    event: &Value,
+    key: &VerifyingKey,
+    digest: &[u8; 32],
+) -> Result<(), VerifyError> {
+    verify_event_inner(event, key, Some(digest)).map(|_| ())
+}
+
+fn verify_event_inner(
+    event: &Value,
+    key: &VerifyingKey,
+    known_digest: Option<&[u8; 32]>,
+) -> Result<String, VerifyError> {
     let obj = event.as_object().ok_or(VerifyError::NotObject)?;
     let event_id = event_id_of(obj);
     let sig = obj.get("signature").ok_or_else(|| VerifyError::Unsigned {
@@ -375,26 +415,43 @@ pub fn verify_event(event: &Value, key: &VerifyingKey) -> Result<String, VerifyE
         }
     }
     let value = str_member(sig, "value").ok_or_else(|| malformed("`value` is missing"))?;
-    let bytes = B64
-        .decode(value)
-        .map_err(|e| malformed(&format!("`value` is not base64: {e}")))?;
-    let bytes: [u8; 64] = bytes.try_into().map_err(|b: Vec<u8>| {
-        malformed(&format!(
-            "`value` must be 64 bytes, found {} bytes",
-            b.len()
-        ))
-    })?;
+    // Decode on the stack when the text has the length of 64 bytes (the
+    // only valid case); anything else takes the general path, which
+    // reports what is wrong exactly as before.
+    let mut buf = [0u8; 66];
+    let bytes: [u8; 64] = match (value.len(), B64.decode_slice(value, &mut buf)) {
+        (88, Ok(64)) => {
+            let mut out = [0u8; 64];
+            out.copy_from_slice(&buf[..64]);
+            out
+        }
+        _ => {
+            let bytes = B64
+                .decode(value)
+                .map_err(|e| malformed(&format!("`value` is not base64: {e}")))?;
+            bytes.try_into().map_err(|b: Vec<u8>| {
+                malformed(&format!(
+                    "`value` must be 64 bytes, found {} bytes",
+                    b.len()
+                ))
+            })?
+        }
+    };
     let signature = ed25519_dalek::Signature::from_bytes(&bytes);
-    let digest = v1::content_digest(obj).map_err(|source| VerifyError::Canon {
-        event_id: event_id.clone(),
-        source,
-    })?;
-    key.verify_strict(&digest, &signature)
-        .map_err(|_| VerifyError::BadSignature {
+    let digest = match known_digest {
+        Some(d) => *d,
+        None => v1::content_digest(obj).map_err(|source| VerifyError::Canon {
+            event_id: event_id.clone(),
+            source,
+        })?,
+    };
+    crate::keys::verify_strict(key, &digest, &signature).map_err(|_| {
+        VerifyError::BadSignature {
             event_id,
             position: position_text(obj),
             key_id: key_id.to_owned(),
-        })?;
+        }
+    })?;
     Ok(sha256_prefixed(&digest))
 }
 
@@ -663,4 +720,36 @@ where
         events: events.len(),
         chains: chains.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sealer's cached expanded key signs exactly like `SigningKey::sign`.
+    #[test]
+    fn cached_expanded_key_signs_like_signing_key() {
+        for seed in [
+            [0u8; 32],
+            [1u8; 32],
+            [0xff; 32],
+            *b"0123456789abcdef0123456789abcdef",
+        ] {
+            let key = InstanceKey::from_seed("inst_sign", seed);
+            let sealer = Sealer::new(key.clone());
+            for i in 0..5 {
+                let event = ExecutionEvent::builder("i", "a")
+                    .correlation_id(format!("c{}", i % 2))
+                    .build();
+                let sealed = sealer.seal(&event).unwrap_or_else(|e| panic!("{e}"));
+                let Some(obj) = sealed.event.as_object() else {
+                    panic!("not an object");
+                };
+                let digest = v1::content_digest(obj).unwrap_or_else(|e| panic!("{e}"));
+                let expected = B64.encode(key.signing_key().sign(&digest).to_bytes());
+                assert_eq!(sealed.event["signature"]["value"], expected.as_str());
+                verify_event(&sealed.event, &key.verifying_key()).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
 }

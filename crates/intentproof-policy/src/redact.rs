@@ -140,11 +140,18 @@ pub fn normalize_key(key: &str) -> String {
 fn normalize_into(key: &str, out: &mut String) {
     out.clear();
     if key.is_ascii() {
-        out.extend(
-            key.bytes()
-                .filter(|b| !matches!(b, b'_' | b'-' | b'.' | b' ' | b'\t'))
-                .map(|b| char::from(b.to_ascii_lowercase())),
-        );
+        // Copy the runs between separators, then lowercase in place: much
+        // cheaper than pushing one `char` at a time (this runs per key).
+        let bytes = key.as_bytes();
+        let mut start = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if matches!(b, b'_' | b'-' | b'.' | b' ' | b'\t') {
+                out.push_str(&key[start..i]);
+                start = i + 1;
+            }
+        }
+        out.push_str(&key[start..]);
+        out.make_ascii_lowercase();
     } else {
         out.extend(
             key.chars()
@@ -276,6 +283,25 @@ impl RuleSet {
         set
     }
 
+    /// The key rules of `sets` (given in priority order, so with increasing
+    /// rule indexes) as one set: [`RuleSet::key_rule`] on it returns the
+    /// smallest matching index, which is what trying the sets one by one
+    /// returns (the first set with a match holds the smallest index).
+    fn merged(sets: &[&RuleSet]) -> RuleSet {
+        let mut out = RuleSet::default();
+        for set in sets {
+            out.exact_lengths |= set.exact_lengths;
+            for (k, &i) in &set.exact {
+                let slot = out.exact.entry(k.clone()).or_insert(i);
+                *slot = (*slot).min(i);
+            }
+            out.suffixes.extend(set.suffixes.iter().cloned());
+            out.patterns.extend(set.patterns.iter().cloned());
+            out.strings.extend(set.strings.iter().copied());
+        }
+        out
+    }
+
     fn has_keys(&self) -> bool {
         !self.exact.is_empty() || !self.suffixes.is_empty() || !self.patterns.is_empty()
     }
@@ -322,6 +348,8 @@ pub struct Redactor {
     rules: Vec<Rule>,
     headers: RuleSet,
     base: RuleSet,
+    /// `headers` and `base` merged: the key rules when no override applies.
+    default_keys: RuleSet,
     overrides: Vec<CompiledOverride>,
     key: HashKey,
     limits: Limits,
@@ -348,10 +376,12 @@ impl Redactor {
         }
         let base = RuleSet::build(&policy.rules, rules.len());
         rules.extend(policy.rules);
+        let default_keys = RuleSet::merged(&[&headers, &base]);
         Redactor {
             rules,
             headers,
             base,
+            default_keys,
             overrides,
             key: hash_key,
             limits: policy.limits,
@@ -452,15 +482,39 @@ fn mask(text: &str, keep_last: usize) -> String {
     out
 }
 
-/// Drops a JSON value of any depth without recursion.
+/// Drops a JSON value of any depth without unbounded recursion: up to
+/// [`DROP_RECURSION`] levels are dropped recursively (scalars in place, no
+/// work list), deeper containers are set aside and dropped from a heap
+/// work list, so the native stack use stays bounded.
 fn drop_deep(value: Value) {
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Array(items) => stack.extend(items),
-            Value::Object(map) => stack.extend(map.into_iter().map(|(_, v)| v)),
-            _ => {}
+    if !matches!(value, Value::Array(_) | Value::Object(_)) {
+        return;
+    }
+    let mut deferred = Vec::new();
+    drop_bounded(value, 0, &mut deferred);
+    while let Some(v) = deferred.pop() {
+        drop_bounded(v, 0, &mut deferred);
+    }
+}
+
+/// Depth up to which [`drop_deep`] recurses natively.
+const DROP_RECURSION: usize = 32;
+
+fn drop_bounded(value: Value, depth: usize, deferred: &mut Vec<Value>) {
+    let mut child = |v: Value| {
+        if matches!(v, Value::Array(_) | Value::Object(_)) {
+            if depth < DROP_RECURSION {
+                drop_bounded(v, depth + 1, deferred);
+            } else {
+                deferred.push(v);
+            }
         }
+        // Scalars (and strings) are dropped here.
+    };
+    match value {
+        Value::Array(items) => items.into_iter().for_each(&mut child),
+        Value::Object(map) => map.into_iter().for_each(|(_, v)| child(v)),
+        _ => {}
     }
 }
 
@@ -544,16 +598,68 @@ struct Span {
 /// Whether a root is captured; `Err(id)` names the override that stops it.
 type Capture = Result<(), String>;
 
+/// One step of a payload path, kept on the walk's call stack; the path text
+/// is only rendered (with [`push_key`] and [`push_index`]) when something
+/// under it changes, so unchanged values cost no path building.
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Root(&'a str),
+    Key(&'a str),
+    Index(usize),
+}
+
+/// A path as a chain of steps from the leaf up to the root.
+#[derive(Clone, Copy)]
+struct PathNode<'a> {
+    seg: Seg<'a>,
+    parent: Option<&'a PathNode<'a>>,
+}
+
+impl<'a> PathNode<'a> {
+    fn root(name: &'a str) -> PathNode<'a> {
+        PathNode {
+            seg: Seg::Root(name),
+            parent: None,
+        }
+    }
+
+    fn child(&'a self, seg: Seg<'a>) -> PathNode<'a> {
+        PathNode {
+            seg,
+            parent: Some(self),
+        }
+    }
+
+    /// The JSONPath-like text, e.g. `$.inputs[0].card`.
+    fn render(&self) -> String {
+        let mut segs: Vec<Seg<'_>> = Vec::with_capacity(8);
+        let mut node = Some(self);
+        while let Some(n) = node {
+            segs.push(n.seg);
+            node = n.parent;
+        }
+        let mut out = String::with_capacity(64);
+        for seg in segs.iter().rev() {
+            match *seg {
+                Seg::Root(name) => out.push_str(name),
+                Seg::Key(k) => push_key(&mut out, k),
+                Seg::Index(i) => push_index(&mut out, i),
+            }
+        }
+        out
+    }
+}
+
 /// One redaction pass over an event's payloads.
 struct Walk<'r> {
     r: &'r Redactor,
-    sets: Vec<&'r RuleSet>,
+    /// Rule sets with key rules, in priority order.
+    key_sets: Vec<&'r RuleSet>,
     strings: Vec<usize>,
     has_regex: bool,
     capture_inputs: Capture,
     capture_output: Capture,
     limits_only: bool,
-    path: String,
     keybuf: String,
     spans: Vec<Span>,
     changed: Vec<String>,
@@ -585,15 +691,21 @@ impl<'r> Walk<'r> {
         let has_regex = strings
             .iter()
             .any(|&i| matches!(r.rules[i].matcher, Matcher::Regex(_)));
+        // No override applies (the usual case): one lookup in the merged
+        // set instead of one per set.
+        let key_sets = if sets.len() == 2 {
+            vec![&r.default_keys]
+        } else {
+            sets.into_iter().filter(|s| s.has_keys()).collect()
+        };
         Walk {
             r,
-            sets,
+            key_sets,
             strings,
             has_regex,
             capture_inputs,
             capture_output,
             limits_only: false,
-            path: String::with_capacity(128),
             keybuf: String::with_capacity(64),
             spans: Vec::new(),
             changed: Vec::new(),
@@ -603,39 +715,38 @@ impl<'r> Walk<'r> {
     }
 
     fn root(&mut self, name: &str, v: &mut Value, capture: Capture) {
-        self.path.clear();
-        self.path.push_str(name);
+        let path = PathNode::root(name);
         if let Err(override_id) = capture {
             if !v.is_null() {
                 replace_deep(v, marker("NOT_CAPTURED", &override_id));
-                self.changed.push(self.path.clone());
+                self.changed.push(path.render());
                 self.applied_overrides.push(override_id);
             }
             return;
         }
-        if let Outcome::Drop(rule) = self.walk(v, 0) {
+        if let Outcome::Drop(rule) = self.walk(v, 0, &path) {
             replace_deep(v, marker("DROPPED", &self.r.rules[rule].id));
         }
     }
 
     fn text_root(&mut self, name: &str, s: &mut String) {
-        self.path.clear();
-        self.path.push_str(name);
         match self.redact_text(s) {
             Text::Unchanged => {}
             Text::Replaced(new) => {
                 *s = new;
-                self.changed.push(self.path.clone());
+                self.changed.push(name.to_owned());
             }
             Text::Drop(rule) => {
                 *s = marker("DROPPED", &self.r.rules[rule].id);
-                self.changed.push(self.path.clone());
+                self.changed.push(name.to_owned());
             }
         }
     }
 
     fn finish(mut self) -> RedactionSummary {
-        self.changed.sort();
+        // Equal paths are identical strings, so an unstable sort gives the
+        // same result (and needs no scratch allocation).
+        self.changed.sort_unstable();
         self.changed.dedup();
         let mut rules: Vec<String> = self
             .applied
@@ -645,7 +756,7 @@ impl<'r> Walk<'r> {
             .map(|(_, r)| r.id.clone())
             .chain(self.applied_overrides)
             .collect();
-        rules.sort();
+        rules.sort_unstable();
         rules.dedup();
         RedactionSummary {
             rules_applied: rules,
@@ -655,21 +766,18 @@ impl<'r> Walk<'r> {
         }
     }
 
-    fn record(&mut self, rule: usize) {
+    fn record(&mut self, rule: usize, path: &PathNode<'_>) {
         self.applied[rule] = true;
-        self.changed.push(self.path.clone());
+        self.changed.push(path.render());
     }
 
     fn key_rule(&mut self, key: &str) -> Option<usize> {
         normalize_into(key, &mut self.keybuf);
         let norm = self.keybuf.as_str();
-        self.sets
-            .iter()
-            .filter(|s| s.has_keys())
-            .find_map(|s| s.key_rule(norm))
+        self.key_sets.iter().find_map(|s| s.key_rule(norm))
     }
 
-    fn walk(&mut self, v: &mut Value, depth: usize) -> Outcome {
+    fn walk(&mut self, v: &mut Value, depth: usize, path: &PathNode<'_>) -> Outcome {
         let limits = self.r.limits;
         if matches!(v, Value::Array(_) | Value::Object(_)) && depth >= limits.max_depth {
             replace_deep(v, MAX_DEPTH_MARKER.to_owned());
@@ -689,21 +797,19 @@ impl<'r> Walk<'r> {
                 }
                 let mut dropped: Vec<String> = Vec::new();
                 for (k, child) in map.iter_mut() {
-                    let len = self.path.len();
-                    push_key(&mut self.path, k);
+                    let child_path = path.child(Seg::Key(k));
                     let rule = if self.limits_only {
                         None
                     } else {
                         self.key_rule(k)
                     };
                     let outcome = match rule {
-                        Some(rule) => self.apply_keyed(rule, child, depth + 1),
-                        None => self.walk(child, depth + 1),
+                        Some(rule) => self.apply_keyed(rule, child, depth + 1, &child_path),
+                        None => self.walk(child, depth + 1, &child_path),
                     };
                     if let Outcome::Drop(_) = outcome {
                         dropped.push(k.clone());
                     }
-                    self.path.truncate(len);
                 }
                 for k in dropped {
                     if let Some(old) = map.remove(&k) {
@@ -726,12 +832,10 @@ impl<'r> Walk<'r> {
                     }
                 }
                 for (i, item) in items.iter_mut().enumerate() {
-                    let len = self.path.len();
-                    push_index(&mut self.path, i);
-                    if let Outcome::Drop(rule) = self.walk(item, depth + 1) {
+                    let child_path = path.child(Seg::Index(i));
+                    if let Outcome::Drop(rule) = self.walk(item, depth + 1, &child_path) {
                         replace_deep(item, marker("DROPPED", &self.r.rules[rule].id));
                     }
-                    self.path.truncate(len);
                 }
                 if omitted > 0 {
                     items.push(Value::String(format!("[+{omitted} more items]")));
@@ -743,10 +847,10 @@ impl<'r> Walk<'r> {
                         Text::Unchanged => {}
                         Text::Replaced(new) => {
                             *s = new;
-                            self.changed.push(self.path.clone());
+                            self.changed.push(path.render());
                         }
                         Text::Drop(rule) => {
-                            self.changed.push(self.path.clone());
+                            self.changed.push(path.render());
                             return Outcome::Drop(rule);
                         }
                     }
@@ -765,10 +869,10 @@ impl<'r> Walk<'r> {
                         Text::Unchanged => {}
                         Text::Replaced(new) => {
                             *v = Value::String(new);
-                            self.changed.push(self.path.clone());
+                            self.changed.push(path.render());
                         }
                         Text::Drop(rule) => {
-                            self.changed.push(self.path.clone());
+                            self.changed.push(path.render());
                             return Outcome::Drop(rule);
                         }
                     }
@@ -780,7 +884,13 @@ impl<'r> Walk<'r> {
     }
 
     /// Applies key rule `rule` to the whole value under a matched key.
-    fn apply_keyed(&mut self, rule: usize, v: &mut Value, depth: usize) -> Outcome {
+    fn apply_keyed(
+        &mut self,
+        rule: usize,
+        v: &mut Value,
+        depth: usize,
+        path: &PathNode<'_>,
+    ) -> Outcome {
         if v.is_null() {
             return Outcome::Keep;
         }
@@ -788,7 +898,7 @@ impl<'r> Walk<'r> {
         let r = &red.rules[rule];
         let new = match (r.action, &*v) {
             (Action::Drop, _) => {
-                self.record(rule);
+                self.record(rule, path);
                 return Outcome::Drop(rule);
             }
             (Action::Mask { keep_last }, Value::String(s)) => mask(s, keep_last),
@@ -798,14 +908,14 @@ impl<'r> Walk<'r> {
             (Action::Hash, _) => {
                 // Bound the container first, so serializing it is bounded too.
                 let saved = std::mem::replace(&mut self.limits_only, true);
-                self.walk(v, depth);
+                self.walk(v, depth, path);
                 self.limits_only = saved;
                 self.r.key.hash(&v.to_string())
             }
             _ => marker("REDACTED", &r.id),
         };
         replace_deep(v, new);
-        self.record(rule);
+        self.record(rule, path);
         Outcome::Keep
     }
 

@@ -121,9 +121,9 @@ impl EventMeta {
     /// [`SignatureState::KeyUnknown`]. Use [`EventMeta::from_v1_lenient`]
     /// where a bad signature must be recorded rather than refused.
     pub fn from_v1(value: &Value, key: Option<&VerifyingKey>) -> Result<EventMeta, MetaError> {
-        let mut meta = Self::unsigned_facts(value)?;
+        let (mut meta, digest) = Self::unsigned_facts(value)?;
         if let Some(key) = key {
-            seal::verify_event(value, key)?;
+            seal::verify_event_with_digest(value, key, &digest)?;
             meta.signature = SignatureState::Verified;
         }
         Ok(meta)
@@ -136,9 +136,9 @@ impl EventMeta {
         value: &Value,
         key: Option<&VerifyingKey>,
     ) -> Result<EventMeta, MetaError> {
-        let mut meta = Self::unsigned_facts(value)?;
+        let (mut meta, digest) = Self::unsigned_facts(value)?;
         if let Some(key) = key {
-            meta.signature = match seal::verify_event(value, key) {
+            meta.signature = match seal::verify_event_with_digest(value, key, &digest) {
                 Ok(_) => SignatureState::Verified,
                 Err(_) => SignatureState::Invalid,
             };
@@ -146,7 +146,9 @@ impl EventMeta {
         Ok(meta)
     }
 
-    fn unsigned_facts(value: &Value) -> Result<EventMeta, MetaError> {
+    /// The facts, and the content digest behind `content_hash` (so the
+    /// signature check does not canonicalize and hash the event again).
+    fn unsigned_facts(value: &Value) -> Result<(EventMeta, [u8; 32]), MetaError> {
         let object = value.as_object().ok_or(MetaError::Field {
             field: "event",
             problem: "must be a JSON object",
@@ -165,8 +167,9 @@ impl EventMeta {
                 problem: "must be \"ok\" or \"error\"",
             });
         }
-        let content_hash = v1::content_hash(object).map_err(|e| MetaError::Canon(e.to_string()))?;
-        Ok(EventMeta {
+        let digest = v1::content_digest(object).map_err(|e| MetaError::Canon(e.to_string()))?;
+        let content_hash = v1::sha256_prefixed(&digest);
+        let meta = EventMeta {
             event_id: string(value, "event_id")?,
             instance_id: string(value, "instance_id")?,
             correlation_id: string(value, "correlation_id")?,
@@ -180,6 +183,7 @@ impl EventMeta {
             completed_at: string(value, "completed_at")?,
             duration_ms: integer(value, "duration_ms")?,
             signature: SignatureState::KeyUnknown,
-        })
+        };
+        Ok((meta, digest))
     }
 }

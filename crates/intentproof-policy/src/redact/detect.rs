@@ -267,19 +267,41 @@ fn pattern(d: Detector) -> String {
     }
 }
 
+/// Bytes that start no literal prefix and are neither digits nor
+/// separators: for them [`candidates`] only ends the current digit run.
+static PLAIN: [bool; 256] = {
+    let mut t = [true; 256];
+    let special = b"0123456789 -.@+(\"_abegxhwABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut i = 0;
+    while i < special.len() {
+        t[special[i] as usize] = false;
+        i += 1;
+    }
+    t
+};
+
+/// An ASCII word character, as `(?-u:\b)` sees it.
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
 /// One pass over `s`: the bit set of detectors that could match it.
 ///
-/// Deliberately loose (a superset of what the regexes accept) but cheap:
-/// literal prefixes for the token formats, and for the numeric formats the
-/// shape of digit runs (digits joined by single `' '`, `-` or `.`).
+/// Deliberately loose (a superset of what the regexes and their validation
+/// accept) but cheap: literal prefixes for the token formats, and for the
+/// numeric formats the shape of digit runs. A card number needs 13 digits
+/// joined by single `' '` or `-`, counted from a digit `2`-`6` (the only
+/// network prefixes [`card_ok`] knows) at a word boundary (the regex starts
+/// with `\b`, and validation only shortens a match at its end).
 pub(crate) fn candidates(s: &[u8]) -> u32 {
     if s.len() < 6 {
         return 0;
     }
     let mut mask = 0u32;
-    // Digits in the current run of digits and single separators.
-    let mut run = 0usize;
-    let mut max_run = 0usize;
+    // Digits of the current card-shaped run, counted from its first digit
+    // that could start a card (0: no such digit yet).
+    let mut card = 0usize;
+    let mut max_card = 0usize;
     // Consecutive digits in the current group.
     let mut group = 0usize;
     // Digits seen since a possible trunk prefix (`0[1-9]` after a non-alphanumeric).
@@ -291,7 +313,20 @@ pub(crate) fn candidates(s: &[u8]) -> u32 {
         s.len() > i + lit.len() && s[i + 1..i + 1 + lit.len()].eq_ignore_ascii_case(lit)
     };
     for (i, &b) in s.iter().enumerate() {
+        if PLAIN[usize::from(b)] {
+            // Ends every run; starts no prefix.
+            trunk = None;
+            card = 0;
+            group = 0;
+            continue;
+        }
         if b.is_ascii_digit() {
+            if card > 0
+                || (group == 0 && matches!(b, b'2'..=b'6') && (i == 0 || !is_word(s[i - 1])))
+            {
+                card += 1;
+                max_card = max_card.max(card);
+            }
             if group == 0
                 && b == b'0'
                 && matches!(byte(i + 1), b'1'..=b'9')
@@ -301,7 +336,6 @@ pub(crate) fn candidates(s: &[u8]) -> u32 {
                 trunk = Some(0);
             }
             group += 1;
-            run += 1;
             if let Some(t) = trunk.as_mut() {
                 *t += 1;
                 phone |= *t >= 9;
@@ -313,9 +347,10 @@ pub(crate) fn candidates(s: &[u8]) -> u32 {
         if separator {
             phone |= group == 3;
         } else {
-            max_run = max_run.max(run);
-            run = 0;
             trunk = None;
+        }
+        if !separator || b == b'.' {
+            card = 0;
         }
         group = 0;
         match b {
@@ -379,11 +414,10 @@ pub(crate) fn candidates(s: &[u8]) -> u32 {
             _ => {}
         }
     }
-    max_run = max_run.max(run);
     if phone {
         mask |= Detector::Phone.bit();
     }
-    if max_run >= 13 {
+    if max_card >= 13 {
         mask |= Detector::CreditCard.bit();
     }
     mask
@@ -580,6 +614,74 @@ mod tests {
         assert!(!iban_ok(b"DE89370400440532013001"));
         let hits = Detector::Iban.find_all("IBAN DE89 3704 0044 0532 0130 00 EUR");
         assert_eq!(hits, vec![5..32]);
+    }
+
+    /// Every detector match, found without the prefilter, is among the
+    /// prefilter's candidates.
+    fn assert_prefilter_superset(text: &str) {
+        let mask = candidates(text.as_bytes());
+        for d in Detector::ALL {
+            let mut hits = Vec::new();
+            d.find_each(text, &mut |r| hits.push(r));
+            assert!(
+                hits.is_empty() || mask & d.bit() != 0,
+                "{d:?} matches {hits:?} in {text:?} but the prefilter rules it out"
+            );
+        }
+    }
+
+    #[test]
+    fn card_prefilter_needs_a_network_digit_at_a_word_boundary() {
+        for text in [
+            "card 4242 4242 4242 4242",
+            "4242-4242-4242-4242",
+            "1.4242 4242 4242 4242",
+            "0000 5555555555554444",
+            "amex 378282246310005!",
+            "é4242424242424242",
+        ] {
+            assert_ne!(
+                candidates(text.as_bytes()) & Detector::CreditCard.bit(),
+                0,
+                "{text}"
+            );
+            assert_prefilter_superset(text);
+        }
+        for text in [
+            "0190b6f2-0005-7000-8000-000000009c4f",
+            "x4242424242424242",
+            "_4242424242424242",
+            "4242.4242.4242.4242",
+            "7000 8000 9000 1000 0000",
+            "1700000000005",
+            "4242 4242  4242 4242",
+        ] {
+            assert_eq!(
+                candidates(text.as_bytes()) & Detector::CreditCard.bit(),
+                0,
+                "{text}"
+            );
+            assert_prefilter_superset(text);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prefilter_never_hides_a_match(
+            text in "[0-9 .\\-+()@_a-zA-Z\"é]{0,40}",
+            card in proptest::option::of("[2-6][0-9]{12,18}"),
+            at in 0usize..40,
+        ) {
+            let mut text = text;
+            if let Some(card) = card {
+                let mut at = at.min(text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                text.insert_str(at, &card);
+            }
+            assert_prefilter_superset(&text);
+        }
     }
 
     #[test]
