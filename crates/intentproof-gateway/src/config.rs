@@ -19,6 +19,12 @@
 //! command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
 //! default_intents = { echo = "Check the connection" }
 //!
+//! [[mcp.servers]]                    # a remote Streamable HTTP server (instead of `command`)
+//! name = "remote"
+//! url = "https://mcp.example.com/mcp"
+//! headers = { Authorization = "Bearer ..." }   # sent upstream only; never logged or recorded
+//! timeout_ms = 300000                # per forwarded POST; connect_timeout_ms = 10000
+//!
 //! [[exporters]]                      # forward every stored event, at least once
 //! name = "siem"                      # names the durable cursor: keep it stable
 //! url = "https://collector.example/v1/events"
@@ -86,20 +92,157 @@ pub struct McpConfig {
     pub servers: Vec<McpServerConfig>,
 }
 
-/// One upstream MCP server of the HTTP gateway.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One upstream MCP server of the HTTP gateway: a stdio `command` (one
+/// process per agent session) or a remote Streamable HTTP `url` (one
+/// upstream MCP session per agent session). Exactly one of the two.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerConfig {
     /// Served at `/mcp/<name>`; actions are `mcp.<name>.<tool>`.
     pub name: String,
     /// A stdio server: the command and its arguments (one process per session).
+    #[serde(default)]
     pub command: Vec<String>,
     /// Extra environment for the command.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// A remote Streamable HTTP server: its MCP endpoint
+    /// (`https://mcp.example.com/mcp`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Headers sent with every request to `url` (credentials). Never logged
+    /// or recorded; `Debug` shows their names only.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `url` only: longest wait for the upstream to answer one forwarded
+    /// POST (all the JSON-RPC responses it carries); default 300000.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `url` only: time allowed to connect; default 10000.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// `url` only: a PEM file of extra CA certificates trusted for this
+    /// `https` upstream (a private CA), besides the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Intents for tools called outside any declared plan.
     #[serde(default)]
     pub default_intents: BTreeMap<String, String>,
+}
+
+/// Default of [`McpServerConfig::timeout_ms`].
+pub const DEFAULT_MCP_TIMEOUT_MS: u64 = 300_000;
+/// Default of [`McpServerConfig::connect_timeout_ms`].
+pub const DEFAULT_MCP_CONNECT_TIMEOUT_MS: u64 = 10_000;
+
+impl McpServerConfig {
+    /// A stdio server with every default.
+    pub fn stdio(name: impl Into<String>, command: Vec<String>) -> Self {
+        McpServerConfig {
+            name: name.into(),
+            command,
+            env: BTreeMap::new(),
+            url: None,
+            headers: BTreeMap::new(),
+            timeout_ms: None,
+            connect_timeout_ms: None,
+            ca_file: None,
+            default_intents: BTreeMap::new(),
+        }
+    }
+
+    /// A remote Streamable HTTP server with every default.
+    pub fn remote(name: impl Into<String>, url: impl Into<String>) -> Self {
+        McpServerConfig {
+            url: Some(url.into()),
+            ..Self::stdio(name, Vec::new())
+        }
+    }
+
+    /// Checks the `command` / `url` choice and the remote settings.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &str, why: &str| {
+            Err(ConfigError::Invalid(format!(
+                "mcp server {:?}: `{field}` {why}",
+                self.name
+            )))
+        };
+        let Some(url) = &self.url else {
+            if self.command.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "mcp server {:?}: set `command` (a stdio server, e.g. command = [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"]) or `url` (a remote Streamable HTTP server, e.g. url = \"https://mcp.example.com/mcp\")",
+                    self.name
+                )));
+            }
+            for (field, set) in [
+                ("headers", !self.headers.is_empty()),
+                ("timeout_ms", self.timeout_ms.is_some()),
+                ("connect_timeout_ms", self.connect_timeout_ms.is_some()),
+                ("ca_file", self.ca_file.is_some()),
+            ] {
+                if set {
+                    return bad(
+                        field,
+                        "applies only to a remote server (`url`), not to `command`",
+                    );
+                }
+            }
+            return Ok(());
+        };
+        if !self.command.is_empty() {
+            return bad(
+                "command",
+                "and `url` are both set; a server is either a stdio `command` or a remote `url`, not both",
+            );
+        }
+        if !self.env.is_empty() {
+            return bad(
+                "env",
+                "applies only to a stdio `command`, not to a remote `url`",
+            );
+        }
+        if let Err(why) = crate::mcp::remote::check_url(url) {
+            return bad("url", &why);
+        }
+        for (name, value) in &self.headers {
+            if let Err(why) = crate::mcp::remote::check_header(name, value) {
+                return bad("headers", &why);
+            }
+        }
+        for (field, value, max) in [
+            ("timeout_ms", self.timeout_ms, 86_400_000),
+            ("connect_timeout_ms", self.connect_timeout_ms, 3_600_000),
+        ] {
+            if let Some(v) = value {
+                if !(1..=max).contains(&v) {
+                    return bad(field, &format!("= {v} is out of range; use 1 to {max}"));
+                }
+            }
+        }
+        if let Some(path) = &self.ca_file {
+            if let Err(e) = std::fs::metadata(path) {
+                return bad("ca_file", &format!("{}: {e}", path.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for McpServerConfig {
+    /// Header values are credentials: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServerConfig")
+            .field("name", &self.name)
+            .field("command", &self.command)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("url", &self.url)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("ca_file", &self.ca_file)
+            .field("default_intents", &self.default_intents)
+            .finish()
+    }
 }
 
 /// One daemon exporter.
@@ -265,12 +408,7 @@ impl Config {
                     server.name
                 )));
             }
-            if server.command.is_empty() {
-                return Err(ConfigError::Invalid(format!(
-                    "mcp server {:?}: `command` must name the server's program, e.g. command = [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"]",
-                    server.name
-                )));
-            }
+            server.validate()?;
         }
         self.http.validate()?;
         let mut names = std::collections::BTreeSet::new();

@@ -262,7 +262,8 @@ async fn serve_with(
                 api::record_own_event(&state, &event);
             }
         });
-        let gateway = Arc::new(crate::mcp::http::McpHttp::new(&config.mcp, sink));
+        let gateway =
+            Arc::new(crate::mcp::http::McpHttp::new(&config.mcp, sink).map_err(ServeError::Other)?);
         let _ = state.mcp.set(gateway);
         tracing::info!(
             servers = config.mcp.servers.len(),

@@ -1,8 +1,11 @@
 //! The MCP gateway over Streamable HTTP: `POST/GET/DELETE /mcp/<name>` in
-//! the daemon. Each MCP session gets its own upstream process (stdio), so
-//! sessions never share state, and the same relay rules as stdio apply:
-//! messages pass through as they are, only observed, except for the plan
-//! tool.
+//! the daemon. Each MCP session gets its own `Upstream`: a process for a
+//! stdio `command`, or its own upstream MCP session for a remote `url`
+//! (`mcp::remote`), so sessions never share state, and the same relay
+//! rules as stdio apply: messages pass through as they are, only observed,
+//! except for the plan tool. Both kinds of upstream hand their messages to
+//! one path (`Incoming`), so recording and routing do not depend on the
+//! transport.
 //!
 //! Routing upstream messages back to HTTP streams: a response goes to the
 //! stream of the POST that carried its request; a progress notification to
@@ -14,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -28,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::recorder::{ClientVerdict, DEFAULT_PLAN_TOOL, Recorder, RecorderConfig};
+use super::remote::{Deliver, Incoming, RemoteServer, RemoteUpstream};
 use super::stdio::MAX_MESSAGE_BYTES;
 use crate::config::{McpConfig, McpServerConfig};
 
@@ -39,9 +43,16 @@ pub type EventSink = Arc<dyn Fn(ExecutionEvent) + Send + Sync>;
 
 /// All HTTP-served MCP servers and their sessions.
 pub struct McpHttp {
-    servers: HashMap<String, (McpServerConfig, RecorderConfig)>,
+    servers: HashMap<String, Server>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     sink: EventSink,
+}
+
+struct Server {
+    config: McpServerConfig,
+    recorder: RecorderConfig,
+    /// Set for a remote (`url`) server.
+    remote: Option<Arc<RemoteServer>>,
 }
 
 type Stream = mpsc::UnboundedSender<String>;
@@ -60,11 +71,65 @@ struct Routing {
 }
 
 struct Session {
+    /// The gateway's session id (the only one the agent sees).
+    id: String,
     server: String,
-    stdin: tokio::sync::Mutex<ChildStdin>,
+    upstream: Upstream,
     recorder: Mutex<Recorder>,
     routing: Mutex<Routing>,
+}
+
+/// A stdio upstream process.
+struct StdioUpstream {
+    stdin: tokio::sync::Mutex<ChildStdin>,
     child: Mutex<Option<Child>>,
+}
+
+/// Where a session's messages go.
+enum Upstream {
+    /// A process of its own; its stdout lines are read by a task.
+    Stdio(Box<StdioUpstream>),
+    /// An upstream MCP session of its own on a remote server.
+    Remote(RemoteUpstream),
+}
+
+impl Upstream {
+    /// Sends messages from the agent. `requests` are the ids (JSON text) of
+    /// the requests among them, `initialize` that of an `initialize`. A
+    /// remote upstream answers failed requests itself (JSON-RPC errors,
+    /// through [`Incoming`]); `Err` means the agent must be told here.
+    async fn send(
+        &self,
+        server: &str,
+        lines: &[String],
+        requests: Vec<String>,
+        initialize: Option<String>,
+    ) -> Result<(), String> {
+        match self {
+            Upstream::Stdio(stdio) => write_stdin(&stdio.stdin, server, lines).await,
+            Upstream::Remote(remote) => remote.post(lines, requests, initialize).await,
+        }
+    }
+
+    /// Ends the upstream side (the agent ended the session).
+    async fn close(&self) {
+        match self {
+            Upstream::Stdio(_) => self.stop(),
+            Upstream::Remote(remote) => remote.close().await,
+        }
+    }
+
+    /// Ends the upstream side without waiting (daemon shutdown).
+    fn stop(&self) {
+        match self {
+            Upstream::Stdio(stdio) => {
+                if let Some(mut child) = lock(&stdio.child).take() {
+                    let _ = child.start_kill();
+                }
+            }
+            Upstream::Remote(remote) => remote.stop(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -82,28 +147,38 @@ fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 }
 
 impl McpHttp {
-    /// The gateway for the configured servers; recorded events go to `sink`.
-    pub fn new(config: &McpConfig, sink: EventSink) -> Self {
+    /// The gateway for the configured servers (already validated by
+    /// [`crate::Config`]); recorded events go to `sink`. Fails when a
+    /// remote server's HTTP client cannot be built (its `ca_file`).
+    pub fn new(config: &McpConfig, sink: EventSink) -> Result<Self, String> {
         let plan_tool = match config.plan_tool.as_deref() {
             None => Some(DEFAULT_PLAN_TOOL.to_owned()),
             Some("") => None,
             Some(name) => Some(name.to_owned()),
         };
-        let servers = config
-            .servers
-            .iter()
-            .map(|server| {
-                let mut recorder = RecorderConfig::new(&server.name);
-                recorder.plan_tool = plan_tool.clone();
-                recorder.default_intents = server.default_intents.clone();
-                (server.name.clone(), (server.clone(), recorder))
-            })
-            .collect();
-        McpHttp {
+        let mut servers = HashMap::new();
+        for server in &config.servers {
+            let mut recorder = RecorderConfig::new(&server.name);
+            recorder.plan_tool = plan_tool.clone();
+            recorder.default_intents = server.default_intents.clone();
+            let remote = match server.url {
+                Some(_) => Some(RemoteServer::new(server)?),
+                None => None,
+            };
+            servers.insert(
+                server.name.clone(),
+                Server {
+                    config: server.clone(),
+                    recorder,
+                    remote,
+                },
+            );
+        }
+        Ok(McpHttp {
             servers,
             sessions: Mutex::new(HashMap::new()),
             sink,
-        }
+        })
     }
 
     /// Whether `name` is a configured server.
@@ -115,9 +190,7 @@ impl McpHttp {
     pub fn shutdown(&self) {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
         for session in sessions {
-            if let Some(mut child) = lock(&session.child).take() {
-                let _ = child.start_kill();
-            }
+            session.upstream.stop();
         }
     }
 
@@ -128,67 +201,117 @@ impl McpHttp {
     }
 
     async fn open_session(self: &Arc<Self>, name: &str) -> Result<(String, Arc<Session>), String> {
-        let (server, recorder_config) = self.servers.get(name).ok_or("unknown server")?;
-        let (program, args) = server.command.split_first().ok_or("no command")?;
-        let mut child = Command::new(program)
-            .args(args)
-            .envs(&server.env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start MCP server {name} (`{program}`): {e}"))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err("cannot capture the upstream's stdio".into());
-        };
+        let server = self.servers.get(name).ok_or("unknown server")?;
         let id = intentproof_core::new_event_id();
-        let session = Arc::new(Session {
-            server: name.to_owned(),
-            stdin: tokio::sync::Mutex::new(stdin),
-            recorder: Mutex::new(Recorder::new(recorder_config.clone(), id.clone())),
-            routing: Mutex::new(Routing {
-                requests: HashMap::new(),
-                tokens: HashMap::new(),
-                open: Vec::new(),
-                standalone: None,
-                backlog: VecDeque::new(),
-            }),
-            child: Mutex::new(Some(child)),
+        let recorder = Mutex::new(Recorder::new(server.recorder.clone(), id.clone()));
+        let routing = Mutex::new(Routing {
+            requests: HashMap::new(),
+            tokens: HashMap::new(),
+            open: Vec::new(),
+            standalone: None,
+            backlog: VecDeque::new(),
         });
+        let session = if let Some(remote) = &server.remote {
+            // Nothing to start: the upstream session begins with the
+            // agent's `initialize`, forwarded like any message.
+            Arc::new_cyclic(|weak: &Weak<Session>| {
+                let deliver = self.deliver_to(weak.clone());
+                Session {
+                    id: id.clone(),
+                    server: name.to_owned(),
+                    upstream: Upstream::Remote(RemoteUpstream::new(Arc::clone(remote), deliver)),
+                    recorder,
+                    routing,
+                }
+            })
+        } else {
+            let (program, args) = server.config.command.split_first().ok_or("no command")?;
+            let mut child = Command::new(program)
+                .args(args)
+                .envs(&server.config.env)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start MCP server {name} (`{program}`): {e}"))?;
+            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                return Err("cannot capture the upstream's stdio".into());
+            };
+            let session = Arc::new(Session {
+                id: id.clone(),
+                server: name.to_owned(),
+                upstream: Upstream::Stdio(Box::new(StdioUpstream {
+                    stdin: tokio::sync::Mutex::new(stdin),
+                    child: Mutex::new(Some(child)),
+                })),
+                recorder,
+                routing,
+            });
+            let deliver = self.deliver_to(Arc::downgrade(&session));
+            let server_name = name.to_owned();
+            tokio::spawn(async move {
+                let mut lines =
+                    FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
+                while let Some(line) = lines.next().await {
+                    let Ok(line) = line else { continue };
+                    if serde_json::from_str::<Value>(&line).is_err() {
+                        let shown: String = line.chars().take(200).collect();
+                        tracing::warn!(server = %server_name, line = %shown, "the upstream wrote a line to stdout that is not a JSON-RPC message; dropped");
+                        continue;
+                    }
+                    deliver(Incoming::Message(line));
+                }
+                deliver(Incoming::Gone(format!(
+                    "upstream MCP server {server_name} exited before answering; check its stderr"
+                )));
+            });
+            session
+        };
         lock(&self.sessions).insert(id.clone(), Arc::clone(&session));
-        let gateway = Arc::clone(self);
-        let reader_session = Arc::clone(&session);
-        let session_id = id.clone();
-        tokio::spawn(async move {
-            let mut lines =
-                FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
-            while let Some(line) = lines.next().await {
-                let Ok(line) = line else { continue };
-                gateway.upstream_message(&reader_session, line);
-            }
-            // The upstream is gone: fail what is pending, end the session.
-            let mut events = Vec::new();
-            let reason = format!(
-                "upstream MCP server {} exited before answering; check its stderr",
-                reader_session.server
-            );
-            let replies = lock(&reader_session.recorder).on_upstream_gone(&reason, &mut events);
-            for reply in replies {
-                gateway.route(&reader_session, &reply, reply.to_string());
-            }
-            for event in events {
-                (gateway.sink)(event);
-            }
-            lock(&gateway.sessions).remove(&session_id);
-        });
         Ok((id, session))
     }
 
+    /// The callback an upstream hands its messages to. Weak references: the
+    /// session owns its upstream, and a message for a session that is gone
+    /// has nowhere to go.
+    fn deliver_to(self: &Arc<Self>, session: Weak<Session>) -> Deliver {
+        let gateway = Arc::downgrade(self);
+        Arc::new(move |incoming| {
+            let (Some(gateway), Some(session)) = (gateway.upgrade(), session.upgrade()) else {
+                return;
+            };
+            match incoming {
+                Incoming::Message(text) => gateway.upstream_message(&session, text),
+                Incoming::Gone(reason) => gateway.upstream_gone(&session, &reason),
+            }
+        })
+    }
+
+    /// The upstream is gone: fail what is pending, end the session.
+    fn upstream_gone(&self, session: &Session, reason: &str) {
+        session.upstream.stop();
+        let mut events = Vec::new();
+        let replies = lock(&session.recorder).on_upstream_gone(reason, &mut events);
+        for reply in replies {
+            self.route(session, &reply, reply.to_string());
+        }
+        for event in events {
+            (self.sink)(event);
+        }
+        let mut sessions = lock(&self.sessions);
+        if sessions
+            .get(&session.id)
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), session))
+        {
+            sessions.remove(&session.id);
+        }
+    }
+
+    /// One message from the upstream (valid JSON, one line): observed,
+    /// then routed to its HTTP stream.
     fn upstream_message(&self, session: &Session, line: String) {
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
-            let shown: String = line.chars().take(200).collect();
-            tracing::warn!(server = %session.server, line = %shown, "the upstream wrote a line to stdout that is not a JSON-RPC message; dropped");
             return;
         };
         let mut events = Vec::new();
@@ -342,6 +465,7 @@ pub async fn post(
     let mut forward = Vec::new();
     let mut replies = Vec::new();
     let mut request_ids = Vec::new();
+    let mut initialize = None;
     {
         let mut recorder = lock(&session.recorder);
         for (item, raw) in &items {
@@ -349,6 +473,9 @@ pub async fn post(
                 ClientVerdict::Forward => {
                     if item.get("method").is_some() {
                         if let Some(id) = item.get("id") {
+                            if item.get("method").and_then(Value::as_str) == Some("initialize") {
+                                initialize = Some(id.to_string());
+                            }
                             request_ids.push((
                                 id.to_string(),
                                 item.pointer("/params/_meta/progressToken")
@@ -367,7 +494,11 @@ pub async fn post(
     }
     if request_ids.is_empty() && replies.is_empty() {
         // Notifications and responses only.
-        if let Err(e) = write_upstream(&session, &forward).await {
+        if let Err(e) = session
+            .upstream
+            .send(&session.server, &forward, Vec::new(), None)
+            .await
+        {
             return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e);
         }
         let mut response = StatusCode::ACCEPTED.into_response();
@@ -391,7 +522,12 @@ pub async fn post(
         let _ = stream.send(reply);
     }
     drop(stream);
-    if let Err(e) = write_upstream(&session, &forward).await {
+    let requests = request_ids.into_iter().map(|(key, _)| key).collect();
+    if let Err(e) = session
+        .upstream
+        .send(&session.server, &forward, requests, initialize)
+        .await
+    {
         return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e);
     }
     // The stream ends when every request of this POST has its response (the
@@ -406,7 +542,11 @@ fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
-async fn write_upstream(session: &Session, lines: &[String]) -> Result<(), String> {
+async fn write_stdin(
+    stdin: &tokio::sync::Mutex<ChildStdin>,
+    server: &str,
+    lines: &[String],
+) -> Result<(), String> {
     if lines.is_empty() {
         return Ok(());
     }
@@ -415,17 +555,12 @@ async fn write_upstream(session: &Session, lines: &[String]) -> Result<(), Strin
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
     }
-    let mut stdin = session.stdin.lock().await;
+    let mut stdin = stdin.lock().await;
     stdin
         .write_all(&bytes)
         .await
         .and(stdin.flush().await)
-        .map_err(|e| {
-            format!(
-                "the upstream MCP server {} is not accepting input: {e}",
-                session.server
-            )
-        })
+        .map_err(|e| format!("the upstream MCP server {server} is not accepting input: {e}"))
 }
 
 /// `GET /mcp/<name>`: the session's stream for server-initiated messages.
@@ -458,8 +593,6 @@ pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
         return rpc_error(StatusCode::NOT_FOUND, -32001, "Session not found");
     };
     lock(&gateway.sessions).remove(&session_id);
-    if let Some(mut child) = lock(&session.child).take() {
-        let _ = child.start_kill();
-    }
+    session.upstream.close().await;
     StatusCode::OK.into_response()
 }

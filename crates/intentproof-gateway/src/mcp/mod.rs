@@ -17,11 +17,14 @@
 //!
 //! - [`recorder`]: the protocol observer (transport-agnostic).
 //! - [`stdio`]: `intentproof mcp -- <command>`: the agent's stdio server.
+//! - [`http`]: `/mcp/<name>` in the daemon (Streamable HTTP), in front of
+//!   stdio commands or remote Streamable HTTP servers (`remote`).
 //! - [`shipper`]: seals events with this process's key, spools them to disk
 //!   and delivers them to the daemon (starting it when none answers).
 
 pub mod demo;
 pub mod http;
 pub mod recorder;
+pub(crate) mod remote;
 pub mod shipper;
 pub mod stdio;
