@@ -13,23 +13,12 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, Stopped, cli_json, required_env, workspace_root};
+use common::{
+    BIN, Stopped, assert_same_transcript, assert_transcript_recorded, daemon_listen, required_env,
+    transcript, workspace_root,
+};
 
 const SECRET: &str = "sk_remote_TRANSCRIPT_SECRET_51ab";
-
-fn transcript(python: &Path, args: &[&str]) -> String {
-    let output = Command::new(python)
-        .arg(workspace_root().join("tests/mcp/transcript.py"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "transcript.py {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// server-everything (`streamableHttp`, 127.0.0.1 via loopback.mjs) on a
 /// free port; its stdout, which names every session, goes to `log`.
@@ -118,15 +107,7 @@ fn a_remote_streamable_http_upstream_is_transparent_and_every_call_is_recorded()
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let listen = loop {
-        if let Ok(text) = std::fs::read_to_string(data.join("daemon.json")) {
-            let info: serde_json::Value = serde_json::from_str(&text).unwrap();
-            break info["listen"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let listen = daemon_listen(&data);
 
     let direct = transcript(&python, &["http", &upstream]);
     let through = transcript(
@@ -138,22 +119,7 @@ fn a_remote_streamable_http_upstream_is_transparent_and_every_call_is_recorded()
             &format!("http://{listen}/mcp/remote"),
         ],
     );
-    if direct != through {
-        let a = temp.path().join("direct.json");
-        let b = temp.path().join("gateway.json");
-        std::fs::write(&a, &direct).unwrap();
-        std::fs::write(&b, &through).unwrap();
-        let diff = Command::new("diff")
-            .arg("-u")
-            .arg(&a)
-            .arg(&b)
-            .output()
-            .unwrap();
-        panic!(
-            "the gateway changed what the client sees:\n{}",
-            String::from_utf8_lossy(&diff.stdout)
-        );
-    }
+    assert_same_transcript(temp.path(), &direct, &through);
 
     // Two client sessions (direct, through the gateway): two upstream
     // sessions, each ended by a DELETE (the gateway forwards the client's).
@@ -177,40 +143,7 @@ fn a_remote_streamable_http_upstream_is_transparent_and_every_call_is_recorded()
     }
 
     // Every call the transcript made is one event, in one verified chain.
-    let chains = cli_json(&["chains"], &data);
-    let chains = chains["chains"].as_array().unwrap();
-    assert_eq!(chains.len(), 1, "{chains:?}");
-    assert_eq!(chains[0]["verified"], true);
-    let correlation = chains[0]["correlation_id"].as_str().unwrap();
-    let events = cli_json(&["events", "--correlation", correlation], &data);
-    let rows: Vec<(String, String, String)> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            let e = &row["event"];
-            (
-                e["action"].as_str().unwrap().to_owned(),
-                e["status"].as_str().unwrap().to_owned(),
-                e["intent"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let expected: Vec<(String, String, String)> = [
-        ("mcp.remote.echo", "ok"),
-        ("mcp.remote.get-sum", "ok"),
-        ("mcp.remote.resource.read", "ok"),
-        ("mcp.remote.prompt.get", "ok"),
-        ("mcp.remote.trigger-long-running-operation", "ok"),
-        ("mcp.remote.trigger-long-running-operation", "error"),
-        ("mcp.remote.trigger-sampling-request", "ok"),
-        ("mcp.remote.trigger-elicitation-request", "ok"),
-        ("mcp.remote.get-roots-list", "ok"),
-    ]
-    .iter()
-    .map(|(a, s)| (a.to_string(), s.to_string(), "undeclared".to_string()))
-    .collect();
-    assert_eq!(rows, expected);
+    let (correlation, events) = assert_transcript_recorded(&data, "remote");
     let echo = &events["events"][0]["event"];
     assert_eq!(echo["inputs"], serde_json::json!({"message": "hello"}));
     assert_eq!(
@@ -223,8 +156,6 @@ fn a_remote_streamable_http_upstream_is_transparent_and_every_call_is_recorded()
         echo["attributes"]["mcp.client.name"],
         "intentproof-mcp-transcript"
     );
-    let cancelled = &events["events"][5]["event"];
-    assert_eq!(cancelled["error"]["name"], "Cancelled");
 
     drop(daemon);
     drop(server);

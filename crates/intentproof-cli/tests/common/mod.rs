@@ -180,3 +180,101 @@ pub fn start_gateway(dir: &Path, name: &str, extra: &[&str]) -> (Stopped, Agent)
     let agent = Agent::attach(&mut gateway.0);
     (gateway, agent)
 }
+
+/// Runs `tests/mcp/transcript.py` (the official Python MCP client's
+/// scripted session) with `args` and returns its JSON transcript.
+pub fn transcript(python: &Path, args: &[&str]) -> String {
+    let output = Command::new(python)
+        .arg(workspace_root().join("tests/mcp/transcript.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "transcript.py {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Fails with a unified diff when the gateway changed what the client saw.
+pub fn assert_same_transcript(dir: &Path, direct: &str, through: &str) {
+    if direct == through {
+        return;
+    }
+    let a = dir.join("direct.json");
+    let b = dir.join("gateway.json");
+    std::fs::write(&a, direct).unwrap();
+    std::fs::write(&b, through).unwrap();
+    let diff = Command::new("diff")
+        .arg("-u")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    panic!(
+        "the gateway changed what the client sees:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
+
+/// The address the daemon on `data` listens on, once it has written `daemon.json`.
+pub fn daemon_listen(data: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(data.join("daemon.json")) {
+            let info: serde_json::Value = serde_json::from_str(&text).unwrap();
+            return info["listen"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks what `transcript.py`'s session through the gateway to server
+/// `server` left in the store on `data`: one verified chain holding its nine
+/// calls, in order, with their statuses. Returns (correlation id, events).
+pub fn assert_transcript_recorded(data: &Path, server: &str) -> (String, serde_json::Value) {
+    let chains = cli_json(&["chains"], data);
+    let chains = chains["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1, "{chains:?}");
+    assert_eq!(chains[0]["verified"], true);
+    let correlation = chains[0]["correlation_id"].as_str().unwrap().to_owned();
+    let events = cli_json(&["events", "--correlation", &correlation], data);
+    let rows: Vec<(String, String, String)> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let e = &row["event"];
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["status"].as_str().unwrap().to_owned(),
+                e["intent"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("echo", "ok"),
+        ("get-sum", "ok"),
+        ("resource.read", "ok"),
+        ("prompt.get", "ok"),
+        ("trigger-long-running-operation", "ok"),
+        ("trigger-long-running-operation", "error"),
+        ("trigger-sampling-request", "ok"),
+        ("trigger-elicitation-request", "ok"),
+        ("get-roots-list", "ok"),
+    ]
+    .iter()
+    .map(|(tool, status)| {
+        (
+            format!("mcp.{server}.{tool}"),
+            status.to_string(),
+            "undeclared".to_string(),
+        )
+    })
+    .collect();
+    assert_eq!(rows, expected);
+    assert_eq!(events["events"][5]["event"]["error"]["name"], "Cancelled");
+    (correlation, events)
+}
