@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use intentproof_tui::app::PAGE;
+use intentproof_tui::app::{FIRST_PAGE, PAGE};
 use intentproof_tui::{App, HttpSource, LocalSource, Source, settle};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?)
     };
     let opened = started.elapsed();
-    let first = source.chains(0, PAGE)?;
+    let first = source.chains(0, FIRST_PAGE)?;
     let first_page = started.elapsed();
     let total = first.total;
     let mut rows = first.rows.len();
@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{}: {total} chains; open {:.1} ms, first page ({} rows) at {:.1} ms, all {rows} rows at {:.1} ms",
         source.label(),
         opened.as_secs_f64() * 1e3,
-        PAGE.min(total),
+        FIRST_PAGE.min(total),
         first_page.as_secs_f64() * 1e3,
         all_pages.as_secs_f64() * 1e3
     );
