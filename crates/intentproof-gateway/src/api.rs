@@ -409,12 +409,9 @@ async fn list_chains(
     let limit = params.limit.unwrap_or(100).clamp(1, 10_000);
     let offset = params.offset.unwrap_or(0);
     let (total, chains) = blocking(move || {
-        let all = store.chains(usize::MAX)?;
-        let total = all.len();
-        let page: Vec<Value> = all
+        let (total, summaries) = store.chains_page(offset, limit)?;
+        let page: Vec<Value> = summaries
             .iter()
-            .skip(offset)
-            .take(limit)
             .map(|summary| {
                 let mut value = chain_json(summary);
                 value["agent"] = Value::String(chain_agent(&store, &summary.correlation_id));

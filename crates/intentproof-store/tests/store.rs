@@ -534,3 +534,50 @@ fn segments_rotate_and_reopen() {
     drop(store);
     verify(dir.path(), &trusted, None).unwrap();
 }
+
+/// `chains_page` pages through the same order `chains` gives: most recent
+/// activity first, ties by correlation id, with the total.
+#[test]
+fn chains_page_pages_most_recent_first_with_ties_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let sealer = Sealer::new(key());
+    // (correlation, completed_at): two ties at 10:00:03.
+    let plan = [
+        ("corr-c", "2026-05-01T10:00:01.000Z"),
+        ("corr-b", "2026-05-01T10:00:03.000Z"),
+        ("corr-a", "2026-05-01T10:00:03.000Z"),
+        ("corr-e", "2026-05-01T10:00:02.000Z"),
+        ("corr-d", "2026-05-01T10:00:05.000Z"),
+    ];
+    let events: Vec<Value> = plan
+        .iter()
+        .map(|(correlation, at)| {
+            let event = ExecutionEvent::builder("intent", "a")
+                .correlation_id(*correlation)
+                .timing(*at, *at, 0)
+                .build();
+            sealer.seal(&event).unwrap().event
+        })
+        .collect();
+    store.append(events.iter().map(incoming).collect()).unwrap();
+
+    let ids = |chains: &[intentproof_store::ChainSummary]| -> Vec<String> {
+        chains.iter().map(|c| c.correlation_id.clone()).collect()
+    };
+    let all = store.chains(usize::MAX).unwrap();
+    assert_eq!(
+        ids(&all),
+        ["corr-d", "corr-a", "corr-b", "corr-e", "corr-c"]
+    );
+    let (total, first) = store.chains_page(0, 2).unwrap();
+    assert_eq!(
+        (total, ids(&first)),
+        (5, vec!["corr-d".to_owned(), "corr-a".to_owned()])
+    );
+    let (total, rest) = store.chains_page(2, 10).unwrap();
+    assert_eq!(total, 5);
+    assert_eq!(ids(&rest), ["corr-b", "corr-e", "corr-c"]);
+    assert_eq!(rest, all[2..]);
+    assert_eq!(store.chains_page(5, 10).unwrap(), (5, Vec::new()));
+}
