@@ -159,6 +159,35 @@ impl Sealer {
         lock(&self.chains).insert(correlation_id.into(), Arc::new(Mutex::new(head)));
     }
 
+    /// Like [`Sealer::resume_chain`], but only for a chain this sealer does
+    /// not track yet: a chain it has already sealed into (perhaps since the
+    /// caller read the stored head) keeps its newer head. Returns whether
+    /// the chain was taken up.
+    pub fn resume_chain_if_new(
+        &self,
+        correlation_id: impl Into<String>,
+        last_position: u64,
+        last_hash: impl Into<String>,
+    ) -> bool {
+        let mut chains = lock(&self.chains);
+        match chains.entry(correlation_id.into()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(Mutex::new(ChainHead {
+                    position: last_position,
+                    hash: Some(last_hash.into()),
+                })));
+                true
+            }
+        }
+    }
+
+    /// Whether this sealer tracks a chain for `correlation_id` (it sealed
+    /// into it, or it was resumed).
+    pub fn tracks_chain(&self, correlation_id: &str) -> bool {
+        lock(&self.chains).contains_key(correlation_id)
+    }
+
     /// Number of chains this sealer is tracking.
     pub fn chain_count(&self) -> usize {
         lock(&self.chains).len()

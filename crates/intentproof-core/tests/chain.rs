@@ -239,3 +239,25 @@ fn resume_chain_continues_a_stored_chain() {
     all.push(sealer.seal(&e).unwrap().event);
     check(&all).unwrap();
 }
+
+/// `resume_chain_if_new` takes up an unknown chain but never rewinds one
+/// the sealer has moved on since the caller read the stored head.
+#[test]
+fn resume_chain_if_new_never_rewinds_a_tracked_chain() {
+    let sealer = Sealer::new(InstanceKey::from_seed("inst_resume", [5u8; 32]));
+    assert!(!sealer.tracks_chain("c1"));
+    assert!(sealer.resume_chain_if_new("c1", 4, "sha256:stored-head"));
+    assert!(sealer.tracks_chain("c1"));
+    let fifth = sealer
+        .seal(&ExecutionEvent::builder("i", "a").correlation_id("c1").build())
+        .unwrap();
+    assert_eq!(fifth.event["chain_position"], 5);
+    assert_eq!(fifth.event["prev_event_hash"], "sha256:stored-head");
+    // A late resume with the (now stale) stored head changes nothing.
+    assert!(!sealer.resume_chain_if_new("c1", 4, "sha256:stored-head"));
+    let sixth = sealer
+        .seal(&ExecutionEvent::builder("i", "a").correlation_id("c1").build())
+        .unwrap();
+    assert_eq!(sixth.event["chain_position"], 6);
+    assert_eq!(sixth.event["prev_event_hash"], fifth.content_hash.as_str());
+}

@@ -9,8 +9,8 @@
 //!   the unsigned event is sealed by the daemon's own key (continuing the
 //!   daemon's chain for that correlation), then stored.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 use intentproof_core::ExecutionEvent;
@@ -19,6 +19,7 @@ use intentproof_core::keys::InstanceKey;
 use intentproof_core::schema::{SchemaKind, validate};
 use intentproof_core::seal::Sealer;
 use intentproof_store::{EventMeta, Incoming, MetaError, Store};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::metrics::RejectReason;
@@ -86,7 +87,6 @@ impl TrustedKeys {
 pub struct DaemonSealer {
     sealer: Sealer,
     redactor: Arc<intentproof_policy::redact::Redactor>,
-    resumed: Mutex<HashSet<String>>,
     store: Arc<Store>,
 }
 
@@ -101,7 +101,6 @@ impl DaemonSealer {
         DaemonSealer {
             sealer: Sealer::new(key).with_tenant_id(tenant_id),
             redactor,
-            resumed: Mutex::new(HashSet::new()),
             store,
         }
     }
@@ -122,20 +121,17 @@ impl DaemonSealer {
             .as_deref()
             .unwrap_or(&event.id)
             .to_owned();
-        {
-            let mut resumed = self.resumed.lock().unwrap_or_else(PoisonError::into_inner);
-            if !resumed.contains(&correlation) {
-                let head = self
-                    .store
-                    .chain_head(self.instance_id(), &correlation)
-                    .map_err(|e| {
-                        IngestError::Invalid(format!("cannot read the chain head: {e}"))
-                    })?;
-                if let Some((position, hash)) = head {
-                    self.sealer
-                        .resume_chain(correlation.clone(), position, hash);
-                }
-                resumed.insert(correlation);
+        // A chain this process has not sealed into may have a stored head
+        // (from before a restart). No lock is held while the store is read;
+        // `resume_chain_if_new` keeps the head of a chain that another
+        // request started meanwhile.
+        if !self.sealer.tracks_chain(&correlation) {
+            let head = self
+                .store
+                .chain_head(self.instance_id(), &correlation)
+                .map_err(|e| IngestError::Invalid(format!("cannot read the chain head: {e}")))?;
+            if let Some((position, hash)) = head {
+                self.sealer.resume_chain_if_new(correlation, position, hash);
             }
         }
         self.sealer
@@ -194,7 +190,7 @@ fn prepare_envelope(value: &Value, sealer: &DaemonSealer) -> Result<Incoming, In
     let event = value
         .get("event")
         .ok_or_else(|| IngestError::Invalid("field `event` is missing from the envelope".into()))?;
-    let event: ExecutionEvent = serde_json::from_value(event.clone())
+    let event = ExecutionEvent::deserialize(event)
         .map_err(|e| IngestError::Invalid(format!("field `event`: {e}")))?;
     if event.intent.trim().is_empty() || event.action.trim().is_empty() {
         return Err(IngestError::Invalid(
