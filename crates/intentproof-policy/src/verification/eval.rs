@@ -1069,6 +1069,30 @@ impl<'a> Ctx<'a> {
             .map(|(_, a)| *a)
     }
 
+    /// The latest attestation of the rule's `claim` (from its `source_id`,
+    /// when given) and the " from `source`" phrase for summaries; when
+    /// there is none, the `missing` verdict that says so.
+    fn attested_claim(
+        &self,
+        spec: &Map<String, Value>,
+        missing: Reason,
+    ) -> Result<(&'a Attestation, String), Verdict> {
+        let claim = spec_str(spec, "claim").unwrap_or_default();
+        let source = spec_str(spec, "source_id");
+        let from = source.map(|s| format!(" from `{s}`")).unwrap_or_default();
+        match self
+            .latest_attestation(claim, source)
+            .filter(|_| !claim.is_empty())
+        {
+            Some(a) => Ok((a, from)),
+            None => Err(verdict(
+                missing,
+                Vec::new(),
+                format!("No attestation of `{claim}`{from}."),
+            )),
+        }
+    }
+
     fn consensus(&self, spec: &Map<String, Value>) -> Verdict {
         let Some(claim) = spec_str(spec, "claim").filter(|c| !c.is_empty()) else {
             return verdict(
@@ -1236,17 +1260,10 @@ impl<'a> Ctx<'a> {
                 "The rule's value is missing or not a number.".into(),
             );
         };
-        let source = spec_str(spec, "source_id");
-        let from = source.map(|s| format!(" from `{s}`")).unwrap_or_default();
-        let Some(a) = self
-            .latest_attestation(claim, source)
-            .filter(|_| !claim.is_empty())
-        else {
-            return verdict(
-                Reason::InconclusiveValueBoundClaimMissing,
-                Vec::new(),
-                format!("No attestation of `{claim}`{from}."),
-            );
+        let (a, from) = match self.attested_claim(spec, Reason::InconclusiveValueBoundClaimMissing)
+        {
+            Ok(found) => found,
+            Err(missing) => return missing,
         };
         let atts = vec![a.attestation_id.clone()];
         let value = match &a.claim_value {
@@ -1284,17 +1301,10 @@ impl<'a> Ctx<'a> {
                 "The rule gives no expected_value.".into(),
             );
         };
-        let source = spec_str(spec, "source_id");
-        let from = source.map(|s| format!(" from `{s}`")).unwrap_or_default();
-        let Some(a) = self
-            .latest_attestation(claim, source)
-            .filter(|_| !claim.is_empty())
-        else {
-            return verdict(
-                Reason::InconclusiveClaimMatchClaimMissing,
-                Vec::new(),
-                format!("No attestation of `{claim}`{from}."),
-            );
+        let (a, from) = match self.attested_claim(spec, Reason::InconclusiveClaimMatchClaimMissing)
+        {
+            Ok(found) => found,
+            Err(missing) => return missing,
         };
         let atts = vec![a.attestation_id.clone()];
         let with = |reason, summary| Verdict {
