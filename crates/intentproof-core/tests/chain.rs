@@ -249,14 +249,22 @@ fn resume_chain_if_new_never_rewinds_a_tracked_chain() {
     assert!(sealer.resume_chain_if_new("c1", 4, "sha256:stored-head"));
     assert!(sealer.tracks_chain("c1"));
     let fifth = sealer
-        .seal(&ExecutionEvent::builder("i", "a").correlation_id("c1").build())
+        .seal(
+            &ExecutionEvent::builder("i", "a")
+                .correlation_id("c1")
+                .build(),
+        )
         .unwrap();
     assert_eq!(fifth.event["chain_position"], 5);
     assert_eq!(fifth.event["prev_event_hash"], "sha256:stored-head");
     // A late resume with the (now stale) stored head changes nothing.
     assert!(!sealer.resume_chain_if_new("c1", 4, "sha256:stored-head"));
     let sixth = sealer
-        .seal(&ExecutionEvent::builder("i", "a").correlation_id("c1").build())
+        .seal(
+            &ExecutionEvent::builder("i", "a")
+                .correlation_id("c1")
+                .build(),
+        )
         .unwrap();
     assert_eq!(sixth.event["chain_position"], 6);
     assert_eq!(sixth.event["prev_event_hash"], fifth.content_hash.as_str());
