@@ -301,7 +301,65 @@ pub struct Store {
     /// in O(log² n), not O(n) (an inclusion proof at 1M records took
     /// ~330 ms by rehashing).
     leaves: RwLock<MerkleLog>,
+    /// The highest stored slot of recently appended-to chains, so the
+    /// chain check of an event that extends its chain (the usual case)
+    /// needs no index reads. Locked only with `journal` held.
+    tips: Mutex<ChainTips>,
     recovery: journal::Recovery,
+}
+
+/// A chain's slot as the chain check needs it: (event id, content hash,
+/// prev hash).
+type Slot = (String, String, String);
+
+/// The highest stored position of a chain and what is stored there
+/// (`None` for a chain with no event yet).
+#[derive(Debug, Clone)]
+struct ChainTip {
+    position: u64,
+    slot: Option<Slot>,
+}
+
+/// Tips of recently used chains, keyed by (instance, correlation).
+/// Bounded: when full it is emptied and refills from the index.
+#[derive(Debug, Default)]
+struct ChainTips {
+    tips: HashMap<(String, String), ChainTip>,
+}
+
+impl ChainTips {
+    /// Chains remembered before the cache starts over (a few hundred
+    /// bytes each).
+    const MAX: usize = 100_000;
+
+    /// Records that `meta`'s slot is now stored, if it is above the tip.
+    fn extend(&mut self, meta: &EventMeta) {
+        let key = (meta.instance_id.clone(), meta.correlation_id.clone());
+        if let Some(tip) = self.tips.get(&key) {
+            if tip.position >= meta.chain_position {
+                return;
+            }
+        }
+        self.insert(
+            key,
+            ChainTip {
+                position: meta.chain_position,
+                slot: Some((
+                    meta.event_id.clone(),
+                    meta.content_hash.clone(),
+                    meta.prev_event_hash.clone(),
+                )),
+            },
+        );
+    }
+
+    /// Remembers `tip`, starting over when the cache is full.
+    fn insert(&mut self, key: (String, String), tip: ChainTip) {
+        if self.tips.len() >= Self::MAX && !self.tips.contains_key(&key) {
+            self.tips.clear();
+        }
+        self.tips.insert(key, tip);
+    }
 }
 
 /// The sled trees.
@@ -431,6 +489,31 @@ impl Index {
             Some(id) => self.entry(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
+    }
+
+    /// The highest stored slot of chain (instance, correlation).
+    fn chain_tip(&self, instance: &str, correlation: &str) -> Result<ChainTip, StoreError> {
+        let mut prefix = chain_key(instance, correlation, 0);
+        prefix.truncate(prefix.len() - 8);
+        let Some(item) = self.chain.scan_prefix(prefix).next_back() else {
+            return Ok(ChainTip {
+                position: 0,
+                slot: None,
+            });
+        };
+        let (_, id) = item.map_err(self.err())?;
+        let id = String::from_utf8_lossy(&id);
+        let entry = self
+            .entry(&id)?
+            .ok_or_else(|| StoreError::BadIndex(format!("chain slot names unknown event {id}")))?;
+        Ok(ChainTip {
+            position: entry.meta.chain_position,
+            slot: Some((
+                entry.meta.event_id,
+                entry.meta.content_hash,
+                entry.meta.prev_event_hash,
+            )),
+        })
     }
 
     fn summary(&self, correlation: &str) -> Result<Option<ChainSummary>, StoreError> {
@@ -588,6 +671,7 @@ impl Store {
             journal: Mutex::new(journal),
             index,
             leaves: RwLock::new(MerkleLog::default()),
+            tips: Mutex::new(ChainTips::default()),
             recovery,
         };
         store.catch_up(keys)?;
@@ -668,14 +752,14 @@ impl Store {
         batch: Vec<Incoming>,
     ) -> Result<Vec<Result<Appended, ChainConflict>>, StoreError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tips = self.tips.lock().unwrap_or_else(PoisonError::into_inner);
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted: Vec<Incoming> = Vec::new();
         // Slots and ids taken earlier in this batch: (instance, corr, pos) -> (id, hash, prev).
-        let mut batch_slots: HashMap<(String, String, u64), (String, String, String)> =
-            HashMap::new();
+        let mut batch_slots: HashMap<(String, String, u64), Slot> = HashMap::new();
         let mut batch_ids: HashMap<String, (String, u64)> = HashMap::new();
         for incoming in batch {
-            match self.check(&incoming.meta, &batch_slots, &batch_ids)? {
+            match self.check(&incoming.meta, &batch_slots, &batch_ids, &mut tips)? {
                 Ok(Some(duplicate_seq)) => {
                     results.push(Ok(Appended::Duplicate { seq: duplicate_seq }))
                 }
@@ -730,6 +814,10 @@ impl Store {
             });
         }
         self.index.insert(&entries, &leaves)?;
+        for entry in &entries {
+            tips.extend(&entry.meta);
+        }
+        drop(tips);
         self.leaves
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -761,8 +849,9 @@ impl Store {
     fn check(
         &self,
         m: &EventMeta,
-        batch_slots: &HashMap<(String, String, u64), (String, String, String)>,
+        batch_slots: &HashMap<(String, String, u64), Slot>,
         batch_ids: &HashMap<String, (String, u64)>,
+        tips: &mut ChainTips,
     ) -> Result<Result<Option<u64>, ChainConflict>, StoreError> {
         // Same id stored already?
         if let Some(existing) = self.index.entry(&m.event_id)? {
@@ -791,11 +880,28 @@ impl Store {
                 prev: m.prev_event_hash.clone(),
             }));
         }
-        // (id, content hash, prev hash) at a position, from the batch or the index.
-        let slot = |position: u64| -> Result<Option<(String, String, String)>, StoreError> {
+        let tip_key = (m.instance_id.clone(), m.correlation_id.clone());
+        let tip = match tips.tips.get(&tip_key) {
+            Some(tip) => tip.clone(),
+            None => {
+                let tip = self.index.chain_tip(&m.instance_id, &m.correlation_id)?;
+                tips.insert(tip_key, tip.clone());
+                tip
+            }
+        };
+        // (id, content hash, prev hash) at a position: from the batch, else
+        // from the chain's tip when the position is at or above it (nothing
+        // is stored above the tip), else from the index.
+        let slot = |position: u64| -> Result<Option<Slot>, StoreError> {
             let key = (m.instance_id.clone(), m.correlation_id.clone(), position);
             if let Some(found) = batch_slots.get(&key) {
                 return Ok(Some(found.clone()));
+            }
+            if position > tip.position {
+                return Ok(None);
+            }
+            if position == tip.position {
+                return Ok(tip.slot.clone());
             }
             Ok(self
                 .index
@@ -1069,18 +1175,8 @@ impl Store {
         instance_id: &str,
         correlation_id: &str,
     ) -> Result<Option<(u64, String)>, StoreError> {
-        let mut prefix = chain_key(instance_id, correlation_id, 0);
-        prefix.truncate(prefix.len() - 8);
-        match self.index.chain.scan_prefix(prefix).next_back() {
-            Some(item) => {
-                let (_, id) = item.map_err(self.index.err())?;
-                Ok(self
-                    .index
-                    .entry(&String::from_utf8_lossy(&id))?
-                    .map(|e| (e.meta.chain_position, e.meta.content_hash)))
-            }
-            None => Ok(None),
-        }
+        let tip = self.index.chain_tip(instance_id, correlation_id)?;
+        Ok(tip.slot.map(|(_, hash, _)| (tip.position, hash)))
     }
 
     /// An exporter's durable cursor: the next sequence number it must deliver.

@@ -183,6 +183,96 @@ fn chain_rules_accept_resends_and_refuse_conflicts() {
     assert_eq!(store.tree_size(), 2, "refused events are not stored");
 }
 
+/// The chain check answers from the chain's cached tip when an event
+/// extends it and from the index otherwise; both must give the same
+/// verdicts, before and after a restart (which empties the cache).
+#[test]
+fn chain_check_agrees_at_the_tip_below_it_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = Sealer::new(key());
+    let events: Vec<Value> = (1..=5)
+        .map(|i| sealed(&sealer, "t", &format!("a.{i}"), false))
+        .collect();
+    let fork_sealer = Sealer::new(key());
+    let forks: Vec<Value> = (1..=4)
+        .map(|i| sealed(&fork_sealer, "t", &format!("f.{i}"), false))
+        .collect();
+    {
+        let store = open(dir.path());
+        for (seq, event) in events[..2].iter().enumerate() {
+            assert_eq!(
+                store.append(vec![incoming(event)]).unwrap(),
+                vec![Ok(Appended::Stored { seq: seq as u64 })]
+            );
+        }
+        // Position 5 arrives before 3 and 4.
+        assert_eq!(
+            store.append(vec![incoming(&events[4])]).unwrap(),
+            vec![Ok(Appended::Stored { seq: 2 })]
+        );
+    }
+    let store = open(dir.path());
+    // A fork at the tip (position 5) and below it (position 2).
+    let fork5 = sealed(&fork_sealer, "t", "f.5", false);
+    for (fork, position) in [(&fork5, 5), (&forks[1], 2)] {
+        let result = store.append(vec![incoming(fork)]).unwrap();
+        assert!(
+            matches!(&result[0], Err(ChainConflict::Fork { position: p, .. }) if *p == position),
+            "position {position}: {result:?}"
+        );
+    }
+    // Position 4 whose hash is not what the stored position 5 expects.
+    let result = store.append(vec![incoming(&forks[3])]).unwrap();
+    assert!(
+        matches!(
+            &result[0],
+            Err(ChainConflict::SuccessorMismatch { position: 4, .. })
+        ),
+        "{result:?}"
+    );
+    // Position 3 whose prev is not the stored position 2.
+    let result = store.append(vec![incoming(&forks[2])]).unwrap();
+    assert!(
+        matches!(
+            &result[0],
+            Err(ChainConflict::PrevMismatch { position: 3, .. })
+        ),
+        "{result:?}"
+    );
+    // The real 3 and 4 fill the gap; the re-sent tip is a duplicate.
+    assert_eq!(
+        store
+            .append(vec![incoming(&events[2]), incoming(&events[3])])
+            .unwrap(),
+        vec![
+            Ok(Appended::Stored { seq: 3 }),
+            Ok(Appended::Stored { seq: 4 })
+        ]
+    );
+    assert_eq!(
+        store.append(vec![incoming(&events[4])]).unwrap(),
+        vec![Ok(Appended::Duplicate { seq: 2 })]
+    );
+    // Extending past the tip after all that.
+    let sixth = sealed(&sealer, "t", "a.6", false);
+    assert_eq!(
+        store.append(vec![incoming(&sixth)]).unwrap(),
+        vec![Ok(Appended::Stored { seq: 5 })]
+    );
+    let result = store.append(vec![incoming(&fork5)]).unwrap();
+    assert!(
+        matches!(&result[0], Err(ChainConflict::Fork { position: 5, .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        store
+            .chain_head("inst_store_test", "t")
+            .unwrap()
+            .map(|h| h.0),
+        Some(6)
+    );
+}
+
 #[test]
 fn queries_and_summaries_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
