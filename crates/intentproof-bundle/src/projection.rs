@@ -130,7 +130,9 @@ pub enum ProjectionError {
 /// assert_eq!(h, intentproof_bundle::manifest::sha256_of(br#"{"a":2,"b":1}"#));
 /// ```
 pub fn withheld_hash(value: &Value) -> Result<String, CanonError> {
-    Ok(sha256_prefixed(&Sha256::digest(canonicalize(value)?).into()))
+    Ok(sha256_prefixed(
+        &Sha256::digest(canonicalize(value)?).into(),
+    ))
 }
 
 /// The projection of a signed v1 event with `profile`, as one line (JCS,
@@ -142,7 +144,9 @@ pub fn project(event: &Map<String, Value>, profile: Profile) -> Result<Vec<u8>, 
         ));
     }
     let Some(signature @ Value::Object(_)) = event.get("signature") else {
-        return Err(ProjectionError::NotSignedEvent("it has no signature".into()));
+        return Err(ProjectionError::NotSignedEvent(
+            "it has no signature".into(),
+        ));
     };
     let mut out = Map::new();
     let mut withheld = Map::new();

@@ -1900,16 +1900,18 @@ fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Resu
             )),
             (None, _) => Ok(leaf_hash(line)),
         };
-        let result = leaf.and_then(|leaf| proof.hashes().map(|hashes| (leaf, hashes))).and_then(|(leaf, hashes)| {
-            verify_inclusion(
-                &leaf,
-                proof.leaf_index,
-                checkpoint.tree_size,
-                &hashes,
-                &root,
-            )
-            .map_err(|e| e.to_string())
-        });
+        let result = leaf
+            .and_then(|leaf| proof.hashes().map(|hashes| (leaf, hashes)))
+            .and_then(|(leaf, hashes)| {
+                verify_inclusion(
+                    &leaf,
+                    proof.leaf_index,
+                    checkpoint.tree_size,
+                    &hashes,
+                    &root,
+                )
+                .map_err(|e| e.to_string())
+            });
         if let Err(e) = result {
             ctx.finding(format!("inclusion_proof_invalid:{}", r.id));
             return fail(
