@@ -586,6 +586,31 @@ fn tampered_projection_bundles_fail_with_their_own_reason() {
         rebuild_manifest(&mut m, true);
         assert_eq!(fail(&m, &[]), "✗ fail: bundle.chain_gap");
 
+        // The event signer's key removed: the events are unverified, never valid.
+        let signer = events[0]["event_signature"]["key_id"].as_str().unwrap();
+        let mut m = members.clone();
+        m.retain(|(path, _)| *path != format!("keys/{signer}.pub"));
+        assert_eq!(m.len(), members.len() - 1);
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.event_key_unknown");
+
+        // A projected event's leaf hash removed: its inclusion proof fails.
+        let mut inclusion: Value =
+            serde_json::from_slice(&get(&members, "inclusion_proof.json")).unwrap();
+        let first_id = events[0]["event_id"].as_str().unwrap();
+        inclusion["proofs"][first_id]
+            .as_object_mut()
+            .unwrap()
+            .remove("leaf_hash");
+        let mut m = members.clone();
+        set(
+            &mut m,
+            "inclusion_proof.json",
+            serde_json::to_vec(&inclusion).unwrap(),
+        );
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.inclusion_proof_invalid");
+
         // The projection relabelled.
         let other = if profile == "auditor" {
             "counterparty"
