@@ -263,7 +263,9 @@ pub struct Summary {
     pub attestations: usize,
     /// Events whose inclusion proof verified.
     pub inclusion_proofs_verified: usize,
-    /// `absent`, `unchecked` (no key given) or `valid`.
+    /// `absent`, `unchecked` (no key given), `valid`, or
+    /// `valid_with_bundled_key` (a projection bundle's manifest, checked
+    /// without a given key against the bundled key of its signer).
     pub manifest_signature: &'static str,
 }
 
@@ -325,6 +327,9 @@ impl Report {
         })
     }
 }
+
+/// How step 3's warning about an unchecked manifest signature begins.
+const MANIFEST_UNCHECKED_WARNING: &str = "the manifest is signed by key";
 
 /// A failed check.
 struct Fail {
@@ -943,7 +948,7 @@ fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Result<(), Fail
         if options.trusted_keys.is_empty() {
             ctx.summary.manifest_signature = "unchecked";
             ctx.warnings.push(format!(
-                "the manifest is signed by key {:?}, but no key was given, so the signature was \
+                "{MANIFEST_UNCHECKED_WARNING} {:?}, but no key was given, so the signature was \
                  not checked and nothing authenticates this bundle: pass --key with the exporter's public key",
                 sig.key_id
             ));
@@ -1550,9 +1555,15 @@ fn check_projection_attestation(input: &StrictInput<'_>, ctx: &mut Ctx) -> Resul
             );
         }
         ctx.finding("manifest.signature_valid_with_bundled_key");
+        ctx.summary.manifest_signature = "valid_with_bundled_key";
+        // It was checked after all: replace step 3's "not checked" warning.
+        ctx.warnings
+            .retain(|w| !w.starts_with(MANIFEST_UNCHECKED_WARNING));
         ctx.warnings.push(format!(
-            "the {profile} projections' visible fields are attested by the manifest signature, \
-             checked only with the key the bundle carries: pass --key with the exporter's public key"
+            "the manifest signature (key {:?}), which alone attests the {profile} projections' \
+             visible fields, was checked only with the key the bundle carries, which nothing \
+             outside vouches for: pass --key with the exporter's public key",
+            sig.key_id
         ));
     }
     ctx.finding(format!(

@@ -618,6 +618,14 @@ async fn bundles_export_in_the_counterparty_profile_and_refuse_minimal_claim() {
     let report = intentproof_bundle::verify(&bytes, &intentproof_bundle::VerifyOptions::default());
     assert!(report.passed(), "{}\n{:?}", report.human(), report.detail);
     assert_eq!(report.summary.events_projected, 2);
+    // Without --key the manifest signature, which alone attests the
+    // projected fields, is still checked, against the bundled key.
+    assert_eq!(report.summary.manifest_signature, "valid_with_bundled_key");
+    assert!(
+        !report.warnings.iter().any(|w| w.contains("not checked")),
+        "{:?}",
+        report.warnings
+    );
     assert!(
         report
             .findings
