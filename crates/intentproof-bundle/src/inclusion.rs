@@ -17,6 +17,16 @@
 //! bytes in `events.jsonl` (the bytes the store journaled), at `leaf_index`
 //! of the checkpoint's tree; `proof` is the RFC 9162 audit path, leaf
 //! first, lowercase hex.
+//!
+//! A projected event (`auditor` / `counterparty` profiles, see
+//! [`crate::projection`]) is not the journaled bytes, so its proof also
+//! carries `leaf_hash`: the RFC 6962 leaf hash of the full event's
+//! journaled line, lowercase hex. The proof then shows that this leaf is in
+//! the signed log; that the leaf is the event the projection shows is
+//! attested by the bundle signer (the manifest signature covers this
+//! file), and whoever holds the full event can recompute both its leaf hash
+//! and its content hash. A full event's proof carries no `leaf_hash` (its
+//! line is the leaf).
 
 use std::collections::BTreeMap;
 
@@ -35,6 +45,10 @@ pub struct EventProof {
     pub leaf_index: u64,
     /// Sibling hashes, leaf first, lowercase hex.
     pub proof: Vec<String>,
+    /// For a projected event only: the leaf hash of the full event's
+    /// journaled line, lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_hash: Option<String>,
 }
 
 impl EventProof {
@@ -43,7 +57,15 @@ impl EventProof {
         EventProof {
             leaf_index,
             proof: proof.iter().map(hex).collect(),
+            leaf_hash: None,
         }
+    }
+
+    /// The same proof for a projected event whose full journaled line has
+    /// leaf hash `leaf`.
+    pub fn with_leaf_hash(mut self, leaf: &Hash) -> EventProof {
+        self.leaf_hash = Some(hex(leaf));
+        self
     }
 
     /// The hashes, or which one is not 64 hex digits.

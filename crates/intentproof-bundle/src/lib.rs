@@ -8,7 +8,9 @@
 //! - [`write_bundle`]: the same input gives the same bytes; the manifest
 //!   is optionally signed;
 //! - [`inclusion`]: the `inclusion_proof.json` form (per-event RFC 9162
-//!   audit paths to a signed store checkpoint).
+//!   audit paths to a signed store checkpoint);
+//! - [`projection`]: the event projections of the `auditor` and
+//!   `counterparty` export profiles.
 //!
 //! ```
 //! use intentproof_bundle::{BundleInput, VerifyOptions, verify, write_bundle};
@@ -35,6 +37,7 @@
 pub mod archive;
 pub mod inclusion;
 pub mod manifest;
+pub mod projection;
 pub mod verify;
 pub mod write;
 

@@ -21,6 +21,16 @@
 //! findings only where they apply, so a bundle the reference verifier
 //! passes and these checks pass prints exactly what the reference prints.
 //! Finally `bundle.verify_pass`.
+//!
+//! Event projections (`auditor` / `counterparty` bundles, see
+//! [`crate::projection`]) are checked by the strict part: each names the
+//! manifest's profile and is well formed; its `event_signature` verifies
+//! over its `content_hash` (an unknown key is reported, never valid); the
+//! chains link through `content_hash`; an inclusion proof uses the proof's
+//! `leaf_hash`; and, since only the manifest signature attests the visible
+//! fields, the manifest must be signed and verify (with a given key, else
+//! with the bundled key of its signer). The reference verifier sees no
+//! `signature` on a projection, so steps 1-8 treat it as an unsigned record.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -37,11 +47,12 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::archive::{Compression, ReadLimits, read_archive};
-use crate::inclusion::{CHECKPOINT_SCHEMA, INCLUSION_SCHEMA, InclusionProofs};
+use crate::inclusion::{CHECKPOINT_SCHEMA, INCLUSION_SCHEMA, InclusionProofs, parse_hash};
 use crate::manifest::{
     ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, INCLUSION_PROOF, KEYS_DIR, MANIFEST, Manifest, POLICY,
     RUN, manifest_digest, policy_fingerprint, sha256_of,
 };
+use crate::projection::{Profile, check_form, content_digest, is_projection};
 
 /// The verifier version this crate writes and accepts besides `"dev"`.
 pub const VERIFIER_VERSION: &str = concat!("intentproof-bundle/", env!("CARGO_PKG_VERSION"));
@@ -116,8 +127,18 @@ pub const STRICT_REASONS: &[(&str, &str)] = &[
         "two attestations share an attestation_id",
     ),
     (
+        "bundle.projection_profile_mismatch",
+        "an event projection names another profile than the manifest's export_profile, a projection \
+         is in a `full` bundle, or a full intentproof.event.v1 event is in an auditor / counterparty bundle",
+    ),
+    (
+        "bundle.projection_malformed",
+        "a line mixes projection and full forms (a projection with a top-level `signature` or the v1 \
+         schema, a field its profile withholds), or lacks content_hash / event_signature / withheld",
+    ),
+    (
         "bundle.event_unsigned",
-        "an intentproof.event.v1 event has no signature",
+        "an intentproof.event.v1 event (or a projection) has no signature",
     ),
     (
         "bundle.event_key_id_mismatch",
@@ -169,7 +190,19 @@ pub const STRICT_REASONS: &[(&str, &str)] = &[
     ),
     (
         "bundle.inclusion_proof_invalid",
-        "an inclusion proof does not lead to the checkpoint root, or names no bundled event",
+        "an inclusion proof does not lead to the checkpoint root, or names no bundled event, or a \
+         projected event's proof has no (or a full event's a wrong) leaf_hash",
+    ),
+    (
+        "bundle.projection_unattested",
+        "a bundle of event projections has an unsigned manifest, or no key (given or bundled) for \
+         its signer: nothing attests the projected fields",
+    ),
+    (
+        "bundle.signature_invalid",
+        "(also) the manifest of a bundle of event projections does not verify with the bundled key \
+         of its signer (checked even when no key is given, since the manifest signature alone \
+         attests the projected fields)",
     ),
 ];
 
@@ -218,6 +251,9 @@ pub struct Summary {
     pub events_signature_verified: usize,
     /// Events without a signature (legacy records; never counted as verified).
     pub events_unsigned: usize,
+    /// Of the events, projections (`auditor` / `counterparty` profiles),
+    /// whose `event_signature` is checked over their `content_hash`.
+    pub events_projected: usize,
     /// Of the verified events, those verified only with a key carried in
     /// the bundle while the manifest signature was not checked.
     pub events_verified_with_unauthenticated_key: usize,
@@ -227,7 +263,9 @@ pub struct Summary {
     pub attestations: usize,
     /// Events whose inclusion proof verified.
     pub inclusion_proofs_verified: usize,
-    /// `absent`, `unchecked` (no key given) or `valid`.
+    /// `absent`, `unchecked` (no key given), `valid`, or
+    /// `valid_with_bundled_key` (a projection bundle's manifest, checked
+    /// without a given key against the bundled key of its signer).
     pub manifest_signature: &'static str,
 }
 
@@ -289,6 +327,9 @@ impl Report {
         })
     }
 }
+
+/// How step 3's warning about an unchecked manifest signature begins.
+const MANIFEST_UNCHECKED_WARNING: &str = "the manifest is signed by key";
 
 /// A failed check.
 struct Fail {
@@ -430,9 +471,21 @@ enum StrictSig {
     Valid { bundled_only: bool },
 }
 
+/// A line that looks like an event projection.
+#[derive(Debug)]
+struct ProjectionLine {
+    /// Its `projection` member ("" when absent).
+    claimed: String,
+    /// Whether it is a well-formed projection of that profile.
+    form: Result<(), String>,
+}
+
 #[derive(Debug, Default)]
 struct ChainFields {
     is_v1: bool,
+    /// Set for a projection: its digest is its `content_hash`, its
+    /// signature `event_signature`.
+    projection: Option<ProjectionLine>,
     instance: Option<String>,
     correlation: Option<String>,
     position: Option<Value>,
@@ -599,26 +652,41 @@ fn analyze(
         rec.id_present = true;
     }
     let str_of = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+    let projected = kind.events && is_projection(&obj);
+    let sig_field = if projected {
+        "event_signature"
+    } else {
+        kind.sig_field
+    };
     if kind.events {
         rec.chain = ChainFields {
             is_v1: obj.get("schema").and_then(Value::as_str) == Some("intentproof.event.v1"),
+            projection: projected.then(|| ProjectionLine {
+                claimed: str_of("projection").unwrap_or_default(),
+                form: check_form(&obj).map(|_| ()),
+            }),
             instance: str_of("instance_id"),
             correlation: str_of("correlation_id"),
             position: obj.get("chain_position").cloned(),
             prev: obj.get("prev_event_hash").cloned(),
             key_id_mismatch: false,
         };
-        // Chains hash every event, signed or not.
-        rec.digest = Some(digest_without(&obj, kind.excluded));
+        // Chains hash every event, signed or not; a projection carries
+        // the full event's hash.
+        rec.digest = Some(if projected {
+            content_digest(&obj).ok_or_else(|| "`content_hash` is not \"sha256:<64 hex>\"".into())
+        } else {
+            digest_without(&obj, kind.excluded)
+        });
     }
 
     // The envelope, read as the reference reads it.
-    let env = match obj.get(kind.sig_field) {
+    let env = match obj.get(sig_field) {
         None | Some(Value::Null) => return (rec, None),
         Some(Value::Object(env)) => env,
         Some(_) => {
             rec.ref_sig = RefSig::DecodeFailed;
-            rec.strict_sig = StrictSig::Malformed(format!("`{}` is not an object", kind.sig_field));
+            rec.strict_sig = StrictSig::Malformed(format!("`{sig_field}` is not an object"));
             return (rec, None);
         }
     };
@@ -631,10 +699,8 @@ fn analyze(
     };
     let (Ok(alg), Ok(key_id), Ok(value)) = (field("alg"), field("key_id"), field("value")) else {
         rec.ref_sig = RefSig::DecodeFailed;
-        rec.strict_sig = StrictSig::Malformed(format!(
-            "`{}` has a member that is not a string",
-            kind.sig_field
-        ));
+        rec.strict_sig =
+            StrictSig::Malformed(format!("`{sig_field}` has a member that is not a string"));
         return (rec, None);
     };
     if value.trim().is_empty() {
@@ -773,6 +839,12 @@ fn process_lines(
                 ));
             }
         }
+        // The reference verifier sees no `signature` on a projection.
+        for rec in &mut records {
+            if rec.chain.projection.is_some() {
+                rec.ref_sig = RefSig::None;
+            }
+        }
         records
     };
     let threads = threads.max(1);
@@ -876,7 +948,7 @@ fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Result<(), Fail
         if options.trusted_keys.is_empty() {
             ctx.summary.manifest_signature = "unchecked";
             ctx.warnings.push(format!(
-                "the manifest is signed by key {:?}, but no key was given, so the signature was \
+                "{MANIFEST_UNCHECKED_WARNING} {:?}, but no key was given, so the signature was \
                  not checked and nothing authenticates this bundle: pass --key with the exporter's public key",
                 sig.key_id
             ));
@@ -1363,12 +1435,158 @@ fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
         }
     }
 
+    let projections = check_projection_profile(input, ctx)?;
     check_event_signatures(input, ctx)?;
+    if projections > 0 {
+        ctx.summary.events_projected = projections;
+        ctx.finding(format!("projection_signatures_valid:{projections}"));
+    }
     check_chains(input.events, ctx)?;
     if let Some(bytes) = input.members.get(INCLUSION_PROOF) {
         check_inclusion(bytes, input, ctx)?;
     }
+    if projections > 0 {
+        check_projection_attestation(input, ctx)?;
+    }
     Ok(())
+}
+
+/// Every projection names the manifest's profile and is well formed; an
+/// auditor / counterparty bundle carries no full v1 event. Returns the
+/// number of projections.
+fn check_projection_profile(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<usize, Fail> {
+    let declared = input
+        .manifest
+        .verification_profile
+        .as_ref()
+        .map_or("", |p| p.export_profile.as_str());
+    let projecting = Profile::from_name(declared);
+    let mut count = 0;
+    for r in input.events {
+        match &r.chain.projection {
+            Some(p) if p.claimed != declared => {
+                ctx.finding(format!("projection_profile_mismatch:{}", r.id));
+                return fail(
+                    "bundle.projection_profile_mismatch",
+                    format!(
+                        "event {:?} (events.jsonl line {}) is a {:?} projection, but the manifest's \
+                         export_profile is {declared:?}",
+                        r.id, r.line, p.claimed
+                    ),
+                );
+            }
+            Some(p) => {
+                if let Err(e) = &p.form {
+                    ctx.finding(format!("projection_malformed:{}", r.id));
+                    return fail(
+                        "bundle.projection_malformed",
+                        format!(
+                            "event {:?} (events.jsonl line {}) is not a well-formed {declared} \
+                             projection: {e}",
+                            r.id, r.line
+                        ),
+                    );
+                }
+                count += 1;
+            }
+            None if r.chain.is_v1 && projecting.is_some() => {
+                ctx.finding(format!("projection_profile_mismatch:{}", r.id));
+                return fail(
+                    "bundle.projection_profile_mismatch",
+                    format!(
+                        "event {:?} (events.jsonl line {}) is a full intentproof.event.v1 event, but \
+                         the manifest's export_profile {declared:?} bundles projections",
+                        r.id, r.line
+                    ),
+                );
+            }
+            None => {}
+        }
+    }
+    Ok(count)
+}
+
+/// Only the manifest signature attests a projection's visible fields:
+/// it must exist and verify, with a given key (reference step 3) or else
+/// with the bundled key of its signer.
+fn check_projection_attestation(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let profile = input
+        .manifest
+        .verification_profile
+        .as_ref()
+        .map_or("", |p| p.export_profile.as_str());
+    let Some(sig) = &input.manifest.signature else {
+        ctx.finding("manifest.signature_missing");
+        return fail(
+            "bundle.projection_unattested",
+            format!(
+                "the events are {profile} projections, whose visible fields only the manifest \
+                 signature attests, but the manifest is unsigned"
+            ),
+        );
+    };
+    if !input.ring.manifest_authenticated {
+        let Some(key) = input.ring.bundled(&sig.key_id) else {
+            ctx.finding(format!("manifest.key_unknown:{}", sig.key_id));
+            return fail(
+                "bundle.projection_unattested",
+                format!(
+                    "the events are {profile} projections, whose visible fields only the manifest \
+                     signature attests, but no key was given and the bundle carries no \
+                     keys/{}.pub: pass --key",
+                    sig.key_id
+                ),
+            );
+        };
+        let valid = input
+            .manifest_value
+            .as_object()
+            .and_then(|m| manifest_digest(m).ok())
+            .is_some_and(|digest| manifest_signature_verifies(&digest, &sig.value, [key]));
+        if !valid {
+            ctx.finding("manifest.signature_invalid");
+            return fail(
+                "bundle.signature_invalid",
+                format!(
+                    "the manifest signature does not verify with the bundled keys/{}.pub: the \
+                     manifest was changed after signing (it alone attests the projected fields)",
+                    sig.key_id
+                ),
+            );
+        }
+        ctx.finding("manifest.signature_valid_with_bundled_key");
+        ctx.summary.manifest_signature = "valid_with_bundled_key";
+        // It was checked after all: replace step 3's "not checked" warning.
+        ctx.warnings
+            .retain(|w| !w.starts_with(MANIFEST_UNCHECKED_WARNING));
+        ctx.warnings.push(format!(
+            "the manifest signature (key {:?}), which alone attests the {profile} projections' \
+             visible fields, was checked only with the key the bundle carries, which nothing \
+             outside vouches for: pass --key with the exporter's public key",
+            sig.key_id
+        ));
+    }
+    ctx.finding(format!(
+        "projection.{profile}:visible_fields_attested_by_bundle_signer"
+    ));
+    Ok(())
+}
+
+/// Whether a hex manifest signature value verifies over `digest` with one of `keys`.
+fn manifest_signature_verifies<'k>(
+    digest: &[u8; 32],
+    value: &str,
+    keys: impl IntoIterator<Item = &'k VerifyingKey>,
+) -> bool {
+    let Some(bytes) = hex_decode_strict(value) else {
+        return false;
+    };
+    let Ok(raw) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    let signature = Signature::from_bytes(&raw);
+    keys.into_iter()
+        .any(|k| verify_strict(k, digest, &signature).is_ok())
 }
 
 fn check_consistency(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
@@ -1431,7 +1649,7 @@ fn check_event_signatures(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), 
             );
         }
         match &r.strict_sig {
-            StrictSig::Unsigned if r.chain.is_v1 => {
+            StrictSig::Unsigned if r.chain.is_v1 || r.chain.projection.is_some() => {
                 ctx.finding(format!("event_unsigned:{}", r.id));
                 return fail(
                     "bundle.event_unsigned",
@@ -1682,16 +1900,29 @@ fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Resu
             );
         };
         used.insert(r.id.as_str());
-        let result = proof.hashes().and_then(|hashes| {
-            verify_inclusion(
-                &leaf_hash(line),
-                proof.leaf_index,
-                checkpoint.tree_size,
-                &hashes,
-                &root,
-            )
-            .map_err(|e| e.to_string())
-        });
+        let leaf = match (&r.chain.projection, &proof.leaf_hash) {
+            (Some(_), Some(h)) => parse_hash(h).ok_or_else(|| format!("leaf_hash {h:?} is not 64 hex digits")),
+            (Some(_), None) => Err(
+                "the event is a projection, so its proof needs the full event's leaf_hash, and has none"
+                    .to_owned(),
+            ),
+            (None, Some(h)) if parse_hash(h) != Some(leaf_hash(line)) => Err(format!(
+                "leaf_hash {h:?} is not the leaf hash of the event's line"
+            )),
+            (None, _) => Ok(leaf_hash(line)),
+        };
+        let result = leaf
+            .and_then(|leaf| proof.hashes().map(|hashes| (leaf, hashes)))
+            .and_then(|(leaf, hashes)| {
+                verify_inclusion(
+                    &leaf,
+                    proof.leaf_index,
+                    checkpoint.tree_size,
+                    &hashes,
+                    &root,
+                )
+                .map_err(|e| e.to_string())
+            });
         if let Err(e) = result {
             ctx.finding(format!("inclusion_proof_invalid:{}", r.id));
             return fail(

@@ -52,7 +52,7 @@ fn input(events: Vec<Vec<u8>>, key: &InstanceKey) -> BundleInput {
         policy: br#"{"policy_id":"pol_1","tenant_id":"tnt","rules":[]}"#.to_vec(),
         run: br#"{"run_id":"run_1","flow_id":"flow_1","tenant_id":"tnt","status":"pass"}"#.to_vec(),
         keys: BTreeMap::from([(key.key_id(), key.verifying_key())]),
-        export_profile: "counterparty".into(),
+        export_profile: "full".into(),
         spec_version: "1.0.0".into(),
         ..BundleInput::default()
     }

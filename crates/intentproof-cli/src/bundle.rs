@@ -56,7 +56,10 @@ pub enum VerifyCommand {
     },
     /// Re-evaluate the bundle's policy over its events and print the run
     /// JSON. Exit 0 pass, 1 fail, 2 inconclusive (does not check integrity:
-    /// use `verify` or `verify explain` for that).
+    /// use `verify` or `verify explain` for that). In an auditor or
+    /// counterparty bundle, a rule that reads a field the profile withheld
+    /// is left out of the run and named on standard error, and the run is
+    /// at best inconclusive.
     Replay {
         /// The bundle, or `-` for standard input.
         file: String,
@@ -159,6 +162,101 @@ struct Replayed {
     policy: intentproof_policy::verification::Policy,
     run: intentproof_policy::verification::Run,
     events: Vec<serde_json::Value>,
+    /// Rules the run leaves out: they read an event field the bundle's
+    /// export profile withheld.
+    not_replayable: Vec<NotReplayable>,
+}
+
+/// A rule that cannot be replayed from an `auditor` / `counterparty`
+/// bundle, because the profile withheld an event field it reads.
+struct NotReplayable {
+    rule_id: String,
+    /// The profile (`projection`) of the events.
+    profile: String,
+    /// The withheld fields the rule reads.
+    fields: Vec<String>,
+}
+
+impl NotReplayable {
+    fn sentence(&self) -> String {
+        format!(
+            "not replayable: the {} profile withheld {}, which this rule reads (the full bundle can decide it)",
+            self.profile,
+            self.fields
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Whether a rule's spec reads event `attributes`: a `where` /
+/// `where_predecessor` predicate on an `attribute`, `match_by_attribute`,
+/// or a consensus source of kind `intentproof_action` (which reads the
+/// claim attribute of the matching event).
+fn reads_attributes(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Object(o) => {
+            o.contains_key("attribute")
+                || o.contains_key("match_by_attribute")
+                || o.get("kind").and_then(Value::as_str) == Some("intentproof_action")
+                || o.values().any(reads_attributes)
+        }
+        Value::Array(a) => a.iter().any(reads_attributes),
+        _ => false,
+    }
+}
+
+/// The event fields the evaluator may read for `rule`.
+fn fields_read(rule: &serde_json::Value) -> Vec<&'static str> {
+    let mut fields = vec!["event_id", "action", "status", "started_at", "completed_at"];
+    if rule.get("spec").is_some_and(reads_attributes) {
+        fields.push("attributes");
+    }
+    fields
+}
+
+/// Drops the findings of the rules at `dropped` (indices into the
+/// policy's rules, which are the findings' indices) and recomputes the
+/// summary, the status (at best inconclusive: something was not decided)
+/// and the fingerprint.
+fn drop_findings(run: &mut intentproof_policy::verification::Run, dropped: &[usize]) {
+    use intentproof_policy::verification::{Outcome, Severity, Summary};
+    let findings = std::mem::take(&mut run.findings);
+    run.findings = findings
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(_, f)| f)
+        .collect();
+    let mut summary = Summary::default();
+    for f in &run.findings {
+        let o = &mut summary.outcome_counts;
+        match f.outcome {
+            Outcome::Pass => o.pass += 1,
+            Outcome::Fail => o.fail += 1,
+            Outcome::Inconclusive => o.inconclusive += 1,
+        }
+        let s = &mut summary.severity_counts;
+        match f.severity {
+            Severity::Critical => s.critical += 1,
+            Severity::High => s.high += 1,
+            Severity::Medium => s.medium += 1,
+            Severity::Low => s.low += 1,
+            Severity::Info => s.info += 1,
+        }
+    }
+    run.summary = summary;
+    if !dropped.is_empty() {
+        run.status = if summary.outcome_counts.fail > 0 {
+            Outcome::Fail
+        } else {
+            Outcome::Inconclusive
+        };
+    }
+    run.run_fingerprint = run.compute_fingerprint();
 }
 
 fn replay_bundle(bytes: &[u8]) -> Result<Replayed> {
@@ -190,16 +288,54 @@ fn replay_bundle(bytes: &[u8]) -> Result<Replayed> {
             .context("attestations.jsonl is not UTF-8")?,
     )
     .context("attestations.jsonl")?;
-    let run = evaluate(&policy, &flow, &attestations, &EvalOptions::default());
-    let events = events_text
+    let mut run = evaluate(&policy, &flow, &attestations, &EvalOptions::default());
+    let events: Vec<serde_json::Value> = events_text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+
+    // Projections (auditor / counterparty): a rule reading a withheld
+    // field is not replayed, and says so; never a pass over missing data.
+    let mut withheld = std::collections::BTreeSet::new();
+    let mut profile = String::new();
+    for event in &events {
+        if let Some(o) = event.as_object()
+            && intentproof_bundle::projection::is_projection(o)
+        {
+            if let Some(p) = o.get("projection").and_then(serde_json::Value::as_str) {
+                p.clone_into(&mut profile);
+            }
+            if let Some(w) = o.get("withheld").and_then(serde_json::Value::as_object) {
+                withheld.extend(w.keys().cloned());
+            }
+        }
+    }
+    let mut not_replayable = Vec::new();
+    let mut dropped = Vec::new();
+    if !withheld.is_empty() && run.findings.len() == policy.rules().len() {
+        for (i, rule) in policy.rules().iter().enumerate() {
+            let fields: Vec<String> = fields_read(rule)
+                .into_iter()
+                .filter(|f| withheld.contains(*f))
+                .map(str::to_owned)
+                .collect();
+            if !fields.is_empty() {
+                dropped.push(i);
+                not_replayable.push(NotReplayable {
+                    rule_id: run.findings[i].rule_id.clone(),
+                    profile: profile.clone(),
+                    fields,
+                });
+            }
+        }
+        drop_findings(&mut run, &dropped);
+    }
     Ok(Replayed {
         policy,
         run,
         events,
+        not_replayable,
     })
 }
 
@@ -210,6 +346,9 @@ fn replay(file: &str, max_bytes: u64) -> Result<ExitCode> {
         "{}",
         serde_json::to_string_pretty(&replayed.run.to_value())?
     );
+    for n in &replayed.not_replayable {
+        eprintln!("rule {}: {}", n.rule_id, n.sentence());
+    }
     Ok(ExitCode::from(match replayed.run.status {
         Outcome::Pass => 0,
         Outcome::Fail => 1,
@@ -218,6 +357,9 @@ fn replay(file: &str, max_bytes: u64) -> Result<ExitCode> {
 }
 
 fn text<'a>(value: &'a serde_json::Value, key: &str) -> &'a str {
+    if value.get("withheld").and_then(|w| w.get(key)).is_some() {
+        return "(withheld)";
+    }
     value
         .get(key)
         .and_then(serde_json::Value::as_str)
@@ -288,6 +430,9 @@ fn explain(file: &str, max_bytes: u64) -> Result<ExitCode> {
             missing.push(format!("{}{action}", finding.rule_id));
         }
     }
+    for n in &replayed.not_replayable {
+        out.push_str(&format!("  ? {}: {}\n", n.rule_id, n.sentence()));
+    }
     let fulfilled = replayed.run.status == Outcome::Pass;
     out.push_str(&match replayed.run.status {
         Outcome::Pass => "\nVerdict: everything that was intended happened.\n".to_owned(),
@@ -295,6 +440,10 @@ fn explain(file: &str, max_bytes: u64) -> Result<ExitCode> {
             "\nVerdict: INCOMPLETE. Missing or failed: {}.\n",
             missing.join(", ")
         ),
+        Outcome::Inconclusive if !replayed.not_replayable.is_empty() => {
+            "\nVerdict: inconclusive: this bundle's profile withheld what some rules read.\n"
+                .to_owned()
+        }
         Outcome::Inconclusive => {
             "\nVerdict: inconclusive: the events cannot decide every rule.\n".to_owned()
         }

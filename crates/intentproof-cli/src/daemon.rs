@@ -774,7 +774,11 @@ pub struct ExportArgs {
     /// Where to write the bundle (conventionally `<name>.proof.tar.zst`).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Export profile. Only `full` exists yet.
+    /// Export profile: `full` (events as stored), `auditor` (events
+    /// without `inputs`, `output`, `untrusted_payload`) or `counterparty`
+    /// (identity, chain, action, status and timing only). Withheld fields
+    /// are replaced by their hashes; signatures, chains and inclusion
+    /// proofs still verify.
     #[arg(long, default_value = "full")]
     pub profile: String,
 }

@@ -1,8 +1,10 @@
 //! `intentproof export`: a real gateway session (a declared two-step plan,
-//! one step called) exported as a `full` proof bundle. Two exports are
+//! one step called) exported as a proof bundle. Two exports are
 //! byte-identical, `intentproof verify` passes the bundle and fails it once
-//! one byte is flipped; other profiles are refused (400) and an unknown
-//! correlation is not found (404).
+//! one byte is flipped. The `auditor` and `counterparty` profiles carry
+//! event projections: no payload, withheld fields as hashes, and every
+//! tampering fails with its own reason. `minimal-claim` is refused (400)
+//! and an unknown correlation is not found (404).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -43,6 +45,12 @@ fn verify(file: &Path) -> Output {
 /// Records a session: a declared two-step plan and one of its steps.
 /// Returns the session's correlation id.
 fn record_session(dir: &Path) -> String {
+    record_session_for(dir, "ORD-7")
+}
+
+/// [`record_session`], refunding order `order` (the plan's intent names
+/// ORD-7 whatever `order` is).
+fn record_session_for(dir: &Path, order: &str) -> String {
     let (mut gateway, mut agent) = start_gateway(dir, "payments", &[]);
     agent.request(1, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "export-agent", "version": "1"}}));
     let declared = agent.call(
@@ -63,7 +71,7 @@ fn record_session(dir: &Path) -> String {
     let refund = agent.call(
         3,
         "refund_payment",
-        json!({"order_id": "ORD-7", "amount_cents": 1250}),
+        json!({"order_id": order, "amount_cents": 1250}),
     );
     assert_eq!(refund["result"]["structuredContent"]["status"], "succeeded");
     drop(agent);
@@ -207,7 +215,7 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
 }
 
 #[test]
-fn other_profiles_are_refused_and_unknown_correlations_are_not_found() {
+fn minimal_claim_is_refused_and_unknown_correlations_are_not_found() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("data");
     std::fs::create_dir(&dir).unwrap();
@@ -215,11 +223,14 @@ fn other_profiles_are_refused_and_unknown_correlations_are_not_found() {
     let correlation = record_session(&dir);
     let out = temp.path().join("x.proof.tar.zst");
 
-    let refused = export(&correlation, &out, "auditor", &dir);
+    let refused = export(&correlation, &out, "minimal-claim", &dir);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("400") && stderr.contains("only \"full\" exists yet"),
+        stderr.contains("400")
+            && stderr.contains(
+                "export profile \"minimal-claim\" is not available: the profiles are full, auditor and counterparty"
+            ),
         "{stderr}"
     );
     assert!(!out.exists(), "nothing is written on a refusal");
@@ -232,4 +243,508 @@ fn other_profiles_are_refused_and_unknown_correlations_are_not_found() {
         "{stderr}"
     );
     assert!(!out.exists());
+}
+
+type Members = Vec<(String, Vec<u8>)>;
+
+fn unpack(bytes: &[u8]) -> Members {
+    intentproof_bundle::read_archive(bytes, &intentproof_bundle::ReadLimits::default())
+        .unwrap()
+        .members
+        .into_iter()
+        .map(|m| (m.path, m.data))
+        .collect()
+}
+
+fn get(members: &Members, path: &str) -> Vec<u8> {
+    members.iter().find(|m| m.0 == path).unwrap().1.clone()
+}
+
+fn set(members: &mut Members, path: &str, data: Vec<u8>) {
+    members.iter_mut().find(|m| m.0 == path).unwrap().1 = data;
+}
+
+fn jsonl(data: &[u8]) -> Vec<Value> {
+    data.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+fn to_jsonl(values: &[Value]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|v| {
+            let mut line = serde_json::to_vec(v).unwrap();
+            line.push(b'\n');
+            line
+        })
+        .collect()
+}
+
+/// Every member's name and bytes, uncompressed (the tar stream).
+fn plain_tar(bundle: &[u8]) -> Vec<u8> {
+    intentproof_bundle::pack_members(&unpack(bundle), false).unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// What an attacker without the daemon's key can do: recompute every file
+/// hash and the event Merkle root; keep the old signature or drop it.
+fn rebuild_manifest(members: &mut Members, keep_signature: bool) {
+    let mut m: Value = serde_json::from_slice(&get(members, "manifest.json")).unwrap();
+    let mut files: Vec<(String, String)> = members
+        .iter()
+        .filter(|(p, _)| p != "manifest.json")
+        .map(|(p, d)| (p.clone(), intentproof_bundle::manifest::sha256_of(d)))
+        .collect();
+    files.sort();
+    m["files"] = files
+        .into_iter()
+        .map(|(path, sha256)| json!({"path": path, "sha256": sha256}))
+        .collect();
+    let ids: Vec<String> = jsonl(&get(members, "events.jsonl"))
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    m["event_merkle_root"] = intentproof_core::merkle::event_merkle_root(&ids).into();
+    if !keep_signature {
+        m.as_object_mut().unwrap().remove("signature");
+    }
+    set(
+        members,
+        "manifest.json",
+        serde_json::to_vec_pretty(&m).unwrap(),
+    );
+}
+
+/// `intentproof verify` of `members` (plus `args`): exit code, first
+/// stdout line, stdout.
+fn verify_members(members: &Members, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let file = dir.join("edited.proof.tar.zst");
+    std::fs::write(
+        &file,
+        intentproof_bundle::pack_members(members, true).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("verify")
+        .args(args)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (
+        out.status.code(),
+        stdout.lines().next().unwrap_or("").to_owned(),
+        stdout,
+    )
+}
+
+fn export_bytes(correlation: &str, profile: &str, name: &str, temp: &Path, dir: &Path) -> Vec<u8> {
+    let out = temp.join(name);
+    let exported = export(correlation, &out, profile, dir);
+    assert!(
+        exported.status.success(),
+        "export {profile}: {}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    std::fs::read(&out).unwrap()
+}
+
+/// `"sha256:" + hex(SHA-256(JCS(value)))`, computed here independently.
+fn jcs_sha256(value: &Value) -> String {
+    let canonical = intentproof_core::canon::canonicalize(value).unwrap();
+    intentproof_bundle::manifest::sha256_of(&canonical)
+}
+
+/// The order id (an input) and refund id (an output) of the session.
+const SECRET_INPUT: &str = "ORD-QX81";
+const SECRET_OUTPUT: &str = "re_ord_qx81";
+
+#[test]
+fn auditor_and_counterparty_bundles_withhold_payloads_and_verify() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let _daemon = start_daemon(&dir);
+    let correlation = record_session_for(&dir, SECRET_INPUT);
+
+    let full = export_bytes(
+        &correlation,
+        "full",
+        "full.proof.tar.zst",
+        temp.path(),
+        &dir,
+    );
+    let full_tar = plain_tar(&full);
+    assert!(contains(&full_tar, SECRET_INPUT) && contains(&full_tar, SECRET_OUTPUT));
+    let full_members = unpack(&full);
+    let full_events = jsonl(&get(&full_members, "events.jsonl"));
+    let full_lines: Vec<Vec<u8>> = get(&full_members, "events.jsonl")
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(full_events.len(), 2);
+    let replay_full = Command::new(BIN)
+        .args(["verify", "replay"])
+        .arg(temp.path().join("full.proof.tar.zst"))
+        .output()
+        .unwrap();
+
+    for (profile, withheld) in [
+        ("auditor", vec!["inputs", "output", "untrusted_payload"]),
+        (
+            "counterparty",
+            vec![
+                "attributes",
+                "inputs",
+                "intent",
+                "output",
+                "provenance_class",
+                "redaction_summary",
+                "sdk_version",
+                "untrusted_payload",
+            ],
+        ),
+    ] {
+        let name = format!("{profile}.proof.tar.zst");
+        let a = export_bytes(&correlation, profile, &name, temp.path(), &dir);
+        let b = export_bytes(
+            &correlation,
+            profile,
+            "again.proof.tar.zst",
+            temp.path(),
+            &dir,
+        );
+        assert_eq!(a, b, "two {profile} exports differ");
+
+        // Verifies, and says what the projection proves.
+        let verified = verify(&temp.path().join(&name));
+        let stdout = String::from_utf8_lossy(&verified.stdout);
+        assert_eq!(verified.status.code(), Some(0), "{profile}: {stdout}");
+        assert_eq!(stdout.lines().next(), Some("✓ pass: bundle.verify_pass"));
+        for expected in [
+            "- projection_signatures_valid:2".to_owned(),
+            "- event_chains_valid:1".to_owned(),
+            "- checkpoint.signature_valid".to_owned(),
+            "- inclusion_proofs_valid:2".to_owned(),
+            "- manifest.signature_valid_with_bundled_key".to_owned(),
+            format!("- projection.{profile}:visible_fields_attested_by_bundle_signer"),
+        ] {
+            assert!(
+                stdout.lines().any(|l| l == expected),
+                "{expected}: {stdout}"
+            );
+        }
+
+        // No payload anywhere in the archive.
+        let tar = plain_tar(&a);
+        assert!(!contains(&tar, SECRET_INPUT), "{profile} shows the input");
+        assert!(!contains(&tar, SECRET_OUTPUT), "{profile} shows the output");
+
+        // Each line projects the stored event.
+        let members = unpack(&a);
+        let manifest: Value = serde_json::from_slice(&get(&members, "manifest.json")).unwrap();
+        assert_eq!(manifest["verification_profile"]["export_profile"], profile);
+        assert_eq!(
+            manifest["event_merkle_root"],
+            serde_json::from_slice::<Value>(&get(&full_members, "manifest.json")).unwrap()["event_merkle_root"]
+        );
+        assert_eq!(get(&members, "run.json"), get(&full_members, "run.json"));
+        assert_eq!(
+            get(&members, "policy.json"),
+            get(&full_members, "policy.json")
+        );
+        let inclusion: Value =
+            serde_json::from_slice(&get(&members, "inclusion_proof.json")).unwrap();
+        let projections = jsonl(&get(&members, "events.jsonl"));
+        assert_eq!(projections.len(), 2);
+        for ((p, e), line) in projections.iter().zip(&full_events).zip(&full_lines) {
+            let e = e.as_object().unwrap();
+            let p = p.as_object().unwrap();
+            assert_eq!(p["schema"], "intentproof.event.projection.v1");
+            assert_eq!(p["projection"], profile);
+            assert_eq!(p["event_signature"], e["signature"]);
+            let mut unsigned = e.clone();
+            unsigned.remove("signature");
+            assert_eq!(
+                p["content_hash"],
+                jcs_sha256(&Value::Object(unsigned)).as_str()
+            );
+            let w = p["withheld"].as_object().unwrap();
+            let mut names: Vec<&str> = w.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            assert_eq!(names, withheld, "{profile} withheld");
+            for (field, hash) in w {
+                assert_eq!(hash, &jcs_sha256(&e[field]), "{profile} withheld.{field}");
+            }
+            for (field, value) in p {
+                if ![
+                    "schema",
+                    "projection",
+                    "withheld",
+                    "content_hash",
+                    "event_signature",
+                ]
+                .contains(&field.as_str())
+                {
+                    assert_eq!(value, &e[field], "{profile} {field}");
+                }
+            }
+            assert_eq!(
+                inclusion["proofs"][e["event_id"].as_str().unwrap()]["leaf_hash"],
+                intentproof_core::merkle::hex(&intentproof_core::merkle::leaf_hash(line)).as_str()
+            );
+        }
+
+        // The plan's rules read actions only: the replay equals the full one.
+        let replayed = Command::new(BIN)
+            .args(["verify", "replay"])
+            .arg(temp.path().join(&name))
+            .output()
+            .unwrap();
+        assert_eq!(replayed.status.code(), Some(1));
+        assert_eq!(replayed.stdout, replay_full.stdout);
+        assert!(
+            replayed.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&replayed.stderr)
+        );
+    }
+}
+
+#[test]
+fn tampered_projection_bundles_fail_with_their_own_reason() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let _daemon = start_daemon(&dir);
+    let correlation = record_session_for(&dir, SECRET_INPUT);
+    let t = temp.path();
+
+    for profile in ["counterparty", "auditor"] {
+        let bundle = export_bytes(&correlation, profile, "p.proof.tar.zst", t, &dir);
+        let members = unpack(&bundle);
+        let events = jsonl(&get(&members, "events.jsonl"));
+        let fail = |m: &Members, args: &[&str]| verify_members(m, t, args).1;
+        assert_eq!(fail(&members, &[]), "✓ pass: bundle.verify_pass");
+
+        // The daemon's public key, given with its id.
+        let manifest: Value = serde_json::from_slice(&get(&members, "manifest.json")).unwrap();
+        let key_id = manifest["signature"]["key_id"].as_str().unwrap().to_owned();
+        let key_file = t.join("daemon.pub");
+        std::fs::write(&key_file, get(&members, &format!("keys/{key_id}.pub"))).unwrap();
+        let key_arg = format!("{key_id}={}", key_file.display());
+        let with_key = ["--key", key_arg.as_str()];
+        assert_eq!(fail(&members, &with_key), "✓ pass: bundle.verify_pass");
+
+        // A kept field edited: its file hash.
+        let mut edited = events.clone();
+        edited[1]["status"] = "error".into();
+        let mut m = members.clone();
+        set(&mut m, "events.jsonl", to_jsonl(&edited));
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.file_hash_mismatch");
+        // ... with the manifest rebuilt but not re-signed: the signature
+        // (only it attests a projection's visible fields), key given or not.
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &with_key), "✗ fail: bundle.signature_invalid");
+        let (code, first, stdout) = verify_members(&m, t, &[]);
+        assert_eq!(
+            (code, first.as_str()),
+            (Some(1), "✗ fail: bundle.signature_invalid")
+        );
+        assert!(
+            stdout.contains("- manifest.signature_invalid\n"),
+            "{stdout}"
+        );
+        // ... with the signature dropped: nothing attests the fields.
+        let mut unsigned = m.clone();
+        rebuild_manifest(&mut unsigned, false);
+        assert_eq!(fail(&unsigned, &[]), "✗ fail: bundle.projection_unattested");
+        assert_eq!(
+            fail(&unsigned, &with_key),
+            "✗ fail: bundle.manifest_unsigned"
+        );
+
+        // A content hash changed: the event signature no longer covers it.
+        let mut edited = events.clone();
+        edited[0]["content_hash"] = format!("sha256:{}", "ab".repeat(32)).into();
+        let mut m = members.clone();
+        set(&mut m, "events.jsonl", to_jsonl(&edited));
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.event_signature_invalid");
+
+        // The first event dropped: the chain has a gap.
+        let mut m = members.clone();
+        set(&mut m, "events.jsonl", to_jsonl(&events[1..]));
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.chain_gap");
+
+        // The event signer's key removed: the events are unverified, never valid.
+        let signer = events[0]["event_signature"]["key_id"].as_str().unwrap();
+        let mut m = members.clone();
+        m.retain(|(path, _)| *path != format!("keys/{signer}.pub"));
+        assert_eq!(m.len(), members.len() - 1);
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.event_key_unknown");
+
+        // A projected event's leaf hash removed: its inclusion proof fails.
+        let mut inclusion: Value =
+            serde_json::from_slice(&get(&members, "inclusion_proof.json")).unwrap();
+        let first_id = events[0]["event_id"].as_str().unwrap();
+        inclusion["proofs"][first_id]
+            .as_object_mut()
+            .unwrap()
+            .remove("leaf_hash");
+        let mut m = members.clone();
+        set(
+            &mut m,
+            "inclusion_proof.json",
+            serde_json::to_vec(&inclusion).unwrap(),
+        );
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.inclusion_proof_invalid");
+
+        // The projection relabelled.
+        let other = if profile == "auditor" {
+            "counterparty"
+        } else {
+            "auditor"
+        };
+        let mut edited = events.clone();
+        edited[0]["projection"] = other.into();
+        let mut m = members.clone();
+        set(&mut m, "events.jsonl", to_jsonl(&edited));
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.projection_profile_mismatch");
+
+        // A line mixing forms: a projection that also carries `signature`.
+        let mut edited = events.clone();
+        edited[0]["signature"] = edited[0]["event_signature"].clone();
+        let mut m = members.clone();
+        set(&mut m, "events.jsonl", to_jsonl(&edited));
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.projection_malformed");
+        // ... or showing a field its profile withholds.
+        let mut edited = events.clone();
+        edited[1]["inputs"] = json!({"order_id": SECRET_INPUT});
+        let mut m = members.clone();
+        set(&mut m, "events.jsonl", to_jsonl(&edited));
+        rebuild_manifest(&mut m, true);
+        assert_eq!(fail(&m, &[]), "✗ fail: bundle.projection_malformed");
+    }
+
+    // A full event in a counterparty bundle.
+    let full = unpack(&export_bytes(
+        &correlation,
+        "full",
+        "f.proof.tar.zst",
+        t,
+        &dir,
+    ));
+    let mut m = unpack(&export_bytes(
+        &correlation,
+        "counterparty",
+        "c.proof.tar.zst",
+        t,
+        &dir,
+    ));
+    set(&mut m, "events.jsonl", get(&full, "events.jsonl"));
+    rebuild_manifest(&mut m, true);
+    assert_eq!(
+        verify_members(&m, t, &[]).1,
+        "✗ fail: bundle.projection_profile_mismatch"
+    );
+}
+
+#[test]
+fn rules_reading_withheld_fields_are_not_replayed() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let _daemon = start_daemon(&dir);
+    let correlation = record_session(&dir);
+    let t = temp.path();
+
+    // One rule on the action only, one on an attribute the events carry.
+    let policy = json!({
+        "policy_id": "attr.check", "tenant_id": "local", "scope": {},
+        "rules": [
+            {"id": "refunded", "category": "required", "severity": "high",
+             "spec": {"action": "mcp.payments.refund_payment"}},
+            {"id": "refunded-by-tool", "category": "required", "severity": "high",
+             "spec": {"action": "mcp.payments.refund_payment",
+                      "where": {"attribute": "mcp.tool", "equals": "refund_payment"}}}
+        ]
+    });
+    let replay = |profile: &str| {
+        let mut m = unpack(&export_bytes(
+            &correlation,
+            profile,
+            "r.proof.tar.zst",
+            t,
+            &dir,
+        ));
+        set(&mut m, "policy.json", serde_json::to_vec(&policy).unwrap());
+        let file = t.join(format!("{profile}-replay.proof.tar.zst"));
+        std::fs::write(&file, intentproof_bundle::pack_members(&m, true).unwrap()).unwrap();
+        let replayed = Command::new(BIN)
+            .args(["verify", "replay"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let explained = Command::new(BIN)
+            .args(["verify", "explain"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (replayed, String::from_utf8(explained.stdout).unwrap())
+    };
+
+    // auditor keeps attributes: both rules pass.
+    let (replayed, _) = replay("auditor");
+    assert_eq!(replayed.status.code(), Some(0));
+    let run: Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert_eq!(run["status"], "pass");
+    assert_eq!(run["findings"].as_array().unwrap().len(), 2);
+
+    // counterparty withholds them: the second rule is not replayed, and
+    // says why; the run is inconclusive, never a pass.
+    let (replayed, explained) = replay("counterparty");
+    assert_eq!(replayed.status.code(), Some(2));
+    let run: Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert_eq!(run["status"], "inconclusive");
+    let findings = run["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1);
+    assert_eq!(findings[0]["rule_id"], "refunded");
+    assert_eq!(findings[0]["outcome"], "pass");
+    assert_eq!(
+        run["summary"]["outcome_counts"],
+        json!({"pass": 1, "fail": 0, "inconclusive": 0})
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&replayed.stderr),
+        "rule refunded-by-tool: not replayable: the counterparty profile withheld `attributes`, \
+         which this rule reads (the full bundle can decide it)\n"
+    );
+    let lines: Vec<&str> = explained.lines().collect();
+    assert!(
+        lines.contains(
+            &"  ? refunded-by-tool: not replayable: the counterparty profile withheld `attributes`, \
+              which this rule reads (the full bundle can decide it)"
+        ),
+        "{explained}"
+    );
+    assert!(
+        lines.contains(
+            &"Verdict: inconclusive: this bundle's profile withheld what some rules read."
+        ),
+        "{explained}"
+    );
 }

@@ -1,19 +1,25 @@
 //! Proof bundle export (`POST /v1/bundles`): one correlation's events as a
 //! `.proof.tar.zst` that `intentproof verify` checks offline.
 //!
-//! Only the `full` profile exists yet. A `full` bundle carries:
+//! Profiles: `full`, `auditor` and `counterparty` ([`SUPPORTED_PROFILES`];
+//! `minimal-claim` is refused). A bundle carries:
 //!
 //! - `events.jsonl`: every stored event of the correlation, in journal
-//!   order, byte for byte as journaled (so the signatures and the inclusion
-//!   proofs verify);
+//!   order. `full`: byte for byte as journaled (so the signatures and the
+//!   inclusion proofs verify). `auditor` / `counterparty`: each event's
+//!   projection ([`intentproof_bundle::projection`]): the fields the
+//!   profile keeps, hashes of the withheld ones, the event's content hash
+//!   and its original signature as `event_signature`;
 //! - `inclusion_proof.json`: each event's RFC 9162 audit path to a signed
 //!   checkpoint of the daemon's log (signed now if the latest is older than
-//!   the tree, so it covers every exported event);
+//!   the tree, so it covers every exported event); for a projection, the
+//!   proof also carries the full event's `leaf_hash`;
 //! - `flow.json` (`intentproof.flow.v1`) over those events;
 //! - `policy.json`: the policy compiled from the correlation's last
 //!   declared plan, else a policy with one `required` rule per distinct
 //!   action of the chain; `run.json`: that policy evaluated over the flow,
-//!   signed with the daemon key;
+//!   signed with the daemon key (computed from the full events, whatever
+//!   the profile);
 //! - `keys/<key_id>.pub`: every event signer's trusted key and the daemon
 //!   key (checkpoint, run and manifest signer);
 //! - `manifest.json`, signed with the daemon key.
@@ -29,9 +35,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signer, VerifyingKey};
 use intentproof_bundle::inclusion::{EventProof, InclusionProofs};
+use intentproof_bundle::projection::{Profile, project};
 use intentproof_bundle::{BundleInput, ManifestSigner, write_bundle};
 use intentproof_core::canon::canonicalize_object_without;
-use intentproof_core::merkle::event_merkle_root;
+use intentproof_core::merkle::{event_merkle_root, leaf_hash};
 use intentproof_policy::verification::{
     EvalOptions, Flow, Policy, RUN_FINGERPRINT_EXCLUDED_FIELDS, RunSignature, evaluate,
 };
@@ -43,8 +50,11 @@ use crate::api::{AppState, checkpoint_now};
 use crate::findings::{declared_plan, flow_event};
 use crate::mcp::recorder::PLAN_ACTION;
 
-/// The export profiles this daemon can produce.
-pub const SUPPORTED_PROFILES: [&str; 1] = ["full"];
+/// The export profiles this daemon can produce: `full` (events as
+/// stored), `auditor` (no payloads) and `counterparty` (identity, chain,
+/// action, status, timing). The schema's fourth, `minimal-claim`, is not
+/// produced.
+pub const SUPPORTED_PROFILES: [&str; 3] = ["full", "auditor", "counterparty"];
 
 /// `verification_profile.spec_version` of exported bundles.
 pub const SPEC_VERSION: &str = "1.0.0";
@@ -57,7 +67,7 @@ const DEFAULT_TENANT: &str = "local";
 pub enum ExportError {
     /// The profile is not one this daemon produces.
     #[error(
-        "export profile {0:?} is not available: only \"full\" exists yet (auditor, minimal-claim and counterparty are not implemented)"
+        "export profile {0:?} is not available: the profiles are full, auditor and counterparty"
     )]
     UnsupportedProfile(String),
     /// The correlation has no stored events.
@@ -94,7 +104,8 @@ pub struct Exported {
     pub tree_size: u64,
 }
 
-/// Accepts `full`; anything else is [`ExportError::UnsupportedProfile`].
+/// Accepts one of [`SUPPORTED_PROFILES`]; anything else is
+/// [`ExportError::UnsupportedProfile`].
 pub fn check_profile(profile: &str) -> Result<(), ExportError> {
     if SUPPORTED_PROFILES.contains(&profile) {
         Ok(())
@@ -122,6 +133,7 @@ pub fn export_bundle(
     profile: &str,
 ) -> Result<Exported, ExportError> {
     check_profile(profile)?;
+    let projection = Profile::from_name(profile);
     let mut chain = state.store.chain(correlation)?;
     if chain.is_empty() {
         return Err(ExportError::NotFound(correlation.to_owned()));
@@ -151,11 +163,36 @@ pub fn export_bundle(
         let proof = state
             .store
             .inclusion_proof(stored.entry.seq, checkpoint.tree_size)?;
-        proofs.insert(
-            stored.entry.meta.event_id.clone(),
-            EventProof::new(stored.entry.seq, &proof),
-        );
-        events.push(raw);
+        let proof = EventProof::new(stored.entry.seq, &proof);
+        let event_id = &stored.entry.meta.event_id;
+        match projection {
+            None => {
+                proofs.insert(event_id.clone(), proof);
+                events.push(raw);
+            }
+            Some(p) => {
+                let Value::Object(event) = &stored.event else {
+                    return Err(ExportError::Internal(format!(
+                        "event {event_id} is not a JSON object"
+                    )));
+                };
+                // The projection names the hash the store indexed (and the
+                // next event's prev_event_hash carries).
+                let computed = intentproof_core::v1::content_hash(event)
+                    .map_err(|e| ExportError::Internal(format!("event {event_id}: {e}")))?;
+                if computed != stored.entry.meta.content_hash {
+                    return Err(ExportError::Internal(format!(
+                        "event {event_id} hashes to {computed}, but the store indexed {}",
+                        stored.entry.meta.content_hash
+                    )));
+                }
+                let line = project(event, p).map_err(|e| {
+                    ExportError::Internal(format!("cannot project event {event_id}: {e}"))
+                })?;
+                proofs.insert(event_id.clone(), proof.with_leaf_hash(&leaf_hash(&raw)));
+                events.push(line);
+            }
+        }
     }
 
     // Keys: every event signer, and the daemon.
@@ -343,9 +380,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_full_is_supported() {
-        assert!(check_profile("full").is_ok());
-        let e = check_profile("auditor").unwrap_err().to_string();
-        assert!(e.contains("only \"full\" exists yet"), "{e}");
+    fn full_auditor_and_counterparty_are_supported() {
+        for p in ["full", "auditor", "counterparty"] {
+            assert!(check_profile(p).is_ok(), "{p}");
+        }
+        for p in ["minimal-claim", "Full", ""] {
+            let e = check_profile(p).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "export profile {p:?} is not available: the profiles are full, auditor and counterparty"
+                )
+            );
+        }
     }
 }

@@ -593,3 +593,67 @@ async fn a_verification_policy_without_scope_is_refused_at_start() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn bundles_export_in_the_counterparty_profile_and_refuse_minimal_claim() {
+    let f = start().await;
+    f.trust(&sdk_key()).await;
+    let sealer = Sealer::new(sdk_key());
+    for action in ["refund.create", "email.send"] {
+        let event = sealed(&sealer, "corr-b", action);
+        assert_eq!(f.post(bytes(&event)).await.0, 202);
+    }
+    let bundle = |profile: &'static str| {
+        f.http
+            .post(format!("{}/v1/bundles", f.daemon.url()))
+            .bearer_auth(&f.token)
+            .json(&json!({"correlation_id": "corr-b", "profile": profile}))
+            .send()
+    };
+
+    let response = bundle("counterparty").await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zstd");
+    let bytes = response.bytes().await.unwrap();
+    let report = intentproof_bundle::verify(&bytes, &intentproof_bundle::VerifyOptions::default());
+    assert!(report.passed(), "{}\n{:?}", report.human(), report.detail);
+    assert_eq!(report.summary.events_projected, 2);
+    // Without --key the manifest signature, which alone attests the
+    // projected fields, is still checked, against the bundled key.
+    assert_eq!(report.summary.manifest_signature, "valid_with_bundled_key");
+    assert!(
+        !report.warnings.iter().any(|w| w.contains("not checked")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(
+        report
+            .findings
+            .contains(&"projection.counterparty:visible_fields_attested_by_bundle_signer".into())
+    );
+    let archive =
+        intentproof_bundle::read_archive(&bytes, &intentproof_bundle::ReadLimits::default())
+            .unwrap();
+    let events = String::from_utf8(archive.get("events.jsonl").unwrap().to_vec()).unwrap();
+    assert_eq!(events.lines().count(), 2);
+    // The output (`re_1`) and the inputs (`amountCents`) are withheld.
+    assert!(
+        !events.contains("re_1") && !events.contains("amountCents"),
+        "{events}"
+    );
+    assert!(
+        events.contains(r#""projection":"counterparty""#),
+        "{events}"
+    );
+
+    let response = bundle("minimal-claim").await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "reason": "unsupported_profile",
+            "error": "export profile \"minimal-claim\" is not available: the profiles are full, auditor and counterparty"
+        })
+    );
+}
