@@ -223,7 +223,7 @@ fn fields_read(rule: &serde_json::Value) -> Vec<&'static str> {
 /// summary, the status (at best inconclusive: something was not decided)
 /// and the fingerprint.
 fn drop_findings(run: &mut intentproof_policy::verification::Run, dropped: &[usize]) {
-    use intentproof_policy::verification::{Outcome, Severity, Summary};
+    use intentproof_policy::verification::{Outcome, Summary};
     let findings = std::mem::take(&mut run.findings);
     run.findings = findings
         .into_iter()
@@ -231,26 +231,9 @@ fn drop_findings(run: &mut intentproof_policy::verification::Run, dropped: &[usi
         .filter(|(i, _)| !dropped.contains(i))
         .map(|(_, f)| f)
         .collect();
-    let mut summary = Summary::default();
-    for f in &run.findings {
-        let o = &mut summary.outcome_counts;
-        match f.outcome {
-            Outcome::Pass => o.pass += 1,
-            Outcome::Fail => o.fail += 1,
-            Outcome::Inconclusive => o.inconclusive += 1,
-        }
-        let s = &mut summary.severity_counts;
-        match f.severity {
-            Severity::Critical => s.critical += 1,
-            Severity::High => s.high += 1,
-            Severity::Medium => s.medium += 1,
-            Severity::Low => s.low += 1,
-            Severity::Info => s.info += 1,
-        }
-    }
-    run.summary = summary;
+    run.summary = Summary::of(&run.findings);
     if !dropped.is_empty() {
-        run.status = if summary.outcome_counts.fail > 0 {
+        run.status = if run.summary.outcome_counts.fail > 0 {
             Outcome::Fail
         } else {
             Outcome::Inconclusive

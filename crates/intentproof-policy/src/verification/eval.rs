@@ -154,6 +154,49 @@ pub struct Summary {
     pub severity_counts: SeverityCounts,
 }
 
+impl Summary {
+    /// Counts `findings` by outcome and by severity.
+    ///
+    /// ```
+    /// use intentproof_policy::verification::{Outcome, Summary};
+    /// let summary = Summary::of(&[]);
+    /// assert_eq!(summary.outcome_counts.pass, 0);
+    /// assert_eq!(summary.status(), Outcome::Pass);
+    /// ```
+    pub fn of(findings: &[Finding]) -> Summary {
+        let mut summary = Summary::default();
+        for f in findings {
+            let o = &mut summary.outcome_counts;
+            match f.outcome {
+                Outcome::Pass => o.pass += 1,
+                Outcome::Fail => o.fail += 1,
+                Outcome::Inconclusive => o.inconclusive += 1,
+            }
+            let s = &mut summary.severity_counts;
+            match f.severity {
+                Severity::Critical => s.critical += 1,
+                Severity::High => s.high += 1,
+                Severity::Medium => s.medium += 1,
+                Severity::Low => s.low += 1,
+                Severity::Info => s.info += 1,
+            }
+        }
+        summary
+    }
+
+    /// The run status these counts give: fail if any finding failed, else
+    /// inconclusive if any was inconclusive, else pass.
+    pub fn status(&self) -> Outcome {
+        if self.outcome_counts.fail > 0 {
+            Outcome::Fail
+        } else if self.outcome_counts.inconclusive > 0 {
+            Outcome::Inconclusive
+        } else {
+            Outcome::Pass
+        }
+    }
+}
+
 /// A run's `signature`. The evaluator does not sign: it leaves `value`
 /// empty (never a valid signature); a caller holding a key fills it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,30 +362,8 @@ pub fn evaluate(
             .map(|(i, rule)| ctx.finding(i, rule))
             .collect()
     };
-    let mut summary = Summary::default();
-    for f in &findings {
-        let o = &mut summary.outcome_counts;
-        match f.outcome {
-            Outcome::Pass => o.pass += 1,
-            Outcome::Fail => o.fail += 1,
-            Outcome::Inconclusive => o.inconclusive += 1,
-        }
-        let s = &mut summary.severity_counts;
-        match f.severity {
-            Severity::Critical => s.critical += 1,
-            Severity::High => s.high += 1,
-            Severity::Medium => s.medium += 1,
-            Severity::Low => s.low += 1,
-            Severity::Info => s.info += 1,
-        }
-    }
-    let status = if summary.outcome_counts.fail > 0 {
-        Outcome::Fail
-    } else if summary.outcome_counts.inconclusive > 0 {
-        Outcome::Inconclusive
-    } else {
-        Outcome::Pass
-    };
+    let summary = Summary::of(&findings);
+    let status = summary.status();
     let ids: Vec<String> = attestations
         .iter()
         .map(|a| a.attestation_id.clone())
