@@ -1,45 +1,46 @@
 #!/usr/bin/env bash
 # Proof-core throughput on a shared machine: runs the criterion `proof`
-# bench ROUNDS times (default 5), alternating a mimalloc build (what the
-# `intentproof` binary uses) and a system-allocator build, and prints each
-# benchmark's best median per build. On a machine other jobs are using,
-# the best of several runs is the closest figure to an idle core; a single
-# run's median moves by 30 % or more with the load.
+# bench ROUNDS times (default 5) and prints each benchmark's best median.
+# On a machine other jobs are using, the best of several runs is the
+# closest figure to an idle core; a single run's median moves by 30 % or
+# more with the load.
 #
 #   bench/proof_best.sh [ROUNDS] [FILTER]
+#   BASELINE=/path/to/other/proof-bench-binary bench/proof_best.sh 10
 #
 # FILTER is a criterion regex (default: the sealing, verification and
 # parts benchmarks; `merkle` and `inclusion_proof_1m` take longer).
+# BASELINE: a `proof` bench binary built from another commit (in another
+# worktree: `cargo bench -p intentproof-core --bench proof --no-run`),
+# run alternately with this tree's so both see the same load.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1:-5}
 FILTER=${2:-'seal/|verify/|parts/'}
 cd "$ROOT"
 
-binary() {
-    cargo bench -p intentproof-core --bench proof --no-run --message-format=json "$@" 2>/dev/null |
-        python3 -c 'import json,sys
+CURRENT=$(cargo bench -p intentproof-core --bench proof --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "proof" and m.get("executable"):
-        print(m["executable"])'
-}
-MIMALLOC=$(binary)
-SYSTEM=$(binary --features bench-system-alloc)
-[[ -x "$MIMALLOC" && -x "$SYSTEM" ]] || { echo "bench build failed" >&2; exit 1; }
+        print(m["executable"])')
+[[ -x "$CURRENT" ]] || { echo "bench build failed: run cargo bench -p intentproof-core --bench proof --no-run" >&2; exit 1; }
+BUILDS=(current)
+[[ -n "${BASELINE:-}" ]] && BUILDS=(baseline current)
 
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 for round in $(seq "$ROUNDS"); do
-    for build in mimalloc system; do
-        bin=$MIMALLOC; [[ $build == system ]] && bin=$SYSTEM
+    for build in "${BUILDS[@]}"; do
+        bin=$CURRENT; [[ $build == baseline ]] && bin=$BASELINE
         "$bin" --bench --quick "$FILTER" 2>/dev/null >"$OUT/$build.$round" || true
     done
 done
 # criterion prints `name  time:   [low median high]` (long names wrap the
 # `time:` to the next line).
-for build in mimalloc system; do
-    echo "== $build allocator: best median of $ROUNDS runs"
+for build in "${BUILDS[@]}"; do
+    echo "== $build: best median of $ROUNDS runs"
     cat "$OUT/$build".* | python3 -c '
 import re, sys
 best, name = {}, None

@@ -27,12 +27,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-// Sealing, ingest and queries build and drop many small JSON values;
-// mimalloc makes those allocations cheaper than glibc's (BENCHMARKS.md,
-// "Proof core").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod bundle;
 mod daemon;
 mod demo;

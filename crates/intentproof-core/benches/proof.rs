@@ -170,10 +170,3 @@ fn parts(c: &mut Criterion) {
 criterion_group!(benches, sealing, verifying, merkle, parts);
 criterion_main!(benches);
 
-// The allocator of the `intentproof` binary, so the figures are what the
-// daemon and `intentproof mcp` do. `--features bench-system-alloc`
-// measures with the system allocator instead (what a library user gets
-// by default).
-#[cfg(not(feature = "bench-system-alloc"))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
