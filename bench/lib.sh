@@ -24,9 +24,15 @@ cleanup() {
 trap cleanup EXIT
 
 # SKIP_BUILD=1: use the binaries already in target/release.
+# BIN_FROM=DIR: use DIR/intentproof and DIR/loadgen instead (no build), to
+# compare two builds under the same conditions.
 build() {
-    [[ -n "${SKIP_BUILD:-}" ]] || (cd "$ROOT" && cargo build --release -p intentproof-cli -p intentproof-gateway --bin intentproof --example loadgen)
     mkdir -p "$BIN"
+    if [[ -n "${BIN_FROM:-}" ]]; then
+        cp "$BIN_FROM/intentproof" "$BIN_FROM/loadgen" "$BIN/"
+        return
+    fi
+    [[ -n "${SKIP_BUILD:-}" ]] || (cd "$ROOT" && cargo build --release -p intentproof-cli -p intentproof-gateway --bin intentproof --example loadgen)
     cp "$ROOT/target/release/intentproof" "$ROOT/target/release/examples/loadgen" "$BIN/"
 }
 
