@@ -169,4 +169,3 @@ fn parts(c: &mut Criterion) {
 
 criterion_group!(benches, sealing, verifying, merkle, parts);
 criterion_main!(benches);
-

@@ -87,6 +87,10 @@ struct IngestArgs {
     /// Skip the correlations below this index (continue an earlier fill).
     #[arg(long, default_value_t = 0)]
     first_correlation: usize,
+    /// Events per request: above 1, consecutive events go newline-joined
+    /// to `POST /v1/events:batch` (latencies are then per request).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
 }
 
 #[derive(Args)]
@@ -434,6 +438,23 @@ async fn post(http: &reqwest::Client, url: &str, body: &[u8], tally: &Tally) {
         };
         let status = response.status().as_u16();
         let text = response.bytes().await.unwrap_or_default();
+        if url.ends_with(":batch") && status == 200 {
+            let answer: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+            let count = |k: &str| answer[k].as_u64().unwrap_or(0);
+            tally.stored.fetch_add(count("stored"), Ordering::Relaxed);
+            tally
+                .duplicate
+                .fetch_add(count("duplicates"), Ordering::Relaxed);
+            if tally
+                .refused
+                .fetch_add(count("rejected"), Ordering::Relaxed)
+                < 5
+                && count("rejected") > 0
+            {
+                eprintln!("refused in batch: {}", String::from_utf8_lossy(&text));
+            }
+            return;
+        }
         match status {
             202 => tally.stored.fetch_add(1, Ordering::Relaxed),
             200 => tally.duplicate.fetch_add(1, Ordering::Relaxed),
@@ -462,11 +483,16 @@ fn ingest(args: IngestArgs) -> Result<()> {
     let pad = padding(shape)?;
     let per_chunk = (args.chunk / shape.chain_len).max(1);
     let correlations = args.events.div_ceil(shape.chain_len);
-    let url = format!("{}/v1/events", daemon.base);
+    let batch = args.batch.max(1);
+    let url = if batch > 1 {
+        format!("{}/v1/events:batch", daemon.base)
+    } else {
+        format!("{}/v1/events", daemon.base)
+    };
     let tally = Arc::new(Tally::default());
     let rss_idle = rss_kib(daemon.pid).unwrap_or(0);
     println!(
-        "ingest: {} events ({correlations} correlations x {}), ~{} bytes each, {} connections; daemon pid {} RSS {:.1} MiB",
+        "ingest: {} events ({correlations} correlations x {}), ~{} bytes each, {} connections, {batch} per request; daemon pid {} RSS {:.1} MiB",
         correlations * shape.chain_len,
         shape.chain_len,
         shape.size,
@@ -508,10 +534,17 @@ fn ingest(args: IngestArgs) -> Result<()> {
                     tokio::spawn(async move {
                         let mut mine = Vec::new();
                         loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(body) = events.get(i) else { break };
+                            let i = next.fetch_add(batch, Ordering::Relaxed);
+                            if i >= events.len() {
+                                break;
+                            }
+                            let body = if batch == 1 {
+                                events[i].clone()
+                            } else {
+                                events[i..(i + batch).min(events.len())].join(&b'\n')
+                            };
                             let t = Instant::now();
-                            post(&http, &url, body, &tally).await;
+                            post(&http, &url, &body, &tally).await;
                             mine.push(t.elapsed());
                         }
                         mine
@@ -541,12 +574,12 @@ fn ingest(args: IngestArgs) -> Result<()> {
         done += count;
     }
     println!(
-        "RESULT ingest: {sent_total} events in {:.2} s = {:.0} events/s with {} connections",
+        "RESULT ingest: {sent_total} events in {:.2} s = {:.0} events/s with {} connections, {batch} per request",
         timed.as_secs_f64(),
         sent_total as f64 / timed.as_secs_f64().max(1e-9),
         args.concurrency
     );
-    latency_line("RESULT ingest latency (closed loop)", latencies);
+    latency_line("RESULT ingest latency per request (closed loop)", latencies);
     tally.print();
     let peak = usage.iter().map(|u| u.rss_peak_kib).max().unwrap_or(0);
     if let Some(last) = usage.last() {

@@ -110,6 +110,10 @@ pub fn router(state: Shared) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
         .route("/v1/events", post(ingest_event).get(list_events))
+        .route(
+            "/v1/events:batch",
+            post(ingest_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)),
+        )
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/chains", get(list_chains))
         .route("/v1/chains/{id}", get(get_chain))
@@ -165,13 +169,14 @@ fn require_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
-async fn ingest_event(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+/// Most events in one `POST /v1/events:batch` body.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Largest `POST /v1/events:batch` body.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+fn check_ingest_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(expected) = &state.ingest_token {
-        if !bearer(&headers).is_some_and(|given| same_token(given, expected)) {
+        if !bearer(headers).is_some_and(|given| same_token(given, expected)) {
             state.metrics.rejected(RejectReason::Unauthorized);
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -180,28 +185,99 @@ async fn ingest_event(
             ));
         }
     }
-    let body = match body {
-        Ok(body) => body,
+    Ok(())
+}
+
+fn body_or_error(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    match body {
+        Ok(body) => Ok(body),
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             state.metrics.rejected(RejectReason::TooLarge);
-            return Err(ApiError::new(
+            Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                format!(
-                    "body is larger than {} bytes; trim the event's inputs and output (capture hooks, redaction) or raise max_body_bytes",
-                    state.max_body_bytes
-                ),
-            ));
+                format!("body is larger than {limit} bytes; {what}"),
+            ))
         }
         Err(rejection) => {
             state.metrics.rejected(RejectReason::MalformedJson);
-            return Err(ApiError::new(
+            Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_body",
                 rejection.body_text(),
-            ));
+            ))
         }
-    };
+    }
+}
+
+/// Counts a refused body and gives its status and reason.
+fn refused(state: &AppState, e: &ingest::IngestError) -> (StatusCode, &'static str) {
+    state.metrics.rejected(e.reason());
+    match e.reason() {
+        RejectReason::BadSignature => (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"),
+        RejectReason::MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json"),
+        _ => (StatusCode::BAD_REQUEST, "invalid_event"),
+    }
+}
+
+/// What the writer said about one event, as the status, reason and message
+/// (or seq) the API answers with. Counts refusals.
+enum Answer {
+    Stored(u64),
+    Duplicate(u64),
+    Refused(ApiError),
+}
+
+fn overloaded(state: &AppState) -> ApiError {
+    state.metrics.rejected(RejectReason::Overloaded);
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the write queue is full; retry shortly",
+    )
+}
+
+fn answer(state: &AppState, outcome: Option<crate::writer::Outcome>) -> Answer {
+    match outcome {
+        Some(Ok(Ok(Appended::Stored { seq }))) => Answer::Stored(seq),
+        Some(Ok(Ok(Appended::Duplicate { seq }))) => Answer::Duplicate(seq),
+        Some(Ok(Err(conflict))) => {
+            state.metrics.rejected(RejectReason::ChainConflict);
+            Answer::Refused(ApiError::new(
+                StatusCode::CONFLICT,
+                "chain_conflict",
+                conflict.to_string(),
+            ))
+        }
+        Some(Err(storage)) => {
+            state.metrics.rejected(RejectReason::StorageError);
+            Answer::Refused(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_error",
+                format!("the event was not stored: {storage}"),
+            ))
+        }
+        None => Answer::Refused(ApiError::internal("the writer stopped before answering")),
+    }
+}
+
+async fn ingest_event(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_ingest_token(&state, &headers)?;
+    let body = body_or_error(
+        &state,
+        body,
+        state.max_body_bytes,
+        "trim the event's inputs and output (capture hooks, redaction) or raise max_body_bytes",
+    )?;
     // Parsing, schema validation and one signature check or seal cost tens
     // of microseconds of CPU: done on the request's own task, because a
     // `spawn_blocking` hand-off (two wake-ups and context switches per
@@ -210,56 +286,184 @@ async fn ingest_event(
     let incoming = match ingest::prepare(&body, &state.keys, &state.sealer) {
         Ok(incoming) => incoming,
         Err(e) => {
-            state.metrics.rejected(e.reason());
-            let (status, reason) = match e.reason() {
-                RejectReason::BadSignature => (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"),
-                RejectReason::MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json"),
-                _ => (StatusCode::BAD_REQUEST, "invalid_event"),
-            };
+            let (status, reason) = refused(&state, &e);
             return Err(ApiError::new(status, reason, e.to_string()));
         }
     };
     let event_id = incoming.meta.event_id.clone();
-    let answer = state.writer.submit(incoming).map_err(|_| {
-        state.metrics.rejected(RejectReason::Overloaded);
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the write queue is full; retry shortly",
-        )
-    })?;
-    let outcome = answer
-        .await
-        .map_err(|_| ApiError::internal("the writer stopped before answering"))?;
-    match outcome {
-        Ok(Ok(Appended::Stored { seq })) => Ok((
+    let reply = state
+        .writer
+        .submit(incoming)
+        .map_err(|_| overloaded(&state))?;
+    match answer(&state, reply.await.ok()) {
+        Answer::Stored(seq) => Ok((
             StatusCode::ACCEPTED,
             Json(json!({"status": "stored", "event_id": event_id, "seq": seq})),
         )
             .into_response()),
         // 200 is a success for the reference SDKs too.
-        Ok(Ok(Appended::Duplicate { seq })) => Ok((
+        Answer::Duplicate(seq) => Ok((
             StatusCode::OK,
             Json(json!({"status": "duplicate", "event_id": event_id, "seq": seq})),
         )
             .into_response()),
-        Ok(Err(conflict)) => {
-            state.metrics.rejected(RejectReason::ChainConflict);
-            Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "chain_conflict",
-                conflict.to_string(),
-            ))
-        }
-        Err(storage) => {
-            state.metrics.rejected(RejectReason::StorageError);
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_error",
-                format!("the event was not stored: {storage}"),
-            ))
-        }
+        Answer::Refused(e) => Err(e),
     }
+}
+
+/// `POST /v1/events:batch`: newline-delimited events (each line one body
+/// `POST /v1/events` accepts), checked on all cores and appended in line
+/// order. Answers 200 with one result per line (`status` is what
+/// `POST /v1/events` would have answered for that line), or 503 with the
+/// same results when any line hit a full queue or a storage error: the
+/// whole batch can then be re-sent, since stored lines come back as
+/// duplicates.
+async fn ingest_batch(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_ingest_token(&state, &headers)?;
+    let body = body_or_error(
+        &state,
+        body,
+        MAX_BATCH_BYTES,
+        "split the batch (at most 16 MiB and 10,000 events per request)",
+    )?;
+    let lines: Vec<(usize, Bytes)> = body
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| line.iter().any(|b| !b.is_ascii_whitespace()))
+        .map(|(i, line)| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            (i + 1, body.slice_ref(line))
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_batch",
+            "the batch holds no events: send one event per line (newline-delimited JSON)",
+        ));
+    }
+    if lines.len() > MAX_BATCH_EVENTS {
+        state.metrics.rejected(RejectReason::TooLarge);
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "the batch holds {} events; send at most {MAX_BATCH_EVENTS} per request",
+                lines.len()
+            ),
+        ));
+    }
+    let prepared = prepare_on_all_cores(&state, lines).await?;
+    // Submit in line order (the writer appends in queue order, so a chain's
+    // events in one batch keep their order), then wait for every answer.
+    let mut pending = Vec::with_capacity(prepared.len());
+    for (line, result) in prepared {
+        let slot = match result {
+            Err(e) => Err(e),
+            Ok(incoming) => {
+                let event_id = incoming.meta.event_id.clone();
+                match state.writer.submit(incoming) {
+                    Ok(reply) => Ok((event_id, reply)),
+                    Err(_) => Err(overloaded(&state)),
+                }
+            }
+        };
+        pending.push((line, slot));
+    }
+    let mut results = Vec::with_capacity(pending.len());
+    let (mut stored, mut duplicates, mut rejected, mut retry) = (0usize, 0usize, 0usize, false);
+    for (line, slot) in pending {
+        let result = match slot {
+            Ok((event_id, reply)) => match answer(&state, reply.await.ok()) {
+                Answer::Stored(seq) => {
+                    stored += 1;
+                    json!({"line": line, "status": 202, "event_id": event_id, "seq": seq})
+                }
+                Answer::Duplicate(seq) => {
+                    duplicates += 1;
+                    json!({"line": line, "status": 200, "event_id": event_id, "seq": seq})
+                }
+                Answer::Refused(e) => {
+                    rejected += 1;
+                    retry |= e.status == StatusCode::SERVICE_UNAVAILABLE;
+                    json!({"line": line, "status": e.status.as_u16(), "event_id": event_id, "reason": e.reason, "error": e.message})
+                }
+            },
+            Err(e) => {
+                rejected += 1;
+                retry |= e.status == StatusCode::SERVICE_UNAVAILABLE;
+                json!({"line": line, "status": e.status.as_u16(), "reason": e.reason, "error": e.message})
+            }
+        };
+        results.push(result);
+    }
+    let status = if retry {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "stored": stored,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "results": results,
+        })),
+    )
+        .into_response())
+}
+
+/// Checks a batch's lines on blocking threads, one share per core (a
+/// 10,000-event batch is ~0.5 s of CPU: too long for a runtime worker).
+async fn prepare_on_all_cores(
+    state: &Shared,
+    lines: Vec<(usize, Bytes)>,
+) -> Result<Vec<(usize, Result<intentproof_store::Incoming, ApiError>)>, ApiError> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let share = lines.len().div_ceil(cores).max(1);
+    let mut lines = lines.into_iter();
+    let mut tasks = Vec::new();
+    loop {
+        let chunk: Vec<(usize, Bytes)> = lines.by_ref().take(share).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let worker = Arc::clone(state);
+        tasks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|(line, bytes)| {
+                    let result = if bytes.len() > worker.max_body_bytes {
+                        worker.metrics.rejected(RejectReason::TooLarge);
+                        Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "too_large",
+                            format!(
+                                "line is larger than {} bytes (max_body_bytes)",
+                                worker.max_body_bytes
+                            ),
+                        ))
+                    } else {
+                        ingest::prepare(&bytes, &worker.keys, &worker.sealer).map_err(|e| {
+                            let (status, reason) = refused(&worker, &e);
+                            ApiError::new(status, reason, e.to_string())
+                        })
+                    };
+                    (line, result)
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut prepared = Vec::new();
+    for task in tasks {
+        prepared.extend(task.await.map_err(ApiError::internal)?);
+    }
+    Ok(prepared)
 }
 
 fn event_json(stored: &StoredEvent) -> Value {

@@ -657,3 +657,114 @@ async fn bundles_export_in_the_counterparty_profile_and_refuse_minimal_claim() {
         })
     );
 }
+
+impl Fixture {
+    async fn post_batch(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/events:batch", self.daemon.url()))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_line_like_a_single_post_and_can_be_resent() {
+    let f = start().await;
+    f.trust(&sdk_key()).await;
+    let sealer = Sealer::new(sdk_key());
+    let chain: Vec<Value> = (0..3)
+        .map(|i| sealed(&sealer, "corr-batch", &format!("step.{i}")))
+        .collect();
+    let mut bad_signature = sealed(&sealer, "corr-other", "x");
+    bad_signature["intent"] = json!("edited after signing");
+    let fork = sealed(&Sealer::new(sdk_key()), "corr-batch", "fork");
+    let line = |v: &Value| String::from_utf8(bytes(v)).unwrap();
+    // Blank lines are skipped (line numbers still count them); a CRLF is fine.
+    let body = format!(
+        "{}\n{}\r\n\n{{\"event_id\": 1\n{}\n{}\n{}\n",
+        line(&chain[0]),
+        line(&chain[1]),
+        line(&bad_signature),
+        line(&fork),
+        line(&chain[2]),
+    );
+    let (status, answer) = f.post_batch(body.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["stored"], 3);
+    assert_eq!(answer["duplicates"], 0);
+    assert_eq!(answer["rejected"], 3);
+    let results = answer["results"].as_array().unwrap();
+    let summary: Vec<(u64, u64, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["status"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, 202, "-"),
+            (2, 202, "-"),
+            (4, 400, "malformed_json"),
+            (5, 422, "bad_signature"),
+            (6, 409, "chain_conflict"),
+            (7, 202, "-"),
+        ]
+    );
+    assert_eq!(results[0]["event_id"], chain[0]["event_id"]);
+    assert_eq!(results[0]["seq"], 0);
+    assert_eq!(results[5]["seq"], 2);
+    assert!(
+        results[4]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("chain fork: position 1 of (inst_api_test, corr-batch)"),
+        "{}",
+        results[4]
+    );
+
+    // The chain is stored in order, byte for byte, and verifies.
+    let (_, stored) = f.get("/v1/chains/corr-batch").await;
+    assert_eq!(stored["chain"]["events"], 3);
+    assert_eq!(stored["chain"]["verified"], true);
+    for (i, event) in chain.iter().enumerate() {
+        assert_eq!(&stored["events"][i]["event"], event);
+    }
+
+    // Re-sending the whole batch is safe: stored lines are duplicates.
+    let (status, again) = f.post_batch(body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&again["stored"], &again["duplicates"], &again["rejected"]),
+        (&json!(0), &json!(3), &json!(3))
+    );
+    assert_eq!(again["results"][0]["status"], 200);
+
+    // Refusals of the batch as a whole.
+    assert_eq!(f.post_batch("\n \n").await.1["reason"], "empty_batch");
+    let too_many = format!("{}\n", line(&chain[0])).repeat(10_001);
+    let (status, refused) = f.post_batch(too_many).await;
+    assert_eq!(
+        (status, &refused["reason"]),
+        (413, &json!("too_many_events"))
+    );
+    assert_eq!(
+        refused["error"],
+        "the batch holds 10001 events; send at most 10000 per request"
+    );
+    let (status, refused) = f.post_batch(vec![b' '; 16 * 1024 * 1024 + 1]).await;
+    assert_eq!((status, &refused["reason"]), (413, &json!("too_large")));
+    // And the daemon still serves single events.
+    let next = sealed(&sealer, "corr-batch", "step.3");
+    assert_eq!(f.post(bytes(&next)).await.0, 202);
+}
