@@ -27,6 +27,14 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+// The daemon's ingest allocates and frees many small JSON values across
+// threads; glibc's arena locks cost ~40 % of its CPU there, mimalloc's
+// thread-free lists do not (BENCHMARKS.md, "Batched ingest"). Build with
+// `--no-default-features` for the system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bundle;
 mod daemon;
 mod demo;
