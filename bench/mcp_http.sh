@@ -16,7 +16,7 @@ BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/intentproof
 VENV=bench/.venv-mcp-proxy
 [ -x "$VENV/bin/mcp-proxy" ] || { python3 -m venv "$VENV"; "$VENV/bin/pip" install -q "mcp-proxy==0.13.0"; }
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 EXTRA=()
 if [ "${UPSTREAM:-demo}" = everything ]; then

@@ -25,7 +25,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::process::Stdio;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SendError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -63,18 +63,19 @@ pub struct McpHttp {
 /// recorded, so a call's response does not wait for its event to be signed.
 struct Recording {
     sender: SyncSender<RecordJob>,
-    /// For the overflow path (see [`Recording::record`]).
+    /// Used here only if the thread is gone (see [`Recording::record`]).
     sink: EventSink,
 }
 
 enum RecordJob {
-    Event(ExecutionEvent),
+    /// Boxed: the queue's slots are allocated up front.
+    Event(Box<ExecutionEvent>),
     /// Answered once every event queued before it has been handed over.
     Flush(SyncSender<()>),
 }
 
-/// Events waiting for the recording thread. Beyond this the caller seals
-/// inline (backpressure), so an event is never dropped for lack of room.
+/// Events waiting for the recording thread. Beyond this the caller waits
+/// for room (backpressure), so an event is never dropped for lack of room.
 const RECORD_QUEUE: usize = 4096;
 /// How long shutdown waits for the queued events to be handed over.
 const RECORD_FLUSH_WAIT: Duration = Duration::from_secs(10);
@@ -94,7 +95,7 @@ impl Recording {
     fn run(receiver: &Receiver<RecordJob>, sink: &EventSink) {
         while let Ok(job) = receiver.recv() {
             match job {
-                RecordJob::Event(event) => sink(event),
+                RecordJob::Event(event) => sink(*event),
                 RecordJob::Flush(done) => {
                     let _ = done.send(());
                 }
@@ -104,15 +105,14 @@ impl Recording {
 
     fn record(&self, events: Vec<ExecutionEvent>) {
         for event in events {
-            match self.sender.try_send(RecordJob::Event(event)) {
-                Ok(()) => {}
-                // Queue full (the sealer is behind) or the thread is gone:
-                // seal here rather than lose the event. Order within a
-                // chain can then differ from call order, which the chain
-                // allows (each event is sealed onto the current head).
-                Err(TrySendError::Full(RecordJob::Event(event)))
-                | Err(TrySendError::Disconnected(RecordJob::Event(event))) => (self.sink)(event),
-                Err(_) => {}
+            // A full queue means the sealer is behind: wait for a slot
+            // (about one event's sealing) rather than drop the event or seal
+            // it out of order. Only under sustained overload.
+            if let Err(SendError(RecordJob::Event(event))) =
+                self.sender.send(RecordJob::Event(Box::new(event)))
+            {
+                // The thread is gone (it panicked): seal here.
+                (self.sink)(*event);
             }
         }
     }
@@ -754,4 +754,32 @@ pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
     lock(&gateway.sessions).remove(&session_id);
     session.upstream.close().await;
     StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn plain_json_only_for_clients_that_accept_it() {
+        assert!(accepts_json(&accept(&[
+            "application/json, text/event-stream"
+        ])));
+        assert!(accepts_json(&accept(&[
+            "text/event-stream",
+            "Application/JSON; q=0.9"
+        ])));
+        assert!(accepts_json(&accept(&["*/*"])));
+        assert!(!accepts_json(&accept(&["text/event-stream"])));
+        assert!(!accepts_json(&accept(&["application/json-seq"])));
+        assert!(!accepts_json(&HeaderMap::new()));
+    }
 }
