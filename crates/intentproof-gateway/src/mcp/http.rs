@@ -14,13 +14,13 @@
 //! stream still open (the call that caused it), else to the session's GET
 //! stream, else it waits until a GET stream opens.
 //!
-//! Latency: a POST that carries one request is answered with plain
-//! `application/json` when its response is the first message for it (most
-//! calls): one write, no event-stream framing. Anything the upstream sends
-//! first (progress, sampling, ...) switches that POST to an event stream, as
-//! does a response slower than [`JSON_WAIT`]. Recorded events are sealed and
-//! stored on a thread of their own ([`Recording`]), after the response is
-//! routed, so signing is not on the call's path.
+//! Latency: a POST that carries one request (not a batch) is answered with
+//! plain `application/json` when its response is the first message for it
+//! (most calls): one write, no event-stream framing. Anything the upstream
+//! sends first (progress, sampling, ...) switches that POST to an event
+//! stream, as does a response slower than [`JSON_WAIT`]. Recorded events
+//! are sealed and stored on a thread of their own ([`Recording`]), after
+//! the response is routed, so signing is not on the call's path.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -558,18 +558,23 @@ pub async fn post(
     // reorder keys. Line breaks in JSON text are whitespace (inside strings
     // they are always escaped), so they become spaces for the stdio framing.
     let one_line = |raw: &str| raw.replace(['\n', '\r'], " ");
-    let items: Vec<(Value, String)> =
+    let (items, batch): (Vec<(Value, String)>, bool) =
         match serde_json::from_slice::<Vec<Box<serde_json::value::RawValue>>>(&body) {
-            Ok(raws) => raws
-                .iter()
-                .filter_map(|raw| {
-                    serde_json::from_str(raw.get())
-                        .ok()
-                        .map(|v| (v, one_line(raw.get())))
-                })
-                .collect(),
+            Ok(raws) => (
+                raws.iter()
+                    .filter_map(|raw| {
+                        serde_json::from_str(raw.get())
+                            .ok()
+                            .map(|v| (v, one_line(raw.get())))
+                    })
+                    .collect(),
+                true,
+            ),
             Err(_) => match serde_json::from_slice::<Value>(&body) {
-                Ok(value) => vec![(value, one_line(&String::from_utf8_lossy(&body)))],
+                Ok(value) => (
+                    vec![(value, one_line(&String::from_utf8_lossy(&body)))],
+                    false,
+                ),
                 Err(_) => {
                     return rpc_error(
                         StatusCode::BAD_REQUEST,
@@ -649,7 +654,9 @@ pub async fn post(
         return response;
     }
     let (stream, mut receiver) = mpsc::unbounded_channel::<Outgoing>();
-    let single = request_ids.len() + replies.len() == 1;
+    // A batch (2025-03-26) keeps the event stream: one object is no answer
+    // to an array.
+    let single = !batch && request_ids.len() + replies.len() == 1;
     {
         let mut routing = lock(&session.routing);
         for (key, token) in &request_ids {
