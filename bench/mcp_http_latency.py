@@ -4,9 +4,13 @@ gateway (`/mcp/<name>` in `intentproof serve`) against the PyPI `mcp-proxy`
 as a peer, both relaying the same stdio upstream, against a direct stdio
 session as the baseline. Interleaved in blocks of 50 calls.
 
-Usage: bench/mcp_http_latency.py GATEWAY_URL MCP_PROXY_URL CALLS -- UPSTREAM...
+Usage: bench/mcp_http_latency.py GATEWAY_URL MCP_PROXY_URL CALLS [--http NAME=URL]... -- UPSTREAM...
   GATEWAY_URL    e.g. http://127.0.0.1:PORT/mcp/bench (daemon config names the upstream)
   MCP_PROXY_URL  e.g. http://127.0.0.1:PORT/mcp       (mcp-proxy --port PORT -- UPSTREAM...)
+  --http N=URL   one more Streamable HTTP path, interleaved with the others.
+                 A path named "direct (http)" (the upstream served over
+                 Streamable HTTP itself) is a second baseline: added latency
+                 is then also printed against it.
   UPSTREAM       the stdio server both relay, run directly for the baseline
 bench/mcp_http.sh starts everything and runs this.
 """
@@ -62,8 +66,18 @@ def main():
     if len(args) < 5 or "--" not in args:
         raise SystemExit(__doc__)
     gateway_url, proxy_url, calls = args[0], args[1], int(args[2])
-    upstream = args[args.index("--") + 1:]
+    split = args.index("--")
+    upstream = args[split + 1:]
+    extra = []
+    options = args[3:split]
+    while options:
+        if options[0] != "--http" or len(options) < 2 or "=" not in options[1]:
+            raise SystemExit(__doc__)
+        extra.append(options[1].split("=", 1))
+        options = options[2:]
     paths = {"direct (stdio)": Session(upstream), "intentproof (http)": HttpSession(gateway_url), "mcp-proxy (http)": HttpSession(proxy_url)}
+    for name, url in extra:
+        paths[name] = HttpSession(url)
     tool, arguments = ("lookup_order", {"order_id": "ORD-1"}) if upstream[-1] == "demo-server" else ("echo", {"message": "hi"})
     for s in paths.values():
         for _ in range(50):
@@ -77,10 +91,13 @@ def main():
                 s.call("tools/call", {"name": tool, "arguments": arguments})
                 times[name].append((time.perf_counter() - t) * 1000)
         done += 50
-    base = times["direct (stdio)"]
+    bases = [b for b in ("direct (stdio)", "direct (http)") if b in times]
     for name, t in times.items():
-        extra = "" if t is base else f"  added p50 {pct(t, 0.5) - pct(base, 0.5):+.3f} ms, p99 {pct(t, 0.99) - pct(base, 0.99):+.3f} ms"
-        print(f"{name:20} n={len(t)} p50={pct(t, 0.5):.3f} ms p99={pct(t, 0.99):.3f} ms mean={statistics.mean(t):.3f} ms{extra}")
+        added = "".join(
+            f"  vs {b}: {pct(t, 0.5) - pct(times[b], 0.5):+.3f} / {pct(t, 0.99) - pct(times[b], 0.99):+.3f} ms"
+            for b in bases if b != name
+        )
+        print(f"{name:28} n={len(t)} p50={pct(t, 0.5):.3f} ms p99={pct(t, 0.99):.3f} ms mean={statistics.mean(t):.3f} ms{added}")
 
 
 if __name__ == "__main__":

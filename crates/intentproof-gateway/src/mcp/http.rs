@@ -13,11 +13,21 @@
 //! message (sampling, elicitation, roots, logs) to the most recent POST
 //! stream still open (the call that caused it), else to the session's GET
 //! stream, else it waits until a GET stream opens.
+//!
+//! Latency: a POST that carries one request (not a batch) is answered with
+//! plain `application/json` when its response is the first message for it
+//! (most calls): one write, no event-stream framing. Anything the upstream
+//! sends first (progress, sampling, ...) switches that POST to an event
+//! stream, as does a response slower than [`JSON_WAIT`]. Recorded events
+//! are sealed and stored on a thread of their own ([`Recording`]), after
+//! the response is routed, so signing is not on the call's path.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::process::Stdio;
+use std::sync::mpsc::{Receiver, SendError, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -45,7 +55,77 @@ pub type EventSink = Arc<dyn Fn(ExecutionEvent) + Send + Sync>;
 pub struct McpHttp {
     servers: HashMap<String, Server>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    recording: Recording,
+}
+
+/// Hands recorded events to the sink (sealing: canonical hash and signature,
+/// then the write queue) on a thread of its own, in the order they were
+/// recorded, so a call's response does not wait for its event to be signed.
+struct Recording {
+    sender: SyncSender<RecordJob>,
+    /// Used here only if the thread is gone (see [`Recording::record`]).
     sink: EventSink,
+}
+
+enum RecordJob {
+    /// Boxed: the queue's slots are allocated up front.
+    Event(Box<ExecutionEvent>),
+    /// Answered once every event queued before it has been handed over.
+    Flush(SyncSender<()>),
+}
+
+/// Events waiting for the recording thread. Beyond this the caller waits
+/// for room (backpressure), so an event is never dropped for lack of room.
+const RECORD_QUEUE: usize = 4096;
+/// How long shutdown waits for the queued events to be handed over.
+const RECORD_FLUSH_WAIT: Duration = Duration::from_secs(10);
+
+impl Recording {
+    fn start(sink: EventSink) -> Result<Self, String> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(RECORD_QUEUE);
+        let thread_sink = Arc::clone(&sink);
+        std::thread::Builder::new()
+            .name("mcp-recorder".into())
+            .spawn(move || Self::run(&receiver, &thread_sink))
+            .map_err(|e| format!("cannot start the MCP recording thread: {e}"))?;
+        Ok(Recording { sender, sink })
+    }
+
+    /// Ends when the gateway (the only sender) is dropped.
+    fn run(receiver: &Receiver<RecordJob>, sink: &EventSink) {
+        while let Ok(job) = receiver.recv() {
+            match job {
+                RecordJob::Event(event) => sink(*event),
+                RecordJob::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    fn record(&self, events: Vec<ExecutionEvent>) {
+        for event in events {
+            // A full queue means the sealer is behind: wait for a slot
+            // (about one event's sealing) rather than drop the event or seal
+            // it out of order. Only under sustained overload.
+            if let Err(SendError(RecordJob::Event(event))) =
+                self.sender.send(RecordJob::Event(Box::new(event)))
+            {
+                // The thread is gone (it panicked): seal here.
+                (self.sink)(*event);
+            }
+        }
+    }
+
+    /// Waits (bounded) until the events queued so far are handed over.
+    fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if self.sender.send(RecordJob::Flush(done)).is_ok()
+            && wait.recv_timeout(RECORD_FLUSH_WAIT).is_err()
+        {
+            tracing::warn!("MCP events still queued for recording at shutdown");
+        }
+    }
 }
 
 struct Server {
@@ -55,7 +135,22 @@ struct Server {
     remote: Option<Arc<RemoteServer>>,
 }
 
-type Stream = mpsc::UnboundedSender<String>;
+type Stream = mpsc::UnboundedSender<Outgoing>;
+
+/// One message for an HTTP stream.
+struct Outgoing {
+    text: String,
+    /// The response to a request of the POST that owns the stream (the
+    /// upstream's, or the gateway's own reply). A POST with one request is
+    /// complete once it has this.
+    response: bool,
+}
+
+/// How long a POST with one request waits for its response to answer it as
+/// plain JSON; after that the event stream starts (headers go out), as it
+/// does at once when something else comes first. Well under any client's
+/// timeout for response headers.
+const JSON_WAIT: Duration = Duration::from_secs(1);
 
 struct Routing {
     /// Request id key -> the stream waiting for its response.
@@ -148,8 +243,9 @@ fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 
 impl McpHttp {
     /// The gateway for the configured servers (already validated by
-    /// [`crate::Config`]); recorded events go to `sink`. Fails when a
-    /// remote server's HTTP client cannot be built (its `ca_file`).
+    /// [`crate::Config`]); recorded events go to `sink`, called on a
+    /// thread of the gateway's own. Fails when a remote server's HTTP client
+    /// cannot be built (its `ca_file`) or the thread cannot start.
     pub fn new(config: &McpConfig, sink: EventSink) -> Result<Self, String> {
         let plan_tool = match config.plan_tool.as_deref() {
             None => Some(DEFAULT_PLAN_TOOL.to_owned()),
@@ -177,7 +273,7 @@ impl McpHttp {
         Ok(McpHttp {
             servers,
             sessions: Mutex::new(HashMap::new()),
-            sink,
+            recording: Recording::start(sink)?,
         })
     }
 
@@ -186,12 +282,15 @@ impl McpHttp {
         self.servers.contains_key(name)
     }
 
-    /// Stops every session's upstream.
+    /// Stops every session's upstream, then waits until the events
+    /// recorded so far are handed to the sink (the daemon stops its writer
+    /// next). Blocks the caller for as long as that takes (bounded).
     pub fn shutdown(&self) {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
         for session in sessions {
             session.upstream.stop();
         }
+        self.recording.flush();
     }
 
     fn session(&self, headers: &HeaderMap) -> Option<(String, Arc<Session>)> {
@@ -253,13 +352,10 @@ impl McpHttp {
             tokio::spawn(async move {
                 let mut lines =
                     FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
+                // Each line is parsed once, in `upstream_message`, which
+                // also drops (and logs) a line that is not JSON.
                 while let Some(line) = lines.next().await {
                     let Ok(line) = line else { continue };
-                    if serde_json::from_str::<Value>(&line).is_err() {
-                        let shown: String = line.chars().take(200).collect();
-                        tracing::warn!(server = %server_name, line = %shown, "the upstream wrote a line to stdout that is not a JSON-RPC message; dropped");
-                        continue;
-                    }
                     deliver(Incoming::Message(line));
                 }
                 deliver(Incoming::Gone(format!(
@@ -296,9 +392,7 @@ impl McpHttp {
         for reply in replies {
             self.route(session, &reply, reply.to_string());
         }
-        for event in events {
-            (self.sink)(event);
-        }
+        self.recording.record(events);
         let mut sessions = lock(&self.sessions);
         if sessions
             .get(&session.id)
@@ -308,19 +402,19 @@ impl McpHttp {
         }
     }
 
-    /// One message from the upstream (valid JSON, one line): observed,
-    /// then routed to its HTTP stream.
+    /// One message from the upstream (one line): observed, routed to its
+    /// HTTP stream, then its event (if it completes a call) recorded.
     fn upstream_message(&self, session: &Session, line: String) {
         let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            let shown: String = line.chars().take(200).collect();
+            tracing::warn!(server = %session.server, line = %shown, "the upstream wrote a line to stdout that is not a JSON-RPC message; dropped");
             return;
         };
         let mut events = Vec::new();
         let replaced = lock(&session.recorder).on_server(&message, &mut events);
-        for event in events {
-            (self.sink)(event);
-        }
         let text = replaced.as_ref().map_or(line, Value::to_string);
         self.route(session, &message, text);
+        self.recording.record(events);
     }
 
     /// Sends one upstream message to the HTTP stream it belongs to.
@@ -331,9 +425,14 @@ impl McpHttp {
             if let Some(id) = message.get("id") {
                 let key = id.to_string();
                 if let Some(stream) = routing.requests.remove(&key) {
+                    // Forgotten before the send (under the lock): nothing
+                    // reaches this stream for this request afterwards.
                     routing.open.retain(|k| *k != key);
                     routing.tokens.retain(|_, r| *r != key);
-                    let _ = stream.send(text);
+                    let _ = stream.send(Outgoing {
+                        text,
+                        response: true,
+                    });
                     return;
                 }
             }
@@ -342,13 +441,17 @@ impl McpHttp {
             .pointer("/params/progressToken")
             .and_then(|token| routing.tokens.get(&token.to_string()).cloned())
             .or_else(|| routing.open.last().cloned());
+        let outgoing = |text: &String| Outgoing {
+            text: text.clone(),
+            response: false,
+        };
         if let Some(stream) = owner.and_then(|key| routing.requests.get(&key).cloned()) {
-            if stream.send(text.clone()).is_ok() {
+            if stream.send(outgoing(&text)).is_ok() {
                 return;
             }
         }
         if let Some(stream) = &routing.standalone {
-            if stream.send(text.clone()).is_ok() {
+            if stream.send(outgoing(&text)).is_ok() {
                 return;
             }
         }
@@ -360,6 +463,46 @@ impl McpHttp {
 
 fn sse_frame(message: &str) -> Bytes {
     Bytes::from(format!("event: message\ndata: {message}\n\n"))
+}
+
+/// The event stream of a POST or GET: `first` (already taken from
+/// `receiver`), then the rest until every sender is gone.
+fn sse_stream(
+    session_id: &str,
+    first: Option<Outgoing>,
+    receiver: mpsc::UnboundedReceiver<Outgoing>,
+) -> Response {
+    let frames = futures_util::stream::iter(first)
+        .chain(tokio_stream_from(receiver))
+        .map(|message| Ok::<_, Infallible>(sse_frame(&message.text)));
+    sse_response(session_id, Body::from_stream(frames))
+}
+
+/// A POST's only response as a plain JSON body: headers and body leave in
+/// one write and the client needs no event-stream parsing.
+fn json_response(session_id: &str, message: String) -> Response {
+    let mut response = Response::new(Body::from(message));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(session_id) {
+        headers.insert(SESSION_HEADER, value);
+    }
+    response
+}
+
+/// Whether the agent takes a plain JSON answer (the protocol has clients
+/// send `Accept: application/json, text/event-stream`).
+fn accepts_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|media| media.split(';').next().unwrap_or(media).trim())
+        .any(|media| media.eq_ignore_ascii_case("application/json") || media == "*/*")
 }
 
 fn sse_response(session_id: &str, body: Body) -> Response {
@@ -415,18 +558,23 @@ pub async fn post(
     // reorder keys. Line breaks in JSON text are whitespace (inside strings
     // they are always escaped), so they become spaces for the stdio framing.
     let one_line = |raw: &str| raw.replace(['\n', '\r'], " ");
-    let items: Vec<(Value, String)> =
+    let (items, batch): (Vec<(Value, String)>, bool) =
         match serde_json::from_slice::<Vec<Box<serde_json::value::RawValue>>>(&body) {
-            Ok(raws) => raws
-                .iter()
-                .filter_map(|raw| {
-                    serde_json::from_str(raw.get())
-                        .ok()
-                        .map(|v| (v, one_line(raw.get())))
-                })
-                .collect(),
+            Ok(raws) => (
+                raws.iter()
+                    .filter_map(|raw| {
+                        serde_json::from_str(raw.get())
+                            .ok()
+                            .map(|v| (v, one_line(raw.get())))
+                    })
+                    .collect(),
+                true,
+            ),
             Err(_) => match serde_json::from_slice::<Value>(&body) {
-                Ok(value) => vec![(value, one_line(&String::from_utf8_lossy(&body)))],
+                Ok(value) => (
+                    vec![(value, one_line(&String::from_utf8_lossy(&body)))],
+                    false,
+                ),
                 Err(_) => {
                     return rpc_error(
                         StatusCode::BAD_REQUEST,
@@ -489,9 +637,7 @@ pub async fn post(
             }
         }
     }
-    for event in events {
-        (gateway.sink)(event);
-    }
+    gateway.recording.record(events);
     if request_ids.is_empty() && replies.is_empty() {
         // Notifications and responses only.
         if let Err(e) = session
@@ -507,7 +653,10 @@ pub async fn post(
         }
         return response;
     }
-    let (stream, receiver) = mpsc::unbounded_channel::<String>();
+    let (stream, mut receiver) = mpsc::unbounded_channel::<Outgoing>();
+    // A batch (2025-03-26) keeps the event stream: one object is no answer
+    // to an array.
+    let single = !batch && request_ids.len() + replies.len() == 1;
     {
         let mut routing = lock(&session.routing);
         for (key, token) in &request_ids {
@@ -519,7 +668,10 @@ pub async fn post(
         }
     }
     for reply in replies {
-        let _ = stream.send(reply);
+        let _ = stream.send(Outgoing {
+            text: reply,
+            response: true,
+        });
     }
     drop(stream);
     let requests = request_ids.into_iter().map(|(key, _)| key).collect();
@@ -530,15 +682,27 @@ pub async fn post(
     {
         return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e);
     }
+    // One request: if its response is the first message for it, that is
+    // the whole answer, as plain JSON (nothing else can be routed to this
+    // stream once the response is: see `route`).
+    let mut first = None;
+    if single && accepts_json(&headers) {
+        match tokio::time::timeout(JSON_WAIT, receiver.recv()).await {
+            Ok(Some(message)) if message.response => {
+                return json_response(&session_id, message.text);
+            }
+            Ok(message) => first = message,
+            Err(_) => {}
+        }
+    }
     // The stream ends when every request of this POST has its response (the
     // routing table drops its sender then) and the replies are out.
-    let frames = tokio_stream_from(receiver).map(|text| Ok::<_, Infallible>(sse_frame(&text)));
-    sse_response(&session_id, Body::from_stream(frames))
+    sse_stream(&session_id, first, receiver)
 }
 
 fn tokio_stream_from(
-    mut receiver: mpsc::UnboundedReceiver<String>,
-) -> impl futures_util::Stream<Item = String> {
+    mut receiver: mpsc::UnboundedReceiver<Outgoing>,
+) -> impl futures_util::Stream<Item = Outgoing> {
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
@@ -575,16 +739,18 @@ pub async fn get(gateway: Arc<McpHttp>, name: String, headers: HeaderMap) -> Res
             "Bad Request: a valid Mcp-Session-Id header is required",
         );
     };
-    let (stream, receiver) = mpsc::unbounded_channel::<String>();
+    let (stream, receiver) = mpsc::unbounded_channel::<Outgoing>();
     {
         let mut routing = lock(&session.routing);
-        while let Some(waiting) = routing.backlog.pop_front() {
-            let _ = stream.send(waiting);
+        while let Some(text) = routing.backlog.pop_front() {
+            let _ = stream.send(Outgoing {
+                text,
+                response: false,
+            });
         }
         routing.standalone = Some(stream);
     }
-    let frames = tokio_stream_from(receiver).map(|text| Ok::<_, Infallible>(sse_frame(&text)));
-    sse_response(&session_id, Body::from_stream(frames))
+    sse_stream(&session_id, None, receiver)
 }
 
 /// `DELETE /mcp/<name>`: ends the session and its upstream.
@@ -595,4 +761,32 @@ pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
     lock(&gateway.sessions).remove(&session_id);
     session.upstream.close().await;
     StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn plain_json_only_for_clients_that_accept_it() {
+        assert!(accepts_json(&accept(&[
+            "application/json, text/event-stream"
+        ])));
+        assert!(accepts_json(&accept(&[
+            "text/event-stream",
+            "Application/JSON; q=0.9"
+        ])));
+        assert!(accepts_json(&accept(&["*/*"])));
+        assert!(!accepts_json(&accept(&["text/event-stream"])));
+        assert!(!accepts_json(&accept(&["application/json-seq"])));
+        assert!(!accepts_json(&HeaderMap::new()));
+    }
 }
