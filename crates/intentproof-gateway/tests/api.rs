@@ -43,10 +43,24 @@ async fn start() -> Fixture {
 
 impl Fixture {
     async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        self.post_to("/v1/events", "application/json", body).await
+    }
+
+    async fn post_batch(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        self.post_to("/v1/events:batch", "application/x-ndjson", body)
+            .await
+    }
+
+    async fn post_to(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
         let response = self
             .http
-            .post(format!("{}/v1/events", self.daemon.url()))
-            .header("content-type", "application/json")
+            .post(format!("{}{path}", self.daemon.url()))
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await
@@ -656,21 +670,6 @@ async fn bundles_export_in_the_counterparty_profile_and_refuse_minimal_claim() {
             "error": "export profile \"minimal-claim\" is not available: the profiles are full, auditor and counterparty"
         })
     );
-}
-
-impl Fixture {
-    async fn post_batch(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/v1/events:batch", self.daemon.url()))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
 }
 
 #[tokio::test]
