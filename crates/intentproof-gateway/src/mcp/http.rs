@@ -25,7 +25,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::process::Stdio;
-use std::sync::mpsc::{Receiver, SendError, SyncSender};
+use std::sync::mpsc::{Receiver, SendError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use intentproof_core::ExecutionEvent;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
@@ -105,15 +106,36 @@ impl Recording {
 
     fn record(&self, events: Vec<ExecutionEvent>) {
         for event in events {
+            let job = match self.sender.try_send(RecordJob::Event(Box::new(event))) {
+                Ok(()) => continue,
+                Err(TrySendError::Full(job)) => job,
+                Err(TrySendError::Disconnected(job)) => {
+                    self.seal_here(job);
+                    continue;
+                }
+            };
             // A full queue means the sealer is behind: wait for a slot
             // (about one event's sealing) rather than drop the event or seal
-            // it out of order. Only under sustained overload.
-            if let Err(SendError(RecordJob::Event(event))) =
-                self.sender.send(RecordJob::Event(Box::new(event)))
-            {
-                // The thread is gone (it panicked): seal here.
-                (self.sink)(*event);
+            // it out of order. Only under sustained overload. Callers are
+            // async handlers: on a multi-threaded runtime `block_in_place`
+            // hands this worker's other tasks to another thread first.
+            let send = || self.sender.send(job);
+            let sent = match tokio::runtime::Handle::try_current() {
+                Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(send)
+                }
+                _ => send(),
+            };
+            if let Err(SendError(job)) = sent {
+                self.seal_here(job);
             }
+        }
+    }
+
+    /// The thread is gone (it panicked): seal on the caller's thread.
+    fn seal_here(&self, job: RecordJob) {
+        if let RecordJob::Event(event) = job {
+            (self.sink)(*event);
         }
     }
 
@@ -766,6 +788,60 @@ pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the recording queue full, `record` waits for room; on a
+    /// one-worker multi-threaded runtime the runtime's other tasks must
+    /// still run meanwhile (they did not when the wait blocked the worker).
+    #[test]
+    fn a_full_recording_queue_does_not_stall_the_runtime() {
+        // Built first so it is dropped last: if the assertion below fails,
+        // `release` is dropped before it, which frees the blocked sink and
+        // so the blocked worker, and the test fails instead of hanging.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&recorded);
+        let sink: EventSink = Arc::new(move |_| {
+            // The first event holds the recording thread until released.
+            if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                let _ = released.lock().map(|r| r.recv());
+            }
+        });
+        let recording = Arc::new(Recording::start(sink).unwrap());
+        let (ran, other_task_ran) = std::sync::mpsc::channel();
+        runtime.block_on(async {
+            let filler = Arc::clone(&recording);
+            // One event for the blocked thread, RECORD_QUEUE to fill the
+            // queue, and one more that has to wait.
+            let events: Vec<ExecutionEvent> = (0..RECORD_QUEUE + 2)
+                .map(|_| ExecutionEvent::builder("intent", "mcp.x.y").build())
+                .collect();
+            let recorder = tokio::spawn(async move { filler.record(events) });
+            tokio::spawn(async move {
+                let _ = ran.send(());
+            });
+            // The other task runs although `record` is still waiting...
+            let waited = tokio::task::spawn_blocking(move || {
+                other_task_ran.recv_timeout(Duration::from_secs(10))
+            })
+            .await
+            .unwrap();
+            assert!(waited.is_ok(), "a task could not run while record waited");
+            // ...and once the sink moves on, every event is recorded, in full.
+            release.send(()).unwrap();
+            recorder.await.unwrap();
+        });
+        recording.flush();
+        assert_eq!(
+            recorded.load(std::sync::atomic::Ordering::SeqCst),
+            RECORD_QUEUE + 2
+        );
+    }
 
     fn accept(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
