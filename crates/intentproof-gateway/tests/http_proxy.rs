@@ -234,6 +234,11 @@ struct Answer {
 }
 
 impl Answer {
+    /// Sends `request` and reads the whole answer.
+    async fn send(request: reqwest::RequestBuilder) -> Answer {
+        Answer::read(request.send().await.unwrap()).await
+    }
+
     async fn read(response: reqwest::Response) -> Answer {
         Answer {
             status: response.status().as_u16(),
@@ -349,24 +354,18 @@ fn sha256(bytes: &[u8]) -> String {
 async fn json_post_is_forwarded_with_the_routes_credentials_and_recorded_exactly() {
     let f = start().await;
     let body = r#"{"amount":4999,"order":"ORD-1"}"#;
-    let direct = Answer::read(
+    let direct = Answer::send(
         f.direct(reqwest::Method::POST, "v1/refunds?expand=charge")
             .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap(),
+            .body(body),
     )
     .await;
-    let proxied = Answer::read(
+    let proxied = Answer::send(
         f.proxy(reqwest::Method::POST, "pay/v1/refunds?expand=charge")
             .header("content-type", "application/json")
             .header("x-intentproof-intent", "Refund order ORD-1")
             .header("x-intentproof-correlation-id", "c-post")
-            .body(body)
-            .send()
-            .await
-            .unwrap(),
+            .body(body),
     )
     .await;
     assert_eq!(proxied.status, 201);
@@ -426,22 +425,13 @@ async fn json_get_takes_its_correlation_from_traceparent_and_the_gateway_token_n
 {
     let f = start().await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let direct = Answer::read(
-        f.direct(reqwest::Method::GET, "v1/refunds/re_42")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let direct = Answer::send(f.direct(reqwest::Method::GET, "v1/refunds/re_42")).await;
     // The token as `Authorization: Bearer`, on a route without credentials.
-    let proxied = Answer::read(
+    let proxied = Answer::send(
         f.http
             .get(format!("{}/proxy/plain/v1/refunds/re_42", f.daemon.url()))
             .bearer_auth(&f.token)
-            .header("traceparent", traceparent)
-            .send()
-            .await
-            .unwrap(),
+            .header("traceparent", traceparent),
     )
     .await;
     assert_same(&direct, &proxied);
@@ -589,20 +579,11 @@ async fn a_proxied_call_with_no_plan_is_an_unplanned_call() {
 #[tokio::test]
 async fn a_4xx_is_ok_by_default_and_an_error_when_the_route_says_so() {
     let f = start().await;
-    let direct = Answer::read(
-        f.direct(reqwest::Method::GET, "v1/missing")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let direct = Answer::send(f.direct(reqwest::Method::GET, "v1/missing")).await;
     for (route, correlation) in [("pay", "c-404"), ("strict", "c-404-strict")] {
-        let proxied = Answer::read(
+        let proxied = Answer::send(
             f.proxy(reqwest::Method::GET, &format!("{route}/v1/missing"))
-                .header("x-intentproof-correlation-id", correlation)
-                .send()
-                .await
-                .unwrap(),
+                .header("x-intentproof-correlation-id", correlation),
         )
         .await;
         assert_same(&direct, &proxied);
@@ -649,19 +630,10 @@ async fn a_4xx_is_ok_by_default_and_an_error_when_the_route_says_so() {
 #[tokio::test]
 async fn a_5xx_is_an_error_and_its_non_json_body_is_recorded_as_size_and_hash() {
     let f = start().await;
-    let direct = Answer::read(
-        f.direct(reqwest::Method::GET, "v1/boom")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let proxied = Answer::read(
+    let direct = Answer::send(f.direct(reqwest::Method::GET, "v1/boom")).await;
+    let proxied = Answer::send(
         f.proxy(reqwest::Method::GET, "pay/v1/boom")
-            .header("x-intentproof-correlation-id", "c-503")
-            .send()
-            .await
-            .unwrap(),
+            .header("x-intentproof-correlation-id", "c-503"),
     )
     .await;
     assert_same(&direct, &proxied);
@@ -689,12 +661,9 @@ async fn a_5xx_is_an_error_and_its_non_json_body_is_recorded_as_size_and_hash() 
 #[tokio::test]
 async fn an_upstream_that_never_answers_times_out_with_504() {
     let f = start().await;
-    let answer = Answer::read(
+    let answer = Answer::send(
         f.proxy(reqwest::Method::GET, "slow/anything")
-            .header("x-intentproof-correlation-id", "c-timeout")
-            .send()
-            .await
-            .unwrap(),
+            .header("x-intentproof-correlation-id", "c-timeout"),
     )
     .await;
     let message = "the upstream of route \"slow\" did not answer within timeout_ms = 200";
@@ -720,14 +689,11 @@ async fn an_upstream_that_never_answers_times_out_with_504() {
 #[tokio::test]
 async fn a_refused_connection_is_a_502_and_an_error_event() {
     let f = start().await;
-    let answer = Answer::read(
+    let answer = Answer::send(
         f.proxy(reqwest::Method::POST, "down/v1/things")
             .header("x-intentproof-correlation-id", "c-down")
             .header("content-type", "application/json")
-            .body(r#"{"n":1}"#)
-            .send()
-            .await
-            .unwrap(),
+            .body(r#"{"n":1}"#),
     )
     .await;
     let message =
@@ -833,29 +799,14 @@ async fn an_sse_stream_passes_through_unbuffered_and_is_recorded_when_it_ends() 
 #[tokio::test]
 async fn redirects_are_returned_unless_configured_and_never_leave_the_upstream() {
     let f = start().await;
-    let direct = Answer::read(
-        f.direct(reqwest::Method::GET, "redirect")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let returned = Answer::read(
-        f.proxy(reqwest::Method::GET, "pay/redirect")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let direct = Answer::send(f.direct(reqwest::Method::GET, "redirect")).await;
+    let returned = Answer::send(f.proxy(reqwest::Method::GET, "pay/redirect")).await;
     assert_eq!(returned.status, 302);
     assert_same(&direct, &returned);
 
-    let followed = Answer::read(
+    let followed = Answer::send(
         f.proxy(reqwest::Method::GET, "follow/redirect")
-            .header("x-intentproof-correlation-id", "c-follow")
-            .send()
-            .await
-            .unwrap(),
+            .header("x-intentproof-correlation-id", "c-follow"),
     )
     .await;
     assert_eq!(followed.status, 200);
@@ -867,12 +818,9 @@ async fn redirects_are_returned_unless_configured_and_never_leave_the_upstream()
 
     // Following is limited to the route's upstream: an offsite Location is
     // handed back, not fetched.
-    let offsite = Answer::read(
+    let offsite = Answer::send(
         f.proxy(reqwest::Method::GET, "follow/offsite")
-            .header("x-intentproof-correlation-id", "c-offsite")
-            .send()
-            .await
-            .unwrap(),
+            .header("x-intentproof-correlation-id", "c-offsite"),
     )
     .await;
     assert_eq!(offsite.status, 302);
@@ -906,7 +854,7 @@ async fn secrets_in_request_headers_query_and_bodies_never_reach_the_store() {
         "nested": {"api_key": "nested-key-EEE555"},
     })
     .to_string();
-    let answer = Answer::read(
+    let answer = Answer::send(
         f.proxy(
             reqwest::Method::POST,
             "echo/echo?api_key=query-key-FFF666&page=2",
@@ -917,10 +865,7 @@ async fn secrets_in_request_headers_query_and_bodies_never_reach_the_store() {
         .header("x-trace-note", "kept")
         .header("content-type", "application/json")
         .header("x-intentproof-correlation-id", "c-secrets")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap(),
+        .body(body.clone()),
     )
     .await;
     // The upstream (not the store) gets what the agent sent.
@@ -1119,14 +1064,11 @@ async fn attempts_to_reach_another_host_are_refused_with_4xx_and_recorded() {
 #[tokio::test]
 async fn a_body_over_max_body_bytes_gets_413_and_is_not_forwarded() {
     let f = start().await;
-    let answer = Answer::read(
+    let answer = Answer::send(
         f.proxy(reqwest::Method::POST, "small/echo")
             .header("x-intentproof-correlation-id", "c-big")
             .header("content-type", "text/plain")
-            .body("seventeen bytes!!")
-            .send()
-            .await
-            .unwrap(),
+            .body("seventeen bytes!!"),
     )
     .await;
     let message = "the request body is larger than max_body_bytes = 16 of route \"small\"; it was not forwarded";
