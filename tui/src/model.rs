@@ -216,6 +216,16 @@ fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The strings of array `key` of `value` (non-strings skipped; none when
+/// `value` or the array is missing).
+pub(crate) fn strs_of<'a>(value: Option<&'a Value>, key: &str) -> Vec<&'a str> {
+    value
+        .and_then(|v| v.get(key))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 fn u32_of(value: &Value, key: &str) -> u32 {
     value
         .get(key)
@@ -228,11 +238,7 @@ impl ChainRow {
     /// `GET /v1/chains/{id}`). `None` when it has no correlation id.
     pub fn from_json(value: &Value) -> Option<ChainRow> {
         let correlation_id = value.get("correlation_id")?.as_str()?;
-        let intents: Vec<&str> = value
-            .get("intents")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let intents = strs_of(Some(value), "intents");
         let integrity = Integrity {
             gaps: u32_of(value, "gaps"),
             key_unknown: u32_of(value, "key_unknown"),
@@ -301,16 +307,10 @@ impl Finding {
                 .and_then(Value::as_u64)
                 .and_then(|n| usize::try_from(n).ok()),
             action: str_of(value, "action").to_owned(),
-            event_ids: value
-                .get("event_ids")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            event_ids: strs_of(Some(value), "event_ids")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             message: str_of(value, "message").to_owned(),
             at: str_of(value, "at").to_owned(),
         })

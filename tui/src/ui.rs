@@ -16,7 +16,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table};
 use serde_json::Value;
 
 use crate::app::{App, InputKind, Level, View};
-use crate::model::{ChainRow, EventDetail, FlagSet, StepState};
+use crate::model::{ChainRow, EventDetail, FlagSet, StepState, strs_of};
 
 /// How a piece of text should look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -800,7 +800,7 @@ fn json_lines(
     prefix: String,
     suffix: &str,
     indent: usize,
-    redacted: &HashSet<String>,
+    redacted: &HashSet<&str>,
     out: &mut Vec<DetailLine>,
 ) {
     let pad = "  ".repeat(indent);
@@ -977,21 +977,8 @@ pub fn event_lines(d: &EventDetail) -> Vec<DetailLine> {
         )),
     }
     let summary = e.get("redaction_summary");
-    let paths: Vec<String> = summary
-        .and_then(|s| s.get("fields_redacted_paths"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    let rules: Vec<&str> = summary
-        .and_then(|s| s.get("rules_applied"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let paths = strs_of(summary, "fields_redacted_paths");
+    let rules = strs_of(summary, "rules_applied");
     if paths.is_empty() {
         out.push(DetailLine::field("redacted", "nothing", Tone::Dim));
     } else {
@@ -1006,7 +993,7 @@ pub fn event_lines(d: &EventDetail) -> Vec<DetailLine> {
             Tone::Redacted,
         ));
     }
-    let redacted: HashSet<String> = paths.into_iter().collect();
+    let redacted: HashSet<&str> = paths.into_iter().collect();
     for (name, path) in [("inputs", "$.inputs"), ("output", "$.output")] {
         out.push(DetailLine::heading(name));
         match e.get(name) {
