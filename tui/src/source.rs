@@ -151,23 +151,11 @@ pub fn serve(source: &mut dyn Source, request: Request) -> Reply {
     }
 }
 
-/// Writes `bytes` to a temporary file next to `path`, then renames it: a
-/// reader never sees half a bundle.
+/// [`intentproof_bundle::write_file_atomically`], with the error this
+/// module reports.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), SourceError> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| SourceError::new(format!("{} is not a file path", path.display())))?;
-    let partial = parent.join(format!(".{}.partial", name.to_string_lossy()));
-    std::fs::write(&partial, bytes)
-        .map_err(|e| SourceError::new(format!("cannot write {}: {e}", partial.display())))?;
-    std::fs::rename(&partial, path).map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        SourceError::new(format!("cannot write {}: {e}", path.display()))
-    })
+    intentproof_bundle::write_file_atomically(path, bytes)
+        .map_err(|e| SourceError::new(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Verifies bundle bytes offline, trusting the data dir's daemon key.
@@ -409,7 +397,6 @@ pub struct LocalSource {
     store: Store,
     keys: KeyRing,
     idle_timeout: Duration,
-    summaries: Vec<ChainSummary>,
 }
 
 impl LocalSource {
@@ -442,7 +429,6 @@ impl LocalSource {
             store,
             keys,
             idle_timeout,
-            summaries: Vec::new(),
         })
     }
 }
@@ -453,25 +439,19 @@ impl Source for LocalSource {
     }
 
     fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError> {
-        // One scan per load: later pages come from this snapshot.
-        if offset == 0 || self.summaries.is_empty() {
-            self.summaries = self.store.chains(usize::MAX).map_err(store_error)?;
-        }
-        let rows = self
-            .summaries
+        // Only this reader has the store open (no daemon writes it), so
+        // pages read one at a time are consistent; `chains_page` decodes
+        // just each summary's `last_at` to sort, and the page in full.
+        let (total, summaries) = self.store.chains_page(offset, limit).map_err(store_error)?;
+        let rows = summaries
             .iter()
-            .skip(offset)
-            .take(limit)
             .filter_map(|s| {
                 let mut value = summary_json(s);
                 value["agent"] = Value::String(agent_of(&self.store, &s.correlation_id));
                 ChainRow::from_json(&value)
             })
             .collect();
-        Ok(ChainsPage {
-            rows,
-            total: self.summaries.len(),
-        })
+        Ok(ChainsPage { rows, total })
     }
 
     fn findings(&mut self) -> Result<Vec<Finding>, SourceError> {
@@ -664,5 +644,47 @@ mod tests {
         assert_eq!(names.len(), 1, "no partial file is left behind");
         let missing = dir.path().join("no/such/dir/x.proof.tar.zst");
         assert!(write_atomically(&missing, b"x").is_err());
+    }
+
+    #[test]
+    fn the_local_store_pages_chains_most_recent_first() {
+        use intentproof_core::ExecutionEvent;
+        use intentproof_core::keys::InstanceKey;
+        use intentproof_core::seal::Sealer;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), StoreOptions::default(), &|_| None).unwrap();
+            let sealer = Sealer::new(InstanceKey::from_seed("inst_tui_test", [4u8; 32]));
+            for (i, correlation) in ["c-a", "c-b", "c-c"].iter().enumerate() {
+                let event = ExecutionEvent::builder("intent", "a.b")
+                    .correlation_id(*correlation)
+                    .timing(
+                        format!("2026-01-0{}T00:00:00.000Z", i + 1),
+                        format!("2026-01-0{}T00:00:01.000Z", i + 1),
+                        1000,
+                    )
+                    .build();
+                let sealed = sealer.seal(&event).unwrap().event;
+                let meta = intentproof_store::EventMeta::from_v1(&sealed, None).unwrap();
+                let bytes = serde_json::to_vec(&sealed).unwrap();
+                store
+                    .append(vec![intentproof_store::Incoming { meta, bytes }])
+                    .unwrap();
+            }
+        }
+        let mut source = LocalSource::open(dir.path()).unwrap();
+        let ids = |page: &ChainsPage| -> Vec<String> {
+            page.rows
+                .iter()
+                .map(|r| r.correlation_id.to_string())
+                .collect()
+        };
+        let first = source.chains(0, 2).unwrap();
+        assert_eq!(
+            (first.total, ids(&first)),
+            (3, vec!["c-c".into(), "c-b".into()])
+        );
+        let rest = source.chains(2, 2).unwrap();
+        assert_eq!((rest.total, ids(&rest)), (3, vec!["c-a".to_owned()]));
     }
 }

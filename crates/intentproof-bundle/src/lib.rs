@@ -43,4 +43,6 @@ pub mod write;
 
 pub use archive::{ArchiveError, ReadLimits, read_archive};
 pub use verify::{Report, Status, TrustedKey, VerifyOptions, parse_public_key_bytes, verify};
-pub use write::{BundleInput, ManifestSigner, WriteError, pack_members, write_bundle};
+pub use write::{
+    BundleInput, ManifestSigner, WriteError, pack_members, write_bundle, write_file_atomically,
+};

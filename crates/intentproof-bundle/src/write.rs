@@ -351,3 +351,28 @@ pub fn pack_members(members: &[(String, Vec<u8>)], compress: bool) -> std::io::R
     encoder.write_all(&tar)?;
     encoder.finish()
 }
+
+/// Writes `bytes` to `path` through a temporary file next to it and a
+/// rename, so a reader never sees half a bundle; the temporary file is
+/// removed when the rename fails.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("c.proof.tar.zst");
+/// intentproof_bundle::write_file_atomically(&path, b"bundle").unwrap();
+/// assert_eq!(std::fs::read(&path).unwrap(), b"bundle");
+/// ```
+pub fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
+    let partial = parent.join(format!(".{}.partial", name.to_string_lossy()));
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&partial);
+    })
+}

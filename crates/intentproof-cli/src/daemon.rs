@@ -301,22 +301,10 @@ impl Client {
     }
 }
 
-/// Writes `bytes` next to `output`, then renames: never a half-written file.
+/// [`intentproof_bundle::write_file_atomically`], with the path in the error.
 pub(crate) fn write_atomically(output: &Path, bytes: &[u8]) -> Result<()> {
-    let parent = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = output
-        .file_name()
-        .ok_or_else(|| anyhow!("{} is not a file path", output.display()))?;
-    let partial = parent.join(format!(".{}.partial", file_name.to_string_lossy()));
-    std::fs::write(&partial, bytes)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, output).with_context(|| {
-        let _ = std::fs::remove_file(&partial);
-        format!("cannot write {}", output.display())
-    })
+    intentproof_bundle::write_file_atomically(output, bytes)
+        .with_context(|| format!("cannot write {}", output.display()))
 }
 
 fn text(value: &Value, key: &str) -> String {
