@@ -328,9 +328,6 @@ impl Report {
     }
 }
 
-/// How step 3's warning about an unchecked manifest signature begins.
-const MANIFEST_UNCHECKED_WARNING: &str = "the manifest is signed by key";
-
 /// A failed check.
 struct Fail {
     reason: &'static str,
@@ -347,6 +344,9 @@ fn fail<T>(reason: &'static str, detail: impl Into<String>) -> Result<T, Fail> {
 struct Ctx {
     findings: Vec<String>,
     warnings: Vec<String>,
+    /// Index in `warnings` of step 3's "signature not checked" warning,
+    /// which the projection check replaces when it checks the signature.
+    unchecked_manifest_warning: Option<usize>,
     summary: Summary,
 }
 
@@ -362,6 +362,7 @@ pub fn verify(bundle: &[u8], options: &VerifyOptions) -> Report {
     let mut ctx = Ctx {
         findings: Vec::new(),
         warnings: Vec::new(),
+        unchecked_manifest_warning: None,
         summary: Summary {
             manifest_signature: "absent",
             ..Summary::default()
@@ -947,8 +948,9 @@ fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Result<(), Fail
     if let Some(sig) = &manifest.signature {
         if options.trusted_keys.is_empty() {
             ctx.summary.manifest_signature = "unchecked";
+            ctx.unchecked_manifest_warning = Some(ctx.warnings.len());
             ctx.warnings.push(format!(
-                "{MANIFEST_UNCHECKED_WARNING} {:?}, but no key was given, so the signature was \
+                "the manifest is signed by key {:?}, but no key was given, so the signature was \
                  not checked and nothing authenticates this bundle: pass --key with the exporter's public key",
                 sig.key_id
             ));
@@ -972,22 +974,23 @@ fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Result<(), Fail
                     ),
                 );
             }
-            let Some(bytes) = hex_decode_strict(&sig.value) else {
+            if hex_decode_strict(&sig.value).is_none() {
                 return fail(
                     "bundle.signature_decode_failed",
                     "the manifest signature value is not hex",
                 );
-            };
-            let valid = <[u8; 64]>::try_from(bytes.as_slice()).is_ok_and(|b| {
-                let s = Signature::from_bytes(&b);
-                // A key given with an id signs only for that id; a key
-                // without one for any.
+            }
+            // A key given with an id signs only for that id; a key without
+            // one for any.
+            let valid = manifest_signature_verifies(
+                &digest,
+                &sig.value,
                 options
                     .trusted_keys
                     .iter()
                     .filter(|k| k.key_id.as_ref().is_none_or(|id| *id == sig.key_id))
-                    .any(|k| verify_strict(&k.key, &digest, &s).is_ok())
-            });
+                    .map(|k| &k.key),
+            );
             if !valid {
                 ctx.finding("manifest.signature_invalid");
                 return fail(
@@ -1557,8 +1560,9 @@ fn check_projection_attestation(input: &StrictInput<'_>, ctx: &mut Ctx) -> Resul
         ctx.finding("manifest.signature_valid_with_bundled_key");
         ctx.summary.manifest_signature = "valid_with_bundled_key";
         // It was checked after all: replace step 3's "not checked" warning.
-        ctx.warnings
-            .retain(|w| !w.starts_with(MANIFEST_UNCHECKED_WARNING));
+        if let Some(i) = ctx.unchecked_manifest_warning.take() {
+            ctx.warnings.remove(i);
+        }
         ctx.warnings.push(format!(
             "the manifest signature (key {:?}), which alone attests the {profile} projections' \
              visible fields, was checked only with the key the bundle carries, which nothing \
