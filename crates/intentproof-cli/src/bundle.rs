@@ -296,6 +296,8 @@ fn replay_bundle(bytes: &[u8]) -> Result<Replayed> {
     }
     let mut not_replayable = Vec::new();
     let mut dropped = Vec::new();
+    // `evaluate` gives one finding per rule, or none for a flow outside the
+    // policy's scope (decided on actions, which no profile withholds).
     if !withheld.is_empty() && run.findings.len() == policy.rules().len() {
         for (i, rule) in policy.rules().iter().enumerate() {
             let fields: Vec<String> = fields_read(rule)
