@@ -56,18 +56,18 @@ pub struct AppState {
     pub http: std::sync::OnceLock<Arc<crate::http_proxy::HttpProxy>>,
 }
 
-/// Records an event the daemon made itself (MCP over HTTP): seal, then
-/// hand to the writer without waiting.
+/// Records an event the daemon made itself (MCP over HTTP, the HTTP API
+/// proxy): seal, then hand to the writer without waiting.
 pub fn record_own_event(state: &AppState, event: &intentproof_core::ExecutionEvent) {
     match ingest::seal_incoming(event, &state.sealer) {
         Ok(incoming) => {
             if state.writer.submit(incoming).is_err() {
                 state.metrics.rejected(RejectReason::Overloaded);
-                tracing::error!(action = %event.action, "write queue full: an MCP event was not recorded");
+                tracing::error!(action = %event.action, "write queue full: a gateway event was not recorded; raise queue_capacity in the daemon config, or reduce the load");
             }
         }
         Err(e) => {
-            tracing::error!(action = %event.action, error = %e, "an MCP event could not be sealed")
+            tracing::error!(action = %event.action, error = %e, "a gateway event could not be sealed and was not recorded")
         }
     }
 }
@@ -82,7 +82,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    /// An error answered with `status` and `{"error": message, "reason": reason}`.
+    pub(crate) fn new(
+        status: StatusCode,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             reason,

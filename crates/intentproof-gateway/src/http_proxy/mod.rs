@@ -112,12 +112,12 @@ use serde_json::{Map, Value, json};
 
 use self::record::{BodyCapture, Call, RecordingBody, error_info, recorded_headers, root_cause};
 use self::route::{
-    ActionNamer, OWN_HEADER_PREFIX, TargetPath, Upstream, check_added_header, check_path,
-    is_hop_by_hop, parse_upstream,
+    ActionNamer, TargetPath, Upstream, check_added_header, check_path, is_hop_by_hop,
+    parse_upstream,
 };
 use crate::config::HttpConfig;
 use crate::mcp::http::EventSink;
-use crate::mcp::recorder::{PLAN_ACTION, UNDECLARED};
+use crate::mcp::recorder::{PLAN_ACTION, UNDECLARED, text_attr};
 
 /// Header carrying the daemon token on proxy calls.
 pub const TOKEN_HEADER: &str = "x-intentproof-token";
@@ -335,13 +335,9 @@ impl HttpProxy {
     }
 }
 
-/// The error body every daemon route uses.
-fn error_response(status: StatusCode, reason: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": message, "reason": reason})),
-    )
-        .into_response()
+/// The error body every daemon route uses ([`crate::api::ApiError`]).
+fn error_response(status: StatusCode, reason: &'static str, message: &str) -> Response {
+    crate::api::ApiError::new(status, reason, message).into_response()
 }
 
 /// Intent and correlation the agent sent.
@@ -399,10 +395,6 @@ fn split_target(path: &str) -> (&str, &str) {
     }
 }
 
-fn text_attr(value: &str) -> AttributeValue {
-    AttributeValue::String(value.to_owned())
-}
-
 /// A refused request: answered with 4xx, recorded as `Refused`.
 fn refuse(
     proxy: &HttpProxy,
@@ -410,7 +402,7 @@ fn refuse(
     parts: &Parts,
     context: &Declared,
     (started, clock): (SystemTime, Instant),
-    (status, reason, message): (StatusCode, &str, String),
+    (status, reason, message): (StatusCode, &'static str, String),
 ) -> Response {
     let action = match route {
         Some(route) => format!("http.{}.refused", route.name),
@@ -790,8 +782,7 @@ async fn forward(
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + route.added.len());
     for (name, value) in &parts.headers {
         let skip = is_hop_by_hop(name, &parts.headers)
-            || matches!(name.as_str(), "host" | "content-length" | "expect")
-            || name.as_str().starts_with(OWN_HEADER_PREFIX)
+            || route::is_managed(name.as_str())
             || (name == header::AUTHORIZATION && proxy.is_gateway_bearer(value));
         if !skip {
             headers.append(name.clone(), value.clone());

@@ -110,18 +110,7 @@ impl Upstream {
             text.push_str(query);
         }
         let url = Url::parse(&text).map_err(|e| format!("the upstream URL is invalid: {e}"))?;
-        let same_origin = url.scheme() == self.scheme
-            && url.host_str() == Some(self.host.as_str())
-            && url.port_or_known_default() == self.port
-            && url.username().is_empty()
-            && url.password().is_none();
-        let under_base = self.base_path.is_empty()
-            || url.path() == self.base_path
-            || url
-                .path()
-                .strip_prefix(self.base_path.as_str())
-                .is_some_and(|p| p.starts_with('/'));
-        if !same_origin || !under_base {
+        if !self.contains(&url) || !url.username().is_empty() || url.password().is_some() {
             return Err("the path leaves the route's upstream".into());
         }
         Ok(url)
@@ -141,6 +130,13 @@ impl Upstream {
     }
 }
 
+/// Headers the proxy sets itself upstream (besides hop-by-hop ones): never
+/// forwarded from the agent, never added by a route.
+pub(crate) fn is_managed(lowercase_name: &str) -> bool {
+    matches!(lowercase_name, "host" | "content-length" | "expect")
+        || lowercase_name.starts_with(OWN_HEADER_PREFIX)
+}
+
 /// Checks one header the route adds upstream.
 pub(crate) fn check_added_header(
     name: &str,
@@ -149,10 +145,7 @@ pub(crate) fn check_added_header(
     let parsed = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a header name"))?;
     let lower = parsed.as_str();
-    if HOP_BY_HOP.contains(&lower)
-        || matches!(lower, "host" | "content-length" | "expect")
-        || lower.starts_with(OWN_HEADER_PREFIX)
-    {
+    if HOP_BY_HOP.contains(&lower) || is_managed(lower) {
         return Err(format!(
             "{name:?} cannot be set: the proxy manages it (hop-by-hop, Host, Content-Length, Expect and X-IntentProof-* headers)"
         ));

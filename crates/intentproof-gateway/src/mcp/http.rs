@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::recorder::{ClientVerdict, DEFAULT_PLAN_TOOL, Recorder, RecorderConfig};
-use super::remote::{Deliver, Incoming, RemoteServer, RemoteUpstream};
+use super::remote::{Deliver, Incoming, RemoteServer, RemoteUpstream, one_line};
 use super::stdio::MAX_MESSAGE_BYTES;
 use crate::config::{McpConfig, McpServerConfig};
 
@@ -579,7 +579,6 @@ pub async fn post(
     // Keep each message's own bytes: forwarding a re-serialization would
     // reorder keys. Line breaks in JSON text are whitespace (inside strings
     // they are always escaped), so they become spaces for the stdio framing.
-    let one_line = |raw: &str| raw.replace(['\n', '\r'], " ");
     let (items, batch): (Vec<(Value, String)>, bool) =
         match serde_json::from_slice::<Vec<Box<serde_json::value::RawValue>>>(&body) {
             Ok(raws) => (

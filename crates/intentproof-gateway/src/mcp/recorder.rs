@@ -101,7 +101,8 @@ fn id_key(id: &Value) -> String {
     id.to_string()
 }
 
-fn text_attr(value: impl Into<String>) -> AttributeValue {
+/// A string attribute.
+pub(crate) fn text_attr(value: impl Into<String>) -> AttributeValue {
     AttributeValue::String(value.into())
 }
 

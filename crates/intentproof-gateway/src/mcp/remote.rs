@@ -205,7 +205,7 @@ fn error_reply(key: &str, reason: &str) -> String {
 
 /// JSON text on one line: line breaks in JSON text are whitespace (inside
 /// strings they are always escaped), and the relay frames by line.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     if text.contains(['\n', '\r']) {
         text.replace(['\n', '\r'], " ")
     } else {
