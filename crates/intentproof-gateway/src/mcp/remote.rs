@@ -624,13 +624,20 @@ async fn read_json(
         body.extend_from_slice(&chunk);
     }
     let text = String::from_utf8(body).map_err(|_| "answered with JSON that is not UTF-8")?;
-    // A batch is handed over item by item, each with its own bytes.
-    if let Ok(items) = serde_json::from_str::<Vec<Box<serde_json::value::RawValue>>>(&text) {
-        for item in items {
-            exchange.deliver(item.get());
+    // A batch is handed over item by item, each with its own bytes; only
+    // an array can be one, so a single message is not parsed for it.
+    let batch = text
+        .trim_start()
+        .starts_with('[')
+        .then(|| serde_json::from_str::<Vec<Box<serde_json::value::RawValue>>>(&text).ok())
+        .flatten();
+    match batch {
+        Some(items) => {
+            for item in items {
+                exchange.deliver(item.get());
+            }
         }
-    } else {
-        exchange.deliver(&text);
+        None => exchange.deliver(&text),
     }
     Ok(())
 }
