@@ -145,10 +145,13 @@ async fn silent_server() -> SocketAddr {
     addr
 }
 
-/// An address nothing listens on.
-async fn closed_port() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
+/// An address nothing listens on: bound (so no other test's server can
+/// take the port while this fixture lives) but never listening, so a
+/// connection is refused.
+fn closed_port() -> (SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    (socket.local_addr().unwrap(), socket)
 }
 
 const UPSTREAM_SECRET: &str = "sk_live_UPSTREAM_SECRET_4f1e";
@@ -160,6 +163,8 @@ struct Fixture {
     token: String,
     upstream: SocketAddr,
     state: UpstreamState,
+    /// Keeps the "down" route's port reserved.
+    _closed: tokio::net::TcpSocket,
 }
 
 async fn start() -> Fixture {
@@ -176,7 +181,7 @@ async fn start() -> Fixture {
     )
     .await;
     let silent = silent_server().await;
-    let closed = closed_port().await;
+    let (closed, closed_socket) = closed_port();
     let base = format!("http://{upstream}/api");
 
     let mut pay = HttpRouteConfig::new("pay", &base);
@@ -222,6 +227,7 @@ async fn start() -> Fixture {
         token,
         upstream,
         state,
+        _closed: closed_socket,
     }
 }
 
@@ -1346,6 +1352,7 @@ async fn https_upstreams_verify_their_certificate_against_the_routes_ca_file() {
             release: Arc::new(Semaphore::new(0)),
             offsite: String::new(),
         },
+        _closed: closed_port().1,
     };
 
     let ok = f

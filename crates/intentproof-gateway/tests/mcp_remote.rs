@@ -113,10 +113,13 @@ impl Everything {
     }
 }
 
-/// An address nothing listens on.
-fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// An address nothing listens on: bound (so no other test's server can
+/// take the port while the socket lives) but never listening, so a
+/// connection is refused. Keep the socket until the test ends.
+fn closed_port() -> (SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    (socket.local_addr().unwrap(), socket)
 }
 
 struct Gateway {
@@ -479,7 +482,8 @@ async fn an_agent_session_through_a_remote_upstream_is_relayed_and_recorded_exac
 async fn an_unreachable_upstream_answers_the_agent_with_a_json_rpc_error_and_records_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let everything = Everything::start(dir.path());
-    let down = format!("http://{}/mcp", closed_port());
+    let (closed, _reserved) = closed_port();
+    let down = format!("http://{closed}/mcp");
     let gw = gateway(vec![
         remote("remote", &everything.url()),
         remote("down", &down),
