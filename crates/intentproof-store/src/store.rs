@@ -2,6 +2,7 @@
 //! enforcement, behind one handle.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 
@@ -372,14 +373,10 @@ struct Index {
     by_seq: sled::Tree,
     /// instance \0 correlation \0 position (BE) -> event_id
     chain: sled::Tree,
-    /// correlation \0 seq -> ()
-    by_correlation: sled::Tree,
-    /// action \0 seq -> ()
-    by_action: sled::Tree,
-    /// status \0 seq -> ()
-    by_status: sled::Tree,
-    /// completed_at \0 seq -> ()
-    by_time: sled::Tree,
+    /// Posting lists: kind \0-terminated value, then the list's first seq
+    /// (BE) -> the seqs (BE, ascending) of one commit's events with that
+    /// correlation, action or status. See [`Postings`].
+    postings: sled::Tree,
     /// correlation -> ChainSummary (JSON)
     summaries: sled::Tree,
     /// seq (BE) -> leaf hash
@@ -390,12 +387,45 @@ struct Index {
     cursors: sled::Tree,
 }
 
-fn key2(a: &str, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(a.len() + 9);
-    k.extend_from_slice(a.as_bytes());
+/// The index layout this build writes (the `format` key of the `meta`
+/// tree). 1 (no key): one sled key per event per correlation, action,
+/// status and time. 2: posting lists, one key per commit and value.
+const INDEX_FORMAT: u64 = 2;
+
+/// Trees of format 1 that format 2 no longer has.
+const FORMAT_1_TREES: [&str; 4] = ["by_correlation", "by_action", "by_status", "by_time"];
+
+/// What a posting list is keyed on.
+///
+/// Why posting lists: a sled insert costs about 5 µs whatever its size, and
+/// one key per event for each facet made the index the ingest bottleneck.
+/// A commit writes one list per distinct value instead, so under load (a
+/// few thousand events per commit, a handful of actions and statuses) the
+/// facets cost almost nothing per event, and at rest they cost what they
+/// did. Lists never overlap: each holds seqs of one commit, keyed by its
+/// first seq, and re-indexing after a crash replaces the lists it covers.
+#[derive(Clone, Copy)]
+enum Facet {
+    Correlation = b'c' as isize,
+    Action = b'a' as isize,
+    Status = b's' as isize,
+}
+
+/// Key prefix of `facet`'s lists for `value`: the facet byte, the value,
+/// a 0 byte. A list's key adds its first seq (BE).
+fn posting_prefix(facet: Facet, value: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(value.len() + 10);
+    k.push(facet as u8);
+    k.extend_from_slice(value.as_bytes());
     k.push(0);
-    k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// The seqs of a posting list.
+fn posted(list: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    list.chunks_exact(8)
+        .filter_map(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
 }
 
 fn chain_key(instance: &str, correlation: &str, position: u64) -> Vec<u8> {
@@ -446,10 +476,7 @@ impl Index {
             events: tree("events")?,
             by_seq: tree("by_seq")?,
             chain: tree("chain")?,
-            by_correlation: tree("by_correlation")?,
-            by_action: tree("by_action")?,
-            by_status: tree("by_status")?,
-            by_time: tree("by_time")?,
+            postings: tree("postings")?,
             summaries: tree("summaries")?,
             leaves: tree("leaves")?,
             meta: tree("meta")?,
@@ -560,22 +587,103 @@ impl Index {
         let err = self.err();
         for correlation in correlations {
             let mut summary = ChainSummary::default();
-            for item in self.by_correlation.scan_prefix(prefixed(correlation)) {
-                let (key, _) = item.map_err(&err)?;
-                let Some(seq) = seq_from_suffix(&key) else {
-                    continue;
-                };
+            self.for_each_posted(Facet::Correlation, correlation, None, &mut |seq| {
                 let Some(id) = self.by_seq.get(seq.to_be_bytes()).map_err(&err)? else {
-                    continue;
+                    return Ok(ControlFlow::Continue(()));
                 };
                 if let Some(entry) = self.entry(&String::from_utf8_lossy(&id))? {
                     summary.add(&entry.meta);
                 }
-            }
+                Ok(ControlFlow::Continue(()))
+            })?;
             let json = serde_json::to_vec(&summary)
                 .map_err(|_| StoreError::BadIndex(correlation.to_owned()))?;
             self.summaries
                 .insert(correlation.as_bytes(), json)
+                .map_err(&err)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `visit` with each seq posted for `value` under `facet` that is
+    /// after `after`, in ascending order, until it breaks.
+    fn for_each_posted(
+        &self,
+        facet: Facet,
+        value: &str,
+        after: Option<u64>,
+        visit: &mut dyn FnMut(u64) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let prefix = posting_prefix(facet, value);
+        let first_wanted = after.map_or(0, |a| a.saturating_add(1));
+        // The list holding `first_wanted` may start before it.
+        let mut wanted_key = prefix.clone();
+        wanted_key.extend_from_slice(&first_wanted.to_be_bytes());
+        let begin = match self.postings.range(prefix.clone()..=wanted_key).next_back() {
+            Some(item) => item.map_err(self.err())?.0.to_vec(),
+            None => prefix.clone(),
+        };
+        // Lists do not overlap (see `Facet`); `next` skips repeats anyway,
+        // so an overlap could never show an event twice.
+        let mut next = first_wanted;
+        for item in self.postings.range(begin..) {
+            let (key, list) = item.map_err(self.err())?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if key.len() != prefix.len() + 8 {
+                continue; // another value that extends this one past a 0 byte
+            }
+            for seq in posted(&list) {
+                if seq < next {
+                    continue;
+                }
+                next = seq.saturating_add(1);
+                if visit(seq)?.is_break() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings an index of an older format to [`INDEX_FORMAT`]: drops the
+    /// trees it no longer uses and marks the whole journal for re-indexing
+    /// (exporter cursors are kept). `catch_up` then does the work, and
+    /// `open` records the new format only once it has succeeded, so an
+    /// upgrade interrupted by a crash starts over.
+    fn upgrade(&self) -> Result<(), StoreError> {
+        let err = self.err();
+        let format = match self.meta.get("format").map_err(&err)? {
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::BadIndex("meta/format".into()))?,
+            None => 1,
+        };
+        if format == INDEX_FORMAT {
+            return Ok(());
+        }
+        if format > INDEX_FORMAT {
+            return Err(StoreError::BadIndex(format!(
+                "meta/format: index format {format} is newer than this build's {INDEX_FORMAT} (run `intentproof store rebuild` to index the journal with this build)"
+            )));
+        }
+        let had_old_trees = self
+            .db
+            .tree_names()
+            .iter()
+            .any(|name| FORMAT_1_TREES.iter().any(|old| name == old.as_bytes()));
+        for name in FORMAT_1_TREES {
+            self.db.drop_tree(name).map_err(&err)?;
+        }
+        if had_old_trees {
+            tracing::info!(
+                from = format,
+                to = INDEX_FORMAT,
+                "index format upgrade: re-indexing the journal"
+            );
+            self.meta
+                .insert("indexed_through", &0u64.to_be_bytes())
                 .map_err(&err)?;
         }
         Ok(())
@@ -591,10 +699,7 @@ impl Index {
         let mut events = sled::Batch::default();
         let mut by_seq = sled::Batch::default();
         let mut chain = sled::Batch::default();
-        let mut by_correlation = sled::Batch::default();
-        let mut by_action = sled::Batch::default();
-        let mut by_status = sled::Batch::default();
-        let mut by_time = sled::Batch::default();
+        let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut leaf_batch = sled::Batch::default();
         for entry in entries {
             let m = &entry.meta;
@@ -606,10 +711,16 @@ impl Index {
                 chain_key(&m.instance_id, &m.correlation_id, m.chain_position),
                 m.event_id.as_bytes(),
             );
-            by_correlation.insert(key2(&m.correlation_id, entry.seq), &[]);
-            by_action.insert(key2(&m.action, entry.seq), &[]);
-            by_status.insert(key2(&m.status, entry.seq), &[]);
-            by_time.insert(key2(&m.completed_at, entry.seq), &[]);
+            for (facet, value) in [
+                (Facet::Correlation, &m.correlation_id),
+                (Facet::Action, &m.action),
+                (Facet::Status, &m.status),
+            ] {
+                postings
+                    .entry(posting_prefix(facet, value))
+                    .or_default()
+                    .extend_from_slice(&entry.seq.to_be_bytes());
+            }
             if !count {
                 continue;
             }
@@ -625,15 +736,31 @@ impl Index {
             leaf_batch.insert(&seq.to_be_bytes(), hash.as_slice());
         }
         let err = self.err();
+        let mut posting_batch = sled::Batch::default();
+        if !count {
+            // Re-indexing from `first`: lists a crashed commit left at or
+            // after it hold a subset of what is written now; drop them so
+            // lists never overlap.
+            let first = entries.iter().map(|e| e.seq).min().unwrap_or(0);
+            for prefix in postings.keys() {
+                let mut from = prefix.clone();
+                from.extend_from_slice(&first.to_be_bytes());
+                let mut to = prefix.clone();
+                to.extend_from_slice(&u64::MAX.to_be_bytes());
+                for item in self.postings.range(from..=to) {
+                    posting_batch.remove(item.map_err(&err)?.0);
+                }
+            }
+        }
+        for (mut key, seqs) in postings {
+            // Entries come in seq order, so a list starts with its first seq.
+            key.extend_from_slice(seqs.get(..8).unwrap_or_default());
+            posting_batch.insert(key, seqs);
+        }
         self.events.apply_batch(events).map_err(&err)?;
         self.by_seq.apply_batch(by_seq).map_err(&err)?;
         self.chain.apply_batch(chain).map_err(&err)?;
-        self.by_correlation
-            .apply_batch(by_correlation)
-            .map_err(&err)?;
-        self.by_action.apply_batch(by_action).map_err(&err)?;
-        self.by_status.apply_batch(by_status).map_err(&err)?;
-        self.by_time.apply_batch(by_time).map_err(&err)?;
+        self.postings.apply_batch(posting_batch).map_err(&err)?;
         self.leaves.apply_batch(leaf_batch).map_err(&err)?;
         let mut summary_batch = sled::Batch::default();
         for (correlation, summary) in summaries {
@@ -674,7 +801,13 @@ impl Store {
             tips: Mutex::new(ChainTips::default()),
             recovery,
         };
+        store.index.upgrade()?;
         store.catch_up(keys)?;
+        store
+            .index
+            .meta
+            .insert("format", &INDEX_FORMAT.to_be_bytes())
+            .map_err(store.index.err())?;
         Ok(store)
     }
 
@@ -990,37 +1123,11 @@ impl Store {
     /// A page of events matching `query`, in journal order.
     pub fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let limit = query.limit.clamp(1, MAX_PAGE);
-        let start_after = query.after;
-        // Pick the narrowest index; check the other filters on each entry.
-        let (tree, prefix): (&sled::Tree, Vec<u8>) = if let Some(c) = &query.correlation_id {
-            (&self.index.by_correlation, prefixed(c))
-        } else if let Some(a) = &query.action {
-            (&self.index.by_action, prefixed(a))
-        } else if let Some(s) = &query.status {
-            (&self.index.by_status, prefixed(s))
-        } else {
-            (&self.index.by_seq, Vec::new())
-        };
-        let lower = match start_after {
-            Some(after) => {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&(after.saturating_add(1)).to_be_bytes());
-                k
-            }
-            None => prefix.clone(),
-        };
         let mut events = Vec::new();
         let mut next_cursor = None;
-        for item in tree.range(lower..) {
-            let (key, _) = item.map_err(self.index.err())?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let Some(seq) = seq_from_suffix(&key) else {
-                continue;
-            };
+        let mut visit = |seq: u64| -> Result<ControlFlow<()>, StoreError> {
             let Some(entry) = self.entry_by_seq(seq)? else {
-                continue;
+                return Ok(ControlFlow::Continue(()));
             };
             let m = &entry.meta;
             let keep = query.action.as_ref().is_none_or(|a| *a == m.action)
@@ -1032,13 +1139,37 @@ impl Store {
                 && query.since.as_ref().is_none_or(|s| m.completed_at >= *s)
                 && query.until.as_ref().is_none_or(|u| m.completed_at < *u);
             if !keep {
-                continue;
+                return Ok(ControlFlow::Continue(()));
             }
             if events.len() == limit {
                 next_cursor = events.last().map(|e: &StoredEvent| e.entry.seq);
-                break;
+                return Ok(ControlFlow::Break(()));
             }
             events.push(self.read(entry)?);
+            Ok(ControlFlow::Continue(()))
+        };
+        // Walk the narrowest index; `visit` checks the other filters.
+        let facet = if let Some(c) = &query.correlation_id {
+            Some((Facet::Correlation, c))
+        } else if let Some(a) = &query.action {
+            Some((Facet::Action, a))
+        } else {
+            query.status.as_ref().map(|s| (Facet::Status, s))
+        };
+        if let Some((facet, value)) = facet {
+            self.index
+                .for_each_posted(facet, value, query.after, &mut visit)?;
+        } else {
+            let lower = query.after.map_or(0, |a| a.saturating_add(1));
+            for item in self.index.by_seq.range(lower.to_be_bytes()..) {
+                let (key, _) = item.map_err(self.index.err())?;
+                let Some(seq) = seq_from_suffix(&key) else {
+                    continue;
+                };
+                if visit(seq)?.is_break() {
+                    break;
+                }
+            }
         }
         Ok(EventPage {
             events,
@@ -1049,20 +1180,13 @@ impl Store {
     /// Every event of a correlation, ordered by (instance, position).
     pub fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events = Vec::new();
-        for item in self
-            .index
-            .by_correlation
-            .scan_prefix(prefixed(correlation_id))
-        {
-            let (key, _) = item.map_err(self.index.err())?;
-            if let Some(entry) = seq_from_suffix(&key)
-                .map(|s| self.entry_by_seq(s))
-                .transpose()?
-                .flatten()
-            {
-                events.push(self.read(entry)?);
-            }
-        }
+        self.index
+            .for_each_posted(Facet::Correlation, correlation_id, None, &mut |seq| {
+                if let Some(entry) = self.entry_by_seq(seq)? {
+                    events.push(self.read(entry)?);
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
         events.sort_by(|a, b| {
             (&a.entry.meta.instance_id, a.entry.meta.chain_position)
                 .cmp(&(&b.entry.meta.instance_id, b.entry.meta.chain_position))
@@ -1215,9 +1339,11 @@ impl Store {
     /// (e.g. `mcp.`), in journal order.
     pub fn entries_with_action_prefix(&self, prefix: &str) -> Result<Vec<IndexEntry>, StoreError> {
         let mut seqs = Vec::new();
-        for item in self.index.by_action.scan_prefix(prefix.as_bytes()) {
-            let (key, _) = item.map_err(self.index.err())?;
-            seqs.extend(seq_from_suffix(&key));
+        let mut key_prefix = vec![Facet::Action as u8];
+        key_prefix.extend_from_slice(prefix.as_bytes());
+        for item in self.index.postings.scan_prefix(key_prefix) {
+            let (_, list) = item.map_err(self.index.err())?;
+            seqs.extend(posted(&list));
         }
         seqs.sort_unstable();
         let mut entries = Vec::with_capacity(seqs.len());
@@ -1255,12 +1381,6 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.index.db.flush().map(|_| ()).map_err(self.index.err())
     }
-}
-
-fn prefixed(value: &str) -> Vec<u8> {
-    let mut k = value.as_bytes().to_vec();
-    k.push(0);
-    k
 }
 
 /// The index entry of journal record `seq` (catch-up and rebuild).

@@ -671,3 +671,167 @@ fn chains_page_pages_most_recent_first_with_ties_by_id() {
     assert_eq!(rest, all[2..]);
     assert_eq!(store.chains_page(5, 10).unwrap(), (5, Vec::new()));
 }
+
+/// The seqs a query returns when paged one event at a time.
+fn paged_seqs(store: &Store, query: EventQuery) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .events(&EventQuery {
+                limit: 1,
+                after,
+                ..query.clone()
+            })
+            .unwrap();
+        seqs.extend(page.events.iter().map(|e| e.entry.seq));
+        match page.next_cursor {
+            Some(cursor) => after = Some(cursor),
+            None => return seqs,
+        }
+    }
+}
+
+/// Every facet query's answer, paged, plus the summaries.
+fn facet_answers(store: &Store) -> Vec<String> {
+    let query = |f: &dyn Fn(&mut EventQuery)| {
+        let mut q = EventQuery::default();
+        f(&mut q);
+        format!("{:?}", paged_seqs(store, q))
+    };
+    let with_prefix = |prefix: &str| {
+        let seqs: Vec<u64> = store
+            .entries_with_action_prefix(prefix)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        format!("{seqs:?}")
+    };
+    vec![
+        query(&|q| q.correlation_id = Some("corr-a".into())),
+        query(&|q| q.correlation_id = Some("corr-b".into())),
+        query(&|q| q.action = Some("x.run".into())),
+        query(&|q| q.status = Some("ok".into())),
+        query(&|q| q.status = Some("error".into())),
+        query(&|_| {}),
+        with_prefix("x."),
+        with_prefix(""),
+        format!(
+            "{:?}",
+            store
+                .chain("corr-a")
+                .unwrap()
+                .iter()
+                .map(|e| e.entry.seq)
+                .collect::<Vec<_>>()
+        ),
+        format!("{:?}", store.chains(10).unwrap()),
+    ]
+}
+
+#[test]
+fn facet_queries_page_across_commits_and_survive_reindex_and_format_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = Sealer::new(key());
+    // Three commits (seqs 0-2, 3, 4-5), so posting lists span commits.
+    let commits = vec![
+        vec![
+            sealed(&sealer, "corr-a", "x.run", false),
+            sealed(&sealer, "corr-b", "y.run", false),
+            sealed(&sealer, "corr-a", "x.run", true),
+        ],
+        vec![sealed(&sealer, "corr-a", "y.run", false)],
+        vec![
+            sealed(&sealer, "corr-b", "x.run", false),
+            sealed(&sealer, "corr-a", "x.run", false),
+        ],
+    ];
+    let expected: Vec<String> = {
+        let store = open(dir.path());
+        for commit in &commits {
+            store.append(commit.iter().map(incoming).collect()).unwrap();
+        }
+        let answers = facet_answers(&store);
+        store.flush().unwrap();
+        answers
+    };
+    assert_eq!(
+        expected[..9],
+        [
+            "[0, 2, 3, 5]",
+            "[1, 4]",
+            "[0, 2, 4, 5]",
+            "[0, 1, 3, 4, 5]",
+            "[2]",
+            "[0, 1, 2, 3, 4, 5]",
+            "[0, 2, 4, 5]",
+            "[0, 1, 2, 3, 4, 5]",
+            "[0, 2, 3, 5]",
+        ]
+    );
+
+    // A crash after sled persisted the last two commits' lists but not
+    // `indexed_through`: the restart re-indexes seqs 3.. in one commit and
+    // must replace, not add to, the lists it covers.
+    {
+        let db = raw_index(dir.path());
+        db.open_tree("meta")
+            .unwrap()
+            .insert("indexed_through", &3u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert_eq!(facet_answers(&open(dir.path())), expected);
+    // 6 lists of the first commit, 5 of the re-indexed seqs 3-5; without
+    // the replacement, commit 3's lists would still be there (13).
+    assert_eq!(
+        raw_index(dir.path()).open_tree("postings").unwrap().len(),
+        11
+    );
+
+    // An index of format 1 (per-event facet trees, no `format` key) is
+    // re-indexed into posting lists on open.
+    {
+        let db = raw_index(dir.path());
+        db.open_tree("meta").unwrap().remove("format").unwrap();
+        db.drop_tree("postings").unwrap();
+        db.open_tree("by_time")
+            .unwrap()
+            .insert(b"2026-01-01\0\0\0\0\0\0\0\0\0", &[])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert_eq!(facet_answers(&open(dir.path())), expected);
+    let db = raw_index(dir.path());
+    assert_eq!(
+        db.open_tree("postings").unwrap().len(),
+        6,
+        "one commit's lists"
+    );
+    assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"by_time"));
+    assert_eq!(
+        db.open_tree("meta")
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .as_deref(),
+        Some(&2u64.to_be_bytes()[..])
+    );
+}
+
+/// The sled index itself, once the store that had it open has let go (sled
+/// releases its lock from a background thread).
+fn raw_index(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(dir.join("index")) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("sled index: {e}"),
+        }
+    }
+}
