@@ -54,6 +54,8 @@ pub struct AppState {
     pub mcp: std::sync::OnceLock<Arc<McpHttp>>,
     /// The HTTP API proxy (set once at start, when routes are configured).
     pub http: std::sync::OnceLock<Arc<crate::http_proxy::HttpProxy>>,
+    /// Threads that check batch lines.
+    pub bulk: crate::bulk::BulkPool,
 }
 
 /// Records an event the daemon made itself (MCP over HTTP, the HTTP API
@@ -363,27 +365,44 @@ async fn ingest_batch(
         ));
     }
     let prepared = prepare_on_all_cores(&state, lines).await?;
-    // Submit in line order (the writer appends in queue order, so a chain's
-    // events in one batch keep their order), then wait for every answer.
-    let mut pending = Vec::with_capacity(prepared.len());
+    // Lines that passed the checks go to the writer as one job, in line
+    // order (so a chain's events in one batch keep their order), answered
+    // with one wake-up.
+    let mut checked = Vec::with_capacity(prepared.len());
+    let mut incoming = Vec::new();
     for (line, result) in prepared {
-        let slot = match result {
-            Err(e) => Err(e),
-            Ok(incoming) => {
-                let event_id = incoming.meta.event_id.clone();
-                match state.writer.submit(incoming) {
-                    Ok(reply) => Ok((event_id, reply)),
-                    Err(_) => Err(overloaded(&state)),
-                }
-            }
-        };
-        pending.push((line, slot));
+        checked.push((
+            line,
+            result.map(|event| {
+                let event_id = event.meta.event_id.clone();
+                incoming.push(event);
+                event_id
+            }),
+        ));
     }
-    let mut results = Vec::with_capacity(pending.len());
+    let submitted = incoming.len();
+    let mut outcomes: Vec<Answer> = if submitted == 0 {
+        Vec::new()
+    } else {
+        match state.writer.submit_all(incoming) {
+            Ok(reply) => match reply.await {
+                Ok(outcomes) => outcomes
+                    .into_iter()
+                    .map(|outcome| answer(&state, Some(outcome)))
+                    .collect(),
+                Err(_) => (0..submitted).map(|_| answer(&state, None)).collect(),
+            },
+            Err(_) => (0..submitted)
+                .map(|_| Answer::Refused(overloaded(&state)))
+                .collect(),
+        }
+    };
+    outcomes.reverse();
+    let mut results = Vec::with_capacity(checked.len());
     let (mut stored, mut duplicates, mut rejected, mut retry) = (0usize, 0usize, 0usize, false);
-    for (line, slot) in pending {
+    for (line, slot) in checked {
         let result = match slot {
-            Ok((event_id, reply)) => match answer(&state, reply.await.ok()) {
+            Ok(event_id) => match outcomes.pop().unwrap_or_else(|| answer(&state, None)) {
                 Answer::Stored(seq) => {
                     stored += 1;
                     json!({"line": line, "status": 202, "event_id": event_id, "seq": seq})
@@ -423,7 +442,7 @@ async fn ingest_batch(
         .into_response())
 }
 
-/// Checks a batch's lines on blocking threads, one share per core (a
+/// Checks a batch's lines on the bulk threads, one share per core (a
 /// 10,000-event batch is ~0.5 s of CPU: too long for a runtime worker).
 async fn prepare_on_all_cores(
     state: &Shared,
@@ -439,7 +458,7 @@ async fn prepare_on_all_cores(
             break;
         }
         let worker = Arc::clone(state);
-        tasks.push(tokio::task::spawn_blocking(move || {
+        tasks.push(state.bulk.run(move || {
             chunk
                 .into_iter()
                 .map(|(line, bytes)| {
@@ -465,8 +484,10 @@ async fn prepare_on_all_cores(
         }));
     }
     let mut prepared = Vec::new();
-    for task in tasks {
-        prepared.extend(task.await.map_err(ApiError::internal)?);
+    for task in futures_util::future::join_all(tasks).await {
+        prepared.extend(
+            task.ok_or_else(|| ApiError::internal("a batch share was not checked (bulk pool)"))?,
+        );
     }
     Ok(prepared)
 }

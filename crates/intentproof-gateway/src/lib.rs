@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod bulk;
 pub mod config;
 pub mod datadir;
 pub mod export;

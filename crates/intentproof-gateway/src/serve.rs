@@ -254,6 +254,10 @@ async fn serve_with(
         http: std::sync::OnceLock::new(),
         plan_idle_timeout: Duration::from_secs(config.plan_idle_timeout_secs),
         policies: Arc::new(load_policies(&config.verification_policies)?),
+        bulk: crate::bulk::BulkPool::start(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )
+        .map_err(|e| ServeError::Other(format!("cannot start the bulk threads: {e}")))?,
     });
     if !config.mcp.servers.is_empty() {
         let weak = Arc::downgrade(&state);

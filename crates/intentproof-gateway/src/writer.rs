@@ -1,7 +1,8 @@
 //! The group-commit writer: one thread owns appends to the store. Ingest
-//! hands it events through a bounded queue; it takes everything waiting (up
-//! to [`MAX_BATCH`]), appends the batch with one `fdatasync`, and only then
-//! answers each waiting request. Under load many requests share one fsync;
+//! hands it events (one, or a batch request's worth) through a bounded
+//! queue; it takes everything waiting (up to about [`MAX_BATCH`] events),
+//! appends it with one `fdatasync`, and only then answers each waiting
+//! request. Under load many requests share one fsync;
 //! at rest each waits for its own.
 
 use std::sync::Arc;
@@ -15,20 +16,30 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::metrics::Metrics;
 
-/// Most events appended in one group commit.
+/// A commit stops taking queued jobs once it holds this many events (a
+/// batch job is never split, so a commit can hold more).
 pub const MAX_BATCH: usize = 4096;
 
 /// The outcome of one submitted event.
 pub type Outcome = Result<Result<Appended, ChainConflict>, String>;
 
+enum Reply {
+    One(oneshot::Sender<Outcome>),
+    /// One wake-up for a whole batch, however many events it holds: waking
+    /// the waiting task per event made the writer hand its core to request
+    /// threads once per event.
+    All(oneshot::Sender<Vec<Outcome>>),
+}
+
 struct Job {
-    incoming: Incoming,
-    reply: oneshot::Sender<Outcome>,
+    incoming: Vec<Incoming>,
+    reply: Reply,
 }
 
 /// Handle to the writer thread.
 pub struct Writer {
     sender: SyncSender<Job>,
+    capacity: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -37,31 +48,64 @@ pub struct Writer {
 pub struct Overloaded;
 
 impl Writer {
-    /// Starts the writer thread. `appended` is notified after each commit
-    /// (exporters wait on it).
+    /// Starts the writer thread. At most `capacity` events wait in its
+    /// queue. `appended` is notified after each commit (exporters wait on
+    /// it).
     pub fn start(
         store: Arc<Store>,
         capacity: usize,
         metrics: Arc<Metrics>,
         appended: Arc<Notify>,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
-        let (sender, receiver) = mpsc::sync_channel(capacity);
+        // Every job holds at least one event, so `capacity` jobs always fit.
+        let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
         let thread_metrics = Arc::clone(&metrics);
         let handle = std::thread::Builder::new()
             .name("intentproof-writer".into())
             .spawn(move || run(receiver, &store, &thread_metrics, &appended))?;
-        Ok((Writer { sender, metrics }, handle))
+        Ok((
+            Writer {
+                sender,
+                capacity,
+                metrics,
+            },
+            handle,
+        ))
     }
 
     /// Queues an event; the receiver resolves once it is durable (or
     /// refused). Never blocks.
     pub fn submit(&self, incoming: Incoming) -> Result<oneshot::Receiver<Outcome>, Overloaded> {
         let (reply, answer) = oneshot::channel();
-        self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
+        self.enqueue(vec![incoming], Reply::One(reply))?;
+        Ok(answer)
+    }
+
+    /// Queues events to be appended in this order, in one commit; the
+    /// receiver resolves with their outcomes, in the same order, once they
+    /// are durable (or refused). All are queued or none: a batch larger
+    /// than the queue's capacity is still taken when the queue is empty.
+    /// Never blocks.
+    pub fn submit_all(
+        &self,
+        incoming: Vec<Incoming>,
+    ) -> Result<oneshot::Receiver<Vec<Outcome>>, Overloaded> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(incoming, Reply::All(reply))?;
+        Ok(answer)
+    }
+
+    fn enqueue(&self, incoming: Vec<Incoming>, reply: Reply) -> Result<(), Overloaded> {
+        let n = incoming.len();
+        let waiting = self.metrics.queue_depth.fetch_add(n, Ordering::Relaxed);
+        if waiting > 0 && waiting + n > self.capacity {
+            self.metrics.queue_depth.fetch_sub(n, Ordering::Relaxed);
+            return Err(Overloaded);
+        }
         match self.sender.try_send(Job { incoming, reply }) {
-            Ok(()) => Ok(answer),
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.queue_depth.fetch_sub(n, Ordering::Relaxed);
                 Err(Overloaded)
             }
         }
@@ -70,38 +114,54 @@ impl Writer {
 
 fn run(receiver: Receiver<Job>, store: &Store, metrics: &Metrics, appended: &Notify) {
     while let Ok(first) = receiver.recv() {
+        let mut events = first.incoming.len();
         let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
+        while events < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => {
+                    events += job.incoming.len();
+                    jobs.push(job);
+                }
                 Err(_) => break,
             }
         }
-        metrics.queue_depth.fetch_sub(jobs.len(), Ordering::Relaxed);
-        let (incoming, replies): (Vec<Incoming>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.incoming, j.reply)).unzip();
+        metrics.queue_depth.fetch_sub(events, Ordering::Relaxed);
+        let mut incoming = Vec::with_capacity(events);
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            replies.push((job.incoming.len(), job.reply));
+            incoming.extend(job.incoming);
+        }
         let started = Instant::now();
         let result = store.append(incoming);
         metrics.commit(started.elapsed());
-        match result {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    match &outcome {
-                        Ok(Appended::Stored { .. }) => metrics.ingested(),
-                        Ok(Appended::Duplicate { .. }) => metrics.duplicate(),
-                        Err(_) => {}
-                    }
-                    let _ = reply.send(Ok(outcome));
+        let mut outcomes: Box<dyn Iterator<Item = Outcome>> = match result {
+            Ok(outcomes) => Box::new(outcomes.into_iter().map(|outcome| {
+                match &outcome {
+                    Ok(Appended::Stored { .. }) => metrics.ingested(),
+                    Ok(Appended::Duplicate { .. }) => metrics.duplicate(),
+                    Err(_) => {}
                 }
-                appended.notify_waiters();
-            }
+                Ok(outcome)
+            })),
             Err(e) => {
                 tracing::error!(error = %e, "journal append failed; the batch was not acknowledged");
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                Box::new(std::iter::repeat(Err(e.to_string())))
+            }
+        };
+        for (n, reply) in replies {
+            let mine: Vec<Outcome> = outcomes.by_ref().take(n).collect();
+            match reply {
+                Reply::One(reply) => {
+                    if let Some(outcome) = mine.into_iter().next() {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Reply::All(reply) => {
+                    let _ = reply.send(mine);
                 }
             }
         }
+        appended.notify_waiters();
     }
 }
