@@ -19,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod journal;
+mod leaf_file;
 pub mod meta;
 mod store;
 pub mod verify;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::journal::{self, Journal, JournalError, RecordLocation};
+use crate::leaf_file::LeafFile;
 use crate::meta::{EventMeta, MetaError, SignatureState};
 
 /// Where a chain starts: `"sha256:"` and 64 zeros.
@@ -47,6 +48,16 @@ pub enum StoreError {
         "the store at {0} is in use by another process (a daemon is already running on this data dir)"
     )]
     Locked(PathBuf),
+    /// A file of the index (outside sled) failed.
+    #[error("index file {path}: {op}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Index data could not be decoded.
     #[error("index entry {0} is unreadable; stop the daemon and run `intentproof store rebuild`")]
     BadIndex(String),
@@ -302,6 +313,8 @@ pub struct Store {
     /// in O(log² n), not O(n) (an inclusion proof at 1M records took
     /// ~330 ms by rehashing).
     leaves: RwLock<MerkleLog>,
+    /// The Merkle leaves on disk. Locked only with `journal` held.
+    leaf_file: Mutex<LeafFile>,
     /// The highest stored slot of recently appended-to chains, so the
     /// chain check of an event that extends its chain (the usual case)
     /// needs no index reads. Locked only with `journal` held.
@@ -379,8 +392,6 @@ struct Index {
     postings: sled::Tree,
     /// correlation -> ChainSummary (JSON)
     summaries: sled::Tree,
-    /// seq (BE) -> leaf hash
-    leaves: sled::Tree,
     /// "indexed_through" -> next seq to index
     meta: sled::Tree,
     /// exporter name -> next seq to deliver (BE)
@@ -389,11 +400,20 @@ struct Index {
 
 /// The index layout this build writes (the `format` key of the `meta`
 /// tree). 1 (no key): one sled key per event per correlation, action,
-/// status and time. 2: posting lists, one key per commit and value.
+/// status and time, and per Merkle leaf. 2: facet posting lists, one key
+/// per commit and value; Merkle leaves in the `leaves` file.
 const INDEX_FORMAT: u64 = 2;
 
-/// Trees of format 1 that format 2 no longer has.
-const FORMAT_1_TREES: [&str; 4] = ["by_correlation", "by_action", "by_status", "by_time"];
+/// The sled trees of [`INDEX_FORMAT`]; an upgrade drops any other.
+const TREES: [&str; 7] = [
+    "events",
+    "by_seq",
+    "chain",
+    "postings",
+    "summaries",
+    "meta",
+    "cursors",
+];
 
 /// What a posting list is keyed on.
 ///
@@ -478,7 +498,6 @@ impl Index {
             chain: tree("chain")?,
             postings: tree("postings")?,
             summaries: tree("summaries")?,
-            leaves: tree("leaves")?,
             meta: tree("meta")?,
             cursors: tree("cursors")?,
             path: path.to_owned(),
@@ -569,8 +588,8 @@ impl Index {
     /// Writes the index entries of newly stored events and adds them to
     /// their chain summaries. Only for events not indexed before: summary
     /// counts are increments (see [`Index::reindex`] for the idempotent path).
-    fn insert(&self, entries: &[IndexEntry], leaves: &[(u64, Hash)]) -> Result<(), StoreError> {
-        self.write(entries, leaves, true)
+    fn insert(&self, entries: &[IndexEntry]) -> Result<(), StoreError> {
+        self.write(entries, true)
     }
 
     /// Re-indexes entries that may already be partly indexed (catch-up after
@@ -578,8 +597,8 @@ impl Index {
     /// can leave an event in one tree and not another). Every tree write is
     /// an overwrite, and the summaries of the correlations concerned are
     /// recomputed from scratch, so applying this twice changes nothing.
-    fn reindex(&self, entries: &[IndexEntry], leaves: &[(u64, Hash)]) -> Result<(), StoreError> {
-        self.write(entries, leaves, false)?;
+    fn reindex(&self, entries: &[IndexEntry]) -> Result<(), StoreError> {
+        self.write(entries, false)?;
         let correlations: BTreeSet<&str> = entries
             .iter()
             .map(|e| e.meta.correlation_id.as_str())
@@ -668,15 +687,19 @@ impl Index {
                 "meta/format: index format {format} is newer than this build's {INDEX_FORMAT} (run `intentproof store rebuild` to index the journal with this build)"
             )));
         }
-        let had_old_trees = self
+        let default_tree: &[u8] = &self.db.name();
+        let old_trees: Vec<sled::IVec> = self
             .db
             .tree_names()
-            .iter()
-            .any(|name| FORMAT_1_TREES.iter().any(|old| name == old.as_bytes()));
-        for name in FORMAT_1_TREES {
+            .into_iter()
+            .filter(|name| {
+                name.as_ref() != default_tree && !TREES.iter().any(|t| name == t.as_bytes())
+            })
+            .collect();
+        for name in &old_trees {
             self.db.drop_tree(name).map_err(&err)?;
         }
-        if had_old_trees {
+        if !old_trees.is_empty() {
             tracing::info!(
                 from = format,
                 to = INDEX_FORMAT,
@@ -689,18 +712,12 @@ impl Index {
         Ok(())
     }
 
-    fn write(
-        &self,
-        entries: &[IndexEntry],
-        leaves: &[(u64, Hash)],
-        count: bool,
-    ) -> Result<(), StoreError> {
+    fn write(&self, entries: &[IndexEntry], count: bool) -> Result<(), StoreError> {
         let mut summaries: HashMap<&str, ChainSummary> = HashMap::new();
         let mut events = sled::Batch::default();
         let mut by_seq = sled::Batch::default();
         let mut chain = sled::Batch::default();
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut leaf_batch = sled::Batch::default();
         for entry in entries {
             let m = &entry.meta;
             let json =
@@ -732,9 +749,6 @@ impl Index {
             };
             summary.add(m);
         }
-        for (seq, hash) in leaves {
-            leaf_batch.insert(&seq.to_be_bytes(), hash.as_slice());
-        }
         let err = self.err();
         let mut posting_batch = sled::Batch::default();
         if !count {
@@ -761,7 +775,6 @@ impl Index {
         self.by_seq.apply_batch(by_seq).map_err(&err)?;
         self.chain.apply_batch(chain).map_err(&err)?;
         self.postings.apply_batch(posting_batch).map_err(&err)?;
-        self.leaves.apply_batch(leaf_batch).map_err(&err)?;
         let mut summary_batch = sled::Batch::default();
         for (correlation, summary) in summaries {
             let json = serde_json::to_vec(&summary)
@@ -769,11 +782,7 @@ impl Index {
             summary_batch.insert(correlation.as_bytes(), json);
         }
         self.summaries.apply_batch(summary_batch).map_err(&err)?;
-        if let Some(last) = leaves
-            .last()
-            .map(|(seq, _)| seq + 1)
-            .or_else(|| entries.iter().map(|e| e.seq + 1).max())
-        {
+        if let Some(last) = entries.iter().map(|e| e.seq + 1).max() {
             self.meta
                 .insert("indexed_through", &last.to_be_bytes())
                 .map_err(&err)?;
@@ -793,15 +802,26 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let (journal, recovery) = Journal::open(&dir.join("journal"), options.max_segment_bytes)?;
         let index = Index::open(&dir.join("index"))?;
+        index.upgrade()?;
+        let checkpoint = crate::checkpoint::latest(dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the Merkle leaves are not checked against a checkpoint");
+            None
+        });
+        let (leaf_file, leaves) = LeafFile::open(
+            &dir.join("index"),
+            &dir.join("journal"),
+            journal.next_seq(),
+            checkpoint.as_ref(),
+        )?;
         let store = Store {
             dir: dir.to_owned(),
             journal: Mutex::new(journal),
             index,
-            leaves: RwLock::new(MerkleLog::default()),
+            leaves: RwLock::new(leaves),
+            leaf_file: Mutex::new(leaf_file),
             tips: Mutex::new(ChainTips::default()),
             recovery,
         };
-        store.index.upgrade()?;
         store.catch_up(keys)?;
         store
             .index
@@ -822,8 +842,7 @@ impl Store {
     }
 
     /// Indexes journal records the index has not seen (sled flushes lazily,
-    /// so after a crash it can be behind the journal), then loads the
-    /// Merkle leaves.
+    /// so after a crash it can be behind the journal).
     fn catch_up(&self, keys: &dyn Fn(&str) -> Option<VerifyingKey>) -> Result<(), StoreError> {
         let journal_dir = self.dir.join("journal");
         let total = self
@@ -834,45 +853,22 @@ impl Store {
         let from = self.index.indexed_through()?.min(total);
         if from < total {
             let mut entries = Vec::new();
-            let mut leaves = Vec::new();
             let mut failure = None;
             journal::read_from(&journal_dir, from, |seq, location, payload| {
                 if failure.is_some() {
                     return;
                 }
                 match index_entry(seq, location, payload, keys) {
-                    Ok(entry) => {
-                        // Skip what a pre-crash partial index write already holds.
-                        entries.push(entry);
-                        leaves.push((seq, merkle::leaf_hash(payload)));
-                    }
+                    Ok(entry) => entries.push(entry),
                     Err(e) => failure = Some(e),
                 }
             })?;
             if let Some(e) = failure {
                 return Err(e);
             }
-            self.index.reindex(&entries, &leaves)?;
+            self.index.reindex(&entries)?;
             tracing::info!(records = total - from, "index caught up with the journal");
         }
-        let mut hashes = Vec::with_capacity(total as usize);
-        for item in self.index.leaves.iter() {
-            let (key, value) = item.map_err(self.index.err())?;
-            let hash: Hash = value
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::BadIndex(format!("leaves/{key:?}")))?;
-            hashes.push(hash);
-        }
-        if hashes.len() as u64 != total {
-            return Err(StoreError::BadIndex(format!(
-                "leaves: the index holds {} leaves but the journal {} records",
-                hashes.len(),
-                total
-            )));
-        }
-        *self.leaves.write().unwrap_or_else(PoisonError::into_inner) =
-            MerkleLog::from_leaves(hashes);
         Ok(())
     }
 
@@ -891,6 +887,7 @@ impl Store {
         // Slots and ids taken earlier in this batch: (instance, corr, pos) -> (id, hash, prev).
         let mut batch_slots: HashMap<(String, String, u64), Slot> = HashMap::new();
         let mut batch_ids: HashMap<String, (String, u64)> = HashMap::new();
+        let mut in_batch_duplicates: Vec<(usize, String)> = Vec::new();
         for incoming in batch {
             match self.check(&incoming.meta, &batch_slots, &batch_ids, &mut tips)? {
                 Ok(Some(duplicate_seq)) => {
@@ -900,7 +897,8 @@ impl Store {
                     let m = &incoming.meta;
                     if let Some((hash, _)) = batch_ids.get(&m.event_id) {
                         if *hash == m.content_hash {
-                            // Re-sent within the same batch: it will get the first copy's seq.
+                            // Re-sent within the same batch: it gets the first copy's seq.
+                            in_batch_duplicates.push((results.len(), m.event_id.clone()));
                             results.push(Ok(Appended::Duplicate { seq: u64::MAX }));
                             continue;
                         }
@@ -936,7 +934,7 @@ impl Store {
         let mut leaves = Vec::with_capacity(accepted.len());
         let mut seq_of: HashMap<String, u64> = HashMap::new();
         for ((seq, incoming), location) in (first_seq..).zip(accepted).zip(locations) {
-            leaves.push((seq, merkle::leaf_hash(&incoming.bytes)));
+            leaves.push(merkle::leaf_hash(&incoming.bytes));
             seq_of.insert(incoming.meta.event_id.clone(), seq);
             entries.push(IndexEntry {
                 seq,
@@ -946,15 +944,19 @@ impl Store {
                 meta: incoming.meta,
             });
         }
-        self.index.insert(&entries, &leaves)?;
+        self.index.insert(&entries)?;
         for entry in &entries {
             tips.extend(&entry.meta);
         }
         drop(tips);
+        self.leaf_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(&leaves)?;
         self.leaves
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(leaves.iter().map(|(_, h)| *h));
+            .extend(leaves.iter().copied());
         drop(journal);
         // Fill in the sequence numbers now known.
         let mut entry_iter = entries.iter();
@@ -966,11 +968,11 @@ impl Store {
             }
         }
         // In-batch duplicates point at their first copy.
-        for result in results.iter_mut() {
-            if let Ok(Appended::Duplicate { seq }) = result {
-                if *seq == u64::MAX {
-                    *seq = seq_of.values().copied().min().unwrap_or(0);
-                }
+        for (at, event_id) in in_batch_duplicates {
+            if let (Some(Ok(Appended::Duplicate { seq })), Some(first)) =
+                (results.get_mut(at), seq_of.get(&event_id))
+            {
+                *seq = *first;
             }
         }
         Ok(results)

@@ -835,3 +835,52 @@ fn raw_index(dir: &Path) -> sled::Db {
         }
     }
 }
+
+#[test]
+fn a_damaged_leaves_file_is_repaired_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path()); // 5 records and a checkpoint of all 5
+    let root = {
+        let store = open(dir.path());
+        store.root(5)
+    };
+    let leaves = dir.path().join("index").join("leaves");
+    assert_eq!(fs::metadata(&leaves).unwrap().len(), 5 * 32);
+    let damages: [(&str, &dyn Fn(&Path)); 4] = [
+        ("torn last leaf", &|p| {
+            OpenOptions::new()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_len(4 * 32 + 7)
+                .unwrap()
+        }),
+        ("a flipped byte (found through the checkpoint)", &|p| {
+            let mut bytes = fs::read(p).unwrap();
+            bytes[40] ^= 1;
+            fs::write(p, bytes).unwrap();
+        }),
+        ("leaves of records the journal does not have", &|p| {
+            OpenOptions::new()
+                .append(true)
+                .open(p)
+                .unwrap()
+                .write_all(&[7u8; 64])
+                .unwrap()
+        }),
+        ("the file deleted", &|p| fs::remove_file(p).unwrap()),
+    ];
+    for (what, damage) in damages {
+        damage(&leaves);
+        let store = open(dir.path());
+        assert_eq!((store.tree_size(), store.root(5)), (5, root), "{what}");
+        drop(store);
+        assert_eq!(
+            fs::metadata(&leaves).unwrap().len(),
+            5 * 32,
+            "{what}: rewritten"
+        );
+        let report = verify(dir.path(), &trusted, Some(&key().verifying_key())).unwrap();
+        assert_eq!(report.records, 5, "{what}");
+    }
+}
