@@ -846,7 +846,8 @@ fn a_damaged_leaves_file_is_repaired_from_the_journal() {
     };
     let leaves = dir.path().join("index").join("leaves");
     assert_eq!(fs::metadata(&leaves).unwrap().len(), 5 * 32);
-    let damages: [(&str, &dyn Fn(&Path)); 4] = [
+    type Damage<'a> = (&'a str, &'a dyn Fn(&Path));
+    let damages: [Damage; 4] = [
         ("torn last leaf", &|p| {
             OpenOptions::new()
                 .write(true)
