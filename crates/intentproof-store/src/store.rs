@@ -392,6 +392,11 @@ struct Index {
     postings: sled::Tree,
     /// correlation -> ChainSummary (JSON)
     summaries: sled::Tree,
+    /// Recently written summaries, so that a commit adding to a chain does
+    /// not read and decode its summary back from sled first (when many
+    /// chains are active, a commit touches about one per event). Bounded:
+    /// emptied when full. Emptied by every other summary writer.
+    recent_summaries: Mutex<HashMap<String, ChainSummary>>,
     /// "indexed_through" -> next seq to index
     meta: sled::Tree,
     /// exporter name -> next seq to deliver (BE)
@@ -414,6 +419,10 @@ const TREES: [&str; 7] = [
     "meta",
     "cursors",
 ];
+
+/// Summaries [`Index::recent_summaries`] holds before it starts over (a
+/// few hundred bytes each).
+const RECENT_SUMMARIES: usize = 50_000;
 
 /// What a posting list is keyed on.
 ///
@@ -498,6 +507,7 @@ impl Index {
             chain: tree("chain")?,
             postings: tree("postings")?,
             summaries: tree("summaries")?,
+            recent_summaries: Mutex::new(HashMap::new()),
             meta: tree("meta")?,
             cursors: tree("cursors")?,
             path: path.to_owned(),
@@ -713,6 +723,13 @@ impl Index {
     }
 
     fn write(&self, entries: &[IndexEntry], count: bool) -> Result<(), StoreError> {
+        let mut recent = self
+            .recent_summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !count {
+            recent.clear(); // the caller recomputes the summaries it touches
+        }
         let mut summaries: HashMap<&str, ChainSummary> = HashMap::new();
         let mut events = sled::Batch::default();
         let mut by_seq = sled::Batch::default();
@@ -744,7 +761,11 @@ impl Index {
             let summary = match summaries.entry(m.correlation_id.as_str()) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(self.summary(&m.correlation_id)?.unwrap_or_default())
+                    let known = match recent.remove(&m.correlation_id) {
+                        Some(summary) => Some(summary),
+                        None => self.summary(&m.correlation_id)?,
+                    };
+                    v.insert(known.unwrap_or_default())
                 }
             };
             summary.add(m);
@@ -776,12 +797,16 @@ impl Index {
         self.chain.apply_batch(chain).map_err(&err)?;
         self.postings.apply_batch(posting_batch).map_err(&err)?;
         let mut summary_batch = sled::Batch::default();
-        for (correlation, summary) in summaries {
-            let json = serde_json::to_vec(&summary)
-                .map_err(|_| StoreError::BadIndex(correlation.to_owned()))?;
+        for (correlation, summary) in &summaries {
+            let json = serde_json::to_vec(summary)
+                .map_err(|_| StoreError::BadIndex((*correlation).to_owned()))?;
             summary_batch.insert(correlation.as_bytes(), json);
         }
         self.summaries.apply_batch(summary_batch).map_err(&err)?;
+        if recent.len() + summaries.len() > RECENT_SUMMARIES {
+            recent.clear();
+        }
+        recent.extend(summaries.into_iter().map(|(c, s)| (c.to_owned(), s)));
         if let Some(last) = entries.iter().map(|e| e.seq + 1).max() {
             self.meta
                 .insert("indexed_through", &last.to_be_bytes())
@@ -1250,6 +1275,11 @@ impl Store {
     /// Returns (verified, invalid) counts.
     pub fn retrust(&self, instance_id: &str, key: &VerifyingKey) -> Result<(u64, u64), StoreError> {
         let _writer = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        self.index
+            .recent_summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let mut prefix = instance_id.as_bytes().to_vec();
         prefix.push(0);
         let (mut verified, mut invalid) = (0, 0);

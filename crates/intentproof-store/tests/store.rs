@@ -374,6 +374,12 @@ fn events_from_unknown_keys_are_stored_and_verified_once_trusted() {
         (1, 0)
     );
     assert!(store.chain_summary("corr-s").unwrap().unwrap().verified());
+    // The next commit to the chain starts from the re-checked summary.
+    let next = sealed(&Sealer::new(key()), "corr-s", "b", false);
+    store.append(vec![incoming(&next)]).unwrap();
+    let summary = store.chain_summary("corr-s").unwrap().unwrap();
+    assert_eq!((summary.events, summary.key_unknown), (2, 0));
+    assert!(summary.verified());
 }
 
 #[test]
