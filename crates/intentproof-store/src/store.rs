@@ -382,8 +382,9 @@ struct Index {
     db: sled::Db,
     /// event_id -> IndexEntry (JSON)
     events: sled::Tree,
-    /// seq (BE) -> event_id
-    by_seq: sled::Tree,
+    /// Runs of consecutive seqs: the run's first seq (BE) -> its event
+    /// ids, packed (see [`pack_ids`]).
+    seq_ids: sled::Tree,
     /// instance \0 correlation \0 position (BE) -> event_id
     chain: sled::Tree,
     /// Posting lists: kind \0-terminated value, then the list's first seq
@@ -412,7 +413,7 @@ const INDEX_FORMAT: u64 = 2;
 /// The sled trees of [`INDEX_FORMAT`]; an upgrade drops any other.
 const TREES: [&str; 7] = [
     "events",
-    "by_seq",
+    "seq_ids",
     "chain",
     "postings",
     "summaries",
@@ -448,6 +449,54 @@ fn posting_prefix(facet: Facet, value: &str) -> Vec<u8> {
     k.extend_from_slice(value.as_bytes());
     k.push(0);
     k
+}
+
+/// Most ids in one `seq_ids` run (a lookup decodes one offset, but reads
+/// the run whole).
+const MAX_RUN: usize = 4096;
+
+/// Packs the event ids of consecutive seqs: their count (u32 BE), each
+/// id's end offset (u32 BE), then the ids' bytes. One sled key per run
+/// instead of one per event: see [`Facet`] for why that matters.
+fn pack_ids(ids: &[&str]) -> Vec<u8> {
+    let bytes: usize = ids.iter().map(|id| id.len()).sum();
+    let mut packed = Vec::with_capacity(4 + 4 * ids.len() + bytes);
+    packed.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+    let mut end = 0u32;
+    for id in ids {
+        end += id.len() as u32;
+        packed.extend_from_slice(&end.to_be_bytes());
+    }
+    for id in ids {
+        packed.extend_from_slice(id.as_bytes());
+    }
+    packed
+}
+
+fn packed_u32(packed: &[u8], at: usize) -> Option<usize> {
+    let bytes: [u8; 4] = packed.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(bytes) as usize)
+}
+
+/// How many ids a packed run holds.
+fn packed_len(packed: &[u8]) -> usize {
+    packed_u32(packed, 0).unwrap_or(0)
+}
+
+/// The `k`th id of a packed run.
+fn packed_id(packed: &[u8], k: usize) -> Option<&str> {
+    let n = packed_len(packed);
+    if k >= n {
+        return None;
+    }
+    let start = if k == 0 {
+        0
+    } else {
+        packed_u32(packed, 4 + 4 * (k - 1))?
+    };
+    let end = packed_u32(packed, 4 + 4 * k)?;
+    let base = 4 + 4 * n;
+    std::str::from_utf8(packed.get(base + start..base + end)?).ok()
 }
 
 /// The seqs of a posting list.
@@ -503,7 +552,7 @@ impl Index {
         let tree = |name: &str| db.open_tree(name).map_err(err);
         Ok(Index {
             events: tree("events")?,
-            by_seq: tree("by_seq")?,
+            seq_ids: tree("seq_ids")?,
             chain: tree("chain")?,
             postings: tree("postings")?,
             summaries: tree("summaries")?,
@@ -617,10 +666,7 @@ impl Index {
         for correlation in correlations {
             let mut summary = ChainSummary::default();
             self.for_each_posted(Facet::Correlation, correlation, None, &mut |seq| {
-                let Some(id) = self.by_seq.get(seq.to_be_bytes()).map_err(&err)? else {
-                    return Ok(ControlFlow::Continue(()));
-                };
-                if let Some(entry) = self.entry(&String::from_utf8_lossy(&id))? {
+                if let Some(entry) = self.entry_at(seq)? {
                     summary.add(&entry.meta);
                 }
                 Ok(ControlFlow::Continue(()))
@@ -630,6 +676,55 @@ impl Index {
             self.summaries
                 .insert(correlation.as_bytes(), json)
                 .map_err(&err)?;
+        }
+        Ok(())
+    }
+
+    /// The index entry of journal record `seq`.
+    fn entry_at(&self, seq: u64) -> Result<Option<IndexEntry>, StoreError> {
+        let Some(item) = self.seq_ids.range(..=seq.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (key, run) = item.map_err(self.err())?;
+        let Some(first) = seq_from_suffix(&key) else {
+            return Ok(None);
+        };
+        match usize::try_from(seq - first)
+            .ok()
+            .and_then(|k| packed_id(&run, k))
+        {
+            Some(id) => self.entry(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `visit` with every indexed seq from `from` on, ascending,
+    /// until it breaks.
+    fn for_each_seq(
+        &self,
+        from: u64,
+        visit: &mut dyn FnMut(u64) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        // The run holding `from` may start before it.
+        let begin = match self.seq_ids.range(..=from.to_be_bytes()).next_back() {
+            Some(item) => item.map_err(self.err())?.0.to_vec(),
+            None => Vec::new(),
+        };
+        let mut next = from;
+        for item in self.seq_ids.range(begin..) {
+            let (key, run) = item.map_err(self.err())?;
+            let Some(first) = seq_from_suffix(&key) else {
+                continue;
+            };
+            for seq in (first..).take(packed_len(&run)) {
+                if seq < next {
+                    continue;
+                }
+                next = seq + 1;
+                if visit(seq)?.is_break() {
+                    return Ok(());
+                }
+            }
         }
         Ok(())
     }
@@ -732,7 +827,7 @@ impl Index {
         }
         let mut summaries: HashMap<&str, ChainSummary> = HashMap::new();
         let mut events = sled::Batch::default();
-        let mut by_seq = sled::Batch::default();
+        let mut seq_batch = sled::Batch::default();
         let mut chain = sled::Batch::default();
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for entry in entries {
@@ -740,7 +835,6 @@ impl Index {
             let json =
                 serde_json::to_vec(entry).map_err(|_| StoreError::BadIndex(m.event_id.clone()))?;
             events.insert(m.event_id.as_bytes(), json);
-            by_seq.insert(&entry.seq.to_be_bytes(), m.event_id.as_bytes());
             chain.insert(
                 chain_key(&m.instance_id, &m.correlation_id, m.chain_position),
                 m.event_id.as_bytes(),
@@ -793,7 +887,21 @@ impl Index {
             posting_batch.insert(key, seqs);
         }
         self.events.apply_batch(events).map_err(&err)?;
-        self.by_seq.apply_batch(by_seq).map_err(&err)?;
+        if !count {
+            // As for posting lists: runs at or after the first re-indexed
+            // seq are replaced, never overlapped.
+            let first = entries.iter().map(|e| e.seq).min().unwrap_or(0);
+            for item in self.seq_ids.range(first.to_be_bytes()..) {
+                seq_batch.remove(item.map_err(&err)?.0);
+            }
+        }
+        for run in entries.chunk_by(|a, b| a.seq + 1 == b.seq) {
+            for run in run.chunks(MAX_RUN) {
+                let ids: Vec<&str> = run.iter().map(|e| e.meta.event_id.as_str()).collect();
+                seq_batch.insert(&run[0].seq.to_be_bytes(), pack_ids(&ids));
+            }
+        }
+        self.seq_ids.apply_batch(seq_batch).map_err(&err)?;
         self.chain.apply_batch(chain).map_err(&err)?;
         self.postings.apply_batch(posting_batch).map_err(&err)?;
         let mut summary_batch = sled::Batch::default();
@@ -1135,25 +1243,13 @@ impl Store {
         }
     }
 
-    fn entry_by_seq(&self, seq: u64) -> Result<Option<IndexEntry>, StoreError> {
-        match self
-            .index
-            .by_seq
-            .get(seq.to_be_bytes())
-            .map_err(self.index.err())?
-        {
-            Some(id) => self.index.entry(&String::from_utf8_lossy(&id)),
-            None => Ok(None),
-        }
-    }
-
     /// A page of events matching `query`, in journal order.
     pub fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let limit = query.limit.clamp(1, MAX_PAGE);
         let mut events = Vec::new();
         let mut next_cursor = None;
         let mut visit = |seq: u64| -> Result<ControlFlow<()>, StoreError> {
-            let Some(entry) = self.entry_by_seq(seq)? else {
+            let Some(entry) = self.index.entry_at(seq)? else {
                 return Ok(ControlFlow::Continue(()));
             };
             let m = &entry.meta;
@@ -1188,15 +1284,7 @@ impl Store {
                 .for_each_posted(facet, value, query.after, &mut visit)?;
         } else {
             let lower = query.after.map_or(0, |a| a.saturating_add(1));
-            for item in self.index.by_seq.range(lower.to_be_bytes()..) {
-                let (key, _) = item.map_err(self.index.err())?;
-                let Some(seq) = seq_from_suffix(&key) else {
-                    continue;
-                };
-                if visit(seq)?.is_break() {
-                    break;
-                }
-            }
+            self.index.for_each_seq(lower, &mut visit)?;
         }
         Ok(EventPage {
             events,
@@ -1209,7 +1297,7 @@ impl Store {
         let mut events = Vec::new();
         self.index
             .for_each_posted(Facet::Correlation, correlation_id, None, &mut |seq| {
-                if let Some(entry) = self.entry_by_seq(seq)? {
+                if let Some(entry) = self.index.entry_at(seq)? {
                     events.push(self.read(entry)?);
                 }
                 Ok(ControlFlow::Continue(()))
@@ -1361,7 +1449,7 @@ impl Store {
 
     /// The event stored as journal record `seq`.
     pub fn by_seq(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
-        match self.entry_by_seq(seq)? {
+        match self.index.entry_at(seq)? {
             Some(entry) => self.read(entry).map(Some),
             None => Ok(None),
         }
@@ -1380,7 +1468,7 @@ impl Store {
         seqs.sort_unstable();
         let mut entries = Vec::with_capacity(seqs.len());
         for seq in seqs {
-            entries.extend(self.entry_by_seq(seq)?);
+            entries.extend(self.index.entry_at(seq)?);
         }
         Ok(entries)
     }
