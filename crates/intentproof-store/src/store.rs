@@ -393,9 +393,11 @@ struct Index {
     postings: sled::Tree,
     /// correlation -> ChainSummary (JSON)
     summaries: sled::Tree,
-    /// Chain summaries in memory, written to `summaries` behind the
-    /// commits (see [`SummaryCache`]).
-    summary_cache: Mutex<SummaryCache>,
+    /// Recently written summaries, so that a commit adding to a chain does
+    /// not read and decode its summary back from sled first (when many
+    /// chains are active, a commit touches about one per event). Bounded:
+    /// emptied when full. Emptied by every other summary writer.
+    recent_summaries: Mutex<HashMap<String, ChainSummary>>,
     /// "indexed_through" -> next seq to index
     meta: sled::Tree,
     /// exporter name -> next seq to deliver (BE)
@@ -419,47 +421,9 @@ const TREES: [&str; 7] = [
     "cursors",
 ];
 
-/// Chain summaries kept in memory, and written to sled behind the commits.
-///
-/// Why: when many chains are active at once (many agents), a commit adds
-/// to about one summary per event; reading each back from sled, decoding
-/// it and writing it again cost about a tenth of batched ingest. Now a
-/// commit updates the summaries here, and they reach sled every
-/// [`SummaryCache::FLUSH_EVERY`] (or [`SummaryCache::FLUSH_DIRTY`] changed
-/// chains), at shutdown, and before anything else writes summaries; a
-/// chain that gets several events in that time is written once.
-///
-/// Crash safety: `meta/summaries_through` is the seq up to which the sled
-/// summaries are complete; at open, the chains of the records after it are
-/// summed again from their posting lists.
-struct SummaryCache {
-    /// correlation -> (summary, changed since the last flush?)
-    entries: HashMap<String, (ChainSummary, bool)>,
-    dirty: usize,
-    last_flush: std::time::Instant,
-}
-
-impl Default for SummaryCache {
-    fn default() -> Self {
-        SummaryCache {
-            entries: HashMap::new(),
-            dirty: 0,
-            last_flush: std::time::Instant::now(),
-        }
-    }
-}
-
-impl SummaryCache {
-    /// Summaries held before the clean ones are dropped (a few hundred
-    /// bytes each).
-    const MAX: usize = 100_000;
-    /// Changed summaries that trigger a flush.
-    const FLUSH_DIRTY: usize = 50_000;
-    /// Longest a changed summary waits for its flush while commits go on
-    /// (at 20,000 events/s, a crash leaves at most ~100,000 records whose
-    /// chains are summed again at the next open: about a second).
-    const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-}
+/// Summaries [`Index::recent_summaries`] holds before it starts over (a
+/// few hundred bytes each).
+const RECENT_SUMMARIES: usize = 50_000;
 
 /// What a posting list is keyed on.
 ///
@@ -592,7 +556,7 @@ impl Index {
             chain: tree("chain")?,
             postings: tree("postings")?,
             summaries: tree("summaries")?,
-            summary_cache: Mutex::new(SummaryCache::default()),
+            recent_summaries: Mutex::new(HashMap::new()),
             meta: tree("meta")?,
             cursors: tree("cursors")?,
             path: path.to_owned(),
@@ -698,19 +662,6 @@ impl Index {
             .iter()
             .map(|e| e.meta.correlation_id.as_str())
             .collect();
-        self.resum(correlations)
-    }
-
-    /// Sums the summaries of `correlations` again from their events, and
-    /// marks the sled summaries complete up to `indexed_through`. Writes
-    /// through the cache (flushed first, then emptied).
-    fn resum<'a>(&self, correlations: impl IntoIterator<Item = &'a str>) -> Result<(), StoreError> {
-        let mut cache = self
-            .summary_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.flush_summaries(&mut cache)?;
-        cache.entries.clear();
         let err = self.err();
         for correlation in correlations {
             let mut summary = ChainSummary::default();
@@ -726,76 +677,7 @@ impl Index {
                 .insert(correlation.as_bytes(), json)
                 .map_err(&err)?;
         }
-        self.meta
-            .insert("summaries_through", &self.indexed_through()?.to_be_bytes())
-            .map_err(&err)?;
         Ok(())
-    }
-
-    /// Writes the changed summaries to sled, then `summaries_through`.
-    fn flush_summaries(&self, cache: &mut SummaryCache) -> Result<(), StoreError> {
-        cache.last_flush = std::time::Instant::now();
-        if cache.dirty == 0 {
-            return Ok(());
-        }
-        let mut batch = sled::Batch::default();
-        for (correlation, (summary, dirty)) in &cache.entries {
-            if *dirty {
-                let json = serde_json::to_vec(summary)
-                    .map_err(|_| StoreError::BadIndex(correlation.clone()))?;
-                batch.insert(correlation.as_bytes(), json);
-            }
-        }
-        let err = self.err();
-        self.summaries.apply_batch(batch).map_err(&err)?;
-        // After the summaries: sled keeps write order across a crash.
-        self.meta
-            .insert("summaries_through", &self.indexed_through()?.to_be_bytes())
-            .map_err(&err)?;
-        for (_, dirty) in cache.entries.values_mut() {
-            *dirty = false;
-        }
-        cache.dirty = 0;
-        Ok(())
-    }
-
-    /// Where the sled summaries are complete up to (before this build
-    /// wrote summaries behind, always the whole index).
-    fn summaries_through(&self) -> Result<u64, StoreError> {
-        match self.meta.get("summaries_through").map_err(self.err())? {
-            Some(v) => <[u8; 8]>::try_from(v.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| StoreError::BadIndex("meta/summaries_through".into())),
-            None => self.indexed_through(),
-        }
-    }
-
-    /// Records, once catch-up is done, that the index has this build's
-    /// format and that its sled summaries are complete (from here on,
-    /// commits may run ahead of them).
-    fn mark_open(&self) -> Result<(), StoreError> {
-        let err = self.err();
-        if self.meta.get("summaries_through").map_err(&err)?.is_none() {
-            self.meta
-                .insert("summaries_through", &self.indexed_through()?.to_be_bytes())
-                .map_err(&err)?;
-        }
-        self.meta
-            .insert("format", &INDEX_FORMAT.to_be_bytes())
-            .map_err(&err)?;
-        Ok(())
-    }
-
-    /// A chain's current summary: the cache's, else sled's.
-    fn current_summary(&self, correlation: &str) -> Result<Option<ChainSummary>, StoreError> {
-        let cache = self
-            .summary_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match cache.entries.get(correlation) {
-            Some((summary, _)) => Ok(Some(summary.clone())),
-            None => self.summary(correlation),
-        }
     }
 
     /// The index entry of journal record `seq`.
@@ -936,11 +818,13 @@ impl Index {
     }
 
     fn write(&self, entries: &[IndexEntry], count: bool) -> Result<(), StoreError> {
-        let mut guard = self
-            .summary_cache
+        let mut recent = self
+            .recent_summaries
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let cache = &mut *guard;
+        if !count {
+            recent.clear(); // the caller recomputes the summaries it touches
+        }
         let mut summaries: HashMap<&str, ChainSummary> = HashMap::new();
         let mut events = sled::Batch::default();
         let mut seq_batch = sled::Batch::default();
@@ -971,9 +855,8 @@ impl Index {
             let summary = match summaries.entry(m.correlation_id.as_str()) {
                 std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    // A copy: the cache changes only once the commit is indexed.
-                    let known = match cache.entries.get(&m.correlation_id) {
-                        Some((summary, _)) => Some(summary.clone()),
+                    let known = match recent.remove(&m.correlation_id) {
+                        Some(summary) => Some(summary),
                         None => self.summary(&m.correlation_id)?,
                     };
                     v.insert(known.unwrap_or_default())
@@ -1021,33 +904,21 @@ impl Index {
         self.seq_ids.apply_batch(seq_batch).map_err(&err)?;
         self.chain.apply_batch(chain).map_err(&err)?;
         self.postings.apply_batch(posting_batch).map_err(&err)?;
+        let mut summary_batch = sled::Batch::default();
+        for (correlation, summary) in &summaries {
+            let json = serde_json::to_vec(summary)
+                .map_err(|_| StoreError::BadIndex((*correlation).to_owned()))?;
+            summary_batch.insert(correlation.as_bytes(), json);
+        }
+        self.summaries.apply_batch(summary_batch).map_err(&err)?;
+        if recent.len() + summaries.len() > RECENT_SUMMARIES {
+            recent.clear();
+        }
+        recent.extend(summaries.into_iter().map(|(c, s)| (c.to_owned(), s)));
         if let Some(last) = entries.iter().map(|e| e.seq + 1).max() {
             self.meta
                 .insert("indexed_through", &last.to_be_bytes())
                 .map_err(&err)?;
-        }
-        for (correlation, summary) in summaries {
-            match cache.entries.get_mut(correlation) {
-                Some(cached) => {
-                    cache.dirty += usize::from(!cached.1);
-                    *cached = (summary, true);
-                }
-                None => {
-                    cache.dirty += 1;
-                    cache
-                        .entries
-                        .insert(correlation.to_owned(), (summary, true));
-                }
-            }
-        }
-        if cache.dirty >= SummaryCache::FLUSH_DIRTY
-            || cache.entries.len() > SummaryCache::MAX
-            || cache.last_flush.elapsed() >= SummaryCache::FLUSH_EVERY
-        {
-            self.flush_summaries(cache)?;
-        }
-        if cache.entries.len() > SummaryCache::MAX {
-            cache.entries.clear(); // all clean after the flush
         }
         Ok(())
     }
@@ -1085,7 +956,11 @@ impl Store {
             recovery,
         };
         store.catch_up(keys)?;
-        store.index.mark_open()?;
+        store
+            .index
+            .meta
+            .insert("format", &INDEX_FORMAT.to_be_bytes())
+            .map_err(store.index.err())?;
         Ok(store)
     }
 
@@ -1109,23 +984,6 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
             .next_seq();
         let from = self.index.indexed_through()?.min(total);
-        // Chains whose sled summaries missed the last commits before a crash
-        // (summaries are written behind the commits).
-        let summed = self.index.summaries_through()?.min(from);
-        if summed < from {
-            let mut stale = BTreeSet::new();
-            for seq in summed..from {
-                if let Some(entry) = self.index.entry_at(seq)? {
-                    stale.insert(entry.meta.correlation_id);
-                }
-            }
-            self.index.resum(stale.iter().map(String::as_str))?;
-            tracing::info!(
-                chains = stale.len(),
-                records = from - summed,
-                "chain summaries caught up with the index"
-            );
-        }
         if from < total {
             let mut entries = Vec::new();
             let mut failure = None;
@@ -1453,7 +1311,7 @@ impl Store {
 
     /// One chain's summary.
     pub fn chain_summary(&self, correlation_id: &str) -> Result<Option<ChainSummary>, StoreError> {
-        self.index.current_summary(correlation_id)
+        self.index.summary(correlation_id)
     }
 
     /// All chain summaries, most recent activity first, at most `limit`.
@@ -1481,28 +1339,9 @@ impl Store {
         let bad = |key: &[u8]| {
             StoreError::BadIndex(format!("summaries/{}", String::from_utf8_lossy(key)))
         };
-        // Summaries changed since the last flush are newer than sled's.
-        let mut order: Vec<(String, sled::IVec)> = self
-            .index
-            .summary_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entries
-            .iter()
-            .filter(|(_, (_, dirty))| *dirty)
-            .map(|(correlation, (summary, _))| {
-                (
-                    summary.last_at.clone(),
-                    sled::IVec::from(correlation.as_bytes()),
-                )
-            })
-            .collect();
-        let newer: BTreeSet<sled::IVec> = order.iter().map(|(_, key)| key.clone()).collect();
+        let mut order: Vec<(String, sled::IVec)> = Vec::new();
         for item in self.index.summaries.iter() {
             let (key, value) = item.map_err(self.index.err())?;
-            if newer.contains(&key) {
-                continue;
-            }
             let recency: Recency = serde_json::from_slice(&value).map_err(|_| bad(&key))?;
             order.push((recency.last_at.into_owned(), key));
         }
@@ -1511,8 +1350,10 @@ impl Store {
         let total = order.len();
         let mut page = Vec::with_capacity(limit.min(total.saturating_sub(offset)));
         for (_, key) in order.iter().skip(offset).take(limit) {
-            let correlation = std::str::from_utf8(key).map_err(|_| bad(key))?;
-            page.extend(self.index.current_summary(correlation)?);
+            let Some(value) = self.index.summaries.get(key).map_err(self.index.err())? else {
+                continue;
+            };
+            page.push(serde_json::from_slice(&value).map_err(|_| bad(key))?);
         }
         Ok((total, page))
     }
@@ -1522,16 +1363,11 @@ impl Store {
     /// Returns (verified, invalid) counts.
     pub fn retrust(&self, instance_id: &str, key: &VerifyingKey) -> Result<(u64, u64), StoreError> {
         let _writer = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
-        {
-            // This writes summaries straight to sled: the cache goes first.
-            let mut cache = self
-                .index
-                .summary_cache
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.index.flush_summaries(&mut cache)?;
-            cache.entries.clear();
-        }
+        self.index
+            .recent_summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let mut prefix = instance_id.as_bytes().to_vec();
         prefix.push(0);
         let (mut verified, mut invalid) = (0, 0);
@@ -1663,30 +1499,7 @@ impl Store {
 
     /// Flushes the index to disk (the journal is always durable).
     pub fn flush(&self) -> Result<(), StoreError> {
-        {
-            let mut cache = self
-                .index
-                .summary_cache
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.index.flush_summaries(&mut cache)?;
-        }
         self.index.db.flush().map(|_| ()).map_err(self.index.err())
-    }
-}
-
-impl Drop for Store {
-    /// Writes the chain summaries still in memory (best effort: what is
-    /// lost is summed again at the next open).
-    fn drop(&mut self) {
-        let mut cache = self
-            .index
-            .summary_cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = self.index.flush_summaries(&mut cache) {
-            tracing::warn!(error = %e, "chain summaries not written at close; they are summed again at the next open");
-        }
     }
 }
 

@@ -892,37 +892,3 @@ fn a_damaged_leaves_file_is_repaired_from_the_journal() {
         assert_eq!(report.records, 5, "{what}");
     }
 }
-
-#[test]
-fn chain_summaries_lost_in_a_crash_are_summed_again_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    populated(dir.path()); // corr-a: records 0, 2, 4; corr-b: 1, 3
-    let before = open(dir.path()).chains(10).unwrap();
-    assert_eq!(before.len(), 2);
-    // A crash before the summaries of records 3.. reached sled: the index
-    // has the records, `summaries_through` is behind, and sled holds older
-    // (here: no) summaries of the chains concerned.
-    {
-        let db = raw_index(dir.path());
-        db.open_tree("meta")
-            .unwrap()
-            .insert("summaries_through", &3u64.to_be_bytes())
-            .unwrap();
-        let summaries = db.open_tree("summaries").unwrap();
-        summaries.remove("corr-a").unwrap();
-        summaries.remove("corr-b").unwrap();
-        db.flush().unwrap();
-    }
-    let store = open(dir.path());
-    assert_eq!(store.chains(10).unwrap(), before);
-    drop(store);
-    let db = raw_index(dir.path());
-    assert_eq!(
-        db.open_tree("meta")
-            .unwrap()
-            .get("summaries_through")
-            .unwrap()
-            .as_deref(),
-        Some(&5u64.to_be_bytes()[..])
-    );
-}
