@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+mod entry_codec;
 pub mod journal;
 mod leaf_file;
 pub mod meta;

@@ -11,6 +11,7 @@ use intentproof_core::merkle::{self, Hash, MerkleLog};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::entry_codec;
 use crate::journal::{self, Journal, JournalError, RecordLocation};
 use crate::leaf_file::LeafFile;
 use crate::meta::{EventMeta, MetaError, SignatureState};
@@ -406,8 +407,9 @@ struct Index {
 
 /// The index layout this build writes (the `format` key of the `meta`
 /// tree). 1 (no key): one sled key per event per correlation, action,
-/// status and time, and per Merkle leaf. 2: facet posting lists, one key
-/// per commit and value; Merkle leaves in the `leaves` file.
+/// status and time, and per Merkle leaf; JSON entries. 2: facet posting
+/// lists, one key per commit and value; seq -> id runs; Merkle leaves in
+/// the `leaves` file; binary entries (`entry_codec`).
 const INDEX_FORMAT: u64 = 2;
 
 /// The sled trees of [`INDEX_FORMAT`]; an upgrade drops any other.
@@ -573,9 +575,9 @@ impl Index {
 
     fn entry(&self, event_id: &str) -> Result<Option<IndexEntry>, StoreError> {
         match self.events.get(event_id.as_bytes()).map_err(self.err())? {
-            Some(bytes) => serde_json::from_slice(&bytes)
+            Some(bytes) => entry_codec::decode(&bytes)
                 .map(Some)
-                .map_err(|_| StoreError::BadIndex(format!("events/{event_id}"))),
+                .ok_or_else(|| StoreError::BadIndex(format!("events/{event_id}"))),
             None => Ok(None),
         }
     }
@@ -832,9 +834,7 @@ impl Index {
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for entry in entries {
             let m = &entry.meta;
-            let json =
-                serde_json::to_vec(entry).map_err(|_| StoreError::BadIndex(m.event_id.clone()))?;
-            events.insert(m.event_id.as_bytes(), json);
+            events.insert(m.event_id.as_bytes(), entry_codec::encode(entry));
             chain.insert(
                 chain_key(&m.instance_id, &m.correlation_id, m.chain_position),
                 m.event_id.as_bytes(),
@@ -1396,11 +1396,9 @@ impl Store {
             summary.count_signature(state, 1);
             entry.meta.signature = state;
             let err = self.index.err();
-            let json = serde_json::to_vec(&entry)
-                .map_err(|_| StoreError::BadIndex(entry.meta.event_id.clone()))?;
             self.index
                 .events
-                .insert(entry.meta.event_id.as_bytes(), json)
+                .insert(entry.meta.event_id.as_bytes(), entry_codec::encode(&entry))
                 .map_err(&err)?;
             let json = serde_json::to_vec(&summary)
                 .map_err(|_| StoreError::BadIndex(entry.meta.correlation_id.clone()))?;
