@@ -18,7 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
-mod entry_codec;
+mod codec;
 pub mod journal;
 mod leaf_file;
 pub mod meta;

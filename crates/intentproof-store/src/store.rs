@@ -11,7 +11,7 @@ use intentproof_core::merkle::{self, Hash, MerkleLog};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::entry_codec;
+use crate::codec;
 use crate::journal::{self, Journal, JournalError, RecordLocation};
 use crate::leaf_file::LeafFile;
 use crate::meta::{EventMeta, MetaError, SignatureState};
@@ -409,7 +409,7 @@ struct Index {
 /// tree). 1 (no key): one sled key per event per correlation, action,
 /// status and time, and per Merkle leaf; JSON entries. 2: facet posting
 /// lists, one key per commit and value; seq -> id runs; Merkle leaves in
-/// the `leaves` file; binary entries (`entry_codec`).
+/// the `leaves` file; binary entries and summaries (`codec`).
 const INDEX_FORMAT: u64 = 2;
 
 /// The sled trees of [`INDEX_FORMAT`]; an upgrade drops any other.
@@ -575,7 +575,7 @@ impl Index {
 
     fn entry(&self, event_id: &str) -> Result<Option<IndexEntry>, StoreError> {
         match self.events.get(event_id.as_bytes()).map_err(self.err())? {
-            Some(bytes) => entry_codec::decode(&bytes)
+            Some(bytes) => codec::decode(&bytes)
                 .map(Some)
                 .ok_or_else(|| StoreError::BadIndex(format!("events/{event_id}"))),
             None => Ok(None),
@@ -629,9 +629,9 @@ impl Index {
             .get(correlation.as_bytes())
             .map_err(self.err())?
         {
-            Some(bytes) => serde_json::from_slice(&bytes)
+            Some(bytes) => codec::decode_summary(&bytes)
                 .map(Some)
-                .map_err(|_| StoreError::BadIndex(format!("summaries/{correlation}"))),
+                .ok_or_else(|| StoreError::BadIndex(format!("summaries/{correlation}"))),
             None => Ok(None),
         }
     }
@@ -673,10 +673,8 @@ impl Index {
                 }
                 Ok(ControlFlow::Continue(()))
             })?;
-            let json = serde_json::to_vec(&summary)
-                .map_err(|_| StoreError::BadIndex(correlation.to_owned()))?;
             self.summaries
-                .insert(correlation.as_bytes(), json)
+                .insert(correlation.as_bytes(), codec::encode_summary(&summary))
                 .map_err(&err)?;
         }
         Ok(())
@@ -834,7 +832,7 @@ impl Index {
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for entry in entries {
             let m = &entry.meta;
-            events.insert(m.event_id.as_bytes(), entry_codec::encode(entry));
+            events.insert(m.event_id.as_bytes(), codec::encode(entry));
             chain.insert(
                 chain_key(&m.instance_id, &m.correlation_id, m.chain_position),
                 m.event_id.as_bytes(),
@@ -906,9 +904,7 @@ impl Index {
         self.postings.apply_batch(posting_batch).map_err(&err)?;
         let mut summary_batch = sled::Batch::default();
         for (correlation, summary) in &summaries {
-            let json = serde_json::to_vec(summary)
-                .map_err(|_| StoreError::BadIndex((*correlation).to_owned()))?;
-            summary_batch.insert(correlation.as_bytes(), json);
+            summary_batch.insert(correlation.as_bytes(), codec::encode_summary(summary));
         }
         self.summaries.apply_batch(summary_batch).map_err(&err)?;
         if recent.len() + summaries.len() > RECENT_SUMMARIES {
@@ -1331,19 +1327,14 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<ChainSummary>), StoreError> {
-        #[derive(Deserialize)]
-        struct Recency<'a> {
-            #[serde(borrow)]
-            last_at: std::borrow::Cow<'a, str>,
-        }
         let bad = |key: &[u8]| {
             StoreError::BadIndex(format!("summaries/{}", String::from_utf8_lossy(key)))
         };
         let mut order: Vec<(String, sled::IVec)> = Vec::new();
         for item in self.index.summaries.iter() {
             let (key, value) = item.map_err(self.index.err())?;
-            let recency: Recency = serde_json::from_slice(&value).map_err(|_| bad(&key))?;
-            order.push((recency.last_at.into_owned(), key));
+            let last_at = codec::summary_last_at(&value).ok_or_else(|| bad(&key))?;
+            order.push((last_at.to_owned(), key));
         }
         // Keys are the correlation ids' bytes: byte order is String order.
         order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
@@ -1353,7 +1344,7 @@ impl Store {
             let Some(value) = self.index.summaries.get(key).map_err(self.index.err())? else {
                 continue;
             };
-            page.push(serde_json::from_slice(&value).map_err(|_| bad(key))?);
+            page.push(codec::decode_summary(&value).ok_or_else(|| bad(key))?);
         }
         Ok((total, page))
     }
@@ -1398,13 +1389,14 @@ impl Store {
             let err = self.index.err();
             self.index
                 .events
-                .insert(entry.meta.event_id.as_bytes(), entry_codec::encode(&entry))
+                .insert(entry.meta.event_id.as_bytes(), codec::encode(&entry))
                 .map_err(&err)?;
-            let json = serde_json::to_vec(&summary)
-                .map_err(|_| StoreError::BadIndex(entry.meta.correlation_id.clone()))?;
             self.index
                 .summaries
-                .insert(entry.meta.correlation_id.as_bytes(), json)
+                .insert(
+                    entry.meta.correlation_id.as_bytes(),
+                    codec::encode_summary(&summary),
+                )
                 .map_err(&err)?;
         }
         Ok((verified, invalid))
