@@ -274,6 +274,18 @@ impl Client {
                 );
                 bar.set_message("receiving bundle");
             }
+            // A bundle bigger than verification reads is refused before it
+            // fills the memory (the archive is never larger than its tar).
+            let limit = intentproof_bundle::archive::ReadLimits::default().max_total_bytes;
+            let too_big = || {
+                anyhow!(
+                    "the daemon's bundle is larger than {} MiB, more than `intentproof bundle verify` reads; export a smaller correlation",
+                    limit >> 20
+                )
+            };
+            if response.content_length().is_some_and(|len| len > limit) {
+                return Err(too_big());
+            }
             let mut response = response;
             let mut body = Vec::new();
             while let Some(chunk) = response
@@ -281,6 +293,9 @@ impl Client {
                 .await
                 .map_err(|e| anyhow!("reading the daemon's answer from {base}: {e}"))?
             {
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(too_big());
+                }
                 body.extend_from_slice(&chunk);
                 if let Some(bar) = &bar {
                     bar.inc(chunk.len() as u64);
