@@ -6,11 +6,12 @@
 //! insert per event cost the writer about 5 µs, a tenth of its time per
 //! event under load.
 //!
-//! Written without `fsync`: the journal is the durable copy. At open the
-//! file is cut to whole records and to the journal's length, leaves it
-//! lacks are hashed from the journal, and the result must give the root of
-//! the last checkpoint; if it does not (a damaged file), every leaf is
-//! hashed again from the journal.
+//! Written without `fsync`: the journal is the durable copy. At open only
+//! the leaves the last signed checkpoint covers are taken from the file
+//! (after a power loss, the unsynced end of it may hold zeros); the rest
+//! are hashed from the journal, and the result must give the checkpoint's
+//! root, else every leaf is hashed again. A failed write empties the file
+//! and stops writing it until the next open, which rebuilds it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -29,6 +30,8 @@ pub(crate) const LEAVES_FILE: &str = "leaves";
 pub(crate) struct LeafFile {
     path: PathBuf,
     file: File,
+    /// A write failed: the file was emptied and is no longer written.
+    broken: bool,
 }
 
 impl LeafFile {
@@ -54,7 +57,10 @@ impl LeafFile {
             .map_err(io("open"))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
-        let kept = (bytes.len() / 32).min(usize::try_from(total).unwrap_or(usize::MAX));
+        // Only what the last checkpoint vouches for (its root is checked
+        // below); nothing without one.
+        let covered = checkpoint.map_or(0, |cp| cp.tree_size).min(total);
+        let kept = (bytes.len() / 32).min(usize::try_from(covered).unwrap_or(usize::MAX));
         let mut hashes: Vec<Hash> = bytes
             .chunks_exact(32)
             .take(kept)
@@ -82,8 +88,13 @@ impl LeafFile {
         // Cut a torn record, leaves of records the journal no longer has,
         // or (after a mismatch) everything.
         file.set_len(valid as u64 * 32).map_err(io("truncate"))?;
-        let mut leaf_file = LeafFile { path, file };
-        leaf_file.append(hashes.get(valid..).unwrap_or_default())?;
+        file.write_all(&flatten(hashes.get(valid..).unwrap_or_default()))
+            .map_err(io("write"))?;
+        let leaf_file = LeafFile {
+            path,
+            file,
+            broken: false,
+        };
         Ok((leaf_file, log))
     }
 
@@ -100,15 +111,25 @@ impl LeafFile {
         Ok(MerkleLog::from_leaves(hashes.iter().copied()))
     }
 
-    /// Appends leaves (no fsync: see the module docs).
-    pub(crate) fn append(&mut self, leaves: &[Hash]) -> Result<(), StoreError> {
-        let bytes: Vec<u8> = leaves.iter().flatten().copied().collect();
-        self.file
-            .write_all(&bytes)
-            .map_err(|source| StoreError::Io {
-                path: self.path.clone(),
-                op: "append",
-                source,
-            })
+    /// Appends leaves (no fsync: see the module docs). A failure is
+    /// logged, not returned: the records are in the journal already, and
+    /// the next open rebuilds the file from it.
+    pub(crate) fn append(&mut self, leaves: &[Hash]) {
+        if self.broken {
+            return;
+        }
+        if let Err(e) = self.file.write_all(&flatten(leaves)) {
+            tracing::error!(
+                path = %self.path.display(),
+                error = %e,
+                "cannot write the Merkle leaves file; it is emptied and rebuilt from the journal at the next start"
+            );
+            let _ = self.file.set_len(0);
+            self.broken = true;
+        }
     }
+}
+
+fn flatten(leaves: &[Hash]) -> Vec<u8> {
+    leaves.iter().flatten().copied().collect()
 }

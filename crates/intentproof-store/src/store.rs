@@ -49,6 +49,13 @@ pub enum StoreError {
         "the store at {0} is in use by another process (a daemon is already running on this data dir)"
     )]
     Locked(PathBuf),
+    /// An earlier commit reached the journal but not the index. Appending
+    /// more would index them around a hole (and miss re-sends of what is
+    /// in it), so appends are refused until a restart re-indexes.
+    #[error(
+        "the index could not be updated after journal records were written ({0}); appends are refused until the daemon restarts and re-indexes the journal"
+    )]
+    Stalled(String),
     /// A file of the index (outside sled) failed.
     #[error("index file {path}: {op}: {source}")]
     Io {
@@ -316,6 +323,9 @@ pub struct Store {
     leaves: RwLock<MerkleLog>,
     /// The Merkle leaves on disk. Locked only with `journal` held.
     leaf_file: Mutex<LeafFile>,
+    /// Why appends stopped (see [`StoreError::Stalled`]). Locked only with
+    /// `journal` held.
+    stalled: Mutex<Option<String>>,
     /// The highest stored slot of recently appended-to chains, so the
     /// chain check of an event that extends its chain (the usual case)
     /// needs no index reads. Locked only with `journal` held.
@@ -457,6 +467,10 @@ fn posting_prefix(facet: Facet, value: &str) -> Vec<u8> {
 /// the run whole).
 const MAX_RUN: usize = 4096;
 
+/// Journal records re-indexed per batch when catching up (bounds the memory
+/// of a full re-index; `indexed_through` advances after each).
+const CATCH_UP_BATCH: usize = 50_000;
+
 /// Packs the event ids of consecutive seqs: their count (u32 BE), each
 /// id's end offset (u32 BE), then the ids' bytes. One sled key per run
 /// instead of one per event: see [`Facet`] for why that matters.
@@ -480,9 +494,13 @@ fn packed_u32(packed: &[u8], at: usize) -> Option<usize> {
     Some(u32::from_be_bytes(bytes) as usize)
 }
 
-/// How many ids a packed run holds.
+/// How many ids a packed run holds (0 for a run too short for its count).
 fn packed_len(packed: &[u8]) -> usize {
-    packed_u32(packed, 0).unwrap_or(0)
+    let n = packed_u32(packed, 0).unwrap_or(0);
+    if n.saturating_mul(4).saturating_add(4) > packed.len() {
+        return 0;
+    }
+    n
 }
 
 /// The `k`th id of a packed run.
@@ -669,7 +687,9 @@ impl Index {
             let mut summary = ChainSummary::default();
             self.for_each_posted(Facet::Correlation, correlation, None, &mut |seq| {
                 if let Some(entry) = self.entry_at(seq)? {
-                    summary.add(&entry.meta);
+                    if entry.meta.correlation_id == correlation {
+                        summary.add(&entry.meta);
+                    }
                 }
                 Ok(ControlFlow::Continue(()))
             })?;
@@ -743,10 +763,15 @@ impl Index {
         // The list holding `first_wanted` may start before it.
         let mut wanted_key = prefix.clone();
         wanted_key.extend_from_slice(&first_wanted.to_be_bytes());
-        let begin = match self.postings.range(prefix.clone()..=wanted_key).next_back() {
-            Some(item) => item.map_err(self.err())?.0.to_vec(),
-            None => prefix.clone(),
-        };
+        let mut begin = prefix.clone();
+        for item in self.postings.range(prefix.clone()..=wanted_key).rev() {
+            let (key, _) = item.map_err(self.err())?;
+            // Not a key of another value that extends this one past a 0 byte.
+            if key.len() == prefix.len() + 8 {
+                begin = key.to_vec();
+                break;
+            }
+        }
         // Lists do not overlap (see `Facet`); `next` skips repeats anyway,
         // so an overlap could never show an event twice.
         let mut next = first_wanted;
@@ -792,27 +817,25 @@ impl Index {
                 "meta/format: index format {format} is newer than this build's {INDEX_FORMAT} (run `intentproof store rebuild` to index the journal with this build)"
             )));
         }
-        let default_tree: &[u8] = &self.db.name();
-        let old_trees: Vec<sled::IVec> = self
-            .db
-            .tree_names()
-            .into_iter()
-            .filter(|name| {
-                name.as_ref() != default_tree && !TREES.iter().any(|t| name == t.as_bytes())
-            })
-            .collect();
-        for name in &old_trees {
-            self.db.drop_tree(name).map_err(&err)?;
-        }
-        if !old_trees.is_empty() {
+        // The re-index mark goes to disk before anything is dropped: a
+        // crash mid-upgrade must find it, not an emptied index that claims
+        // to be complete.
+        if self.indexed_through()? > 0 {
             tracing::info!(
                 from = format,
                 to = INDEX_FORMAT,
                 "index format upgrade: re-indexing the journal"
             );
-            self.meta
-                .insert("indexed_through", &0u64.to_be_bytes())
-                .map_err(&err)?;
+        }
+        self.meta
+            .insert("indexed_through", &0u64.to_be_bytes())
+            .map_err(&err)?;
+        self.db.flush().map_err(&err)?;
+        let default_tree: &[u8] = &self.db.name();
+        for name in self.db.tree_names() {
+            if name.as_ref() != default_tree && !TREES.iter().any(|t| name == t.as_bytes()) {
+                self.db.drop_tree(&name).map_err(&err)?;
+            }
         }
         Ok(())
     }
@@ -879,10 +902,15 @@ impl Index {
                 }
             }
         }
-        for (mut key, seqs) in postings {
-            // Entries come in seq order, so a list starts with its first seq.
-            key.extend_from_slice(seqs.get(..8).unwrap_or_default());
-            posting_batch.insert(key, seqs);
+        for (prefix, seqs) in postings {
+            // Entries come in seq order, so a list starts with its first
+            // seq; a long list (a re-index) is cut so that a page never
+            // reads more than MAX_RUN seqs it does not need.
+            for list in seqs.chunks(8 * MAX_RUN) {
+                let mut key = prefix.clone();
+                key.extend_from_slice(list.get(..8).unwrap_or_default());
+                posting_batch.insert(key, list);
+            }
         }
         self.events.apply_batch(events).map_err(&err)?;
         if !count {
@@ -948,6 +976,7 @@ impl Store {
             index,
             leaves: RwLock::new(leaves),
             leaf_file: Mutex::new(leaf_file),
+            stalled: Mutex::new(None),
             tips: Mutex::new(ChainTips::default()),
             recovery,
         };
@@ -987,15 +1016,25 @@ impl Store {
                 if failure.is_some() {
                     return;
                 }
-                match index_entry(seq, location, payload, keys) {
-                    Ok(entry) => entries.push(entry),
-                    Err(e) => failure = Some(e),
+                let indexed = index_entry(seq, location, payload, keys).and_then(|entry| {
+                    entries.push(entry);
+                    if entries.len() < CATCH_UP_BATCH {
+                        return Ok(());
+                    }
+                    let done = self.index.reindex(&entries);
+                    entries.clear();
+                    done
+                });
+                if let Err(e) = indexed {
+                    failure = Some(e);
                 }
             })?;
             if let Some(e) = failure {
                 return Err(e);
             }
-            self.index.reindex(&entries)?;
+            if !entries.is_empty() {
+                self.index.reindex(&entries)?;
+            }
             tracing::info!(records = total - from, "index caught up with the journal");
         }
         Ok(())
@@ -1010,6 +1049,14 @@ impl Store {
         batch: Vec<Incoming>,
     ) -> Result<Vec<Result<Appended, ChainConflict>>, StoreError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(why) = self
+            .stalled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Err(StoreError::Stalled(why));
+        }
         let mut tips = self.tips.lock().unwrap_or_else(PoisonError::into_inner);
         let mut results = Vec::with_capacity(batch.len());
         let mut accepted: Vec<Incoming> = Vec::new();
@@ -1073,19 +1120,25 @@ impl Store {
                 meta: incoming.meta,
             });
         }
-        self.index.insert(&entries)?;
-        for entry in &entries {
-            tips.extend(&entry.meta);
-        }
-        drop(tips);
-        self.leaf_file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .append(&leaves)?;
+        // The journal holds them now: the Merkle log follows it whatever
+        // happens to the index.
         self.leaves
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(leaves.iter().copied());
+        self.leaf_file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(&leaves);
+        if let Err(e) = self.index.insert(&entries) {
+            tracing::error!(error = %e, first_seq, "journal records written but not indexed; refusing appends until a restart re-indexes them");
+            *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            return Err(e);
+        }
+        for entry in &entries {
+            tips.extend(&entry.meta);
+        }
+        drop(tips);
         drop(journal);
         // Fill in the sequence numbers now known.
         let mut entry_iter = entries.iter();
@@ -1294,7 +1347,9 @@ impl Store {
         self.index
             .for_each_posted(Facet::Correlation, correlation_id, None, &mut |seq| {
                 if let Some(entry) = self.index.entry_at(seq)? {
-                    events.push(self.read(entry)?);
+                    if entry.meta.correlation_id == correlation_id {
+                        events.push(self.read(entry)?);
+                    }
                 }
                 Ok(ControlFlow::Continue(()))
             })?;
