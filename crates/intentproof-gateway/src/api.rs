@@ -381,7 +381,7 @@ async fn ingest_batch(
         ));
     }
     let submitted = incoming.len();
-    let mut outcomes: Vec<Answer> = if submitted == 0 {
+    let outcomes: Vec<Answer> = if submitted == 0 {
         Vec::new()
     } else {
         match state.writer.submit_all(incoming) {
@@ -397,12 +397,12 @@ async fn ingest_batch(
                 .collect(),
         }
     };
-    outcomes.reverse();
+    let mut outcomes = outcomes.into_iter();
     let mut results = Vec::with_capacity(checked.len());
     let (mut stored, mut duplicates, mut rejected, mut retry) = (0usize, 0usize, 0usize, false);
     for (line, slot) in checked {
         let result = match slot {
-            Ok(event_id) => match outcomes.pop().unwrap_or_else(|| answer(&state, None)) {
+            Ok(event_id) => match outcomes.next().unwrap_or_else(|| answer(&state, None)) {
                 Answer::Stored(seq) => {
                     stored += 1;
                     json!({"line": line, "status": 202, "event_id": event_id, "seq": seq})

@@ -1108,10 +1108,8 @@ impl Store {
         let (first_seq, locations) = journal.append_located(&payloads)?;
         let mut entries = Vec::with_capacity(accepted.len());
         let mut leaves = Vec::with_capacity(accepted.len());
-        let mut seq_of: HashMap<String, u64> = HashMap::new();
         for ((seq, incoming), location) in (first_seq..).zip(accepted).zip(locations) {
             leaves.push(merkle::leaf_hash(&incoming.bytes));
-            seq_of.insert(incoming.meta.event_id.clone(), seq);
             entries.push(IndexEntry {
                 seq,
                 segment: location.segment,
@@ -1149,12 +1147,13 @@ impl Store {
                 }
             }
         }
-        // In-batch duplicates point at their first copy.
+        // In-batch duplicates (rare) point at their first copy.
         for (at, event_id) in in_batch_duplicates {
+            let first = entries.iter().find(|e| e.meta.event_id == event_id);
             if let (Some(Ok(Appended::Duplicate { seq })), Some(first)) =
-                (results.get_mut(at), seq_of.get(&event_id))
+                (results.get_mut(at), first)
             {
-                *seq = *first;
+                *seq = first.seq;
             }
         }
         Ok(results)

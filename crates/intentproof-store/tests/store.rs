@@ -844,8 +844,7 @@ fn raw_index(dir: &Path) -> sled::Db {
     loop {
         match sled::open(dir.join("index")) {
             Ok(db) => return db,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(e) => panic!("sled index: {e}"),
@@ -975,4 +974,24 @@ fn a_long_reindex_is_cut_into_lists_of_at_most_4096() {
         .map(|item| item.unwrap().1.len() / 8)
         .collect();
     assert_eq!(lists, [4096, 904]);
+}
+
+#[test]
+fn a_resend_inside_one_batch_gets_its_first_copys_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = Sealer::new(key());
+    let a = sealed(&sealer, "corr-a", "x", false);
+    let b = sealed(&sealer, "corr-b", "x", false);
+    let store = open(dir.path());
+    let results = store
+        .append(vec![incoming(&a), incoming(&b), incoming(&b)])
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![
+            Ok(Appended::Stored { seq: 0 }),
+            Ok(Appended::Stored { seq: 1 }),
+            Ok(Appended::Duplicate { seq: 1 }),
+        ]
+    );
 }
