@@ -58,19 +58,28 @@ pub struct AppState {
     pub bulk: crate::bulk::BulkPool,
 }
 
-/// Records an event the daemon made itself (MCP over HTTP, the HTTP API
-/// proxy): seal, then hand to the writer without waiting.
-pub fn record_own_event(state: &AppState, event: &intentproof_core::ExecutionEvent) {
-    match ingest::seal_incoming(event, &state.sealer) {
-        Ok(incoming) => {
-            if state.writer.submit(incoming).is_err() {
-                state.metrics.rejected(RejectReason::Overloaded);
-                tracing::error!(action = %event.action, "write queue full: a gateway event was not recorded; raise queue_capacity in the daemon config, or reduce the load");
+/// Records events the daemon made itself (MCP over HTTP, the HTTP API
+/// proxy): seal each, then hand them to the writer as one commit without
+/// waiting.
+pub fn record_own_events(state: &AppState, events: Vec<intentproof_core::ExecutionEvent>) {
+    let mut sealed = Vec::with_capacity(events.len());
+    for event in &events {
+        match ingest::seal_incoming(event, &state.sealer) {
+            Ok(incoming) => sealed.push(incoming),
+            Err(e) => {
+                tracing::error!(action = %event.action, error = %e, "a gateway event could not be sealed and was not recorded")
             }
         }
-        Err(e) => {
-            tracing::error!(action = %event.action, error = %e, "a gateway event could not be sealed and was not recorded")
+    }
+    let count = sealed.len();
+    if count > 0 && state.writer.submit_all(sealed).is_err() {
+        for _ in 0..count {
+            state.metrics.rejected(RejectReason::Overloaded);
         }
+        tracing::error!(
+            count,
+            "write queue full: gateway events were not recorded; raise queue_capacity in the daemon config, or reduce the load"
+        );
     }
 }
 

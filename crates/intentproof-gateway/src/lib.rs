@@ -35,6 +35,7 @@ pub mod ingest;
 pub mod mcp;
 pub mod metrics;
 pub mod pump;
+pub mod recording;
 pub mod serve;
 pub mod writer;
 

@@ -259,15 +259,25 @@ async fn serve_with(
         )
         .map_err(|e| ServeError::Other(format!("cannot start the bulk threads: {e}")))?,
     });
-    if !config.mcp.servers.is_empty() {
+    // One recording thread for the events the daemon makes itself.
+    let recording = if config.mcp.servers.is_empty() && config.http.routes.is_empty() {
+        None
+    } else {
         let weak = Arc::downgrade(&state);
-        let sink: crate::mcp::http::EventSink = Arc::new(move |event| {
+        let sink: crate::recording::EventSink = Arc::new(move |events| {
             if let Some(state) = weak.upgrade() {
-                api::record_own_event(&state, &event);
+                api::record_own_events(&state, events);
             }
         });
-        let gateway =
-            Arc::new(crate::mcp::http::McpHttp::new(&config.mcp, sink).map_err(ServeError::Other)?);
+        Some(Arc::new(
+            crate::recording::Recording::start(sink).map_err(ServeError::Other)?,
+        ))
+    };
+    if let (false, Some(recording)) = (config.mcp.servers.is_empty(), &recording) {
+        let gateway = Arc::new(
+            crate::mcp::http::McpHttp::new(&config.mcp, Arc::clone(recording))
+                .map_err(ServeError::Other)?,
+        );
         let _ = state.mcp.set(gateway);
         tracing::info!(
             servers = config.mcp.servers.len(),
@@ -275,17 +285,11 @@ async fn serve_with(
         );
     }
 
-    if !config.http.routes.is_empty() {
-        let weak = Arc::downgrade(&state);
-        let sink: crate::mcp::http::EventSink = Arc::new(move |event| {
-            if let Some(state) = weak.upgrade() {
-                api::record_own_event(&state, &event);
-            }
-        });
+    if let (false, Some(recording)) = (config.http.routes.is_empty(), &recording) {
         let proxy = crate::http_proxy::HttpProxy::new(
             &config.http,
             crate::http_proxy::ProxyDeps {
-                sink,
+                recording: Arc::clone(recording),
                 store: Arc::clone(&store),
                 plan_idle_timeout: state.plan_idle_timeout,
                 token: state.token.clone(),
@@ -369,6 +373,9 @@ async fn serve_with(
     // Drain: stop upstreams and background tasks, let the writer finish.
     if let Some(gateway) = state.mcp.get() {
         gateway.shutdown();
+    }
+    if let Some(recording) = &recording {
+        recording.flush();
     }
     let _ = stop_tx.send(true);
     for task in background {

@@ -116,8 +116,8 @@ use self::route::{
     parse_upstream,
 };
 use crate::config::HttpConfig;
-use crate::mcp::http::EventSink;
 use crate::mcp::recorder::{PLAN_ACTION, UNDECLARED, text_attr};
+use crate::recording::Recording;
 
 /// Header carrying the daemon token on proxy calls.
 pub const TOKEN_HEADER: &str = "x-intentproof-token";
@@ -156,7 +156,7 @@ struct Route {
 pub struct HttpProxy {
     routes: HashMap<String, Route>,
     allowed_hosts: Vec<String>,
-    sink: EventSink,
+    recording: Arc<Recording>,
     store: Arc<Store>,
     plan_idle_timeout: Duration,
     token: String,
@@ -166,7 +166,7 @@ pub struct HttpProxy {
 /// What the daemon hands the proxy.
 pub struct ProxyDeps {
     /// Where recorded events go (the daemon seals and stores them).
-    pub sink: EventSink,
+    pub recording: Arc<Recording>,
     /// The store, to find a correlation's open plan.
     pub store: Arc<Store>,
     /// When a declared plan counts as closed for lack of calls.
@@ -285,7 +285,7 @@ impl HttpProxy {
         Ok(HttpProxy {
             routes,
             allowed_hosts,
-            sink: deps.sink,
+            recording: deps.recording,
             store: deps.store,
             plan_idle_timeout: deps.plan_idle_timeout,
             token: deps.token,
@@ -331,7 +331,7 @@ impl HttpProxy {
     }
 
     fn record(&self, call: Call, output: Option<Value>, error: Option<ErrorInfo>) {
-        (self.sink)(call.event(output, error));
+        self.recording.record(vec![call.event(output, error)]);
     }
 }
 
@@ -832,7 +832,7 @@ async fn forward(
         BodyCapture::new(record::is_json(&upstream_headers), route.record_body_bytes),
         expected,
         call,
-        Arc::clone(&proxy.sink),
+        Arc::clone(&proxy.recording),
         status,
         recorded_headers(&upstream_headers, &route.record_response),
         route.error_on_4xx,

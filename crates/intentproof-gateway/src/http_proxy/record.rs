@@ -2,6 +2,7 @@
 //! wrapper that records the call when the stream ends, and the event.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -13,7 +14,7 @@ use intentproof_core::{Attributes, ErrorInfo, ExecutionEvent, format_rfc3339_mil
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::mcp::http::EventSink;
+use crate::recording::Recording;
 
 /// Whether a body with these headers is JSON the proxy may record as JSON:
 /// `application/json` or `application/*+json`, not content-encoded.
@@ -212,7 +213,7 @@ pub(crate) struct RecordingBody {
 
 struct Pending {
     call: Call,
-    sink: EventSink,
+    recording: Arc<Recording>,
     status: StatusCode,
     headers: Value,
     error_on_4xx: bool,
@@ -225,7 +226,7 @@ impl RecordingBody {
         capture: BodyCapture,
         expected: Option<u64>,
         call: Call,
-        sink: EventSink,
+        recording: Arc<Recording>,
         status: StatusCode,
         headers: Value,
         error_on_4xx: bool,
@@ -236,7 +237,7 @@ impl RecordingBody {
             expected,
             pending: Some(Pending {
                 call,
-                sink,
+                recording,
                 status,
                 headers,
                 error_on_4xx,
@@ -269,7 +270,7 @@ impl RecordingBody {
             )),
         };
         let event = pending.call.event(Some(Value::Object(output)), error);
-        (pending.sink)(event);
+        pending.recording.record(vec![event]);
     }
 }
 

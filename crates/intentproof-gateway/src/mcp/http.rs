@@ -19,13 +19,13 @@
 //! (most calls): one write, no event-stream framing. Anything the upstream
 //! sends first (progress, sampling, ...) switches that POST to an event
 //! stream, as does a response slower than [`JSON_WAIT`]. Recorded events
-//! are sealed and stored on a thread of their own ([`Recording`]), after
-//! the response is routed, so signing is not on the call's path.
+//! are sealed and stored on a thread of their own
+//! ([`crate::recording`]), after the response is routed, so signing is not
+//! on the call's path.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::process::Stdio;
-use std::sync::mpsc::{Receiver, SendError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -33,11 +33,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use intentproof_core::ExecutionEvent;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
@@ -45,109 +43,16 @@ use super::recorder::{ClientVerdict, DEFAULT_PLAN_TOOL, Recorder, RecorderConfig
 use super::remote::{Deliver, Incoming, RemoteServer, RemoteUpstream, one_line};
 use super::stdio::MAX_MESSAGE_BYTES;
 use crate::config::{McpConfig, McpServerConfig};
+use crate::recording::Recording;
 
 /// The header carrying the session id.
 pub const SESSION_HEADER: &str = "mcp-session-id";
-
-/// Where recorded events go (the daemon seals and stores them).
-pub type EventSink = Arc<dyn Fn(ExecutionEvent) + Send + Sync>;
 
 /// All HTTP-served MCP servers and their sessions.
 pub struct McpHttp {
     servers: HashMap<String, Server>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    recording: Recording,
-}
-
-/// Hands recorded events to the sink (sealing: canonical hash and signature,
-/// then the write queue) on a thread of its own, in the order they were
-/// recorded, so a call's response does not wait for its event to be signed.
-struct Recording {
-    sender: SyncSender<RecordJob>,
-    /// Used here only if the thread is gone (see [`Recording::record`]).
-    sink: EventSink,
-}
-
-enum RecordJob {
-    /// Boxed: the queue's slots are allocated up front.
-    Event(Box<ExecutionEvent>),
-    /// Answered once every event queued before it has been handed over.
-    Flush(SyncSender<()>),
-}
-
-/// Events waiting for the recording thread. Beyond this the caller waits
-/// for room (backpressure), so an event is never dropped for lack of room.
-const RECORD_QUEUE: usize = 4096;
-/// How long shutdown waits for the queued events to be handed over.
-const RECORD_FLUSH_WAIT: Duration = Duration::from_secs(10);
-
-impl Recording {
-    fn start(sink: EventSink) -> Result<Self, String> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(RECORD_QUEUE);
-        let thread_sink = Arc::clone(&sink);
-        std::thread::Builder::new()
-            .name("mcp-recorder".into())
-            .spawn(move || Self::run(&receiver, &thread_sink))
-            .map_err(|e| format!("cannot start the MCP recording thread: {e}"))?;
-        Ok(Recording { sender, sink })
-    }
-
-    /// Ends when the gateway (the only sender) is dropped.
-    fn run(receiver: &Receiver<RecordJob>, sink: &EventSink) {
-        while let Ok(job) = receiver.recv() {
-            match job {
-                RecordJob::Event(event) => sink(*event),
-                RecordJob::Flush(done) => {
-                    let _ = done.send(());
-                }
-            }
-        }
-    }
-
-    fn record(&self, events: Vec<ExecutionEvent>) {
-        for event in events {
-            let job = match self.sender.try_send(RecordJob::Event(Box::new(event))) {
-                Ok(()) => continue,
-                Err(TrySendError::Full(job)) => job,
-                Err(TrySendError::Disconnected(job)) => {
-                    self.seal_here(job);
-                    continue;
-                }
-            };
-            // A full queue means the sealer is behind: wait for a slot
-            // (about one event's sealing) rather than drop the event or seal
-            // it out of order. Only under sustained overload. Callers are
-            // async handlers: on a multi-threaded runtime `block_in_place`
-            // hands this worker's other tasks to another thread first.
-            let send = || self.sender.send(job);
-            let sent = match tokio::runtime::Handle::try_current() {
-                Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(send)
-                }
-                _ => send(),
-            };
-            if let Err(SendError(job)) = sent {
-                self.seal_here(job);
-            }
-        }
-    }
-
-    /// The thread is gone (it panicked): seal on the caller's thread.
-    fn seal_here(&self, job: RecordJob) {
-        if let RecordJob::Event(event) = job {
-            (self.sink)(*event);
-        }
-    }
-
-    /// Waits (bounded) until the events queued so far are handed over.
-    fn flush(&self) {
-        let (done, wait) = std::sync::mpsc::sync_channel(1);
-        if self.sender.send(RecordJob::Flush(done)).is_ok()
-            && wait.recv_timeout(RECORD_FLUSH_WAIT).is_err()
-        {
-            tracing::warn!("MCP events still queued for recording at shutdown");
-        }
-    }
+    recording: Arc<Recording>,
 }
 
 struct Server {
@@ -265,10 +170,9 @@ fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 
 impl McpHttp {
     /// The gateway for the configured servers (already validated by
-    /// [`crate::Config`]); recorded events go to `sink`, called on a
-    /// thread of the gateway's own. Fails when a remote server's HTTP client
-    /// cannot be built (its `ca_file`) or the thread cannot start.
-    pub fn new(config: &McpConfig, sink: EventSink) -> Result<Self, String> {
+    /// [`crate::Config`]); recorded events go to `recording`. Fails when a
+    /// remote server's HTTP client cannot be built (its `ca_file`).
+    pub fn new(config: &McpConfig, recording: Arc<Recording>) -> Result<Self, String> {
         let plan_tool = match config.plan_tool.as_deref() {
             None => Some(DEFAULT_PLAN_TOOL.to_owned()),
             Some("") => None,
@@ -295,7 +199,7 @@ impl McpHttp {
         Ok(McpHttp {
             servers,
             sessions: Mutex::new(HashMap::new()),
-            recording: Recording::start(sink)?,
+            recording,
         })
     }
 
@@ -304,15 +208,13 @@ impl McpHttp {
         self.servers.contains_key(name)
     }
 
-    /// Stops every session's upstream, then waits until the events
-    /// recorded so far are handed to the sink (the daemon stops its writer
-    /// next). Blocks the caller for as long as that takes (bounded).
+    /// Stops every session's upstream (the daemon flushes the recording
+    /// next).
     pub fn shutdown(&self) {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
         for session in sessions {
             session.upstream.stop();
         }
-        self.recording.flush();
     }
 
     fn session(&self, headers: &HeaderMap) -> Option<(String, Arc<Session>)> {
@@ -787,60 +689,6 @@ pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// With the recording queue full, `record` waits for room; on a
-    /// one-worker multi-threaded runtime the runtime's other tasks must
-    /// still run meanwhile (they did not when the wait blocked the worker).
-    #[test]
-    fn a_full_recording_queue_does_not_stall_the_runtime() {
-        // Built first so it is dropped last: if the assertion below fails,
-        // `release` is dropped before it, which frees the blocked sink and
-        // so the blocked worker, and the test fails instead of hanging.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let released = Mutex::new(released);
-        let recorded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = Arc::clone(&recorded);
-        let sink: EventSink = Arc::new(move |_| {
-            // The first event holds the recording thread until released.
-            if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-                let _ = released.lock().map(|r| r.recv());
-            }
-        });
-        let recording = Arc::new(Recording::start(sink).unwrap());
-        let (ran, other_task_ran) = std::sync::mpsc::channel();
-        runtime.block_on(async {
-            let filler = Arc::clone(&recording);
-            // One event for the blocked thread, RECORD_QUEUE to fill the
-            // queue, and one more that has to wait.
-            let events: Vec<ExecutionEvent> = (0..RECORD_QUEUE + 2)
-                .map(|_| ExecutionEvent::builder("intent", "mcp.x.y").build())
-                .collect();
-            let recorder = tokio::spawn(async move { filler.record(events) });
-            tokio::spawn(async move {
-                let _ = ran.send(());
-            });
-            // The other task runs although `record` is still waiting...
-            let waited = tokio::task::spawn_blocking(move || {
-                other_task_ran.recv_timeout(Duration::from_secs(10))
-            })
-            .await
-            .unwrap();
-            assert!(waited.is_ok(), "a task could not run while record waited");
-            // ...and once the sink moves on, every event is recorded, in full.
-            release.send(()).unwrap();
-            recorder.await.unwrap();
-        });
-        recording.flush();
-        assert_eq!(
-            recorded.load(std::sync::atomic::Ordering::SeqCst),
-            RECORD_QUEUE + 2
-        );
-    }
 
     fn accept(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
