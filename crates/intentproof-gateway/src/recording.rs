@@ -12,6 +12,9 @@
 //! a commit this way (+0.65 ms -> +0.35 ms added p50 over HTTP in
 //! `bench/mcp_http.sh`).
 //!
+//! A plan declaration ends the gathering: it is handed over at once, because
+//! the agent's next call may look for it in the store.
+//!
 //! What it does not do: make a call wait for its event. The answer has gone
 //! out before the event is durable (fail-open); a daemon killed meanwhile
 //! loses the events of the last few milliseconds, which a graceful shutdown
@@ -23,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use intentproof_core::ExecutionEvent;
 use tokio::runtime::RuntimeFlavor;
+
+use crate::mcp::recorder::PLAN_ACTION;
 
 /// Where recorded events go, in batches (the daemon seals them and stores
 /// them in one commit).
@@ -137,7 +142,16 @@ fn run(receiver: &Receiver<RecordJob>, sink: &EventSink) {
         let mut next = Ok(first);
         let flushed = loop {
             match next {
-                Ok(RecordJob::Event(event)) => events.push(*event),
+                Ok(RecordJob::Event(event)) => {
+                    // A plan must be stored before the agent's next call
+                    // looks for it (the HTTP proxy reads the open plan
+                    // from the store), so it does not wait for company.
+                    let plan = event.action == PLAN_ACTION;
+                    events.push(*event);
+                    if plan {
+                        break None;
+                    }
+                }
                 Ok(RecordJob::Flush(done)) => break Some(done),
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break None,
             }
@@ -161,8 +175,9 @@ mod tests {
     use std::sync::Mutex;
 
     /// Events queued while the thread is busy share a batch, in order; a
-    /// batch holds at most RECORD_BATCH; an event recorded after a batch
-    /// was handed over starts the next one.
+    /// batch holds at most RECORD_BATCH; a plan declaration closes its
+    /// batch; an event recorded after a batch was handed over starts the
+    /// next one.
     #[test]
     fn events_are_gathered_into_ordered_bounded_batches() {
         let batches = Arc::new(Mutex::new(Vec::<Vec<String>>::new()));
@@ -180,7 +195,7 @@ mod tests {
             }
         }))
         .unwrap();
-        let event = |i: usize| ExecutionEvent::builder("intent", format!("a.{i}")).build();
+        let event = |action: String| ExecutionEvent::builder("intent", action).build();
         let handed_over = |n: usize| {
             for _ in 0..1000 {
                 if batches.lock().unwrap().len() >= n {
@@ -190,23 +205,25 @@ mod tests {
             }
             panic!("no batch {n} after 10 s");
         };
-        recording.record(vec![event(0)]);
+        recording.record(vec![event("a.0".into())]);
         handed_over(1);
         // Queued while the sink holds the thread.
-        recording.record((1..=RECORD_BATCH + 3).map(event).collect());
+        let mut queued: Vec<String> = (1..=RECORD_BATCH + 3).map(|i| format!("a.{i}")).collect();
+        queued.extend(["b".into(), PLAN_ACTION.into(), "c".into()]);
+        recording.record(queued.iter().cloned().map(event).collect());
         release.send(()).unwrap();
-        handed_over(3);
-        recording.record(vec![event(9999)]);
+        handed_over(4);
+        recording.record(vec![event("d".into())]);
         recording.flush();
         let batches = batches.lock().unwrap();
         let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [1, RECORD_BATCH, 3, 1]);
-        let all: Vec<&String> = batches.iter().flatten().collect();
-        let expected: Vec<String> = (0..=RECORD_BATCH + 3)
-            .chain([9999])
-            .map(|i| format!("a.{i}"))
-            .collect();
-        assert_eq!(all, expected.iter().collect::<Vec<_>>());
+        assert_eq!(sizes, [1, RECORD_BATCH, 5, 1, 1]);
+        assert_eq!(batches[2][3..], ["b", PLAN_ACTION]);
+        let all: Vec<&str> = batches.iter().flatten().map(String::as_str).collect();
+        let mut expected = vec!["a.0"];
+        expected.extend(queued.iter().map(String::as_str));
+        expected.push("d");
+        assert_eq!(all, expected);
     }
 
     /// With the recording queue full, `record` waits for room; on a
