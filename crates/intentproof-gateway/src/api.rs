@@ -58,9 +58,14 @@ pub struct AppState {
     pub bulk: crate::bulk::BulkPool,
 }
 
+/// How long the daemon's own events wait for room in a full write queue
+/// before they are given up (and counted as rejected).
+const OWN_EVENTS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Records events the daemon made itself (MCP over HTTP, the HTTP API
-/// proxy): seal each, then hand them to the writer as one commit without
-/// waiting.
+/// proxy): seal each, then hand them to the writer as one commit, waiting
+/// (bounded) for room in the write queue but not for the commit. Runs on
+/// the recording thread ([`crate::recording`]).
 pub fn record_own_events(state: &AppState, events: Vec<intentproof_core::ExecutionEvent>) {
     let mut sealed = Vec::with_capacity(events.len());
     for event in &events {
@@ -72,13 +77,18 @@ pub fn record_own_events(state: &AppState, events: Vec<intentproof_core::Executi
         }
     }
     let count = sealed.len();
-    if count > 0 && state.writer.submit_all(sealed).is_err() {
+    if count > 0
+        && state
+            .writer
+            .submit_all_waiting(sealed, OWN_EVENTS_PATIENCE)
+            .is_err()
+    {
         for _ in 0..count {
             state.metrics.rejected(RejectReason::Overloaded);
         }
         tracing::error!(
             count,
-            "write queue full: gateway events were not recorded; raise queue_capacity in the daemon config, or reduce the load"
+            "the write queue stayed full for {OWN_EVENTS_PATIENCE:?} (or the writer stopped): gateway events were not recorded; raise queue_capacity in the daemon config, or reduce the load"
         );
     }
 }

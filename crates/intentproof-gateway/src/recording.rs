@@ -9,16 +9,20 @@
 //! commit per call (journal append, `fdatasync`, index batches) costs about
 //! 0.3 ms of CPU on the daemon's threads, and on a small machine that CPU is
 //! taken from the next call's relay. Sequential calls ~0.5 ms apart share
-//! a commit this way (+0.65 ms -> +0.35 ms added p50 over HTTP in
-//! `bench/mcp_http.sh`).
+//! a commit this way (added p50 over HTTP in `bench/mcp_http.sh`: +0.62 to
+//! +0.71 ms -> +0.35 to +0.38 ms with `http.client`).
 //!
 //! A plan declaration ends the gathering: it is handed over at once, because
-//! the agent's next call may look for it in the store.
+//! the agent's next call may look for it in the store (the HTTP proxy reads
+//! a correlation's open plan there). That makes it stored about one commit
+//! after the plan tool answered, not before: a call made within that
+//! millisecond or so may still miss the plan.
 //!
 //! What it does not do: make a call wait for its event. The answer has gone
 //! out before the event is durable (fail-open); a daemon killed meanwhile
 //! loses the events of the last few milliseconds, which a graceful shutdown
-//! ([`Recording::flush`]) does not.
+//! ([`Recording::flush`]) does not. The sink may refuse events (the daemon's
+//! gives up on a write queue that stays full for 2 s, and counts them).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SendError, SyncSender, TrySendError};
@@ -34,10 +38,11 @@ use crate::mcp::recorder::PLAN_ACTION;
 pub type EventSink = Arc<dyn Fn(Vec<ExecutionEvent>) + Send + Sync>;
 
 /// Events waiting for the recording thread. Beyond this the caller waits
-/// for room (backpressure), so an event is never dropped for lack of room.
+/// for room (backpressure), so an event is never dropped for lack of room
+/// here.
 const RECORD_QUEUE: usize = 4096;
 /// How long the thread gathers events after the first of a batch before it
-/// hands them over: the most an event waits before its commit starts.
+/// hands them over (then come sealing, ~70 µs an event, and the commit).
 pub const RECORD_LINGER: Duration = Duration::from_millis(5);
 /// At most this many events in one batch.
 const RECORD_BATCH: usize = 512;
@@ -87,8 +92,8 @@ impl Recording {
         Ok(Recording { sender, sink })
     }
 
-    /// Queues events, in this order. Never drops one: a full queue makes
-    /// the caller wait for room (only under sustained overload).
+    /// Queues events, in this order. A full queue makes the caller wait for
+    /// room (only under sustained overload) rather than drop one.
     pub fn record(&self, events: Vec<ExecutionEvent>) {
         for event in events {
             let job = match self.sender.try_send(RecordJob::Event(Box::new(event))) {

@@ -264,11 +264,14 @@ async fn serve_with(
         None
     } else {
         let weak = Arc::downgrade(&state);
-        let sink: crate::recording::EventSink = Arc::new(move |events| {
-            if let Some(state) = weak.upgrade() {
-                api::record_own_events(&state, events);
-            }
-        });
+        let sink: crate::recording::EventSink =
+            Arc::new(move |events: Vec<_>| match weak.upgrade() {
+                Some(state) => api::record_own_events(&state, events),
+                None => tracing::error!(
+                    count = events.len(),
+                    "gateway events recorded after the daemon stopped writing were not stored"
+                ),
+            });
         Some(Arc::new(
             crate::recording::Recording::start(sink).map_err(ServeError::Other)?,
         ))
@@ -374,13 +377,21 @@ async fn serve_with(
     if let Some(gateway) = state.mcp.get() {
         gateway.shutdown();
     }
-    if let Some(recording) = &recording {
-        recording.flush();
-    }
+    let flush = |recording: &Option<Arc<crate::recording::Recording>>| {
+        let recording = recording.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(recording) = recording {
+                recording.flush();
+            }
+        })
+    };
+    let _ = flush(&recording).await;
     let _ = stop_tx.send(true);
     for task in background {
         let _ = task.await;
     }
+    // Again: an upstream that ended meanwhile may have recorded more.
+    let _ = flush(&recording).await;
     let final_checkpoint = {
         let worker = Arc::clone(&state);
         tokio::task::spawn_blocking(move || api::checkpoint_now(&worker)).await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use intentproof_store::{Appended, ChainConflict, Incoming, Store};
 use tokio::sync::{Notify, oneshot};
@@ -95,21 +95,63 @@ impl Writer {
         Ok(answer)
     }
 
-    fn enqueue(&self, incoming: Vec<Incoming>, reply: Reply) -> Result<(), Overloaded> {
-        let n = incoming.len();
-        let waiting = self.metrics.queue_depth.fetch_add(n, Ordering::Relaxed);
-        if waiting > 0 && waiting + n > self.capacity {
-            self.metrics.queue_depth.fetch_sub(n, Ordering::Relaxed);
-            return Err(Overloaded);
-        }
-        match self.sender.try_send(Job { incoming, reply }) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.metrics.queue_depth.fetch_sub(n, Ordering::Relaxed);
-                Err(Overloaded)
+    /// Like [`Writer::submit_all`], but while the queue is full it waits
+    /// for room, up to `patience`, instead of refusing at once. Blocks the
+    /// calling thread: for background threads (the daemon's own events),
+    /// never for request handlers.
+    pub fn submit_all_waiting(
+        &self,
+        incoming: Vec<Incoming>,
+        patience: Duration,
+    ) -> Result<oneshot::Receiver<Vec<Outcome>>, Overloaded> {
+        let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + patience;
+        let mut job = Job {
+            incoming,
+            reply: Reply::All(reply),
+        };
+        loop {
+            match self.try_enqueue(job) {
+                Ok(()) => return Ok(answer),
+                Err(Refusal::Full(back)) if Instant::now() < deadline => {
+                    job = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => return Err(Overloaded),
             }
         }
     }
+
+    fn enqueue(&self, incoming: Vec<Incoming>, reply: Reply) -> Result<(), Overloaded> {
+        self.try_enqueue(Job { incoming, reply })
+            .map_err(|_| Overloaded)
+    }
+
+    fn try_enqueue(&self, job: Job) -> Result<(), Refusal> {
+        let n = job.incoming.len();
+        let waiting = self.metrics.queue_depth.fetch_add(n, Ordering::Relaxed);
+        if waiting > 0 && waiting + n > self.capacity {
+            self.metrics.queue_depth.fetch_sub(n, Ordering::Relaxed);
+            return Err(Refusal::Full(job));
+        }
+        match self.sender.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                self.metrics.queue_depth.fetch_sub(n, Ordering::Relaxed);
+                Err(match refused {
+                    TrySendError::Full(job) => Refusal::Full(job),
+                    TrySendError::Disconnected(_) => Refusal::Stopped,
+                })
+            }
+        }
+    }
+}
+
+enum Refusal {
+    /// The queue is full; the job is handed back.
+    Full(Job),
+    /// The writer thread is gone.
+    Stopped,
 }
 
 fn run(receiver: Receiver<Job>, store: &Store, metrics: &Metrics, appended: &Notify) {
@@ -163,5 +205,45 @@ fn run(receiver: Receiver<Job>, store: &Store, metrics: &Metrics, appended: &Not
             }
         }
         appended.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intentproof_store::StoreOptions;
+
+    /// `submit_all` refuses a full queue at once; `submit_all_waiting`
+    /// gets in once there is room, and gives up after its patience.
+    #[test]
+    fn a_waiting_submit_gets_in_once_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default(), &|_| None).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (writer, _thread) = Writer::start(
+            Arc::new(store),
+            1,
+            Arc::clone(&metrics),
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
+        // As if more than the capacity were waiting.
+        metrics.queue_depth.store(2, Ordering::SeqCst);
+        assert!(writer.submit_all(Vec::new()).is_err());
+        assert!(
+            writer
+                .submit_all_waiting(Vec::new(), Duration::ZERO)
+                .is_err()
+        );
+        let freer = Arc::clone(&metrics);
+        let freed = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            freer.queue_depth.store(0, Ordering::SeqCst);
+        });
+        let answer = writer
+            .submit_all_waiting(Vec::new(), Duration::from_secs(30))
+            .expect("room came after 100 ms");
+        freed.join().unwrap();
+        assert_eq!(answer.blocking_recv().unwrap().len(), 0);
     }
 }

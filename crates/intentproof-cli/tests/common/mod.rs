@@ -234,13 +234,30 @@ pub fn daemon_listen(data: &Path) -> String {
 /// Checks what `transcript.py`'s session through the gateway to server
 /// `server` left in the store on `data`: one verified chain holding its nine
 /// calls, in order, with their statuses. Returns (correlation id, events).
+/// Waits (up to 10 s) for the nine: the daemon records calls after it has
+/// answered them.
 pub fn assert_transcript_recorded(data: &Path, server: &str) -> (String, serde_json::Value) {
-    let chains = cli_json(&["chains"], data);
-    let chains = chains["chains"].as_array().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (chains, events) = loop {
+        let chains = cli_json(&["chains"], data)["chains"].take();
+        if let [chain] = chains.as_array().unwrap().as_slice() {
+            let correlation = chain["correlation_id"].as_str().unwrap();
+            let events = cli_json(&["events", "--correlation", correlation], data);
+            if events["events"].as_array().unwrap().len() >= 9 {
+                // The chain as it is with all nine stored.
+                break (cli_json(&["chains"], data)["chains"].take(), events);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not one chain with the transcript's nine events: {chains:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let chains = chains.as_array().unwrap();
     assert_eq!(chains.len(), 1, "{chains:?}");
     assert_eq!(chains[0]["verified"], true);
     let correlation = chains[0]["correlation_id"].as_str().unwrap().to_owned();
-    let events = cli_json(&["events", "--correlation", &correlation], data);
     let rows: Vec<(String, String, String)> = events["events"]
         .as_array()
         .unwrap()
