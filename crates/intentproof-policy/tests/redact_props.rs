@@ -187,13 +187,18 @@ fn tree() -> impl Strategy<Value = Planted> {
                 }
             }),
             prop::collection::vec(("[a-z]{1,6}", inner), 0..6).prop_map(|entries| {
+                // A repeated key replaces the earlier value, and its secrets
+                // with it (keeping the first one's secrets instead planted
+                // secrets that were no longer there).
+                let mut last: std::collections::BTreeMap<String, Planted> = Default::default();
+                for (k, p) in entries {
+                    last.insert(k, p);
+                }
                 let mut secrets = Vec::new();
                 let mut map = Map::new();
-                for (k, p) in entries {
-                    // A repeated key replaces the earlier value, and its secrets with it.
-                    if map.insert(k, p.value).is_none() {
-                        secrets.extend(p.secrets);
-                    }
+                for (k, p) in last {
+                    secrets.extend(p.secrets);
+                    map.insert(k, p.value);
                 }
                 Planted {
                     value: Value::Object(map),
