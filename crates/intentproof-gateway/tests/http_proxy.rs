@@ -552,6 +552,52 @@ async fn the_open_plan_of_the_correlation_gives_the_intent_and_the_step() {
         .map(|f| (f["kind"].as_str().unwrap(), f["action"].as_str().unwrap()))
         .collect();
     assert_eq!(flags, [("incomplete_intent", "http.pay.POST./v1/refunds")]);
+
+    // The proxy reads only what the correlation stored since its last
+    // call; it still sees the close, then a new plan.
+    let call = |n: usize| {
+        let f = &f;
+        async move {
+            let answer = f
+                .proxy(reqwest::Method::GET, "pay/v1/refunds/re_7")
+                .header("x-intentproof-correlation-id", "c-plan")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            f.events("c-plan", n).await.remove(n - 1)
+        }
+    };
+    let after_close = call(4).await; // declaration, call, close, this call
+    assert_eq!(after_close["intent"], "undeclared");
+    assert!(
+        after_close["attributes"]
+            .get("intentproof.plan.id")
+            .is_none()
+    );
+    let declaration = ExecutionEvent::builder("Check ORD-8", "intentproof.plan.declare")
+        .correlation_id("c-plan")
+        .inputs(json!({
+            "intent": "Check ORD-8",
+            "steps": [{"tool": "http.pay.GET./v1/refunds/{id}", "purpose": "Look the refund up"}],
+        }))
+        .output(json!({"plan_id": "plan-8", "correlation_id": "c-plan"}))
+        .build();
+    let stored = f
+        .http
+        .post(format!("{}/v1/events", f.daemon.url()))
+        .json(&json!({"intentproof": "1", "event": declaration}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 202);
+    let under_new_plan = call(6).await;
+    assert_eq!(under_new_plan["intent"], "Look the refund up");
+    assert_eq!(
+        under_new_plan["attributes"]["intentproof.plan.id"],
+        "plan-8"
+    );
+    assert_eq!(under_new_plan["attributes"]["intentproof.plan.step"], 0);
 }
 
 #[tokio::test]

@@ -1340,6 +1340,48 @@ impl Store {
         })
     }
 
+    /// The events of `correlation_id` stored after seq `after` whose action
+    /// is one of `actions`, in seq order, and the highest seq of the
+    /// correlation looked at (`after` if there was nothing new). Every
+    /// event of the correlation up to that seq was looked at (a commit's
+    /// index entries are visible all at once, commits in order), so a
+    /// caller that keeps it can ask again after it and read only what is
+    /// new: the HTTP proxy follows a correlation's plan this way instead of
+    /// re-reading the chain on every call.
+    ///
+    /// ```
+    /// # use intentproof_store::{Store, StoreOptions};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(dir.path(), StoreOptions::default(), &|_| None).unwrap();
+    /// let (plans, through) = store.correlation_actions_after("c-1", &["intentproof.plan.declare"], None)?;
+    /// assert!(plans.is_empty() && through.is_none()); // nothing stored yet
+    /// # Ok::<(), intentproof_store::StoreError>(())
+    /// ```
+    pub fn correlation_actions_after(
+        &self,
+        correlation_id: &str,
+        actions: &[&str],
+        after: Option<u64>,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>), StoreError> {
+        let mut events = Vec::new();
+        let mut through = after;
+        self.index
+            .for_each_posted(Facet::Correlation, correlation_id, after, &mut |seq| {
+                let Some(entry) = self.index.entry_at(seq)? else {
+                    return Ok(ControlFlow::Continue(()));
+                };
+                if entry.meta.correlation_id != correlation_id {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                through = through.max(Some(seq));
+                if actions.contains(&entry.meta.action.as_str()) {
+                    events.push(self.read(entry)?);
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+        Ok((events, through))
+    }
+
     /// Every event of a correlation, ordered by (instance, position).
     pub fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let mut events = Vec::new();

@@ -12,7 +12,7 @@ use intentproof_core::{ExecutionEvent, merkle};
 use intentproof_store::checkpoint::{self, Checkpoint};
 use intentproof_store::{
     Appended, ChainConflict, EventMeta, EventQuery, Incoming, SignatureState, Store, StoreOptions,
-    rebuild, verify,
+    StoredEvent, rebuild, verify,
 };
 use serde_json::{Value, json};
 
@@ -994,4 +994,75 @@ fn a_resend_inside_one_batch_gets_its_first_copys_seq() {
             Ok(Appended::Duplicate { seq: 1 }),
         ]
     );
+}
+
+/// `correlation_actions_after` returns the correlation's events with the
+/// wanted actions after a seq, and how far it looked: asking again after
+/// that gives only what was stored since.
+#[test]
+fn correlation_actions_after_reads_only_what_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let sealer = Sealer::new(key());
+    let store = open(dir.path());
+    let actions = ["p.declare", "p.close"];
+    let seqs =
+        |events: &[StoredEvent]| -> Vec<u64> { events.iter().map(|e| e.entry.seq).collect() };
+    assert_eq!(
+        store
+            .correlation_actions_after("corr-a", &actions, None)
+            .unwrap()
+            .1,
+        None
+    );
+    // seqs 0-4; corr-a has 0, 1, 3, 4.
+    store
+        .append(
+            [
+                ("corr-a", "p.declare"),
+                ("corr-a", "call"),
+                ("corr-b", "p.declare"),
+                ("corr-a", "call"),
+                ("corr-a", "p.close"),
+            ]
+            .iter()
+            .map(|(c, a)| incoming(&sealed(&sealer, c, a, false)))
+            .collect(),
+        )
+        .unwrap();
+    let (found, through) = store
+        .correlation_actions_after("corr-a", &actions, None)
+        .unwrap();
+    assert_eq!((seqs(&found), through), (vec![0, 4], Some(4)));
+    // Nothing new: nothing found, the same mark.
+    let (found, through) = store
+        .correlation_actions_after("corr-a", &actions, Some(4))
+        .unwrap();
+    assert_eq!((seqs(&found), through), (vec![], Some(4)));
+    // seqs 5-7: only what follows the mark is read.
+    store
+        .append(
+            [
+                ("corr-b", "call"),
+                ("corr-a", "call"),
+                ("corr-a", "p.declare"),
+            ]
+            .iter()
+            .map(|(c, a)| incoming(&sealed(&sealer, c, a, false)))
+            .collect(),
+        )
+        .unwrap();
+    let (found, through) = store
+        .correlation_actions_after("corr-a", &actions, Some(4))
+        .unwrap();
+    assert_eq!((seqs(&found), through), (vec![7], Some(7)));
+    // A mark in the middle: from there on.
+    let (found, through) = store
+        .correlation_actions_after("corr-a", &actions, Some(1))
+        .unwrap();
+    assert_eq!((seqs(&found), through), (vec![4, 7], Some(7)));
+    // Other correlations and actions are not returned.
+    let (found, through) = store
+        .correlation_actions_after("corr-b", &["call"], None)
+        .unwrap();
+    assert_eq!((seqs(&found), through), (vec![5], Some(5)));
 }
