@@ -511,10 +511,10 @@ fn query_object(url: &reqwest::Url) -> Value {
 struct PlanFollow {
     /// The highest seq of the correlation read so far.
     through: Option<u64>,
-    /// The latest valid declaration unless closed since: (event id, plan
-    /// id). The plan itself is read again when needed, so the memory stays
-    /// small whatever the plans' size.
-    open: Option<(String, String)>,
+    /// The latest valid declaration unless closed since: its seq and the
+    /// SHA-256 of its plan id. The plan is read again when needed, so an
+    /// entry's size does not depend on what the events hold.
+    open: Option<(u64, [u8; 32])>,
 }
 
 /// Correlations whose plans the proxy follows. Beyond this many it starts
@@ -547,21 +547,27 @@ fn open_plan(
         &[PLAN_ACTION, crate::findings::PLAN_CLOSE_ACTION],
         follow.through,
     )?;
+    let digest = |plan_id: &str| -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(plan_id.as_bytes()).into()
+    };
     for stored in &events {
-        if let Some(plan) = crate::findings::declared_plan(stored) {
-            follow.open = Some((stored.entry.meta.event_id.clone(), plan.plan_id));
-        } else if stored.entry.meta.action == crate::findings::PLAN_CLOSE_ACTION {
-            let closed = stored
-                .event
-                .pointer("/inputs/plan_id")
-                .and_then(Value::as_str);
-            if closed.is_some() && follow.open.as_ref().map(|(_, id)| id.as_str()) == closed {
+        if stored.entry.meta.action == PLAN_ACTION {
+            if let Some(plan) = crate::findings::declared_plan(stored) {
+                follow.open = Some((stored.entry.seq, digest(&plan.plan_id)));
+            }
+        } else if let Some(closed) = stored
+            .event
+            .pointer("/inputs/plan_id")
+            .and_then(Value::as_str)
+        {
+            if follow.open.is_some_and(|(_, open)| open == digest(closed)) {
                 follow.open = None;
             }
         }
     }
     follow.through = through;
-    let open = follow.open.clone();
+    let open = follow.open;
     {
         let mut follows = lock();
         // Another call may have read further meanwhile: keep the furthest.
@@ -575,11 +581,11 @@ fn open_plan(
             follows.insert(correlation.to_owned(), follow);
         }
     }
-    let Some((event_id, _)) = open else {
+    let Some((seq, _)) = open else {
         return Ok(None);
     };
     let Some(plan) = store
-        .get(&event_id)?
+        .by_seq(seq)?
         .as_ref()
         .and_then(crate::findings::declared_plan)
     else {
