@@ -767,3 +767,35 @@ async fn a_batch_answers_each_line_like_a_single_post_and_can_be_resent() {
     let next = sealed(&sealer, "corr-batch", "step.3");
     assert_eq!(f.post(bytes(&next)).await.0, 202);
 }
+
+/// `GET /v1/chains/{id}` streams its events a chunk at a time (256 per
+/// chunk): a chain of several chunks, and one of exactly two, come back
+/// whole, in order, as one JSON document.
+#[tokio::test]
+async fn a_long_chain_is_streamed_whole_and_in_order() {
+    let f = start().await;
+    f.trust(&sdk_key()).await;
+    for (correlation, n) in [("corr-long", 600), ("corr-512", 512), ("corr-one", 1)] {
+        let sealer = Sealer::new(sdk_key());
+        let chain: Vec<Value> = (0..n)
+            .map(|i| sealed(&sealer, correlation, &format!("step.{i}")))
+            .collect();
+        let body: String = chain
+            .iter()
+            .map(|v| format!("{}\n", String::from_utf8(bytes(v)).unwrap()))
+            .collect();
+        let (status, answer) = f.post_batch(body).await;
+        assert_eq!((status, &answer["stored"]), (200, &json!(n)), "{answer}");
+
+        let (status, stored) = f.get(&format!("/v1/chains/{correlation}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(stored["chain"]["events"], n);
+        assert_eq!(stored["chain"]["verified"], true);
+        let events = stored["events"].as_array().unwrap();
+        assert_eq!(events.len(), n);
+        for (i, (got, sent)) in events.iter().zip(&chain).enumerate() {
+            assert_eq!(&got["event"], sent, "event {i} of {correlation}");
+            assert_eq!(got["signature"], "verified");
+        }
+    }
+}

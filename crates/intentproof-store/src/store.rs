@@ -1257,7 +1257,9 @@ impl Store {
         Ok(Ok(None))
     }
 
-    fn read(&self, entry: IndexEntry) -> Result<StoredEvent, StoreError> {
+    /// Reads the event an index entry points at (for entries from
+    /// [`Store::chain_entries`]).
+    pub fn read_entry(&self, entry: IndexEntry) -> Result<StoredEvent, StoreError> {
         let location = RecordLocation {
             segment: entry.segment,
             offset: entry.offset,
@@ -1286,7 +1288,7 @@ impl Store {
     /// One event by id.
     pub fn get(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
         match self.index.entry(event_id)? {
-            Some(entry) => self.read(entry).map(Some),
+            Some(entry) => self.read_entry(entry).map(Some),
             None => Ok(None),
         }
     }
@@ -1316,7 +1318,7 @@ impl Store {
                 next_cursor = events.last().map(|e: &StoredEvent| e.entry.seq);
                 return Ok(ControlFlow::Break(()));
             }
-            events.push(self.read(entry)?);
+            events.push(self.read_entry(entry)?);
             Ok(ControlFlow::Continue(()))
         };
         // Walk the narrowest index; `visit` checks the other filters.
@@ -1375,7 +1377,7 @@ impl Store {
                 }
                 through = through.max(Some(seq));
                 if actions.contains(&entry.meta.action.as_str()) {
-                    events.push(self.read(entry)?);
+                    events.push(self.read_entry(entry)?);
                 }
                 Ok(ControlFlow::Continue(()))
             })?;
@@ -1384,21 +1386,32 @@ impl Store {
 
     /// Every event of a correlation, ordered by (instance, position).
     pub fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut events = Vec::new();
+        self.chain_entries(correlation_id)?
+            .into_iter()
+            .map(|entry| self.read_entry(entry))
+            .collect()
+    }
+
+    /// The index entries of a correlation's events, ordered by (instance,
+    /// position): [`Store::chain`] without reading the events, for callers
+    /// that read them a few at a time ([`Store::read_entry`]) to keep
+    /// memory bounded by what they hold, not by the chain.
+    pub fn chain_entries(&self, correlation_id: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut entries = Vec::new();
         self.index
             .for_each_posted(Facet::Correlation, correlation_id, None, &mut |seq| {
                 if let Some(entry) = self.index.entry_at(seq)? {
                     if entry.meta.correlation_id == correlation_id {
-                        events.push(self.read(entry)?);
+                        entries.push(entry);
                     }
                 }
                 Ok(ControlFlow::Continue(()))
             })?;
-        events.sort_by(|a, b| {
-            (&a.entry.meta.instance_id, a.entry.meta.chain_position)
-                .cmp(&(&b.entry.meta.instance_id, b.entry.meta.chain_position))
+        entries.sort_by(|a, b| {
+            (&a.meta.instance_id, a.meta.chain_position)
+                .cmp(&(&b.meta.instance_id, b.meta.chain_position))
         });
-        Ok(events)
+        Ok(entries)
     }
 
     /// One chain's summary.
@@ -1463,7 +1476,7 @@ impl Store {
             let Some(mut entry) = self.index.entry(&String::from_utf8_lossy(&id))? else {
                 continue;
             };
-            let stored = self.read(entry.clone())?;
+            let stored = self.read_entry(entry.clone())?;
             let state = match intentproof_core::seal::verify_event(&stored.event, key) {
                 Ok(_) => SignatureState::Verified,
                 Err(_) => SignatureState::Invalid,
@@ -1536,7 +1549,7 @@ impl Store {
     /// The event stored as journal record `seq`.
     pub fn by_seq(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
         match self.index.entry_at(seq)? {
-            Some(entry) => self.read(entry).map(Some),
+            Some(entry) => self.read_entry(entry).map(Some),
             None => Ok(None),
         }
     }
