@@ -12,36 +12,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 RUNS=${1:-4}
 DURATION=${DURATION:-5}
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
-if [[ -z "${SKIP_BUILD:-}" ]]; then
-    (cd "$ROOT" && cargo build --release -p intentproof-cli -p intentproof-gateway --bin intentproof --example http_upstream)
-fi
-mkdir -p "$BIN"
-cp "${BIN_FROM:-$ROOT/target/release}/intentproof" "$ROOT/target/release/examples/http_upstream" "$BIN/"
-
-"$BIN/http_upstream" >"$WORK/upstream.out" 2>&1 &
-UPSTREAM_PID=$!
-trap 'kill $UPSTREAM_PID 2>/dev/null || true; cleanup' EXIT
-until grep -q '^listening ' "$WORK/upstream.out" 2>/dev/null; do sleep 0.05; done
-UP=$(sed -n 's/^listening //p' "$WORK/upstream.out")
-DATA="$WORK/data"
-mkdir -p "$DATA"
-cat >"$WORK/gateway.toml" <<TOML
-listen = "127.0.0.1:0"
-data_dir = "$DATA"
-[[http.routes]]
-name = "pay"
-upstream = "http://$UP/api"
-action = ["/v1/refunds/{id}", "/v1/refunds"]
-TOML
-"$BIN/intentproof" serve --config "$WORK/gateway.toml" 2>>"$WORK/daemon.log" &
-DAEMON_PID=$!
-until [[ -f "$DATA/daemon.json" ]] && grep -q "\"pid\":$DAEMON_PID[,}]" "$DATA/daemon.json"; do
-    kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$WORK/daemon.log" >&2; exit 1; }
-    sleep 0.05
-done
-GW=$(sed -e 's/.*"listen":"\([^"]*\)".*/\1/' "$DATA/daemon.json")
-TOKEN=$(cat "$DATA/token")
+start_pay_proxy
 machine_note
 for run in $(seq "$RUNS"); do
     wrk -t1 -c1 -d"${DURATION}s" --latency -H "X-IntentProof-Token: $TOKEN" \

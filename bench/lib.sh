@@ -74,3 +74,41 @@ stop_daemon() {
     wait "$DAEMON_PID" || true
     DAEMON_PID=""
 }
+
+# start_pay_proxy: builds (unless SKIP_BUILD=1) and starts the example
+# upstream (`http_upstream`, axum, one worker thread) and a daemon with one
+# `[[http.routes]]` entry `pay` in front of it. BIN_FROM=DIR takes
+# DIR/intentproof instead of target/release's. Sets UP, GW, TOKEN, DATA,
+# UPSTREAM_PID and DAEMON_PID; stops both at exit.
+start_pay_proxy() {
+    command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
+    if [[ -z "${SKIP_BUILD:-}" ]]; then
+        (cd "$ROOT" && cargo build --release -p intentproof-cli -p intentproof-gateway --bin intentproof --example http_upstream)
+    fi
+    mkdir -p "$BIN"
+    cp "${BIN_FROM:-$ROOT/target/release}/intentproof" "$ROOT/target/release/examples/http_upstream" "$BIN/"
+    "$BIN/http_upstream" >"$WORK/upstream.out" 2>&1 &
+    UPSTREAM_PID=$!
+    trap 'kill $UPSTREAM_PID 2>/dev/null || true; cleanup' EXIT
+    until grep -q '^listening ' "$WORK/upstream.out" 2>/dev/null; do sleep 0.05; done
+    UP=$(sed -n 's/^listening //p' "$WORK/upstream.out")
+    DATA="$WORK/data"
+    mkdir -p "$DATA"
+    cat >"$WORK/gateway.toml" <<TOML
+listen = "127.0.0.1:0"
+data_dir = "$DATA"
+[[http.routes]]
+name = "pay"
+upstream = "http://$UP/api"
+headers = { Authorization = "Bearer sk_bench_not_a_secret" }
+action = ["/v1/refunds/{id}", "/v1/refunds"]
+TOML
+    "$BIN/intentproof" serve --config "$WORK/gateway.toml" 2>>"$WORK/daemon.log" &
+    DAEMON_PID=$!
+    until [[ -f "$DATA/daemon.json" ]] && grep -q "\"pid\":$DAEMON_PID[,}]" "$DATA/daemon.json"; do
+        kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$WORK/daemon.log" >&2; exit 1; }
+        sleep 0.05
+    done
+    GW=$(sed -e 's/.*"listen":"\([^"]*\)".*/\1/' "$DATA/daemon.json")
+    TOKEN=$(cat "$DATA/token")
+}

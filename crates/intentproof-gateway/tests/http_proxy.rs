@@ -301,6 +301,18 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Stores an event through the daemon's envelope ingest.
+    async fn ingest(&self, event: &ExecutionEvent) {
+        let stored = self
+            .http
+            .post(format!("{}/v1/events", self.daemon.url()))
+            .json(&json!({"intentproof": "1", "event": event}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), 202);
+    }
+
     /// The events of a correlation, once `n` are stored.
     async fn events(&self, correlation: &str, n: usize) -> Vec<Value> {
         for _ in 0..1000 {
@@ -502,14 +514,7 @@ async fn the_open_plan_of_the_correlation_gives_the_intent_and_the_step() {
             "payments".into(),
         )]))
         .build();
-    let stored = f
-        .http
-        .post(format!("{}/v1/events", f.daemon.url()))
-        .json(&json!({"intentproof": "1", "event": declaration}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stored.status(), 202);
+    f.ingest(&declaration).await;
 
     let answer = f
         .proxy(reqwest::Method::GET, "pay/v1/refunds/re_7")
@@ -583,14 +588,7 @@ async fn the_open_plan_of_the_correlation_gives_the_intent_and_the_step() {
         }))
         .output(json!({"plan_id": "plan-8", "correlation_id": "c-plan"}))
         .build();
-    let stored = f
-        .http
-        .post(format!("{}/v1/events", f.daemon.url()))
-        .json(&json!({"intentproof": "1", "event": declaration}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stored.status(), 202);
+    f.ingest(&declaration).await;
     let under_new_plan = call(6).await;
     assert_eq!(under_new_plan["intent"], "Look the refund up");
     assert_eq!(
