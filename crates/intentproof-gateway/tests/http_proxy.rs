@@ -516,15 +516,21 @@ async fn the_open_plan_of_the_correlation_gives_the_intent_and_the_step() {
         .build();
     f.ingest(&declaration).await;
 
-    let answer = f
-        .proxy(reqwest::Method::GET, "pay/v1/refunds/re_7")
-        .header("x-intentproof-correlation-id", "c-plan")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    let events = f.events("c-plan", 2).await;
-    let call = &events[1];
+    // A proxied call on c-plan: its event, the correlation's `n`th.
+    let proxied = |n: usize| {
+        let f = &f;
+        async move {
+            let answer = f
+                .proxy(reqwest::Method::GET, "pay/v1/refunds/re_7")
+                .header("x-intentproof-correlation-id", "c-plan")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            f.events("c-plan", n).await.remove(n - 1)
+        }
+    };
+    let call = &proxied(2).await;
     assert_eq!(call["intent"], "Check that the refund went through");
     assert_eq!(call["action"], "http.pay.GET./v1/refunds/{id}");
     assert_eq!(
@@ -560,20 +566,7 @@ async fn the_open_plan_of_the_correlation_gives_the_intent_and_the_step() {
 
     // The proxy reads only what the correlation stored since its last
     // call; it still sees the close, then a new plan.
-    let call = |n: usize| {
-        let f = &f;
-        async move {
-            let answer = f
-                .proxy(reqwest::Method::GET, "pay/v1/refunds/re_7")
-                .header("x-intentproof-correlation-id", "c-plan")
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(answer.status(), 200);
-            f.events("c-plan", n).await.remove(n - 1)
-        }
-    };
-    let after_close = call(4).await; // declaration, call, close, this call
+    let after_close = proxied(4).await; // declaration, call, close, this call
     assert_eq!(after_close["intent"], "undeclared");
     assert!(
         after_close["attributes"]
@@ -589,7 +582,7 @@ async fn the_open_plan_of_the_correlation_gives_the_intent_and_the_step() {
         .output(json!({"plan_id": "plan-8", "correlation_id": "c-plan"}))
         .build();
     f.ingest(&declaration).await;
-    let under_new_plan = call(6).await;
+    let under_new_plan = proxied(6).await;
     assert_eq!(under_new_plan["intent"], "Look the refund up");
     assert_eq!(
         under_new_plan["attributes"]["intentproof.plan.id"],
