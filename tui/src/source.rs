@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use ed25519_dalek::VerifyingKey;
+use intentproof_gateway::api::{chain_agent, chain_json, event_json};
 use intentproof_gateway::datadir::{DataDir, KeyRing};
-use intentproof_store::{ChainSummary, EventQuery, Store, StoreOptions, StoredEvent};
+use intentproof_store::{Store, StoreOptions};
 use serde_json::{Value, json};
 
 use crate::model::{ChainDetail, ChainRow, EventDetail, Finding, PlanInfo, VerifyOutcome};
@@ -353,40 +354,6 @@ impl Source for HttpSource {
     }
 }
 
-/// Who recorded a chain: the MCP client's name on its first event.
-fn agent_of(store: &Store, correlation_id: &str) -> String {
-    let query = EventQuery {
-        correlation_id: Some(correlation_id.to_owned()),
-        limit: 1,
-        ..EventQuery::default()
-    };
-    store
-        .events(&query)
-        .ok()
-        .and_then(|page| page.events.into_iter().next())
-        .and_then(|e| {
-            e.event
-                .pointer("/attributes/mcp.client.name")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_default()
-}
-
-fn summary_json(summary: &ChainSummary) -> Value {
-    let mut value = serde_json::to_value(summary).unwrap_or(Value::Null);
-    value["gaps"] = json!(summary.gaps());
-    value
-}
-
-fn stored_json(stored: &StoredEvent) -> Value {
-    json!({
-        "seq": stored.entry.seq,
-        "signature": stored.entry.meta.signature.as_str(),
-        "event": stored.event,
-    })
-}
-
 fn store_error(e: impl std::fmt::Display) -> SourceError {
     SourceError::new(format!("store: {e}"))
 }
@@ -443,14 +410,13 @@ impl Source for LocalSource {
         // pages read one at a time are consistent; `chains_page` decodes
         // just each summary's `last_at` to sort, and the page in full.
         let (total, summaries) = self.store.chains_page(offset, limit).map_err(store_error)?;
-        let rows = summaries
-            .iter()
-            .filter_map(|s| {
-                let mut value = summary_json(s);
-                value["agent"] = Value::String(agent_of(&self.store, &s.correlation_id));
-                ChainRow::from_json(&value)
-            })
-            .collect();
+        let mut rows = Vec::with_capacity(summaries.len());
+        for s in &summaries {
+            let mut value = chain_json(s);
+            value["agent"] =
+                Value::String(chain_agent(&self.store, &s.correlation_id).map_err(store_error)?);
+            rows.extend(ChainRow::from_json(&value));
+        }
         Ok(ChainsPage { rows, total })
     }
 
@@ -490,8 +456,8 @@ impl Source for LocalSource {
             .filter_map(|v| PlanInfo::from_json(&v))
             .collect();
         let body = json!({
-            "chain": summary_json(&summary),
-            "events": events.iter().map(stored_json).collect::<Vec<_>>(),
+            "chain": chain_json(&summary),
+            "events": events.iter().map(event_json).collect::<Vec<_>>(),
         });
         ChainDetail::from_json(&body, plans)
             .ok_or_else(|| SourceError::new("the chain could not be read"))
@@ -514,7 +480,7 @@ impl Source for LocalSource {
             .store
             .inclusion_proof(stored.entry.seq, size)
             .map_err(store_error)?;
-        let mut body = stored_json(&stored);
+        let mut body = event_json(&stored);
         body["inclusion"] = json!({
             "leaf_index": stored.entry.seq,
             "tree_size": size,

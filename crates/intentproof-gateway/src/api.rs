@@ -511,7 +511,11 @@ async fn prepare_on_all_cores(
     Ok(prepared)
 }
 
-fn event_json(stored: &StoredEvent) -> Value {
+/// One stored event as the API answers it (`GET /v1/events`,
+/// `/v1/chains/{id}`): `{"seq", "signature", "event"}`. Readers that open
+/// the store themselves (the TUI without a daemon) use it too, so both
+/// give the same shape.
+pub fn event_json(stored: &StoredEvent) -> Value {
     json!({
         "seq": stored.entry.seq,
         "signature": stored.entry.meta.signature.as_str(),
@@ -613,7 +617,9 @@ async fn get_event(
     Ok(Json(body))
 }
 
-fn chain_json(summary: &ChainSummary) -> Value {
+/// One chain summary as the API answers it (`GET /v1/chains`, the `chain`
+/// of `/v1/chains/{id}`): the summary's fields plus `verified` and `gaps`.
+pub fn chain_json(summary: &ChainSummary) -> Value {
     let mut value = serde_json::to_value(summary).unwrap_or(Value::Null);
     value["verified"] = Value::Bool(summary.verified());
     value["gaps"] = json!(summary.gaps());
@@ -630,22 +636,22 @@ pub struct ChainParams {
 
 /// Who made a chain's calls: the MCP client's name on its first event
 /// (empty when it has none, e.g. SDK events).
-fn chain_agent(store: &Store, correlation_id: &str) -> String {
+pub fn chain_agent(
+    store: &Store,
+    correlation_id: &str,
+) -> Result<String, intentproof_store::StoreError> {
     let query = EventQuery {
         correlation_id: Some(correlation_id.to_owned()),
         limit: 1,
         ..EventQuery::default()
     };
-    let first = store
-        .events(&query)
-        .ok()
-        .and_then(|p| p.events.into_iter().next());
-    first
+    let first = store.events(&query)?.events.into_iter().next();
+    Ok(first
         .and_then(|e| {
             let client = e.event.pointer("/attributes/mcp.client.name")?.as_str()?;
             Some(client.to_owned())
         })
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 async fn list_chains(
@@ -659,14 +665,14 @@ async fn list_chains(
     let offset = params.offset.unwrap_or(0);
     let (total, chains) = blocking(move || {
         let (total, summaries) = store.chains_page(offset, limit)?;
-        let page: Vec<Value> = summaries
+        let page = summaries
             .iter()
             .map(|summary| {
                 let mut value = chain_json(summary);
-                value["agent"] = Value::String(chain_agent(&store, &summary.correlation_id));
-                value
+                value["agent"] = Value::String(chain_agent(&store, &summary.correlation_id)?);
+                Ok(value)
             })
-            .collect();
+            .collect::<Result<Vec<Value>, intentproof_store::StoreError>>()?;
         Ok((total, page))
     })
     .await?;
