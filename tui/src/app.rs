@@ -14,6 +14,8 @@ use crate::model::{
     ChainDetail, ChainRow, EventDetail, Finding, FlagKind, FlagSet, PlanView, VerifyOutcome,
     flags_by_chain, plan_views,
 };
+use intentproof_gateway::export::SUPPORTED_PROFILES;
+
 use crate::source::{Reply, Request};
 
 /// Chains fetched per request of the initial load, after the first page.
@@ -328,6 +330,10 @@ pub struct App {
     pub page_rows: usize,
     /// Where `e` writes bundles.
     pub export_dir: PathBuf,
+    /// The profile `e` exports with (one of
+    /// [`SUPPORTED_PROFILES`](intentproof_gateway::export::SUPPORTED_PROFILES);
+    /// `E` changes it).
+    pub export_profile: &'static str,
     /// A reload of every chain was asked for while one is running.
     reload_queued: bool,
 }
@@ -368,6 +374,7 @@ impl App {
             quit: false,
             page_rows: 10,
             export_dir,
+            export_profile: SUPPORTED_PROFILES[0],
             reload_queued: false,
         }
     }
@@ -762,12 +769,30 @@ impl App {
             self.set_message(Level::Bad, "no chain selected to export");
             return;
         };
-        let path = self.export_dir.join(bundle_file_name(&id));
-        self.set_message(Level::Info, format!("exporting {id} …"));
+        let profile = self.export_profile;
+        let path = self.export_dir.join(bundle_file_name(&id, profile));
+        self.set_message(Level::Info, format!("exporting {id} ({profile}) …"));
         self.outbox.push(Request::Export {
             correlation_id: id,
+            profile: profile.to_owned(),
             path,
         });
+    }
+
+    /// `E`: the next export profile.
+    fn next_export_profile(&mut self) {
+        let at = SUPPORTED_PROFILES
+            .iter()
+            .position(|p| *p == self.export_profile)
+            .map_or(0, |i| (i + 1) % SUPPORTED_PROFILES.len());
+        self.export_profile = SUPPORTED_PROFILES[at];
+        self.set_message(
+            Level::Info,
+            format!(
+                "export profile: {} (e exports with it, E changes it)",
+                self.export_profile
+            ),
+        );
     }
 
     fn verify(&mut self) {
@@ -930,6 +955,7 @@ impl App {
                 self.set_message(Level::Info, "reloading …");
             }
             KeyCode::Char('e') => self.export(),
+            KeyCode::Char('E') => self.next_export_profile(),
             KeyCode::Char('v') => self.verify(),
             _ => {}
         }
@@ -990,9 +1016,10 @@ fn event_flags(detail: &ChainDetail, findings: &[Finding]) -> HashMap<String, Fl
     map
 }
 
-/// `<correlation>.proof.tar.zst`, with anything but letters, digits, `-`,
-/// `_` and `.` replaced by `_`.
-pub fn bundle_file_name(correlation_id: &str) -> String {
+/// `<correlation>.proof.tar.zst` (`<correlation>.<profile>.proof.tar.zst`
+/// for a profile other than `full`), with anything but letters, digits,
+/// `-`, `_` and `.` in the correlation id replaced by `_`.
+pub fn bundle_file_name(correlation_id: &str, profile: &str) -> String {
     let safe: String = correlation_id
         .chars()
         .map(|c| {
@@ -1004,10 +1031,12 @@ pub fn bundle_file_name(correlation_id: &str) -> String {
         })
         .collect();
     let safe = safe.trim_start_matches('.');
-    format!(
-        "{}.proof.tar.zst",
-        if safe.is_empty() { "chain" } else { safe }
-    )
+    let safe = if safe.is_empty() { "chain" } else { safe };
+    match profile {
+        "full" => format!("{safe}.proof.tar.zst"),
+        // Profiles are fixed names ([a-z-]), safe in a file name.
+        other => format!("{safe}.{other}.proof.tar.zst"),
+    }
 }
 
 #[cfg(test)]
@@ -1027,9 +1056,13 @@ mod tests {
 
     #[test]
     fn bundle_names_are_safe_file_names() {
-        assert_eq!(bundle_file_name("req_1"), "req_1.proof.tar.zst");
-        assert_eq!(bundle_file_name("../a b"), "_a_b.proof.tar.zst");
-        assert_eq!(bundle_file_name(".."), "chain.proof.tar.zst");
+        assert_eq!(bundle_file_name("req_1", "full"), "req_1.proof.tar.zst");
+        assert_eq!(bundle_file_name("../a b", "full"), "_a_b.proof.tar.zst");
+        assert_eq!(bundle_file_name("..", "full"), "chain.proof.tar.zst");
+        assert_eq!(
+            bundle_file_name("req_1", "auditor"),
+            "req_1.auditor.proof.tar.zst"
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub trait Source: Send {
     /// One event, whole, with its inclusion proof.
     fn event(&mut self, event_id: &str) -> Result<EventDetail, SourceError>;
     /// A proof bundle (`.proof.tar.zst` bytes) of one chain.
-    fn export(&mut self, correlation_id: &str) -> Result<Vec<u8>, SourceError>;
+    fn export(&mut self, correlation_id: &str, profile: &str) -> Result<Vec<u8>, SourceError>;
     /// Verifies one chain.
     fn verify(&mut self, correlation_id: &str) -> Result<VerifyOutcome, SourceError>;
 }
@@ -88,6 +88,8 @@ pub enum Request {
     Export {
         /// The chain.
         correlation_id: String,
+        /// The export profile (`full`, `auditor`, `counterparty`).
+        profile: String,
         /// Where to write it.
         path: PathBuf,
     },
@@ -138,10 +140,11 @@ pub fn serve(source: &mut dyn Source, request: Request) -> Reply {
         }
         Request::Export {
             correlation_id,
+            profile,
             path,
         } => {
             let written = source
-                .export(&correlation_id)
+                .export(&correlation_id, &profile)
                 .and_then(|bytes| write_atomically(&path, &bytes).map(|()| (path, bytes.len())));
             Reply::Exported(correlation_id, written)
         }
@@ -339,17 +342,17 @@ impl Source for HttpSource {
             .ok_or_else(|| SourceError::new("the daemon's event answer has no event"))
     }
 
-    fn export(&mut self, correlation_id: &str) -> Result<Vec<u8>, SourceError> {
+    fn export(&mut self, correlation_id: &str, profile: &str) -> Result<Vec<u8>, SourceError> {
         let url = self.url(&["v1", "bundles"])?;
         self.send(
             self.http
                 .post(url)
-                .json(&json!({"correlation_id": correlation_id, "profile": "full"})),
+                .json(&json!({"correlation_id": correlation_id, "profile": profile})),
         )
     }
 
     fn verify(&mut self, correlation_id: &str) -> Result<VerifyOutcome, SourceError> {
-        let bytes = self.export(correlation_id)?;
+        let bytes = self.export(correlation_id, "full")?;
         Ok(verify_bundle(&bytes, self.daemon_key))
     }
 }
@@ -492,7 +495,7 @@ impl Source for LocalSource {
             .ok_or_else(|| SourceError::new("the event could not be read"))
     }
 
-    fn export(&mut self, _correlation_id: &str) -> Result<Vec<u8>, SourceError> {
+    fn export(&mut self, _correlation_id: &str, _profile: &str) -> Result<Vec<u8>, SourceError> {
         Err(SourceError::new(
             "exporting a bundle needs the daemon (it signs the checkpoint the proofs lead to): start `intentproof serve`, or use `intentproof export` then",
         ))
@@ -583,7 +586,7 @@ impl Source for MemorySource {
             .ok_or_else(|| SourceError::new(format!("no event {event_id}")))
     }
 
-    fn export(&mut self, _correlation_id: &str) -> Result<Vec<u8>, SourceError> {
+    fn export(&mut self, _correlation_id: &str, _profile: &str) -> Result<Vec<u8>, SourceError> {
         self.bundle
             .clone()
             .ok_or_else(|| SourceError::new("this source cannot export"))

@@ -737,6 +737,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         "              failed|policy|integrity  since:T  until:T  words",
         "  s           sort (recent, oldest, flags, errors, events, id)",
         "  e           export this chain's proof bundle (to the export dir)",
+        "  E           switch the export profile (full, auditor, counterparty)",
         "  v           verify this chain (bundle verify with the daemon's key)",
         "  Tab 1 2     chains, findings      r reload     ? help     q quit",
         "",

@@ -250,6 +250,39 @@ fn find_open_see_the_missing_step_export_and_verify() {
     );
     assert!(String::from_utf8_lossy(&verified.stdout).starts_with("✓ pass"));
 
+    // `E` changes the export profile; `e` then exports the auditor's view.
+    tmux.keys(&["E"]);
+    tmux.wait_for("the profile change", |s| {
+        s.contains("export profile: auditor")
+    });
+    tmux.keys(&["e"]);
+    tmux.wait_for("the auditor export to finish", |s| s.contains("✓ exported"));
+    let auditor = bundle.with_file_name(
+        bundle
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace(".proof.tar.zst", ".auditor.proof.tar.zst"),
+    );
+    let verified = Command::new(BIN)
+        .arg("verify")
+        .arg(&auditor)
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "the auditor bundle at {} does not verify:\n{}{}",
+        auditor.display(),
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(report.starts_with("✓ pass"), "{report}");
+    assert!(
+        report.contains("auditor"),
+        "not an auditor bundle:\n{report}"
+    );
+
     // `v` verifies the chain in place.
     tmux.keys(&["v"]);
     tmux.wait_for("the verification", |s| s.contains("bundle verify: ✓ pass"));
