@@ -77,12 +77,15 @@ stop_daemon() {
 
 # start_pay_proxy: builds (unless SKIP_BUILD=1) and starts the example
 # upstream (`http_upstream`, axum, one worker thread) and a daemon with one
-# `[[http.routes]]` entry `pay` in front of it. BIN_FROM=DIR takes
-# DIR/intentproof instead of target/release's. Sets UP, GW, TOKEN, DATA,
+# `[[http.routes]]` entry `pay` in front of it (it adds an Authorization
+# header upstream). BIN_FROM=DIR takes DIR/intentproof instead of
+# target/release's (no build unless the upstream example is missing). Sets UP, GW, TOKEN, DATA,
 # UPSTREAM_PID and DAEMON_PID; stops both at exit.
 start_pay_proxy() {
     command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
-    if [[ -z "${SKIP_BUILD:-}" ]]; then
+    if [[ -n "${BIN_FROM:-}" && -x "$ROOT/target/release/examples/http_upstream" ]] || [[ -n "${SKIP_BUILD:-}" ]]; then
+        : # prebuilt
+    else
         (cd "$ROOT" && cargo build --release -p intentproof-cli -p intentproof-gateway --bin intentproof --example http_upstream)
     fi
     mkdir -p "$BIN"

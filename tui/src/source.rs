@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use ed25519_dalek::VerifyingKey;
-use intentproof_gateway::api::{chain_agent, chain_json, event_json};
+use intentproof_gateway::api::{agent_or_empty, chain_json, event_json};
 use intentproof_gateway::datadir::{DataDir, KeyRing};
 use intentproof_store::{Store, StoreOptions};
 use serde_json::{Value, json};
@@ -416,8 +416,7 @@ impl Source for LocalSource {
         let mut rows = Vec::with_capacity(summaries.len());
         for s in &summaries {
             let mut value = chain_json(s);
-            value["agent"] =
-                Value::String(chain_agent(&self.store, &s.correlation_id).map_err(store_error)?);
+            value["agent"] = Value::String(agent_or_empty(&self.store, &s.correlation_id));
             rows.extend(ChainRow::from_json(&value));
         }
         Ok(ChainsPage { rows, total })

@@ -799,3 +799,56 @@ async fn a_long_chain_is_streamed_whole_and_in_order() {
         }
     }
 }
+
+/// A damaged journal record does not hide the other chains from
+/// `GET /v1/chains` (the list reads each chain's first event for its
+/// agent); the damaged chain's own answer reports the damage.
+#[tokio::test]
+async fn a_damaged_record_does_not_hide_the_chain_list() {
+    let f = start().await;
+    f.trust(&sdk_key()).await;
+    let sealer = Sealer::new(sdk_key());
+    let body: String = ["corr-damaged", "corr-intact"]
+        .iter()
+        .map(|c| {
+            format!(
+                "{}\n",
+                String::from_utf8(bytes(&sealed(&sealer, c, "step"))).unwrap()
+            )
+        })
+        .collect();
+    let (status, answer) = f.post_batch(body).await;
+    assert_eq!((status, &answer["stored"]), (200, &json!(2)), "{answer}");
+
+    // Change one byte of the first record on disk.
+    let mut damaged = false;
+    for file in std::fs::read_dir(f.dir.path().join("journal")).unwrap() {
+        let path = file.unwrap().path();
+        let mut data = std::fs::read(&path).unwrap();
+        if let Some(at) = data.windows(12).position(|w| w == b"corr-damaged") {
+            data[at + 5] = b'X';
+            std::fs::write(&path, data).unwrap();
+            damaged = true;
+        }
+    }
+    assert!(damaged, "no journal record of corr-damaged found");
+
+    let (status, list) = f.get("/v1/chains").await;
+    assert_eq!(status, 200, "{list}");
+    let mut ids: Vec<&str> = list["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["correlation_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["corr-damaged", "corr-intact"]);
+    let (status, _) = f.get("/v1/chains/corr-intact").await;
+    assert_eq!(status, 200);
+    let (status, damaged) = f.get("/v1/chains/corr-damaged").await;
+    assert_eq!(status, 500, "{damaged}");
+    assert!(
+        damaged["error"].as_str().unwrap().contains("checksum"),
+        "{damaged}"
+    );
+}
