@@ -263,6 +263,11 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
                 View::Chain => "↑↓ move  Enter event  Esc back  e export  v verify  ? help  q quit",
                 View::Event => "↑↓ scroll  Esc back  e export  v verify  ? help  q quit",
             };
+            // A profile other than `full` is shown where `e` is named.
+            let keys = match app.export_profile {
+                "full" => keys.to_owned(),
+                profile => keys.replace("e export", &format!("e export ({profile})")),
+            };
             Line::from(Span::styled(keys, style(Tone::Dim)))
         }
     };

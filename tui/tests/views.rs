@@ -419,6 +419,20 @@ fn export_writes_the_bundle_and_reports_it() {
         message.starts_with("✓ exported req_refund_ord_1042 to"),
         "{message}"
     );
+    // `E` switches the profile: named in the status bar, and in the file.
+    press(&mut app, &mut src, &[KeyCode::Char('E')]);
+    assert_eq!(app.export_profile, "auditor");
+    app.message = None;
+    assert!(screen(&mut app, 160, 48).contains("e export (auditor)"));
+    press(&mut app, &mut src, &[KeyCode::Char('e')]);
+    let path = dir.path().join(format!("{REFUND}.auditor.proof.tar.zst"));
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a real bundle");
+    press(
+        &mut app,
+        &mut src,
+        &[KeyCode::Char('E'), KeyCode::Char('E')],
+    );
+    assert_eq!(app.export_profile, "full", "the profiles cycle");
     // A source that cannot verify says so, without leaving the view.
     press(&mut app, &mut src, &[KeyCode::Char('v')]);
     let (_, message) = app.message.clone().unwrap();
