@@ -237,18 +237,7 @@ fn find_open_see_the_missing_step_export_and_verify() {
         )
     ));
     assert!(bundle.is_file(), "no bundle at {}", bundle.display());
-    let verified = Command::new(BIN)
-        .arg("verify")
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(
-        verified.status.success(),
-        "the exported bundle does not verify:\n{}{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
-    );
-    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("✓ pass"));
+    verify_passes(&bundle);
 
     // `E` changes the export profile; `e` then exports the auditor's view.
     tmux.keys(&["E"]);
@@ -264,20 +253,7 @@ fn find_open_see_the_missing_step_export_and_verify() {
             .to_string_lossy()
             .replace(".proof.tar.zst", ".auditor.proof.tar.zst"),
     );
-    let verified = Command::new(BIN)
-        .arg("verify")
-        .arg(&auditor)
-        .output()
-        .unwrap();
-    assert!(
-        verified.status.success(),
-        "the auditor bundle at {} does not verify:\n{}{}",
-        auditor.display(),
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
-    );
-    let report = String::from_utf8_lossy(&verified.stdout);
-    assert!(report.starts_with("✓ pass"), "{report}");
+    let report = verify_passes(&auditor);
     assert!(
         report.contains("auditor"),
         "not an auditor bundle:\n{report}"
@@ -304,4 +280,21 @@ fn find_open_see_the_missing_step_export_and_verify() {
         assert!(Instant::now() < deadline, "the TUI did not exit on q");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `intentproof verify` on a bundle: it must pass. Returns its report.
+fn verify_passes(bundle: &std::path::Path) -> String {
+    let verified = Command::new(BIN)
+        .arg("verify")
+        .arg(bundle)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(
+        verified.status.success() && report.starts_with("✓ pass"),
+        "{} does not verify:\n{report}{}",
+        bundle.display(),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    report
 }
