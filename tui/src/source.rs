@@ -202,6 +202,8 @@ pub struct HttpSource {
     daemon_key: Option<VerifyingKey>,
     http: reqwest::Client,
     runtime: tokio::runtime::Runtime,
+    /// Most bytes of one answer read (bundle verification's limit).
+    max_answer_bytes: u64,
 }
 
 impl HttpSource {
@@ -227,6 +229,7 @@ impl HttpSource {
             daemon_key,
             http,
             runtime,
+            max_answer_bytes: intentproof_bundle::archive::ReadLimits::default().max_total_bytes,
         })
     }
 
@@ -267,9 +270,28 @@ impl HttpSource {
                 ))
             })?;
             let status = response.status();
-            let body = response.bytes().await.map_err(|e| {
+            // Bounded like the CLI's bundle download (what bundle
+            // verification reads at most): an answer never fills the memory.
+            let limit = self.max_answer_bytes;
+            let too_big = || {
+                SourceError::new(format!(
+                    "the daemon's answer is larger than {} MiB; use the CLI (`intentproof events --correlation ...`, `intentproof export`)",
+                    limit >> 20
+                ))
+            };
+            if response.content_length().is_some_and(|len| len > limit) {
+                return Err(too_big());
+            }
+            let mut response = response;
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
                 SourceError::new(format!("reading the daemon's answer from {base}: {e}"))
-            })?;
+            })? {
+                if (body.len() + chunk.len()) as u64 > limit {
+                    return Err(too_big());
+                }
+                body.extend_from_slice(&chunk);
+            }
             if !status.is_success() {
                 let message = serde_json::from_slice::<Value>(&body)
                     .ok()
@@ -279,7 +301,7 @@ impl HttpSource {
                     "the daemon answered {status}: {message}"
                 )));
             }
-            Ok(body.to_vec())
+            Ok(body)
         })
     }
 
@@ -601,6 +623,33 @@ impl Source for MemorySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An answer larger than the limit is refused while it arrives (no
+    /// Content-Length to refuse it by), with a message saying what to do.
+    #[test]
+    fn an_oversized_answer_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = format!("[{}0]", "0,".repeat(1000));
+            let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+            let _ = stream.write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{chunked}")
+                    .as_bytes(),
+            );
+        });
+        let mut source = HttpSource::new(&format!("http://{addr}"), "t".into(), None).unwrap();
+        source.max_answer_bytes = 1024;
+        let error = source.findings().unwrap_err().to_string();
+        assert!(
+            error.contains("answer is larger than") && error.contains("use the CLI"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn bundles_are_written_whole_or_not_at_all() {
