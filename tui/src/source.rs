@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use ed25519_dalek::VerifyingKey;
 use intentproof_gateway::api::{agent_or_empty, chain_json, event_json};
+use intentproof_gateway::client::{ClientError, DaemonClient};
 use intentproof_gateway::datadir::{DataDir, KeyRing};
 use intentproof_store::{Store, StoreOptions};
 use serde_json::{Value, json};
@@ -32,6 +33,12 @@ pub struct SourceError(pub String);
 impl SourceError {
     fn new(message: impl Into<String>) -> SourceError {
         SourceError(message.into())
+    }
+}
+
+impl From<ClientError> for SourceError {
+    fn from(e: ClientError) -> SourceError {
+        SourceError(e.to_string())
     }
 }
 
@@ -197,13 +204,8 @@ fn verify_bundle(bytes: &[u8], daemon: Option<VerifyingKey>) -> VerifyOutcome {
 
 /// The daemon's query API.
 pub struct HttpSource {
-    base: String,
-    token: String,
+    client: DaemonClient,
     daemon_key: Option<VerifyingKey>,
-    http: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
-    /// Most bytes of one answer read (bundle verification's limit).
-    max_answer_bytes: u64,
 }
 
 impl HttpSource {
@@ -215,107 +217,25 @@ impl HttpSource {
         token: String,
         daemon_key: Option<VerifyingKey>,
     ) -> Result<HttpSource, SourceError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| SourceError::new(format!("cannot start the async runtime: {e}")))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| SourceError::new(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpSource {
-            base: base.trim_end_matches('/').to_owned(),
-            token,
+            client: DaemonClient::new(base, token, Some(Duration::from_secs(60)))?,
             daemon_key,
-            http,
-            runtime,
-            max_answer_bytes: intentproof_bundle::archive::ReadLimits::default().max_total_bytes,
         })
     }
 
     /// Whether a daemon answers `/healthz` at `base` within `timeout`.
     pub fn probe(base: &str, timeout: Duration) -> bool {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return false;
-        };
-        let Ok(http) = reqwest::Client::builder().timeout(timeout).build() else {
-            return false;
-        };
-        let url = format!("{}/healthz", base.trim_end_matches('/'));
-        runtime.block_on(async {
-            matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
-        })
-    }
-
-    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, SourceError> {
-        let mut url = reqwest::Url::parse(&self.base)
-            .map_err(|e| SourceError::new(format!("daemon URL {}: {e}", self.base)))?;
-        url.path_segments_mut()
-            .map_err(|()| SourceError::new(format!("daemon URL {} cannot have a path", self.base)))?
-            .pop_if_empty()
-            .extend(segments);
-        Ok(url)
-    }
-
-    fn send(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, SourceError> {
-        let base = &self.base;
-        self.runtime.block_on(async {
-            let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
-                SourceError::new(format!(
-                    "cannot reach the daemon at {base}: {}; is `intentproof serve` running?",
-                    e.without_url()
-                ))
-            })?;
-            let status = response.status();
-            // Bounded like the CLI's bundle download (what bundle
-            // verification reads at most): an answer never fills the memory.
-            let limit = self.max_answer_bytes;
-            let too_big = || {
-                SourceError::new(format!(
-                    "the daemon's answer is larger than {} MiB; use the CLI (`intentproof events --correlation ...`, `intentproof export`)",
-                    limit >> 20
-                ))
-            };
-            if response.content_length().is_some_and(|len| len > limit) {
-                return Err(too_big());
-            }
-            let mut response = response;
-            let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| {
-                SourceError::new(format!("reading the daemon's answer from {base}: {e}"))
-            })? {
-                if (body.len() + chunk.len()) as u64 > limit {
-                    return Err(too_big());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            if !status.is_success() {
-                let message = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-                return Err(SourceError::new(format!(
-                    "the daemon answered {status}: {message}"
-                )));
-            }
-            Ok(body)
-        })
+        DaemonClient::probe(base, timeout)
     }
 
     fn get_json(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, SourceError> {
-        let url = self.url(segments)?;
-        let bytes = self.send(self.http.get(url).query(query))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| SourceError::new(format!("the daemon answered with invalid JSON: {e}")))
+        Ok(self.client.get_json(segments, query)?)
     }
 }
 
 impl Source for HttpSource {
     fn label(&self) -> String {
-        format!("daemon {}", self.base)
+        format!("daemon {}", self.client.base())
     }
 
     fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError> {
@@ -365,12 +285,10 @@ impl Source for HttpSource {
     }
 
     fn export(&mut self, correlation_id: &str, profile: &str) -> Result<Vec<u8>, SourceError> {
-        let url = self.url(&["v1", "bundles"])?;
-        self.send(
-            self.http
-                .post(url)
-                .json(&json!({"correlation_id": correlation_id, "profile": profile})),
-        )
+        let request = json!({"correlation_id": correlation_id, "profile": profile});
+        Ok(self
+            .client
+            .post_bytes(&["v1", "bundles"], Some(&request), &mut |_| {})?)
     }
 
     fn verify(&mut self, correlation_id: &str) -> Result<VerifyOutcome, SourceError> {
@@ -623,33 +541,6 @@ impl Source for MemorySource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// An answer larger than the limit is refused while it arrives (no
-    /// Content-Length to refuse it by), with a message saying what to do.
-    #[test]
-    fn an_oversized_answer_is_refused() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            use std::io::{Read, Write};
-            let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let body = format!("[{}0]", "0,".repeat(1000));
-            let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
-            let _ = stream.write_all(
-                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{chunked}")
-                    .as_bytes(),
-            );
-        });
-        let mut source = HttpSource::new(&format!("http://{addr}"), "t".into(), None).unwrap();
-        source.max_answer_bytes = 1024;
-        let error = source.findings().unwrap_err().to_string();
-        assert!(
-            error.contains("answer is larger than") && error.contains("use the CLI"),
-            "{error}"
-        );
-    }
 
     #[test]
     fn bundles_are_written_whole_or_not_at_all() {

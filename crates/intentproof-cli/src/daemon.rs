@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use intentproof_core::keys::parse_public_key;
 use intentproof_gateway::Config;
+use intentproof_gateway::client::{DaemonClient, Progress};
 use intentproof_gateway::config::DEFAULT_PORT;
 use intentproof_gateway::datadir::DataDir;
 use serde_json::Value;
@@ -155,13 +156,10 @@ pub fn data_dir_or_default(flag: Option<PathBuf>) -> Result<PathBuf> {
     Ok(Path::new(&home).join(".intentproof"))
 }
 
-/// A blocking client of the daemon's API: base URL, token, and a private
-/// runtime to drive reqwest on.
+/// The daemon named by the flags, the environment or the data dir, as a
+/// [`DaemonClient`] (shared with the TUI).
 pub(crate) struct Client {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
+    daemon: DaemonClient,
 }
 
 impl Client {
@@ -184,68 +182,31 @@ impl Client {
             )
         })?;
         Ok(Client {
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-            http: reqwest::Client::new(),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?,
+            daemon: DaemonClient::new(&base, token, None)?,
         })
     }
 
-    fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
-        let base = &self.base;
-        self.runtime.block_on(async {
-            let response = request
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .map_err(|e| anyhow!("cannot reach the daemon at {base}: {}; start it with `intentproof serve` or pass --server", e.without_url()))?;
-            let status = response.status();
-            let body: Value = response
-                .json()
-                .await
-                .map_err(|e| anyhow!("the daemon at {base} answered {status} with a body that is not JSON: {e}"))?;
-            if !status.is_success() {
-                let message = body.get("error").and_then(Value::as_str).unwrap_or("no message");
-                bail!("the daemon answered {status}: {message}");
-            }
-            Ok(body)
-        })
+    /// `GET` the path made of `segments` (each escaped) with `query`.
+    pub(crate) fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value> {
+        Ok(self.daemon.get_json(segments, query)?)
     }
 
-    pub(crate) fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value> {
-        self.send(self.http.get(format!("{}{path}", self.base)).query(query))
+    /// `POST`s to the path made of `segments` (with `body` as JSON, if any)
+    /// and returns the JSON answer.
+    pub(crate) fn post(&self, segments: &[&str], body: Option<&Value>) -> Result<Value> {
+        Ok(self.daemon.post_json(segments, body)?)
     }
 
-    /// POSTs to `path` (with `body` as JSON, if any) and returns the JSON answer.
-    pub(crate) fn post(&self, path: &str, body: Option<&Value>) -> Result<Value> {
-        let request = self.http.post(format!("{}{path}", self.base));
-        self.send(match body {
-            Some(body) => request.json(body),
-            None => request,
-        })
-    }
-
-    /// Asks the daemon for a proof bundle of one correlation. With
-    /// `progress`, a spinner runs on stderr while the daemon builds the
-    /// bundle, then a byte bar while it arrives.
+    /// Asks the daemon for a proof bundle of one correlation (at most
+    /// [`MAX_ANSWER_BYTES`](intentproof_gateway::client::MAX_ANSWER_BYTES),
+    /// what verification reads). With `progress`, a spinner runs on stderr
+    /// while the daemon builds the bundle, then a byte bar while it arrives.
     pub(crate) fn bundle(
         &self,
         correlation_id: &str,
         profile: &str,
         progress: bool,
     ) -> Result<Vec<u8>> {
-        let base = &self.base;
-        let request = self
-            .http
-            .post(format!("{base}/v1/bundles"))
-            .bearer_auth(&self.token)
-            .json(&serde_json::json!({
-                "correlation_id": correlation_id,
-                "profile": profile,
-            }));
         let bar = progress.then(|| {
             let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
                 "the daemon is building the bundle of {correlation_id}"
@@ -253,66 +214,33 @@ impl Client {
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         });
-        self.runtime.block_on(async {
-            let response = request.send().await.map_err(|e| {
-                anyhow!(
-                    "cannot reach the daemon at {base}: {}; start it with `intentproof serve` or pass --server",
-                    e.without_url()
-                )
-            })?;
-            let status = response.status();
-            if let Some(bar) = &bar {
-                if let Some(len) = response.content_length() {
-                    bar.set_length(len);
-                }
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {elapsed}",
-                    )
-                    .map_err(|e| anyhow!("progress bar template: {e}"))?
-                    .progress_chars("=> "),
-                );
-                bar.set_message("receiving bundle");
-            }
-            // A bundle bigger than verification reads is refused before it
-            // fills the memory (the archive is never larger than its tar).
-            let limit = intentproof_bundle::archive::ReadLimits::default().max_total_bytes;
-            let too_big = || {
-                anyhow!(
-                    "the daemon's bundle is larger than {} MiB, more than `intentproof bundle verify` reads; export a smaller correlation",
-                    limit >> 20
-                )
-            };
-            if response.content_length().is_some_and(|len| len > limit) {
-                return Err(too_big());
-            }
-            let mut response = response;
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| anyhow!("reading the daemon's answer from {base}: {e}"))?
-            {
-                if (body.len() + chunk.len()) as u64 > limit {
-                    return Err(too_big());
-                }
-                body.extend_from_slice(&chunk);
-                if let Some(bar) = &bar {
-                    bar.inc(chunk.len() as u64);
-                }
-            }
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            if !status.is_success() {
-                let message = serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-                bail!("the daemon answered {status}: {message}");
-            }
-            Ok(body)
-        })
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {elapsed}",
+        )
+        .map_err(|e| anyhow!("progress bar template: {e}"))?
+        .progress_chars("=> ");
+        let request = serde_json::json!({"correlation_id": correlation_id, "profile": profile});
+        let bytes = self
+            .daemon
+            .post_bytes(
+                &["v1", "bundles"],
+                Some(&request),
+                &mut |step| match (&bar, step) {
+                    (Some(bar), Progress::Started(length)) => {
+                        if let Some(length) = length {
+                            bar.set_length(length);
+                        }
+                        bar.set_style(style.clone());
+                        bar.set_message("receiving bundle");
+                    }
+                    (Some(bar), Progress::Received(n)) => bar.inc(n as u64),
+                    (None, _) => {}
+                },
+            );
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        Ok(bytes?)
     }
 }
 
@@ -355,7 +283,7 @@ pub fn events(args: EventsArgs) -> Result<()> {
             query.push((key, value));
         }
     }
-    let body = client.get("/v1/events", &query)?;
+    let body = client.get(&["v1", "events"], &query)?;
     if args.client.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
@@ -392,7 +320,7 @@ pub fn events(args: EventsArgs) -> Result<()> {
 
 pub fn chains(args: ClientArgs, limit: usize) -> Result<()> {
     let client = Client::new(&args)?;
-    let body = client.get("/v1/chains", &[("limit", limit.to_string())])?;
+    let body = client.get(&["v1", "chains"], &[("limit", limit.to_string())])?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
@@ -455,12 +383,13 @@ pub fn trust(args: TrustArgs) -> Result<()> {
     };
     let key = parse_public_key(&key_text).context("public key")?;
     let client = Client::new(&args.client)?;
-    let body = client.send(client.http.post(format!("{}/v1/keys", client.base)).json(
-        &serde_json::json!({
+    let body = client.post(
+        &["v1", "keys"],
+        Some(&serde_json::json!({
             "instance_id": args.instance_id,
             "public_key": intentproof_core::keys::public_key_to_base64(&key),
-        }),
-    ))?;
+        })),
+    )?;
     if args.client.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
@@ -684,7 +613,7 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
 
 pub fn findings(args: ClientArgs) -> Result<()> {
     let client = Client::new(&args)?;
-    let body = client.get("/v1/findings", &[])?;
+    let body = client.get(&["v1", "findings"], &[])?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
@@ -721,7 +650,7 @@ pub fn findings(args: ClientArgs) -> Result<()> {
 pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
     let client = Client::new(&args)?;
     if let Some(id) = close {
-        let body = client.post(&format!("/v1/plans/{id}/close"), None)?;
+        let body = client.post(&["v1", "plans", &id, "close"], None)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&body)?);
         } else {
@@ -733,7 +662,7 @@ pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
         }
         return Ok(());
     }
-    let body = client.get("/v1/plans", &[])?;
+    let body = client.get(&["v1", "plans"], &[])?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());

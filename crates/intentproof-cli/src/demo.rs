@@ -337,8 +337,8 @@ fn report(style: &Style, interactive: bool, dir: &Path, plan: &DeclaredPlan) -> 
         json: false,
     })?;
     pause(interactive)?;
-    let closed = client.post(&format!("/v1/plans/{}/close", plan.plan_id), None)?;
-    let chain = client.get(&format!("/v1/chains/{}", plan.correlation_id), &[])?;
+    let closed = client.post(&["v1", "plans", &plan.plan_id, "close"], None)?;
+    let chain = client.get(&["v1", "chains", &plan.correlation_id], &[])?;
     style.step(4, "The signed record (one hash-chained event per call)");
     println!("  correlation {}", plan.correlation_id);
     let mut events = chain["events"].as_array().cloned().unwrap_or_default();

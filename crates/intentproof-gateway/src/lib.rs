@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod bulk;
+pub mod client;
 pub mod config;
 pub mod datadir;
 pub mod export;
