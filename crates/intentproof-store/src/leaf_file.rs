@@ -88,7 +88,7 @@ impl LeafFile {
         // Cut a torn record, leaves of records the journal no longer has,
         // or (after a mismatch) everything.
         file.set_len(valid as u64 * 32).map_err(io("truncate"))?;
-        file.write_all(&flatten(hashes.get(valid..).unwrap_or_default()))
+        file.write_all(hashes.get(valid..).unwrap_or_default().as_flattened())
             .map_err(io("write"))?;
         let leaf_file = LeafFile {
             path,
@@ -118,7 +118,7 @@ impl LeafFile {
         if self.broken {
             return;
         }
-        if let Err(e) = self.file.write_all(&flatten(leaves)) {
+        if let Err(e) = self.file.write_all(leaves.as_flattened()) {
             tracing::error!(
                 path = %self.path.display(),
                 error = %e,
@@ -128,8 +128,4 @@ impl LeafFile {
             self.broken = true;
         }
     }
-}
-
-fn flatten(leaves: &[Hash]) -> Vec<u8> {
-    leaves.iter().flatten().copied().collect()
 }

@@ -57,7 +57,9 @@ pub enum StoreError {
     )]
     Stalled(String),
     /// A file of the index (outside sled) failed.
-    #[error("index file {path}: {op}: {source}")]
+    #[error(
+        "index file {path}: {op}: {source}; check the disk (space, permissions): the file is rebuilt from the journal at the next start"
+    )]
     Io {
         /// The file.
         path: PathBuf,
@@ -65,6 +67,16 @@ pub enum StoreError {
         op: &'static str,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// The index was written by a newer build.
+    #[error(
+        "the index was written by a newer intentproof (index format {found}; this build reads {supported}): run that newer intentproof, or `intentproof store rebuild` to index the journal with this one"
+    )]
+    NewerIndex {
+        /// The format on disk.
+        found: u64,
+        /// The format this build writes.
+        supported: u64,
     },
     /// Index data could not be decoded.
     #[error("index entry {0} is unreadable; stop the daemon and run `intentproof store rebuild`")]
@@ -391,7 +403,7 @@ impl ChainTips {
 struct Index {
     path: PathBuf,
     db: sled::Db,
-    /// event_id -> IndexEntry (JSON)
+    /// event_id -> IndexEntry (binary, see [`codec`])
     events: sled::Tree,
     /// Runs of consecutive seqs: the run's first seq (BE) -> its event
     /// ids, packed (see [`pack_ids`]).
@@ -400,9 +412,9 @@ struct Index {
     chain: sled::Tree,
     /// Posting lists: kind \0-terminated value, then the list's first seq
     /// (BE) -> the seqs (BE, ascending) of one commit's events with that
-    /// correlation, action or status. See [`Postings`].
+    /// correlation, action or status. See [`Facet`].
     postings: sled::Tree,
-    /// correlation -> ChainSummary (JSON)
+    /// correlation -> ChainSummary (binary, see [`codec`])
     summaries: sled::Tree,
     /// Recently written summaries, so that a commit adding to a chain does
     /// not read and decode its summary back from sled first (when many
@@ -685,12 +697,8 @@ impl Index {
         let err = self.err();
         for correlation in correlations {
             let mut summary = ChainSummary::default();
-            self.for_each_posted(Facet::Correlation, correlation, None, &mut |seq| {
-                if let Some(entry) = self.entry_at(seq)? {
-                    if entry.meta.correlation_id == correlation {
-                        summary.add(&entry.meta);
-                    }
-                }
+            self.for_each_entry_of(correlation, None, &mut |entry| {
+                summary.add(&entry.meta);
                 Ok(ControlFlow::Continue(()))
             })?;
             self.summaries
@@ -747,6 +755,27 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// Visits the index entries of `correlation`'s events stored after seq
+    /// `after`, in seq order: its posting lists, each seq's entry, and the
+    /// check that the entry is the correlation's (a value that extends it
+    /// past a NUL byte shares key bytes).
+    fn for_each_entry_of(
+        &self,
+        correlation: &str,
+        after: Option<u64>,
+        visit: &mut dyn FnMut(IndexEntry) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.for_each_posted(
+            Facet::Correlation,
+            correlation,
+            after,
+            &mut |seq| match self.entry_at(seq)? {
+                Some(entry) if entry.meta.correlation_id == correlation => visit(entry),
+                _ => Ok(ControlFlow::Continue(())),
+            },
+        )
     }
 
     /// Calls `visit` with each seq posted for `value` under `facet` that is
@@ -813,9 +842,10 @@ impl Index {
             return Ok(());
         }
         if format > INDEX_FORMAT {
-            return Err(StoreError::BadIndex(format!(
-                "meta/format: index format {format} is newer than this build's {INDEX_FORMAT} (run `intentproof store rebuild` to index the journal with this build)"
-            )));
+            return Err(StoreError::NewerIndex {
+                found: format,
+                supported: INDEX_FORMAT,
+            });
         }
         // The re-index mark goes to disk before anything is dropped: a
         // crash mid-upgrade must find it, not an emptied index that claims
@@ -1260,12 +1290,7 @@ impl Store {
     /// Reads the event an index entry points at (for entries from
     /// [`Store::chain_entries`]).
     pub fn read_entry(&self, entry: IndexEntry) -> Result<StoredEvent, StoreError> {
-        let location = RecordLocation {
-            segment: entry.segment,
-            offset: entry.offset,
-            len: entry.len,
-        };
-        let bytes = journal::read_at(&self.dir.join("journal"), entry.seq, location)?;
+        let bytes = self.raw(&entry)?;
         let event = serde_json::from_slice(&bytes)
             .map_err(|_| StoreError::BadIndex(format!("journal record {}", entry.seq)))?;
         Ok(StoredEvent { entry, event })
@@ -1368,14 +1393,8 @@ impl Store {
         let mut events = Vec::new();
         let mut through = after;
         self.index
-            .for_each_posted(Facet::Correlation, correlation_id, after, &mut |seq| {
-                let Some(entry) = self.index.entry_at(seq)? else {
-                    return Ok(ControlFlow::Continue(()));
-                };
-                if entry.meta.correlation_id != correlation_id {
-                    return Ok(ControlFlow::Continue(()));
-                }
-                through = through.max(Some(seq));
+            .for_each_entry_of(correlation_id, after, &mut |entry| {
+                through = through.max(Some(entry.seq));
                 if actions.contains(&entry.meta.action.as_str()) {
                     events.push(self.read_entry(entry)?);
                 }
@@ -1399,12 +1418,8 @@ impl Store {
     pub fn chain_entries(&self, correlation_id: &str) -> Result<Vec<IndexEntry>, StoreError> {
         let mut entries = Vec::new();
         self.index
-            .for_each_posted(Facet::Correlation, correlation_id, None, &mut |seq| {
-                if let Some(entry) = self.index.entry_at(seq)? {
-                    if entry.meta.correlation_id == correlation_id {
-                        entries.push(entry);
-                    }
-                }
+            .for_each_entry_of(correlation_id, None, &mut |entry| {
+                entries.push(entry);
                 Ok(ControlFlow::Continue(()))
             })?;
         entries.sort_by(|a, b| {

@@ -1066,3 +1066,36 @@ fn correlation_actions_after_reads_only_what_is_new() {
         .unwrap();
     assert_eq!((seqs(&found), through), (vec![5], Some(5)));
 }
+
+/// An index written by a newer build is refused with a message that names
+/// both ways out, not as a damaged entry.
+#[test]
+fn an_index_from_a_newer_build_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    {
+        let db = raw_index(dir.path());
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &3u64.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let refused = Store::open(dir.path(), StoreOptions::default(), &trusted)
+        .err()
+        .expect("a newer index must be refused");
+    assert!(
+        matches!(
+            refused,
+            intentproof_store::StoreError::NewerIndex {
+                found: 3,
+                supported: 2
+            }
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("intentproof store rebuild"),
+        "{refused}"
+    );
+}
