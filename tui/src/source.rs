@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use ed25519_dalek::VerifyingKey;
-use intentproof_gateway::api::{agent_or_empty, chain_json, event_json};
+use intentproof_gateway::api::{chain_json, chain_row_json, event_json};
 use intentproof_gateway::client::{ClientError, DaemonClient};
 use intentproof_gateway::datadir::{DataDir, KeyRing};
 use intentproof_store::{Store, StoreOptions};
@@ -353,12 +353,10 @@ impl Source for LocalSource {
         // pages read one at a time are consistent; `chains_page` decodes
         // just each summary's `last_at` to sort, and the page in full.
         let (total, summaries) = self.store.chains_page(offset, limit).map_err(store_error)?;
-        let mut rows = Vec::with_capacity(summaries.len());
-        for s in &summaries {
-            let mut value = chain_json(s);
-            value["agent"] = Value::String(agent_or_empty(&self.store, &s.correlation_id));
-            rows.extend(ChainRow::from_json(&value));
-        }
+        let rows = summaries
+            .iter()
+            .filter_map(|s| ChainRow::from_json(&chain_row_json(&self.store, s)))
+            .collect();
         Ok(ChainsPage { rows, total })
     }
 

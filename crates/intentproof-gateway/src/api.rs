@@ -635,33 +635,36 @@ pub struct ChainParams {
 }
 
 /// Who made a chain's calls: the MCP client's name on its first event
-/// (empty when it has none, e.g. SDK events).
-pub fn chain_agent(
-    store: &Store,
-    correlation_id: &str,
-) -> Result<String, intentproof_store::StoreError> {
+/// (empty when it has none, e.g. SDK events, or when that event cannot be
+/// read: a damaged record must not hide the chain from the list, and
+/// verifying that chain names the damage).
+fn chain_agent(store: &Store, correlation_id: &str) -> String {
     let query = EventQuery {
         correlation_id: Some(correlation_id.to_owned()),
         limit: 1,
         ..EventQuery::default()
     };
-    let first = store.events(&query)?.events.into_iter().next();
-    Ok(first
+    let first = match store.events(&query) {
+        Ok(page) => page.events.into_iter().next(),
+        Err(e) => {
+            tracing::warn!(correlation_id, error = %e, "cannot read a chain's first event for its agent");
+            None
+        }
+    };
+    first
         .and_then(|e| {
             let client = e.event.pointer("/attributes/mcp.client.name")?.as_str()?;
             Some(client.to_owned())
         })
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
-/// [`chain_agent`], or empty when the first event cannot be read (a
-/// damaged record): the list still shows every chain, and verifying that
-/// one names the damage.
-pub fn agent_or_empty(store: &Store, correlation_id: &str) -> String {
-    chain_agent(store, correlation_id).unwrap_or_else(|e| {
-        tracing::warn!(correlation_id, error = %e, "cannot read a chain's first event for its agent");
-        String::new()
-    })
+/// One row of `GET /v1/chains`: [`chain_json`] plus `agent`, who made the
+/// chain's calls. The TUI's LocalSource builds its rows with it too.
+pub fn chain_row_json(store: &Store, summary: &ChainSummary) -> Value {
+    let mut value = chain_json(summary);
+    value["agent"] = Value::String(chain_agent(store, &summary.correlation_id));
+    value
 }
 
 async fn list_chains(
@@ -675,14 +678,10 @@ async fn list_chains(
     let offset = params.offset.unwrap_or(0);
     let (total, chains) = blocking(move || {
         let (total, summaries) = store.chains_page(offset, limit)?;
-        let page = summaries
+        let page: Vec<Value> = summaries
             .iter()
-            .map(|summary| {
-                let mut value = chain_json(summary);
-                value["agent"] = Value::String(agent_or_empty(&store, &summary.correlation_id));
-                value
-            })
-            .collect::<Vec<Value>>();
+            .map(|summary| chain_row_json(&store, summary))
+            .collect();
         Ok((total, page))
     })
     .await?;
