@@ -11,8 +11,9 @@ use serde_json::{Map, Value, json};
 
 /// Name of the tool the gateway adds by default.
 pub const DEFAULT_PLAN_TOOL: &str = "intentproof_declare_plan";
-/// Action of the plan declaration event.
-pub const PLAN_ACTION: &str = "intentproof.plan.declare";
+/// Action of the plan declaration event (the policy evaluator's name for
+/// it, so the two cannot drift apart).
+pub const PLAN_ACTION: &str = intentproof_policy::verification::PLAN_DECLARE_ACTION;
 /// Intent of calls no declaration covers.
 pub const UNDECLARED: &str = "undeclared";
 /// Action of the marker fail-closed mode makes durable before a call is
