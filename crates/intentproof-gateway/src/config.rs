@@ -14,6 +14,11 @@
 //! redaction_policy = "policies/redaction/default.yaml"   # default: the built-in policy
 //! verification_policies = ["policies/verification/refund-with-receipt.yaml"]  # need scope.any_event_action_in
 //!
+//! [mcp]
+//! session_idle_timeout_secs = 300    # an idle MCP session ends and its upstream stops
+//! max_sessions_per_server = 100      # live sessions per server; more get a JSON-RPC error (503)
+//! max_new_sessions_per_sec = 20      # new sessions per second per server; more get 429
+//!
 //! [[mcp.servers]]                    # served over Streamable HTTP at /mcp/<name>
 //! name = "everything"
 //! command = ["npx", "-y", "@modelcontextprotocol/server-everything"]
@@ -82,14 +87,45 @@ pub struct Config {
 }
 
 /// The `[mcp]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct McpConfig {
     /// Name of the plan tool added to every server (`""` turns it off;
     /// default `intentproof_declare_plan`).
     pub plan_tool: Option<String>,
+    /// A session (of the session-based revisions, up to 2025-11-25) with
+    /// no request, no call in flight and no open stream for this long is
+    /// ended: its upstream process is stopped (or its remote session
+    /// deleted). Default 300.
+    pub session_idle_timeout_secs: u64,
+    /// Live sessions per server; an `initialize` past it is refused with
+    /// a JSON-RPC error (HTTP 503). Default 100.
+    pub max_sessions_per_server: usize,
+    /// New sessions per second per server (a token bucket holding as many);
+    /// an `initialize` beyond it is refused (HTTP 429, `Retry-After: 1`).
+    /// Default 20.
+    pub max_new_sessions_per_sec: u32,
     /// The upstream servers.
     pub servers: Vec<McpServerConfig>,
+}
+
+/// Default of [`McpConfig::session_idle_timeout_secs`].
+pub const DEFAULT_MCP_SESSION_IDLE_TIMEOUT_SECS: u64 = 300;
+/// Default of [`McpConfig::max_sessions_per_server`].
+pub const DEFAULT_MCP_MAX_SESSIONS_PER_SERVER: usize = 100;
+/// Default of [`McpConfig::max_new_sessions_per_sec`].
+pub const DEFAULT_MCP_MAX_NEW_SESSIONS_PER_SEC: u32 = 20;
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            plan_tool: None,
+            session_idle_timeout_secs: DEFAULT_MCP_SESSION_IDLE_TIMEOUT_SECS,
+            max_sessions_per_server: DEFAULT_MCP_MAX_SESSIONS_PER_SERVER,
+            max_new_sessions_per_sec: DEFAULT_MCP_MAX_NEW_SESSIONS_PER_SEC,
+            servers: Vec::new(),
+        }
+    }
 }
 
 /// One upstream MCP server of the HTTP gateway: a stdio `command` (one
@@ -393,6 +429,17 @@ impl Config {
         if self.queue_capacity == 0 {
             return Err(ConfigError::Invalid(
                 "queue_capacity must be at least 1".into(),
+            ));
+        }
+        if self.mcp.session_idle_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "mcp.session_idle_timeout_secs must be at least 1 (seconds an idle MCP session lives)".into(),
+            ));
+        }
+        if self.mcp.max_sessions_per_server == 0 || self.mcp.max_new_sessions_per_sec == 0 {
+            return Err(ConfigError::Invalid(
+                "mcp.max_sessions_per_server and mcp.max_new_sessions_per_sec must be at least 1"
+                    .into(),
             ));
         }
         let mut servers = std::collections::BTreeSet::new();

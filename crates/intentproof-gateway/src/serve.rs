@@ -281,6 +281,8 @@ async fn serve_with(
             crate::mcp::http::McpHttp::new(&config.mcp, Arc::clone(recording))
                 .map_err(ServeError::Other)?,
         );
+        // Ends idle sessions and their upstreams; stops with the gateway.
+        drop(gateway.start_reaper());
         let _ = state.mcp.set(gateway);
         tracing::info!(
             servers = config.mcp.servers.len(),

@@ -27,7 +27,7 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -53,6 +53,15 @@ pub struct McpHttp {
     servers: HashMap<String, Server>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     recording: Arc<Recording>,
+    limits: SessionLimits,
+}
+
+/// Bounds on the session-based revisions' sessions (`[mcp]` in the config).
+#[derive(Debug, Clone, Copy)]
+struct SessionLimits {
+    idle_timeout: Duration,
+    max_per_server: usize,
+    new_per_sec: u32,
 }
 
 struct Server {
@@ -60,6 +69,16 @@ struct Server {
     recorder: RecorderConfig,
     /// Set for a remote (`url`) server.
     remote: Option<Arc<RemoteServer>>,
+    /// New-session token bucket: (tokens, when last refilled).
+    new_sessions: Mutex<(f64, Instant)>,
+}
+
+/// Why a new session was not opened.
+enum Refused {
+    /// `max_sessions_per_server` live sessions already.
+    Full(usize),
+    /// More than `max_new_sessions_per_sec`.
+    TooFast(u32),
 }
 
 type Stream = mpsc::UnboundedSender<Outgoing>;
@@ -99,6 +118,28 @@ struct Session {
     upstream: Upstream,
     recorder: Mutex<Recorder>,
     routing: Mutex<Routing>,
+    /// When the agent last sent a request or opened a stream.
+    last_active: Mutex<Instant>,
+}
+
+impl Session {
+    fn touch(&self) {
+        *lock(&self.last_active) = Instant::now();
+    }
+
+    /// Idle for `timeout`: no request from the agent for that long, none
+    /// waiting for its response, and no GET stream still connected.
+    fn idle_for(&self, timeout: Duration) -> bool {
+        if lock(&self.last_active).elapsed() < timeout {
+            return false;
+        }
+        let routing = lock(&self.routing);
+        routing.requests.is_empty()
+            && routing
+                .standalone
+                .as_ref()
+                .is_none_or(mpsc::UnboundedSender::is_closed)
+    }
 }
 
 /// A stdio upstream process.
@@ -133,10 +174,17 @@ impl Upstream {
         }
     }
 
-    /// Ends the upstream side (the agent ended the session).
+    /// Ends the upstream side (the agent ended the session, or it
+    /// expired): a process is killed and waited for, so none is left
+    /// behind, not even as a zombie.
     async fn close(&self) {
         match self {
-            Upstream::Stdio(_) => self.stop(),
+            Upstream::Stdio(stdio) => {
+                let child = lock(&stdio.child).take();
+                if let Some(mut child) = child {
+                    let _ = child.kill().await;
+                }
+            }
             Upstream::Remote(remote) => remote.close().await,
         }
     }
@@ -158,11 +206,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+/// A JSON-RPC error as the HTTP answer. `id` is the request's when the
+/// body was one request (`null` when it could not be read, or for a batch).
+fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
     (
         status,
         axum::Json(
-            json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
         ),
     )
         .into_response()
@@ -193,6 +243,10 @@ impl McpHttp {
                     config: server.clone(),
                     recorder,
                     remote,
+                    new_sessions: Mutex::new((
+                        f64::from(config.max_new_sessions_per_sec),
+                        Instant::now(),
+                    )),
                 },
             );
         }
@@ -200,7 +254,82 @@ impl McpHttp {
             servers,
             sessions: Mutex::new(HashMap::new()),
             recording,
+            limits: SessionLimits {
+                idle_timeout: Duration::from_secs(config.session_idle_timeout_secs.max(1)),
+                max_per_server: config.max_sessions_per_server.max(1),
+                new_per_sec: config.max_new_sessions_per_sec.max(1),
+            },
         })
+    }
+
+    /// Starts the task that ends idle sessions (see
+    /// [`McpConfig::session_idle_timeout_secs`]); it stops by itself once
+    /// the gateway is dropped. Checks every quarter of the timeout (at
+    /// least every 5 s), so a session lives at most 1.25x the timeout.
+    pub fn start_reaper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let gateway = Arc::downgrade(self);
+        let period =
+            (self.limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(gateway) = gateway.upgrade() else {
+                    return;
+                };
+                gateway.end_idle_sessions().await;
+            }
+        })
+    }
+
+    /// Ends every session idle for the timeout; returns how many.
+    async fn end_idle_sessions(&self) -> usize {
+        let idle: Vec<Arc<Session>> = {
+            let mut sessions = lock(&self.sessions);
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| s.idle_for(self.limits.idle_timeout))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for session in &idle {
+            tracing::info!(
+                server = %session.server,
+                session = %session.id,
+                idle_secs = self.limits.idle_timeout.as_secs(),
+                "MCP session ended: idle past mcp.session_idle_timeout_secs"
+            );
+            session.upstream.close().await;
+        }
+        idle.len()
+    }
+
+    /// Live sessions of `server`.
+    fn live_sessions(&self, server: &str) -> usize {
+        lock(&self.sessions)
+            .values()
+            .filter(|s| s.server == server)
+            .count()
+    }
+
+    /// Whether a new session of `name` may open now (takes a token).
+    fn admit(&self, name: &str, server: &Server) -> Result<(), Refused> {
+        if self.live_sessions(name) >= self.limits.max_per_server {
+            return Err(Refused::Full(self.limits.max_per_server));
+        }
+        let rate = f64::from(self.limits.new_per_sec);
+        let mut bucket = lock(&server.new_sessions);
+        let now = Instant::now();
+        let (tokens, at) = *bucket;
+        let tokens = (tokens + now.duration_since(at).as_secs_f64() * rate).min(rate);
+        if tokens < 1.0 {
+            *bucket = (tokens, now);
+            return Err(Refused::TooFast(self.limits.new_per_sec));
+        }
+        *bucket = (tokens - 1.0, now);
+        Ok(())
     }
 
     /// Whether `name` is a configured server.
@@ -225,6 +354,7 @@ impl McpHttp {
 
     async fn open_session(self: &Arc<Self>, name: &str) -> Result<(String, Arc<Session>), String> {
         let server = self.servers.get(name).ok_or("unknown server")?;
+        let last_active = Mutex::new(Instant::now());
         let id = intentproof_core::new_event_id();
         let recorder = Mutex::new(Recorder::new(server.recorder.clone(), id.clone()));
         let routing = Mutex::new(Routing {
@@ -245,6 +375,7 @@ impl McpHttp {
                     upstream: Upstream::Remote(RemoteUpstream::new(Arc::clone(remote), deliver)),
                     recorder,
                     routing,
+                    last_active,
                 }
             })
         } else {
@@ -270,6 +401,7 @@ impl McpHttp {
                 })),
                 recorder,
                 routing,
+                last_active,
             });
             let deliver = self.deliver_to(Arc::downgrade(&session));
             let server_name = name.to_owned();
@@ -465,6 +597,7 @@ pub async fn post(
     if !gateway.has(&name) {
         return rpc_error(
             StatusCode::NOT_FOUND,
+            &Value::Null,
             -32601,
             &format!(
                 "no MCP server named {name:?} is configured; see [[mcp.servers]] in the config"
@@ -474,6 +607,7 @@ pub async fn post(
     if !origin_allowed(&headers) {
         return rpc_error(
             StatusCode::FORBIDDEN,
+            &Value::Null,
             -32600,
             "requests from this Origin are not allowed",
         );
@@ -501,12 +635,18 @@ pub async fn post(
                 Err(_) => {
                     return rpc_error(
                         StatusCode::BAD_REQUEST,
+                        &Value::Null,
                         -32700,
                         "Parse error: the body is not JSON",
                     );
                 }
             },
         };
+    // Errors about the whole POST name its request when it is one.
+    let request_id = match items.as_slice() {
+        [(only, _)] if !batch => only.get("id").cloned().unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
     let is_initialize = items
         .iter()
         .any(|(m, _)| m.get("method").and_then(Value::as_str) == Some("initialize"));
@@ -515,22 +655,57 @@ pub async fn post(
         None if headers.contains_key(SESSION_HEADER) => {
             return rpc_error(
                 StatusCode::NOT_FOUND,
+                &request_id,
                 -32001,
                 "Session not found: initialize a new session",
             );
         }
-        None if is_initialize => match gateway.open_session(&name).await {
-            Ok(opened) => opened,
-            Err(e) => return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e),
-        },
+        None if is_initialize => {
+            if let Some(server) = gateway.servers.get(&name) {
+                match gateway.admit(&name, server) {
+                    Ok(()) => {}
+                    Err(Refused::Full(max)) => {
+                        return rpc_error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &request_id,
+                            -32000,
+                            &format!(
+                                "MCP server {name:?} already has {max} live sessions (mcp.max_sessions_per_server); end one with DELETE, wait for idle ones to expire (mcp.session_idle_timeout_secs = {}), or raise the limit",
+                                gateway.limits.idle_timeout.as_secs()
+                            ),
+                        );
+                    }
+                    Err(Refused::TooFast(rate)) => {
+                        let mut response = rpc_error(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            &request_id,
+                            -32000,
+                            &format!(
+                                "too many new sessions for MCP server {name:?}: at most {rate} per second (mcp.max_new_sessions_per_sec); retry in a second"
+                            ),
+                        );
+                        response
+                            .headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        return response;
+                    }
+                }
+            }
+            match gateway.open_session(&name).await {
+                Ok(opened) => opened,
+                Err(e) => return rpc_error(StatusCode::BAD_GATEWAY, &request_id, -32603, &e),
+            }
+        }
         None => {
             return rpc_error(
                 StatusCode::BAD_REQUEST,
+                &request_id,
                 -32600,
                 "Bad Request: no Mcp-Session-Id header; send initialize first",
             );
         }
     };
+    session.touch();
     // Observe; collect what goes upstream and what the gateway answers.
     let mut events = Vec::new();
     let mut forward = Vec::new();
@@ -568,7 +743,7 @@ pub async fn post(
             .send(&session.server, &forward, Vec::new(), None)
             .await
         {
-            return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e);
+            return rpc_error(StatusCode::BAD_GATEWAY, &request_id, -32603, &e);
         }
         let mut response = StatusCode::ACCEPTED.into_response();
         if let Ok(value) = HeaderValue::from_str(&session_id) {
@@ -603,7 +778,7 @@ pub async fn post(
         .send(&session.server, &forward, requests, initialize)
         .await
     {
-        return rpc_error(StatusCode::BAD_GATEWAY, -32603, &e);
+        return rpc_error(StatusCode::BAD_GATEWAY, &request_id, -32603, &e);
     }
     // One request: if its response is the first message for it, that is
     // the whole answer, as plain JSON (nothing else can be routed to this
@@ -653,15 +828,22 @@ async fn write_stdin(
 /// `GET /mcp/<name>`: the session's stream for server-initiated messages.
 pub async fn get(gateway: Arc<McpHttp>, name: String, headers: HeaderMap) -> Response {
     if !gateway.has(&name) {
-        return rpc_error(StatusCode::NOT_FOUND, -32601, "no such MCP server");
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            &Value::Null,
+            -32601,
+            "no such MCP server",
+        );
     }
     let Some((session_id, session)) = gateway.session(&headers) else {
         return rpc_error(
             StatusCode::BAD_REQUEST,
+            &Value::Null,
             -32600,
             "Bad Request: a valid Mcp-Session-Id header is required",
         );
     };
+    session.touch();
     let (stream, receiver) = mpsc::unbounded_channel::<Outgoing>();
     {
         let mut routing = lock(&session.routing);
@@ -679,7 +861,12 @@ pub async fn get(gateway: Arc<McpHttp>, name: String, headers: HeaderMap) -> Res
 /// `DELETE /mcp/<name>`: ends the session and its upstream.
 pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
     let Some((session_id, session)) = gateway.session(&headers) else {
-        return rpc_error(StatusCode::NOT_FOUND, -32001, "Session not found");
+        return rpc_error(
+            StatusCode::NOT_FOUND,
+            &Value::Null,
+            -32001,
+            "Session not found",
+        );
     };
     lock(&gateway.sessions).remove(&session_id);
     session.upstream.close().await;
