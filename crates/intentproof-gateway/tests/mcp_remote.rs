@@ -408,6 +408,7 @@ async fn an_agent_session_through_a_remote_upstream_is_relayed_and_recorded_exac
         "mcp.session_id": session,
         "mcp.client.name": "raw-agent",
         "mcp.client.version": "0.1.0",
+        "mcp.protocol.version": "2025-11-25",
     });
     let with_tool = |tool: &str| {
         let mut a = attributes.clone();

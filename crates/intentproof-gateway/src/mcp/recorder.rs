@@ -1,8 +1,93 @@
 //! [`Recorder`]: watches one MCP session's JSON-RPC traffic and turns each
 //! tool call (and resource read, prompt get) into an event.
+//!
+//! # What one event says
+//!
+//! A call (`tools/call`, `resources/read`, `prompts/get`) becomes one event
+//! when its answer comes back: action `mcp.<server>.<tool>` (or
+//! `.resource.read`, `.prompt.get`), inputs = the arguments, output = the
+//! result (for tools: `content`, `structuredContent`, `isError`), status
+//! `error` for a JSON-RPC error or `isError: true`. Attributes always carry
+//! `mcp.server`, `mcp.session_id` and `jsonrpc.id` (the id of the call's
+//! *first* request), and when known:
+//!
+//! - `mcp.client.name` / `mcp.client.version`: from the request's own
+//!   `params._meta["io.modelcontextprotocol/clientInfo"]` (2026-07-28 sends
+//!   it on every request and has no `initialize`), else from `initialize`.
+//! - `mcp.protocol.version`: the request's
+//!   `_meta["io.modelcontextprotocol/protocolVersion"]`, else the version
+//!   the server answered to `initialize` (else the one the client asked for).
+//!
+//! A JSON-RPC error keeps everything the server said: `error.name` is
+//! `JsonRpcError(<code>)`, `error.message` its message, and when the error
+//! has `data` (e.g. -32042 URL elicitation with `data.elicitations[].url`)
+//! the output is `{"error": {"code": <code>, "data": <data>}}`.
+//!
+//! # Multi-round calls (2026-07-28 `input_required`)
+//!
+//! A result with `resultType: "input_required"` does not finish the call.
+//! The call is *parked*, keyed by the `requestState` the server returned (or,
+//! without one, by the method and tool/prompt name/URI). The client's retry
+//! (same method, a new JSON-RPC id, params with `requestState` and/or
+//! `inputResponses`) continues that same call. When a round answers with
+//! anything else (`resultType` `complete` or absent, or an error), ONE event
+//! is emitted: output and status from the final round, inputs = the
+//! arguments of the first request, and
+//!
+//! - attribute `mcp.rounds` = the number of JSON-RPC exchanges;
+//! - output member `rounds`: one object per exchange, in order:
+//!   `{"requestId": <JSON-RPC id as sent>, "inputResponses": <what the client
+//!   sent in that request, if anything>, "inputRequests": <what the server
+//!   asked for, as sent>, "requestState": <as sent>}` (absent members are
+//!   omitted; the final exchange has no `inputRequests`). Values are kept as
+//!   JSON, so redaction policies see them like any other output.
+//!
+//! Single-round calls have neither. Bounds: a call keeps its last
+//! [`MAX_ROUNDS`] exchanges (older ones are dropped with a warning; the
+//! attribute `mcp.rounds.dropped` counts them); at most [`MAX_PARKED`] calls
+//! may wait for input per session (the oldest is closed as incomplete). A
+//! parked call the client never continues becomes an event with
+//! `error.name = "IncompleteCall"` (output `{"rounds": [...]}`) when the
+//! session ends ([`Recorder::on_session_end`]) or it has waited longer than
+//! the relay's idle timeout ([`Recorder::expire_idle`]).
+//!
+//! # Tasks (2025-11-25 `task`, 2026-07-28 tasks extension)
+//!
+//! A call answered by a task handle (`{"task": {"taskId", "status", ...}}`
+//! in 2025-11-25, flat `{"resultType": "task", "taskId", "status", ...}` in
+//! 2026) is recorded at once, so nothing waits on a long task: status `ok`,
+//! output = the handle (without `_meta`), attributes `mcp.task.id` and
+//! `mcp.task.status` (the initial status). The recorder remembers the task
+//! (at most [`MAX_TASKS`]; the oldest is forgotten with a warning). When the
+//! client observes a terminal state (a `tasks/result` answer; a `tasks/get`
+//! or `tasks/cancel` answer, or a `notifications/tasks/status`, with status
+//! `completed`, `failed` or `cancelled`; a 2026 `tasks/cancel` answered
+//! without a status counts as cancelled), ONE completion event is emitted in
+//! the call's correlation: action [`COMPLETED_ACTION`], the call's intent,
+//! inputs `{"taskId"}`, attributes `intentproof.call.event_id` (the call
+//! event's id), `intentproof.call.action`, `mcp.task.id`, `mcp.task.status`;
+//! status `ok` for `completed` (output = the task's result, as for a call),
+//! `error` for `failed` (`TaskFailed`) and `cancelled` (`TaskCancelled`)
+//! with the status message or the error's message, output the inlined
+//! `result` / `{"error": ...}` or else the task. Its times span the call's
+//! start to the observation. A 2025 `completed` status carries no payload,
+//! so the recorder waits for the `tasks/result` answer; if none comes before
+//! the session ends (or the idle timeout) the completion is emitted with the
+//! task status object as output.
+//!
+//! # Server-initiated requests (2025-era sessions)
+//!
+//! `elicitation/create` and `sampling/createMessage` sent by the server are
+//! recorded when the client answers: action `mcp.<server>.elicitation.create`
+//! / `mcp.<server>.sampling.create`, inputs = the request's params, output =
+//! the client's result (or its JSON-RPC error). They take the correlation and
+//! intent of the call under way (the task named by `_meta`'s related-task,
+//! else the most recent call waiting for its answer), named by attributes
+//! `mcp.parent.action` and `mcp.parent.jsonrpc.id`. Unanswered ones become
+//! `IncompleteCall` events at session end.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Instant, SystemTime};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
 
 use intentproof_core::{
     AttributeValue, Attributes, ErrorInfo, ExecutionEvent, format_rfc3339_millis,
@@ -19,6 +104,24 @@ pub const UNDECLARED: &str = "undeclared";
 /// Action of the marker fail-closed mode makes durable before a call is
 /// forwarded.
 pub const STARTED_ACTION: &str = "intentproof.call.started";
+/// Action of the event that completes a task-augmented call.
+pub const COMPLETED_ACTION: &str = "intentproof.call.completed";
+/// `error.name` of a call the client never finished (it stopped after the
+/// server asked for input).
+pub const INCOMPLETE_CALL: &str = "IncompleteCall";
+/// Exchanges kept per multi-round call.
+pub const MAX_ROUNDS: usize = 10;
+/// Calls that may wait for the client's input at once, per session.
+pub const MAX_PARKED: usize = 1_000;
+/// Tasks remembered per session.
+pub const MAX_TASKS: usize = 10_000;
+/// Server-to-client requests (and task queries) awaiting an answer, per
+/// session.
+pub const MAX_WAITING: usize = 1_000;
+
+const CLIENT_INFO_KEY: &str = "io.modelcontextprotocol/clientInfo";
+const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const RELATED_TASK_KEY: &str = "io.modelcontextprotocol/related-task";
 
 /// How a session is recorded.
 #[derive(Debug, Clone)]
@@ -71,11 +174,17 @@ enum Kind {
     Tool(String),
     ResourceRead,
     PromptGet,
+    /// A server-to-client request (elicitation, sampling).
+    ServerRequest,
 }
 
 #[derive(Debug)]
 struct Pending {
     kind: Kind,
+    /// The JSON-RPC method and the name (tool, prompt) or URI it is about:
+    /// what a retry without `requestState` is matched by.
+    method: String,
+    target: String,
     action: String,
     intent: String,
     correlation_id: String,
@@ -83,6 +192,47 @@ struct Pending {
     attributes: Attributes,
     started: SystemTime,
     clock: Instant,
+    /// Finished exchanges of a multi-round call (the server asked for input).
+    rounds: Vec<Value>,
+    /// Exchanges dropped to keep `rounds` bounded.
+    dropped_rounds: usize,
+    /// The exchange under way: `requestId`, `inputResponses`.
+    current: Map<String, Value>,
+}
+
+/// Where a multi-round call waits for the client's retry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ParkKey {
+    State(String),
+    Call(String, String),
+}
+
+#[derive(Debug)]
+struct Parked {
+    call: Pending,
+    since: Instant,
+}
+
+/// A task the recorder saw created.
+#[derive(Debug)]
+struct TaskRef {
+    call_event_id: String,
+    correlation_id: String,
+    action: String,
+    intent: String,
+    attributes: Attributes,
+    started: SystemTime,
+    clock: Instant,
+    /// A terminal status seen without the result (2025 `completed` via
+    /// `tasks/get` or a notification): (status object, when).
+    terminal: Option<(Value, Instant)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TaskOp {
+    Get,
+    Result,
+    Cancel,
 }
 
 /// Observes one session. Not thread-safe by itself: one per session, owned
@@ -92,7 +242,18 @@ pub struct Recorder {
     config: RecorderConfig,
     session_id: String,
     client: Option<(String, String)>,
+    /// The negotiated protocol version (2025-era `initialize`).
+    protocol: Option<String>,
+    /// The id of the `initialize` request, until it is answered.
+    initialize_id: Option<String>,
     pending: HashMap<String, Pending>,
+    parked: HashMap<ParkKey, Parked>,
+    tasks: HashMap<String, TaskRef>,
+    task_order: VecDeque<String>,
+    /// Client requests about tasks: id -> (operation, task id).
+    task_queries: HashMap<String, (TaskOp, String)>,
+    /// Server-to-client requests awaiting the client's answer.
+    server_requests: HashMap<String, Pending>,
     /// Client request ids of first-page `tools/list` calls.
     tool_lists: HashMap<String, ()>,
     plan: Option<Plan>,
@@ -123,6 +284,67 @@ pub(crate) fn trace_id(traceparent: &str) -> Option<String> {
     }
 }
 
+fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+/// `value` without its `_meta` member.
+fn without_meta(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "_meta")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "cancelled")
+}
+
+/// The event error and output of a JSON-RPC error object.
+fn json_rpc_error(error: &Value) -> (ErrorInfo, Option<Value>) {
+    let code = error.get("code").cloned().unwrap_or(Value::Null);
+    let info = ErrorInfo {
+        name: format!(
+            "JsonRpcError({})",
+            error.get("code").map(Value::to_string).unwrap_or_default()
+        ),
+        message: str_of(error, "message").unwrap_or_default().to_owned(),
+        stack: None,
+    };
+    let output = error
+        .get("data")
+        .map(|data| json!({"error": {"code": code, "data": data}}));
+    (info, output)
+}
+
+/// The (task id, status) of a task handle answering a call.
+fn task_handle(result: &Value) -> Option<(String, String)> {
+    let task = if str_of(result, "resultType") == Some("task") {
+        result
+    } else {
+        result.get("task").filter(|t| t.is_object())?
+    };
+    let id = match task.get("taskId")? {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let status = str_of(task, "status").unwrap_or_default().to_owned();
+    Some((id, status))
+}
+
+fn value_id(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 impl Recorder {
     /// A recorder for a new session.
     pub fn new(config: RecorderConfig, session_id: impl Into<String>) -> Self {
@@ -130,7 +352,14 @@ impl Recorder {
             config,
             session_id: session_id.into(),
             client: None,
+            protocol: None,
+            initialize_id: None,
             pending: HashMap::new(),
+            parked: HashMap::new(),
+            tasks: HashMap::new(),
+            task_order: VecDeque::new(),
+            task_queries: HashMap::new(),
+            server_requests: HashMap::new(),
             tool_lists: HashMap::new(),
             plan: None,
         }
@@ -141,19 +370,30 @@ impl Recorder {
         self.plan.as_ref()
     }
 
-    /// Calls under way.
+    /// Calls under way (waiting for the server's answer).
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
 
+    /// Multi-round calls waiting for the client's retry.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Tasks created and not seen finished.
+    pub fn open_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
     /// Looks at a message from the agent. Events it completes (a cancelled
-    /// call, a plan declaration) are pushed to `events`.
+    /// call, a plan declaration, an answered server request, a task seen
+    /// finished) are pushed to `events`.
     pub fn on_client(
         &mut self,
         message: &Value,
         events: &mut Vec<ExecutionEvent>,
     ) -> ClientVerdict {
-        let Some(object) = message.as_object() else {
+        if message.as_object().is_none() {
             // A batch (2025-03-26) is observed item by item and forwarded whole.
             if let Some(items) = message.as_array() {
                 for item in items {
@@ -161,8 +401,7 @@ impl Recorder {
                 }
             }
             return ClientVerdict::Forward;
-        };
-        let _ = object;
+        }
         self.observe_client(message, events, true)
     }
 
@@ -172,14 +411,17 @@ impl Recorder {
         events: &mut Vec<ExecutionEvent>,
         may_reply: bool,
     ) -> ClientVerdict {
-        let method = message
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let Some(method) = message.get("method").and_then(Value::as_str) else {
+            // A response: the client answering a server request.
+            if let Some(id) = message.get("id") {
+                self.on_client_response(id, message, events);
+            }
+            return ClientVerdict::Forward;
+        };
         let id = message.get("id");
         let params = message.get("params").cloned().unwrap_or(Value::Null);
         match (method, id) {
-            ("initialize", Some(_)) => {
+            ("initialize", Some(id)) => {
                 let info = &params["clientInfo"];
                 if let Some(name) = info.get("name").and_then(Value::as_str) {
                     let version = info
@@ -188,6 +430,10 @@ impl Recorder {
                         .unwrap_or_default();
                     self.client = Some((name.to_owned(), version.to_owned()));
                 }
+                if let Some(version) = str_of(&params, "protocolVersion") {
+                    self.protocol = Some(version.to_owned());
+                }
+                self.initialize_id = Some(id_key(id));
             }
             ("tools/list", Some(id)) if params.get("cursor").is_none() => {
                 self.tool_lists.insert(id_key(id), ());
@@ -201,25 +447,72 @@ impl Recorder {
                 if may_reply && self.config.plan_tool.as_deref() == Some(name.as_str()) {
                     return ClientVerdict::Reply(self.declare_plan(id, &params, events));
                 }
+                if self.resume(method, &name, id, &params) {
+                    return ClientVerdict::Forward;
+                }
                 let action = format!("mcp.{}.{}", self.config.server, name);
                 let inputs = params
                     .get("arguments")
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                self.start(id, Kind::Tool(name), action, inputs, &params);
+                self.start(
+                    id,
+                    Kind::Tool(name.clone()),
+                    method,
+                    &name,
+                    action,
+                    inputs,
+                    &params,
+                );
             }
             ("resources/read", Some(id)) => {
+                let uri = match params.get("uri") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                if self.resume(method, &uri, id, &params) {
+                    return ClientVerdict::Forward;
+                }
                 let action = format!("mcp.{}.resource.read", self.config.server);
                 let inputs = json!({"uri": params.get("uri").cloned().unwrap_or(Value::Null)});
-                self.start(id, Kind::ResourceRead, action, inputs, &params);
+                self.start(
+                    id,
+                    Kind::ResourceRead,
+                    method,
+                    &uri,
+                    action,
+                    inputs,
+                    &params,
+                );
             }
             ("prompts/get", Some(id)) => {
+                let name = str_of(&params, "name").unwrap_or_default().to_owned();
+                if self.resume(method, &name, id, &params) {
+                    return ClientVerdict::Forward;
+                }
                 let action = format!("mcp.{}.prompt.get", self.config.server);
                 let inputs = json!({
                     "name": params.get("name").cloned().unwrap_or(Value::Null),
                     "arguments": params.get("arguments").cloned().unwrap_or_else(|| json!({})),
                 });
-                self.start(id, Kind::PromptGet, action, inputs, &params);
+                self.start(id, Kind::PromptGet, method, &name, action, inputs, &params);
+            }
+            ("tasks/get" | "tasks/result" | "tasks/cancel", Some(id)) => {
+                let op = match method {
+                    "tasks/get" => TaskOp::Get,
+                    "tasks/result" => TaskOp::Result,
+                    _ => TaskOp::Cancel,
+                };
+                if let Some(task_id) = params.get("taskId").and_then(value_id) {
+                    if self.tasks.contains_key(&task_id) {
+                        if self.task_queries.len() >= MAX_WAITING {
+                            tracing::warn!(server = %self.config.server, "more than {MAX_WAITING} task queries unanswered; not following this one");
+                        } else {
+                            self.task_queries.insert(id_key(id), (op, task_id));
+                        }
+                    }
+                }
             }
             ("notifications/cancelled", None) => {
                 if let Some(request_id) = params.get("requestId") {
@@ -242,8 +535,73 @@ impl Recorder {
         ClientVerdict::Forward
     }
 
+    /// A retry of a multi-round call: continues the parked call under the
+    /// new request id. False when `params` is not a retry of a parked call.
+    fn resume(&mut self, method: &str, target: &str, id: &Value, params: &Value) -> bool {
+        let state = params.get("requestState");
+        let responses = params.get("inputResponses");
+        if state.is_none() && responses.is_none() {
+            return false;
+        }
+        let by_state = state
+            .and_then(Value::as_str)
+            .map(|s| ParkKey::State(s.to_owned()))
+            .filter(|k| self.parked.contains_key(k));
+        let key = by_state.unwrap_or_else(|| ParkKey::Call(method.to_owned(), target.to_owned()));
+        let Some(Parked { mut call, .. }) = self.parked.remove(&key) else {
+            return false;
+        };
+        call.current = Map::new();
+        call.current.insert("requestId".into(), id.clone());
+        if let Some(responses) = responses {
+            call.current
+                .insert("inputResponses".into(), responses.clone());
+        }
+        if let Some(old) = self.pending.insert(id_key(id), call) {
+            tracing::warn!(server = %self.config.server, action = %old.action, "a request reused the id of a call under way; the earlier call is not recorded");
+        }
+        true
+    }
+
+    /// Who the client is and which protocol it speaks, for this request.
+    fn client_attributes(&self, params: &Value, attributes: &mut Attributes) {
+        let meta = params.get("_meta");
+        let info = meta.and_then(|m| m.get(CLIENT_INFO_KEY));
+        match info.and_then(|i| str_of(i, "name")) {
+            Some(name) => {
+                attributes.insert("mcp.client.name".into(), text_attr(name));
+                if let Some(version) = info.and_then(|i| str_of(i, "version")) {
+                    attributes.insert("mcp.client.version".into(), text_attr(version));
+                }
+            }
+            None => {
+                if let Some((name, version)) = &self.client {
+                    attributes.insert("mcp.client.name".into(), text_attr(name));
+                    attributes.insert("mcp.client.version".into(), text_attr(version));
+                }
+            }
+        }
+        let version = meta
+            .and_then(|m| m.get(PROTOCOL_VERSION_KEY))
+            .and_then(Value::as_str)
+            .or(self.protocol.as_deref());
+        if let Some(version) = version {
+            attributes.insert("mcp.protocol.version".into(), text_attr(version));
+        }
+    }
+
     /// Resolves correlation and intent for a call and remembers it.
-    fn start(&mut self, id: &Value, kind: Kind, action: String, inputs: Value, params: &Value) {
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &mut self,
+        id: &Value,
+        kind: Kind,
+        method: &str,
+        target: &str,
+        action: String,
+        inputs: Value,
+        params: &Value,
+    ) {
         let meta = params.get("_meta").and_then(Value::as_object);
         let meta_str = |key: &str| {
             meta.and_then(|m| m.get(key))
@@ -260,10 +618,7 @@ impl Recorder {
         attributes.insert("mcp.server".into(), text_attr(&self.config.server));
         attributes.insert("mcp.session_id".into(), text_attr(&self.session_id));
         attributes.insert("jsonrpc.id".into(), text_attr(id_key(id)));
-        if let Some((name, version)) = &self.client {
-            attributes.insert("mcp.client.name".into(), text_attr(name));
-            attributes.insert("mcp.client.version".into(), text_attr(version));
-        }
+        self.client_attributes(params, &mut attributes);
         let tool = match &kind {
             Kind::Tool(name) => {
                 attributes.insert("mcp.tool".into(), text_attr(name));
@@ -307,10 +662,18 @@ impl Recorder {
                 );
             }
         }
+        let mut current = Map::new();
+        current.insert("requestId".into(), id.clone());
+        if let Some(responses) = params.get("inputResponses") {
+            // A retry of a call this recorder never saw ask for input.
+            current.insert("inputResponses".into(), responses.clone());
+        }
         self.pending.insert(
             id_key(id),
             Pending {
                 kind,
+                method: method.to_owned(),
+                target: target.to_owned(),
                 action,
                 intent,
                 correlation_id,
@@ -318,10 +681,12 @@ impl Recorder {
                 attributes,
                 started: SystemTime::now(),
                 clock: Instant::now(),
+                rounds: Vec::new(),
+                dropped_rounds: 0,
+                current,
             },
         );
     }
-
     fn declare_plan(
         &mut self,
         id: &Value,
@@ -387,10 +752,7 @@ impl Recorder {
                 AttributeValue::from(p.ordered),
             );
         }
-        if let Some((name, version)) = &self.client {
-            attributes.insert("mcp.client.name".into(), text_attr(name));
-            attributes.insert("mcp.client.version".into(), text_attr(version));
-        }
+        self.client_attributes(params, &mut attributes);
         let mut builder = ExecutionEvent::builder(intent, PLAN_ACTION)
             .correlation_id(correlation_id)
             .inputs(arguments)
@@ -437,57 +799,386 @@ impl Recorder {
             }
             return None;
         }
-        // Only responses (an id, no method) complete something.
-        if message.get("method").is_some() {
+        if let Some(method) = message.get("method").and_then(Value::as_str) {
+            self.on_server_message(method, message, events);
             return None;
         }
+        // A response (an id, no method).
         let key = id_key(message.get("id")?);
         if self.tool_lists.remove(&key).is_some() {
             return self.add_plan_tool(message);
         }
-        let pending = self.pending.remove(&key)?;
-        let outcome = match (message.get("result"), message.get("error")) {
-            (_, Some(error)) => Err(ErrorInfo {
-                name: format!(
-                    "JsonRpcError({})",
-                    error.get("code").map(Value::to_string).unwrap_or_default()
-                ),
-                message: error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                stack: None,
-            }),
-            (Some(result), None) => Ok(result.clone()),
-            (None, None) => Ok(Value::Null),
-        };
-        let event = match outcome {
-            Ok(result) => {
-                let output = output_of(&pending.kind, &result);
-                let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
-                if failed {
-                    let message =
-                        first_text(&result).unwrap_or_else(|| "the tool reported an error".into());
-                    self.finish(
-                        pending,
-                        Err(ErrorInfo {
-                            name: "ToolError".into(),
-                            message,
-                            stack: None,
-                        }),
-                        Some(output),
-                    )
-                } else {
-                    self.finish(pending, Ok(output), None)
-                }
+        if self.initialize_id.as_deref() == Some(key.as_str()) {
+            self.initialize_id = None;
+            if let Some(version) = message
+                .pointer("/result/protocolVersion")
+                .and_then(Value::as_str)
+            {
+                self.protocol = Some(version.to_owned());
             }
-            Err(error) => self.finish(pending, Err(error), None),
+            return None;
+        }
+        if let Some((op, task_id)) = self.task_queries.remove(&key) {
+            self.on_task_answer(op, &task_id, message, events);
+            return None;
+        }
+        let mut pending = self.pending.remove(&key)?;
+        let result = match (message.get("result"), message.get("error")) {
+            (_, Some(error)) => {
+                let (error, output) = json_rpc_error(error);
+                events.push(self.finish(pending, Err(error), output));
+                return None;
+            }
+            (Some(result), None) => result.clone(),
+            (None, None) => Value::Null,
         };
+        if str_of(&result, "resultType") == Some("input_required") {
+            self.park(pending, &result, events);
+            return None;
+        }
+        if let Some((task_id, status)) = task_handle(&result) {
+            pending
+                .attributes
+                .insert("mcp.task.id".into(), text_attr(&task_id));
+            pending
+                .attributes
+                .insert("mcp.task.status".into(), text_attr(&status));
+            let task = TaskRef {
+                call_event_id: String::new(),
+                correlation_id: pending.correlation_id.clone(),
+                action: pending.action.clone(),
+                intent: pending.intent.clone(),
+                attributes: base_attributes(&pending.attributes),
+                started: pending.started,
+                clock: pending.clock,
+                terminal: None,
+            };
+            let event = self.finish(pending, Ok(without_meta(&result)), None);
+            self.remember_task(
+                task_id,
+                TaskRef {
+                    call_event_id: event.id.clone(),
+                    ..task
+                },
+            );
+            events.push(event);
+            return None;
+        }
+        let event = self.finish_with_result(pending, &result);
         events.push(event);
         None
     }
 
+    /// Finishes a call from its (final) result: `isError` makes it failed.
+    fn finish_with_result(&self, pending: Pending, result: &Value) -> ExecutionEvent {
+        let output = output_of(&pending.kind, result);
+        if result.get("isError").and_then(Value::as_bool) == Some(true) {
+            let message = first_text(result).unwrap_or_else(|| "the tool reported an error".into());
+            let error = ErrorInfo {
+                name: "ToolError".into(),
+                message,
+                stack: None,
+            };
+            self.finish(pending, Err(error), Some(output))
+        } else {
+            self.finish(pending, Ok(output), None)
+        }
+    }
+
+    /// The server asked for input: the call waits for the client's retry.
+    fn park(&mut self, mut call: Pending, result: &Value, events: &mut Vec<ExecutionEvent>) {
+        let mut exchange = std::mem::take(&mut call.current);
+        for key in ["inputRequests", "requestState"] {
+            if let Some(value) = result.get(key) {
+                exchange.insert(key.to_owned(), value.clone());
+            }
+        }
+        if call.rounds.len() >= MAX_ROUNDS {
+            call.rounds.remove(0);
+            call.dropped_rounds += 1;
+            tracing::warn!(server = %self.config.server, action = %call.action, "a call asked for input more than {MAX_ROUNDS} times; the oldest round is not kept");
+        }
+        call.rounds.push(Value::Object(exchange));
+        let key = match result.get("requestState").and_then(Value::as_str) {
+            Some(state) => ParkKey::State(state.to_owned()),
+            None => ParkKey::Call(call.method.clone(), call.target.clone()),
+        };
+        if let Some(old) = self.parked.remove(&key) {
+            events.push(self.incomplete(
+                old.call,
+                "another call of the same method and name asked for input before the client continued this one",
+            ));
+        }
+        if self.parked.len() >= MAX_PARKED {
+            tracing::warn!(server = %self.config.server, "more than {MAX_PARKED} calls wait for the client's input; the oldest is recorded as incomplete");
+            let oldest = self
+                .parked
+                .iter()
+                .min_by_key(|(_, p)| p.since)
+                .map(|(k, _)| k.clone());
+            if let Some(parked) = oldest.and_then(|k| self.parked.remove(&k)) {
+                events.push(self.incomplete(
+                    parked.call,
+                    &format!("more than {MAX_PARKED} calls waited for the client's input; this oldest one was given up"),
+                ));
+            }
+        }
+        self.parked.insert(
+            key,
+            Parked {
+                call,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// The event of a call the client never finished.
+    fn incomplete(&self, call: Pending, why: &str) -> ExecutionEvent {
+        let rounds = call.rounds.len() + call.dropped_rounds;
+        let message = format!(
+            "the server asked for input ({rounds} round{}) and the client never sent it: {why}",
+            if rounds == 1 { "" } else { "s" }
+        );
+        let error = ErrorInfo {
+            name: INCOMPLETE_CALL.into(),
+            message,
+            stack: None,
+        };
+        self.finish(call, Err(error), Some(json!({})))
+    }
+
+    fn remember_task(&mut self, task_id: String, task: TaskRef) {
+        if self.tasks.len() >= MAX_TASKS {
+            while let Some(oldest) = self.task_order.pop_front() {
+                if self.tasks.remove(&oldest).is_some() {
+                    tracing::warn!(server = %self.config.server, task = %oldest, "more than {MAX_TASKS} tasks open; the oldest is no longer followed (its completion will not be recorded)");
+                    break;
+                }
+            }
+        }
+        if self.tasks.insert(task_id.clone(), task).is_none() {
+            self.task_order.push_back(task_id);
+        }
+        if self.task_order.len() > 2 * MAX_TASKS {
+            let tasks = &self.tasks;
+            self.task_order.retain(|id| tasks.contains_key(id));
+        }
+    }
+
+    /// A request or notification from the server.
+    fn on_server_message(
+        &mut self,
+        method: &str,
+        message: &Value,
+        events: &mut Vec<ExecutionEvent>,
+    ) {
+        let params = message.get("params").cloned().unwrap_or(Value::Null);
+        match (method, message.get("id")) {
+            ("notifications/tasks/status", None) => {
+                if let Some(task_id) = params.get("taskId").and_then(value_id) {
+                    self.task_seen(&task_id, &params, None, None, events);
+                }
+            }
+            ("elicitation/create" | "sampling/createMessage", Some(id)) => {
+                self.server_request(method, id, params);
+            }
+            _ => {}
+        }
+    }
+
+    /// Remembers a server-to-client request until the client answers it.
+    fn server_request(&mut self, method: &str, id: &Value, params: Value) {
+        if self.server_requests.len() >= MAX_WAITING {
+            tracing::warn!(server = %self.config.server, "more than {MAX_WAITING} server requests unanswered; not recording this one");
+            return;
+        }
+        let what = if method == "sampling/createMessage" {
+            "sampling.create"
+        } else {
+            "elicitation.create"
+        };
+        let action = format!("mcp.{}.{what}", self.config.server);
+        let mut attributes = Attributes::new();
+        attributes.insert("mcp.server".into(), text_attr(&self.config.server));
+        attributes.insert("mcp.session_id".into(), text_attr(&self.session_id));
+        attributes.insert("jsonrpc.id".into(), text_attr(id_key(id)));
+        attributes.insert("mcp.method".into(), text_attr(method));
+        if method == "elicitation/create" {
+            let mode = str_of(&params, "mode").unwrap_or("form");
+            attributes.insert("mcp.elicitation.mode".into(), text_attr(mode));
+        }
+        // The call under way: the related task, else the latest call
+        // waiting for its answer.
+        let related = params
+            .pointer(&format!("/_meta/{}", RELATED_TASK_KEY.replace('/', "~1")))
+            .and_then(|t| t.get("taskId"))
+            .and_then(value_id);
+        let parent = match related
+            .as_ref()
+            .and_then(|t| self.tasks.get(t).map(|r| (t, r)))
+        {
+            Some((task_id, task)) => {
+                attributes.insert("mcp.task.id".into(), text_attr(task_id));
+                attributes.insert("mcp.parent.action".into(), text_attr(&task.action));
+                for key in [
+                    "mcp.client.name",
+                    "mcp.client.version",
+                    "mcp.protocol.version",
+                ] {
+                    if let Some(v) = task.attributes.get(key) {
+                        attributes.insert(key.into(), v.clone());
+                    }
+                }
+                Some((task.correlation_id.clone(), task.intent.clone()))
+            }
+            None => self
+                .pending
+                .values()
+                .filter(|p| !matches!(p.kind, Kind::ServerRequest))
+                .max_by_key(|p| p.clock)
+                .map(|p| {
+                    attributes.insert("mcp.parent.action".into(), text_attr(&p.action));
+                    if let Some(v) = p.attributes.get("jsonrpc.id") {
+                        attributes.insert("mcp.parent.jsonrpc.id".into(), v.clone());
+                    }
+                    for key in [
+                        "mcp.client.name",
+                        "mcp.client.version",
+                        "mcp.protocol.version",
+                    ] {
+                        if let Some(v) = p.attributes.get(key) {
+                            attributes.insert(key.into(), v.clone());
+                        }
+                    }
+                    (p.correlation_id.clone(), p.intent.clone())
+                }),
+        };
+        let (correlation_id, intent) = parent.unwrap_or_else(|| {
+            if let Some((name, version)) = &self.client {
+                attributes.insert("mcp.client.name".into(), text_attr(name));
+                attributes.insert("mcp.client.version".into(), text_attr(version));
+            }
+            let correlation = self
+                .plan
+                .as_ref()
+                .map(|p| p.correlation_id.clone())
+                .unwrap_or_else(|| self.session_id.clone());
+            (correlation, UNDECLARED.to_owned())
+        });
+        let mut current = Map::new();
+        current.insert("requestId".into(), id.clone());
+        self.server_requests.insert(
+            id_key(id),
+            Pending {
+                kind: Kind::ServerRequest,
+                method: method.to_owned(),
+                target: String::new(),
+                action,
+                intent,
+                correlation_id,
+                inputs: params,
+                attributes,
+                started: SystemTime::now(),
+                clock: Instant::now(),
+                rounds: Vec::new(),
+                dropped_rounds: 0,
+                current,
+            },
+        );
+    }
+
+    /// The client answered a server-to-client request.
+    fn on_client_response(
+        &mut self,
+        id: &Value,
+        message: &Value,
+        events: &mut Vec<ExecutionEvent>,
+    ) {
+        let Some(request) = self.server_requests.remove(&id_key(id)) else {
+            return;
+        };
+        let event = match (message.get("result"), message.get("error")) {
+            (_, Some(error)) => {
+                let (error, output) = json_rpc_error(error);
+                self.finish(request, Err(error), output)
+            }
+            (Some(result), None) => self.finish(request, Ok(without_meta(result)), None),
+            (None, None) => self.finish(request, Ok(Value::Null), None),
+        };
+        events.push(event);
+    }
+
+    /// The server answered a client's `tasks/*` request.
+    fn on_task_answer(
+        &mut self,
+        op: TaskOp,
+        task_id: &str,
+        message: &Value,
+        events: &mut Vec<ExecutionEvent>,
+    ) {
+        let request_id = message.get("id");
+        if let Some(error) = message.get("error") {
+            // `tasks/result` answers what the call itself would have: its
+            // error is the task's failure. An error to `tasks/get` or
+            // `tasks/cancel` says nothing about the task.
+            if op == TaskOp::Result {
+                let task = json!({"status": "failed", "error": error});
+                self.task_seen(task_id, &task, Some(Err(error.clone())), request_id, events);
+            }
+            return;
+        }
+        let result = message.get("result").cloned().unwrap_or(Value::Null);
+        match op {
+            TaskOp::Result => {
+                let task = json!({"status": "completed"});
+                self.task_seen(task_id, &task, Some(Ok(result)), request_id, events);
+            }
+            TaskOp::Get | TaskOp::Cancel => {
+                if str_of(&result, "status").is_some() {
+                    self.task_seen(task_id, &result, None, request_id, events);
+                } else if op == TaskOp::Cancel {
+                    // 2026: `{resultType: "complete"}`, the cancellation took.
+                    let task =
+                        json!({"status": "cancelled", "statusMessage": "cancelled by the client"});
+                    self.task_seen(task_id, &task, None, request_id, events);
+                }
+            }
+        }
+    }
+
+    /// The client saw a task's state. A terminal one completes the call
+    /// (once); a 2025 `completed` without the result waits for it.
+    fn task_seen(
+        &mut self,
+        task_id: &str,
+        task: &Value,
+        payload: Option<Result<Value, Value>>,
+        request_id: Option<&Value>,
+        events: &mut Vec<ExecutionEvent>,
+    ) {
+        let Some(status) = str_of(task, "status") else {
+            return;
+        };
+        if !is_terminal(status) || !self.tasks.contains_key(task_id) {
+            return;
+        }
+        // An inlined 2026 result or error is the payload.
+        let payload = payload.or_else(|| match (task.get("result"), task.get("error")) {
+            (Some(result), _) => Some(Ok(result.clone())),
+            (None, Some(error)) => Some(Err(error.clone())),
+            (None, None) => None,
+        });
+        if status == "completed" && payload.is_none() {
+            if let Some(entry) = self.tasks.get_mut(task_id) {
+                entry.terminal = Some((without_meta(task), Instant::now()));
+            }
+            return;
+        }
+        let Some(entry) = self.tasks.remove(task_id) else {
+            return;
+        };
+        events.push(completion(entry, task_id, task, payload, request_id));
+    }
     /// For fail-closed mode: a marker event saying the call `message`
     /// (already seen by [`Recorder::on_client`]) is about to be made. `None`
     /// when `message` is not a recorded call.
@@ -516,6 +1207,105 @@ impl Recorder {
         }
     }
 
+    /// The session is over (the client left, or the session was closed):
+    /// calls waiting for the client's input and server requests it never
+    /// answered become `IncompleteCall` events; tasks seen `completed`
+    /// whose result the client never fetched get their completion event.
+    /// Calls waiting for the *server* are left to
+    /// [`Recorder::on_upstream_gone`] (the server may still answer them).
+    /// Idempotent.
+    pub fn on_session_end(&mut self, events: &mut Vec<ExecutionEvent>) {
+        let mut parked: Vec<Parked> = self.parked.drain().map(|(_, p)| p).collect();
+        parked.sort_by_key(|p| p.since);
+        for p in parked {
+            events.push(self.incomplete(p.call, "the session ended first"));
+        }
+        let mut requests: Vec<Pending> = self.server_requests.drain().map(|(_, p)| p).collect();
+        requests.sort_by_key(|p| p.clock);
+        for request in requests {
+            events.push(self.unanswered(request, "the session ended first"));
+        }
+        let done: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.terminal.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.flush_terminal(done, events);
+    }
+
+    /// Gives up on what waited longer than `timeout` at `now`: parked
+    /// multi-round calls and unanswered server requests become
+    /// `IncompleteCall` events, tasks seen `completed` get their completion
+    /// event. Relays call it now and then (e.g. every few seconds) with
+    /// their idle timeout.
+    pub fn expire_idle(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        events: &mut Vec<ExecutionEvent>,
+    ) {
+        let stale = |since: Instant| now.saturating_duration_since(since) >= timeout;
+        let mut keys: Vec<(Instant, ParkKey)> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| stale(p.since))
+            .map(|(k, p)| (p.since, k.clone()))
+            .collect();
+        keys.sort_by_key(|(since, _)| *since);
+        let why = format!("no retry within {} s", timeout.as_secs());
+        for (_, key) in keys {
+            if let Some(p) = self.parked.remove(&key) {
+                events.push(self.incomplete(p.call, &why));
+            }
+        }
+        let mut ids: Vec<(Instant, String)> = self
+            .server_requests
+            .iter()
+            .filter(|(_, p)| stale(p.clock))
+            .map(|(k, p)| (p.clock, k.clone()))
+            .collect();
+        ids.sort_by_key(|(since, _)| *since);
+        let why = format!("no answer within {} s", timeout.as_secs());
+        for (_, id) in ids {
+            if let Some(request) = self.server_requests.remove(&id) {
+                events.push(self.unanswered(request, &why));
+            }
+        }
+        let done: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.terminal.as_ref().is_some_and(|(_, at)| stale(*at)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.flush_terminal(done, events);
+    }
+
+    fn flush_terminal(&mut self, ids: Vec<String>, events: &mut Vec<ExecutionEvent>) {
+        let mut done: Vec<(String, TaskRef)> = ids
+            .into_iter()
+            .filter_map(|id| self.tasks.remove(&id).map(|t| (id, t)))
+            .collect();
+        done.sort_by_key(|(_, t)| t.clock);
+        for (id, mut task) in done {
+            if let Some((status, _)) = task.terminal.take() {
+                events.push(completion(task, &id, &status, None, None));
+            }
+        }
+    }
+
+    fn unanswered(&self, request: Pending, why: &str) -> ExecutionEvent {
+        let error = ErrorInfo {
+            name: INCOMPLETE_CALL.into(),
+            message: format!(
+                "the client never answered the server's {}: {why}",
+                request.method
+            ),
+            stack: None,
+        };
+        self.finish(request, Err(error), None)
+    }
+
     /// The upstream went away: every call under way fails. Returns the
     /// JSON-RPC error responses the agent must get.
     pub fn on_upstream_gone(
@@ -524,7 +1314,8 @@ impl Recorder {
         events: &mut Vec<ExecutionEvent>,
     ) -> Vec<Value> {
         let mut replies = Vec::new();
-        let pending: Vec<(String, Pending)> = self.pending.drain().collect();
+        let mut pending: Vec<(String, Pending)> = self.pending.drain().collect();
+        pending.sort_by_key(|(_, p)| p.clock);
         for (key, call) in pending {
             let id: Value = serde_json::from_str(&key).unwrap_or(Value::Null);
             replies.push(
@@ -540,6 +1331,7 @@ impl Recorder {
                 None,
             ));
         }
+        self.task_queries.clear();
         replies
     }
 
@@ -564,11 +1356,47 @@ impl Recorder {
 
     fn finish(
         &self,
-        pending: Pending,
+        mut pending: Pending,
         outcome: Result<Value, ErrorInfo>,
         error_output: Option<Value>,
     ) -> ExecutionEvent {
         let elapsed = pending.clock.elapsed();
+        // A multi-round call carries its exchanges.
+        let mut rounds = std::mem::take(&mut pending.rounds);
+        let multi = !rounds.is_empty()
+            || pending.dropped_rounds > 0
+            || pending.current.contains_key("inputResponses");
+        if !pending.current.is_empty() {
+            rounds.push(Value::Object(std::mem::take(&mut pending.current)));
+        }
+        let with_rounds = |output: Option<Value>| -> Option<Value> {
+            if !multi {
+                return output;
+            }
+            let mut map = match output {
+                Some(Value::Object(map)) => map,
+                Some(Value::Null) | None => Map::new(),
+                Some(other) => {
+                    let mut map = Map::new();
+                    map.insert("result".into(), other);
+                    map
+                }
+            };
+            map.insert("rounds".into(), Value::Array(rounds.clone()));
+            Some(Value::Object(map))
+        };
+        if multi {
+            pending.attributes.insert(
+                "mcp.rounds".into(),
+                AttributeValue::from((rounds.len() + pending.dropped_rounds) as u64),
+            );
+            if pending.dropped_rounds > 0 {
+                pending.attributes.insert(
+                    "mcp.rounds.dropped".into(),
+                    AttributeValue::from(pending.dropped_rounds as u64),
+                );
+            }
+        }
         let mut builder = ExecutionEvent::builder(pending.intent, pending.action)
             .correlation_id(pending.correlation_id)
             .inputs(pending.inputs)
@@ -579,9 +1407,13 @@ impl Recorder {
                 u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             );
         match outcome {
-            Ok(output) => builder = builder.output(output),
+            Ok(output) => {
+                if let Some(output) = with_rounds(Some(output)) {
+                    builder = builder.output(output);
+                }
+            }
             Err(error) => {
-                if let Some(output) = error_output {
+                if let Some(output) = with_rounds(error_output) {
                     builder = builder.output(output);
                 }
                 builder = builder.error(error);
@@ -589,6 +1421,108 @@ impl Recorder {
         }
         builder.build()
     }
+}
+
+/// What a task's completion event keeps of the call's attributes.
+fn base_attributes(call: &Attributes) -> Attributes {
+    call.iter()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "mcp.server"
+                    | "mcp.session_id"
+                    | "mcp.tool"
+                    | "mcp.client.name"
+                    | "mcp.client.version"
+                    | "mcp.protocol.version"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The event completing a task-augmented call. `task` is the task state
+/// seen (at least `status`); `payload` the task's result or error, when
+/// the client saw it.
+fn completion(
+    entry: TaskRef,
+    task_id: &str,
+    task: &Value,
+    payload: Option<Result<Value, Value>>,
+    request_id: Option<&Value>,
+) -> ExecutionEvent {
+    let status = str_of(task, "status").unwrap_or("completed").to_owned();
+    let mut attributes = entry.attributes;
+    attributes.insert(
+        "intentproof.call.event_id".into(),
+        text_attr(&entry.call_event_id),
+    );
+    attributes.insert("intentproof.call.action".into(), text_attr(&entry.action));
+    attributes.insert("mcp.task.id".into(), text_attr(task_id));
+    attributes.insert("mcp.task.status".into(), text_attr(&status));
+    if let Some(id) = request_id {
+        attributes.insert("jsonrpc.id".into(), text_attr(id_key(id)));
+    }
+    let tool = Kind::Tool(String::new());
+    let status_message = str_of(task, "statusMessage").map(str::to_owned);
+    let output = match &payload {
+        Some(Ok(result)) => output_of(&tool, result),
+        Some(Err(error)) => json!({"error": error}),
+        None => without_meta(task),
+    };
+    let error_message = |fallback: &str| {
+        status_message
+            .clone()
+            .or_else(|| match &payload {
+                Some(Err(error)) => str_of(error, "message").map(str::to_owned),
+                Some(Ok(result)) => first_text(result),
+                None => None,
+            })
+            .unwrap_or_else(|| fallback.to_owned())
+    };
+    let error = match status.as_str() {
+        "failed" => Some(ErrorInfo {
+            name: "TaskFailed".into(),
+            message: error_message("the task failed"),
+            stack: None,
+        }),
+        "cancelled" => Some(ErrorInfo {
+            name: "TaskCancelled".into(),
+            message: error_message("the task was cancelled"),
+            stack: None,
+        }),
+        _ => match &payload {
+            Some(Err(_)) => Some(ErrorInfo {
+                name: "TaskFailed".into(),
+                message: error_message("the task failed"),
+                stack: None,
+            }),
+            Some(Ok(result)) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
+                Some(ErrorInfo {
+                    name: "ToolError".into(),
+                    message: first_text(result)
+                        .unwrap_or_else(|| "the tool reported an error".into()),
+                    stack: None,
+                })
+            }
+            _ => None,
+        },
+    };
+    let elapsed = entry.clock.elapsed();
+    let mut builder = ExecutionEvent::builder(entry.intent, COMPLETED_ACTION)
+        .correlation_id(entry.correlation_id)
+        .inputs(json!({"taskId": task_id}))
+        .attributes(attributes)
+        .output(output)
+        .timing(
+            format_rfc3339_millis(entry.started),
+            format_rfc3339_millis(entry.started + elapsed),
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        );
+    if let Some(error) = error {
+        builder = builder.error(error);
+    }
+    builder.build()
 }
 
 /// The recorded output of a call: for tools the content, structured content
@@ -605,6 +1539,7 @@ fn output_of(kind: &Kind, result: &Value) -> Value {
             Value::Object(out)
         }
         Kind::ResourceRead | Kind::PromptGet => result.clone(),
+        Kind::ServerRequest => without_meta(result),
     }
 }
 
@@ -691,4 +1626,774 @@ pub fn plan_tool(name: &str) -> Value {
             "required": ["intent", "steps"]
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intentproof_core::keys::InstanceKey;
+    use intentproof_core::schema::{SchemaKind, validate};
+    use intentproof_core::seal::Sealer;
+
+    const SESSION: &str = "sess-1";
+
+    fn recorder() -> Recorder {
+        let mut config = RecorderConfig::new("fixture");
+        config.plan_tool = None;
+        Recorder::new(config, SESSION)
+    }
+
+    /// What an event records (not its id or times), after checking that it
+    /// seals into a schema-valid v1 event.
+    fn facts(event: &ExecutionEvent) -> Value {
+        let sealer = Sealer::new(InstanceKey::generate().expect("key"));
+        let sealed = sealer.seal(event).expect("seal");
+        if let Err(problems) = validate(SchemaKind::ExecutionEvent, &sealed.event) {
+            panic!("not schema-valid: {problems:?}\n{:#}", sealed.event);
+        }
+        let mut value = serde_json::to_value(event).expect("json");
+        let object = value.as_object_mut().expect("object");
+        for key in ["id", "startedAt", "completedAt", "durationMs"] {
+            object.remove(key);
+        }
+        value
+    }
+
+    fn client(r: &mut Recorder, message: Value) -> Vec<ExecutionEvent> {
+        let mut events = Vec::new();
+        assert_eq!(r.on_client(&message, &mut events), ClientVerdict::Forward);
+        events
+    }
+
+    fn server(r: &mut Recorder, message: Value) -> Vec<ExecutionEvent> {
+        let mut events = Vec::new();
+        assert_eq!(r.on_server(&message, &mut events), None);
+        events
+    }
+
+    fn meta_2026() -> Value {
+        json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "mcp", "version": "0.1.0"},
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}, "url": {}}}
+        })
+    }
+
+    fn server_meta() -> Value {
+        json!({"io.modelcontextprotocol/serverInfo": {"name": "fixture", "version": "0.1.0"}})
+    }
+
+    fn initialize(r: &mut Recorder) {
+        client(
+            r,
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "agent", "version": "1.2"}}}),
+        );
+        server(
+            r,
+            json!({"jsonrpc": "2.0", "id": 0, "result": {"protocolVersion": "2025-06-18",
+                "capabilities": {}, "serverInfo": {"name": "fixture", "version": "0.1.0"}}}),
+        );
+    }
+
+    #[test]
+    fn a_2026_call_names_its_client_and_protocol_from_meta() {
+        let mut r = recorder();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta": meta_2026()}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}],"structuredContent":{"result":"hi"},"isError":false,"resultType":"complete","_meta": server_meta()}}),
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            facts(&events[0]),
+            json!({
+                "correlationId": SESSION,
+                "intent": "undeclared",
+                "action": "mcp.fixture.echo",
+                "inputs": {"text": "hi"},
+                "output": {"content":[{"type":"text","text":"hi"}],"structuredContent":{"result":"hi"},"isError":false},
+                "status": "ok",
+                "attributes": {
+                    "jsonrpc.id": "1",
+                    "mcp.client.name": "mcp",
+                    "mcp.client.version": "0.1.0",
+                    "mcp.protocol.version": "2026-07-28",
+                    "mcp.server": "fixture",
+                    "mcp.session_id": SESSION,
+                    "mcp.tool": "echo"
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_2025_call_names_the_initialize_client_and_the_negotiated_version() {
+        let mut r = recorder();
+        initialize(&mut r);
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"result":{"content":[]}}),
+        );
+        let f = facts(&events[0]);
+        assert_eq!(f["attributes"]["mcp.client.name"], "agent");
+        assert_eq!(f["attributes"]["mcp.client.version"], "1.2");
+        // The server's answer is what was negotiated.
+        assert_eq!(f["attributes"]["mcp.protocol.version"], "2025-06-18");
+        // A request's own _meta wins over initialize.
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{},"_meta": meta_2026()}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"result":{"content":[]}}),
+        );
+        let f = facts(&events[0]);
+        assert_eq!(f["attributes"]["mcp.client.name"], "mcp");
+        assert_eq!(f["attributes"]["mcp.protocol.version"], "2026-07-28");
+    }
+
+    fn ask_name_first_round(r: &mut Recorder) -> Vec<ExecutionEvent> {
+        client(
+            r,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ask_name","arguments":{},"_meta": meta_2026()}}),
+        );
+        server(
+            r,
+            json!({"jsonrpc":"2.0","id":2,"result":{"inputRequests":{"name":{"method":"elicitation/create","params":{"message":"What is your name?","mode":"form","requestedSchema":{"properties":{"name":{"title":"Name","type":"string"}},"required":["name"],"type":"object"}}}},"requestState":"v1.ZPyE","resultType":"input_required","_meta": server_meta()}}),
+        )
+    }
+
+    fn elicitation() -> Value {
+        json!({"name":{"method":"elicitation/create","params":{"message":"What is your name?","mode":"form","requestedSchema":{"properties":{"name":{"title":"Name","type":"string"}},"required":["name"],"type":"object"}}}})
+    }
+
+    #[test]
+    fn a_multi_round_call_is_one_event_with_its_rounds() {
+        let mut r = recorder();
+        assert!(
+            ask_name_first_round(&mut r).is_empty(),
+            "input_required does not finish the call"
+        );
+        assert_eq!((r.pending(), r.parked()), (0, 1));
+        assert!(
+            client(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ask_name","arguments":{},"requestState":"v1.ZPyE","inputResponses":{"name":{"action":"accept","content":{"name":"Ada"}}},"_meta": meta_2026()}}),
+            )
+            .is_empty()
+        );
+        assert_eq!((r.pending(), r.parked()), (1, 0));
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":3,"result":{"content":[{"text":"Hello, Ada! (state echoed: round-1)","type":"text"}],"isError":false,"resultType":"complete","_meta": server_meta()}}),
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            facts(&events[0]),
+            json!({
+                "correlationId": SESSION,
+                "intent": "undeclared",
+                "action": "mcp.fixture.ask_name",
+                "inputs": {},
+                "output": {
+                    "content": [{"text":"Hello, Ada! (state echoed: round-1)","type":"text"}],
+                    "isError": false,
+                    "rounds": [
+                        {"requestId": 2, "inputRequests": elicitation(), "requestState": "v1.ZPyE"},
+                        {"requestId": 3, "inputResponses": {"name":{"action":"accept","content":{"name":"Ada"}}}}
+                    ]
+                },
+                "status": "ok",
+                "attributes": {
+                    "jsonrpc.id": "2",
+                    "mcp.client.name": "mcp",
+                    "mcp.client.version": "0.1.0",
+                    "mcp.protocol.version": "2026-07-28",
+                    "mcp.rounds": 2,
+                    "mcp.server": "fixture",
+                    "mcp.session_id": SESSION,
+                    "mcp.tool": "ask_name"
+                }
+            })
+        );
+        assert_eq!((r.pending(), r.parked()), (0, 0));
+    }
+
+    #[test]
+    fn a_retry_without_request_state_continues_by_method_and_name() {
+        let mut r = recorder();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":"a","method":"prompts/get","params":{"name":"greet","arguments":{"lang":"en"}}}),
+        );
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":"a","result":{"resultType":"input_required","inputRequests":{"r":{"method":"roots/list","params":{}}}}}),
+        );
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":"b","method":"prompts/get","params":{"name":"greet","arguments":{"lang":"en"},"inputResponses":{"r":{"roots":[]}}}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":"b","error":{"code":-32602,"message":"no roots"}}),
+        );
+        assert_eq!(events.len(), 1);
+        let f = facts(&events[0]);
+        assert_eq!(f["action"], "mcp.fixture.prompt.get");
+        assert_eq!(
+            f["inputs"],
+            json!({"name": "greet", "arguments": {"lang": "en"}})
+        );
+        assert_eq!(f["status"], "error");
+        assert_eq!(
+            f["error"],
+            json!({"name": "JsonRpcError(-32602)", "message": "no roots"})
+        );
+        assert_eq!(
+            f["output"],
+            json!({"rounds": [
+                {"requestId": "a", "inputRequests": {"r":{"method":"roots/list","params":{}}}},
+                {"requestId": "b", "inputResponses": {"r":{"roots":[]}}}
+            ]})
+        );
+        assert_eq!(f["attributes"]["mcp.rounds"], 2);
+        assert_eq!(f["attributes"]["jsonrpc.id"], "\"a\"");
+    }
+
+    #[test]
+    fn an_abandoned_multi_round_call_is_recorded_incomplete_at_session_end() {
+        let mut r = recorder();
+        ask_name_first_round(&mut r);
+        let mut events = Vec::new();
+        r.on_session_end(&mut events);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            facts(&events[0]),
+            json!({
+                "correlationId": SESSION,
+                "intent": "undeclared",
+                "action": "mcp.fixture.ask_name",
+                "inputs": {},
+                "output": {"rounds": [{"requestId": 2, "inputRequests": elicitation(), "requestState": "v1.ZPyE"}]},
+                "error": {"name": "IncompleteCall", "message": "the server asked for input (1 round) and the client never sent it: the session ended first"},
+                "status": "error",
+                "attributes": {
+                    "jsonrpc.id": "2",
+                    "mcp.client.name": "mcp",
+                    "mcp.client.version": "0.1.0",
+                    "mcp.protocol.version": "2026-07-28",
+                    "mcp.rounds": 1,
+                    "mcp.server": "fixture",
+                    "mcp.session_id": SESSION,
+                    "mcp.tool": "ask_name"
+                }
+            })
+        );
+        let mut again = Vec::new();
+        r.on_session_end(&mut again);
+        assert!(again.is_empty(), "idempotent");
+    }
+
+    #[test]
+    fn an_idle_multi_round_call_expires() {
+        let mut r = recorder();
+        ask_name_first_round(&mut r);
+        let mut events = Vec::new();
+        r.expire_idle(Instant::now(), Duration::from_secs(60), &mut events);
+        assert!(events.is_empty(), "not idle yet");
+        r.expire_idle(
+            Instant::now() + Duration::from_secs(61),
+            Duration::from_secs(60),
+            &mut events,
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].error.as_ref().map(|e| e.name.as_str()),
+            Some(INCOMPLETE_CALL)
+        );
+        assert_eq!(
+            events[0].error.as_ref().map(|e| e.message.as_str()),
+            Some(
+                "the server asked for input (1 round) and the client never sent it: no retry within 60 s"
+            )
+        );
+        assert_eq!(r.parked(), 0);
+    }
+
+    #[test]
+    fn rounds_and_parked_calls_are_bounded() {
+        let mut r = recorder();
+        for round in 0..=MAX_ROUNDS as u64 {
+            let id = 100 + round;
+            let mut params = json!({"name":"loop","arguments":{"n":1}});
+            if round > 0 {
+                params["requestState"] = json!(format!("s{}", round - 1));
+                params["inputResponses"] = json!({"k": {"action": "accept"}});
+            }
+            client(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params}),
+            );
+            let events = server(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":id,"result":{"resultType":"input_required","requestState":format!("s{round}")}}),
+            );
+            assert!(events.is_empty());
+        }
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":999,"method":"tools/call","params":{"name":"loop","requestState":"s10","inputResponses":{}}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":999,"result":{"content":[]}}),
+        );
+        let f = facts(&events[0]);
+        assert_eq!(f["attributes"]["mcp.rounds"], 12);
+        assert_eq!(f["attributes"]["mcp.rounds.dropped"], 1);
+        let rounds = f["output"]["rounds"].as_array().expect("rounds");
+        assert_eq!(rounds.len(), MAX_ROUNDS + 1);
+        assert_eq!(rounds[0]["requestId"], 101, "the oldest round was dropped");
+        assert_eq!(
+            f["inputs"],
+            json!({"n": 1}),
+            "the first request's arguments"
+        );
+
+        // Parked calls: the oldest is given up, recorded.
+        let mut r = recorder();
+        let mut given_up = Vec::new();
+        for i in 0..=MAX_PARKED as u64 {
+            client(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"t","arguments":{}}}),
+            );
+            given_up.extend(server(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":i,"result":{"resultType":"input_required","requestState":format!("s{i}")}}),
+            ));
+        }
+        assert_eq!(r.parked(), MAX_PARKED);
+        assert_eq!(given_up.len(), 1);
+        assert_eq!(given_up[0].attributes["jsonrpc.id"], text_attr("0"));
+        assert_eq!(
+            given_up[0].error.as_ref().map(|e| e.name.as_str()),
+            Some(INCOMPLETE_CALL)
+        );
+    }
+
+    #[test]
+    fn error_data_is_kept() {
+        let mut r = recorder();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"pay","arguments":{"amount":5}}}),
+        );
+        let data = json!({"elicitations":[{"mode":"url","elicitationId":"e-1","url":"https://pay.example/confirm?x=1","message":"Confirm the payment"}]});
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":7,"error":{"code":-32042,"message":"URL elicitation required","data":data}}),
+        );
+        let f = facts(&events[0]);
+        assert_eq!(f["status"], "error");
+        assert_eq!(
+            f["error"],
+            json!({"name": "JsonRpcError(-32042)", "message": "URL elicitation required"})
+        );
+        assert_eq!(
+            f["output"],
+            json!({"error": {"code": -32042, "data": data}})
+        );
+        // Without data: no output, as before.
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"pay","arguments":{}}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":8,"error":{"code":-32603,"message":"boom"}}),
+        );
+        assert_eq!(events[0].output, None);
+    }
+
+    fn task_2026(status: &str) -> Value {
+        json!({"resultType":"task","taskId":"31b6fe","status":status,"createdAt":"2026-12-06T20:06:07.812696+00:00","lastUpdatedAt":"2026-12-06T20:06:07.812714+00:00","ttlMs":60000})
+    }
+
+    #[test]
+    fn a_2026_task_records_the_call_then_its_completion() {
+        let mut r = recorder();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":40,"method":"tools/call","params":{"name":"slow_compute","arguments":{"seconds":0.2},"_meta": meta_2026()}}),
+        );
+        let mut handle = task_2026("working");
+        handle["_meta"] = server_meta();
+        let events = server(&mut r, json!({"jsonrpc":"2.0","id":40,"result":handle}));
+        assert_eq!(events.len(), 1);
+        let call = &events[0];
+        let attributes = json!({
+            "mcp.client.name": "mcp",
+            "mcp.client.version": "0.1.0",
+            "mcp.protocol.version": "2026-07-28",
+            "mcp.server": "fixture",
+            "mcp.session_id": SESSION,
+            "mcp.tool": "slow_compute",
+            "mcp.task.id": "31b6fe",
+        });
+        let mut call_attributes = attributes.clone();
+        call_attributes["jsonrpc.id"] = json!("40");
+        call_attributes["mcp.task.status"] = json!("working");
+        assert_eq!(
+            facts(call),
+            json!({
+                "correlationId": SESSION,
+                "intent": "undeclared",
+                "action": "mcp.fixture.slow_compute",
+                "inputs": {"seconds": 0.2},
+                "output": task_2026("working"),
+                "status": "ok",
+                "attributes": call_attributes
+            })
+        );
+        assert_eq!(r.open_tasks(), 1);
+        // Still working: nothing.
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":41,"method":"tasks/get","params":{"taskId":"31b6fe","_meta": meta_2026()}}),
+        );
+        assert!(
+            server(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":41,"result":task_2026("working")})
+            )
+            .is_empty()
+        );
+        // Completed, result inlined: the completion event.
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":42,"method":"tasks/get","params":{"taskId":"31b6fe","_meta": meta_2026()}}),
+        );
+        let mut done = task_2026("completed");
+        done["result"] = json!({"content":[{"type":"text","text":"computed 42"}],"isError":false});
+        done["_meta"] = server_meta();
+        let events = server(&mut r, json!({"jsonrpc":"2.0","id":42,"result":done}));
+        assert_eq!(events.len(), 1);
+        let mut done_attributes = attributes.clone();
+        done_attributes["jsonrpc.id"] = json!("42");
+        done_attributes["mcp.task.status"] = json!("completed");
+        done_attributes["intentproof.call.event_id"] = json!(call.id);
+        done_attributes["intentproof.call.action"] = json!("mcp.fixture.slow_compute");
+        assert_eq!(
+            facts(&events[0]),
+            json!({
+                "correlationId": SESSION,
+                "intent": "undeclared",
+                "action": COMPLETED_ACTION,
+                "inputs": {"taskId": "31b6fe"},
+                "output": {"content":[{"type":"text","text":"computed 42"}],"isError":false},
+                "status": "ok",
+                "attributes": done_attributes
+            })
+        );
+        assert_eq!(events[0].started_at, call.started_at);
+        assert_eq!(r.open_tasks(), 0);
+        // Seen again: nothing more.
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":43,"method":"tasks/get","params":{"taskId":"31b6fe"}}),
+        );
+        assert!(server(&mut r, json!({"jsonrpc":"2.0","id":43,"result":done})).is_empty());
+    }
+
+    #[test]
+    fn a_2026_task_that_failed_or_was_cancelled_completes_in_error() {
+        let mut r = recorder();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"failing_job","arguments":{}}}),
+        );
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"result":task_2026("working")}),
+        );
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"31b6fe"}}),
+        );
+        let mut failed = task_2026("failed");
+        failed["error"] = json!({"code": -32603, "message": "job exploded"});
+        let events = server(&mut r, json!({"jsonrpc":"2.0","id":2,"result":failed}));
+        let f = facts(&events[0]);
+        assert_eq!(f["status"], "error");
+        assert_eq!(
+            f["error"],
+            json!({"name": "TaskFailed", "message": "job exploded"})
+        );
+        assert_eq!(
+            f["output"],
+            json!({"error": {"code": -32603, "message": "job exploded"}})
+        );
+        assert_eq!(f["attributes"]["mcp.task.status"], "failed");
+
+        // Cancelled: the 2026 answer to tasks/cancel has no status.
+        let mut r = recorder();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow_compute","arguments":{}}}),
+        );
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"result":task_2026("working")}),
+        );
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"method":"tasks/cancel","params":{"taskId":"31b6fe"}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"result":{"resultType":"complete"}}),
+        );
+        let f = facts(&events[0]);
+        assert_eq!(
+            f["error"],
+            json!({"name": "TaskCancelled", "message": "cancelled by the client"})
+        );
+        assert_eq!(f["attributes"]["mcp.task.status"], "cancelled");
+    }
+
+    #[test]
+    fn a_2025_task_completes_with_the_tasks_result_answer() {
+        let mut r = recorder();
+        initialize(&mut r);
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"x":1},"task":{"ttl":60000}}}),
+        );
+        let task = json!({"taskId":"t-9","status":"working","createdAt":"2025-11-25T10:00:00Z","lastUpdatedAt":"2025-11-25T10:00:00Z","ttl":60000,"pollInterval":500});
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":5,"result":{"task":task}}),
+        );
+        let call = facts(&events[0]);
+        assert_eq!(call["output"], json!({"task": task}));
+        assert_eq!(call["attributes"]["mcp.task.id"], "t-9");
+        assert_eq!(call["attributes"]["mcp.task.status"], "working");
+        let call_id = events[0].id.clone();
+        // The status notification says completed: the result is still to come.
+        let mut done = task.clone();
+        done["status"] = json!("completed");
+        assert!(
+            server(
+                &mut r,
+                json!({"jsonrpc":"2.0","method":"notifications/tasks/status","params":done})
+            )
+            .is_empty()
+        );
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":6,"method":"tasks/result","params":{"taskId":"t-9"}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":6,"result":{"content":[{"type":"text","text":"done"}],"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-9"}}}}),
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            facts(&events[0]),
+            json!({
+                "correlationId": SESSION,
+                "intent": "undeclared",
+                "action": COMPLETED_ACTION,
+                "inputs": {"taskId": "t-9"},
+                "output": {"content":[{"type":"text","text":"done"}]},
+                "status": "ok",
+                "attributes": {
+                    "intentproof.call.action": "mcp.fixture.slow",
+                    "intentproof.call.event_id": call_id,
+                    "jsonrpc.id": "6",
+                    "mcp.client.name": "agent",
+                    "mcp.client.version": "1.2",
+                    "mcp.protocol.version": "2025-06-18",
+                    "mcp.server": "fixture",
+                    "mcp.session_id": SESSION,
+                    "mcp.task.id": "t-9",
+                    "mcp.task.status": "completed",
+                    "mcp.tool": "slow"
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn a_2025_task_seen_completed_without_its_result_completes_at_session_end() {
+        let mut r = recorder();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{},"task":{}}}),
+        );
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":5,"result":{"task":{"taskId":"t-1","status":"working"}}}),
+        );
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":6,"method":"tasks/get","params":{"taskId":"t-1"}}),
+        );
+        assert!(
+            server(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":6,"result":{"taskId":"t-1","status":"completed","statusMessage":"all good"}}),
+            )
+            .is_empty()
+        );
+        let mut events = Vec::new();
+        r.on_session_end(&mut events);
+        assert_eq!(events.len(), 1);
+        let f = facts(&events[0]);
+        assert_eq!(f["action"], COMPLETED_ACTION);
+        assert_eq!(f["status"], "ok");
+        assert_eq!(
+            f["output"],
+            json!({"taskId":"t-1","status":"completed","statusMessage":"all good"})
+        );
+        // A failed tasks/result: the task failed.
+        let mut r = recorder();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{},"task":{}}}),
+        );
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":5,"result":{"task":{"taskId":"t-1","status":"working"}}}),
+        );
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":6,"method":"tasks/result","params":{"taskId":"t-1"}}),
+        );
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":6,"error":{"code":-32603,"message":"disk full"}}),
+        );
+        let f = facts(&events[0]);
+        assert_eq!(
+            f["error"],
+            json!({"name": "TaskFailed", "message": "disk full"})
+        );
+        assert_eq!(f["attributes"]["mcp.task.status"], "failed");
+    }
+
+    #[test]
+    fn server_requests_are_recorded_in_the_call_under_way() {
+        let mut r = recorder();
+        initialize(&mut r);
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"book","arguments":{},"_meta":{"intentproof/correlationId":"flow-1","intentproof/intent":"book a room"}}}),
+        );
+        let ask = json!({"message":"Which date?","mode":"form","requestedSchema":{"type":"object","properties":{"date":{"type":"string"}}}});
+        assert!(
+            server(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":0,"method":"elicitation/create","params":ask})
+            )
+            .is_empty()
+        );
+        let events = client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":0,"result":{"action":"accept","content":{"date":"2026-01-02"}}}),
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            facts(&events[0]),
+            json!({
+                "correlationId": "flow-1",
+                "intent": "book a room",
+                "action": "mcp.fixture.elicitation.create",
+                "inputs": ask,
+                "output": {"action":"accept","content":{"date":"2026-01-02"}},
+                "status": "ok",
+                "attributes": {
+                    "jsonrpc.id": "0",
+                    "mcp.client.name": "agent",
+                    "mcp.client.version": "1.2",
+                    "mcp.elicitation.mode": "form",
+                    "mcp.method": "elicitation/create",
+                    "mcp.parent.action": "mcp.fixture.book",
+                    "mcp.parent.jsonrpc.id": "3",
+                    "mcp.protocol.version": "2025-06-18",
+                    "mcp.server": "fixture",
+                    "mcp.session_id": SESSION
+                }
+            })
+        );
+        // Sampling, declined with an error; then one never answered.
+        let sample = json!({"messages":[{"role":"user","content":{"type":"text","text":"hi"}}],"maxTokens":10});
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":sample}),
+        );
+        let events = client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"User rejected sampling request"}}),
+        );
+        let f = facts(&events[0]);
+        assert_eq!(f["action"], "mcp.fixture.sampling.create");
+        assert_eq!(f["inputs"], sample);
+        assert_eq!(
+            f["error"],
+            json!({"name": "JsonRpcError(-1)", "message": "User rejected sampling request"})
+        );
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"method":"elicitation/create","params":{"mode":"url","message":"Sign in","url":"https://idp.example/x","elicitationId":"e1"}}),
+        );
+        let mut events = Vec::new();
+        r.on_session_end(&mut events);
+        let f = facts(&events[0]);
+        assert_eq!(f["attributes"]["mcp.elicitation.mode"], "url");
+        assert_eq!(
+            f["error"],
+            json!({"name": "IncompleteCall", "message": "the client never answered the server's elicitation/create: the session ended first"})
+        );
+    }
+
+    #[test]
+    fn the_task_map_is_bounded() {
+        let mut r = recorder();
+        for i in 0..=MAX_TASKS as u64 {
+            client(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":{"name":"t","arguments":{}}}),
+            );
+            server(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":i,"result":{"resultType":"task","taskId":format!("t{i}"),"status":"working"}}),
+            );
+        }
+        assert_eq!(r.open_tasks(), MAX_TASKS);
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":"q","method":"tasks/get","params":{"taskId":"t0"}}),
+        );
+        assert!(
+            server(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":"q","result":{"taskId":"t0","status":"completed","result":{}}}),
+            )
+            .is_empty(),
+            "the oldest task is no longer followed"
+        );
+    }
 }
