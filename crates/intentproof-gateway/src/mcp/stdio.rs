@@ -115,12 +115,15 @@ pub async fn run(options: StdioOptions) -> Result<i32, String> {
                 }
                 Some(Err(e)) => {
                     tracing::error!("{}", frame_error("the agent", &e));
+                    recorder.on_session_end(&mut events);
                     agent_open = false;
                     grace = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
                     drop_stdin(&mut upstream_in).await;
                 }
                 None => {
                     // The agent is done: let the upstream finish and exit.
+                    // Calls it left waiting for its input end here.
+                    recorder.on_session_end(&mut events);
                     agent_open = false;
                     grace = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
                     drop_stdin(&mut upstream_in).await;
@@ -178,6 +181,8 @@ pub async fn run(options: StdioOptions) -> Result<i32, String> {
             shipper.send(event);
         }
     }
+    // Nothing more can continue: the upstream is gone.
+    recorder.on_session_end(&mut events);
     for event in events.drain(..) {
         shipper.send(event);
     }
