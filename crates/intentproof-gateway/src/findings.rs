@@ -10,13 +10,28 @@
 //! **incomplete intent**, **failed step** and **unplanned call** flags.
 //! Gateway-recorded calls (actions `mcp.*`, and `http.*` from the HTTP API
 //! proxy) in a correlation that never declared a plan are unplanned calls
-//! too.
+//! too. Server-to-client requests the MCP gateway records
+//! (`mcp.<server>.elicitation.create`, `.sampling.create`) are part of the
+//! call under way, not calls of their own: never planned or unplanned.
+//!
+//! Two findings come from the MCP recorder's records:
+//!
+//! - **incomplete call**: an event whose `error.name` is `IncompleteCall`
+//!   (the server asked for input and the client never continued, or never
+//!   answered a server request); due when recorded.
+//! - **task unfinished**: a call answered by a task handle (attribute
+//!   `mcp.task.id`) with no `intentproof.call.completed` event naming it
+//!   (`intentproof.call.event_id`) in its correlation, once its plan closed
+//!   (or, with no plan, once the correlation has been idle for the idle
+//!   timeout). A task call that has a completion event takes the
+//!   completion's status in plan classification: a step whose only call's
+//!   task failed did not succeed.
 //!
 //! Nothing here is stored separately: findings are a pure function of the
 //! journal (and the clock, for idle timeouts), so they can never disagree
 //! with the record and survive an index rebuild unchanged.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use intentproof_policy::verification::{
@@ -27,7 +42,7 @@ use intentproof_store::{IndexEntry, Store, StoreError, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::mcp::recorder::PLAN_ACTION;
+use crate::mcp::recorder::{COMPLETED_ACTION, INCOMPLETE_CALL, PLAN_ACTION, STARTED_ACTION};
 
 /// Action of an explicit plan close.
 pub const PLAN_CLOSE_ACTION: &str = "intentproof.plan.close";
@@ -58,7 +73,8 @@ pub struct PlanRow {
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FindingRow {
-    /// `incomplete_intent`, `failed_step` or `unplanned_call`.
+    /// `incomplete_intent`, `failed_step`, `unplanned_call`,
+    /// `incomplete_call`, `task_unfinished` or `policy_violation`.
     pub kind: &'static str,
     /// The plan concerned (none for a call with no plan at all).
     pub plan_id: Option<String>,
@@ -83,6 +99,65 @@ fn kind_name(kind: FlagKind) -> &'static str {
         FlagKind::IncompleteIntent => "incomplete_intent",
         FlagKind::FailedStep => "failed_step",
         FlagKind::UnplannedCall => "unplanned_call",
+    }
+}
+
+fn attribute<'a>(stored: &'a StoredEvent, key: &str) -> Option<&'a str> {
+    stored.event.get("attributes")?.get(key)?.as_str()
+}
+
+/// A server-to-client request recorded inside a call (elicitation,
+/// sampling): not a call of its own.
+pub(crate) fn is_server_request(action: &str) -> bool {
+    action.starts_with("mcp.")
+        && (action.ends_with(".elicitation.create") || action.ends_with(".sampling.create"))
+}
+
+/// The finding of a call the client never finished, if `stored` is one.
+fn incomplete_call(stored: &StoredEvent) -> Option<FindingRow> {
+    if stored.event.pointer("/error/name").and_then(Value::as_str) != Some(INCOMPLETE_CALL) {
+        return None;
+    }
+    let m = &stored.entry.meta;
+    let why = stored
+        .event
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("the client never finished it");
+    Some(FindingRow {
+        kind: "incomplete_call",
+        plan_id: attribute(stored, "intentproof.plan.id").map(str::to_owned),
+        intent: Some(m.intent.clone()),
+        correlation_id: m.correlation_id.clone(),
+        step_index: None,
+        action: m.action.clone(),
+        event_ids: vec![m.event_id.clone()],
+        message: format!("{} never finished: {why}", m.action),
+        at: m.completed_at.clone(),
+    })
+}
+
+/// The finding of a task call with no completion.
+fn task_unfinished(
+    stored: &StoredEvent,
+    task_id: &str,
+    plan: Option<&DeclaredPlan>,
+    at: &str,
+) -> FindingRow {
+    let m = &stored.entry.meta;
+    FindingRow {
+        kind: "task_unfinished",
+        plan_id: plan.map(|p| p.plan_id.clone()),
+        intent: Some(plan.map_or_else(|| m.intent.clone(), |p| p.intent.clone())),
+        correlation_id: m.correlation_id.clone(),
+        step_index: None,
+        action: m.action.clone(),
+        event_ids: vec![m.event_id.clone()],
+        message: format!(
+            "{} started task {task_id} and its outcome (completed, failed or cancelled) was never seen",
+            m.action
+        ),
+        at: at.to_owned(),
     }
 }
 
@@ -178,6 +253,13 @@ pub fn plans_and_findings(
     for correlation in &planned {
         let mut chain = store.chain(correlation)?;
         chain.sort_by_key(|e| e.entry.seq);
+        // Task calls' completions, by the call's event id.
+        let completions: HashMap<&str, &StoredEvent> = chain
+            .iter()
+            .filter(|e| e.entry.meta.action == COMPLETED_ACTION)
+            .filter_map(|e| Some((attribute(e, "intentproof.call.event_id")?, e)))
+            .collect();
+        findings.extend(chain.iter().filter_map(incomplete_call));
         // Split the chain at each declaration.
         let mut current: Option<(DeclaredPlan, &StoredEvent, Vec<&StoredEvent>)> = None;
         let mut finished: Vec<Segment<'_>> = Vec::new();
@@ -218,8 +300,9 @@ pub fn plans_and_findings(
                 }
                 continue;
             }
-            // Fail-closed markers are not calls.
-            if action == crate::mcp::recorder::STARTED_ACTION {
+            // Fail-closed markers, task completions and server requests
+            // are not calls.
+            if action == STARTED_ACTION || action == COMPLETED_ACTION || is_server_request(action) {
                 continue;
             }
             if let Some((_, _, calls)) = current.as_mut() {
@@ -237,9 +320,30 @@ pub fn plans_and_findings(
         for (plan, declaration, calls, closed_by, closed_at) in finished {
             let flags = match closed_by {
                 Some(_) => {
-                    let flow: Vec<FlowEvent> = calls.iter().map(|e| flow_event(e)).collect();
+                    let flow: Vec<FlowEvent> = calls
+                        .iter()
+                        .map(|e| {
+                            let mut flow = flow_event(e);
+                            // A task call ends as its task did.
+                            if let Some(done) = completions.get(e.entry.meta.event_id.as_str()) {
+                                flow.status = Some(done.entry.meta.status.clone());
+                            }
+                            flow
+                        })
+                        .collect();
                     classify_plan(&plan, &flow)
                 }
+                None => Vec::new(),
+            };
+            let unfinished: Vec<FindingRow> = match closed_by {
+                Some(_) => calls
+                    .iter()
+                    .filter(|e| !completions.contains_key(e.entry.meta.event_id.as_str()))
+                    .filter_map(|e| {
+                        let task_id = attribute(e, "mcp.task.id")?;
+                        Some(task_unfinished(e, task_id, Some(&plan), &closed_at))
+                    })
+                    .collect(),
                 None => Vec::new(),
             };
             for flag in &flags {
@@ -268,8 +372,9 @@ pub fn plans_and_findings(
                 },
                 closed_by,
                 calls: calls.len(),
-                flags: flags.len(),
+                flags: flags.len() + unfinished.len(),
             });
+            findings.extend(unfinished);
         }
     }
     // Gateway calls in correlations that never declared a plan.
@@ -286,8 +391,39 @@ pub fn plans_and_findings(
                 .push(entry);
         }
     }
+    // Completed task calls of those correlations.
+    let mut completed: HashSet<String> = HashSet::new();
+    for entry in store.entries_with_action_prefix(COMPLETED_ACTION)? {
+        if planned.contains(&entry.meta.correlation_id) {
+            continue;
+        }
+        let stored = store.read_entry(entry)?;
+        if let Some(call) = attribute(&stored, "intentproof.call.event_id") {
+            completed.insert(call.to_owned());
+        }
+    }
     for (correlation, entries) in unplanned {
+        let idle = store
+            .chain_summary(&correlation)?
+            .and_then(|s| parse_time(&s.last_at).map(|t| (t, s.last_at)))
+            .filter(|(t, _)| {
+                now.duration_since(*t)
+                    .is_ok_and(|quiet| quiet >= idle_timeout)
+            })
+            .map(|(_, at)| at);
         for entry in entries {
+            if entry.meta.action.starts_with("mcp.") {
+                let stored = store.read_entry(entry.clone())?;
+                findings.extend(incomplete_call(&stored));
+                if let (Some(task_id), Some(at)) = (attribute(&stored, "mcp.task.id"), &idle) {
+                    if !completed.contains(&entry.meta.event_id) {
+                        findings.push(task_unfinished(&stored, task_id, None, at));
+                    }
+                }
+                if is_server_request(&entry.meta.action) {
+                    continue;
+                }
+            }
             findings.push(FindingRow {
                 kind: "unplanned_call",
                 plan_id: None,
@@ -370,6 +506,210 @@ fn policy_violations(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mcp::recorder::{ClientVerdict, Recorder, RecorderConfig};
+    use intentproof_core::ExecutionEvent;
+    use intentproof_core::keys::InstanceKey;
+    use intentproof_core::seal::Sealer;
+    use intentproof_store::{EventMeta, Incoming, StoreOptions};
+    use serde_json::json;
+
+    /// A store holding `events`, sealed in order.
+    fn store_of(events: &[ExecutionEvent]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default(), &|_| None).unwrap();
+        let sealer = Sealer::new(InstanceKey::generate().unwrap());
+        for event in events {
+            let sealed = sealer.seal(event).unwrap();
+            let meta = EventMeta::from_v1(&sealed.event, None).unwrap();
+            let bytes = serde_json::to_vec(&sealed.event).unwrap();
+            let appended = store.append(vec![Incoming { meta, bytes }]).unwrap();
+            assert!(appended[0].is_ok(), "{appended:?}");
+        }
+        (dir, store)
+    }
+
+    /// Runs a session through a recorder: (from the client?, message).
+    fn session(messages: &[(bool, Value)]) -> Vec<ExecutionEvent> {
+        let mut recorder = Recorder::new(RecorderConfig::new("srv"), "sess");
+        let mut events = Vec::new();
+        for (from_client, message) in messages {
+            if *from_client {
+                let verdict = recorder.on_client(message, &mut events);
+                assert!(matches!(
+                    verdict,
+                    ClientVerdict::Forward | ClientVerdict::Reply(_)
+                ));
+            } else {
+                recorder.on_server(message, &mut events);
+            }
+        }
+        recorder.on_session_end(&mut events);
+        events
+    }
+
+    fn declare(steps: Value) -> (bool, Value) {
+        (
+            true,
+            json!({"jsonrpc":"2.0","id":"p","method":"tools/call","params":{"name":"intentproof_declare_plan","arguments":{"intent":"compute","steps":steps,"correlation_id":"flow-1"}}}),
+        )
+    }
+
+    fn call(id: u64, tool: &str) -> (bool, Value) {
+        (
+            true,
+            json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":{}}}),
+        )
+    }
+
+    fn answer(id: u64, result: Value) -> (bool, Value) {
+        (false, json!({"jsonrpc":"2.0","id":id,"result":result}))
+    }
+
+    fn findings_of(events: &[ExecutionEvent]) -> Vec<(String, String, Option<usize>)> {
+        let (_dir, store) = store_of(events);
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        let (_, findings) =
+            plans_and_findings(&store, Duration::from_secs(60), later, &[]).unwrap();
+        let mut out: Vec<_> = findings
+            .into_iter()
+            .map(|f| (f.kind.to_owned(), f.action, f.step_index))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn kinds(list: &[(&str, &str, Option<usize>)]) -> Vec<(String, String, Option<usize>)> {
+        let mut out: Vec<_> = list
+            .iter()
+            .map(|(k, a, s)| ((*k).to_owned(), (*a).to_owned(), *s))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_step_whose_task_failed_did_not_succeed() {
+        let events = session(&[
+            declare(json!([{"tool": "slow"}])),
+            call(1, "slow"),
+            answer(
+                1,
+                json!({"resultType":"task","taskId":"t1","status":"working"}),
+            ),
+            (
+                true,
+                json!({"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"t1"}}),
+            ),
+            answer(
+                2,
+                json!({"resultType":"task","taskId":"t1","status":"failed","statusMessage":"boom"}),
+            ),
+        ]);
+        assert_eq!(events.len(), 3);
+        assert_eq!(
+            findings_of(&events),
+            kinds(&[("failed_step", "mcp.srv.slow", Some(0))])
+        );
+        // The same task completed: nothing to say.
+        let events = session(&[
+            declare(json!([{"tool": "slow"}])),
+            call(1, "slow"),
+            answer(
+                1,
+                json!({"resultType":"task","taskId":"t1","status":"working"}),
+            ),
+            (
+                true,
+                json!({"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"t1"}}),
+            ),
+            answer(
+                2,
+                json!({"resultType":"task","taskId":"t1","status":"completed","result":{"content":[]}}),
+            ),
+        ]);
+        assert_eq!(findings_of(&events), kinds(&[]));
+    }
+
+    #[test]
+    fn a_task_never_seen_finished_is_flagged_when_its_plan_closes() {
+        let events = session(&[
+            declare(json!([{"tool": "slow"}])),
+            call(1, "slow"),
+            answer(1, json!({"task":{"taskId":"t1","status":"working"}})),
+        ]);
+        assert_eq!(
+            findings_of(&events),
+            kinds(&[("task_unfinished", "mcp.srv.slow", None)])
+        );
+        // Without a plan: unplanned, and unfinished once idle.
+        let events = session(&[
+            call(1, "slow"),
+            answer(1, json!({"task":{"taskId":"t1","status":"working"}})),
+        ]);
+        assert_eq!(
+            findings_of(&events),
+            kinds(&[
+                ("task_unfinished", "mcp.srv.slow", None),
+                ("unplanned_call", "mcp.srv.slow", None),
+            ])
+        );
+        // Not yet idle: only the unplanned call.
+        let (_dir, store) = store_of(&events);
+        let (_, findings) =
+            plans_and_findings(&store, Duration::from_secs(60), SystemTime::now(), &[]).unwrap();
+        assert_eq!(
+            findings.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            vec!["unplanned_call"]
+        );
+    }
+
+    #[test]
+    fn an_abandoned_multi_round_call_is_an_incomplete_call() {
+        let ask = answer(
+            1,
+            json!({"resultType":"input_required","inputRequests":{"n":{"method":"elicitation/create","params":{"message":"name?"}}},"requestState":"s"}),
+        );
+        let events = session(&[
+            declare(json!([{"tool": "ask"}])),
+            call(1, "ask"),
+            ask.clone(),
+        ]);
+        assert_eq!(
+            findings_of(&events),
+            kinds(&[
+                ("failed_step", "mcp.srv.ask", Some(0)),
+                ("incomplete_call", "mcp.srv.ask", None),
+            ])
+        );
+        let events = session(&[call(1, "ask"), ask]);
+        assert_eq!(
+            findings_of(&events),
+            kinds(&[
+                ("incomplete_call", "mcp.srv.ask", None),
+                ("unplanned_call", "mcp.srv.ask", None),
+            ])
+        );
+    }
+
+    #[test]
+    fn server_requests_are_not_calls() {
+        let events = session(&[
+            declare(json!([{"tool": "book"}])),
+            call(1, "book"),
+            (
+                false,
+                json!({"jsonrpc":"2.0","id":0,"method":"elicitation/create","params":{"message":"date?","requestedSchema":{}}}),
+            ),
+            (
+                true,
+                json!({"jsonrpc":"2.0","id":0,"result":{"action":"accept","content":{}}}),
+            ),
+            answer(1, json!({"content":[]})),
+        ]);
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[1].action, "mcp.srv.elicitation.create");
+        assert_eq!(findings_of(&events), kinds(&[]));
+    }
 
     #[test]
     fn event_times_parse() {
