@@ -632,6 +632,9 @@ pub fn findings(args: ClientArgs) -> Result<()> {
             Some("incomplete_intent") => "INCOMPLETE INTENT",
             Some("failed_step") => "FAILED STEP",
             Some("unplanned_call") => "UNPLANNED CALL",
+            Some("incomplete_call") => "INCOMPLETE CALL",
+            Some("task_unfinished") => "TASK UNFINISHED",
+            Some("policy_violation") => "POLICY VIOLATION",
             _ => "?",
         };
         println!(
