@@ -101,7 +101,7 @@ pub enum FlagFilter {
 pub struct Filter {
     /// `status:error` (chains with errors) or `status:ok` (without).
     pub errors: Option<bool>,
-    /// `flag:any|none|incomplete|unplanned|failed|policy|integrity`.
+    /// `flag:any|none|incomplete|unplanned|failed|policy|integrity|call|task`.
     pub flag: Option<FlagFilter>,
     /// `since:T`: last activity at or after T (an RFC 3339 prefix).
     pub since: Option<String>,
@@ -134,7 +134,7 @@ impl Filter {
                                 .find(|k| k.filter_name() == v)
                                 .ok_or_else(|| {
                                     format!(
-                                        "flag:{v}: use any, none, incomplete, unplanned, failed, policy or integrity"
+                                        "flag:{v}: use any, none, incomplete, unplanned, failed, policy, integrity, call or task"
                                     )
                                 })?,
                         ),

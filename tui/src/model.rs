@@ -23,16 +23,23 @@ pub enum FlagKind {
     PolicyViolation,
     /// A gap in the hash chain, or a signature that is invalid or unverifiable.
     Integrity,
+    /// An MCP call the client never finished (it stopped after the server
+    /// asked for input, or never answered a server request).
+    IncompleteCall,
+    /// An MCP task whose outcome was never seen.
+    TaskUnfinished,
 }
 
 impl FlagKind {
     /// Every kind, in column order.
-    pub const ALL: [FlagKind; 5] = [
+    pub const ALL: [FlagKind; 7] = [
         FlagKind::IncompleteIntent,
         FlagKind::UnplannedCall,
         FlagKind::FailedStep,
         FlagKind::PolicyViolation,
         FlagKind::Integrity,
+        FlagKind::IncompleteCall,
+        FlagKind::TaskUnfinished,
     ];
 
     /// The kind of a finding's `kind` string (`incomplete_intent`, ...).
@@ -42,6 +49,8 @@ impl FlagKind {
             "unplanned_call" => Some(FlagKind::UnplannedCall),
             "failed_step" => Some(FlagKind::FailedStep),
             "policy_violation" => Some(FlagKind::PolicyViolation),
+            "incomplete_call" => Some(FlagKind::IncompleteCall),
+            "task_unfinished" => Some(FlagKind::TaskUnfinished),
             _ => None,
         }
     }
@@ -54,6 +63,8 @@ impl FlagKind {
             FlagKind::FailedStep => 'F',
             FlagKind::PolicyViolation => 'P',
             FlagKind::Integrity => 'C',
+            FlagKind::IncompleteCall => 'N',
+            FlagKind::TaskUnfinished => 'T',
         }
     }
 
@@ -65,6 +76,8 @@ impl FlagKind {
             FlagKind::FailedStep => "failed step",
             FlagKind::PolicyViolation => "policy violation",
             FlagKind::Integrity => "chain/signature problem",
+            FlagKind::IncompleteCall => "incomplete call",
+            FlagKind::TaskUnfinished => "task unfinished",
         }
     }
 
@@ -76,6 +89,8 @@ impl FlagKind {
             FlagKind::FailedStep => "failed",
             FlagKind::PolicyViolation => "policy",
             FlagKind::Integrity => "integrity",
+            FlagKind::IncompleteCall => "call",
+            FlagKind::TaskUnfinished => "task",
         }
     }
 
@@ -86,6 +101,8 @@ impl FlagKind {
             FlagKind::FailedStep => 4,
             FlagKind::PolicyViolation => 8,
             FlagKind::Integrity => 16,
+            FlagKind::IncompleteCall => 32,
+            FlagKind::TaskUnfinished => 64,
         }
     }
 }

@@ -739,7 +739,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         "  Enter       open        Esc        back      mouse wheel     scroll",
         "  /           search chains by id (also intent, agent)",
         "  f           filter: status:error|ok  flag:any|none|incomplete|unplanned|",
-        "              failed|policy|integrity  since:T  until:T  words",
+        "              failed|policy|integrity|call|task  since:T  until:T  words",
         "  s           sort (recent, oldest, flags, errors, events, id)",
         "  e           export this chain's proof bundle (to the export dir)",
         "  E           switch the export profile (full, auditor, counterparty)",
