@@ -121,7 +121,7 @@ fn abandoned_sessions_expire_and_their_upstream_processes_are_reaped() {
     assert_eq!(status, 404, "{headers:?}");
     assert_eq!(
         body,
-        r#"{"error":{"code":-32001,"message":"Session not found: initialize a new session"},"id":7,"jsonrpc":"2.0"}"#
+        r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32001,"message":"Session not found: initialize a new session"}}"#
     );
     // Memory comes back: within 10 % of the warmed-up idle daemon.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -157,7 +157,7 @@ fn past_the_limits_initialize_gets_a_clear_json_rpc_error() {
     );
     assert_eq!(
         body,
-        r#"{"error":{"code":-32000,"message":"too many new sessions for MCP server \"demo\": at most 1 per second (mcp.max_new_sessions_per_sec); retry in a second"},"id":1,"jsonrpc":"2.0"}"#
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"too many new sessions for MCP server \"demo\": at most 1 per second (mcp.max_new_sessions_per_sec); retry in a second"}}"#
     );
     std::thread::sleep(Duration::from_millis(1100));
     let (status, _, _) = initialize(&addr);
@@ -168,7 +168,7 @@ fn past_the_limits_initialize_gets_a_clear_json_rpc_error() {
     assert_eq!(status, 503);
     assert_eq!(
         body,
-        r#"{"error":{"code":-32000,"message":"MCP server \"demo\" already has 2 live sessions (mcp.max_sessions_per_server); end one with DELETE, wait for idle ones to expire (mcp.session_idle_timeout_secs = 600), or raise the limit"},"id":1,"jsonrpc":"2.0"}"#
+        r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"MCP server \"demo\" already has 2 live sessions (mcp.max_sessions_per_server); end one with DELETE, wait for idle ones to expire (mcp.session_idle_timeout_secs = 600), or raise the limit"}}"#
     );
     // Ending one makes room.
     let (status, _, _) = http_exchange(

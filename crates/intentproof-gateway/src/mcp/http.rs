@@ -33,7 +33,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
@@ -41,6 +41,7 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::recorder::{ClientVerdict, DEFAULT_PLAN_TOOL, Recorder, RecorderConfig};
 use super::remote::{Deliver, Incoming, RemoteServer, RemoteUpstream, one_line};
+use super::stateless::{Lane, method_not_allowed, stateless_version};
 use super::stdio::MAX_MESSAGE_BYTES;
 use crate::config::{McpConfig, McpServerConfig};
 use crate::recording::Recording;
@@ -51,6 +52,8 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 /// All HTTP-served MCP servers and their sessions.
 pub struct McpHttp {
     servers: HashMap<String, Server>,
+    /// Each server's stateless (2026-07-28) side.
+    lanes: HashMap<String, Arc<Lane>>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     recording: Arc<Recording>,
     limits: SessionLimits,
@@ -84,19 +87,19 @@ enum Refused {
 type Stream = mpsc::UnboundedSender<Outgoing>;
 
 /// One message for an HTTP stream.
-struct Outgoing {
-    text: String,
+pub(super) struct Outgoing {
+    pub(super) text: String,
     /// The response to a request of the POST that owns the stream (the
     /// upstream's, or the gateway's own reply). A POST with one request is
     /// complete once it has this.
-    response: bool,
+    pub(super) response: bool,
 }
 
 /// How long a POST with one request waits for its response to answer it as
 /// plain JSON; after that the event stream starts (headers go out), as it
 /// does at once when something else comes first. Well under any client's
 /// timeout for response headers.
-const JSON_WAIT: Duration = Duration::from_secs(1);
+pub(super) const JSON_WAIT: Duration = Duration::from_secs(1);
 
 struct Routing {
     /// Request id key -> the stream waiting for its response.
@@ -202,20 +205,37 @@ impl Upstream {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A JSON-RPC error as the HTTP answer. `id` is the request's when the
 /// body was one request (`null` when it could not be read, or for a batch).
-fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
-    (
-        status,
-        axum::Json(
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
-        ),
-    )
-        .into_response()
+pub(super) fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
+    rpc_error_with(status, id, code, message, None)
+}
+
+/// [`rpc_error`] with the error's `data`. Members in the order servers
+/// write them (`jsonrpc`, `id`, `error`), as the upstream's own errors are.
+pub(super) fn rpc_error_with(
+    status: StatusCode,
+    id: &Value,
+    code: i64,
+    message: &str,
+    data: Option<&Value>,
+) -> Response {
+    let message = Value::from(message);
+    let data = data.map_or(String::new(), |d| format!(",\"data\":{d}"));
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}{data}}}}}"#
+    );
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 impl McpHttp {
@@ -229,6 +249,7 @@ impl McpHttp {
             Some(name) => Some(name.to_owned()),
         };
         let mut servers = HashMap::new();
+        let mut lanes = HashMap::new();
         for server in &config.servers {
             let mut recorder = RecorderConfig::new(&server.name);
             recorder.plan_tool = plan_tool.clone();
@@ -237,6 +258,15 @@ impl McpHttp {
                 Some(_) => Some(RemoteServer::new(server)?),
                 None => None,
             };
+            lanes.insert(
+                server.name.clone(),
+                Arc::new(Lane::new(
+                    server,
+                    recorder.clone(),
+                    remote.clone(),
+                    Arc::clone(&recording),
+                )),
+            );
             servers.insert(
                 server.name.clone(),
                 Server {
@@ -252,6 +282,7 @@ impl McpHttp {
         }
         Ok(McpHttp {
             servers,
+            lanes,
             sessions: Mutex::new(HashMap::new()),
             recording,
             limits: SessionLimits {
@@ -283,8 +314,20 @@ impl McpHttp {
         })
     }
 
-    /// Ends every session idle for the timeout; returns how many.
+    /// Ends every session idle for the timeout, and gives up on calls that
+    /// waited that long for the agent's next round (they are recorded as
+    /// incomplete); returns how many sessions ended.
     async fn end_idle_sessions(&self) -> usize {
+        let now = Instant::now();
+        let live: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        for session in live {
+            let mut events = Vec::new();
+            lock(&session.recorder).expire_idle(now, self.limits.idle_timeout, &mut events);
+            self.recording.record(events);
+        }
+        for lane in self.lanes.values() {
+            lane.expire_idle(now, self.limits.idle_timeout);
+        }
         let idle: Vec<Arc<Session>> = {
             let mut sessions = lock(&self.sessions);
             let ids: Vec<String> = sessions
@@ -301,9 +344,18 @@ impl McpHttp {
                 idle_secs = self.limits.idle_timeout.as_secs(),
                 "MCP session ended: idle past mcp.session_idle_timeout_secs"
             );
-            session.upstream.close().await;
+            self.end(session).await;
         }
         idle.len()
+    }
+
+    /// Ends a session already taken out of the table: what it left
+    /// unfinished is recorded, then its upstream is closed.
+    async fn end(&self, session: &Session) {
+        let mut events = Vec::new();
+        lock(&session.recorder).on_session_end(&mut events);
+        self.recording.record(events);
+        session.upstream.close().await;
     }
 
     /// Live sessions of `server`.
@@ -342,7 +394,13 @@ impl McpHttp {
     pub fn shutdown(&self) {
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
         for session in sessions {
+            let mut events = Vec::new();
+            lock(&session.recorder).on_session_end(&mut events);
+            self.recording.record(events);
             session.upstream.stop();
+        }
+        for lane in self.lanes.values() {
+            lane.stop();
         }
     }
 
@@ -444,7 +502,12 @@ impl McpHttp {
     fn upstream_gone(&self, session: &Session, reason: &str) {
         session.upstream.stop();
         let mut events = Vec::new();
-        let replies = lock(&session.recorder).on_upstream_gone(reason, &mut events);
+        let replies = {
+            let mut recorder = lock(&session.recorder);
+            let replies = recorder.on_upstream_gone(reason, &mut events);
+            recorder.on_session_end(&mut events);
+            replies
+        };
         for reply in replies {
             self.route(session, &reply, reply.to_string());
         }
@@ -523,8 +586,8 @@ fn sse_frame(message: &str) -> Bytes {
 
 /// The event stream of a POST or GET: `first` (already taken from
 /// `receiver`), then the rest until every sender is gone.
-fn sse_stream(
-    session_id: &str,
+pub(super) fn sse_stream(
+    session_id: Option<&str>,
     first: Option<Outgoing>,
     receiver: mpsc::UnboundedReceiver<Outgoing>,
 ) -> Response {
@@ -536,14 +599,14 @@ fn sse_stream(
 
 /// A POST's only response as a plain JSON body: headers and body leave in
 /// one write and the client needs no event-stream parsing.
-fn json_response(session_id: &str, message: String) -> Response {
+fn json_response(session_id: Option<&str>, message: String) -> Response {
     let mut response = Response::new(Body::from(message));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(value) = HeaderValue::from_str(session_id) {
+    if let Some(Ok(value)) = session_id.map(HeaderValue::from_str) {
         headers.insert(SESSION_HEADER, value);
     }
     response
@@ -551,7 +614,7 @@ fn json_response(session_id: &str, message: String) -> Response {
 
 /// Whether the agent takes a plain JSON answer (the protocol has clients
 /// send `Accept: application/json, text/event-stream`).
-fn accepts_json(headers: &HeaderMap) -> bool {
+pub(super) fn accepts_json(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -561,7 +624,7 @@ fn accepts_json(headers: &HeaderMap) -> bool {
         .any(|media| media.eq_ignore_ascii_case("application/json") || media == "*/*")
 }
 
-fn sse_response(session_id: &str, body: Body) -> Response {
+fn sse_response(session_id: Option<&str>, body: Body) -> Response {
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
@@ -569,7 +632,7 @@ fn sse_response(session_id: &str, body: Body) -> Response {
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if let Ok(value) = HeaderValue::from_str(session_id) {
+    if let Some(Ok(value)) = session_id.map(HeaderValue::from_str) {
         headers.insert(SESSION_HEADER, value);
     }
     response
@@ -611,6 +674,11 @@ pub async fn post(
             -32600,
             "requests from this Origin are not allowed",
         );
+    }
+    if stateless_version(&headers).is_some() {
+        if let Some(lane) = gateway.lanes.get(&name) {
+            return lane.post(headers, body).await;
+        }
     }
     // Keep each message's own bytes: forwarding a re-serialization would
     // reorder keys. Line breaks in JSON text are whitespace (inside strings
@@ -787,7 +855,7 @@ pub async fn post(
     if single && accepts_json(&headers) {
         match tokio::time::timeout(JSON_WAIT, receiver.recv()).await {
             Ok(Some(message)) if message.response => {
-                return json_response(&session_id, message.text);
+                return json_response(Some(&session_id), message.text);
             }
             Ok(message) => first = message,
             Err(_) => {}
@@ -795,7 +863,7 @@ pub async fn post(
     }
     // The stream ends when every request of this POST has its response (the
     // routing table drops its sender then) and the replies are out.
-    sse_stream(&session_id, first, receiver)
+    sse_stream(Some(&session_id), first, receiver)
 }
 
 fn tokio_stream_from(
@@ -804,7 +872,7 @@ fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
 }
 
-async fn write_stdin(
+pub(super) async fn write_stdin(
     stdin: &tokio::sync::Mutex<ChildStdin>,
     server: &str,
     lines: &[String],
@@ -835,6 +903,9 @@ pub async fn get(gateway: Arc<McpHttp>, name: String, headers: HeaderMap) -> Res
             "no such MCP server",
         );
     }
+    if stateless_version(&headers).is_some() {
+        return method_not_allowed();
+    }
     let Some((session_id, session)) = gateway.session(&headers) else {
         return rpc_error(
             StatusCode::BAD_REQUEST,
@@ -855,11 +926,14 @@ pub async fn get(gateway: Arc<McpHttp>, name: String, headers: HeaderMap) -> Res
         }
         routing.standalone = Some(stream);
     }
-    sse_stream(&session_id, None, receiver)
+    sse_stream(Some(&session_id), None, receiver)
 }
 
 /// `DELETE /mcp/<name>`: ends the session and its upstream.
 pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
+    if stateless_version(&headers).is_some() {
+        return method_not_allowed();
+    }
     let Some((session_id, session)) = gateway.session(&headers) else {
         return rpc_error(
             StatusCode::NOT_FOUND,
@@ -869,7 +943,7 @@ pub async fn delete(gateway: Arc<McpHttp>, headers: HeaderMap) -> Response {
         );
     };
     lock(&gateway.sessions).remove(&session_id);
-    session.upstream.close().await;
+    gateway.end(&session).await;
     StatusCode::OK.into_response()
 }
 

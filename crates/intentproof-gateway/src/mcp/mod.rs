@@ -18,7 +18,10 @@
 //! - [`recorder`]: the protocol observer (transport-agnostic).
 //! - [`stdio`]: `intentproof mcp -- <command>`: the agent's stdio server.
 //! - [`http`]: `/mcp/<name>` in the daemon (Streamable HTTP), in front of
-//!   stdio commands or remote Streamable HTTP servers (`remote`).
+//!   stdio commands or remote Streamable HTTP servers (`remote`); the
+//!   session-based revisions (up to 2025-11-25).
+//! - [`stateless`]: the same endpoint for revision 2026-07-28's stateless
+//!   requests (told apart by their `MCP-Protocol-Version` header).
 //! - [`shipper`]: seals events with this process's key, spools them to disk
 //!   and delivers them to the daemon (starting it when none answers).
 
@@ -27,4 +30,5 @@ pub mod http;
 pub mod recorder;
 pub(crate) mod remote;
 pub mod shipper;
+pub mod stateless;
 pub mod stdio;

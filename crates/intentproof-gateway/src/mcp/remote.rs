@@ -169,6 +169,49 @@ impl RemoteServer {
     fn describe(&self) -> String {
         format!("upstream MCP server {:?} ({})", self.name, self.url)
     }
+
+    /// A request to the server with its credentials, and the upstream
+    /// `session` when there is one.
+    pub(crate) fn request(
+        &self,
+        method: reqwest::Method,
+        session: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let mut request = self
+            .client
+            .request(method, self.url.clone())
+            .headers(self.headers.clone());
+        if let Some(id) = session {
+            request = request.header(SESSION_HEADER, id);
+        }
+        request
+    }
+
+    /// Sends `request`; `Err` is the reason, naming the server, when no
+    /// answer started within `timeout_ms`.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
+        match tokio::time::timeout(self.timeout, request.send()).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.is_connect() => Err(format!(
+                "{} is unreachable: {}",
+                self.describe(),
+                root_cause(&e)
+            )),
+            Ok(Err(e)) if e.is_timeout() => Err(format!(
+                "{} did not accept a connection in time",
+                self.describe()
+            )),
+            Ok(Err(e)) => Err(format!("{} failed: {}", self.describe(), root_cause(&e))),
+            Err(_) => Err(format!(
+                "{} did not answer within {} ms",
+                self.describe(),
+                self.timeout.as_millis()
+            )),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -332,15 +375,8 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
 impl Inner {
     /// A request to the upstream with its credentials, session and version.
     fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
-        let mut request = self
-            .server
-            .client
-            .request(method, self.server.url.clone())
-            .headers(self.server.headers.clone());
         let state = lock(&self.state);
-        if let Some(id) = &state.session_id {
-            request = request.header(SESSION_HEADER, id);
-        }
+        let mut request = self.server.request(method, state.session_id.as_deref());
         if let Some(version) = &state.protocol_version {
             request = request.header(VERSION_HEADER, version);
         }
@@ -666,7 +702,7 @@ async fn read_sse(
 /// `\r` line ends): yields the data of `message` events (and events with no
 /// type); comments, ids, retries, empty events and other types are skipped.
 #[derive(Default)]
-struct SseParser {
+pub(crate) struct SseParser {
     buffer: Vec<u8>,
     /// How far `buffer` is known to hold no `\n`.
     scanned: usize,
@@ -676,7 +712,7 @@ struct SseParser {
 }
 
 impl SseParser {
-    fn feed(&mut self, chunk: &[u8], out: &mut Vec<String>) -> Result<(), String> {
+    pub(crate) fn feed(&mut self, chunk: &[u8], out: &mut Vec<String>) -> Result<(), String> {
         self.buffer.extend_from_slice(chunk);
         let mut start = 0;
         while let Some(offset) = self.buffer[start.max(self.scanned)..]

@@ -1,0 +1,1046 @@
+//! MCP revision 2026-07-28 over HTTP: stateless requests at `/mcp/<name>`,
+//! served side by side with the session-based revisions ([`super::http`]).
+//!
+//! # How a request is told apart
+//!
+//! By its `MCP-Protocol-Version` header alone, as a 2026 server does (PyPI
+//! `mcp` 2.3.0 routes on it): a header naming a revision that has no
+//! sessions (anything but [`SESSION_REVISIONS`]) makes the POST stateless;
+//! no header, or a session-based revision, takes the session path
+//! (`initialize`, `Mcp-Session-Id`). A stateless POST needs no state in
+//! the gateway from an earlier one: any request may come on any
+//! connection, or to another gateway replica.
+//!
+//! # Where it goes
+//!
+//! - **A `url` upstream**: the POST is passed on as it came (its body, its
+//!   `Accept`, `Content-Type`, `MCP-Protocol-Version`, `Mcp-Method`,
+//!   `Mcp-Name`, `Mcp-Param-*` and trace headers, plus the configured
+//!   credentials), and the answer comes back as it was: status, content
+//!   type and body, SSE `id:` and `retry:` lines included. The upstream
+//!   validates headers and answers errors itself, so a client sees what it
+//!   sees directly. The gateway only reads along to record.
+//! - **A `command` upstream**: one process per server serves every
+//!   stateless request (the revision has no per-client state to keep
+//!   apart: each request carries its `_meta`), started at the first one and
+//!   again after it exits. Request ids of different clients could collide
+//!   in that one process, so each request goes upstream under an id of the
+//!   gateway's, `"intentproof-<n>:<client id>"`, spliced into the original
+//!   bytes (the rest untouched), and its answer comes back under the
+//!   client's id. The gateway plays the HTTP part a 2026 server plays: it
+//!   checks `Mcp-Method`, `Mcp-Name` and `MCP-Protocol-Version` against
+//!   the body (`HeaderMismatch`, -32020, HTTP 400), answers notifications
+//!   with 202 and the methods the revision removed (`initialize`, `ping`,
+//!   `logging/setLevel`, `resources/(un)subscribe`) with 404/-32601,
+//!   refuses batches and GET/DELETE (405, `Allow: POST`), and maps an
+//!   upstream JSON-RPC error to the HTTP status a 2026 server gives it
+//!   (-32601: 404; -32700/-32600/-32602/-32020/-32021/-32022: 400).
+//!   Everything about `_meta` and versions is the upstream's to answer.
+//!
+//! # Recording
+//!
+//! One [`Recorder`] per server observes every stateless request; it sees
+//! each request under its gateway id, so concurrent clients that use the
+//! same ids do not mix, and each event's ids (`jsonrpc.id`, the rounds of
+//! a multi-round call) are set back to the client's. Events carry no
+//! `mcp.session_id` (the revision has none).
+//! Correlation: `_meta["intentproof/correlationId"]`, then `traceparent`,
+//! then the plan open on that server's stateless lane, else one id per
+//! server for the daemon's run (`stateless-<server>-<uuid>`).
+//!
+//! # What it does not do
+//!
+//! - A request a `command` lane refuses at the HTTP layer (a header that
+//!   contradicts the body, a removed method) never reached the tool and is
+//!   not recorded; a `url` upstream's refusals are answers the gateway
+//!   reads, so they are recorded as failed calls.
+//! - A `command` upstream's `Mcp-Param-*` headers are not checked against
+//!   the tool's `x-mcp-header` schema (a `url` upstream checks its own).
+//! - Progress tokens are not rewritten on the shared process: two clients
+//!   using the same token at the same moment may see each other's progress.
+//! - Server-initiated requests have nowhere to go (the revision replaces
+//!   them with multi-round results); such messages are dropped and logged.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use intentproof_core::{AttributeValue, ExecutionEvent};
+use serde_json::{Value, json};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec};
+
+use super::http::{
+    JSON_WAIT, Outgoing, accepts_json, lock, rpc_error, rpc_error_with, sse_stream, write_stdin,
+};
+use super::recorder::{ClientVerdict, Recorder, RecorderConfig};
+use super::remote::{RemoteServer, SseParser, one_line};
+use super::stdio::MAX_MESSAGE_BYTES;
+use crate::config::McpServerConfig;
+use crate::recording::Recording;
+
+/// The revisions that have sessions (`initialize`, `Mcp-Session-Id`).
+pub const SESSION_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+const VERSION_HEADER: &str = "mcp-protocol-version";
+const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
+/// Methods 2026-07-28 removed: a 2026 server answers them "Method not
+/// found" (404) at the HTTP layer, before its protocol layer sees them.
+const REMOVED_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+/// Headers of the client's that a `url` upstream gets as they came.
+const PASSED_ON: &[&str] = &[
+    "accept",
+    "content-type",
+    VERSION_HEADER,
+    METHOD_HEADER,
+    NAME_HEADER,
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "last-event-id",
+];
+/// Headers of the upstream's answer that the client gets.
+const PASSED_BACK: &[&str] = &["content-type", "cache-control", "retry-after", "allow"];
+
+/// The version of a stateless (2026-07-28 or later) request, from its
+/// `MCP-Protocol-Version` header; `None` for the session path.
+pub fn stateless_version(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(VERSION_HEADER)?;
+    let text = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
+    (!SESSION_REVISIONS.contains(&text.as_str())).then_some(text)
+}
+
+/// The HTTP status a 2026 server answers a JSON-RPC error code with.
+fn status_of_error(code: i64) -> StatusCode {
+    match code {
+        -32601 => StatusCode::NOT_FOUND,
+        -32700 | -32600 | -32602 | -32020 | -32021 | -32022 => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
+/// GET and DELETE of a stateless client: the revision has neither.
+pub fn method_not_allowed() -> Response {
+    let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
+/// `text` with its top-level `"id"` member's value replaced by `id` (JSON
+/// text), every other byte as it was. `None` when `text` is not an object
+/// with an `id`.
+pub(crate) fn splice_id(text: &str, id: &str) -> Option<String> {
+    // Borrowed raw values point into `text`, so their offsets are exact.
+    // Keys with escapes cannot be borrowed; those bodies are re-serialized.
+    let splice = || {
+        let members: HashMap<&str, &serde_json::value::RawValue> =
+            serde_json::from_str(text).ok()?;
+        let raw = members.get("id")?.get();
+        let start = (raw.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+        let end = start + raw.len();
+        (text.get(start..end) == Some(raw))
+            .then(|| format!("{}{id}{}", &text[..start], &text[end..]))
+    };
+    splice().or_else(|| {
+        let mut value: Value = serde_json::from_str(text).ok()?;
+        let object = value.as_object_mut()?;
+        object.get("id")?;
+        object.insert("id".into(), serde_json::from_str(id).ok()?);
+        Some(value.to_string())
+    })
+}
+
+/// The stateless side of one configured server.
+pub struct Lane {
+    server: String,
+    recorder: Mutex<Recorder>,
+    recording: Arc<Recording>,
+    next_id: AtomicU64,
+    upstream: LaneUpstream,
+}
+
+enum LaneUpstream {
+    Stdio(Box<StdioLane>),
+    Remote(Arc<RemoteServer>),
+}
+
+struct StdioLane {
+    config: McpServerConfig,
+    process: tokio::sync::Mutex<Option<Arc<LaneProcess>>>,
+    /// Gateway id (JSON text) -> the POST waiting for its answer.
+    waiting: Mutex<HashMap<String, Waiter>>,
+}
+
+struct LaneProcess {
+    stdin: tokio::sync::Mutex<ChildStdin>,
+    child: Mutex<Option<Child>>,
+}
+
+struct Waiter {
+    /// The client's id (JSON text).
+    client_id: String,
+    stream: mpsc::UnboundedSender<Outgoing>,
+    /// The request's progress token (JSON text), if any.
+    token: Option<String>,
+}
+
+/// Prefix of the ids requests go upstream under.
+const GATEWAY_ID_PREFIX: &str = "intentproof-";
+
+/// The id a request goes upstream under: unique in the lane, and carrying
+/// the client's id (JSON text) after a `:`, so the client's can be read
+/// back from it alone ([`client_id_of`]).
+fn gateway_id(n: u64, client_id: &str) -> String {
+    Value::String(format!("{GATEWAY_ID_PREFIX}{n}:{client_id}")).to_string()
+}
+
+/// The client's id (JSON text) in a gateway id (the id as a JSON value).
+fn client_id_of(id: &Value) -> Option<&str> {
+    let (_, client) = id
+        .as_str()?
+        .strip_prefix(GATEWAY_ID_PREFIX)?
+        .split_once(':')?;
+    Some(client)
+}
+
+/// Events as the client would have them: ids the client sent (the
+/// `jsonrpc.id` attribute, each multi-round round's `requestId`), and no
+/// session attribute (the revision has no sessions).
+fn as_the_client_sent(events: &mut [ExecutionEvent]) {
+    for event in events {
+        event.attributes.remove("mcp.session_id");
+        let client = match event.attributes.get("jsonrpc.id") {
+            Some(AttributeValue::String(text)) => serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|id| client_id_of(&id).map(str::to_owned)),
+            _ => None,
+        };
+        if let Some(client) = client {
+            event
+                .attributes
+                .insert("jsonrpc.id".into(), AttributeValue::String(client));
+        }
+        let rounds = event
+            .output
+            .as_mut()
+            .and_then(|o| o.get_mut("rounds"))
+            .and_then(Value::as_array_mut);
+        for round in rounds.into_iter().flatten() {
+            let client = round
+                .get("requestId")
+                .and_then(client_id_of)
+                .and_then(|c| serde_json::from_str::<Value>(c).ok());
+            if let (Some(client), Some(object)) = (client, round.as_object_mut()) {
+                object.insert("requestId".into(), client);
+            }
+        }
+    }
+}
+
+impl Lane {
+    /// The stateless lane of `config` (remote when `remote` is set).
+    pub(crate) fn new(
+        config: &McpServerConfig,
+        recorder: RecorderConfig,
+        remote: Option<Arc<RemoteServer>>,
+        recording: Arc<Recording>,
+    ) -> Lane {
+        let fallback = format!(
+            "stateless-{}-{}",
+            config.name,
+            intentproof_core::new_event_id()
+        );
+        Lane {
+            server: config.name.clone(),
+            recorder: Mutex::new(Recorder::new(recorder, fallback)),
+            recording,
+            next_id: AtomicU64::new(1),
+            upstream: match remote {
+                Some(remote) => LaneUpstream::Remote(remote),
+                None => LaneUpstream::Stdio(Box::new(StdioLane {
+                    config: config.clone(),
+                    process: tokio::sync::Mutex::new(None),
+                    waiting: Mutex::new(HashMap::new()),
+                })),
+            },
+        }
+    }
+
+    fn gateway_id(&self, client_id: &str) -> String {
+        gateway_id(self.next_id.fetch_add(1, Ordering::Relaxed), client_id)
+    }
+
+    fn record(&self, mut events: Vec<ExecutionEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        as_the_client_sent(&mut events);
+        self.recording.record(events);
+    }
+
+    /// Gives up on calls that waited `timeout` for their client's next
+    /// round (recorded as incomplete).
+    pub fn expire_idle(&self, now: std::time::Instant, timeout: std::time::Duration) {
+        let mut events = Vec::new();
+        lock(&self.recorder).expire_idle(now, timeout, &mut events);
+        self.record(events);
+    }
+
+    /// Stops the lane's process (daemon shutdown).
+    pub fn stop(&self) {
+        if let LaneUpstream::Stdio(stdio) = &self.upstream {
+            if let Ok(mut process) = stdio.process.try_lock() {
+                if let Some(process) = process.take() {
+                    if let Some(mut child) = lock(&process.child).take() {
+                        let _ = child.start_kill();
+                    }
+                }
+            }
+        }
+    }
+
+    /// One stateless POST.
+    pub async fn post(self: &Arc<Self>, headers: HeaderMap, body: Bytes) -> Response {
+        match &self.upstream {
+            LaneUpstream::Remote(remote) => self.post_remote(remote, headers, body).await,
+            LaneUpstream::Stdio(stdio) => self.post_stdio(stdio, headers, body).await,
+        }
+    }
+
+    /// Observes a request under a gateway id: the recorder's verdict.
+    fn observe_request(&self, message: &Value, gateway_id: &str) -> ClientVerdict {
+        let mut seen = message.clone();
+        if let (Some(object), Ok(id)) = (seen.as_object_mut(), serde_json::from_str(gateway_id)) {
+            object.insert("id".into(), id);
+        }
+        let mut events = Vec::new();
+        let verdict = lock(&self.recorder).on_client(&seen, &mut events);
+        self.record(events);
+        verdict
+    }
+
+    /// Observes an upstream message answering `gateway_id`; returns the
+    /// gateway's replacement for it (the plan tool added to a listing).
+    fn observe_answer(&self, message: &Value, gateway_id: &str) -> Option<Value> {
+        let mut seen = message.clone();
+        if let (Some(object), Ok(id)) = (seen.as_object_mut(), serde_json::from_str(gateway_id)) {
+            if object.contains_key("id") && !object.contains_key("method") {
+                object.insert("id".into(), id);
+            }
+        }
+        let mut events = Vec::new();
+        let replaced = lock(&self.recorder).on_server(&seen, &mut events);
+        self.record(events);
+        replaced
+    }
+
+    async fn post_remote(
+        self: &Arc<Self>,
+        remote: &Arc<RemoteServer>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let message: Option<Value> = serde_json::from_slice(&body).ok();
+        let request = message
+            .as_ref()
+            .filter(|m| m.get("method").is_some() && m.get("id").is_some());
+        let client_id = request
+            .and_then(|m| m.get("id"))
+            .map(Value::to_string)
+            .unwrap_or_default();
+        let gateway_id = self.gateway_id(&client_id);
+        if let Some(request) = request {
+            if let ClientVerdict::Reply(reply) = self.observe_request(request, &gateway_id) {
+                return own_reply(&reply, &client_id);
+            }
+        }
+        let mut upstream = remote.request(reqwest::Method::POST, None);
+        for (name, value) in &headers {
+            let lower = name.as_str();
+            if PASSED_ON.contains(&lower) || lower.starts_with("mcp-param-") {
+                upstream = upstream.header(name, value);
+            }
+        }
+        let answer = remote.send(upstream.body(body)).await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(reason) => {
+                if request.is_some() {
+                    let failed = json!({"jsonrpc": "2.0", "id": Value::Null, "error": {"code": -32603, "message": reason}});
+                    let _ = self.observe_answer(&failed, &gateway_id);
+                }
+                let id = serde_json::from_str(&client_id).unwrap_or(Value::Null);
+                return rpc_error(StatusCode::BAD_GATEWAY, &id, -32603, &reason);
+            }
+        };
+        let status = response.status();
+        let mut out = HeaderMap::new();
+        for name in PASSED_BACK {
+            for value in response.headers().get_all(*name) {
+                out.append(HeaderName::from_static(name), value.clone());
+            }
+        }
+        let sse = out
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        // A first `tools/list` page gains the plan tool: its answer is
+        // read whole (bounded) so it can be changed; any other answer
+        // streams through as it arrives, read along for the record.
+        let lists_tools = request.is_some_and(|m| {
+            m.get("method").and_then(Value::as_str) == Some("tools/list")
+                && m.pointer("/params/cursor").is_none()
+        });
+        let this = LaneAnswer {
+            lane: self,
+            gateway_id,
+            client_id,
+        };
+        if lists_tools || !sse {
+            let body = match read_bounded(response).await {
+                Ok(body) => body,
+                Err(reason) => {
+                    let id = serde_json::from_str(&this.client_id).unwrap_or(Value::Null);
+                    return rpc_error(StatusCode::BAD_GATEWAY, &id, -32603, &reason);
+                }
+            };
+            let body = if request.is_none() {
+                body
+            } else if sse {
+                this.rewrite_sse(&body)
+            } else {
+                this.rewrite_json(body)
+            };
+            let mut answer = Response::new(Body::from(body));
+            *answer.status_mut() = status;
+            *answer.headers_mut() = out;
+            return answer;
+        }
+        // Streamed: chunks pass on unchanged; a parser beside them feeds
+        // the recorder each message.
+        let lane_answer = Arc::new(Mutex::new((SseParser::default(), this.owned())));
+        let chunks = response.bytes_stream().map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                let mut guard = lock(&lane_answer);
+                let (parser, answer) = &mut *guard;
+                let mut messages = Vec::new();
+                if parser.feed(bytes, &mut messages).is_ok() {
+                    for text in messages {
+                        answer.observe(&text);
+                    }
+                }
+            }
+            chunk
+        });
+        let mut answer = Response::new(Body::from_stream(chunks));
+        *answer.status_mut() = status;
+        *answer.headers_mut() = out;
+        answer
+    }
+
+    async fn post_stdio(
+        self: &Arc<Self>,
+        stdio: &StdioLane,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let accepts_sse = accepts(&headers, "text/event-stream");
+        let accepts_json = accepts_json(&headers);
+        let message: Value = match serde_json::from_slice(&body) {
+            Ok(message) => message,
+            Err(_) => {
+                return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, -32700, "Parse error");
+            }
+        };
+        let Some(object) = message.as_object() else {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                -32600,
+                "Invalid Request: MCP 2026-07-28 has no batches; send one JSON-RPC request per POST",
+            );
+        };
+        let Some(method) = object.get("method").and_then(Value::as_str) else {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                -32600,
+                "Invalid Request: a POST carries a JSON-RPC request or notification",
+            );
+        };
+        let Some(client_id) = object.get("id") else {
+            // Notifications have no answer and nothing to go to upstream.
+            return StatusCode::ACCEPTED.into_response();
+        };
+        let client_id = client_id.clone();
+        if REMOVED_METHODS.contains(&method) {
+            return rpc_error_with(
+                StatusCode::NOT_FOUND,
+                &client_id,
+                -32601,
+                "Method not found",
+                Some(&Value::from(method)),
+            );
+        }
+        if !accepts_json && !accepts_sse {
+            return rpc_error(
+                StatusCode::NOT_ACCEPTABLE,
+                &client_id,
+                -32600,
+                "Not Acceptable: the client must accept application/json or text/event-stream",
+            );
+        }
+        if let Err(why) = check_headers(&headers, method, object) {
+            return rpc_error(StatusCode::BAD_REQUEST, &client_id, -32020, &why);
+        }
+        let client_text = client_id.to_string();
+        let gateway_id = self.gateway_id(&client_text);
+        if let ClientVerdict::Reply(reply) = self.observe_request(&message, &gateway_id) {
+            return own_reply(&reply, &client_text);
+        }
+        let raw = one_line(&String::from_utf8_lossy(&body));
+        let Some(line) = splice_id(&raw, &gateway_id) else {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                &client_id,
+                -32600,
+                "Invalid Request",
+            );
+        };
+        let (stream, mut receiver) = mpsc::unbounded_channel::<Outgoing>();
+        lock(&stdio.waiting).insert(
+            gateway_id.clone(),
+            Waiter {
+                client_id: client_text.clone(),
+                stream,
+                token: message
+                    .pointer("/params/_meta/progressToken")
+                    .map(Value::to_string),
+            },
+        );
+        let sent = match self.process(stdio).await {
+            Ok(process) => write_stdin(&process.stdin, &self.server, &[line]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(reason) = sent {
+            lock(&stdio.waiting).remove(&gateway_id);
+            let failed = json!({"jsonrpc": "2.0", "id": Value::Null, "error": {"code": -32603, "message": reason}});
+            let _ = self.observe_answer(&failed, &gateway_id);
+            return rpc_error(StatusCode::BAD_GATEWAY, &client_id, -32603, &reason);
+        }
+        // The answer alone, as plain JSON, when it comes first (most
+        // calls); else an event stream (progress first), or JSON only once
+        // the answer is in when the client takes no event stream.
+        let mut first = None;
+        if accepts_json {
+            let wait = if accepts_sse {
+                tokio::time::timeout(JSON_WAIT, receiver.recv()).await.ok()
+            } else {
+                loop {
+                    match receiver.recv().await {
+                        Some(message) if !message.response => continue,
+                        other => break Some(other),
+                    }
+                }
+            };
+            match wait {
+                Some(Some(message)) if message.response => {
+                    return json_answer(message.text);
+                }
+                Some(message) => first = message,
+                None => {}
+            }
+        }
+        sse_stream(None, first, receiver)
+    }
+
+    /// The lane's process, started when there is none.
+    async fn process(self: &Arc<Self>, stdio: &StdioLane) -> Result<Arc<LaneProcess>, String> {
+        let mut slot = stdio.process.lock().await;
+        if let Some(process) = slot.as_ref() {
+            return Ok(Arc::clone(process));
+        }
+        let name = &self.server;
+        let (program, args) = stdio
+            .config
+            .command
+            .split_first()
+            .ok_or("no command configured")?;
+        let mut child = Command::new(program)
+            .args(args)
+            .envs(&stdio.config.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                let reason = format!("cannot start MCP server {name} (`{program}`): {e}");
+                tracing::error!(server = %name, error = %e, "{reason}");
+                reason
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("cannot capture the upstream's stdio".into());
+        };
+        let process = Arc::new(LaneProcess {
+            stdin: tokio::sync::Mutex::new(stdin),
+            child: Mutex::new(Some(child)),
+        });
+        *slot = Some(Arc::clone(&process));
+        let lane = Arc::downgrade(self);
+        let mine = Arc::downgrade(&process);
+        tokio::spawn(async move {
+            let mut lines =
+                FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
+            while let Some(line) = lines.next().await {
+                let Some(lane) = lane.upgrade() else { return };
+                match line {
+                    Ok(line) => lane.upstream_line(&line),
+                    Err(e) => {
+                        tracing::warn!(server = %lane.server, error = %e, "a line from the upstream was dropped");
+                    }
+                }
+            }
+            if let Some(lane) = lane.upgrade() {
+                lane.process_gone(&mine).await;
+            }
+        });
+        Ok(process)
+    }
+
+    /// One line from the shared process.
+    fn upstream_line(&self, line: &str) {
+        let LaneUpstream::Stdio(stdio) = &self.upstream else {
+            return;
+        };
+        let Ok(message) = serde_json::from_str::<Value>(line) else {
+            let shown: String = line.chars().take(200).collect();
+            tracing::warn!(server = %self.server, line = %shown, "the upstream wrote a line to stdout that is not a JSON-RPC message; dropped");
+            return;
+        };
+        if message.get("method").is_none() {
+            let Some(key) = message.get("id").map(Value::to_string) else {
+                return;
+            };
+            let Some(waiter) = lock(&stdio.waiting).remove(&key) else {
+                tracing::debug!(server = %self.server, id = %key, "an answer nobody waits for; dropped");
+                return;
+            };
+            let replaced = self.observe_answer(&message, &key);
+            let text = match replaced {
+                Some(mut changed) => {
+                    if let (Some(object), Ok(id)) = (
+                        changed.as_object_mut(),
+                        serde_json::from_str(&waiter.client_id),
+                    ) {
+                        object.insert("id".into(), id);
+                    }
+                    changed.to_string()
+                }
+                None => splice_id(line, &waiter.client_id).unwrap_or_else(|| line.to_owned()),
+            };
+            let _ = waiter.stream.send(Outgoing {
+                text,
+                response: true,
+            });
+            return;
+        }
+        if let Some(token) = message
+            .pointer("/params/progressToken")
+            .map(Value::to_string)
+        {
+            let waiting = lock(&stdio.waiting);
+            if let Some(waiter) = waiting.values().find(|w| w.token.as_ref() == Some(&token)) {
+                let _ = waiter.stream.send(Outgoing {
+                    text: line.to_owned(),
+                    response: false,
+                });
+                return;
+            }
+        }
+        tracing::debug!(server = %self.server, "a server-initiated message on the stateless lane has no stream to go to; dropped");
+    }
+
+    /// The shared process exited: every request waiting on it fails, and
+    /// the next request starts a new one.
+    async fn process_gone(&self, gone: &std::sync::Weak<LaneProcess>) {
+        let LaneUpstream::Stdio(stdio) = &self.upstream else {
+            return;
+        };
+        {
+            let mut slot = stdio.process.lock().await;
+            if slot
+                .as_ref()
+                .is_some_and(|p| std::ptr::eq(Arc::as_ptr(p), gone.as_ptr()))
+            {
+                if let Some(process) = slot.take() {
+                    let child = lock(&process.child).take();
+                    if let Some(mut child) = child {
+                        let _ = child.kill().await;
+                    }
+                }
+            }
+        }
+        let reason = format!(
+            "upstream MCP server {} exited before answering; check its stderr",
+            self.server
+        );
+        tracing::warn!(server = %self.server, "the stateless lane's upstream process exited");
+        let waiters: Vec<(String, Waiter)> = lock(&stdio.waiting).drain().collect();
+        for (key, waiter) in waiters {
+            let failed = json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&key).unwrap_or(Value::Null), "error": {"code": -32603, "message": reason}});
+            let _ = self.observe_answer(&failed, &key);
+            let id = serde_json::from_str::<Value>(&waiter.client_id).unwrap_or(Value::Null);
+            let _ = waiter.stream.send(Outgoing {
+                text: json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": reason}})
+                    .to_string(),
+                response: true,
+            });
+        }
+    }
+}
+
+/// The gateway's own answer (the plan tool), under the client's id.
+fn own_reply(reply: &Value, client_id: &str) -> Response {
+    let mut reply = reply.clone();
+    if let (Some(object), Ok(id)) = (reply.as_object_mut(), serde_json::from_str(client_id)) {
+        object.insert("id".into(), id);
+    }
+    json_answer(reply.to_string())
+}
+
+/// One JSON-RPC answer as plain JSON, with the HTTP status a 2026 server
+/// gives it.
+fn json_answer(text: String) -> Response {
+    let status = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|m| m.pointer("/error/code").and_then(Value::as_i64))
+        .map_or(StatusCode::OK, status_of_error);
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| m.split(';').next().unwrap_or(m).trim())
+        .any(|m| m.eq_ignore_ascii_case(media) || m == "*/*")
+}
+
+/// A header value, decoding the `=?base64?...?=` form clients use for
+/// values that are not plain ASCII.
+fn header_text(value: &HeaderValue) -> Option<String> {
+    use base64::Engine as _;
+    let text = value.to_str().ok()?.trim();
+    if let Some(encoded) = text
+        .strip_prefix("=?base64?")
+        .and_then(|t| t.strip_suffix("?="))
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        return String::from_utf8(bytes).ok();
+    }
+    Some(text.to_owned())
+}
+
+/// The HTTP header rules of 2026-07-28: `Mcp-Method`, `Mcp-Name` and
+/// `MCP-Protocol-Version` appear once and say what the body says.
+fn check_headers(
+    headers: &HeaderMap,
+    method: &str,
+    object: &serde_json::Map<String, Value>,
+) -> Result<(), String> {
+    for name in [METHOD_HEADER, NAME_HEADER, VERSION_HEADER] {
+        if headers.get_all(name).iter().count() > 1 {
+            return Err(format!("{name} header appears more than once"));
+        }
+    }
+    let params = object.get("params");
+    let meta_version = params
+        .and_then(|p| p.pointer("/_meta/io.modelcontextprotocol~1protocolVersion"))
+        .and_then(Value::as_str);
+    if let Some(meta_version) = meta_version {
+        if headers.get(VERSION_HEADER).and_then(header_text).as_deref() != Some(meta_version) {
+            return Err(
+                "mcp-protocol-version header does not match the request envelope's protocol version"
+                    .into(),
+            );
+        }
+    }
+    if headers.get(METHOD_HEADER).and_then(header_text).as_deref() != Some(method) {
+        return Err("mcp-method header does not match the request body's method".into());
+    }
+    let named = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(field) = named {
+        let body = params.and_then(|p| p.get(field)).and_then(Value::as_str);
+        if body.is_none() || headers.get(NAME_HEADER).and_then(header_text).as_deref() != body {
+            return Err(format!(
+                "mcp-name header does not match the request body's '{field}' parameter"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads an upstream answer whole, bounded.
+async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| format!("the upstream's answer broke off: {e}"))?;
+        if body.len() + chunk.len() > MAX_MESSAGE_BYTES {
+            return Err(format!(
+                "the upstream's answer is larger than {MAX_MESSAGE_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// One client's request on a `url` lane, for reading its answer.
+struct LaneAnswer<'a> {
+    lane: &'a Arc<Lane>,
+    gateway_id: String,
+    client_id: String,
+}
+
+/// [`LaneAnswer`] owned by a streamed body.
+struct OwnedAnswer {
+    lane: Arc<Lane>,
+    gateway_id: String,
+    client_id: String,
+}
+
+impl LaneAnswer<'_> {
+    fn owned(&self) -> OwnedAnswer {
+        OwnedAnswer {
+            lane: Arc::clone(self.lane),
+            gateway_id: self.gateway_id.clone(),
+            client_id: self.client_id.clone(),
+        }
+    }
+
+    /// The replacement text for one answer message, if the gateway changes it.
+    fn replace(&self, text: &str) -> Option<String> {
+        let message: Value = serde_json::from_str(text).ok()?;
+        let client_id = serde_json::from_str::<Value>(&self.client_id).ok();
+        if message.get("method").is_some() || message.get("id") != client_id.as_ref() {
+            return None;
+        }
+        let mut changed = self.lane.observe_answer(&message, &self.gateway_id)?;
+        if let (Some(object), Ok(id)) = (
+            changed.as_object_mut(),
+            serde_json::from_str(&self.client_id),
+        ) {
+            object.insert("id".into(), id);
+        }
+        Some(changed.to_string())
+    }
+
+    fn rewrite_json(&self, body: Vec<u8>) -> Vec<u8> {
+        match std::str::from_utf8(&body)
+            .ok()
+            .and_then(|t| self.replace(t))
+        {
+            Some(text) => text.into_bytes(),
+            None => body,
+        }
+    }
+
+    /// An event stream read whole: each event's data is observed; the one
+    /// the gateway changes gets its new data, every other line as it was.
+    fn rewrite_sse(&self, body: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(body);
+        let mut out = String::with_capacity(text.len());
+        for event in text.split_inclusive("\n\n") {
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect::<Vec<_>>()
+                .join("\n");
+            match (!data.is_empty()).then(|| self.replace(&data)).flatten() {
+                Some(new) => {
+                    let mut wrote = false;
+                    for line in event.split_inclusive('\n') {
+                        if line.starts_with("data:") {
+                            if !wrote {
+                                out.push_str("data: ");
+                                out.push_str(&new);
+                                out.push('\n');
+                                wrote = true;
+                            }
+                        } else {
+                            out.push_str(line);
+                        }
+                    }
+                }
+                None => out.push_str(event),
+            }
+        }
+        out.into_bytes()
+    }
+}
+
+impl OwnedAnswer {
+    /// Observes one streamed message (the stream itself is not changed).
+    fn observe(&mut self, text: &str) {
+        let Ok(message) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        if message.get("method").is_none()
+            && message.get("id").map(Value::to_string).as_deref() == Some(self.client_id.as_str())
+        {
+            let _ = self.lane.observe_answer(&message, &self.gateway_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_is_spliced_into_the_original_bytes() {
+        let text = r#"{ "jsonrpc":"2.0", "method":"tools/call","id" : 7 ,"params":{"id":1}}"#;
+        assert_eq!(
+            splice_id(text, r#""intentproof-1""#).as_deref(),
+            Some(
+                r#"{ "jsonrpc":"2.0", "method":"tools/call","id" : "intentproof-1" ,"params":{"id":1}}"#
+            )
+        );
+        assert_eq!(
+            splice_id(r#"{"id":"a\"b","result":{}}"#, "3").as_deref(),
+            Some(r#"{"id":3,"result":{}}"#)
+        );
+        // An escaped key cannot be borrowed: re-serialized, still right.
+        let escaped = splice_id(r#"{"i\u0064":1,"x":2}"#, "5").unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&escaped).unwrap(),
+            json!({"id": 5, "x": 2})
+        );
+        assert_eq!(splice_id(r#"{"method":"x"}"#, "1"), None);
+        assert_eq!(splice_id("[1]", "1"), None);
+    }
+
+    #[test]
+    fn a_gateway_id_carries_the_clients_id_back() {
+        let id: Value = serde_json::from_str(&gateway_id(7, r#""a:b""#)).unwrap();
+        assert_eq!(id, json!("intentproof-7:\"a:b\""));
+        assert_eq!(client_id_of(&id), Some(r#""a:b""#));
+        assert_eq!(client_id_of(&json!("other-7:1")), None);
+        assert_eq!(client_id_of(&json!(7)), None);
+        let mut events = vec![
+            ExecutionEvent::builder("i", "a")
+                .attributes(
+                    [
+                        (
+                            "jsonrpc.id".to_owned(),
+                            AttributeValue::String(gateway_id(3, "12")),
+                        ),
+                        (
+                            "mcp.session_id".to_owned(),
+                            AttributeValue::String("s".into()),
+                        ),
+                    ]
+                    .into(),
+                )
+                .output(json!({"rounds": [{"requestId": "intentproof-2:11"}, {"requestId": 5}]}))
+                .build(),
+        ];
+        as_the_client_sent(&mut events);
+        assert_eq!(
+            events[0].attributes,
+            [("jsonrpc.id".to_owned(), AttributeValue::String("12".into()))].into()
+        );
+        assert_eq!(
+            events[0].output,
+            Some(json!({"rounds": [{"requestId": 11}, {"requestId": 5}]}))
+        );
+    }
+
+    #[test]
+    fn stateless_is_told_by_the_version_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(stateless_version(&headers), None);
+        headers.insert(VERSION_HEADER, HeaderValue::from_static("2025-11-25"));
+        assert_eq!(stateless_version(&headers), None);
+        headers.insert(VERSION_HEADER, HeaderValue::from_static("2026-07-28"));
+        assert_eq!(stateless_version(&headers).as_deref(), Some("2026-07-28"));
+    }
+
+    #[test]
+    fn headers_must_say_what_the_body_says() {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        let object = body.as_object().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(VERSION_HEADER, HeaderValue::from_static("2026-07-28"));
+        headers.insert(METHOD_HEADER, HeaderValue::from_static("tools/call"));
+        headers.insert(NAME_HEADER, HeaderValue::from_static("echo"));
+        assert_eq!(check_headers(&headers, "tools/call", object), Ok(()));
+        headers.insert(NAME_HEADER, HeaderValue::from_static("=?base64?ZWNobw==?="));
+        assert_eq!(check_headers(&headers, "tools/call", object), Ok(()));
+        headers.insert(NAME_HEADER, HeaderValue::from_static("other"));
+        assert_eq!(
+            check_headers(&headers, "tools/call", object).unwrap_err(),
+            "mcp-name header does not match the request body's 'name' parameter"
+        );
+        headers.insert(NAME_HEADER, HeaderValue::from_static("echo"));
+        headers.insert(METHOD_HEADER, HeaderValue::from_static("tools/list"));
+        assert_eq!(
+            check_headers(&headers, "tools/call", object).unwrap_err(),
+            "mcp-method header does not match the request body's method"
+        );
+        headers.insert(METHOD_HEADER, HeaderValue::from_static("tools/call"));
+        headers.insert(VERSION_HEADER, HeaderValue::from_static("2027-01-01"));
+        assert_eq!(
+            check_headers(&headers, "tools/call", object).unwrap_err(),
+            "mcp-protocol-version header does not match the request envelope's protocol version"
+        );
+        headers.insert(VERSION_HEADER, HeaderValue::from_static("2026-07-28"));
+        headers.append(METHOD_HEADER, HeaderValue::from_static("tools/call"));
+        assert_eq!(
+            check_headers(&headers, "tools/call", object).unwrap_err(),
+            "mcp-method header appears more than once"
+        );
+    }
+
+    #[test]
+    fn error_codes_map_to_the_statuses_a_2026_server_sends() {
+        assert_eq!(status_of_error(-32601), StatusCode::NOT_FOUND);
+        for code in [-32700, -32600, -32602, -32020, -32021, -32022] {
+            assert_eq!(status_of_error(code), StatusCode::BAD_REQUEST);
+        }
+        assert_eq!(status_of_error(-32603), StatusCode::OK);
+        assert_eq!(status_of_error(-32042), StatusCode::OK);
+    }
+}
