@@ -421,7 +421,7 @@ fn http_gateway_records_a_2026_session() {
 /// Runs the conformance alpha's server `scenario` at 2026-07-28 against
 /// `url`; returns its checks (id -> statuses, in the order they ran; an id
 /// may repeat) from the `checks.json` it writes under `-o`.
-fn conformance(url: &str, scenario: &str, out_dir: &Path) -> BTreeMap<String, Vec<String>> {
+fn conformance(url: &str, scenario: &str, out_dir: &Path) -> (Statuses, Statuses) {
     let node = required_env("INTENTPROOF_TEST_NODE22");
     let suite = required_env("INTENTPROOF_TEST_CONFORMANCE");
     std::fs::create_dir_all(out_dir).unwrap();
@@ -453,15 +453,25 @@ fn conformance(url: &str, scenario: &str, out_dir: &Path) -> BTreeMap<String, Ve
         String::from_utf8_lossy(&out.stderr)
     );
     let checks: Value = serde_json::from_slice(&std::fs::read(&runs[0]).unwrap()).unwrap();
-    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let (mut statuses, mut messages) = (Statuses::new(), Statuses::new());
     for check in checks.as_array().unwrap() {
-        by_id
-            .entry(check["id"].as_str().unwrap().to_owned())
+        let id = check["id"].as_str().unwrap().to_owned();
+        if let Some(message) = check["errorMessage"].as_str() {
+            messages
+                .entry(id.clone())
+                .or_default()
+                .push(message.to_owned());
+        }
+        statuses
+            .entry(id)
             .or_default()
             .push(check["status"].as_str().unwrap().to_owned());
     }
-    by_id
+    (statuses, messages)
 }
+
+/// Check id -> one entry per time the check ran.
+type Statuses = BTreeMap<String, Vec<String>>;
 
 #[test]
 fn conformance_2026_results_are_the_same_directly_and_through_the_gateway() {
@@ -481,7 +491,7 @@ fn conformance_2026_results_are_the_same_directly_and_through_the_gateway() {
     let mut report = String::new();
     let mut differences = Vec::new();
     for scenario in SCENARIOS {
-        let results: Vec<BTreeMap<String, Vec<String>>> = targets
+        let runs: Vec<(Statuses, Statuses)> = targets
             .iter()
             .map(|(name, url)| {
                 conformance(
@@ -491,7 +501,8 @@ fn conformance_2026_results_are_the_same_directly_and_through_the_gateway() {
                 )
             })
             .collect();
-        let direct = &results[0];
+        let results: Vec<&Statuses> = runs.iter().map(|(statuses, _)| statuses).collect();
+        let direct = results[0];
         let failed: Vec<&String> = direct
             .iter()
             .filter(|(_, s)| s.iter().any(|s| s == "FAILURE"))
@@ -508,9 +519,7 @@ fn conformance_2026_results_are_the_same_directly_and_through_the_gateway() {
             "check", "direct", "gateway-url", "gateway-command"
         ));
         for id in ids {
-            let cell = |r: &BTreeMap<String, Vec<String>>| {
-                r.get(id).map_or("-".to_owned(), |s| s.join(","))
-            };
+            let cell = |r: &&Statuses| r.get(id).map_or("-".to_owned(), |s| s.join(","));
             let row: Vec<String> = results.iter().map(cell).collect();
             let mark = if row.iter().all(|c| *c == row[0]) {
                 " "
@@ -521,9 +530,16 @@ fn conformance_2026_results_are_the_same_directly_and_through_the_gateway() {
                 "{mark} {id:<72} {:<10} {:<12} {}\n",
                 row[0], row[1], row[2]
             ));
+            if mark == "!" {
+                for ((name, _), (_, messages)) in targets.iter().zip(&runs) {
+                    for message in messages.get(id).into_iter().flatten() {
+                        report.push_str(&format!("      {name}: {message}\n"));
+                    }
+                }
+            }
         }
         for ((name, _), result) in targets.iter().zip(&results).skip(1) {
-            if result != direct {
+            if *result != direct {
                 differences.push(format!("{scenario} via {name}"));
             }
         }
