@@ -505,8 +505,8 @@ impl Lane {
                 "Not Acceptable: the client must accept application/json or text/event-stream",
             );
         }
-        if let Err(why) = check_headers(&headers, method, object) {
-            return rpc_error(StatusCode::BAD_REQUEST, &client_id, -32020, &why);
+        if let Err((code, why)) = check_request(&headers, method, object) {
+            return rpc_error(StatusCode::BAD_REQUEST, &client_id, code, &why);
         }
         let client_text = client_id.to_string();
         let gateway_id = self.gateway_id(&client_text);
@@ -610,7 +610,12 @@ impl Lane {
             while let Some(line) = lines.next().await {
                 let Some(lane) = lane.upgrade() else { return };
                 match line {
-                    Ok(line) => lane.upstream_line(&line),
+                    Ok(line) => {
+                        let abandoned = lane.upstream_line(&line);
+                        if let (false, Some(process)) = (abandoned.is_empty(), mine.upgrade()) {
+                            lane.cancel(&process, abandoned).await;
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(server = %lane.server, error = %e, "a line from the upstream was dropped");
                     }
@@ -623,23 +628,24 @@ impl Lane {
         Ok(process)
     }
 
-    /// One line from the shared process.
-    fn upstream_line(&self, line: &str) {
+    /// One line from the shared process. Returns the gateway ids of
+    /// requests whose clients went away, to be cancelled upstream.
+    fn upstream_line(&self, line: &str) -> Vec<String> {
         let LaneUpstream::Stdio(stdio) = &self.upstream else {
-            return;
+            return Vec::new();
         };
         let Ok(message) = serde_json::from_str::<Value>(line) else {
             let shown: String = line.chars().take(200).collect();
             tracing::warn!(server = %self.server, line = %shown, "the upstream wrote a line to stdout that is not a JSON-RPC message; dropped");
-            return;
+            return Vec::new();
         };
         if message.get("method").is_none() {
             let Some(key) = message.get("id").map(Value::to_string) else {
-                return;
+                return Vec::new();
             };
             let Some(waiter) = lock(&stdio.waiting).remove(&key) else {
                 tracing::debug!(server = %self.server, id = %key, "an answer nobody waits for; dropped");
-                return;
+                return Vec::new();
             };
             let replaced = self.observe_answer(&message, &key);
             let text = match replaced {
@@ -658,22 +664,71 @@ impl Lane {
                 text,
                 response: true,
             });
-            return;
+            return Vec::new();
         }
-        if let Some(token) = message
-            .pointer("/params/progressToken")
-            .map(Value::to_string)
-        {
-            let waiting = lock(&stdio.waiting);
-            if let Some(waiter) = waiting.values().find(|w| w.token.as_ref() == Some(&token)) {
-                let _ = waiter.stream.send(Outgoing {
-                    text: line.to_owned(),
+        // A notification goes to the stream of the request it belongs to:
+        // a subscription's (`subscriptions/listen`: tagged with the
+        // request's id, which is the gateway's, so it is set back to the
+        // client's) or a progress token's.
+        let mut waiting = lock(&stdio.waiting);
+        let subscription = message
+            .pointer("/params/_meta/io.modelcontextprotocol~1subscriptionId")
+            .map(Value::to_string);
+        let (key, text) = if let Some(key) = subscription.filter(|k| waiting.contains_key(k)) {
+            let client = waiting.get(&key).map(|w| w.client_id.clone());
+            let text = client.map(|c| with_subscription_id(line, &message, &key, &c));
+            (Some(key), text.unwrap_or_else(|| line.to_owned()))
+        } else {
+            let token = message
+                .pointer("/params/progressToken")
+                .map(Value::to_string);
+            let key = token.and_then(|token| {
+                waiting
+                    .iter()
+                    .find(|(_, w)| w.token.as_ref() == Some(&token))
+                    .map(|(k, _)| k.clone())
+            });
+            (key, line.to_owned())
+        };
+        let Some(key) = key else {
+            tracing::debug!(server = %self.server, "a server-initiated message on the stateless lane has no stream to go to; dropped");
+            return Vec::new();
+        };
+        let gone = waiting.get(&key).is_some_and(|waiter| {
+            waiter
+                .stream
+                .send(Outgoing {
+                    text,
                     response: false,
-                });
-                return;
-            }
+                })
+                .is_err()
+        });
+        if gone {
+            // The client went away (it aborts the POST to cancel, in this
+            // revision): its request is cancelled upstream.
+            waiting.remove(&key);
+            return vec![key];
         }
-        tracing::debug!(server = %self.server, "a server-initiated message on the stateless lane has no stream to go to; dropped");
+        Vec::new()
+    }
+
+    /// Cancels requests upstream whose clients went away (and records them
+    /// as cancelled).
+    async fn cancel(&self, process: &LaneProcess, gateway_ids: Vec<String>) {
+        let mut lines = Vec::new();
+        for id in gateway_ids {
+            let Ok(id) = serde_json::from_str::<Value>(&id) else {
+                continue;
+            };
+            let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "the client closed its HTTP request"}});
+            let mut events = Vec::new();
+            let _ = lock(&self.recorder).on_client(&cancel, &mut events);
+            self.record(events);
+            lines.push(cancel.to_string());
+        }
+        if let Err(e) = write_stdin(&process.stdin, &self.server, &lines).await {
+            tracing::warn!(server = %self.server, error = %e, "cannot cancel a request upstream");
+        }
     }
 
     /// The shared process exited: every request waiting on it fails, and
@@ -713,6 +768,23 @@ impl Lane {
             });
         }
     }
+}
+
+/// `line` (a notification tagged with subscription `key`, a gateway id as
+/// JSON text) tagged with the client's id instead: the gateway id's JSON
+/// text replaced where it stands, else the message re-serialized.
+fn with_subscription_id(line: &str, message: &Value, key: &str, client_id: &str) -> String {
+    if line.matches(key).count() == 1 {
+        return line.replacen(key, client_id, 1);
+    }
+    let mut message = message.clone();
+    if let (Some(slot), Ok(id)) = (
+        message.pointer_mut("/params/_meta/io.modelcontextprotocol~1subscriptionId"),
+        serde_json::from_str(client_id),
+    ) {
+        *slot = id;
+    }
+    message.to_string()
 }
 
 /// The gateway's own answer (the plan tool), under the client's id.
@@ -762,37 +834,73 @@ fn header_text(value: &HeaderValue) -> Option<String> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .ok()?;
+        // Only the canonical encoding (what encoders send) names a value.
+        if base64::engine::general_purpose::STANDARD.encode(&bytes) != encoded {
+            return None;
+        }
         return String::from_utf8(bytes).ok();
     }
     Some(text.to_owned())
 }
 
-/// The HTTP header rules of 2026-07-28: `Mcp-Method`, `Mcp-Name` and
-/// `MCP-Protocol-Version` appear once and say what the body says.
-fn check_headers(
+const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+const CLIENT_CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+
+/// The checks a 2026-07-28 server makes before its protocol layer sees a
+/// request, in its order: the routing headers appear once; `_meta`
+/// carries the envelope (-32602); `MCP-Protocol-Version`, `Mcp-Method`
+/// and `Mcp-Name` say what the body says (`HeaderMismatch`, -32020).
+/// `Err` is (code, message), the messages PyPI `mcp` 2.3.0 sends. The
+/// shared upstream process then only ever sees well-formed 2026 requests,
+/// so the first one cannot put it in the wrong era.
+fn check_request(
     headers: &HeaderMap,
     method: &str,
     object: &serde_json::Map<String, Value>,
-) -> Result<(), String> {
+) -> Result<(), (i64, String)> {
     for name in [METHOD_HEADER, NAME_HEADER, VERSION_HEADER] {
         if headers.get_all(name).iter().count() > 1 {
-            return Err(format!("{name} header appears more than once"));
+            return Err((-32020, format!("{name} header appears more than once")));
         }
     }
     let params = object.get("params");
-    let meta_version = params
-        .and_then(|p| p.pointer("/_meta/io.modelcontextprotocol~1protocolVersion"))
-        .and_then(Value::as_str);
-    if let Some(meta_version) = meta_version {
-        if headers.get(VERSION_HEADER).and_then(header_text).as_deref() != Some(meta_version) {
-            return Err(
-                "mcp-protocol-version header does not match the request envelope's protocol version"
-                    .into(),
-            );
-        }
+    let Some(meta) = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(Value::as_object)
+    else {
+        return Err((
+            -32602,
+            format!(
+                "params._meta must be an object carrying the required '{PROTOCOL_VERSION_KEY}' and '{CLIENT_CAPABILITIES_KEY}' envelope keys"
+            ),
+        ));
+    };
+    let missing: Vec<&str> = [PROTOCOL_VERSION_KEY, CLIENT_CAPABILITIES_KEY]
+        .into_iter()
+        .filter(|key| !meta.contains_key(*key))
+        .collect();
+    if !missing.is_empty() {
+        return Err((
+            -32602,
+            format!(
+                "params._meta is missing the required envelope key(s): {}",
+                missing.join(", ")
+            ),
+        ));
     }
-    if headers.get(METHOD_HEADER).and_then(header_text).as_deref() != Some(method) {
-        return Err("mcp-method header does not match the request body's method".into());
+    let header = |name: &str| headers.get(name).and_then(header_text);
+    if header(VERSION_HEADER).map(Value::String).as_ref() != meta.get(PROTOCOL_VERSION_KEY) {
+        return Err((
+            -32020,
+            "mcp-protocol-version header does not match the request envelope's protocol version"
+                .into(),
+        ));
+    }
+    if header(METHOD_HEADER).as_deref() != Some(method) {
+        return Err((
+            -32020,
+            "mcp-method header does not match the request body's method".into(),
+        ));
     }
     let named = match method {
         "tools/call" | "prompts/get" => Some("name"),
@@ -800,11 +908,15 @@ fn check_headers(
         _ => None,
     };
     if let Some(field) = named {
-        let body = params.and_then(|p| p.get(field)).and_then(Value::as_str);
-        if body.is_none() || headers.get(NAME_HEADER).and_then(header_text).as_deref() != body {
-            return Err(format!(
-                "mcp-name header does not match the request body's '{field}' parameter"
-            ));
+        if let Some(body) = params.and_then(|p| p.get(field)).filter(|v| !v.is_null()) {
+            if header(NAME_HEADER).map(Value::String).as_ref() != Some(body) {
+                return Err((
+                    -32020,
+                    format!(
+                        "mcp-name header does not match the request body's '{field}' parameter"
+                    ),
+                ));
+            }
         }
     }
     Ok(())
@@ -1000,37 +1112,72 @@ mod tests {
 
     #[test]
     fn headers_must_say_what_the_body_says() {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
         let object = body.as_object().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(VERSION_HEADER, HeaderValue::from_static("2026-07-28"));
         headers.insert(METHOD_HEADER, HeaderValue::from_static("tools/call"));
         headers.insert(NAME_HEADER, HeaderValue::from_static("echo"));
-        assert_eq!(check_headers(&headers, "tools/call", object), Ok(()));
+        assert_eq!(check_request(&headers, "tools/call", object), Ok(()));
         headers.insert(NAME_HEADER, HeaderValue::from_static("=?base64?ZWNobw==?="));
-        assert_eq!(check_headers(&headers, "tools/call", object), Ok(()));
+        assert_eq!(check_request(&headers, "tools/call", object), Ok(()));
         headers.insert(NAME_HEADER, HeaderValue::from_static("other"));
         assert_eq!(
-            check_headers(&headers, "tools/call", object).unwrap_err(),
+            check_request(&headers, "tools/call", object).unwrap_err().1,
             "mcp-name header does not match the request body's 'name' parameter"
         );
         headers.insert(NAME_HEADER, HeaderValue::from_static("echo"));
         headers.insert(METHOD_HEADER, HeaderValue::from_static("tools/list"));
         assert_eq!(
-            check_headers(&headers, "tools/call", object).unwrap_err(),
+            check_request(&headers, "tools/call", object).unwrap_err().1,
             "mcp-method header does not match the request body's method"
         );
         headers.insert(METHOD_HEADER, HeaderValue::from_static("tools/call"));
         headers.insert(VERSION_HEADER, HeaderValue::from_static("2027-01-01"));
         assert_eq!(
-            check_headers(&headers, "tools/call", object).unwrap_err(),
+            check_request(&headers, "tools/call", object).unwrap_err().1,
             "mcp-protocol-version header does not match the request envelope's protocol version"
         );
         headers.insert(VERSION_HEADER, HeaderValue::from_static("2026-07-28"));
         headers.append(METHOD_HEADER, HeaderValue::from_static("tools/call"));
         assert_eq!(
-            check_headers(&headers, "tools/call", object).unwrap_err(),
+            check_request(&headers, "tools/call", object).unwrap_err().1,
             "mcp-method header appears more than once"
+        );
+    }
+
+    #[test]
+    fn the_envelope_is_checked_before_the_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(VERSION_HEADER, HeaderValue::from_static("2026-07-28"));
+        headers.insert(METHOD_HEADER, HeaderValue::from_static("tools/list"));
+        let check = |body: Value| {
+            check_request(&headers, "tools/list", body.as_object().unwrap())
+                .map_err(|(code, why)| format!("{code} {why}"))
+        };
+        assert_eq!(
+            check(json!({"method": "tools/list"})).unwrap_err(),
+            "-32602 params._meta must be an object carrying the required 'io.modelcontextprotocol/protocolVersion' and 'io.modelcontextprotocol/clientCapabilities' envelope keys"
+        );
+        assert_eq!(
+            check(json!({"params": {"_meta": {"io.modelcontextprotocol/clientInfo": {}}}}))
+                .unwrap_err(),
+            "-32602 params._meta is missing the required envelope key(s): io.modelcontextprotocol/protocolVersion, io.modelcontextprotocol/clientCapabilities"
+        );
+        assert_eq!(
+            check(
+                json!({"params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}})
+            ),
+            Ok(())
+        );
+        // A malformed or non-canonical base64 value names nothing.
+        assert_eq!(
+            header_text(&HeaderValue::from_static("=?base64?ZWNobx==?=")),
+            None
+        );
+        assert_eq!(
+            header_text(&HeaderValue::from_static("=?base64?ZWNobw==?=")).as_deref(),
+            Some("echo")
         );
     }
 
