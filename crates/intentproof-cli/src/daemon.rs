@@ -463,7 +463,7 @@ pub struct McpArgs {
     #[arg(long)]
     pub server: Option<String>,
     /// Name of the plan tool added to the server's tools.
-    #[arg(long, default_value = intentproof_gateway::mcp::recorder::DEFAULT_PLAN_TOOL)]
+    #[arg(long, default_value = intentproof_mcp::recorder::DEFAULT_PLAN_TOOL)]
     pub plan_tool: String,
     /// Do not add the plan tool.
     #[arg(long)]
@@ -545,9 +545,9 @@ fn server_name(command: &[String]) -> String {
 }
 
 pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
-    use intentproof_gateway::mcp::recorder::RecorderConfig;
-    use intentproof_gateway::mcp::shipper::ShipperConfig;
-    use intentproof_gateway::mcp::stdio::{self, StdioOptions};
+    use intentproof_gateway::shipper::{Shipper, ShipperConfig};
+    use intentproof_mcp::recorder::RecorderConfig;
+    use intentproof_mcp::stdio::{self, StdioOptions};
     use std::io::IsTerminal;
     // Stdout is the protocol's: every log goes to stderr.
     tracing_subscriber::fmt()
@@ -555,7 +555,9 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,intentproof_gateway=info")
+                tracing_subscriber::EnvFilter::new(
+                    "warn,intentproof_gateway=info,intentproof_mcp=info",
+                )
             }),
         )
         .init();
@@ -594,12 +596,15 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let code = runtime
-        .block_on(stdio::run(StdioOptions {
-            recorder,
-            shipper,
-            command: args.command,
-            fail_closed: args.fail_closed,
-        }))
+        .block_on(async {
+            let shipper = Shipper::start(shipper)?;
+            let options = StdioOptions {
+                recorder,
+                command: args.command,
+                fail_closed: args.fail_closed,
+            };
+            stdio::run(options, shipper).await
+        })
         .map_err(|e| anyhow!(e));
     // The stdin reader sits on a blocking thread that cannot be cancelled:
     // do not wait for it, or an upstream that died would keep us alive

@@ -290,7 +290,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
-            .block_on(intentproof_gateway::mcp::demo::run())
+            .block_on(intentproof_mcp::demo::run())
             .context("demo server"),
         Command::Plans { client, close } => daemon::plans(client, close),
         Command::Store { command } => daemon::store(command),

@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 
 use crate::datadir::DataDir;
 use crate::ingest::{self, DaemonSealer, TrustedKeys};
-use crate::mcp::{self, http::McpHttp};
 use crate::metrics::{Metrics, RejectReason};
 use crate::writer::Writer;
+use intentproof_mcp::{self as mcp, http::McpHttp};
 
 /// Everything the handlers share.
 pub struct AppState {

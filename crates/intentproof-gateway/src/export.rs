@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{AppState, checkpoint_now};
 use crate::findings::{declared_plan, flow_event};
-use crate::mcp::recorder::PLAN_ACTION;
+use intentproof_mcp::recorder::PLAN_ACTION;
 
 /// The export profiles this daemon can produce: `full` (events as
 /// stored), `auditor` (no payloads) and `counterparty` (identity, chain,

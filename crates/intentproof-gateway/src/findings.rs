@@ -42,7 +42,7 @@ use intentproof_store::{IndexEntry, Store, StoreError, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::mcp::recorder::{COMPLETED_ACTION, INCOMPLETE_CALL, PLAN_ACTION, STARTED_ACTION};
+use intentproof_mcp::recorder::{COMPLETED_ACTION, INCOMPLETE_CALL, PLAN_ACTION, STARTED_ACTION};
 
 /// Action of an explicit plan close.
 pub const PLAN_CLOSE_ACTION: &str = "intentproof.plan.close";
@@ -506,10 +506,10 @@ fn policy_violations(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::recorder::{ClientVerdict, Recorder, RecorderConfig};
     use intentproof_core::ExecutionEvent;
     use intentproof_core::keys::InstanceKey;
     use intentproof_core::seal::Sealer;
+    use intentproof_mcp::recorder::{ClientVerdict, Recorder, RecorderConfig};
     use intentproof_store::{EventMeta, Incoming, StoreOptions};
     use serde_json::json;
 

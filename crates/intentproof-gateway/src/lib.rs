@@ -11,6 +11,9 @@
 //!   `/v1/chains/{id}`, `/v1/checkpoint`, `/metrics` (bearer token);
 //! - admin: `POST /v1/keys` (trust an instance's public key);
 //! - the HTTP API proxy: `/proxy/<route>/...` ([`http_proxy`]);
+//! - the MCP gateway over HTTP: `/mcp/<name>` (the `intentproof-mcp`
+//!   crate, fed through the [`recording`] thread), and [`shipper`], the
+//!   stdio gateway's way to the daemon;
 //! - `/healthz`.
 //!
 //! Writes go through one group-commit writer thread ([`writer`]) so every
@@ -33,11 +36,11 @@ pub mod export;
 pub mod findings;
 pub mod http_proxy;
 pub mod ingest;
-pub mod mcp;
 pub mod metrics;
 pub mod pump;
 pub mod recording;
 pub mod serve;
+pub mod shipper;
 pub mod writer;
 
 pub use config::Config;

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use intentproof_core::ExecutionEvent;
 use tokio::runtime::RuntimeFlavor;
 
-use crate::mcp::recorder::PLAN_ACTION;
+use intentproof_mcp::recorder::PLAN_ACTION;
 
 /// Where recorded events go, in batches (the daemon seals them and stores
 /// them in one commit).
@@ -171,6 +171,13 @@ fn run(receiver: &Receiver<RecordJob>, sink: &EventSink) {
         if let Some(done) = flushed {
             let _ = done.send(());
         }
+    }
+}
+
+/// The HTTP MCP gateway's events go to the recording thread.
+impl intentproof_mcp::sink::RecordSink for Recording {
+    fn record(&self, events: Vec<ExecutionEvent>) {
+        Recording::record(self, events);
     }
 }
 

@@ -135,7 +135,7 @@ async fn drain_orphan_spools(state: &Arc<AppState>) {
     let lines = {
         let spool = spool.clone();
         tokio::task::spawn_blocking(move || {
-            crate::mcp::shipper::adopt_orphans(&spool, std::path::Path::new(""))
+            crate::shipper::adopt_orphans(&spool, std::path::Path::new(""))
         })
         .await
         .unwrap_or_default()
@@ -278,8 +278,11 @@ async fn serve_with(
     };
     if let (false, Some(recording)) = (config.mcp.servers.is_empty(), &recording) {
         let gateway = Arc::new(
-            crate::mcp::http::McpHttp::new(&config.mcp, Arc::clone(recording))
-                .map_err(ServeError::Other)?,
+            intentproof_mcp::http::McpHttp::new(
+                &config.mcp,
+                Arc::clone(recording) as Arc<dyn intentproof_mcp::sink::RecordSink>,
+            )
+            .map_err(ServeError::Other)?,
         );
         // Ends idle sessions and their upstreams; stops with the gateway.
         drop(gateway.start_reaper());

@@ -30,7 +30,7 @@
 //!   and not idle for `plan_idle_timeout_secs`), the purpose of the plan
 //!   step naming this call's action (or the plan's intent), else the
 //!   route's `default_intent`, else `"undeclared"` (the precedence of the
-//!   MCP [`Recorder`](crate::mcp::recorder::Recorder)).
+//!   MCP [`Recorder`](intentproof_mcp::recorder::Recorder)).
 //! - **Actions**: `http.<name>.<METHOD>.<path>` by default; `action` is
 //!   either a template using `{name}`, `{method}` and `{path}`, or a list of
 //!   path templates (`/v1/refunds/{id}`) so that ids do not explode the
@@ -116,8 +116,8 @@ use self::route::{
     parse_upstream,
 };
 use crate::config::HttpConfig;
-use crate::mcp::recorder::{PLAN_ACTION, UNDECLARED, text_attr};
 use crate::recording::Recording;
+use intentproof_mcp::recorder::{PLAN_ACTION, UNDECLARED, text_attr};
 
 /// Header carrying the daemon token on proxy calls.
 pub const TOKEN_HEADER: &str = "x-intentproof-token";
@@ -190,27 +190,7 @@ fn header_names(names: &[String]) -> Result<Vec<HeaderName>, String> {
         .collect()
 }
 
-/// Adds the certificates of a PEM `ca_file` to a client's trusted roots
-/// (besides the system's). Shared by the proxy's routes and the MCP
-/// gateway's remote upstreams.
-pub(crate) fn trust_ca_file(
-    mut builder: reqwest::ClientBuilder,
-    path: &std::path::Path,
-) -> Result<reqwest::ClientBuilder, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("`ca_file` {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("`ca_file` {}: not PEM certificates: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "`ca_file` {}: holds no certificate",
-            path.display()
-        ));
-    }
-    for cert in certs {
-        builder = builder.add_root_certificate(cert);
-    }
-    Ok(builder)
-}
+pub(crate) use intentproof_upstream::trust_ca_file;
 
 impl HttpProxy {
     /// The proxy for `config` (already validated by [`crate::Config`]).
@@ -369,7 +349,7 @@ fn declared(headers: &HeaderMap) -> Result<Declared, String> {
         None => headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
-            .and_then(crate::mcp::recorder::trace_id),
+            .and_then(intentproof_mcp::recorder::trace_id),
         Some(value) => {
             let text = value.to_str().map(str::trim).unwrap_or_default();
             if text.is_empty()

@@ -180,16 +180,7 @@ pub(crate) fn error_info(name: &str, message: impl Into<String>) -> ErrorInfo {
     }
 }
 
-/// The innermost cause of an error: the part that says what happened
-/// (`Connection refused (os error 111)`), without wrapper text that repeats
-/// the URL.
-pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
-}
+pub(crate) use intentproof_upstream::root_cause;
 
 /// How a response body ended.
 enum Ended {

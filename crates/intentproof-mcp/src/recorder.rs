@@ -264,12 +264,12 @@ fn id_key(id: &Value) -> String {
 }
 
 /// A string attribute.
-pub(crate) fn text_attr(value: impl Into<String>) -> AttributeValue {
+pub fn text_attr(value: impl Into<String>) -> AttributeValue {
     AttributeValue::String(value.into())
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
-pub(crate) fn trace_id(traceparent: &str) -> Option<String> {
+pub fn trace_id(traceparent: &str) -> Option<String> {
     let parts: Vec<&str> = traceparent.trim().split('-').collect();
     match parts.as_slice() {
         [_, trace, span, _]

@@ -83,7 +83,7 @@ use super::recorder::{ClientVerdict, Recorder, RecorderConfig};
 use super::remote::{RemoteServer, SseParser, one_line};
 use super::stdio::MAX_MESSAGE_BYTES;
 use crate::config::McpServerConfig;
-use crate::recording::Recording;
+use crate::sink::RecordSink;
 
 /// The revisions that have sessions (`initialize`, `Mcp-Session-Id`).
 pub const SESSION_REVISIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -169,7 +169,7 @@ pub(crate) fn splice_id(text: &str, id: &str) -> Option<String> {
 pub struct Lane {
     server: String,
     recorder: Mutex<Recorder>,
-    recording: Arc<Recording>,
+    recording: Arc<dyn RecordSink>,
     next_id: AtomicU64,
     upstream: LaneUpstream,
 }
@@ -258,7 +258,7 @@ impl Lane {
         config: &McpServerConfig,
         recorder: RecorderConfig,
         remote: Option<Arc<RemoteServer>>,
-        recording: Arc<Recording>,
+        recording: Arc<dyn RecordSink>,
     ) -> Lane {
         let fallback = format!(
             "stateless-{}-{}",

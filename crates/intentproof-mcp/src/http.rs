@@ -20,7 +20,7 @@
 //! sends first (progress, sampling, ...) switches that POST to an event
 //! stream, as does a response slower than [`JSON_WAIT`]. Recorded events
 //! are sealed and stored on a thread of their own
-//! ([`crate::recording`]), after the response is routed, so signing is not
+//! (the daemon's [`RecordSink`](crate::sink::RecordSink)), after the response is routed, so signing is not
 //! on the call's path.
 
 use std::collections::{HashMap, VecDeque};
@@ -44,7 +44,7 @@ use super::remote::{Deliver, Incoming, RemoteServer, RemoteUpstream, one_line};
 use super::stateless::{Lane, method_not_allowed, stateless_version};
 use super::stdio::MAX_MESSAGE_BYTES;
 use crate::config::{McpConfig, McpServerConfig};
-use crate::recording::Recording;
+use crate::sink::RecordSink;
 
 /// The header carrying the session id.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -55,7 +55,7 @@ pub struct McpHttp {
     /// Each server's stateless (2026-07-28) side.
     lanes: HashMap<String, Arc<Lane>>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    recording: Arc<Recording>,
+    recording: Arc<dyn RecordSink>,
     limits: SessionLimits,
 }
 
@@ -240,9 +240,9 @@ pub(super) fn rpc_error_with(
 
 impl McpHttp {
     /// The gateway for the configured servers (already validated by
-    /// [`crate::Config`]); recorded events go to `recording`. Fails when a
+    /// [`McpConfig::validate`]); recorded events go to `recording`. Fails when a
     /// remote server's HTTP client cannot be built (its `ca_file`).
-    pub fn new(config: &McpConfig, recording: Arc<Recording>) -> Result<Self, String> {
+    pub fn new(config: &McpConfig, recording: Arc<dyn RecordSink>) -> Result<Self, String> {
         let plan_tool = match config.plan_tool.as_deref() {
             None => Some(DEFAULT_PLAN_TOOL.to_owned()),
             Some("") => None,

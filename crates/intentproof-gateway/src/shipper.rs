@@ -458,3 +458,22 @@ async fn run(
         }
     }
 }
+
+/// `intentproof mcp`'s events: sealed with this process's key, spooled,
+/// delivered to the daemon.
+impl intentproof_mcp::sink::StdioSink for Shipper {
+    fn send(&self, event: ExecutionEvent) {
+        Shipper::send(self, event);
+    }
+
+    fn send_durable(
+        &self,
+        event: ExecutionEvent,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        Shipper::send_durable(self, event)
+    }
+
+    fn finish(&self, wait: Duration) -> impl std::future::Future<Output = usize> + Send {
+        Shipper::finish(self, wait)
+    }
+}

@@ -70,7 +70,7 @@ use tokio::time::Instant;
 
 use super::stdio::MAX_MESSAGE_BYTES;
 use crate::config::{DEFAULT_MCP_CONNECT_TIMEOUT_MS, DEFAULT_MCP_TIMEOUT_MS, McpServerConfig};
-use crate::http_proxy::record::root_cause;
+use intentproof_upstream::root_cause;
 
 /// The session header (requests and the answer to `initialize`).
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -89,7 +89,7 @@ const SHOWN_ERROR_CHARS: usize = 300;
 
 /// Checks a remote server's `url` (config validation).
 pub(crate) fn check_url(text: &str) -> Result<(), String> {
-    crate::http_proxy::route::parse_upstream(text).map(|_| ())
+    intentproof_upstream::parse_upstream(text).map(|_| ())
 }
 
 /// Checks one configured header: the HTTP proxy's rules (no hop-by-hop,
@@ -97,7 +97,7 @@ pub(crate) fn check_url(text: &str) -> Result<(), String> {
 /// transport manages (`Accept`, `Content-Type`, `Mcp-Session-Id`,
 /// `MCP-Protocol-Version`, `Last-Event-ID`).
 pub(crate) fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (parsed, value) = crate::http_proxy::route::check_added_header(name, value)?;
+    let (parsed, value) = intentproof_upstream::check_added_header(name, value)?;
     if MANAGED.contains(&parsed.as_str()) {
         return Err(format!(
             "{name:?} cannot be set: the gateway manages it (Accept, Content-Type, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID)"
@@ -152,7 +152,7 @@ impl RemoteServer {
             ))
             .tcp_nodelay(true);
         if let Some(path) = &config.ca_file {
-            builder = crate::http_proxy::trust_ca_file(builder, path).map_err(at)?;
+            builder = intentproof_upstream::trust_ca_file(builder, path).map_err(at)?;
         }
         let client = builder
             .build()

@@ -16,7 +16,7 @@ use tokio::process::Command;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
 use super::recorder::{ClientVerdict, Recorder, RecorderConfig};
-use super::shipper::{Shipper, ShipperConfig};
+use crate::sink::StdioSink;
 
 /// How long the upstream may take to exit after the agent closed stdin.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -36,8 +36,6 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub struct StdioOptions {
     /// Recording settings (server name, plan tool, default intents).
     pub recorder: RecorderConfig,
-    /// Delivery settings.
-    pub shipper: ShipperConfig,
     /// The upstream command and its arguments.
     pub command: Vec<String>,
     /// Refuse a call unless its "started" marker is on disk first.
@@ -55,12 +53,11 @@ fn frame_error(side: &str, e: &LinesCodecError) -> String {
 
 /// Runs the gateway until the agent closes stdin or the upstream exits.
 /// Returns the process exit code.
-pub async fn run(options: StdioOptions) -> Result<i32, String> {
+pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32, String> {
     let (program, args) = options
         .command
         .split_first()
         .ok_or("no upstream command: use `intentproof mcp -- <command> [args...]`")?;
-    let shipper = Shipper::start(options.shipper.clone())?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
@@ -199,11 +196,11 @@ pub async fn run(options: StdioOptions) -> Result<i32, String> {
 /// Fail-closed mode: a recorded call is forwarded only once its "started"
 /// marker is sealed and fsync'd; otherwise the agent gets this JSON-RPC
 /// error and the call is not made.
-async fn fail_closed_check(
+async fn fail_closed_check<S: StdioSink>(
     fail_closed: bool,
     message: Option<&Value>,
     recorder: &mut Recorder,
-    shipper: &Shipper,
+    shipper: &S,
 ) -> Result<(), Value> {
     let (true, Some(message)) = (fail_closed, message) else {
         return Ok(());
