@@ -1,0 +1,1 @@
+//! rmcp-based MCP test peers for IntentProof's transparency tests. Not shipped.
