@@ -149,10 +149,10 @@ impl Filter {
     }
 
     fn keeps(&self, row: &ChainRow) -> bool {
-        if let Some(errors) = self.errors {
-            if (row.errors > 0) != errors {
-                return false;
-            }
+        if let Some(errors) = self.errors
+            && (row.errors > 0) != errors
+        {
+            return false;
         }
         match self.flag {
             Some(FlagFilter::Any) if row.flags.is_empty() => return false,
@@ -392,11 +392,12 @@ impl App {
     /// row or its findings changed, so a 10,000-event chain is not fetched
     /// again on every poll.
     fn refresh_open_chain(&mut self) {
-        if let Some(chain) = &self.chain {
-            if matches!(self.view, View::Chain | View::Event) && self.pending_chain.is_none() {
-                self.outbox
-                    .push(Request::Chain(chain.detail.row.correlation_id.to_string()));
-            }
+        if let Some(chain) = &self.chain
+            && matches!(self.view, View::Chain | View::Event)
+            && self.pending_chain.is_none()
+        {
+            self.outbox
+                .push(Request::Chain(chain.detail.row.correlation_id.to_string()));
         }
     }
 
@@ -506,14 +507,13 @@ impl App {
             }
         }
         self.visible = visible;
-        if let Some(id) = keep {
-            if let Some(pos) = self
+        if let Some(id) = keep
+            && let Some(pos) = self
                 .visible
                 .iter()
                 .position(|&i| self.rows[i as usize].correlation_id == id)
-            {
-                self.chains_cursor.selected = pos;
-            }
+        {
+            self.chains_cursor.selected = pos;
         }
         self.chains_cursor.clamp(self.visible.len());
     }
@@ -700,11 +700,10 @@ impl App {
                         Level::Bad
                     };
                     self.set_message(level, format!("{id}: {}", outcome.headline));
-                    if let Some(chain) = &mut self.chain {
-                        if *chain.detail.row.correlation_id == *id {
+                    if let Some(chain) = &mut self.chain
+                        && *chain.detail.row.correlation_id == *id {
                             chain.verify = Some(outcome);
                         }
-                    }
                 }
                 Err(e) => self.set_message(Level::Bad, format!("✗ verify of {id} failed: {e}")),
             },

@@ -568,7 +568,7 @@ fn is_blank(line: &[u8]) -> bool {
 fn decode_signature_value(value: &str) -> Result<Vec<u8>, String> {
     let value = value.trim();
     let hex_decode = |v: &str| -> Result<Vec<u8>, String> {
-        if v.len() % 2 != 0 {
+        if !v.len().is_multiple_of(2) {
             return Err("odd number of hex digits".into());
         }
         v.as_bytes()
@@ -593,7 +593,7 @@ fn decode_signature_value(value: &str) -> Result<Vec<u8>, String> {
 }
 
 fn hex_decode_strict(value: &str) -> Option<Vec<u8>> {
-    if value.len() % 2 != 0 {
+    if !value.len().is_multiple_of(2) {
         return None;
     }
     value

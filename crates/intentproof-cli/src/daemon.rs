@@ -501,30 +501,29 @@ fn server_name(command: &[String]) -> String {
     };
     let program = command.first().map(|p| base(p)).unwrap_or_default();
     let mut name = program.clone();
-    if RUNTIMES.contains(&program.as_str()) {
-        if let Some(arg) = command
+    if RUNTIMES.contains(&program.as_str())
+        && let Some(arg) = command
             .iter()
             .skip(1)
             .find(|a| !a.starts_with('-') && *a != "run")
-        {
-            // A path: prefer the package folder (node_modules/<pkg>/dist/index.js).
-            let path = Path::new(arg);
-            name = path
-                .ancestors()
-                .find(|p| {
-                    p.parent().and_then(|q| q.file_name()).is_some_and(|n| {
-                        n == "node_modules" || n.to_string_lossy().starts_with('@')
-                    })
-                })
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| {
-                    base(arg)
-                        .trim_end_matches(".js")
-                        .trim_end_matches(".py")
-                        .to_owned()
-                });
-        }
+    {
+        // A path: prefer the package folder (node_modules/<pkg>/dist/index.js).
+        let path = Path::new(arg);
+        name = path
+            .ancestors()
+            .find(|p| {
+                p.parent()
+                    .and_then(|q| q.file_name())
+                    .is_some_and(|n| n == "node_modules" || n.to_string_lossy().starts_with('@'))
+            })
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| {
+                base(arg)
+                    .trim_end_matches(".js")
+                    .trim_end_matches(".py")
+                    .to_owned()
+            });
     }
     let cleaned: String = name
         .to_ascii_lowercase()

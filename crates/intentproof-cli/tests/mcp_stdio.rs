@@ -152,10 +152,10 @@ fn wait_for_events(data_dir: &Path, count: usize) -> Vec<Value> {
                 .expect("run intentproof events");
             if out.status.success() {
                 let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-                if let Some(events) = json["events"].as_array() {
-                    if events.len() >= count {
-                        return events.iter().map(|e| e["event"].clone()).collect();
-                    }
+                if let Some(events) = json["events"].as_array()
+                    && events.len() >= count
+                {
+                    return events.iter().map(|e| e["event"].clone()).collect();
                 }
             }
         }

@@ -747,17 +747,16 @@ fn query(args: QueryArgs) -> Result<()> {
                         let id = list["events"][0]["event"]["event_id"]
                             .as_str()
                             .map(str::to_owned);
-                        if let Some(id) = id {
-                            if by_id_left
+                        if let Some(id) = id
+                            && by_id_left
                                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                                     n.checked_sub(1)
                                 })
                                 .is_ok()
-                            {
-                                let (t, _) =
-                                    timed_get(&http, &daemon, &format!("/v1/events/{id}")).await?;
-                                by_id.push(t);
-                            }
+                        {
+                            let (t, _) =
+                                timed_get(&http, &daemon, &format!("/v1/events/{id}")).await?;
+                            by_id.push(t);
                         }
                     }
                     Ok::<_, anyhow::Error>((chains, lists, by_id, sizes))

@@ -201,15 +201,15 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 fn check_ingest_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if let Some(expected) = &state.ingest_token {
-        if !bearer(headers).is_some_and(|given| same_token(given, expected)) {
-            state.metrics.rejected(RejectReason::Unauthorized);
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "ingest needs `Authorization: Bearer <ingest token>` (INTENTPROOF_INGEST_TOKEN on the SDK side)",
-            ));
-        }
+    if let Some(expected) = &state.ingest_token
+        && !bearer(headers).is_some_and(|given| same_token(given, expected))
+    {
+        state.metrics.rejected(RejectReason::Unauthorized);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "ingest needs `Authorization: Bearer <ingest token>` (INTENTPROOF_INGEST_TOKEN on the SDK side)",
+        ));
     }
     Ok(())
 }
@@ -550,14 +550,15 @@ async fn list_events(
     Query(params): Query<EventParams>,
 ) -> Result<Json<Value>, ApiError> {
     require_token(&state, &headers)?;
-    if let Some(status) = &params.status {
-        if status != "ok" && status != "error" {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                format!("status={status:?}: use ok or error"),
-            ));
-        }
+    if let Some(status) = &params.status
+        && status != "ok"
+        && status != "error"
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("status={status:?}: use ok or error"),
+        ));
     }
     let query = EventQuery {
         correlation_id: params.correlation,

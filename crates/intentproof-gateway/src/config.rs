@@ -468,10 +468,10 @@ impl HttpConfig {
             if let Err(why) = crate::http_proxy::route::parse_upstream(&route.upstream) {
                 return bad("upstream", why);
             }
-            if let Some(path) = &route.ca_file {
-                if let Err(e) = std::fs::metadata(path) {
-                    return bad("ca_file", format!("{}: {e}", path.display()));
-                }
+            if let Some(path) = &route.ca_file
+                && let Err(e) = std::fs::metadata(path)
+            {
+                return bad("ca_file", format!("{}: {e}", path.display()));
             }
             for (name, value) in &route.headers {
                 if let Err(why) = crate::http_proxy::route::check_added_header(name, value) {
@@ -488,10 +488,10 @@ impl HttpConfig {
                     }
                 }
             }
-            if let Some(action) = &route.action {
-                if let Err(why) = crate::http_proxy::route::ActionNamer::new(&route.name, action) {
-                    return bad("action", why);
-                }
+            if let Some(action) = &route.action
+                && let Err(why) = crate::http_proxy::route::ActionNamer::new(&route.name, action)
+            {
+                return bad("action", why);
             }
             if !(1..=3_600_000).contains(&route.timeout_ms) {
                 return bad(

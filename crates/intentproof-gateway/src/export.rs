@@ -344,10 +344,10 @@ fn policy_for(
         .rev()
         .filter(|e| e.entry.meta.action == PLAN_ACTION)
         .find_map(declared_plan);
-    if let Some(plan) = plan {
-        if let Ok(policy) = plan.compile(tenant) {
-            return Ok(policy);
-        }
+    if let Some(plan) = plan
+        && let Ok(policy) = plan.compile(tenant)
+    {
+        return Ok(policy);
     }
     let mut actions: Vec<&str> = chain.iter().map(|e| e.entry.meta.action.as_str()).collect();
     actions.sort_unstable();

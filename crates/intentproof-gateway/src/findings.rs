@@ -415,10 +415,10 @@ pub fn plans_and_findings(
             if entry.meta.action.starts_with("mcp.") {
                 let stored = store.read_entry(entry.clone())?;
                 findings.extend(incomplete_call(&stored));
-                if let (Some(task_id), Some(at)) = (attribute(&stored, "mcp.task.id"), &idle) {
-                    if !completed.contains(&entry.meta.event_id) {
-                        findings.push(task_unfinished(&stored, task_id, None, at));
-                    }
+                if let (Some(task_id), Some(at)) = (attribute(&stored, "mcp.task.id"), &idle)
+                    && !completed.contains(&entry.meta.event_id)
+                {
+                    findings.push(task_unfinished(&stored, task_id, None, at));
                 }
                 if is_server_request(&entry.meta.action) {
                     continue;

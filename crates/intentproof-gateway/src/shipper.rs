@@ -436,21 +436,21 @@ async fn run(
                 }
             }
         }
-        if queue.is_empty() {
-            if let Some(f) = file.as_mut() {
-                let _ = f.set_len(0).await;
-            }
+        if queue.is_empty()
+            && let Some(f) = file.as_mut()
+        {
+            let _ = f.set_len(0).await;
         }
-        if let Some((deadline, _)) = &finishing {
-            if queue.is_empty() || Instant::now() >= *deadline {
-                if let Some((_, done)) = finishing.take() {
-                    if queue.is_empty() {
-                        let _ = tokio::fs::remove_file(&spool).await;
-                    }
-                    let _ = done.send(queue.len());
+        if let Some((deadline, _)) = &finishing
+            && (queue.is_empty() || Instant::now() >= *deadline)
+        {
+            if let Some((_, done)) = finishing.take() {
+                if queue.is_empty() {
+                    let _ = tokio::fs::remove_file(&spool).await;
                 }
-                return;
+                let _ = done.send(queue.len());
             }
+            return;
         }
         if !queue.is_empty() {
             tokio::time::sleep(backoff).await;

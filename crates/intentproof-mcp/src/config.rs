@@ -167,16 +167,16 @@ impl McpServerConfig {
             ("timeout_ms", self.timeout_ms, 86_400_000),
             ("connect_timeout_ms", self.connect_timeout_ms, 3_600_000),
         ] {
-            if let Some(v) = value {
-                if !(1..=max).contains(&v) {
-                    return bad(field, &format!("= {v} is out of range; use 1 to {max}"));
-                }
+            if let Some(v) = value
+                && !(1..=max).contains(&v)
+            {
+                return bad(field, &format!("= {v} is out of range; use 1 to {max}"));
             }
         }
-        if let Some(path) = &self.ca_file {
-            if let Err(e) = std::fs::metadata(path) {
-                return bad("ca_file", &format!("{}: {e}", path.display()));
-            }
+        if let Some(path) = &self.ca_file
+            && let Err(e) = std::fs::metadata(path)
+        {
+            return bad("ca_file", &format!("{}: {e}", path.display()));
         }
         Ok(())
     }

@@ -504,30 +504,30 @@ impl Recorder {
                     "tasks/result" => TaskOp::Result,
                     _ => TaskOp::Cancel,
                 };
-                if let Some(task_id) = params.get("taskId").and_then(value_id) {
-                    if self.tasks.contains_key(&task_id) {
-                        if self.task_queries.len() >= MAX_WAITING {
-                            tracing::warn!(server = %self.config.server, "more than {MAX_WAITING} task queries unanswered; not following this one");
-                        } else {
-                            self.task_queries.insert(id_key(id), (op, task_id));
-                        }
+                if let Some(task_id) = params.get("taskId").and_then(value_id)
+                    && self.tasks.contains_key(&task_id)
+                {
+                    if self.task_queries.len() >= MAX_WAITING {
+                        tracing::warn!(server = %self.config.server, "more than {MAX_WAITING} task queries unanswered; not following this one");
+                    } else {
+                        self.task_queries.insert(id_key(id), (op, task_id));
                     }
                 }
             }
             ("notifications/cancelled", None) => {
-                if let Some(request_id) = params.get("requestId") {
-                    if let Some(pending) = self.pending.remove(&id_key(request_id)) {
-                        let reason = params
-                            .get("reason")
-                            .and_then(Value::as_str)
-                            .unwrap_or("cancelled by the client");
-                        let error = ErrorInfo {
-                            name: "Cancelled".into(),
-                            message: reason.to_owned(),
-                            stack: None,
-                        };
-                        events.push(self.finish(pending, Err(error), None));
-                    }
+                if let Some(request_id) = params.get("requestId")
+                    && let Some(pending) = self.pending.remove(&id_key(request_id))
+                {
+                    let reason = params
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("cancelled by the client");
+                    let error = ErrorInfo {
+                        name: "Cancelled".into(),
+                        message: reason.to_owned(),
+                        stack: None,
+                    };
+                    events.push(self.finish(pending, Err(error), None));
                 }
             }
             _ => {}
@@ -653,14 +653,14 @@ impl Recorder {
                     .and_then(|t| self.config.default_intents.get(t).cloned())
             })
             .unwrap_or_else(|| UNDECLARED.to_owned());
-        if let (Some(plan), Some(step)) = (&self.plan, step) {
-            if plan.correlation_id == correlation_id {
-                attributes.insert("intentproof.plan.id".into(), text_attr(&plan.id));
-                attributes.insert(
-                    "intentproof.plan.step".into(),
-                    AttributeValue::from(step as u64),
-                );
-            }
+        if let (Some(plan), Some(step)) = (&self.plan, step)
+            && plan.correlation_id == correlation_id
+        {
+            attributes.insert("intentproof.plan.id".into(), text_attr(&plan.id));
+            attributes.insert(
+                "intentproof.plan.step".into(),
+                AttributeValue::from(step as u64),
+            );
         }
         let mut current = Map::new();
         current.insert("requestId".into(), id.clone());

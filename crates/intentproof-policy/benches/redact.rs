@@ -32,7 +32,7 @@ fn payload(target_bytes: usize) -> Value {
             "currency": "EUR",
             "customer": {
                 "name": format!("Customer {i}"),
-                "tier": if i % 3 == 0 { "gold" } else { "standard" },
+                "tier": if i.is_multiple_of(3) { "gold" } else { "standard" },
                 "address": {
                     "street": format!("{} Rue de la Paix", 1 + i % 200),
                     "city": "Paris",
@@ -48,7 +48,7 @@ fn payload(target_bytes: usize) -> Value {
             })).collect::<Vec<_>>(),
             "notes": LOREM[(i % LOREM.len() as u64) as usize],
             "tags": ["web", "eu", "v2"],
-            "metadata": {"source": "checkout", "retries": i % 3, "flags": {"gift": i % 7 == 0}}
+            "metadata": {"source": "checkout", "retries": i % 3, "flags": {"gift": i.is_multiple_of(7)}}
         });
         // Roughly one record in five carries something to redact.
         match i % 10 {

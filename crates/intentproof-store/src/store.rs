@@ -372,10 +372,10 @@ impl ChainTips {
     /// Records that `meta`'s slot is now stored, if it is above the tip.
     fn extend(&mut self, meta: &EventMeta) {
         let key = (meta.instance_id.clone(), meta.correlation_id.clone());
-        if let Some(tip) = self.tips.get(&key) {
-            if tip.position >= meta.chain_position {
-                return;
-            }
+        if let Some(tip) = self.tips.get(&key)
+            && tip.position >= meta.chain_position
+        {
+            return;
         }
         self.insert(
             key,
@@ -1101,13 +1101,13 @@ impl Store {
                 }
                 Ok(None) => {
                     let m = &incoming.meta;
-                    if let Some((hash, _)) = batch_ids.get(&m.event_id) {
-                        if *hash == m.content_hash {
-                            // Re-sent within the same batch: it gets the first copy's seq.
-                            in_batch_duplicates.push((results.len(), m.event_id.clone()));
-                            results.push(Ok(Appended::Duplicate { seq: u64::MAX }));
-                            continue;
-                        }
+                    if let Some((hash, _)) = batch_ids.get(&m.event_id)
+                        && *hash == m.content_hash
+                    {
+                        // Re-sent within the same batch: it gets the first copy's seq.
+                        in_batch_duplicates.push((results.len(), m.event_id.clone()));
+                        results.push(Ok(Appended::Duplicate { seq: u64::MAX }));
+                        continue;
                     }
                     batch_slots.insert(
                         (
@@ -1171,10 +1171,10 @@ impl Store {
         // Fill in the sequence numbers now known.
         let mut entry_iter = entries.iter();
         for result in results.iter_mut() {
-            if let Ok(Appended::Stored { seq }) = result {
-                if let Some(entry) = entry_iter.next() {
-                    *seq = entry.seq;
-                }
+            if let Ok(Appended::Stored { seq }) = result
+                && let Some(entry) = entry_iter.next()
+            {
+                *seq = entry.seq;
             }
         }
         // In-batch duplicates (rare) point at their first copy.
@@ -1263,26 +1263,25 @@ impl Store {
                 correlation_id: m.correlation_id.clone(),
             }));
         }
-        if m.chain_position > 1 {
-            if let Some((_, stored, _)) = slot(m.chain_position - 1)? {
-                if stored != m.prev_event_hash {
-                    return Ok(Err(ChainConflict::PrevMismatch {
-                        event_id: m.event_id.clone(),
-                        position: m.chain_position,
-                        prev: m.prev_event_hash.clone(),
-                        stored,
-                    }));
-                }
-            }
+        if m.chain_position > 1
+            && let Some((_, stored, _)) = slot(m.chain_position - 1)?
+            && stored != m.prev_event_hash
+        {
+            return Ok(Err(ChainConflict::PrevMismatch {
+                event_id: m.event_id.clone(),
+                position: m.chain_position,
+                prev: m.prev_event_hash.clone(),
+                stored,
+            }));
         }
-        if let Some((_, _, successor_prev)) = slot(m.chain_position + 1)? {
-            if successor_prev != m.content_hash {
-                return Ok(Err(ChainConflict::SuccessorMismatch {
-                    event_id: m.event_id.clone(),
-                    position: m.chain_position,
-                    expected: successor_prev,
-                }));
-            }
+        if let Some((_, _, successor_prev)) = slot(m.chain_position + 1)?
+            && successor_prev != m.content_hash
+        {
+            return Ok(Err(ChainConflict::SuccessorMismatch {
+                event_id: m.event_id.clone(),
+                position: m.chain_position,
+                expected: successor_prev,
+            }));
         }
         Ok(Ok(None))
     }

@@ -540,10 +540,9 @@ fn open_plan(
             .event
             .pointer("/inputs/plan_id")
             .and_then(Value::as_str)
+            && follow.open.is_some_and(|(_, open)| open == digest(closed))
         {
-            if follow.open.is_some_and(|(_, open)| open == digest(closed)) {
-                follow.open = None;
-            }
+            follow.open = None;
         }
     }
     follow.through = through;

@@ -500,24 +500,24 @@ impl<'a> Predicate<'a> {
     }
 
     fn holds(&self, e: &FlowEvent) -> bool {
-        if let Some(s) = self.status {
-            if e.status.as_deref() != Some(s) {
-                return false;
-            }
+        if let Some(s) = self.status
+            && e.status.as_deref() != Some(s)
+        {
+            return false;
         }
         if let Some(attr) = self.attribute {
             let Some(v) = e.attributes.get(attr) else {
                 return false;
             };
-            if let Some(eq) = self.equals {
-                if !json_eq(v, eq) {
-                    return false;
-                }
+            if let Some(eq) = self.equals
+                && !json_eq(v, eq)
+            {
+                return false;
             }
-            if let Some(list) = self.one_of {
-                if !list.iter().any(|x| json_eq(v, x)) {
-                    return false;
-                }
+            if let Some(list) = self.one_of
+                && !list.iter().any(|x| json_eq(v, x))
+            {
+                return false;
             }
         }
         true
@@ -925,14 +925,15 @@ impl<'a> Ctx<'a> {
         }
         let min = spec.get("min").and_then(Value::as_u64);
         let max = spec.get("max").and_then(Value::as_u64);
-        if let (Some(lo), Some(hi)) = (min, max) {
-            if lo == hi && n64 != lo {
-                return verdict(
-                    Reason::FailCardinalityOutOfRange,
-                    ids,
-                    format!("{counted}; the range min = max = {lo} requires exactly {lo}."),
-                );
-            }
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo == hi
+            && n64 != lo
+        {
+            return verdict(
+                Reason::FailCardinalityOutOfRange,
+                ids,
+                format!("{counted}; the range min = max = {lo} requires exactly {lo}."),
+            );
         }
         if let Some(lo) = min.filter(|lo| n64 < *lo) {
             return verdict(
@@ -1201,16 +1202,16 @@ impl<'a> Ctx<'a> {
                 ev_atts,
             );
         }
-        if let Some(first) = live.first() {
-            if live.iter().any(|v| !json_eq(v, first)) {
-                let shown: Vec<String> = live.iter().map(|v| v.to_string()).collect();
-                return with(
-                    Reason::FailConsensusDisagreement,
-                    format!("Sources disagree about `{claim}`: {}.", shown.join(" vs ")),
-                    ev_events,
-                    ev_atts,
-                );
-            }
+        if let Some(first) = live.first()
+            && live.iter().any(|v| !json_eq(v, first))
+        {
+            let shown: Vec<String> = live.iter().map(|v| v.to_string()).collect();
+            return with(
+                Reason::FailConsensusDisagreement,
+                format!("Sources disagree about `{claim}`: {}.", shown.join(" vs ")),
+                ev_events,
+                ev_atts,
+            );
         }
         let agree = live.iter().filter(|v| json_eq(v, &expected)).count();
         let total = sources.len();

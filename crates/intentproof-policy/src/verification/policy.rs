@@ -164,29 +164,29 @@ impl Policy {
         for (k, v) in defaults {
             doc.entry(k).or_insert(v);
         }
-        if let Some(Value::Object(scope)) = doc.get_mut("scope") {
-            if let Some(m) = scope.remove("match_action") {
-                if scope.contains_key("any_event_action_in") {
+        if let Some(Value::Object(scope)) = doc.get_mut("scope")
+            && let Some(m) = scope.remove("match_action")
+        {
+            if scope.contains_key("any_event_action_in") {
+                return Err(compile_error(
+                    "scope",
+                    "give either match_action or any_event_action_in, not both",
+                ));
+            }
+            let list = match m {
+                Value::String(s) => vec![Value::String(s)],
+                Value::Array(a) => a,
+                other => {
                     return Err(compile_error(
                         "scope",
-                        "give either match_action or any_event_action_in, not both",
+                        format!(
+                            "match_action must be an action or a list of actions, not {}",
+                            kind(&other)
+                        ),
                     ));
                 }
-                let list = match m {
-                    Value::String(s) => vec![Value::String(s)],
-                    Value::Array(a) => a,
-                    other => {
-                        return Err(compile_error(
-                            "scope",
-                            format!(
-                                "match_action must be an action or a list of actions, not {}",
-                                kind(&other)
-                            ),
-                        ));
-                    }
-                };
-                scope.insert("any_event_action_in".into(), Value::Array(list));
-            }
+            };
+            scope.insert("any_event_action_in".into(), Value::Array(list));
         }
         if let Some(Value::Array(rules)) = doc.get_mut("rules") {
             for (i, rule) in rules.iter_mut().enumerate() {
@@ -297,25 +297,25 @@ impl Policy {
         semantic_checks(&self.doc, &mut problems);
         match self.fingerprint() {
             Ok(fp) => {
-                if let Some(declared) = self.declared_fingerprint() {
-                    if declared != fp {
-                        problems.push(format!(
-                            "policy_fingerprint is {declared} but the policy's content hashes to {fp}; \
+                if let Some(declared) = self.declared_fingerprint()
+                    && declared != fp
+                {
+                    problems.push(format!(
+                        "policy_fingerprint is {declared} but the policy's content hashes to {fp}; \
                              update the field (or leave it empty to declare none)"
-                        ));
-                    }
+                    ));
                 }
             }
             Err(e) => problems.push(e.to_string()),
         }
-        if let Err(schema_errors) = validate(SchemaKind::Policy, &self.to_value()) {
-            if problems.is_empty() {
-                problems.extend(
-                    schema_errors
-                        .into_iter()
-                        .map(|e| format!("schema: {}", shorten(&e))),
-                );
-            }
+        if let Err(schema_errors) = validate(SchemaKind::Policy, &self.to_value())
+            && problems.is_empty()
+        {
+            problems.extend(
+                schema_errors
+                    .into_iter()
+                    .map(|e| format!("schema: {}", shorten(&e))),
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -514,10 +514,10 @@ fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
                     ),
                 }
             }
-            if let Some(v) = scope.get("ignore_flows_with_no_match") {
-                if !v.is_boolean() {
-                    problems.push("scope.ignore_flows_with_no_match must be true or false".into());
-                }
+            if let Some(v) = scope.get("ignore_flows_with_no_match")
+                && !v.is_boolean()
+            {
+                problems.push("scope.ignore_flows_with_no_match must be true or false".into());
             }
         }
         Some(other) => problems.push(format!("scope must be an object, not {}", kind(other))),
@@ -673,12 +673,12 @@ fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
                                 Some(Value::String(s)) if !s.is_empty() => {}
                                 _ => c.problem(format!("spec.{end}.action is missing (the action whose time anchors the window)")),
                             }
-                            if let Some(a) = o.get("anchor") {
-                                if !matches!(a.as_str(), Some("started_at" | "completed_at")) {
-                                    c.problem(format!(
-                                        "spec.{end}.anchor {a} is not started_at or completed_at"
-                                    ));
-                                }
+                            if let Some(a) = o.get("anchor")
+                                && !matches!(a.as_str(), Some("started_at" | "completed_at"))
+                            {
+                                c.problem(format!(
+                                    "spec.{end}.anchor {a} is not started_at or completed_at"
+                                ));
                             }
                         }
                         Some(other) => c.problem(format!(
@@ -695,10 +695,10 @@ fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
                 if !spec.contains_key("min") && !spec.contains_key("max") {
                     c.problem("no window: give spec.max and/or spec.min (ISO 8601 durations such as PT15M)");
                 }
-                if let (Some(min), Some(max)) = (min, max) {
-                    if min > max {
-                        c.problem("spec.min is longer than spec.max");
-                    }
+                if let (Some(min), Some(max)) = (min, max)
+                    && min > max
+                {
+                    c.problem("spec.min is longer than spec.max");
                 }
             }
             "consensus" => {
@@ -860,10 +860,10 @@ impl Checker<'_> {
     }
 
     fn boolean(&mut self, key: &str) {
-        if let Some(v) = self.spec.get(key) {
-            if !v.is_boolean() {
-                self.problem(format_args!("spec.{key} must be true or false, not {v}"));
-            }
+        if let Some(v) = self.spec.get(key)
+            && !v.is_boolean()
+        {
+            self.problem(format_args!("spec.{key} must be true or false, not {v}"));
         }
     }
 
@@ -881,23 +881,23 @@ impl Checker<'_> {
     }
 
     fn min_le_max(&mut self, min: Option<u64>, max: Option<u64>) {
-        if let (Some(min), Some(max)) = (min, max) {
-            if min > max {
-                self.problem(format_args!(
-                    "spec.min ({min}) is greater than spec.max ({max})"
-                ));
-            }
+        if let (Some(min), Some(max)) = (min, max)
+            && min > max
+        {
+            self.problem(format_args!(
+                "spec.min ({min}) is greater than spec.max ({max})"
+            ));
         }
     }
 
     fn one_of(&mut self, key: &str, allowed: &[&str]) {
-        if let Some(v) = self.spec.get(key) {
-            if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
-                self.problem(format_args!(
-                    "spec.{key} {v} is not one of {}",
-                    allowed.join(", ")
-                ));
-            }
+        if let Some(v) = self.spec.get(key)
+            && !v.as_str().is_some_and(|s| allowed.contains(&s))
+        {
+            self.problem(format_args!(
+                "spec.{key} {v} is not one of {}",
+                allowed.join(", ")
+            ));
         }
     }
 
@@ -940,17 +940,17 @@ fn check_predicate(field: &str, v: &Value, at: &str, problems: &mut Vec<String>)
     if !p.contains_key("status") && !p.contains_key("attribute") {
         problems.push(format!("{at}: {field} needs status or attribute"));
     }
-    if let Some(s) = p.get("status") {
-        if !matches!(s.as_str(), Some("ok" | "error")) {
-            problems.push(format!("{at}: {field}.status {s} is not ok or error"));
-        }
+    if let Some(s) = p.get("status")
+        && !matches!(s.as_str(), Some("ok" | "error"))
+    {
+        problems.push(format!("{at}: {field}.status {s} is not ok or error"));
     }
-    if let Some(a) = p.get("attribute") {
-        if a.as_str().is_none_or(|a| a.is_empty()) {
-            problems.push(format!(
-                "{at}: {field}.attribute must be a non-empty attribute name"
-            ));
-        }
+    if let Some(a) = p.get("attribute")
+        && a.as_str().is_none_or(|a| a.is_empty())
+    {
+        problems.push(format!(
+            "{at}: {field}.attribute must be a non-empty attribute name"
+        ));
     }
     if let Some(list) = p.get("in") {
         match list.as_array() {
@@ -960,10 +960,10 @@ fn check_predicate(field: &str, v: &Value, at: &str, problems: &mut Vec<String>)
             )),
         }
     }
-    if let Some(e) = p.get("equals") {
-        if e.is_array() || e.is_object() {
-            problems.push(format!("{at}: {field}.equals must be a scalar value"));
-        }
+    if let Some(e) = p.get("equals")
+        && (e.is_array() || e.is_object())
+    {
+        problems.push(format!("{at}: {field}.equals must be a scalar value"));
     }
     if p.contains_key("equals") && p.contains_key("in") {
         problems.push(format!("{at}: {field} gives both equals and in; keep one"));
