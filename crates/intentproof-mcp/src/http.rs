@@ -84,15 +84,138 @@ enum Refused {
     TooFast(u32),
 }
 
-type Stream = mpsc::UnboundedSender<Outgoing>;
-
 /// One message for an HTTP stream.
+#[derive(Clone)]
 pub(super) struct Outgoing {
     pub(super) text: String,
     /// The response to a request of the POST that owns the stream (the
     /// upstream's, or the gateway's own reply). A POST with one request is
     /// complete once it has this.
     pub(super) response: bool,
+    /// Its SSE event id (`<stream>-<n>`), on a resumable stream.
+    pub(super) event_id: Option<String>,
+}
+
+impl Outgoing {
+    /// A message without an event id (a stream that is not resumable).
+    pub(super) fn new(text: String, response: bool) -> Self {
+        Outgoing {
+            text,
+            response,
+            event_id: None,
+        }
+    }
+}
+
+/// Most events one stream keeps for a client that resumes it, and their
+/// bytes; past either the oldest go (a client that comes back that late
+/// misses them).
+const KEPT_EVENTS: usize = 256;
+const KEPT_BYTES: usize = 1024 * 1024;
+/// Most recent streams a session keeps for resumption.
+const KEPT_STREAMS: usize = 16;
+/// The `retry:` (milliseconds) the gateway's event streams announce.
+pub(super) const RETRY_MS: u64 = 1000;
+
+/// One event stream of a session: a POST's (the messages of its requests)
+/// or the GET's. Its events carry ids (`<stream>-<n>`) and are kept,
+/// bounded, so a client whose connection dropped (or whose stream the
+/// upstream closed early) resumes with a GET carrying `Last-Event-ID`: it
+/// gets what it missed, then the rest, as the protocol's resumption says.
+struct Stream {
+    id: u64,
+    state: Mutex<StreamState>,
+}
+
+struct StreamState {
+    /// The connection the client reads now, if any.
+    live: Option<mpsc::UnboundedSender<Outgoing>>,
+    kept: VecDeque<(u64, Outgoing)>,
+    kept_bytes: usize,
+    next: u64,
+    /// Responses a POST's stream still owes (`None`: the GET stream).
+    owed: Option<usize>,
+}
+
+impl Stream {
+    fn new(id: u64, owed: Option<usize>, live: mpsc::UnboundedSender<Outgoing>) -> Arc<Stream> {
+        Arc::new(Stream {
+            id,
+            state: Mutex::new(StreamState {
+                live: Some(live),
+                kept: VecDeque::new(),
+                kept_bytes: 0,
+                next: 0,
+                owed,
+            }),
+        })
+    }
+
+    /// Whether a client reads it now.
+    fn is_live(&self) -> bool {
+        lock(&self.state)
+            .live
+            .as_ref()
+            .is_some_and(|live| !live.is_closed())
+    }
+
+    /// Sends one message and keeps it for resumption; `false` when no
+    /// client reads the stream now. The last response a POST's stream owes
+    /// ends the connection.
+    fn send(&self, text: String, response: bool) -> bool {
+        let mut state = lock(&self.state);
+        state.next += 1;
+        let seq = state.next;
+        let out = Outgoing {
+            text,
+            response,
+            event_id: Some(format!("{}-{seq}", self.id)),
+        };
+        state.kept_bytes += out.text.len();
+        state.kept.push_back((seq, out.clone()));
+        while state.kept.len() > KEPT_EVENTS || state.kept_bytes > KEPT_BYTES {
+            match state.kept.pop_front() {
+                Some((_, old)) => state.kept_bytes -= old.text.len(),
+                None => break,
+            }
+        }
+        let delivered = state
+            .live
+            .as_ref()
+            .is_some_and(|live| live.send(out).is_ok());
+        if response && let Some(owed) = &mut state.owed {
+            *owed = owed.saturating_sub(1);
+            if *owed == 0 {
+                state.live = None;
+            }
+        }
+        delivered
+    }
+
+    /// Ends the client's connection without ending the stream (the
+    /// upstream closed its own early): the client resumes with a GET.
+    fn detach(&self) {
+        lock(&self.state).live = None;
+    }
+
+    /// A client resumes after event `after`: it gets the kept events after
+    /// that one, then, unless the stream is complete, what comes next.
+    fn resume(&self, after: u64, live: mpsc::UnboundedSender<Outgoing>) {
+        let mut state = lock(&self.state);
+        for (_, out) in state.kept.iter().filter(|(seq, _)| *seq > after) {
+            let _ = live.send(out.clone());
+        }
+        if state.owed != Some(0) {
+            state.live = Some(live);
+        }
+    }
+}
+
+/// The stream and position a `Last-Event-ID` (`<stream>-<n>`) names.
+fn last_event_id(headers: &HeaderMap) -> Option<(u64, u64)> {
+    let text = headers.get("last-event-id")?.to_str().ok()?;
+    let (stream, seq) = text.trim().split_once('-')?;
+    Some((stream.parse().ok()?, seq.parse().ok()?))
 }
 
 /// How long a POST with one request waits for its response to answer it as
@@ -103,15 +226,34 @@ pub(super) const JSON_WAIT: Duration = Duration::from_secs(1);
 
 struct Routing {
     /// Request id key -> the stream waiting for its response.
-    requests: HashMap<String, Stream>,
+    requests: HashMap<String, Arc<Stream>>,
     /// Progress token key -> request id key.
     tokens: HashMap<String, String>,
     /// Most recently opened request streams (newest last).
     open: Vec<String>,
     /// The session's GET stream.
-    standalone: Option<Stream>,
+    standalone: Option<Arc<Stream>>,
     /// Server-initiated messages waiting for a stream.
     backlog: VecDeque<String>,
+    /// Recent event streams, for `Last-Event-ID` (newest last, bounded).
+    streams: VecDeque<Arc<Stream>>,
+}
+
+impl Routing {
+    fn remember(&mut self, stream: &Arc<Stream>) {
+        self.streams.push_back(Arc::clone(stream));
+        while self.streams.len() > KEPT_STREAMS {
+            self.streams.pop_front();
+        }
+    }
+
+    fn forget(&mut self, stream: &Arc<Stream>) {
+        self.streams.retain(|s| !Arc::ptr_eq(s, stream));
+    }
+
+    fn find(&self, id: u64) -> Option<Arc<Stream>> {
+        self.streams.iter().find(|s| s.id == id).cloned()
+    }
 }
 
 struct Session {
@@ -123,6 +265,12 @@ struct Session {
     routing: Mutex<Routing>,
     /// When the agent last sent a request or opened a stream.
     last_active: Mutex<Instant>,
+    /// Numbers the session's event streams.
+    next_stream: std::sync::atomic::AtomicU64,
+    /// Whether its event streams start with a priming event (an id, empty
+    /// data, `retry:`): clients of 2025-11-25 and later resume with it;
+    /// older ones may not expect an event without data.
+    prime: bool,
 }
 
 impl Session {
@@ -137,11 +285,18 @@ impl Session {
             return false;
         }
         let routing = lock(&self.routing);
-        routing.requests.is_empty()
-            && routing
-                .standalone
-                .as_ref()
-                .is_none_or(mpsc::UnboundedSender::is_closed)
+        routing.requests.is_empty() && routing.standalone.as_ref().is_none_or(|s| !s.is_live())
+    }
+
+    fn new_stream_id(&self) -> u64 {
+        self.next_stream
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    /// The priming event's id for stream `id`, when the session primes.
+    fn priming(&self, id: u64) -> Option<String> {
+        self.prime.then(|| format!("{id}-0"))
     }
 }
 
@@ -410,9 +565,17 @@ impl McpHttp {
         Some((id, session))
     }
 
-    async fn open_session(self: &Arc<Self>, name: &str) -> Result<(String, Arc<Session>), String> {
+    /// Opens a session for an `initialize` asking for `version`.
+    async fn open_session(
+        self: &Arc<Self>,
+        name: &str,
+        version: &str,
+    ) -> Result<(String, Arc<Session>), String> {
         let server = self.servers.get(name).ok_or("unknown server")?;
         let last_active = Mutex::new(Instant::now());
+        let next_stream = std::sync::atomic::AtomicU64::new(0);
+        // Dates compare as text; the priming event came in 2025-11-25.
+        let prime = version >= "2025-11-25";
         let id = intentproof_core::new_event_id();
         let recorder = Mutex::new(Recorder::new(server.recorder.clone(), id.clone()));
         let routing = Mutex::new(Routing {
@@ -421,6 +584,7 @@ impl McpHttp {
             open: Vec::new(),
             standalone: None,
             backlog: VecDeque::new(),
+            streams: VecDeque::new(),
         });
         let session = if let Some(remote) = &server.remote {
             // Nothing to start: the upstream session begins with the
@@ -434,6 +598,8 @@ impl McpHttp {
                     recorder,
                     routing,
                     last_active,
+                    next_stream,
+                    prime,
                 }
             })
         } else {
@@ -460,6 +626,8 @@ impl McpHttp {
                 recorder,
                 routing,
                 last_active,
+                next_stream,
+                prime,
             });
             let deliver = self.deliver_to(Arc::downgrade(&session));
             let server_name = name.to_owned();
@@ -494,6 +662,14 @@ impl McpHttp {
             match incoming {
                 Incoming::Message(text) => gateway.upstream_message(&session, text),
                 Incoming::Gone(reason) => gateway.upstream_gone(&session, &reason),
+                Incoming::Detached(keys) => {
+                    let routing = lock(&session.routing);
+                    for key in keys {
+                        if let Some(stream) = routing.requests.get(&key) {
+                            stream.detach();
+                        }
+                    }
+                }
             }
         })
     }
@@ -540,39 +716,34 @@ impl McpHttp {
     fn route(&self, session: &Session, message: &Value, text: String) {
         let mut routing = lock(&session.routing);
         let is_response = message.get("method").is_none();
-        if is_response {
-            if let Some(id) = message.get("id") {
-                let key = id.to_string();
-                if let Some(stream) = routing.requests.remove(&key) {
-                    // Forgotten before the send (under the lock): nothing
-                    // reaches this stream for this request afterwards.
-                    routing.open.retain(|k| *k != key);
-                    routing.tokens.retain(|_, r| *r != key);
-                    let _ = stream.send(Outgoing {
-                        text,
-                        response: true,
-                    });
-                    return;
-                }
+        if is_response && let Some(id) = message.get("id") {
+            let key = id.to_string();
+            if let Some(stream) = routing.requests.remove(&key) {
+                // Forgotten before the send (under the lock): nothing
+                // reaches this stream for this request afterwards.
+                routing.open.retain(|k| *k != key);
+                routing.tokens.retain(|_, r| *r != key);
+                // Kept for a client that resumes, when none reads now.
+                stream.send(text, true);
+                return;
             }
         }
         let owner = message
             .pointer("/params/progressToken")
             .and_then(|token| routing.tokens.get(&token.to_string()).cloned())
             .or_else(|| routing.open.last().cloned());
-        let outgoing = |text: &String| Outgoing {
-            text: text.clone(),
-            response: false,
-        };
-        if let Some(stream) = owner.and_then(|key| routing.requests.get(&key).cloned()) {
-            if stream.send(outgoing(&text)).is_ok() {
-                return;
-            }
+        // A stream nobody reads now keeps the message for a resuming
+        // client; it also goes to the GET stream (or waits for one), so a
+        // server request is not stuck behind a client that never resumes.
+        if let Some(stream) = owner.and_then(|key| routing.requests.get(&key).cloned())
+            && stream.send(text.clone(), false)
+        {
+            return;
         }
-        if let Some(stream) = &routing.standalone {
-            if stream.send(outgoing(&text)).is_ok() {
-                return;
-            }
+        if let Some(stream) = &routing.standalone
+            && stream.send(text.clone(), false)
+        {
+            return;
         }
         if routing.backlog.len() < 1000 {
             routing.backlog.push_back(text);
@@ -580,20 +751,36 @@ impl McpHttp {
     }
 }
 
-fn sse_frame(message: &str) -> Bytes {
-    Bytes::from(format!("event: message\ndata: {message}\n\n"))
+fn sse_frame(message: &Outgoing) -> Bytes {
+    match &message.event_id {
+        Some(id) => Bytes::from(format!(
+            "id: {id}\nevent: message\ndata: {}\n\n",
+            message.text
+        )),
+        None => Bytes::from(format!("event: message\ndata: {}\n\n", message.text)),
+    }
 }
 
-/// The event stream of a POST or GET: `first` (already taken from
-/// `receiver`), then the rest until every sender is gone.
+/// The event stream of a POST or GET: a priming event when `priming`
+/// names its id (an id, `retry:`, empty data: what a client resumes
+/// from), `first` (already taken from `receiver`), then the rest until
+/// every sender is gone.
 pub(super) fn sse_stream(
     session_id: Option<&str>,
+    priming: Option<String>,
     first: Option<Outgoing>,
     receiver: mpsc::UnboundedReceiver<Outgoing>,
 ) -> Response {
-    let frames = futures_util::stream::iter(first)
-        .chain(tokio_stream_from(receiver))
-        .map(|message| Ok::<_, Infallible>(sse_frame(&message.text)));
+    let priming = priming.map(|id| {
+        Ok::<_, Infallible>(Bytes::from(format!(
+            "id: {id}\nretry: {RETRY_MS}\ndata:\n\n"
+        )))
+    });
+    let frames = futures_util::stream::iter(priming).chain(
+        futures_util::stream::iter(first)
+            .chain(tokio_stream_from(receiver))
+            .map(|message| Ok::<_, Infallible>(sse_frame(&message))),
+    );
     sse_response(session_id, Body::from_stream(frames))
 }
 
@@ -675,10 +862,10 @@ pub async fn post(
             "requests from this Origin are not allowed",
         );
     }
-    if stateless_version(&headers).is_some() {
-        if let Some(lane) = gateway.lanes.get(&name) {
-            return lane.post(headers, body).await;
-        }
+    if stateless_version(&headers).is_some()
+        && let Some(lane) = gateway.lanes.get(&name)
+    {
+        return lane.post(headers, body).await;
     }
     // Keep each message's own bytes: forwarding a re-serialization would
     // reorder keys. Line breaks in JSON text are whitespace (inside strings
@@ -759,7 +946,14 @@ pub async fn post(
                     }
                 }
             }
-            match gateway.open_session(&name).await {
+            let version = items
+                .iter()
+                .find(|(m, _)| m.get("method").and_then(Value::as_str) == Some("initialize"))
+                .and_then(|(m, _)| m.pointer("/params/protocolVersion"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            match gateway.open_session(&name, &version).await {
                 Ok(opened) => opened,
                 Err(e) => return rpc_error(StatusCode::BAD_GATEWAY, &request_id, -32603, &e),
             }
@@ -785,17 +979,17 @@ pub async fn post(
         for (item, raw) in &items {
             match recorder.on_client(item, &mut events) {
                 ClientVerdict::Forward => {
-                    if item.get("method").is_some() {
-                        if let Some(id) = item.get("id") {
-                            if item.get("method").and_then(Value::as_str) == Some("initialize") {
-                                initialize = Some(id.to_string());
-                            }
-                            request_ids.push((
-                                id.to_string(),
-                                item.pointer("/params/_meta/progressToken")
-                                    .map(Value::to_string),
-                            ));
+                    if item.get("method").is_some()
+                        && let Some(id) = item.get("id")
+                    {
+                        if item.get("method").and_then(Value::as_str) == Some("initialize") {
+                            initialize = Some(id.to_string());
                         }
+                        request_ids.push((
+                            id.to_string(),
+                            item.pointer("/params/_meta/progressToken")
+                                .map(Value::to_string),
+                        ));
                     }
                     forward.push(raw.clone());
                 }
@@ -819,14 +1013,20 @@ pub async fn post(
         }
         return response;
     }
-    let (stream, mut receiver) = mpsc::unbounded_channel::<Outgoing>();
+    let (live, mut receiver) = mpsc::unbounded_channel::<Outgoing>();
     // A batch (2025-03-26) keeps the event stream: one object is no answer
     // to an array.
     let single = !batch && request_ids.len() + replies.len() == 1;
+    let stream = Stream::new(
+        session.new_stream_id(),
+        Some(request_ids.len() + replies.len()),
+        live,
+    );
     {
         let mut routing = lock(&session.routing);
+        routing.remember(&stream);
         for (key, token) in &request_ids {
-            routing.requests.insert(key.clone(), stream.clone());
+            routing.requests.insert(key.clone(), Arc::clone(&stream));
             routing.open.push(key.clone());
             if let Some(token) = token {
                 routing.tokens.insert(token.clone(), key.clone());
@@ -834,12 +1034,8 @@ pub async fn post(
         }
     }
     for reply in replies {
-        let _ = stream.send(Outgoing {
-            text: reply,
-            response: true,
-        });
+        stream.send(reply, true);
     }
-    drop(stream);
     let requests = request_ids.into_iter().map(|(key, _)| key).collect();
     if let Err(e) = session
         .upstream
@@ -855,6 +1051,8 @@ pub async fn post(
     if single && accepts_json(&headers) {
         match tokio::time::timeout(JSON_WAIT, receiver.recv()).await {
             Ok(Some(message)) if message.response => {
+                // Answered whole: nothing to resume.
+                lock(&session.routing).forget(&stream);
                 return json_response(Some(&session_id), message.text);
             }
             Ok(message) => first = message,
@@ -863,7 +1061,12 @@ pub async fn post(
     }
     // The stream ends when every request of this POST has its response (the
     // routing table drops its sender then) and the replies are out.
-    sse_stream(Some(&session_id), first, receiver)
+    sse_stream(
+        Some(&session_id),
+        session.priming(stream.id),
+        first,
+        receiver,
+    )
 }
 
 fn tokio_stream_from(
@@ -915,18 +1118,40 @@ pub async fn get(gateway: Arc<McpHttp>, name: String, headers: HeaderMap) -> Res
         );
     };
     session.touch();
-    let (stream, receiver) = mpsc::unbounded_channel::<Outgoing>();
+    let (live, receiver) = mpsc::unbounded_channel::<Outgoing>();
+    // Resumption: the stream the client names, from the event after the
+    // one it names.
+    if let Some((id, after)) = last_event_id(&headers) {
+        let mut routing = lock(&session.routing);
+        if let Some(stream) = routing.find(id) {
+            if routing
+                .standalone
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &stream))
+            {
+                // What waited for a GET stream is in the replay.
+                routing.backlog.clear();
+            }
+            stream.resume(after, live);
+            drop(routing);
+            return sse_stream(Some(&session_id), None, None, receiver);
+        }
+    }
+    let stream = Stream::new(session.new_stream_id(), None, live);
     {
         let mut routing = lock(&session.routing);
         while let Some(text) = routing.backlog.pop_front() {
-            let _ = stream.send(Outgoing {
-                text,
-                response: false,
-            });
+            stream.send(text, false);
         }
-        routing.standalone = Some(stream);
+        routing.remember(&stream);
+        routing.standalone = Some(Arc::clone(&stream));
     }
-    sse_stream(Some(&session_id), None, receiver)
+    sse_stream(
+        Some(&session_id),
+        session.priming(stream.id),
+        None,
+        receiver,
+    )
 }
 
 /// `DELETE /mcp/<name>`: ends the session and its upstream.

@@ -48,9 +48,11 @@
 //!
 //! # What it does not do
 //!
-//! - No resumption: `Last-Event-ID` is never sent; a stream that ends
-//!   early fails its unanswered requests, and a GET stream the upstream
-//!   closes is not reopened.
+//! - Resumption only for a POST's answer: when the upstream closes it
+//!   before answering, after giving an event id, the gateway resumes it
+//!   (a GET with `Last-Event-ID`, after its `retry:`), up to
+//!   10 times within `timeout_ms`; a stream with no event id still fails its
+//!   unanswered requests. A GET stream the upstream closes is not reopened.
 //! - No re-initialization behind the agent's back when the upstream loses
 //!   its session: the agent is told (404) and starts over.
 //! - The legacy HTTP+SSE transport (2024-11-05 `endpoint` events) is not
@@ -113,6 +115,10 @@ pub(crate) enum Incoming {
     Message(String),
     /// The upstream session is over (the reason); pending calls fail.
     Gone(String),
+    /// The upstream closed the event stream of these requests (ids as JSON
+    /// text) before answering them; it will be resumed, and the agent's
+    /// stream is closed too so that it resumes.
+    Detached(Vec<String>),
 }
 
 /// Where a session's upstream messages go.
@@ -285,14 +291,13 @@ impl Exchange {
             let Some(key) = item.get("id").map(Value::to_string) else {
                 continue;
             };
-            if self.initialize.as_deref() == Some(key.as_str()) {
-                if let Some(version) = item
+            if self.initialize.as_deref() == Some(key.as_str())
+                && let Some(version) = item
                     .pointer("/result/protocolVersion")
                     .and_then(Value::as_str)
-                {
-                    lock(&self.inner.state).protocol_version = Some(version.to_owned());
-                    open_get_stream(&self.inner);
-                }
+            {
+                lock(&self.inner.state).protocol_version = Some(version.to_owned());
+                open_get_stream(&self.inner);
             }
             self.answered.insert(key);
         }
@@ -315,6 +320,14 @@ impl Exchange {
 
     fn unanswered(&self) -> bool {
         self.requests.iter().any(|k| !self.answered.contains(k))
+    }
+
+    fn unanswered_keys(&self) -> Vec<String> {
+        self.requests
+            .iter()
+            .filter(|k| !self.answered.contains(*k))
+            .cloned()
+            .collect()
     }
 }
 
@@ -352,7 +365,13 @@ fn open_get_stream(inner: &Arc<Inner>) {
             answered: HashSet::new(),
             initialize: None,
         };
-        let ended = read_sse(response.bytes_stream(), None, &mut exchange).await;
+        let ended = read_sse(
+            response.bytes_stream(),
+            None,
+            &mut exchange,
+            &mut SseParser::default(),
+        )
+        .await;
         if let Err(e) = ended {
             tracing::warn!(server = %server.name, error = %e, "the upstream's GET stream failed");
         } else {
@@ -492,14 +511,13 @@ impl RemoteUpstream {
             }
             return answered;
         }
-        if exchange.initialize.is_some() {
-            if let Some(id) = response
+        if exchange.initialize.is_some()
+            && let Some(id) = response
                 .headers()
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
-            {
-                lock(&inner.state).session_id = Some(id.to_owned());
-            }
+        {
+            lock(&inner.state).session_id = Some(id.to_owned());
         }
         let mut state = lock(&inner.state);
         if state.closed {
@@ -514,7 +532,7 @@ impl RemoteUpstream {
             let ended = match content_type(response.headers()).as_deref() {
                 _ if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT => Ok(()),
                 Some("text/event-stream") => {
-                    read_sse(response.bytes_stream(), Some(deadline), &mut exchange).await
+                    read_resumable_sse(response, deadline, &mut exchange).await
                 }
                 Some("application/json") => {
                     read_json(response.bytes_stream(), deadline, &mut exchange).await
@@ -685,24 +703,101 @@ async fn read_sse(
     chunks: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
     deadline: Option<Instant>,
     exchange: &mut Exchange,
+    parser: &mut SseParser,
 ) -> Result<(), String> {
     let mut chunks: std::pin::Pin<Box<ByteStream>> = Box::pin(chunks);
-    let mut parser = SseParser::default();
     let mut messages = Vec::new();
     while let Some(chunk) = next_chunk(&mut chunks, deadline).await? {
         parser.feed(&chunk, &mut messages)?;
         for message in messages.drain(..) {
             exchange.deliver(&message);
         }
+        if parser.resumed && !exchange.requests.is_empty() && !exchange.unanswered() {
+            // A resumed stream may stay open: what was owed has come.
+            break;
+        }
     }
     Ok(())
 }
 
+/// Most times one POST's answer is resumed after the upstream closed its
+/// stream early.
+const MAX_RESUMES: usize = 10;
+
+/// A POST's event stream, resumed as the protocol says when the upstream
+/// closes it before answering: the agent's stream is closed too (it
+/// resumes from the gateway with `Last-Event-ID`), and the gateway asks
+/// the upstream for the rest with a GET carrying the last event id the
+/// upstream gave, after the `retry:` it announced.
+async fn read_resumable_sse(
+    response: reqwest::Response,
+    deadline: Instant,
+    exchange: &mut Exchange,
+) -> Result<(), String> {
+    let mut parser = SseParser::default();
+    let mut ended = read_sse(
+        response.bytes_stream(),
+        Some(deadline),
+        exchange,
+        &mut parser,
+    )
+    .await;
+    let mut resumes = 0;
+    while ended.is_ok() && exchange.unanswered() && resumes < MAX_RESUMES {
+        let Some(last) = parser.last_id.clone() else {
+            break;
+        };
+        resumes += 1;
+        (exchange.inner.deliver)(Incoming::Detached(exchange.unanswered_keys()));
+        let wait = Duration::from_millis(parser.retry.unwrap_or(1000).min(30_000));
+        tokio::time::sleep_until(deadline.min(Instant::now() + wait)).await;
+        let request = exchange
+            .inner
+            .request(reqwest::Method::GET)
+            .header(header::ACCEPT, "text/event-stream")
+            .header("last-event-id", last);
+        let response = match tokio::time::timeout_at(deadline, request.send()).await {
+            Ok(Ok(response)) if response.status().is_success() && is_sse(response.headers()) => {
+                response
+            }
+            Ok(Ok(response)) => {
+                return Err(format!(
+                    "closed its event stream early and answered the resuming GET with HTTP {}",
+                    response.status()
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(format!(
+                    "closed its event stream early and could not be reached to resume it: {}",
+                    root_cause(&e)
+                ));
+            }
+            Err(_) => return Err("did not answer in time (timeout_ms)".into()),
+        };
+        parser.resumed = true;
+        ended = read_sse(
+            response.bytes_stream(),
+            Some(deadline),
+            exchange,
+            &mut parser,
+        )
+        .await;
+    }
+    ended
+}
+
 /// Incremental `text/event-stream` parser (the WHATWG rules, minus lone
 /// `\r` line ends): yields the data of `message` events (and events with no
-/// type); comments, ids, retries, empty events and other types are skipped.
+/// type); comments, empty events and other types are skipped; the last
+/// event id and `retry:` are kept for resumption.
 #[derive(Default)]
 pub(crate) struct SseParser {
+    /// The last event id the stream gave (`id:`), to resume from.
+    pub(crate) last_id: Option<String>,
+    /// The reconnection time it announced (`retry:`), in milliseconds.
+    pub(crate) retry: Option<u64>,
+    /// Reading a stream resumed with `Last-Event-ID`.
+    pub(crate) resumed: bool,
     buffer: Vec<u8>,
     /// How far `buffer` is known to hold no `\n`.
     scanned: usize,
@@ -772,6 +867,17 @@ impl SseParser {
                 }
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            // An id with NUL is ignored (the WHATWG rule); an empty one
+            // resets it.
+            b"id" if !value.contains(&0) => {
+                self.last_id =
+                    (!value.is_empty()).then(|| String::from_utf8_lossy(value).into_owned());
+            }
+            b"retry" => {
+                if let Some(ms) = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+                    self.retry = Some(ms);
+                }
+            }
             _ => {}
         }
         Ok(())

@@ -303,14 +303,12 @@ impl Lane {
 
     /// Stops the lane's process (daemon shutdown).
     pub fn stop(&self) {
-        if let LaneUpstream::Stdio(stdio) = &self.upstream {
-            if let Ok(mut process) = stdio.process.try_lock() {
-                if let Some(process) = process.take() {
-                    if let Some(mut child) = lock(&process.child).take() {
-                        let _ = child.start_kill();
-                    }
-                }
-            }
+        if let LaneUpstream::Stdio(stdio) = &self.upstream
+            && let Ok(mut process) = stdio.process.try_lock()
+            && let Some(process) = process.take()
+            && let Some(mut child) = lock(&process.child).take()
+        {
+            let _ = child.start_kill();
         }
     }
 
@@ -338,10 +336,11 @@ impl Lane {
     /// gateway's replacement for it (the plan tool added to a listing).
     fn observe_answer(&self, message: &Value, gateway_id: &str) -> Option<Value> {
         let mut seen = message.clone();
-        if let (Some(object), Ok(id)) = (seen.as_object_mut(), serde_json::from_str(gateway_id)) {
-            if object.contains_key("id") && !object.contains_key("method") {
-                object.insert("id".into(), id);
-            }
+        if let (Some(object), Ok(id)) = (seen.as_object_mut(), serde_json::from_str(gateway_id))
+            && object.contains_key("id")
+            && !object.contains_key("method")
+        {
+            object.insert("id".into(), id);
         }
         let mut events = Vec::new();
         let replaced = lock(&self.recorder).on_server(&seen, &mut events);
@@ -364,10 +363,10 @@ impl Lane {
             .map(Value::to_string)
             .unwrap_or_default();
         let gateway_id = self.gateway_id(&client_id);
-        if let Some(request) = request {
-            if let ClientVerdict::Reply(reply) = self.observe_request(request, &gateway_id) {
-                return own_reply(&reply, &client_id);
-            }
+        if let Some(request) = request
+            && let ClientVerdict::Reply(reply) = self.observe_request(request, &gateway_id)
+        {
+            return own_reply(&reply, &client_id);
         }
         let mut upstream = remote.request(reqwest::Method::POST, None);
         for (name, value) in &headers {
@@ -566,7 +565,7 @@ impl Lane {
                 None => {}
             }
         }
-        sse_stream(None, first, receiver)
+        sse_stream(None, None, first, receiver)
     }
 
     /// The lane's process, started when there is none.
@@ -660,10 +659,7 @@ impl Lane {
                 }
                 None => splice_id(line, &waiter.client_id).unwrap_or_else(|| line.to_owned()),
             };
-            let _ = waiter.stream.send(Outgoing {
-                text,
-                response: true,
-            });
+            let _ = waiter.stream.send(Outgoing::new(text, true));
             return Vec::new();
         }
         // A notification goes to the stream of the request it belongs to:
@@ -694,15 +690,9 @@ impl Lane {
             tracing::debug!(server = %self.server, "a server-initiated message on the stateless lane has no stream to go to; dropped");
             return Vec::new();
         };
-        let gone = waiting.get(&key).is_some_and(|waiter| {
-            waiter
-                .stream
-                .send(Outgoing {
-                    text,
-                    response: false,
-                })
-                .is_err()
-        });
+        let gone = waiting
+            .get(&key)
+            .is_some_and(|waiter| waiter.stream.send(Outgoing::new(text, false)).is_err());
         if gone {
             // The client went away (it aborts the POST to cancel, in this
             // revision): its request is cancelled upstream.
@@ -742,12 +732,11 @@ impl Lane {
             if slot
                 .as_ref()
                 .is_some_and(|p| std::ptr::eq(Arc::as_ptr(p), gone.as_ptr()))
+                && let Some(process) = slot.take()
             {
-                if let Some(process) = slot.take() {
-                    let child = lock(&process.child).take();
-                    if let Some(mut child) = child {
-                        let _ = child.kill().await;
-                    }
+                let child = lock(&process.child).take();
+                if let Some(mut child) = child {
+                    let _ = child.kill().await;
                 }
             }
         }
@@ -761,11 +750,11 @@ impl Lane {
             let failed = json!({"jsonrpc": "2.0", "id": serde_json::from_str::<Value>(&key).unwrap_or(Value::Null), "error": {"code": -32603, "message": reason}});
             let _ = self.observe_answer(&failed, &key);
             let id = serde_json::from_str::<Value>(&waiter.client_id).unwrap_or(Value::Null);
-            let _ = waiter.stream.send(Outgoing {
-                text: json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": reason}})
+            let _ = waiter.stream.send(Outgoing::new(
+                json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": reason}})
                     .to_string(),
-                response: true,
-            });
+                true,
+            ));
         }
     }
 }
@@ -907,17 +896,14 @@ fn check_request(
         "resources/read" => Some("uri"),
         _ => None,
     };
-    if let Some(field) = named {
-        if let Some(body) = params.and_then(|p| p.get(field)).filter(|v| !v.is_null()) {
-            if header(NAME_HEADER).map(Value::String).as_ref() != Some(body) {
-                return Err((
-                    -32020,
-                    format!(
-                        "mcp-name header does not match the request body's '{field}' parameter"
-                    ),
-                ));
-            }
-        }
+    if let Some(field) = named
+        && let Some(body) = params.and_then(|p| p.get(field)).filter(|v| !v.is_null())
+        && header(NAME_HEADER).map(Value::String).as_ref() != Some(body)
+    {
+        return Err((
+            -32020,
+            format!("mcp-name header does not match the request body's '{field}' parameter"),
+        ));
     }
     Ok(())
 }
