@@ -1117,23 +1117,32 @@ fn the_tui_shows_the_incomplete_call_and_unfinished_task_flags() {
     }
 
     // The chains filter: `flag:call` and `flag:task` keep the chain,
-    // `flag:unplanned` (a flag it does not have) leaves it out.
+    // `flag:unplanned` (a flag it does not have) leaves it out. Each key
+    // waits for the screen the previous one leads to (an Escape followed
+    // at once by a letter would read as Alt+letter).
     tmux.keys(&["Escape"]);
-    tmux.wait_for("the chains view again", |s| s.contains("1 Chains 1/1"));
+    tmux.wait_for("the chains view again", |s| {
+        !s.contains("Timeline") && s.contains("INTENTS")
+    });
     for (filter, shown) in [
         ("flag:call", "1 Chains 1/1"),
         ("flag:task", "1 Chains 1/1"),
         ("flag:unplanned", "1 Chains 0/1"),
     ] {
         tmux.keys(&["f"]);
+        tmux.wait_for("the filter prompt", |s| s.contains("f filter: "));
         tmux.literal(filter);
         tmux.keys(&["Enter"]);
+        let applied = format!("filter: {filter}");
         tmux.wait_for(&format!("the {filter} filter ({shown})"), |s| {
-            s.contains(shown) && s.contains(CORRELATION) == shown.ends_with("1/1")
+            s.contains(&applied)
+                && !s.contains("f filter: ")
+                && s.contains(shown)
+                && s.contains(CORRELATION) == shown.ends_with("1/1")
         });
         tmux.keys(&["Escape"]);
         tmux.wait_for("the filter cleared", |s| {
-            s.contains("1 Chains 1/1") && s.contains(CORRELATION)
+            !s.contains("filter: flag:") && s.contains("1 Chains 1/1") && s.contains(CORRELATION)
         });
     }
 
