@@ -48,6 +48,8 @@ use crate::sink::RecordSink;
 
 /// The header carrying the session id.
 pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The header naming the request's protocol version.
+const VERSION_HEADER: &str = "mcp-protocol-version";
 
 /// All HTTP-served MCP servers and their sessions.
 pub struct McpHttp {
@@ -192,6 +194,15 @@ impl Stream {
         delivered
     }
 
+    /// Makes a POST's answer an event stream even when its response comes
+    /// first (the upstream streams it): a marker the POST reads, never
+    /// written or kept.
+    fn open_as_events(&self) {
+        if let Some(live) = &lock(&self.state).live {
+            let _ = live.send(Outgoing::new(String::new(), false));
+        }
+    }
+
     /// Ends the client's connection without ending the stream (the
     /// upstream closed its own early): the client resumes with a GET.
     fn detach(&self) {
@@ -294,9 +305,16 @@ impl Session {
             + 1
     }
 
-    /// The priming event's id for stream `id`, when the session primes.
-    fn priming(&self, id: u64) -> Option<String> {
-        self.prime.then(|| format!("{id}-0"))
+    /// The priming event's id for stream `id`, when the request's
+    /// protocol version (its `MCP-Protocol-Version`, else the session's)
+    /// has priming events (2025-11-25 and later: older clients may not
+    /// expect an event without data).
+    fn priming(&self, id: u64, headers: &HeaderMap) -> Option<String> {
+        let prime = match headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok()) {
+            Some(version) => version.trim() >= "2025-11-25",
+            None => self.prime,
+        };
+        prime.then(|| format!("{id}-0"))
     }
 }
 
@@ -325,10 +343,11 @@ impl Upstream {
         lines: &[String],
         requests: Vec<String>,
         initialize: Option<String>,
+        version: Option<&str>,
     ) -> Result<(), String> {
         match self {
             Upstream::Stdio(stdio) => write_stdin(&stdio.stdin, server, lines).await,
-            Upstream::Remote(remote) => remote.post(lines, requests, initialize).await,
+            Upstream::Remote(remote) => remote.post(lines, requests, initialize, version).await,
         }
     }
 
@@ -662,6 +681,14 @@ impl McpHttp {
             match incoming {
                 Incoming::Message(text) => gateway.upstream_message(&session, text),
                 Incoming::Gone(reason) => gateway.upstream_gone(&session, &reason),
+                Incoming::Streaming(keys) => {
+                    let routing = lock(&session.routing);
+                    for key in keys {
+                        if let Some(stream) = routing.requests.get(&key) {
+                            stream.open_as_events();
+                        }
+                    }
+                }
                 Incoming::Detached(keys) => {
                     let routing = lock(&session.routing);
                     for key in keys {
@@ -752,6 +779,10 @@ impl McpHttp {
 }
 
 fn sse_frame(message: &Outgoing) -> Bytes {
+    if message.text.is_empty() {
+        // The marker of `Stream::open_as_events`.
+        return Bytes::new();
+    }
     match &message.event_id {
         Some(id) => Bytes::from(format!(
             "id: {id}\nevent: message\ndata: {}\n\n",
@@ -968,6 +999,7 @@ pub async fn post(
         }
     };
     session.touch();
+    let client_version = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
     // Observe; collect what goes upstream and what the gateway answers.
     let mut events = Vec::new();
     let mut forward = Vec::new();
@@ -1002,7 +1034,7 @@ pub async fn post(
         // Notifications and responses only.
         if let Err(e) = session
             .upstream
-            .send(&session.server, &forward, Vec::new(), None)
+            .send(&session.server, &forward, Vec::new(), None, client_version)
             .await
         {
             return rpc_error(StatusCode::BAD_GATEWAY, &request_id, -32603, &e);
@@ -1039,7 +1071,13 @@ pub async fn post(
     let requests = request_ids.into_iter().map(|(key, _)| key).collect();
     if let Err(e) = session
         .upstream
-        .send(&session.server, &forward, requests, initialize)
+        .send(
+            &session.server,
+            &forward,
+            requests,
+            initialize,
+            client_version,
+        )
         .await
     {
         return rpc_error(StatusCode::BAD_GATEWAY, &request_id, -32603, &e);
@@ -1063,7 +1101,7 @@ pub async fn post(
     // routing table drops its sender then) and the replies are out.
     sse_stream(
         Some(&session_id),
-        session.priming(stream.id),
+        session.priming(stream.id, &headers),
         first,
         receiver,
     )
@@ -1148,7 +1186,7 @@ pub async fn get(gateway: Arc<McpHttp>, name: String, headers: HeaderMap) -> Res
     }
     sse_stream(
         Some(&session_id),
-        session.priming(stream.id),
+        session.priming(stream.id, &headers),
         None,
         receiver,
     )

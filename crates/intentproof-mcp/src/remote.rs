@@ -115,6 +115,9 @@ pub(crate) enum Incoming {
     Message(String),
     /// The upstream session is over (the reason); pending calls fail.
     Gone(String),
+    /// The upstream answers these requests (ids as JSON text) with an event
+    /// stream: the agent's answer is one too.
+    Streaming(Vec<String>),
     /// The upstream closed the event stream of these requests (ids as JSON
     /// text) before answering them; it will be resumed, and the agent's
     /// stream is closed too so that it resumes.
@@ -394,9 +397,20 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
 impl Inner {
     /// A request to the upstream with its credentials, session and version.
     fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        self.request_as(method, None)
+    }
+
+    /// [`Inner::request`] with the agent's own `MCP-Protocol-Version`
+    /// when it sent one (servers frame their answers by it), else the
+    /// negotiated one.
+    fn request_as(
+        &self,
+        method: reqwest::Method,
+        version: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let state = lock(&self.state);
         let mut request = self.server.request(method, state.session_id.as_deref());
-        if let Some(version) = &state.protocol_version {
+        if let Some(version) = version.or(state.protocol_version.as_deref()) {
             request = request.header(VERSION_HEADER, version);
         }
         request
@@ -430,6 +444,7 @@ impl RemoteUpstream {
         lines: &[String],
         requests: Vec<String>,
         initialize: Option<String>,
+        version: Option<&str>,
     ) -> Result<(), String> {
         if lines.is_empty() {
             return Ok(());
@@ -460,7 +475,7 @@ impl RemoteUpstream {
         let had_session = lock(&inner.state).session_id.is_some();
         let deadline = Instant::now() + server.timeout;
         let request = inner
-            .request(reqwest::Method::POST)
+            .request_as(reqwest::Method::POST, version)
             .header(header::ACCEPT, "application/json, text/event-stream")
             .header(header::CONTENT_TYPE, "application/json")
             .body(body);
@@ -518,6 +533,11 @@ impl RemoteUpstream {
                 .and_then(|v| v.to_str().ok())
         {
             lock(&inner.state).session_id = Some(id.to_owned());
+        }
+        if is_sse(response.headers()) && !exchange.requests.is_empty() {
+            // The agent's stream becomes an event stream too, as the
+            // upstream framed its answer.
+            (inner.deliver)(Incoming::Streaming(exchange.requests.clone()));
         }
         let mut state = lock(&inner.state);
         if state.closed {

@@ -181,6 +181,9 @@ enum LaneUpstream {
 
 struct StdioLane {
     config: McpServerConfig,
+    /// Each tool's `x-mcp-header` arguments, learned from the `tools/list`
+    /// answers that pass (bounded), to check `Mcp-Param-*` headers.
+    param_headers: Mutex<HashMap<String, Vec<ParamHeader>>>,
     process: tokio::sync::Mutex<Option<Arc<LaneProcess>>>,
     /// Gateway id (JSON text) -> the POST waiting for its answer.
     waiting: Mutex<HashMap<String, Waiter>>,
@@ -274,6 +277,7 @@ impl Lane {
                 Some(remote) => LaneUpstream::Remote(remote),
                 None => LaneUpstream::Stdio(Box::new(StdioLane {
                     config: config.clone(),
+                    param_headers: Mutex::new(HashMap::new()),
                     process: tokio::sync::Mutex::new(None),
                     waiting: Mutex::new(HashMap::new()),
                 })),
@@ -507,6 +511,21 @@ impl Lane {
         if let Err((code, why)) = check_request(&headers, method, object) {
             return rpc_error(StatusCode::BAD_REQUEST, &client_id, code, &why);
         }
+        if method == "tools/call" {
+            let params = object.get("params");
+            let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str);
+            let known = tool.and_then(|t| lock(&stdio.param_headers).get(t).cloned());
+            if let Some(positions) = known {
+                let empty = serde_json::Map::new();
+                let arguments = params
+                    .and_then(|p| p.get("arguments"))
+                    .and_then(Value::as_object)
+                    .unwrap_or(&empty);
+                if let Err(why) = check_param_headers(&headers, arguments, &positions) {
+                    return rpc_error(StatusCode::BAD_REQUEST, &client_id, -32020, &why);
+                }
+            }
+        }
         let client_text = client_id.to_string();
         let gateway_id = self.gateway_id(&client_text);
         if let ClientVerdict::Reply(reply) = self.observe_request(&message, &gateway_id) {
@@ -642,6 +661,9 @@ impl Lane {
             let Some(key) = message.get("id").map(Value::to_string) else {
                 return Vec::new();
             };
+            if let Some(tools) = message.pointer("/result/tools").and_then(Value::as_array) {
+                learn_param_headers(&stdio.param_headers, tools);
+            }
             let Some(waiter) = lock(&stdio.waiting).remove(&key) else {
                 tracing::debug!(server = %self.server, id = %key, "an answer nobody waits for; dropped");
                 return Vec::new();
@@ -908,6 +930,175 @@ fn check_request(
     Ok(())
 }
 
+/// One tool argument mirrored into a header (`x-mcp-header`).
+#[derive(Debug, Clone, PartialEq)]
+struct ParamHeader {
+    /// Its `properties` path in the arguments.
+    path: Vec<String>,
+    /// The header is `Mcp-Param-<token>`.
+    token: String,
+    /// The schema's `type`, for the integer comparison.
+    kind: Option<String>,
+}
+
+/// Most tools whose header arguments a lane remembers.
+const MAX_KNOWN_TOOLS: usize = 10_000;
+/// Deepest `properties` chain searched for `x-mcp-header`.
+const MAX_SCHEMA_DEPTH: usize = 32;
+
+/// The `x-mcp-header` arguments of an input schema: only along chains of
+/// `properties` (an argument under any other keyword has no fixed place).
+fn param_positions(schema: &Value) -> Vec<ParamHeader> {
+    let mut found = Vec::new();
+    let mut stack = vec![(Vec::new(), schema)];
+    while let Some((path, node)) = stack.pop() {
+        let Some(object) = node.as_object() else {
+            continue;
+        };
+        if let (false, Some(token)) = (
+            path.is_empty(),
+            object.get("x-mcp-header").and_then(Value::as_str),
+        ) {
+            found.push(ParamHeader {
+                path: path.clone(),
+                token: token.to_owned(),
+                kind: object
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            });
+        }
+        if path.len() >= MAX_SCHEMA_DEPTH {
+            continue;
+        }
+        if let Some(properties) = object.get("properties").and_then(Value::as_object) {
+            for (name, sub) in properties {
+                let mut next = path.clone();
+                next.push(name.clone());
+                stack.push((next, sub));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}
+
+fn learn_param_headers(known: &Mutex<HashMap<String, Vec<ParamHeader>>>, tools: &[Value]) {
+    let mut known = lock(known);
+    for tool in tools {
+        let Some(name) = tool.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let positions = tool
+            .get("inputSchema")
+            .map(param_positions)
+            .unwrap_or_default();
+        if known.len() >= MAX_KNOWN_TOOLS && !known.contains_key(name) {
+            continue;
+        }
+        known.insert(name.to_owned(), positions);
+    }
+}
+
+/// How a client mirrors an argument into a header; `None` when it cannot
+/// (objects, arrays).
+fn rendered(value: &Value) -> Option<String> {
+    match value {
+        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether a decoded header value says what the argument says: integers
+/// compare by value (`42` is `42.0`), anything else as the client renders.
+fn param_matches(kind: Option<&str>, value: &Value, rendered: &str, decoded: &str) -> bool {
+    let integral = value.as_i64().map(i128::from).or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e18)
+            .map(|f| f as i128)
+    });
+    if let (Some("integer"), Some(number), false) = (kind, integral, value.is_boolean()) {
+        let canonical = {
+            let digits = decoded.strip_prefix('-').unwrap_or(decoded);
+            let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+            !whole.is_empty()
+                && whole.bytes().all(|b| b.is_ascii_digit())
+                && !fraction.is_empty()
+                && fraction.bytes().all(|b| b.is_ascii_digit())
+        };
+        if canonical {
+            let (whole, fraction) = decoded.split_once('.').unwrap_or((decoded, ""));
+            return fraction.bytes().all(|b| b == b'0')
+                && whole.parse::<i128>().ok() == Some(number);
+        }
+    }
+    decoded == rendered
+}
+
+/// The `Mcp-Param-*` rules of 2026-07-28 for one `tools/call`: each
+/// mirrored argument and its header are present together and agree.
+/// `Err` is the message PyPI `mcp` 2.3.0 sends (`HeaderMismatch`).
+fn check_param_headers(
+    headers: &HeaderMap,
+    arguments: &serde_json::Map<String, Value>,
+    positions: &[ParamHeader],
+) -> Result<(), String> {
+    for position in positions {
+        let header = format!("Mcp-Param-{}", position.token);
+        let values: Vec<&HeaderValue> = headers.get_all(header.as_str()).iter().collect();
+        let raw = values.last().copied();
+        let mut node = Some(arguments);
+        let mut value = None;
+        for (i, key) in position.path.iter().enumerate() {
+            let next = node.and_then(|n| n.get(key));
+            if i + 1 == position.path.len() {
+                value = next.filter(|v| !v.is_null());
+            } else {
+                node = next.and_then(Value::as_object);
+            }
+        }
+        let argument = format!("'{}'", position.path.join("."));
+        if raw.is_some() && values.len() > 1 {
+            return Err(format!("{header} header appears more than once"));
+        }
+        let Some(value) = value else {
+            if raw.is_some() {
+                return Err(format!(
+                    "{header} header is present but the request body's {argument} argument is absent"
+                ));
+            }
+            continue;
+        };
+        let Some(rendered) = rendered(value) else {
+            if raw.is_some() {
+                return Err(format!(
+                    "{header} header does not match the request body's {argument} argument"
+                ));
+            }
+            continue;
+        };
+        let Some(raw) = raw else {
+            return Err(format!(
+                "{header} header is missing but the request body's {argument} argument is present"
+            ));
+        };
+        let Some(decoded) = header_text(raw) else {
+            return Err(format!(
+                "{header} header carries a malformed base64 sentinel value"
+            ));
+        };
+        if !param_matches(position.kind.as_deref(), value, &rendered, &decoded) {
+            return Err(format!(
+                "{header} header does not match the request body's {argument} argument"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reads an upstream answer whole, bounded.
 async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
@@ -1164,6 +1355,64 @@ mod tests {
         assert_eq!(
             header_text(&HeaderValue::from_static("=?base64?ZWNobw==?=")).as_deref(),
             Some("echo")
+        );
+    }
+
+    #[test]
+    fn mirrored_arguments_and_their_headers_must_agree() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "n": {"type": "integer", "x-mcp-header": "N"},
+            "nested": {"type": "object", "properties": {"flag": {"type": "boolean", "x-mcp-header": "Flag"}}},
+            "other": {"anyOf": [{"x-mcp-header": "Never"}]}
+        }});
+        let positions = param_positions(&schema);
+        let tokens: Vec<&str> = positions.iter().map(|p| p.token.as_str()).collect();
+        assert_eq!(tokens, ["N", "Flag", "Region"]);
+        let check = |pairs: &[(&'static str, &'static str)], arguments: Value| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(*name, HeaderValue::from_static(value));
+            }
+            check_param_headers(&headers, arguments.as_object().unwrap(), &positions)
+        };
+        assert_eq!(
+            check(
+                &[("mcp-param-region", "eu"), ("mcp-param-n", "42.0")],
+                json!({"region": "eu", "n": 42})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &[("mcp-param-flag", "true")],
+                json!({"nested": {"flag": true}})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(&[], json!({"region": "eu"})).unwrap_err(),
+            "Mcp-Param-Region header is missing but the request body's 'region' argument is present"
+        );
+        assert_eq!(
+            check(
+                &[("mcp-param-region", "=?base64?SGVsbG8?=")],
+                json!({"region": "Hello"})
+            )
+            .unwrap_err(),
+            "Mcp-Param-Region header carries a malformed base64 sentinel value"
+        );
+        assert_eq!(
+            check(&[("mcp-param-region", "us")], json!({"region": "eu"})).unwrap_err(),
+            "Mcp-Param-Region header does not match the request body's 'region' argument"
+        );
+        assert_eq!(
+            check(&[("mcp-param-n", "7")], json!({})).unwrap_err(),
+            "Mcp-Param-N header is present but the request body's 'n' argument is absent"
+        );
+        assert_eq!(
+            check(&[("mcp-param-n", "42.5")], json!({"n": 42})).unwrap_err(),
+            "Mcp-Param-N header does not match the request body's 'n' argument"
         );
     }
 
