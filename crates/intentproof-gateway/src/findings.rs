@@ -42,10 +42,16 @@ use intentproof_store::{IndexEntry, Store, StoreError, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
 
-use intentproof_mcp::recorder::{COMPLETED_ACTION, INCOMPLETE_CALL, PLAN_ACTION, STARTED_ACTION};
+/// Action of the event that completes a task call (the MCP recorder's).
+pub use intentproof_mcp::recorder::COMPLETED_ACTION;
+use intentproof_mcp::recorder::{INCOMPLETE_CALL, PLAN_ACTION, STARTED_ACTION};
 
 /// Action of an explicit plan close.
 pub const PLAN_CLOSE_ACTION: &str = "intentproof.plan.close";
+/// Attribute of a completion event naming its call's event id.
+pub const CALL_EVENT_ID_ATTRIBUTE: &str = "intentproof.call.event_id";
+/// Attribute of a call answered by a task handle: the task's id.
+pub const TASK_ID_ATTRIBUTE: &str = "mcp.task.id";
 
 /// One declared plan and where it stands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -108,9 +114,21 @@ fn attribute<'a>(stored: &'a StoredEvent, key: &str) -> Option<&'a str> {
 
 /// A server-to-client request recorded inside a call (elicitation,
 /// sampling): not a call of its own.
-pub(crate) fn is_server_request(action: &str) -> bool {
+pub fn is_server_request(action: &str) -> bool {
     action.starts_with("mcp.")
         && (action.ends_with(".elicitation.create") || action.ends_with(".sampling.create"))
+}
+
+/// Whether an event of `action` is a call a plan is judged on. Plan
+/// declarations and closes, fail-closed markers, task completions and
+/// server requests are not. (The TUI's plan panel uses this too, so the
+/// two cannot drift apart.)
+pub fn is_call(action: &str) -> bool {
+    action != PLAN_ACTION
+        && action != PLAN_CLOSE_ACTION
+        && action != STARTED_ACTION
+        && action != COMPLETED_ACTION
+        && !is_server_request(action)
 }
 
 /// The finding of a call the client never finished, if `stored` is one.
@@ -257,7 +275,7 @@ pub fn plans_and_findings(
         let completions: HashMap<&str, &StoredEvent> = chain
             .iter()
             .filter(|e| e.entry.meta.action == COMPLETED_ACTION)
-            .filter_map(|e| Some((attribute(e, "intentproof.call.event_id")?, e)))
+            .filter_map(|e| Some((attribute(e, CALL_EVENT_ID_ATTRIBUTE)?, e)))
             .collect();
         findings.extend(chain.iter().filter_map(incomplete_call));
         // Split the chain at each declaration.
@@ -302,7 +320,7 @@ pub fn plans_and_findings(
             }
             // Fail-closed markers, task completions and server requests
             // are not calls.
-            if action == STARTED_ACTION || action == COMPLETED_ACTION || is_server_request(action) {
+            if !is_call(action) {
                 continue;
             }
             if let Some((_, _, calls)) = current.as_mut() {
@@ -340,7 +358,7 @@ pub fn plans_and_findings(
                     .iter()
                     .filter(|e| !completions.contains_key(e.entry.meta.event_id.as_str()))
                     .filter_map(|e| {
-                        let task_id = attribute(e, "mcp.task.id")?;
+                        let task_id = attribute(e, TASK_ID_ATTRIBUTE)?;
                         Some(task_unfinished(e, task_id, Some(&plan), &closed_at))
                     })
                     .collect(),
@@ -398,7 +416,7 @@ pub fn plans_and_findings(
             continue;
         }
         let stored = store.read_entry(entry)?;
-        if let Some(call) = attribute(&stored, "intentproof.call.event_id") {
+        if let Some(call) = attribute(&stored, CALL_EVENT_ID_ATTRIBUTE) {
             completed.insert(call.to_owned());
         }
     }
@@ -415,7 +433,7 @@ pub fn plans_and_findings(
             if entry.meta.action.starts_with("mcp.") {
                 let stored = store.read_entry(entry.clone())?;
                 findings.extend(incomplete_call(&stored));
-                if let (Some(task_id), Some(at)) = (attribute(&stored, "mcp.task.id"), &idle)
+                if let (Some(task_id), Some(at)) = (attribute(&stored, TASK_ID_ATTRIBUTE), &idle)
                     && !completed.contains(&entry.meta.event_id)
                 {
                     findings.push(task_unfinished(&stored, task_id, None, at));
