@@ -87,6 +87,8 @@ fn big_chain() -> MemorySource {
             signature: "verified".into(),
             declares: None,
             closes: None,
+            completes: None,
+            task: false,
         })
         .collect();
     let row = ChainRow {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use intentproof_gateway::findings::{CALL_EVENT_ID_ATTRIBUTE, TASK_ID_ATTRIBUTE, is_call};
 use serde_json::Value;
 
 /// One kind of flag a chain can carry.
@@ -397,6 +398,9 @@ pub const PLAN_DECLARE: &str = "intentproof.plan.declare";
 pub const PLAN_CLOSE: &str = "intentproof.plan.close";
 /// Action of a fail-closed "started" marker (not a call).
 pub const CALL_STARTED: &str = "intentproof.call.started";
+/// Action of a task call's completion event (not a call: its call's
+/// outcome).
+pub const CALL_COMPLETED: &str = intentproof_gateway::findings::COMPLETED_ACTION;
 
 /// One event of a chain's timeline (compact).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -427,6 +431,10 @@ pub struct EventRow {
     pub declares: Option<Box<str>>,
     /// The plan a close event closed.
     pub closes: Option<Box<str>>,
+    /// The call a task completion event completes (its event id).
+    pub completes: Option<Box<str>>,
+    /// A call answered by a task handle (it has `mcp.task.id`).
+    pub task: bool,
 }
 
 impl EventRow {
@@ -439,6 +447,12 @@ impl EventRow {
                 .pointer(pointer)
                 .and_then(Value::as_str)
                 .map(Box::<str>::from)
+        };
+        let attribute = |name: &str| {
+            event
+                .get("attributes")
+                .and_then(|a| a.get(name))
+                .and_then(Value::as_str)
         };
         Some(EventRow {
             id: event.get("event_id")?.as_str()?.into(),
@@ -468,6 +482,12 @@ impl EventRow {
             } else {
                 None
             },
+            completes: if action == CALL_COMPLETED {
+                attribute(CALL_EVENT_ID_ATTRIBUTE).map(Box::<str>::from)
+            } else {
+                None
+            },
+            task: attribute(TASK_ID_ATTRIBUTE).is_some(),
         })
     }
 }
@@ -525,7 +545,12 @@ impl ChainDetail {
 pub enum StepState {
     /// A call of its action succeeded.
     Done,
-    /// Its action was called, and every call failed.
+    /// A call of its action succeeded, but only by starting a task whose
+    /// outcome was never seen (a `task unfinished` finding once the plan
+    /// closes; while it is open, the task may still be running).
+    Unfinished,
+    /// Its action was called, and every call failed (a task call counts
+    /// as its task ended).
     Failed,
     /// The plan closed and its action was never called.
     Missing,
@@ -534,10 +559,12 @@ pub enum StepState {
 }
 
 impl StepState {
-    /// Symbol and word: `✓ done`, `✗ failed`, `! missing`, `… pending`.
+    /// Symbol and word: `✓ done`, `… unfinished`, `✗ failed`,
+    /// `! missing`, `… pending`.
     pub fn label(self) -> &'static str {
         match self {
             StepState::Done => "✓ done",
+            StepState::Unfinished => "… unfinished",
             StepState::Failed => "✗ failed",
             StepState::Missing => "! missing",
             StepState::Pending => "… pending",
@@ -554,6 +581,9 @@ pub struct StepView {
     pub state: StepState,
     /// Indexes (into [`ChainDetail::events`]) of its calls.
     pub events: Vec<usize>,
+    /// One per call in `events`: the index of its task completion event,
+    /// if it has one.
+    pub completions: Vec<Option<usize>>,
 }
 
 /// A plan with its steps resolved against the chain's events.
@@ -567,11 +597,26 @@ pub struct PlanView {
     pub unplanned: Vec<usize>,
 }
 
-/// Resolves every plan of `detail` against its events: a plan's calls are
-/// the events after its declaration up to the next declaration (or its
-/// explicit close), like the daemon's evaluator.
+/// Resolves every plan of `detail` against its events, as the daemon's
+/// findings do (`intentproof_gateway::findings`): a plan's calls are the
+/// events after its declaration up to the next declaration (or its explicit
+/// close) that are calls (`findings::is_call`: not declarations, closes,
+/// fail-closed markers, task completions or server requests). A task call
+/// ends as its completion event says; the `k`-th step naming an action
+/// needs `k` calls of it that did not fail (`classify_plan`). A step only a
+/// task never seen finished satisfies is [`StepState::Unfinished`].
 pub fn plan_views(detail: &ChainDetail) -> Vec<PlanView> {
     let events = &detail.events;
+    // Task completions by their call's event id (the last one counts).
+    let completions: HashMap<&str, usize> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| Some((e.completes.as_deref()?, i)))
+        .collect();
+    let completion_of = |i: usize| completions.get(&*events[i].id).copied();
+    // A call failed when it (or, for a task call, its task) ended in error.
+    let failed = |i: usize| !completion_of(i).map_or(events[i].ok, |c| events[c].ok);
+    let unfinished = |i: usize| events[i].task && completion_of(i).is_none();
     detail
         .plans
         .iter()
@@ -585,25 +630,33 @@ pub fn plan_views(detail: &ChainDetail) -> Vec<PlanView> {
                         events[i].declares.is_none()
                             && events[i].closes.as_deref() != Some(plan.plan_id.as_str())
                     })
-                    .filter(|&i| {
-                        let a = &*events[i].action;
-                        a != PLAN_CLOSE && a != CALL_STARTED
-                    })
+                    .filter(|&i| is_call(&events[i].action))
                     .collect(),
                 None => Vec::new(),
             };
+            let mut nth: HashMap<&str, usize> = HashMap::new();
             let steps = plan
                 .steps
                 .iter()
                 .map(|step| {
+                    let k = nth.entry(step.action.as_str()).or_default();
+                    *k += 1;
+                    let k = *k;
                     let mine: Vec<usize> = calls
                         .iter()
                         .copied()
                         .filter(|&i| *events[i].action == *step.action)
                         .collect();
-                    let state = if mine.iter().any(|&i| events[i].ok) {
+                    let succeeded = mine.iter().filter(|&&i| !failed(i)).count();
+                    let finished = mine
+                        .iter()
+                        .filter(|&&i| !failed(i) && !unfinished(i))
+                        .count();
+                    let state = if finished >= k {
                         StepState::Done
-                    } else if !mine.is_empty() {
+                    } else if succeeded >= k {
+                        StepState::Unfinished
+                    } else if mine.iter().any(|&i| failed(i)) {
                         StepState::Failed
                     } else if plan.open {
                         StepState::Pending
@@ -613,6 +666,7 @@ pub fn plan_views(detail: &ChainDetail) -> Vec<PlanView> {
                     StepView {
                         step: step.clone(),
                         state,
+                        completions: mine.iter().map(|&i| completion_of(i)).collect(),
                         events: mine,
                     }
                 })

@@ -497,6 +497,32 @@ fn event_ref(app: &App, index: usize) -> String {
     )
 }
 
+/// A step's call: a task call (`completion`: its completion event) shows
+/// how its task ended, `#<call> <start> ✗ task error → #<completion>`, or
+/// `… task unfinished`; any other call as [`event_ref`].
+fn call_ref(app: &App, index: usize, completion: Option<usize>) -> String {
+    let Some(events) = app.chain.as_ref().map(|c| &c.detail.events) else {
+        return String::new();
+    };
+    let Some(call) = events.get(index) else {
+        return String::new();
+    };
+    let head = format!("#{} {}", call.position, clock(&call.started_at));
+    match completion.and_then(|c| events.get(c)) {
+        Some(done) => format!(
+            "{head} {} → #{}",
+            if done.ok {
+                "✓ task ok"
+            } else {
+                "✗ task error"
+            },
+            done.position
+        ),
+        None if call.task => format!("{head} … task unfinished"),
+        None => event_ref(app, index),
+    }
+}
+
 fn plan_lines(app: &App, wide: bool) -> Vec<Line<'static>> {
     let Some(chain) = &app.chain else {
         return Vec::new();
@@ -530,6 +556,9 @@ fn plan_lines(app: &App, wide: bool) -> Vec<Line<'static>> {
                 StepState::Done => Tone::Good,
                 StepState::Failed | StepState::Missing => Tone::Bad,
                 StepState::Pending => Tone::Warn,
+                // A finding once the plan closes; running while it is open.
+                StepState::Unfinished if p.open => Tone::Warn,
+                StepState::Unfinished => Tone::Bad,
             };
             let tool = s.step.action.rsplit('.').next().unwrap_or(&s.step.action);
             let mut left = format!("{:>2}. {:<13} {tool}", i + 1, s.state.label());
@@ -542,7 +571,8 @@ fn plan_lines(app: &App, wide: bool) -> Vec<Line<'static>> {
             } else {
                 s.events
                     .iter()
-                    .map(|&i| event_ref(app, i))
+                    .zip(&s.completions)
+                    .map(|(&i, &done)| call_ref(app, i, done))
                     .collect::<Vec<_>>()
                     .join(", ")
             };

@@ -559,3 +559,331 @@ fn an_open_chain_is_fetched_again_only_when_it_changed() {
         "its findings changed (a plan closed): the steps are fetched again"
     );
 }
+
+const RECORDS: &str = "records-flow";
+const RECORDS_PLAN: &str = "plan_01JXRECORDS";
+
+/// One event of the `records` session: `event_json` moved to the records
+/// correlation, with the MCP attributes (`extra` adds to them).
+#[allow(clippy::too_many_arguments)] // one event of the fixture, spelled out
+fn records_event(
+    seq: u64,
+    id: &str,
+    action: &str,
+    intent: &str,
+    ok: bool,
+    at: &str,
+    ms: u64,
+    extra: Value,
+) -> Value {
+    let mut row = event_json(seq, seq, id, action, intent, ok, at, at, ms);
+    let event = &mut row["event"];
+    event["correlation_id"] = json!(RECORDS);
+    let mut attributes = json!({"mcp.server": "records", "mcp.client.name": "records-agent", "mcp.client.version": "0.1.0"});
+    for (k, v) in extra.as_object().unwrap() {
+        attributes[k] = v.clone();
+    }
+    event["attributes"] = attributes;
+    if action == "intentproof.plan.declare" {
+        event["output"] = json!({"plan_id": RECORDS_PLAN});
+    }
+    if action == "intentproof.plan.close" {
+        event["inputs"] = json!({"plan_id": RECORDS_PLAN});
+    }
+    row
+}
+
+fn records_id(n: u64) -> String {
+    format!("0197c2b0-{n:04x}-7000-8000-00000000000{n:x}")
+}
+
+/// The session `intentproof-cli/tests/mcp_records.rs` records: a plan of
+/// five steps; step 1 a multi-round call, step 2 a task that completed,
+/// step 3 a task that failed, step 4 a task never seen finished, step 5 a
+/// call left waiting for input; two `intentproof.call.completed` events;
+/// then the plan's close.
+fn records_events() -> Vec<Value> {
+    let t = |s: u32| format!("2026-05-12T10:00:{s:02}.000Z");
+    let task = |id: &str| json!({"mcp.task.id": id, "mcp.task.status": "working"});
+    let done = |call: u64, action: &str, task: &str, status: &str| {
+        json!({"intentproof.call.event_id": records_id(call), "intentproof.call.action": action,
+               "mcp.task.id": task, "mcp.task.status": status})
+    };
+    let done_ok = done(3, "mcp.records.compute_ok", "t-ok", "completed");
+    let done_failed = done(5, "mcp.records.compute_fail", "t-fail", "failed");
+    vec![
+        records_event(
+            1,
+            &records_id(1),
+            "intentproof.plan.declare",
+            "greet the user, compute the answer and confirm the order",
+            true,
+            &t(1),
+            2,
+            json!({}),
+        ),
+        records_event(
+            2,
+            &records_id(2),
+            "mcp.records.ask_name",
+            "Greet the user by name",
+            true,
+            &t(2),
+            40,
+            json!({"mcp.rounds": 2}),
+        ),
+        records_event(
+            3,
+            &records_id(3),
+            "mcp.records.compute_ok",
+            "Compute the answer",
+            true,
+            &t(3),
+            5,
+            task("t-ok"),
+        ),
+        records_event(
+            4,
+            &records_id(4),
+            "intentproof.call.completed",
+            "Compute the answer",
+            true,
+            &t(4),
+            900,
+            done_ok,
+        ),
+        records_event(
+            5,
+            &records_id(5),
+            "mcp.records.compute_fail",
+            "Run the job that fails",
+            true,
+            &t(5),
+            5,
+            task("t-fail"),
+        ),
+        records_event(
+            6,
+            &records_id(6),
+            "intentproof.call.completed",
+            "Run the job that fails",
+            false,
+            &t(6),
+            700,
+            done_failed,
+        ),
+        records_event(
+            7,
+            &records_id(7),
+            "mcp.records.compute_forever",
+            "Start the endless job",
+            true,
+            &t(7),
+            5,
+            task("t-never"),
+        ),
+        records_event(
+            8,
+            &records_id(8),
+            "mcp.records.confirm",
+            "Confirm the order",
+            false,
+            &t(8),
+            30,
+            json!({}),
+        ),
+        records_event(
+            9,
+            &records_id(9),
+            "intentproof.plan.close",
+            "greet the user, compute the answer and confirm the order",
+            true,
+            &t(9),
+            0,
+            json!({}),
+        ),
+    ]
+}
+
+fn records_plan() -> PlanInfo {
+    PlanInfo::from_json(&json!({
+        "plan_id": RECORDS_PLAN,
+        "correlation_id": RECORDS,
+        "intent": "greet the user, compute the answer and confirm the order",
+        "steps": [
+            {"action": "mcp.records.ask_name", "purpose": "Greet the user by name"},
+            {"action": "mcp.records.compute_ok", "purpose": "Compute the answer"},
+            {"action": "mcp.records.compute_fail", "purpose": "Run the job that fails"},
+            {"action": "mcp.records.compute_forever", "purpose": "Start the endless job"},
+            {"action": "mcp.records.confirm", "purpose": "Confirm the order"},
+        ],
+        "declared_at": "2026-05-12T10:00:01.000Z",
+        "state": "closed",
+        "closed_by": "closed",
+    }))
+    .unwrap()
+}
+
+fn records_detail(events: Vec<Value>) -> ChainDetail {
+    let n = events.len() as u64;
+    let mut chain = chain_json(
+        RECORDS,
+        "records-agent",
+        &["greet the user, compute the answer and confirm the order"],
+        n,
+        2,
+        "2026-05-12T10:00:09.000Z",
+        0,
+    );
+    chain["first_at"] = json!("2026-05-12T10:00:01.000Z");
+    ChainDetail::from_json(
+        &json!({"chain": chain, "events": events}),
+        vec![records_plan()],
+    )
+    .unwrap()
+}
+
+/// What `intentproof findings` says of the session (findings.rs).
+fn records_findings() -> Vec<Finding> {
+    let finding = |kind: &str, step: Value, action: &str, event: u64| {
+        json!({"kind": kind, "plan_id": RECORDS_PLAN, "correlation_id": RECORDS, "step_index": step,
+               "action": action, "event_ids": [records_id(event)], "message": kind,
+               "at": "2026-05-12T10:00:09.000Z"})
+    };
+    [
+        finding("failed_step", json!(2), "mcp.records.compute_fail", 5),
+        finding("failed_step", json!(4), "mcp.records.confirm", 8),
+        finding("incomplete_call", Value::Null, "mcp.records.confirm", 8),
+        finding(
+            "task_unfinished",
+            Value::Null,
+            "mcp.records.compute_forever",
+            7,
+        ),
+    ]
+    .iter()
+    .filter_map(Finding::from_json)
+    .collect()
+}
+
+/// A task call takes its completion's status, a task call with no
+/// completion is unfinished, and completions are not calls: the plan panel
+/// says what `intentproof findings` says (FAILED STEP for step 3, TASK
+/// UNFINISHED for step 4, no unplanned call).
+#[test]
+fn task_calls_end_as_their_tasks_did_and_completions_are_not_calls() {
+    let detail = records_detail(records_events());
+    let views = intentproof_tui::model::plan_views(&detail);
+    assert_eq!(views.len(), 1);
+    let states: Vec<&str> = views[0].steps.iter().map(|s| s.state.label()).collect();
+    assert_eq!(
+        states,
+        ["✓ done", "✓ done", "✗ failed", "… unfinished", "✗ failed"]
+    );
+    assert!(views[0].unplanned.is_empty(), "{:?}", views[0].unplanned);
+    let calls: Vec<(&[usize], &[Option<usize>])> = views[0]
+        .steps
+        .iter()
+        .map(|s| (s.events.as_slice(), s.completions.as_slice()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (&[1][..], &[None][..]),
+            (&[2][..], &[Some(3)][..]),
+            (&[4][..], &[Some(5)][..]),
+            (&[6][..], &[None][..]),
+            (&[7][..], &[None][..]),
+        ]
+    );
+
+    // Server requests recorded inside a call are not calls either.
+    let mut events = records_events();
+    let ask = |seq: u64, action: &str| {
+        records_event(
+            seq,
+            &records_id(seq),
+            action,
+            "Greet the user by name",
+            true,
+            "2026-05-12T10:00:02.500Z",
+            1,
+            json!({"mcp.parent.action": "mcp.records.ask_name"}),
+        )
+    };
+    events.insert(2, ask(10, "mcp.records.elicitation.create"));
+    events.insert(3, ask(11, "mcp.records.sampling.create"));
+    for (i, e) in events.iter_mut().enumerate() {
+        e["seq"] = json!(i as u64 + 1);
+    }
+    let views = intentproof_tui::model::plan_views(&records_detail(events));
+    let states: Vec<&str> = views[0].steps.iter().map(|s| s.state.label()).collect();
+    assert_eq!(
+        states,
+        ["✓ done", "✓ done", "✗ failed", "… unfinished", "✗ failed"]
+    );
+    assert!(views[0].unplanned.is_empty(), "{:?}", views[0].unplanned);
+
+    // While the plan is open, the task may still be running (not flagged
+    // yet); the failed task's step has failed all the same.
+    let mut detail = records_detail(records_events());
+    detail.events.pop();
+    detail.plans[0].open = true;
+    detail.plans[0].closed_by = None;
+    let views = intentproof_tui::model::plan_views(&detail);
+    let states: Vec<&str> = views[0].steps.iter().map(|s| s.state.label()).collect();
+    assert_eq!(
+        states,
+        ["✓ done", "✓ done", "✗ failed", "… unfinished", "✗ failed"]
+    );
+}
+
+/// The `k`-th step naming an action needs `k` calls of it that did not
+/// fail, as `classify_plan` counts (a task call as its task ended).
+#[test]
+fn repeated_steps_need_as_many_calls() {
+    let mut detail = records_detail(records_events());
+    let mut plan = records_plan();
+    plan.steps = vec![
+        plan.steps[1].clone(),
+        plan.steps[1].clone(),
+        plan.steps[1].clone(),
+    ];
+    detail.plans = vec![plan];
+    // A second compute_ok, a task that is never seen finished.
+    let extra = records_event(
+        10,
+        &records_id(10),
+        "mcp.records.compute_ok",
+        "Compute the answer",
+        true,
+        "2026-05-12T10:00:08.500Z",
+        5,
+        json!({"mcp.task.id": "t-ok-2"}),
+    );
+    let row = intentproof_tui::model::EventRow::from_json(&extra).unwrap();
+    let close = detail.events.pop().unwrap();
+    detail.events.push(row);
+    detail.events.push(close);
+    let views = intentproof_tui::model::plan_views(&detail);
+    let states: Vec<&str> = views[0].steps.iter().map(|s| s.state.label()).collect();
+    assert_eq!(states, ["✓ done", "… unfinished", "! missing"]);
+}
+
+/// The chain view of the session: steps 3 and 4 as findings has them, each
+/// task call with how its task ended, no unplanned row.
+#[test]
+fn chain_with_tasks() {
+    let detail = records_detail(records_events());
+    let mut src = MemorySource {
+        chains: vec![detail.row.clone()],
+        findings: records_findings(),
+        details: vec![detail],
+        ..MemorySource::default()
+    };
+    let mut app = app_on(&mut src);
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(app.view, View::Chain);
+    insta::assert_snapshot!("chain_with_tasks_80x24", screen(&mut app, 80, 24));
+    insta::assert_snapshot!("chain_with_tasks_160x48", screen(&mut app, 160, 48));
+}
