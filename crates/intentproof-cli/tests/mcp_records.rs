@@ -1116,6 +1116,29 @@ fn the_tui_shows_the_incomplete_call_and_unfinished_task_flags() {
         assert!(line.contains(status), "{action}: {line}\n{screen}");
     }
 
+    // The plan panel says what findings say: a task call ends as its task
+    // did (step 3 failed, step 4 unfinished), completions are not calls
+    // (no unplanned row). Each step's line names its tool and, for a task
+    // call, how the task ended.
+    let panel = screen
+        .split_once("Timeline")
+        .map(|(panel, _)| panel)
+        .unwrap_or_else(|| panic!("no plan panel:\n{screen}"));
+    for (step, label, tool, right) in [
+        (1, "✓ done", "ask_name", "✓ ok"),
+        (2, "✓ done", "compute_ok", "✓ task ok → #"),
+        (3, "✗ failed", "compute_fail", "✗ task error → #"),
+        (4, "… unfinished", "compute_forever", "… task unfinished"),
+        (5, "✗ failed", "confirm", "✗ error"),
+    ] {
+        let line = line_with(panel, &format!("{step}. {label:<13} {tool} —"));
+        assert!(line.contains(right), "step {step}: {line}\n{screen}");
+    }
+    assert!(
+        !panel.contains("unplanned") && !panel.contains("not in plan") && !panel.contains(" + "),
+        "the plan panel shows a call outside the plan:\n{screen}"
+    );
+
     // The chains filter: `flag:call` and `flag:task` keep the chain,
     // `flag:unplanned` (a flag it does not have) leaves it out. Each key
     // waits for the screen the previous one leads to (an Escape followed
