@@ -2,11 +2,26 @@
 //! own instance key, writes them ahead to a spool file, and delivers the
 //! spool to the daemon in order.
 //!
-//! Every event is appended (and `fdatasync`ed) to
-//! `<data-dir>/spool/<instance>.<pid>.jsonl` before delivery is tried, so an
-//! event survives the daemon being down, and this process dying. Delivery
-//! starts the daemon when none answers. Spool files left by processes that
-//! died are adopted by the next shipper that starts.
+//! Two stages, so that neither waits for the other:
+//!
+//! - **The spool thread** (a plain thread of its own) redacts and seals
+//!   each event and appends it to `<data-dir>/spool/<instance>.<pid>.jsonl`
+//!   (0600, in a 0700 directory), in group commits: it takes every event
+//!   queued when it wakes (at most [`SPOOL_BATCH`]), writes them in one
+//!   write and one `fdatasync`. A relay that answered a call has handed its
+//!   event over; it is on disk one commit later (a commit takes well under
+//!   5 ms here), and fail-closed mode waits for exactly that commit, never
+//!   for delivery. The thread never touches the network.
+//! - **Delivery** (a task) takes what was committed and posts it to the
+//!   daemon's `POST /v1/events:batch`, up to [`DELIVERY_BATCH`] lines a
+//!   request, retrying with backoff while the daemon is unreachable
+//!   (starting it when none answers). Once everything written is
+//!   delivered, the spool thread empties the file.
+//!
+//! So an event survives the daemon being down and this process dying, and
+//! the relay's calls never queue behind delivery or backoff sleeps. Spool
+//! files left by processes that died are adopted by the next shipper that
+//! starts.
 //!
 //! Each process has its own instance key (several `intentproof mcp`
 //! processes may write into the same correlation: one key per process keeps
@@ -20,7 +35,6 @@ use std::time::{Duration, Instant};
 use intentproof_core::ExecutionEvent;
 use intentproof_core::keys::InstanceKey;
 use intentproof_core::seal::Sealer;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::DEFAULT_PORT;
@@ -42,19 +56,34 @@ pub struct ShipperConfig {
     pub redactor: std::sync::Arc<intentproof_policy::redact::Redactor>,
 }
 
-enum Message {
+/// Most events one spool commit takes.
+pub const SPOOL_BATCH: usize = 1024;
+/// Most events one delivery request carries.
+pub const DELIVERY_BATCH: usize = 512;
+
+/// What the spool thread is handed.
+enum Spooled {
     /// An event; with a sender, it is answered once the event is on disk
     /// (or with why it could not be).
     Event(
         Box<ExecutionEvent>,
         Option<oneshot::Sender<Result<(), String>>>,
     ),
+    /// This many committed lines reached the daemon.
+    Delivered(usize),
+    /// Pass on to delivery once everything before it is committed.
     Finish(Duration, oneshot::Sender<usize>),
 }
 
-/// Handle to the shipping task.
+/// What delivery is handed.
+enum ToDeliver {
+    Lines(Vec<String>),
+    Finish(Duration, oneshot::Sender<usize>),
+}
+
+/// Handle to the spool thread and the delivery task.
 pub struct Shipper {
-    sender: mpsc::UnboundedSender<Message>,
+    sender: std::sync::mpsc::Sender<Spooled>,
     instance_id: String,
 }
 
@@ -68,14 +97,34 @@ impl Shipper {
             .map_err(|e| format!("cannot record this process's key: {e}"))?;
         let instance_id = key.instance_id().to_owned();
         let spool_dir = config.data_dir.path().join("spool");
-        if let Err(e) = std::fs::create_dir_all(&spool_dir) {
+        if let Err(e) = intentproof_core::private_file::create_private_dir(&spool_dir) {
             // Not fatal: events are still delivered, without a disk copy;
             // fail-closed mode refuses calls instead.
             tracing::error!(spool = %spool_dir.display(), error = %e, "cannot create the spool directory");
         }
         let spool = spool_dir.join(format!("{instance_id}.{}.jsonl", std::process::id()));
-        let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(config, key, spool, receiver));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (to_delivery, delivery_receiver) = mpsc::unbounded_channel();
+        let adopted = adopt_orphans(&spool_dir, &spool);
+        let spool_thread = SpoolThread {
+            sealer: Sealer::new(key.clone()),
+            redactor: std::sync::Arc::clone(&config.redactor),
+            file: open_spool(&spool),
+            to_delivery,
+            written: 0,
+            delivered: 0,
+        };
+        std::thread::Builder::new()
+            .name("intentproof-spool".into())
+            .spawn(move || spool_thread.run(receiver, adopted))
+            .map_err(|e| format!("cannot start the spool thread: {e}"))?;
+        tokio::spawn(deliver(
+            config,
+            key,
+            spool,
+            delivery_receiver,
+            sender.clone(),
+        ));
         Ok(Shipper {
             sender,
             instance_id,
@@ -89,7 +138,7 @@ impl Shipper {
 
     /// Queues an event; never blocks.
     pub fn send(&self, event: ExecutionEvent) {
-        let _ = self.sender.send(Message::Event(Box::new(event), None));
+        let _ = self.sender.send(Spooled::Event(Box::new(event), None));
     }
 
     /// Queues an event and waits until it is sealed and fsync'd in the
@@ -97,7 +146,7 @@ impl Shipper {
     pub async fn send_durable(&self, event: ExecutionEvent) -> Result<(), String> {
         let (done, result) = oneshot::channel();
         self.sender
-            .send(Message::Event(Box::new(event), Some(done)))
+            .send(Spooled::Event(Box::new(event), Some(done)))
             .map_err(|_| "the recorder has stopped".to_owned())?;
         result
             .await
@@ -109,7 +158,7 @@ impl Shipper {
     /// process or the daemon's next start).
     pub async fn finish(&self, wait: Duration) -> usize {
         let (done, result) = oneshot::channel();
-        if self.sender.send(Message::Finish(wait, done)).is_err() {
+        if self.sender.send(Spooled::Finish(wait, done)).is_err() {
             return 0;
         }
         result.await.unwrap_or(0)
@@ -194,7 +243,9 @@ impl Delivery {
         Ok(ours)
     }
 
-    async fn post(&mut self, line: &str) -> Posted {
+    /// Posts `lines` as one batch; `Done` once the daemon has each line
+    /// stored, as a duplicate, or refused for good (set aside).
+    async fn post(&mut self, lines: &[String]) -> Posted {
         let url = self.url();
         match self.owns_data_dir(&url).await {
             Ok(true) => {}
@@ -210,48 +261,74 @@ impl Delivery {
             }
         }
         self.register().await;
+        let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            body.push_str(line);
+            body.push('\n');
+        }
         let mut request = self
             .http
-            .post(format!("{}/v1/events", self.url()))
-            .header("content-type", "application/json")
-            .body(line.to_owned());
+            .post(format!("{}/v1/events:batch", self.url()))
+            .header("content-type", "application/x-ndjson")
+            .body(body);
         if let Some(token) = &self.config.ingest_token {
             request = request.bearer_auth(token);
         }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => Posted::Done,
-            Ok(response) if response.status().as_u16() == 503 => {
-                Posted::Retry("daemon overloaded".into())
-            }
-            Ok(response) => {
-                let status = response.status();
-                let body = response.text().await.unwrap_or_default();
-                let kept = self
-                    .config
-                    .data_dir
-                    .path()
-                    .join("spool")
-                    .join("rejected.jsonl");
-                let saved = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&kept)
-                    .and_then(|mut f| {
-                        std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes())
-                    });
-                tracing::error!(%status, response = %body, kept = %kept.display(), saved = saved.is_ok(), "the daemon refused an event; it was set aside");
-                Posted::Done
-            }
+        let response = match request.send().await {
+            Ok(response) => response,
             Err(e) => {
                 if e.is_connect() {
                     self.autostart();
                 }
-                Posted::Retry(e.without_url().to_string())
+                return Posted::Retry(e.without_url().to_string());
             }
+        };
+        let status = response.status();
+        if status.as_u16() == 503 {
+            // Stored lines come back as duplicates when the batch is re-sent.
+            return Posted::Retry("daemon overloaded".into());
         }
+        let body = response.text().await.unwrap_or_default();
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let refused: Vec<usize> = match answer.get("results").and_then(serde_json::Value::as_array)
+        {
+            Some(results) if status.is_success() => results
+                .iter()
+                .filter(|r| {
+                    r.get("status")
+                        .and_then(serde_json::Value::as_u64)
+                        .is_some_and(|s| s >= 400)
+                })
+                .filter_map(|r| r.get("line").and_then(serde_json::Value::as_u64))
+                .filter_map(|line| usize::try_from(line).ok()?.checked_sub(1))
+                .collect(),
+            // The whole batch refused (an old daemon, a token it wants):
+            // each line is set aside, as a single refused post was.
+            _ => (0..lines.len()).collect(),
+        };
+        if !refused.is_empty() {
+            let kept = self
+                .config
+                .data_dir
+                .path()
+                .join("spool")
+                .join("rejected.jsonl");
+            let text: String = refused
+                .iter()
+                .filter_map(|i| lines.get(*i))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let saved = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&kept)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+            let shown: String = body.chars().take(500).collect();
+            tracing::error!(%status, refused = refused.len(), response = %shown, kept = %kept.display(), saved = saved.is_ok(), "the daemon refused events; they were set aside");
+        }
+        Posted::Done
     }
 
-    /// Starts `intentproof serve` in the background, at most every 5 s.
     fn autostart(&mut self) {
         let Some(program) = &self.config.autostart else {
             return;
@@ -328,33 +405,130 @@ pub(crate) fn adopt_orphans(spool_dir: &Path, own: &Path) -> Vec<String> {
     lines
 }
 
-async fn run(
-    config: ShipperConfig,
-    key: InstanceKey,
-    spool: PathBuf,
-    mut receiver: mpsc::UnboundedReceiver<Message>,
-) {
-    let sealer = Sealer::new(key.clone());
-    let spool_dir = spool.parent().map(Path::to_owned).unwrap_or_default();
-    let mut file = match tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spool)
-        .await
-    {
-        Ok(f) => Some(f),
+/// Opens (creates, 0600) the spool file for appending.
+fn open_spool(spool: &Path) -> Option<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(spool) {
+        Ok(file) => Some(file),
         Err(e) => {
             tracing::error!(spool = %spool.display(), error = %e, "cannot open the spool: events are delivered without a disk copy");
             None
         }
-    };
-    let mut queue: VecDeque<String> = adopt_orphans(&spool_dir, &spool).into();
-    if let Some(f) = file.as_mut() {
-        for line in &queue {
-            let _ = f.write_all(format!("{line}\n").as_bytes()).await;
-        }
-        let _ = f.sync_data().await;
     }
+}
+
+/// The spool stage: redact, seal, append, one `fdatasync` per commit.
+struct SpoolThread {
+    sealer: Sealer,
+    redactor: std::sync::Arc<intentproof_policy::redact::Redactor>,
+    file: Option<std::fs::File>,
+    to_delivery: mpsc::UnboundedSender<ToDeliver>,
+    /// Lines in the file, and how many of them reached the daemon.
+    written: usize,
+    delivered: usize,
+}
+
+impl SpoolThread {
+    fn run(mut self, receiver: std::sync::mpsc::Receiver<Spooled>, adopted: Vec<String>) {
+        if !adopted.is_empty() {
+            // Adopted lines are this process's to deliver now: on its disk first.
+            let _ = self.commit(&adopted);
+            let _ = self.to_delivery.send(ToDeliver::Lines(adopted));
+        }
+        while let Ok(first) = receiver.recv() {
+            let mut lines = Vec::new();
+            let mut waiting = Vec::new();
+            let mut finish = None;
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Spooled::Event(mut event, durable) => {
+                        self.redactor.redact_event(&mut event);
+                        match self.sealer.seal(&event) {
+                            Ok(sealed) => {
+                                lines.push(sealed.event.to_string());
+                                if let Some(done) = durable {
+                                    waiting.push(done);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, action = %event.action, "event cannot be sealed; not recorded");
+                                if let Some(done) = durable {
+                                    let _ =
+                                        done.send(Err(format!("the event cannot be sealed: {e}")));
+                                }
+                            }
+                        }
+                    }
+                    Spooled::Delivered(n) => {
+                        self.delivered += n;
+                        if self.delivered >= self.written {
+                            self.empty_file();
+                        }
+                    }
+                    Spooled::Finish(wait, done) => {
+                        finish = Some((wait, done));
+                        break;
+                    }
+                }
+                if lines.len() < SPOOL_BATCH {
+                    next = receiver.try_recv().ok();
+                }
+            }
+            if !lines.is_empty() {
+                let on_disk = self.commit(&lines);
+                if let Err(e) = &on_disk {
+                    tracing::error!(error = %e, "events not on disk; they are still delivered");
+                }
+                for done in waiting {
+                    let _ = done.send(on_disk.clone());
+                }
+                let _ = self.to_delivery.send(ToDeliver::Lines(lines));
+            }
+            if let Some((wait, done)) = finish {
+                let _ = self.to_delivery.send(ToDeliver::Finish(wait, done));
+            }
+        }
+    }
+
+    /// Appends `lines` in one write and one `fdatasync`.
+    fn commit(&mut self, lines: &[String]) -> Result<(), String> {
+        let Some(file) = self.file.as_mut() else {
+            return Err("the spool could not be opened".into());
+        };
+        let mut bytes = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+        }
+        std::io::Write::write_all(file, &bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| format!("cannot write the spool: {e}"))?;
+        self.written += lines.len();
+        Ok(())
+    }
+
+    /// Everything written was delivered: the file starts over.
+    fn empty_file(&mut self) {
+        if let Some(file) = &self.file
+            && file.set_len(0).is_ok()
+        {
+            self.written = 0;
+            self.delivered = 0;
+        }
+    }
+}
+
+/// The delivery stage: committed lines to the daemon, in order, in batches.
+async fn deliver(
+    config: ShipperConfig,
+    key: InstanceKey,
+    spool: PathBuf,
+    mut receiver: mpsc::UnboundedReceiver<ToDeliver>,
+    spool_thread: std::sync::mpsc::Sender<Spooled>,
+) {
     let mut delivery = Delivery {
         config,
         http: reqwest::Client::builder()
@@ -366,68 +540,32 @@ async fn run(
         last_autostart: None,
         key,
     };
+    let mut queue: VecDeque<String> = VecDeque::new();
     let mut backoff = Duration::from_millis(100);
     let mut finishing: Option<(Instant, oneshot::Sender<usize>)> = None;
     loop {
-        // Take what arrived; wait only when there is nothing to deliver.
         let message = if queue.is_empty() && finishing.is_none() {
-            receiver.recv().await
+            match receiver.recv().await {
+                Some(message) => Some(message),
+                None => return,
+            }
         } else {
-            match receiver.try_recv() {
-                Ok(m) => Some(m),
-                Err(mpsc::error::TryRecvError::Empty) => None,
-                Err(mpsc::error::TryRecvError::Disconnected) if queue.is_empty() => return,
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-            }
+            receiver.try_recv().ok()
         };
-        match message {
-            Some(Message::Event(mut event, durable)) => {
-                delivery.config.redactor.redact_event(&mut event);
-                let written = match sealer.seal(&event) {
-                    Ok(sealed) => {
-                        let line = sealed.event.to_string();
-                        let on_disk = match file.as_mut() {
-                            Some(f) => async {
-                                f.write_all(format!("{line}\n").as_bytes()).await?;
-                                f.sync_data().await
-                            }
-                            .await
-                            .map_err(|e| format!("cannot write the spool: {e}")),
-                            None => Err("the spool could not be opened".to_owned()),
-                        };
-                        match (&on_disk, durable.is_some()) {
-                            // A fail-closed marker that is not on disk: the call
-                            // is refused, so the marker must not be recorded.
-                            (Err(_), true) => {}
-                            (Err(e), false) => {
-                                tracing::error!(error = %e, "event not on disk; it is still delivered");
-                                queue.push_back(line);
-                            }
-                            (Ok(()), _) => queue.push_back(line),
-                        }
-                        on_disk
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, action = %event.action, "event cannot be sealed; not recorded");
-                        Err(format!("the event cannot be sealed: {e}"))
-                    }
-                };
-                if let Some(done) = durable {
-                    let _ = done.send(written);
-                }
-                continue;
+        let mut next = message;
+        while let Some(message) = next.take() {
+            match message {
+                ToDeliver::Lines(lines) => queue.extend(lines),
+                ToDeliver::Finish(wait, done) => finishing = Some((Instant::now() + wait, done)),
             }
-            Some(Message::Finish(wait, done)) => {
-                finishing = Some((Instant::now() + wait, done));
-            }
-            None if queue.is_empty() && finishing.is_none() => return,
-            None => {}
+            next = receiver.try_recv().ok();
         }
-        // Deliver in order.
-        while let Some(line) = queue.front() {
-            match delivery.post(line).await {
+        while !queue.is_empty() {
+            let batch: Vec<String> = queue.iter().take(DELIVERY_BATCH).cloned().collect();
+            match delivery.post(&batch).await {
                 Posted::Done => {
-                    queue.pop_front();
+                    queue.drain(..batch.len());
+                    let _ = spool_thread.send(Spooled::Delivered(batch.len()));
                     backoff = Duration::from_millis(100);
                 }
                 Posted::Retry(why) => {
@@ -435,18 +573,22 @@ async fn run(
                     break;
                 }
             }
-        }
-        if queue.is_empty()
-            && let Some(f) = file.as_mut()
-        {
-            let _ = f.set_len(0).await;
+            // What came meanwhile joins the next request.
+            while let Ok(message) = receiver.try_recv() {
+                match message {
+                    ToDeliver::Lines(lines) => queue.extend(lines),
+                    ToDeliver::Finish(wait, done) => {
+                        finishing = Some((Instant::now() + wait, done));
+                    }
+                }
+            }
         }
         if let Some((deadline, _)) = &finishing
             && (queue.is_empty() || Instant::now() >= *deadline)
         {
             if let Some((_, done)) = finishing.take() {
                 if queue.is_empty() {
-                    let _ = tokio::fs::remove_file(&spool).await;
+                    let _ = std::fs::remove_file(&spool);
                 }
                 let _ = done.send(queue.len());
             }
