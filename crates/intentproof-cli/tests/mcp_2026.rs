@@ -18,216 +18,45 @@
 //! Every process a test starts is stopped when it ends, failing or not.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, Stopped, assert_same_transcript, daemon_listen, required_env, workspace_root};
+use common::{
+    BIN, PEER_DEADLINE, PLAN_TOOL, assert_http_command_upstream_transparent,
+    assert_http_url_upstream_transparent, assert_stdio_gateway_transparent, command_server,
+    mcp2026_script, pypi_fixture_stdio, python_mcp2, required_env, run_bounded, run_transcript,
+    start_gateway_daemon, start_http_fixture, through_stdio_gateway, url_server,
+};
 use serde_json::{Value, json};
 
-/// The gateway's own tool, added to tools/list.
-const PLAN_TOOL: &str = "intentproof_declare_plan";
 /// What transcript.py sends as clientInfo.
 const CLIENT_NAME: &str = "intentproof-mcp2026-transcript";
 const CLIENT_VERSION: &str = "1.0.0";
-/// A bound on runs that normally take seconds; never a timing assertion.
-const DEADLINE: Duration = Duration::from_secs(300);
-
-fn python() -> PathBuf {
-    required_env("INTENTPROOF_TEST_PYTHON_MCP2")
-}
-
-fn script(name: &str) -> String {
-    workspace_root()
-        .join("tests/mcp2026")
-        .join(name)
-        .canonicalize()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// `python fixture_server.py stdio`.
-fn fixture_stdio() -> Vec<String> {
-    vec![
-        python().to_string_lossy().into_owned(),
-        script("fixture_server.py"),
-        "stdio".into(),
-    ]
-}
-
-/// Nothing may redirect an `intentproof` the test runs (or one its children
-/// run), and a daemon it starts listens on a free port.
-fn clean_env(cmd: &mut Command) -> &mut Command {
-    for var in [
-        "INTENTPROOF_DATA_DIR",
-        "INTENTPROOF_CONFIG",
-        "INTENTPROOF_SERVER",
-        "INTENTPROOF_INGEST_TOKEN",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("INTENTPROOF_LISTEN", "127.0.0.1:0")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-}
-
-/// Runs `cmd` to its end (stdout and stderr captured), killed after `within`.
-fn run_bounded(cmd: &mut Command, what: &str, within: Duration) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = Stopped(
-        cmd.stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: cannot start: {e}")),
-    );
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still running after {within:?}; stderr so far:\n{}",
-            std::fs::read_to_string(&err).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out).unwrap(),
-        stderr: std::fs::read(&err).unwrap(),
-    }
-}
 
 /// tests/mcp2026/transcript.py `--mode MODE ARGS...`: its transcript (one
 /// JSON line per step).
 fn transcript(mode: &str, args: &[&str]) -> String {
-    let mut cmd = Command::new(python());
-    cmd.arg(script("transcript.py"))
+    let mut cmd = Command::new(python_mcp2());
+    cmd.arg(mcp2026_script("transcript.py"))
         .args(["--mode", mode])
         .args(args);
-    clean_env(&mut cmd);
-    let out = run_bounded(
-        &mut cmd,
-        &format!("transcript.py --mode {mode} {args:?}"),
-        DEADLINE,
-    );
-    assert!(
-        out.status.success(),
-        "transcript.py --mode {mode} {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run_transcript(&mut cmd, &format!("transcript.py --mode {mode} {args:?}"))
 }
 
 /// The fixture over Streamable HTTP on a free loopback port; its URL.
-fn start_fixture_http(log: &Path) -> (Stopped, String) {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let mut cmd = Command::new(python());
-    cmd.arg(script("fixture_server.py"))
-        .args(["http", &port.to_string()]);
-    clean_env(&mut cmd);
-    let mut server = Stopped(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = server.0.try_wait() {
-            panic!(
-                "fixture_server.py http {port} exited with {status}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "fixture_server.py did not listen on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, format!("http://127.0.0.1:{port}/mcp"))
-}
-
-/// `intentproof serve --config` (127.0.0.1:0, data dir `dir/data`) with
-/// `servers` (TOML `[[mcp.servers]]` tables); returns it and its address.
-fn start_gateway_daemon(dir: &Path, servers: &str) -> (Stopped, String) {
-    let data = dir.join("data");
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n{servers}",
-            data.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--config"]).arg(&config);
-    clean_env(&mut cmd);
-    let daemon = Stopped(
-        cmd.current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let listen = daemon_listen(&data);
-    (daemon, listen)
-}
-
-/// A `[[mcp.servers]]` table running the fixture over stdio.
-fn command_server(name: &str) -> String {
-    format!(
-        "[[mcp.servers]]\nname = {name:?}\ncommand = {}\n",
-        serde_json::to_string(&fixture_stdio()).unwrap()
-    )
-}
-
-/// A `[[mcp.servers]]` table for a remote Streamable HTTP upstream.
-fn url_server(name: &str, url: &str) -> String {
-    format!("[[mcp.servers]]\nname = {name:?}\nurl = {url:?}\n")
+fn start_fixture_http(log: &Path) -> (common::Stopped, String) {
+    let mut cmd = Command::new(python_mcp2());
+    cmd.arg(mcp2026_script("fixture_server.py"));
+    start_http_fixture(cmd, "fixture_server.py", log)
 }
 
 // ---- stdio mode (`intentproof mcp -- python fixture_server.py stdio`) ----------------
 
 fn stdio_gateway_is_transparent(mode: &str) {
-    let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data").to_string_lossy().into_owned();
-    let fixture = fixture_stdio();
-    let fixture: Vec<&str> = fixture.iter().map(String::as_str).collect();
-    let mut direct = vec!["stdio", "--"];
-    direct.extend(&fixture);
-    let mut through = vec![
-        "--extra-tool",
-        PLAN_TOOL,
-        "stdio",
-        "--",
-        BIN,
-        "mcp",
-        "--name",
-        "fixture",
-        "--no-autostart",
-        "--data-dir",
-        &data,
-        "--",
-    ];
-    through.extend(&fixture);
-    let direct = transcript(mode, &direct);
-    let through = transcript(mode, &through);
-    assert_same_transcript(temp.path(), &direct, &through);
+    assert_stdio_gateway_transparent(&pypi_fixture_stdio(), |args| transcript(mode, args));
 }
 
 #[test]
@@ -248,16 +77,7 @@ fn stdio_gateway_is_transparent_to_a_2025_client() {
 // ---- HTTP mode, `command` upstream (/mcp/<name> -> a stdio process) ------------------
 
 fn http_command_upstream_is_transparent(mode: &str) {
-    let temp = tempfile::tempdir().unwrap();
-    let (daemon, listen) = start_gateway_daemon(temp.path(), &command_server("fixture"));
-    let fixture = fixture_stdio();
-    let mut direct = vec!["stdio", "--"];
-    direct.extend(fixture.iter().map(String::as_str));
-    let direct = transcript(mode, &direct);
-    let url = format!("http://{listen}/mcp/fixture");
-    let through = transcript(mode, &["--extra-tool", PLAN_TOOL, "http", &url]);
-    assert_same_transcript(temp.path(), &direct, &through);
-    drop(daemon);
+    assert_http_command_upstream_transparent(&pypi_fixture_stdio(), |args| transcript(mode, args));
 }
 
 #[test]
@@ -282,12 +102,7 @@ fn http_command_upstream_is_transparent_to_a_2025_client() {
 fn http_url_upstream_is_transparent(mode: &str) {
     let temp = tempfile::tempdir().unwrap();
     let (fixture, upstream) = start_fixture_http(&temp.path().join("fixture.log"));
-    let (daemon, listen) = start_gateway_daemon(temp.path(), &url_server("remote", &upstream));
-    let direct = transcript(mode, &["http", &upstream]);
-    let url = format!("http://{listen}/mcp/remote");
-    let through = transcript(mode, &["--extra-tool", PLAN_TOOL, "http", &url]);
-    assert_same_transcript(temp.path(), &direct, &through);
-    drop(daemon);
+    assert_http_url_upstream_transparent(temp.path(), &upstream, |args| transcript(mode, args));
     drop(fixture);
 }
 
@@ -387,22 +202,11 @@ fn stdio_gateway_records_a_2026_session() {
     let data = temp.path().join("data");
     let daemon = common::start_daemon(&data);
     let data_arg = data.to_string_lossy().into_owned();
-    let mut args = vec![
-        "--extra-tool",
-        PLAN_TOOL,
-        "stdio",
-        "--",
-        BIN,
-        "mcp",
-        "--name",
-        "fixture",
-        "--data-dir",
-        &data_arg,
-        "--",
-    ];
-    let fixture = fixture_stdio();
-    args.extend(fixture.iter().map(String::as_str));
-    transcript("2026-07-28", &args);
+    let fixture = pypi_fixture_stdio();
+    transcript(
+        "2026-07-28",
+        &through_stdio_gateway(&data_arg, &[], &fixture),
+    );
     assert_2026_session_recorded(&data, "fixture");
     drop(daemon);
 }
@@ -410,7 +214,10 @@ fn stdio_gateway_records_a_2026_session() {
 #[test]
 fn http_gateway_records_a_2026_session() {
     let temp = tempfile::tempdir().unwrap();
-    let (daemon, listen) = start_gateway_daemon(temp.path(), &command_server("fixture"));
+    let (daemon, listen) = start_gateway_daemon(
+        temp.path(),
+        &command_server("fixture", &pypi_fixture_stdio()),
+    );
     let url = format!("http://{listen}/mcp/fixture");
     transcript("2026-07-28", &["--extra-tool", PLAN_TOOL, "http", &url]);
     assert_2026_session_recorded(&temp.path().join("data"), "fixture");
@@ -574,7 +381,11 @@ fn run_suite(suite: &Suite, url: &str, out_dir: &Path) -> (Checks, Checks) {
         .arg("-o")
         .arg(out_dir);
     // It exits non-zero when a check fails; the checks are compared below.
-    let out = run_bounded(&mut cmd, &format!("{} against {url}", suite.name), DEADLINE);
+    let out = run_bounded(
+        &mut cmd,
+        &format!("{} against {url}", suite.name),
+        PEER_DEADLINE,
+    );
     let (mut statuses, mut messages) = (Checks::new(), Checks::new());
     let mut scenarios = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(out_dir).unwrap() {
@@ -637,7 +448,7 @@ fn conformance_is_the_same_through_the_gateway(suite: &Suite) {
     let servers = format!(
         "{}\n{}",
         url_server("remote", &upstream_url),
-        command_server("local")
+        command_server("local", &pypi_fixture_stdio())
     );
     let (daemon, listen) = start_gateway_daemon(temp.path(), &servers);
     let targets = [

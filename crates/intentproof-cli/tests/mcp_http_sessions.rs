@@ -4,12 +4,13 @@
 //! refusal a JSON-RPC error that says which limit and what to do.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, Stopped, child_pids, daemon_listen, http_exchange, rss_kib};
+use common::{
+    BIN, Stopped, child_pids, command_server, http_exchange, rss_kib, start_gateway_daemon,
+};
 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"abandoner","version":"1"}}}"#;
 const HEADERS: &[(&str, &str)] = &[
@@ -20,28 +21,8 @@ const HEADERS: &[(&str, &str)] = &[
 /// A daemon serving the built-in demo server at `/mcp/demo` with `[mcp]`
 /// settings `mcp`.
 fn start(dir: &Path, mcp: &str) -> (Stopped, String) {
-    let data = dir.join("data");
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n[mcp]\n{mcp}\n\n[[mcp.servers]]\nname = \"demo\"\ncommand = [{:?}, \"demo-server\"]\n",
-            data.display().to_string(),
-            BIN
-        ),
-    )
-    .unwrap();
-    let daemon = Stopped(
-        Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let listen = daemon_listen(&data);
-    (daemon, listen)
+    let demo = command_server("demo", &[BIN.into(), "demo-server".into()]);
+    start_gateway_daemon(dir, &format!("[mcp]\n{mcp}\n\n{demo}"))
 }
 
 /// Opens a session; returns (status, session id or "", body).

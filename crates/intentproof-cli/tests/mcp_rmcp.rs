@@ -22,18 +22,17 @@
 //! installs). A missing peer fails the test, never skips it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, Stopped, assert_same_transcript, daemon_listen, required_env, workspace_root};
+use common::{
+    Stopped, assert_http_command_upstream_transparent, assert_http_url_upstream_transparent,
+    assert_stdio_gateway_transparent, mcp2026_script, pypi_fixture_stdio, python_mcp2,
+    run_transcript, start_http_fixture, workspace_root,
+};
 
-/// The gateway's own tool, added to tools/list.
-const PLAN_TOOL: &str = "intentproof_declare_plan";
-/// A bound on runs that normally take seconds; never a timing assertion.
-const DEADLINE: Duration = Duration::from_secs(300);
 const SERVER: &str = "rmcp-fixture-server";
 const CLIENT: &str = "rmcp-transcript-client";
 
@@ -95,20 +94,6 @@ fn peer(name: &str) -> String {
     peers_dir().join(name).to_string_lossy().into_owned()
 }
 
-fn python() -> PathBuf {
-    required_env("INTENTPROOF_TEST_PYTHON_MCP2")
-}
-
-fn script(name: &str) -> String {
-    workspace_root()
-        .join("tests/mcp2026")
-        .join(name)
-        .canonicalize()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// The two fixture servers: same tools, resource and prompt.
 #[derive(Clone, Copy, Debug)]
 enum Fixture {
@@ -123,11 +108,7 @@ impl Fixture {
     fn stdio(self) -> Vec<String> {
         match self {
             Fixture::Rmcp => vec![peer(SERVER), "stdio".into()],
-            Fixture::PyPi => vec![
-                python().to_string_lossy().into_owned(),
-                script("fixture_server.py"),
-                "stdio".into(),
-            ],
+            Fixture::PyPi => pypi_fixture_stdio(),
         }
     }
 
@@ -135,136 +116,19 @@ impl Fixture {
     /// `json`: the rmcp server answers plain JSON, not SSE streams (see
     /// [`rmcp_client_transcript`]).
     fn start_http(self, log: &Path, json: bool) -> (Stopped, String) {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
         let mut cmd = match self {
             Fixture::Rmcp => Command::new(peer(SERVER)),
             Fixture::PyPi => {
-                let mut cmd = Command::new(python());
-                cmd.arg(script("fixture_server.py"));
+                let mut cmd = Command::new(python_mcp2());
+                cmd.arg(mcp2026_script("fixture_server.py"));
                 cmd
             }
         };
-        cmd.args(["http", &port.to_string()]);
         if json {
             cmd.env("RMCP_FIXTURE_JSON_RESPONSE", "1");
         }
-        clean_env(&mut cmd);
-        let mut server = Stopped(
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).unwrap())
-                .spawn()
-                .unwrap_or_else(|e| panic!("{self:?} fixture: cannot start: {e}")),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.0.try_wait() {
-                panic!(
-                    "{self:?} fixture http {port} exited with {status}:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{self:?} fixture did not listen on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (server, format!("http://127.0.0.1:{port}/mcp"))
+        start_http_fixture(cmd, &format!("{self:?} fixture"), log)
     }
-}
-
-// ---- processes (as in mcp_2026.rs) ----------------------------------------------------
-
-/// Nothing may redirect an `intentproof` the test runs (or one its children
-/// run), and a daemon it starts listens on a free port.
-fn clean_env(cmd: &mut Command) -> &mut Command {
-    for var in [
-        "INTENTPROOF_DATA_DIR",
-        "INTENTPROOF_CONFIG",
-        "INTENTPROOF_SERVER",
-        "INTENTPROOF_INGEST_TOKEN",
-        "RUST_LOG",
-        "RMCP_FIXTURE_JSON_RESPONSE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("INTENTPROOF_LISTEN", "127.0.0.1:0")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-}
-
-/// Runs `cmd` to its end (stdout and stderr captured), killed after `within`.
-fn run_bounded(cmd: &mut Command, what: &str, within: Duration) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = Stopped(
-        cmd.stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{what}: cannot start: {e}")),
-    );
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: still running after {within:?}; stderr so far:\n{}",
-            std::fs::read_to_string(&err).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out).unwrap(),
-        stderr: std::fs::read(&err).unwrap(),
-    }
-}
-
-/// `intentproof serve --config` (127.0.0.1:0, data dir `dir/data`) with
-/// `servers` (TOML `[[mcp.servers]]` tables); returns it and its address.
-fn start_gateway_daemon(dir: &Path, servers: &str) -> (Stopped, String) {
-    let data = dir.join("data");
-    let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n{servers}",
-            data.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--config"]).arg(&config);
-    clean_env(&mut cmd);
-    let daemon = Stopped(
-        cmd.current_dir(workspace_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let listen = daemon_listen(&data);
-    (daemon, listen)
-}
-
-/// A `[[mcp.servers]]` table running `command` (a stdio server).
-fn command_server(name: &str, command: &[String]) -> String {
-    format!(
-        "[[mcp.servers]]\nname = {name:?}\ncommand = {}\n",
-        serde_json::to_string(command).unwrap()
-    )
-}
-
-/// A `[[mcp.servers]]` table for a remote Streamable HTTP upstream.
-fn url_server(name: &str, url: &str) -> String {
-    format!("[[mcp.servers]]\nname = {name:?}\nurl = {url:?}\n")
 }
 
 // ---- the transcript clients -----------------------------------------------------------
@@ -284,55 +148,20 @@ impl Client {
     fn transcript(self, args: &[&str]) -> String {
         let (mut cmd, mode, what) = match self {
             Client::PyPi(mode) => {
-                let mut cmd = Command::new(python());
-                cmd.arg(script("transcript.py"));
+                let mut cmd = Command::new(python_mcp2());
+                cmd.arg(mcp2026_script("transcript.py"));
                 (cmd, mode, "transcript.py")
             }
             Client::Rmcp(mode) => (Command::new(peer(CLIENT)), mode, CLIENT),
         };
         cmd.args(["--mode", mode]).args(args);
-        clean_env(&mut cmd);
-        let what = format!("{what} --mode {mode} {args:?}");
-        let out = run_bounded(&mut cmd, &what, DEADLINE);
-        assert!(
-            out.status.success(),
-            "{what} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        run_transcript(&mut cmd, &format!("{what} --mode {mode} {args:?}"))
     }
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 /// stdio: `client` with `fixture` directly vs through `intentproof mcp --`.
 fn stdio_is_transparent(client: Client, fixture: Fixture) {
-    let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data").to_string_lossy().into_owned();
-    let server = fixture.stdio();
-    let mut direct = vec!["stdio", "--"];
-    direct.extend(strs(&server));
-    let mut through = vec![
-        "--extra-tool",
-        PLAN_TOOL,
-        "stdio",
-        "--",
-        BIN,
-        "mcp",
-        "--name",
-        "fixture",
-        "--no-autostart",
-        "--data-dir",
-        &data,
-        "--",
-    ];
-    through.extend(strs(&server));
-    let direct = client.transcript(&direct);
-    let through = client.transcript(&through);
-    assert_same_transcript(temp.path(), &direct, &through);
+    assert_stdio_gateway_transparent(&fixture.stdio(), |args| client.transcript(args));
 }
 
 /// HTTP, `url` upstream: `client` with `fixture` over Streamable HTTP
@@ -341,28 +170,14 @@ fn http_url_is_transparent(client: Client, fixture: Fixture) {
     let temp = tempfile::tempdir().unwrap();
     let json = matches!(client, Client::Rmcp(_));
     let (server, upstream) = fixture.start_http(&temp.path().join("fixture.log"), json);
-    let (daemon, listen) = start_gateway_daemon(temp.path(), &url_server("remote", &upstream));
-    let direct = client.transcript(&["http", &upstream]);
-    let url = format!("http://{listen}/mcp/remote");
-    let through = client.transcript(&["--extra-tool", PLAN_TOOL, "http", &url]);
-    assert_same_transcript(temp.path(), &direct, &through);
-    drop(daemon);
+    assert_http_url_upstream_transparent(temp.path(), &upstream, |args| client.transcript(args));
     drop(server);
 }
 
 /// HTTP, `command` upstream: `client` with `fixture` over stdio directly vs
 /// through `/mcp/<name>` of `intentproof serve` running it.
 fn http_command_is_transparent(client: Client, fixture: Fixture) {
-    let temp = tempfile::tempdir().unwrap();
-    let server = fixture.stdio();
-    let (daemon, listen) = start_gateway_daemon(temp.path(), &command_server("fixture", &server));
-    let mut direct = vec!["stdio", "--"];
-    direct.extend(strs(&server));
-    let direct = client.transcript(&direct);
-    let url = format!("http://{listen}/mcp/fixture");
-    let through = client.transcript(&["--extra-tool", PLAN_TOOL, "http", &url]);
-    assert_same_transcript(temp.path(), &direct, &through);
-    drop(daemon);
+    assert_http_command_upstream_transparent(&fixture.stdio(), |args| client.transcript(args));
 }
 
 // ---- (a) the PyPI mcp 2.x client against the rmcp server ------------------------------

@@ -19,6 +19,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::clean_env;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_intentproof");
@@ -75,22 +78,6 @@ fn fake_server(mode: &str) -> Vec<String> {
         mcp_script("fake_server.py").to_string_lossy().into_owned(),
         mode.into(),
     ]
-}
-
-/// Sets the environment of anything that may end up running `intentproof`:
-/// nothing may redirect it, and a daemon it starts listens on a free port.
-fn clean_env(cmd: &mut Command) -> &mut Command {
-    for var in [
-        "INTENTPROOF_DATA_DIR",
-        "INTENTPROOF_CONFIG",
-        "INTENTPROOF_SERVER",
-        "INTENTPROOF_INGEST_TOKEN",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("INTENTPROOF_LISTEN", "127.0.0.1:0")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
 }
 
 fn intentproof() -> Command {

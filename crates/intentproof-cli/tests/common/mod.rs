@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `intentproof` binary under test.
@@ -393,4 +393,244 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap()
+}
+
+// ---- MCP peers of other SDKs (mcp_2026.rs, mcp_rmcp.rs, mcp_http_sessions.rs) --------
+
+/// The gateway's own tool, added to tools/list (`--extra-tool` tells a
+/// transcript client to expect it).
+pub const PLAN_TOOL: &str = "intentproof_declare_plan";
+
+/// A bound on peer runs that normally take seconds; never a timing assertion.
+pub const PEER_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The python with PyPI mcp 2.3.0 that `./scripts/test` installs.
+pub fn python_mcp2() -> PathBuf {
+    required_env("INTENTPROOF_TEST_PYTHON_MCP2")
+}
+
+/// The absolute path of `tests/mcp2026/<name>`.
+pub fn mcp2026_script(name: &str) -> String {
+    workspace_root()
+        .join("tests/mcp2026")
+        .join(name)
+        .canonicalize()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `python fixture_server.py stdio`: the PyPI mcp 2.3.0 fixture over stdio.
+pub fn pypi_fixture_stdio() -> Vec<String> {
+    vec![
+        python_mcp2().to_string_lossy().into_owned(),
+        mcp2026_script("fixture_server.py"),
+        "stdio".into(),
+    ]
+}
+
+/// Nothing may redirect an `intentproof` the test runs (or one its children
+/// run), and a daemon it starts listens on a free port.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "INTENTPROOF_DATA_DIR",
+        "INTENTPROOF_CONFIG",
+        "INTENTPROOF_SERVER",
+        "INTENTPROOF_INGEST_TOKEN",
+        "RUST_LOG",
+        "RMCP_FIXTURE_JSON_RESPONSE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("INTENTPROOF_LISTEN", "127.0.0.1:0")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+}
+
+/// Runs `cmd` to its end (stdout and stderr captured), killed after `within`.
+pub fn run_bounded(cmd: &mut Command, what: &str, within: Duration) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Stopped(
+        cmd.stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: cannot start: {e}")),
+    );
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still running after {within:?}; stderr so far:\n{}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap(),
+        stderr: std::fs::read(&err).unwrap(),
+    }
+}
+
+/// Runs a transcript client `cmd` (clean environment, bounded by
+/// [`PEER_DEADLINE`]); fails unless it succeeds; its transcript (stdout).
+pub fn run_transcript(cmd: &mut Command, what: &str) -> String {
+    clean_env(cmd);
+    let out = run_bounded(cmd, what, PEER_DEADLINE);
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Starts a fixture server `cmd` with `http PORT` (a free loopback port;
+/// clean environment, stderr to `log`) and waits until it listens; returns
+/// it and its Streamable HTTP URL. `what` names it in failures.
+pub fn start_http_fixture(mut cmd: Command, what: &str, log: &Path) -> (Stopped, String) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    cmd.args(["http", &port.to_string()]);
+    clean_env(&mut cmd);
+    let mut server = Stopped(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: cannot start: {e}")),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!(
+                "{what} http {port} exited with {status}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}/mcp"))
+}
+
+/// `intentproof serve --config` (127.0.0.1:0, data dir `dir/data`, log
+/// `dir/daemon.log`) with `servers` (TOML: `[mcp]` settings and
+/// `[[mcp.servers]]` tables); returns it and its address.
+pub fn start_gateway_daemon(dir: &Path, servers: &str) -> (Stopped, String) {
+    let data = dir.join("data");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n{servers}",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"]).arg(&config);
+    clean_env(&mut cmd);
+    let daemon = Stopped(
+        cmd.current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let listen = daemon_listen(&data);
+    (daemon, listen)
+}
+
+/// A `[[mcp.servers]]` table running `command` (a stdio server).
+pub fn command_server(name: &str, command: &[String]) -> String {
+    format!(
+        "[[mcp.servers]]\nname = {name:?}\ncommand = {}\n",
+        serde_json::to_string(command).unwrap()
+    )
+}
+
+/// A `[[mcp.servers]]` table for a remote Streamable HTTP upstream.
+pub fn url_server(name: &str, url: &str) -> String {
+    format!("[[mcp.servers]]\nname = {name:?}\nurl = {url:?}\n")
+}
+
+/// The arguments of a transcript client (`tests/mcp2026/transcript.py`,
+/// `rmcp-transcript-client`) for a session with the stdio `server`, run
+/// through `intentproof mcp --name fixture FLAGS...` on `data`.
+pub fn through_stdio_gateway<'a>(
+    data: &'a str,
+    flags: &[&'a str],
+    server: &'a [String],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "--extra-tool",
+        PLAN_TOOL,
+        "stdio",
+        "--",
+        BIN,
+        "mcp",
+        "--name",
+        "fixture",
+    ];
+    args.extend(flags);
+    args.extend(["--data-dir", data, "--"]);
+    args.extend(server.iter().map(String::as_str));
+    args
+}
+
+/// stdio: `transcript` (a client's session with the given arguments) with
+/// `server` directly vs through `intentproof mcp --`.
+pub fn assert_stdio_gateway_transparent(server: &[String], transcript: impl Fn(&[&str]) -> String) {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data").to_string_lossy().into_owned();
+    let mut direct = vec!["stdio", "--"];
+    direct.extend(server.iter().map(String::as_str));
+    let direct = transcript(&direct);
+    let through = transcript(&through_stdio_gateway(&data, &["--no-autostart"], server));
+    assert_same_transcript(temp.path(), &direct, &through);
+}
+
+/// HTTP, `command` upstream: `transcript` with `server` over stdio directly
+/// vs through `/mcp/<name>` of `intentproof serve` running it.
+pub fn assert_http_command_upstream_transparent(
+    server: &[String],
+    transcript: impl Fn(&[&str]) -> String,
+) {
+    let temp = tempfile::tempdir().unwrap();
+    let (daemon, listen) = start_gateway_daemon(temp.path(), &command_server("fixture", server));
+    let mut direct = vec!["stdio", "--"];
+    direct.extend(server.iter().map(String::as_str));
+    let direct = transcript(&direct);
+    let url = format!("http://{listen}/mcp/fixture");
+    let through = transcript(&["--extra-tool", PLAN_TOOL, "http", &url]);
+    assert_same_transcript(temp.path(), &direct, &through);
+    drop(daemon);
+}
+
+/// HTTP, `url` upstream: `transcript` with the server at `upstream`
+/// (Streamable HTTP) directly vs through `/mcp/<name>` of `intentproof
+/// serve` (its files in `dir`).
+pub fn assert_http_url_upstream_transparent(
+    dir: &Path,
+    upstream: &str,
+    transcript: impl Fn(&[&str]) -> String,
+) {
+    let (daemon, listen) = start_gateway_daemon(dir, &url_server("remote", upstream));
+    let direct = transcript(&["http", upstream]);
+    let url = format!("http://{listen}/mcp/remote");
+    let through = transcript(&["--extra-tool", PLAN_TOOL, "http", &url]);
+    assert_same_transcript(dir, &direct, &through);
+    drop(daemon);
 }
