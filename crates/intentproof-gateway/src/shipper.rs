@@ -6,12 +6,14 @@
 //!
 //! - **The spool thread** (a plain thread of its own) redacts and seals
 //!   each event and appends it to `<data-dir>/spool/<instance>.<pid>.jsonl`
-//!   (0600, in a 0700 directory), in group commits: it takes every event
-//!   queued when it wakes (at most [`SPOOL_BATCH`]), writes them in one
-//!   write and one `fdatasync`. A relay that answered a call has handed its
-//!   event over; it is on disk one commit later (a commit takes well under
-//!   5 ms here), and fail-closed mode waits for exactly that commit, never
-//!   for delivery. The thread never touches the network.
+//!   (0600, in a 0700 directory), in group commits: woken by an event, it
+//!   gathers for [`SPOOL_LINGER`] (5 ms; not when that event is awaited),
+//!   then takes every event queued (at most [`SPOOL_BATCH`]) and writes
+//!   them in one write and one `fdatasync`. A relay that answered a call
+//!   has handed its event over; it is on disk within that window plus one
+//!   commit (the loss window of a SIGKILL in fail-open mode), and
+//!   fail-closed mode waits for exactly its commit, never for delivery. The
+//!   thread never touches the network.
 //! - **Delivery** (a task) takes what was committed and posts it to the
 //!   daemon's `POST /v1/events:batch`, up to [`DELIVERY_BATCH`] lines a
 //!   request, retrying with backoff while the daemon is unreachable
@@ -58,6 +60,13 @@ pub struct ShipperConfig {
 
 /// Most events one spool commit takes.
 pub const SPOOL_BATCH: usize = 1024;
+/// How long the spool thread gathers events after the first of a commit
+/// (unless that one is awaited, as in fail-closed mode): the fail-open
+/// loss window after a SIGKILL. One wake-up and one `fdatasync` per
+/// window instead of per call keeps the relay's 2 cores for the relay
+/// (stdio added p50 +0.33 ms with a commit per call, +0.12 to +0.15 ms
+/// with this; BENCHMARKS.md).
+pub const SPOOL_LINGER: Duration = Duration::from_millis(5);
 /// Most events one delivery request carries.
 pub const DELIVERY_BATCH: usize = 512;
 
@@ -438,6 +447,9 @@ impl SpoolThread {
             let _ = self.to_delivery.send(ToDeliver::Lines(adopted));
         }
         while let Ok(first) = receiver.recv() {
+            if matches!(first, Spooled::Event(_, None)) {
+                std::thread::sleep(SPOOL_LINGER);
+            }
             let mut lines = Vec::new();
             let mut waiting = Vec::new();
             let mut finish = None;
