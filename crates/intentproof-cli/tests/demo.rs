@@ -30,10 +30,11 @@ fn normalize(output: &str, dir: &Path) -> String {
                 assert_eq!(rest.len(), 36, "a UUID: {rest}");
                 line = "  correlation <CORRELATION_ID>".into();
             }
-            if let (Some(open), Some(close)) = (line.find(" ("), line.find(" bytes)")) {
-                if line.contains("exported") && open < close {
-                    line.replace_range(open + 2..close, "<N>");
-                }
+            if let (Some(open), Some(close)) = (line.find(" ("), line.find(" bytes)"))
+                && line.contains("exported")
+                && open < close
+            {
+                line.replace_range(open + 2..close, "<N>");
             }
             line
         })
