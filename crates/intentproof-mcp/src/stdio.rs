@@ -28,6 +28,36 @@ async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// The agent's side of stdin: read by the runtime itself when it is a
+/// pipe (what agents give MCP servers), else through tokio's blocking
+/// `stdin` (a terminal, a file). A pipe read in place saves a hop to the
+/// blocking pool and back for every message, which on 2 cores was most of
+/// the relay's added latency (BENCHMARKS.md).
+fn agent_input() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(tokio::net::unix::pipe::Receiver::from_owned_fd);
+    match pipe {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// The agent's side of stdout, as [`agent_input`].
+fn agent_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(tokio::net::unix::pipe::Sender::from_owned_fd);
+    match pipe {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdout()),
+    }
+}
+
 /// Largest message accepted on either side.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -71,14 +101,14 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
         return Err("the upstream's stdio could not be captured".into());
     };
     let mut from_agent = FramedRead::new(
-        tokio::io::stdin(),
+        agent_input(),
         LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES),
     );
     let mut from_upstream = FramedRead::new(
         upstream_out,
         LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES),
     );
-    let mut to_agent = tokio::io::stdout();
+    let mut to_agent = agent_output();
     let session_id = intentproof_core::new_event_id();
     let mut recorder = Recorder::new(options.recorder.clone(), session_id);
     let mut events = Vec::new();
