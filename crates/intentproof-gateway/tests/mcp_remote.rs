@@ -785,7 +785,12 @@ async fn the_wire_to_a_remote_upstream_carries_credentials_session_and_version_a
     );
     let json_type = ("content-type".to_owned(), "application/json".to_owned());
     let sid = ("mcp-session-id".to_owned(), FAKE_SESSION.to_owned());
+    // The negotiated version, where the agent sent none (the GET stream the
+    // gateway opens, the agent's DELETE); the agent's own header on its
+    // POSTs (this test's client always sends 2025-11-25), as a direct
+    // client's would reach the server: servers frame answers by it.
     let version = ("mcp-protocol-version".to_owned(), "2025-06-18".to_owned());
+    let agents_version = ("mcp-protocol-version".to_owned(), "2025-11-25".to_owned());
     let mut seen = seen.lock().unwrap().clone();
     let get_at = seen.iter().position(|(m, ..)| m == "GET").expect("a GET");
     let get = seen.remove(get_at);
@@ -808,7 +813,7 @@ async fn the_wire_to_a_remote_upstream_carries_credentials_session_and_version_a
         post_accept.clone(),
         json_type.clone(),
         sid.clone(),
-        version.clone(),
+        agents_version,
     ];
     let post = |method: &str, path: &str, headers: &Vec<(String, String)>| {
         (
