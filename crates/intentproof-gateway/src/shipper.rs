@@ -69,6 +69,10 @@ pub const SPOOL_BATCH: usize = 1024;
 pub const SPOOL_LINGER: Duration = Duration::from_millis(5);
 /// Most events one delivery request carries.
 pub const DELIVERY_BATCH: usize = 512;
+/// Delivery starts once no new event was committed for this long...
+pub const DELIVERY_QUIET: Duration = Duration::from_millis(20);
+/// ...or once this many wait, however busy the relay is.
+pub const DELIVER_EARLY_AT: usize = 4096;
 
 /// What the spool thread is handed.
 enum Spooled {
@@ -565,12 +569,26 @@ async fn deliver(
             receiver.try_recv().ok()
         };
         let mut next = message;
-        while let Some(message) = next.take() {
-            match message {
-                ToDeliver::Lines(lines) => queue.extend(lines),
-                ToDeliver::Finish(wait, done) => finishing = Some((Instant::now() + wait, done)),
+        loop {
+            while let Some(message) = next.take() {
+                match message {
+                    ToDeliver::Lines(lines) => queue.extend(lines),
+                    ToDeliver::Finish(wait, done) => {
+                        finishing = Some((Instant::now() + wait, done));
+                    }
+                }
+                next = receiver.try_recv().ok();
             }
-            next = receiver.try_recv().ok();
+            // The lines are durable in the spool: deliver once the relay
+            // has been quiet for a moment (or a lot is waiting), so that
+            // the daemon's ingest does not take the cores from calls.
+            if finishing.is_some() || queue.len() >= DELIVER_EARLY_AT {
+                break;
+            }
+            match tokio::time::timeout(DELIVERY_QUIET, receiver.recv()).await {
+                Ok(Some(message)) => next = Some(message),
+                Ok(None) | Err(_) => break,
+            }
         }
         while !queue.is_empty() {
             let batch: Vec<String> = queue.iter().take(DELIVERY_BATCH).cloned().collect();
