@@ -817,7 +817,7 @@ pub(super) fn sse_stream(
 
 /// A POST's only response as a plain JSON body: headers and body leave in
 /// one write and the client needs no event-stream parsing.
-fn json_response(session_id: Option<&str>, message: String) -> Response {
+pub(super) fn json_response(session_id: Option<&str>, message: String) -> Response {
     let mut response = Response::new(Body::from(message));
     let headers = response.headers_mut();
     headers.insert(
@@ -833,13 +833,18 @@ fn json_response(session_id: Option<&str>, message: String) -> Response {
 /// Whether the agent takes a plain JSON answer (the protocol has clients
 /// send `Accept: application/json, text/event-stream`).
 pub(super) fn accepts_json(headers: &HeaderMap) -> bool {
+    accepts(headers, "application/json")
+}
+
+/// Whether `Accept` names `media` (or `*/*`); parameters are ignored.
+pub(super) fn accepts(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|media| media.split(';').next().unwrap_or(media).trim())
-        .any(|media| media.eq_ignore_ascii_case("application/json") || media == "*/*")
+        .map(|m| m.split(';').next().unwrap_or(m).trim())
+        .any(|m| m.eq_ignore_ascii_case(media) || m == "*/*")
 }
 
 fn sse_response(session_id: Option<&str>, body: Body) -> Response {

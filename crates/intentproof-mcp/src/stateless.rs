@@ -77,7 +77,8 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use super::http::{
-    JSON_WAIT, Outgoing, accepts_json, lock, rpc_error, rpc_error_with, sse_stream, write_stdin,
+    JSON_WAIT, Outgoing, accepts, accepts_json, json_response, lock, rpc_error, rpc_error_with,
+    sse_stream, write_stdin,
 };
 use super::recorder::{ClientVerdict, Recorder, RecorderConfig};
 use super::remote::{RemoteServer, SseParser, one_line};
@@ -537,7 +538,7 @@ impl Lane {
                 StatusCode::BAD_REQUEST,
                 &client_id,
                 -32600,
-                "Invalid Request",
+                "Invalid Request: the gateway cannot read this request's top-level `id`; send one JSON-RPC request object per POST",
             );
         };
         let (stream, mut receiver) = mpsc::unbounded_channel::<Outgoing>();
@@ -810,27 +811,19 @@ fn own_reply(reply: &Value, client_id: &str) -> Response {
 /// One JSON-RPC answer as plain JSON, with the HTTP status a 2026 server
 /// gives it.
 fn json_answer(text: String) -> Response {
-    let status = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|m| m.pointer("/error/code").and_then(Value::as_i64))
-        .map_or(StatusCode::OK, status_of_error);
-    let mut response = Response::new(Body::from(text));
+    // Only an error answer changes the status: most answers are results,
+    // not parsed a second time.
+    let status = if text.contains("\"error\"") {
+        serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|m| m.pointer("/error/code").and_then(Value::as_i64))
+            .map_or(StatusCode::OK, status_of_error)
+    } else {
+        StatusCode::OK
+    };
+    let mut response = json_response(None, text);
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     response
-}
-
-fn accepts(headers: &HeaderMap, media: &str) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|m| m.split(';').next().unwrap_or(m).trim())
-        .any(|m| m.eq_ignore_ascii_case(media) || m == "*/*")
 }
 
 /// A header value, decoding the `=?base64?...?=` form clients use for
