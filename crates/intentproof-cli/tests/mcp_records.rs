@@ -27,7 +27,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Output, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{BIN, Stopped, cli_json, start_daemon, workspace_root};
+use common::{BIN, Stopped, Tmux, cli_json, start_daemon, workspace_root};
 
 /// Generous: a bound on things that take milliseconds, never a timing
 /// assertion.
@@ -939,106 +939,6 @@ fn without_a_plan_the_abandoned_calls_are_flagged_when_the_session_ends_and_idle
 /// The correlation's nine events once the plan's close event is stored.
 fn events_after_close(dir: &Path) -> Vec<Value> {
     events(dir, 9)
-}
-
-/// A private tmux server (its own socket), killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str, width: u16, height: u16) -> Tmux {
-        match Command::new("tmux").arg("-V").output() {
-            Ok(out) if out.status.success() => {}
-            other => panic!(
-                "tmux is required for this test and was not found or does not run ({other:?}): install it (Debian/Ubuntu: apt-get install tmux)"
-            ),
-        }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let tmux = Tmux {
-            socket: format!("intentproof-mcp-records-{}-{nanos}", std::process::id()),
-        };
-        let out = tmux.run(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session failed: {}",
-            text(&out.stderr)
-        );
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-u")
-            .args(["-L", &self.socket])
-            .args(args)
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .unwrap()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "tui"];
-        args.extend_from_slice(keys);
-        assert!(
-            self.run(&args).status.success(),
-            "send-keys {keys:?} failed"
-        );
-    }
-
-    fn literal(&self, text: &str) {
-        assert!(
-            self.run(&["send-keys", "-t", "tui", "-l", text])
-                .status
-                .success(),
-            "send-keys -l {text:?} failed"
-        );
-    }
-
-    fn screen(&self) -> String {
-        text(&self.run(&["capture-pane", "-p", "-t", "tui"]).stdout)
-    }
-
-    /// Waits until the screen satisfies `ok`; fails with the last screen.
-    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let screen = self.screen();
-            if ok(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn alive(&self) -> bool {
-        self.run(&["has-session", "-t", "tui"]).status.success()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
 }
 
 /// The one line of `screen` holding `needle`.

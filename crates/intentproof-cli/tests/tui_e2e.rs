@@ -9,109 +9,14 @@
 //! the end even when the test fails.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 mod common;
 
-use common::{BIN, cli_json, start_daemon, start_gateway};
-
-/// A private tmux server, killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str, width: u16, height: u16) -> Tmux {
-        let version = Command::new("tmux").arg("-V").output();
-        match version {
-            Ok(out) if out.status.success() => {}
-            other => panic!(
-                "tmux is required for this test and was not found or does not run ({other:?}): install it (Debian/Ubuntu: apt-get install tmux)"
-            ),
-        }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let tmux = Tmux {
-            socket: format!("intentproof-tui-e2e-{}-{nanos}", std::process::id()),
-        };
-        let out = tmux.run(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-u")
-            .args(["-L", &self.socket])
-            .args(args)
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .unwrap()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "tui"];
-        args.extend_from_slice(keys);
-        let out = self.run(&args);
-        assert!(out.status.success(), "send-keys {keys:?} failed");
-    }
-
-    fn literal(&self, text: &str) {
-        let out = self.run(&["send-keys", "-t", "tui", "-l", text]);
-        assert!(out.status.success(), "send-keys -l {text:?} failed");
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "tui"]).stdout).into_owned()
-    }
-
-    /// Waits until the screen satisfies `ok`; fails with the last screen.
-    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if ok(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the screen shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn alive(&self) -> bool {
-        self.run(&["has-session", "-t", "tui"]).status.success()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
+use common::{BIN, Tmux, cli_json, start_daemon, start_gateway};
 
 /// A real MCP session: plan refund + receipt email, call refund and an
 /// unplanned lookup, then close the plan. Returns the correlation id.
