@@ -25,6 +25,11 @@ Tools (`tools/call`):
   compute_fail     task `t-fail`: `tasks/get` says `failed` with error
                    {-32603, "job crashed: disk full"}.
   compute_forever  task `t-never`: `tasks/get` always says `working`.
+  book             2025-era server request: sends the client
+                   `{"id": "srv-<n>", "method": "elicitation/create", "params":
+                   BOOK_ASK}` and answers the call once the client has
+                   answered that: text `Booked for D.` with D the answer's
+                   `content.date` (or `Not booked: <action>.`).
 
 Task handles are `{"resultType": "task", "taskId", "status": "working",
 "createdAt", "lastUpdatedAt", "ttlMs": 60000}` with fixed times (CREATED).
@@ -54,7 +59,13 @@ TOOLS = [
      "inputSchema": {"type": "object", "properties": {}}},
     {"name": "compute_forever", "description": "A task that never finishes",
      "inputSchema": {"type": "object", "properties": {}}},
+    {"name": "book", "description": "Asks the client for a date (a 2025 server request), then books",
+     "inputSchema": {"type": "object", "properties": {"room": {"type": "string"}}}},
 ]
+
+BOOK_ASK = {"message": "Which date?", "mode": "form",
+            "requestedSchema": {"type": "object", "properties": {"date": {"type": "string"}},
+                                "required": ["date"]}}
 
 TASKS = {"compute_ok": "t-ok", "compute_fail": "t-fail", "compute_forever": "t-never"}
 
@@ -129,6 +140,13 @@ def main() -> int:
                           error={"code": -32603, "message": "job crashed: disk full"})
         return handle(task_id, "working")
 
+    # Server request id -> the id of the `book` call waiting for its answer.
+    asked: dict = {}
+
+    def send(message: dict) -> None:
+        sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -137,10 +155,27 @@ def main() -> int:
             message = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(message, dict) or "id" not in message or "method" not in message:
+        if not isinstance(message, dict) or "id" not in message:
+            continue
+        if "method" not in message:
+            # The client's answer to a server request.
+            call_id = asked.pop(message["id"], None)
+            if call_id is not None:
+                answer = message.get("result") or {}
+                date = (answer.get("content") or {}).get("date")
+                text = f"Booked for {date}." if date else f"Not booked: {answer.get('action')}."
+                result = text_result(text)
+                result.update(META)
+                send({"jsonrpc": "2.0", "id": call_id, "result": result})
             continue
         rid, method = message["id"], message["method"]
         params = message.get("params") or {}
+        if method == "tools/call" and params.get("name") == "book":
+            server_id = f"srv-{len(asked) + 1}"
+            asked[server_id] = rid
+            send({"jsonrpc": "2.0", "id": server_id, "method": "elicitation/create",
+                  "params": BOOK_ASK})
+            continue
         try:
             if method == "initialize":
                 result = {"protocolVersion": params.get("protocolVersion", "2025-11-25"),
@@ -161,8 +196,7 @@ def main() -> int:
         if result is not None:
             result.update(META)
             reply = {"jsonrpc": "2.0", "id": rid, "result": result}
-        sys.stdout.write(json.dumps(reply, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
+        send(reply)
     return 0
 
 

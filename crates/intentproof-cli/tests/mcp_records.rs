@@ -129,6 +129,23 @@ impl Agent {
         self.request(id, "tools/call", params)
     }
 
+    /// Sends `message` as it is (no `_meta` added).
+    fn send(&mut self, message: &Value) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next line the gateway writes, as JSON.
+    fn next(&mut self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|e| panic!("no line from the gateway within {DEADLINE:?}: {e}"));
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the gateway wrote a non-JSON line {line:?}: {e}"))
+    }
+
     /// The agent is done: closes the gateway's stdin.
     fn close(&mut self) {
         drop(self.stdin.take());
@@ -233,6 +250,7 @@ fn record_session(dir: &Path) -> String {
             "compute_ok",
             "compute_fail",
             "compute_forever",
+            "book",
             "intentproof_declare_plan"
         ],
         "{tools}"
@@ -1075,4 +1093,77 @@ fn the_tui_shows_the_incomplete_call_and_unfinished_task_flags() {
         assert!(Instant::now() < deadline, "the TUI did not exit on q");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A 2025-era server request (`elicitation/create` sent by the server while
+/// a `tools/call` waits) is part of that call's one event: output member
+/// `serverRequests` with the request and the client's answer, attribute
+/// `mcp.server_requests`; no event of its own.
+#[test]
+fn a_2025_server_request_is_part_of_the_call_it_was_made_for() {
+    const FLOW: &str = "records-2025";
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let _daemon = start_daemon(dir);
+    let (mut gateway, mut agent) = start_gateway(dir);
+    agent.send(
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "agent-2025", "version": "3.1"}}}),
+    );
+    assert_eq!(agent.next()["result"]["protocolVersion"], "2025-11-25");
+    agent.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    agent.send(
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "book", "arguments": {"room": "A"},
+        "_meta": {"intentproof/correlationId": FLOW}}}),
+    );
+    let ask = json!({"message": "Which date?", "mode": "form", "requestedSchema": {
+        "type": "object", "properties": {"date": {"type": "string"}}, "required": ["date"]}});
+    assert_eq!(
+        agent.next(),
+        json!({"jsonrpc": "2.0", "id": "srv-1", "method": "elicitation/create", "params": ask})
+    );
+    let answer = json!({"action": "accept", "content": {"date": "2026-12-24"}});
+    agent.send(&json!({"jsonrpc": "2.0", "id": "srv-1", "result": answer}));
+    let booked = agent.next();
+    assert_eq!(
+        booked,
+        ok_reply(
+            1,
+            json!({"content": [{"type": "text", "text": "Booked for 2026-12-24."}], "isError": false, "resultType": "complete"})
+        )
+    );
+    agent.close();
+    let status = gateway.0.wait().unwrap();
+    assert!(status.success(), "the gateway exited with {status}");
+
+    let events = events_of(dir, FLOW, 1);
+    let session = events[0]["attributes"]["mcp.session_id"].as_str().unwrap();
+    assert_eq!(
+        essentials(&events[0]),
+        json!({
+            "action": "mcp.records.book",
+            "intent": "undeclared",
+            "correlation_id": FLOW,
+            "status": "ok",
+            "inputs": {"room": "A"},
+            "output": {
+                "content": [{"type": "text", "text": "Booked for 2026-12-24."}],
+                "isError": false,
+                "serverRequests": [{"requestId": "srv-1", "method": "elicitation/create",
+                                    "params": ask, "result": answer}]
+            },
+            "attributes": {
+                "mcp.server": SERVER,
+                "mcp.session_id": session,
+                "jsonrpc.id": "1",
+                "mcp.client.name": "agent-2025",
+                "mcp.client.version": "3.1",
+                "mcp.protocol.version": "2025-11-25",
+                "mcp.tool": "book",
+                "mcp.server_requests": 1
+            }
+        })
+    );
 }

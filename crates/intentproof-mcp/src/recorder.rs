@@ -78,13 +78,24 @@
 //! # Server-initiated requests (2025-era sessions)
 //!
 //! `elicitation/create` and `sampling/createMessage` sent by the server are
-//! recorded when the client answers: action `mcp.<server>.elicitation.create`
-//! / `mcp.<server>.sampling.create`, inputs = the request's params, output =
-//! the client's result (or its JSON-RPC error). They take the correlation and
-//! intent of the call under way (the task named by `_meta`'s related-task,
-//! else the most recent call waiting for its answer), named by attributes
-//! `mcp.parent.action` and `mcp.parent.jsonrpc.id`. Unanswered ones become
-//! `IncompleteCall` events at session end.
+//! recorded when the client answers. One made while a call waits for its
+//! answer (the most recent such call) is part of that logical call, as the
+//! same question is in a 2026 multi-round call: the call's event gets the
+//! output member `serverRequests`, one object per answered request in order,
+//! `{"requestId": <the server's JSON-RPC id>, "method", "params", "result"
+//! | "error"}` (at most [`MAX_ROUNDS`]; `_meta` dropped from results), and
+//! the attribute `mcp.server_requests` = their number. Values are kept as
+//! JSON, so redaction policies see them like any other output.
+//!
+//! A server request with no call under way (sent on the standalone GET
+//! stream, or for a task: the task's call event is already sealed), or one
+//! answered after its call finished, is an event of its own: action
+//! `mcp.<server>.elicitation.create` / `mcp.<server>.sampling.create`,
+//! inputs = the request's params, output = the client's result (or its
+//! JSON-RPC error), the correlation and intent of the task named by
+//! `_meta`'s related-task (attribute `mcp.task.id`) or of the call it was
+//! made for (attributes `mcp.parent.action`, `mcp.parent.jsonrpc.id`).
+//! Unanswered ones become `IncompleteCall` events at session end.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
@@ -198,6 +209,12 @@ struct Pending {
     dropped_rounds: usize,
     /// The exchange under way: `requestId`, `inputResponses`.
     current: Map<String, Value>,
+    /// Requests the server made of the client while this call was under
+    /// way, answered (2025-era sampling, elicitation): kept in its event.
+    server_requests: Vec<Value>,
+    /// For a server request: the key (in `pending`) of the call it was
+    /// made for, when it was made for one.
+    parent: Option<String>,
 }
 
 /// Where a multi-round call waits for the client's retry.
@@ -684,6 +701,8 @@ impl Recorder {
                 rounds: Vec::new(),
                 dropped_rounds: 0,
                 current,
+                server_requests: Vec::new(),
+                parent: None,
             },
         );
     }
@@ -699,9 +718,14 @@ impl Recorder {
             .unwrap_or_else(|| json!({}));
         let started = SystemTime::now();
         let clock = Instant::now();
-        let parsed = parse_plan(&arguments);
+        let parsed = intentproof_policy::verification::parse_plan_arguments(&arguments);
         let (plan, result) = match parsed {
-            Ok((intent, steps, ordered, correlation)) => {
+            Ok(intentproof_policy::verification::PlanArguments {
+                intent,
+                steps,
+                ordered,
+                correlation_id: correlation,
+            }) => {
                 let plan = Plan {
                     id: intentproof_core::new_event_id(),
                     intent,
@@ -1008,12 +1032,13 @@ impl Recorder {
             attributes.insert("mcp.elicitation.mode".into(), text_attr(mode));
         }
         // The call under way: the related task, else the latest call
-        // waiting for its answer.
+        // waiting for its answer (then `parent` names it).
+        let mut parent = None;
         let related = params
             .pointer(&format!("/_meta/{}", RELATED_TASK_KEY.replace('/', "~1")))
             .and_then(|t| t.get("taskId"))
             .and_then(value_id);
-        let parent = match related
+        let under_way = match related
             .as_ref()
             .and_then(|t| self.tasks.get(t).map(|r| (t, r)))
         {
@@ -1033,10 +1058,11 @@ impl Recorder {
             }
             None => self
                 .pending
-                .values()
-                .filter(|p| !matches!(p.kind, Kind::ServerRequest))
-                .max_by_key(|p| p.clock)
-                .map(|p| {
+                .iter()
+                .filter(|(_, p)| !matches!(p.kind, Kind::ServerRequest))
+                .max_by_key(|(_, p)| p.clock)
+                .map(|(key, p)| {
+                    parent = Some(key.clone());
                     attributes.insert("mcp.parent.action".into(), text_attr(&p.action));
                     if let Some(v) = p.attributes.get("jsonrpc.id") {
                         attributes.insert("mcp.parent.jsonrpc.id".into(), v.clone());
@@ -1053,7 +1079,7 @@ impl Recorder {
                     (p.correlation_id.clone(), p.intent.clone())
                 }),
         };
-        let (correlation_id, intent) = parent.unwrap_or_else(|| {
+        let (correlation_id, intent) = under_way.unwrap_or_else(|| {
             if let Some((name, version)) = &self.client {
                 attributes.insert("mcp.client.name".into(), text_attr(name));
                 attributes.insert("mcp.client.version".into(), text_attr(version));
@@ -1083,6 +1109,8 @@ impl Recorder {
                 rounds: Vec::new(),
                 dropped_rounds: 0,
                 current,
+                server_requests: Vec::new(),
+                parent,
             },
         );
     }
@@ -1097,6 +1125,29 @@ impl Recorder {
         let Some(request) = self.server_requests.remove(&id_key(id)) else {
             return;
         };
+        // Made for a call still under way: part of that call's event.
+        if let Some(call) = request
+            .parent
+            .as_ref()
+            .and_then(|key| self.pending.get_mut(key))
+            .filter(|call| call.server_requests.len() < MAX_ROUNDS)
+        {
+            let mut exchange = Map::new();
+            exchange.insert("requestId".into(), id.clone());
+            exchange.insert("method".into(), Value::String(request.method));
+            exchange.insert("params".into(), request.inputs);
+            match (message.get("result"), message.get("error")) {
+                (_, Some(error)) => {
+                    exchange.insert("error".into(), error.clone());
+                }
+                (result, None) => {
+                    let result = result.map(without_meta).unwrap_or(Value::Null);
+                    exchange.insert("result".into(), result);
+                }
+            }
+            call.server_requests.push(Value::Object(exchange));
+            return;
+        }
         let event = match (message.get("result"), message.get("error")) {
             (_, Some(error)) => {
                 let (error, output) = json_rpc_error(error);
@@ -1369,8 +1420,9 @@ impl Recorder {
         if !pending.current.is_empty() {
             rounds.push(Value::Object(std::mem::take(&mut pending.current)));
         }
+        let server_requests = std::mem::take(&mut pending.server_requests);
         let with_rounds = |output: Option<Value>| -> Option<Value> {
-            if !multi {
+            if !multi && server_requests.is_empty() {
                 return output;
             }
             let mut map = match output {
@@ -1382,9 +1434,23 @@ impl Recorder {
                     map
                 }
             };
-            map.insert("rounds".into(), Value::Array(rounds.clone()));
+            if multi {
+                map.insert("rounds".into(), Value::Array(rounds.clone()));
+            }
+            if !server_requests.is_empty() {
+                map.insert(
+                    "serverRequests".into(),
+                    Value::Array(server_requests.clone()),
+                );
+            }
             Some(Value::Object(map))
         };
+        if !server_requests.is_empty() {
+            pending.attributes.insert(
+                "mcp.server_requests".into(),
+                AttributeValue::from(server_requests.len() as u64),
+            );
+        }
         if multi {
             pending.attributes.insert(
                 "mcp.rounds".into(),
@@ -1550,53 +1616,6 @@ fn first_text(result: &Value) -> Option<String> {
         .iter()
         .find_map(|c| c.get("text").and_then(Value::as_str))
         .map(str::to_owned)
-}
-
-type ParsedPlan = (String, Vec<(String, Option<String>)>, bool, Option<String>);
-
-fn parse_plan(arguments: &Value) -> Result<ParsedPlan, String> {
-    let intent = arguments
-        .get("intent")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or("`intent` is required: say what you mean to achieve")?
-        .to_owned();
-    let steps = arguments
-        .get("steps")
-        .and_then(Value::as_array)
-        .ok_or("`steps` is required: a list of {tool, purpose}")?;
-    if steps.is_empty() {
-        return Err("`steps` is empty: list the tool calls you plan to make".into());
-    }
-    if steps.len() > 100 {
-        return Err("`steps` has more than 100 entries".into());
-    }
-    let mut parsed = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let tool = step
-            .get("tool")
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("step {} has no `tool`", i + 1))?;
-        let purpose = step
-            .get("purpose")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        parsed.push((tool.to_owned(), purpose));
-    }
-    let ordered = arguments
-        .get("ordered")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let correlation = arguments
-        .get("correlation_id")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
-    Ok((intent, parsed, ordered, correlation))
 }
 
 /// The plan tool's definition, as listed to the agent.
@@ -2295,12 +2314,12 @@ mod tests {
     }
 
     #[test]
-    fn server_requests_are_recorded_in_the_call_under_way() {
+    fn server_requests_are_part_of_the_call_under_way() {
         let mut r = recorder();
         initialize(&mut r);
         client(
             &mut r,
-            json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"book","arguments":{},"_meta":{"intentproof/correlationId":"flow-1","intentproof/intent":"book a room"}}}),
+            json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"book","arguments":{"room":"A"},"_meta":{"intentproof/correlationId":"flow-1","intentproof/intent":"book a room"}}}),
         );
         let ask = json!({"message":"Which date?","mode":"form","requestedSchema":{"type":"object","properties":{"date":{"type":"string"}}}});
         assert!(
@@ -2310,9 +2329,25 @@ mod tests {
             )
             .is_empty()
         );
-        let events = client(
+        let answered = client(
             &mut r,
-            json!({"jsonrpc":"2.0","id":0,"result":{"action":"accept","content":{"date":"2026-01-02"}}}),
+            json!({"jsonrpc":"2.0","id":0,"result":{"action":"accept","content":{"date":"2026-01-02"},"_meta":{"x":1}}}),
+        );
+        assert!(
+            answered.is_empty(),
+            "part of the call, not an event: {answered:?}"
+        );
+        // Sampling, declined with an error, for the same call.
+        let sample = json!({"messages":[{"role":"user","content":{"type":"text","text":"hi"}}],"maxTokens":10});
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":sample}),
+        );
+        let declined = json!({"code":-1,"message":"User rejected sampling request"});
+        assert!(client(&mut r, json!({"jsonrpc":"2.0","id":1,"error":declined})).is_empty());
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"booked"}]}}),
         );
         assert_eq!(events.len(), 1);
         assert_eq!(
@@ -2320,9 +2355,54 @@ mod tests {
             json!({
                 "correlationId": "flow-1",
                 "intent": "book a room",
+                "action": "mcp.fixture.book",
+                "inputs": {"room": "A"},
+                "output": {
+                    "content": [{"type":"text","text":"booked"}],
+                    "serverRequests": [
+                        {"requestId": 0, "method": "elicitation/create", "params": ask,
+                         "result": {"action":"accept","content":{"date":"2026-01-02"}}},
+                        {"requestId": 1, "method": "sampling/createMessage", "params": sample,
+                         "error": declined}
+                    ]
+                },
+                "status": "ok",
+                "attributes": {
+                    "jsonrpc.id": "3",
+                    "mcp.client.name": "agent",
+                    "mcp.client.version": "1.2",
+                    "mcp.protocol.version": "2025-06-18",
+                    "mcp.server": "fixture",
+                    "mcp.server_requests": 2,
+                    "mcp.session_id": SESSION,
+                    "mcp.tool": "book"
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn server_requests_without_a_call_under_way_are_events_of_their_own() {
+        let mut r = recorder();
+        initialize(&mut r);
+        let ask = json!({"message":"Which date?","mode":"form","requestedSchema":{"type":"object","properties":{}}});
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":0,"method":"elicitation/create","params":ask}),
+        );
+        let events = client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":0,"result":{"action":"decline"}}),
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            facts(&events[0]),
+            json!({
+                "correlationId": SESSION,
+                "intent": UNDECLARED,
                 "action": "mcp.fixture.elicitation.create",
                 "inputs": ask,
-                "output": {"action":"accept","content":{"date":"2026-01-02"}},
+                "output": {"action":"decline"},
                 "status": "ok",
                 "attributes": {
                     "jsonrpc.id": "0",
@@ -2330,31 +2410,42 @@ mod tests {
                     "mcp.client.version": "1.2",
                     "mcp.elicitation.mode": "form",
                     "mcp.method": "elicitation/create",
-                    "mcp.parent.action": "mcp.fixture.book",
-                    "mcp.parent.jsonrpc.id": "3",
-                    "mcp.protocol.version": "2025-06-18",
                     "mcp.server": "fixture",
                     "mcp.session_id": SESSION
                 }
             })
         );
-        // Sampling, declined with an error; then one never answered.
-        let sample = json!({"messages":[{"role":"user","content":{"type":"text","text":"hi"}}],"maxTokens":10});
+        // A call's request answered after the call finished: its own event,
+        // naming the call.
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"book","arguments":{}}}),
+        );
         server(
             &mut r,
-            json!({"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":sample}),
+            json!({"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":1}}),
         );
-        let events = client(
+        assert_eq!(
+            server(
+                &mut r,
+                json!({"jsonrpc":"2.0","id":5,"result":{"content":[]}})
+            )
+            .len(),
+            1
+        );
+        let late = client(
             &mut r,
             json!({"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"User rejected sampling request"}}),
         );
-        let f = facts(&events[0]);
+        let f = facts(&late[0]);
         assert_eq!(f["action"], "mcp.fixture.sampling.create");
-        assert_eq!(f["inputs"], sample);
+        assert_eq!(f["attributes"]["mcp.parent.action"], "mcp.fixture.book");
+        assert_eq!(f["attributes"]["mcp.parent.jsonrpc.id"], "5");
         assert_eq!(
             f["error"],
             json!({"name": "JsonRpcError(-1)", "message": "User rejected sampling request"})
         );
+        // One never answered.
         server(
             &mut r,
             json!({"jsonrpc":"2.0","id":2,"method":"elicitation/create","params":{"mode":"url","message":"Sign in","url":"https://idp.example/x","elicitationId":"e1"}}),
