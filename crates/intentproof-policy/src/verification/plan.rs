@@ -240,3 +240,148 @@ pub fn classify_plan(plan: &DeclaredPlan, events: &[FlowEvent]) -> Vec<Flag> {
     }
     flags
 }
+
+/// Most steps a declaration may list.
+pub const MAX_PLAN_STEPS: usize = 100;
+
+/// A plan declaration as an agent sends it, checked: the arguments of the
+/// MCP gateway's plan tool and the body of the daemon's `POST /v1/plans`
+/// (one format, one parser, so the two cannot drift apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanArguments {
+    /// What the agent means to achieve (trimmed, not empty).
+    pub intent: String,
+    /// The steps in the declared order: (`tool` or `action`, `purpose`).
+    pub steps: Vec<(String, Option<String>)>,
+    /// True when the steps must happen in this order.
+    pub ordered: bool,
+    /// The correlation the plan's calls will carry, when the agent chose
+    /// one (else whoever records the plan assigns one).
+    pub correlation_id: Option<String>,
+}
+
+/// Checks a plan declaration: `{"intent": "...", "steps": [{"tool" | "action":
+/// "...", "purpose": "..."}], "ordered": bool, "correlation_id": "..."}`.
+/// A step names what it calls as `tool` (an MCP tool, resolved to
+/// `mcp.<server>.<tool>` by the gateway) or `action` (a full action such as
+/// `http.<route>.<METHOD>.<template>`); `tool` wins when both are given.
+/// The error names the field that is wrong and what to send instead.
+/// Unknown members are ignored (the whole object is recorded as the
+/// declaration's inputs).
+pub fn parse_plan_arguments(arguments: &serde_json::Value) -> Result<PlanArguments, String> {
+    use serde_json::Value;
+    if !arguments.is_object() {
+        return Err("the plan must be a JSON object {\"intent\", \"steps\"}".into());
+    }
+    let intent = arguments
+        .get("intent")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or("`intent` is required: say what you mean to achieve")?
+        .to_owned();
+    let steps = arguments
+        .get("steps")
+        .and_then(Value::as_array)
+        .ok_or("`steps` is required: a list of {tool (or action), purpose}")?;
+    if steps.is_empty() {
+        return Err("`steps` is empty: list the tool calls you plan to make".into());
+    }
+    if steps.len() > MAX_PLAN_STEPS {
+        return Err(format!("`steps` has more than {MAX_PLAN_STEPS} entries"));
+    }
+    let mut parsed = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        let tool = ["tool", "action"]
+            .iter()
+            .find_map(|key| {
+                step.get(key)
+                    .and_then(Value::as_str)
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+            })
+            .ok_or_else(|| {
+                format!(
+                    "step {} has no `tool` (or `action`): name the tool or action it calls",
+                    i + 1
+                )
+            })?;
+        let purpose = step
+            .get("purpose")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        parsed.push((tool.to_owned(), purpose));
+    }
+    let ordered = arguments
+        .get("ordered")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let correlation_id = arguments
+        .get("correlation_id")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    Ok(PlanArguments {
+        intent,
+        steps: parsed,
+        ordered,
+        correlation_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_arguments_take_tool_or_action_and_name_the_bad_field() {
+        let parsed = parse_plan_arguments(&json!({
+            "intent": " Answer ticket T-42 ",
+            "steps": [
+                {"tool": "lookup", "purpose": "Read it"},
+                {"action": "http.tickets.PATCH./v1/tickets/{id}"},
+            ],
+            "ordered": true,
+            "correlation_id": "ticket-T-42",
+        }))
+        .unwrap();
+        assert_eq!(
+            parsed,
+            PlanArguments {
+                intent: "Answer ticket T-42".into(),
+                steps: vec![
+                    ("lookup".into(), Some("Read it".into())),
+                    ("http.tickets.PATCH./v1/tickets/{id}".into(), None),
+                ],
+                ordered: true,
+                correlation_id: Some("ticket-T-42".into()),
+            }
+        );
+        let problem = |value: serde_json::Value| parse_plan_arguments(&value).unwrap_err();
+        assert_eq!(
+            problem(json!([])),
+            "the plan must be a JSON object {\"intent\", \"steps\"}"
+        );
+        assert_eq!(
+            problem(json!({"intent": " ", "steps": [{"tool": "a"}]})),
+            "`intent` is required: say what you mean to achieve"
+        );
+        assert_eq!(
+            problem(json!({"intent": "x", "steps": "a"})),
+            "`steps` is required: a list of {tool (or action), purpose}"
+        );
+        assert_eq!(
+            problem(json!({"intent": "x", "steps": []})),
+            "`steps` is empty: list the tool calls you plan to make"
+        );
+        assert_eq!(
+            problem(json!({"intent": "x", "steps": vec![json!({"tool": "a"}); 101]})),
+            "`steps` has more than 100 entries"
+        );
+        assert_eq!(
+            problem(json!({"intent": "x", "steps": [{"tool": "a"}, {"purpose": "b"}]})),
+            "step 2 has no `tool` (or `action`): name the tool or action it calls"
+        );
+    }
+}
