@@ -119,16 +119,31 @@ pub fn is_server_request(action: &str) -> bool {
         && (action.ends_with(".elicitation.create") || action.ends_with(".sampling.create"))
 }
 
+/// A request the HTTP proxy refused (`http.<route>.refused`, or
+/// `http.refused` for an unknown route): recorded evidence of a refusal,
+/// never forwarded, so not a call. Route names cannot contain `.`, and the
+/// proxy's default action names (`http.<route>.<METHOD>.<path>`) have more
+/// segments, so no proxied call is named like this (unless a route's
+/// `action` template is written to).
+pub fn is_refused_request(action: &str) -> bool {
+    action == "http.refused"
+        || action
+            .strip_prefix("http.")
+            .and_then(|rest| rest.strip_suffix(".refused"))
+            .is_some_and(|route| !route.is_empty() && !route.contains('.'))
+}
+
 /// Whether an event of `action` is a call a plan is judged on. Plan
-/// declarations and closes, fail-closed markers, task completions and
-/// server requests are not. (The TUI's plan panel uses this too, so the
-/// two cannot drift apart.)
+/// declarations and closes, fail-closed markers, task completions, server
+/// requests and requests the HTTP proxy refused are not. (The TUI's plan
+/// panel uses this too, so the two cannot drift apart.)
 pub fn is_call(action: &str) -> bool {
     action != PLAN_ACTION
         && action != PLAN_CLOSE_ACTION
         && action != STARTED_ACTION
         && action != COMPLETED_ACTION
         && !is_server_request(action)
+        && !is_refused_request(action)
 }
 
 /// The finding of a call the client never finished, if `stored` is one.
@@ -402,6 +417,10 @@ pub fn plans_and_findings(
         .into_iter()
         .chain(store.entries_with_action_prefix("http.")?);
     for entry in gateway_calls {
+        // A refused HTTP request is not a call, planned or not.
+        if is_refused_request(&entry.meta.action) {
+            continue;
+        }
         if !planned.contains(&entry.meta.correlation_id) {
             unplanned
                 .entry(entry.meta.correlation_id.clone())
@@ -727,6 +746,68 @@ mod tests {
         assert_eq!(events.len(), 3);
         assert_eq!(events[1].action, "mcp.srv.elicitation.create");
         assert_eq!(findings_of(&events), kinds(&[]));
+    }
+
+    /// An event the HTTP proxy records, in correlation `c-http`.
+    fn proxied(action: &str, refused: bool) -> ExecutionEvent {
+        let builder = ExecutionEvent::builder("undeclared", action).correlation_id("c-http");
+        if refused {
+            builder
+                .output(json!({"status": 400}))
+                .error(intentproof_core::ErrorInfo {
+                    name: "Refused".into(),
+                    message: "path tricks".into(),
+                    stack: None,
+                })
+                .build()
+        } else {
+            builder.output(json!({"status": 200})).build()
+        }
+    }
+
+    #[test]
+    fn a_refused_http_request_is_not_a_call() {
+        for refused in ["http.pay.refused", "http.refused"] {
+            assert!(is_refused_request(refused), "{refused}");
+            assert!(!is_call(refused), "{refused}");
+        }
+        for call in [
+            "http.pay.GET./v1/refunds",
+            "http.pay.GET./refused",
+            "http..refused",
+            "mcp.pay.refused",
+        ] {
+            assert!(is_call(call), "{call}");
+        }
+        // No plan: the proxied call is unplanned, the refused probes are not.
+        let events = [
+            proxied("http.pay.refused", true),
+            proxied("http.refused", true),
+            proxied("http.pay.GET./v1/refunds", false),
+        ];
+        assert_eq!(
+            findings_of(&events),
+            kinds(&[("unplanned_call", "http.pay.GET./v1/refunds", None)])
+        );
+        // Under a plan (declared over HTTP: steps name full actions): the
+        // refused probe is neither a step nor an unplanned call.
+        let declaration = ExecutionEvent::builder("Refund ORD-7", PLAN_ACTION)
+            .correlation_id("c-http")
+            .inputs(json!({"intent": "Refund ORD-7", "steps": [
+                {"action": "http.pay.POST./v1/refunds"},
+                {"action": "http.pay.GET./v1/refunds"},
+            ]}))
+            .output(json!({"plan_id": "plan-7", "correlation_id": "c-http"}))
+            .build();
+        let events = [
+            declaration,
+            proxied("http.pay.refused", true),
+            proxied("http.pay.GET./v1/refunds", false),
+        ];
+        assert_eq!(
+            findings_of(&events),
+            kinds(&[("incomplete_intent", "http.pay.POST./v1/refunds", Some(0))])
+        );
     }
 
     #[test]
