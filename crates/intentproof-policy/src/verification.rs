@@ -2,7 +2,9 @@
 //!
 //! - [`Policy`]: the JSON form as written, the YAML authoring form compiled
 //!   to it ([`Policy::compile`]), its fingerprint ([`Policy::fingerprint`])
-//!   and linting ([`Policy::lint`]).
+//!   and linting ([`Policy::lint`]); [`check_policy`] parses and lints a
+//!   policy file's bytes, the one validation the daemon, `doctor` and
+//!   `intentproof policy` all run.
 //! - [`evaluate`]: a policy over a [`Flow`] (and [`Attestation`]s) gives a
 //!   [`Run`] (`intentproof.run.v1`) with one [`Finding`] per rule, each
 //!   carrying a [`Reason`] from the spec's `semantics/reasons.json`.
@@ -53,8 +55,8 @@ pub use plan::{
     PlanStep, classify_plan, parse_plan_arguments,
 };
 pub use policy::{
-    FINGERPRINT_EXCLUDED_FIELDS, LintError, POLICY_SCHEMA, Policy, PolicyError, PolicyFormat,
-    Scope, policy_fingerprint,
+    FINGERPRINT_EXCLUDED_FIELDS, InvalidPolicy, LintError, MAX_POLICY_BYTES, POLICY_SCHEMA, Policy,
+    PolicyError, PolicyFormat, Scope, check_policy, policy_fingerprint,
 };
 pub use reasons::Reason;
 

@@ -176,7 +176,7 @@ const INVALID_CASE_MESSAGES: &[(&str, &[&str])] = &[
     ),
     (
         "tnt_acme.unknown-category",
-        &["rule \"r1\" (unknown): unknown category \"unknown\""],
+        &["rule \"r1\": category \"unknown\" is not a category; valid: required, forbidden, ordering, cardinality, temporal, consensus, value_bound, claim_match"],
     ),
     (
         "tnt_acme.additional-props",
@@ -185,7 +185,7 @@ const INVALID_CASE_MESSAGES: &[(&str, &[&str])] = &[
     ("tnt_acme.invalid-operator", &["spec.operator \"approx\""]),
     (
         "tnt_acme.completion-removed",
-        &["unknown category \"completion\""],
+        &["category \"completion\" is not a category"],
     ),
     (
         "tnt_acme.forbidden-predecessor-mutex",

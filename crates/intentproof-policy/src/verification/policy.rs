@@ -1,5 +1,11 @@
 //! The policy document: parsing (JSON form, YAML authoring form), the
 //! fingerprint, and linting.
+//!
+//! [`check_policy`] is the one validation every reader of a policy file
+//! runs (`intentproof serve`, `doctor`, `policy lint`, `policy test`): parse,
+//! compile, then [`Policy::lint`]. It does not read files (this crate does
+//! no I/O); callers read at most [`MAX_POLICY_BYTES`] + 1 bytes and hand
+//! them in, so an oversized file is reported the same way everywhere.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -70,6 +76,78 @@ impl fmt::Display for LintError {
     }
 }
 
+/// The largest policy file [`check_policy`] accepts: 1 MiB. Policies are a
+/// few kilobytes; the bound keeps a wrong path (a log, a database) from
+/// being read and parsed whole.
+pub const MAX_POLICY_BYTES: usize = 1 << 20;
+
+/// A policy that cannot be used, with every problem found in it.
+///
+/// Displayed one problem a line, each prefixed with the file's name, e.g.
+/// `policy.yaml: rule "r1": type "requried" is not a category; valid: ...`:
+/// what `intentproof policy lint` prints, what stops `intentproof serve`,
+/// and what `intentproof doctor` reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidPolicy {
+    /// The file as the user named it (`-` for standard input).
+    pub name: String,
+    /// One message per problem, naming the rule and field and the fix.
+    pub problems: Vec<String>,
+}
+
+impl InvalidPolicy {
+    /// A policy file that could not be read at all.
+    pub fn unreadable(name: impl Into<String>, error: &std::io::Error) -> InvalidPolicy {
+        InvalidPolicy {
+            name: name.into(),
+            problems: vec![format!("cannot read it: {error}")],
+        }
+    }
+
+    /// The problems, one a line, each prefixed with the file's name.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems
+            .iter()
+            .map(move |p| format!("{}: {p}", self.name))
+    }
+}
+
+impl fmt::Display for InvalidPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, line) in self.lines().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(&line)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses, compiles and lints the policy file `name` (its `bytes`, in
+/// `format`): the one validation of a policy, run by everything that loads
+/// one. `Ok` only when [`Policy::lint`] finds nothing; the error lists every
+/// problem (or the one that stopped parsing).
+pub fn check_policy(
+    name: &str,
+    bytes: &[u8],
+    format: PolicyFormat,
+) -> Result<Policy, InvalidPolicy> {
+    let invalid = |problems: Vec<String>| InvalidPolicy {
+        name: name.to_owned(),
+        problems,
+    };
+    if bytes.len() > MAX_POLICY_BYTES {
+        return Err(invalid(vec![format!(
+            "is larger than {} KiB, more than a policy can be; is this the right file?",
+            MAX_POLICY_BYTES / 1024
+        )]));
+    }
+    let policy = Policy::parse(bytes, format).map_err(|e| invalid(vec![e.to_string()]))?;
+    policy.lint().map_err(|e| invalid(e.problems))?;
+    Ok(policy)
+}
+
 /// Which form a policy file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyFormat {
@@ -81,6 +159,18 @@ pub enum PolicyFormat {
     Detect,
 }
 
+impl PolicyFormat {
+    /// The form a file's name says: `.yaml`/`.yml` YAML, `.json` JSON,
+    /// anything else [`PolicyFormat::Detect`].
+    pub fn for_path(path: &std::path::Path) -> PolicyFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => PolicyFormat::Yaml,
+            Some("json") => PolicyFormat::Json,
+            _ => PolicyFormat::Detect,
+        }
+    }
+}
+
 /// An `intentproof.policy.v1` document.
 ///
 /// Kept as the JSON object it is, so the fingerprint covers exactly what was
@@ -88,16 +178,30 @@ pub enum PolicyFormat {
 /// not validate: call [`Policy::lint`] for that. The evaluator accepts any
 /// object and is lenient with what it does not understand (see
 /// [`super::evaluate`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     doc: Map<String, Value>,
+    /// Indexes of the rules whose category was written as `type:` (the
+    /// YAML form), so that lint names the field the author wrote.
+    type_rules: Vec<usize>,
+}
+
+/// Two policies are equal when their documents are: how a category was
+/// spelled in the source is not part of the policy.
+impl PartialEq for Policy {
+    fn eq(&self, other: &Policy) -> bool {
+        self.doc == other.doc
+    }
 }
 
 impl Policy {
     /// Wraps a JSON value, unchanged (no compiler defaults).
     pub fn from_value(value: Value) -> Result<Policy, PolicyError> {
         match value {
-            Value::Object(doc) => Ok(Policy { doc }),
+            Value::Object(doc) => Ok(Policy {
+                doc,
+                type_rules: Vec::new(),
+            }),
             other => Err(PolicyError::NotAnObject(kind(&other))),
         }
     }
@@ -188,9 +292,12 @@ impl Policy {
             };
             scope.insert("any_event_action_in".into(), Value::Array(list));
         }
+        let mut type_rules = Vec::new();
         if let Some(Value::Array(rules)) = doc.get_mut("rules") {
             for (i, rule) in rules.iter_mut().enumerate() {
-                compile_rule(i, rule)?;
+                if compile_rule(i, rule)? {
+                    type_rules.push(i);
+                }
             }
         }
         let missing = match doc.get("policy_fingerprint") {
@@ -198,7 +305,7 @@ impl Policy {
             Some(Value::String(s)) => s.is_empty(),
             Some(_) => false,
         };
-        let mut policy = Policy { doc };
+        let mut policy = Policy { doc, type_rules };
         if missing {
             let fp = policy.fingerprint()?;
             policy
@@ -286,7 +393,8 @@ impl Policy {
 
     /// Checks the policy: valid iff it validates against the policy schema,
     /// its declared fingerprint (when present and non-empty) is correct, and
-    /// the semantic checks pass (unique non-empty rule ids, known categories
+    /// the semantic checks pass (a non-empty `scope.any_event_action_in` and
+    /// no unknown scope field, unique non-empty rule ids, known categories
     /// and severities, fields each category needs, `min <= max`, parseable
     /// durations, a usable consensus threshold...).
     ///
@@ -294,7 +402,7 @@ impl Policy {
     /// the specific checks found nothing (they repeat them less readably).
     pub fn lint(&self) -> Result<(), LintError> {
         let mut problems = Vec::new();
-        semantic_checks(&self.doc, &mut problems);
+        semantic_checks(&self.doc, &self.type_rules, &mut problems);
         match self.fingerprint() {
             Ok(fp) => {
                 if let Some(declared) = self.declared_fingerprint()
@@ -350,7 +458,9 @@ fn compile_error(location: impl Into<String>, message: impl Into<String>) -> Pol
     }
 }
 
-fn compile_rule(index: usize, rule: &mut Value) -> Result<(), PolicyError> {
+/// Compiles one rule in place; `Ok(true)` when its category was written as
+/// `type:`.
+fn compile_rule(index: usize, rule: &mut Value) -> Result<bool, PolicyError> {
     let Value::Object(map) = rule else {
         return Err(compile_error(
             format!("rules[{index}]"),
@@ -361,6 +471,7 @@ fn compile_rule(index: usize, rule: &mut Value) -> Result<(), PolicyError> {
         Some(id) => format!("rule {id:?}"),
         None => format!("rules[{index}]"),
     };
+    let typed = map.contains_key("type");
     if let Some(t) = map.remove("type") {
         match map.get("category") {
             Some(c) if *c != t => {
@@ -382,7 +493,7 @@ fn compile_rule(index: usize, rule: &mut Value) -> Result<(), PolicyError> {
         .cloned()
         .collect();
     if flat.is_empty() {
-        return Ok(());
+        return Ok(typed);
     }
     let mut spec = match map.remove("spec") {
         None => Map::new(),
@@ -406,7 +517,7 @@ fn compile_rule(index: usize, rule: &mut Value) -> Result<(), PolicyError> {
         }
     }
     map.insert("spec".into(), Value::Object(spec));
-    Ok(())
+    Ok(typed)
 }
 
 pub(crate) fn kind(v: &Value) -> &'static str {
@@ -437,7 +548,10 @@ fn shorten(s: &str) -> String {
 
 const OPERATORS: [&str; 6] = ["lt", "lte", "gt", "gte", "eq", "ne"];
 
-fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
+/// The keys of `scope`.
+const SCOPE_FIELDS: [&str; 2] = ["any_event_action_in", "ignore_flows_with_no_match"];
+
+fn semantic_checks(doc: &Map<String, Value>, type_rules: &[usize], problems: &mut Vec<String>) {
     match doc.get("schema") {
         Some(Value::String(s)) if s == POLICY_SCHEMA => {}
         Some(other) => problems.push(format!("schema must be {POLICY_SCHEMA:?}, not {other}")),
@@ -504,15 +618,32 @@ fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
             ));
         }
     }
+    // A policy governs the flows that have one of the scope's actions: the
+    // daemon evaluates every configured policy on every idle flow, so a
+    // policy without that list (or with a misspelt key, which would be
+    // ignored) would judge every flow or none.
+    const NEED_ACTIONS: &str = "scope.any_event_action_in is missing: list the actions whose flows this policy governs (a flow is checked when one of its events has one of them)";
     match doc.get("scope") {
         Some(Value::Object(scope)) => {
-            if let Some(list) = scope.get("any_event_action_in") {
-                match list.as_array() {
-                    Some(a) if a.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) => {}
-                    _ => problems.push(
-                        "scope.any_event_action_in must be a list of non-empty action names".into(),
-                    ),
+            for key in scope.keys() {
+                if !SCOPE_FIELDS.contains(&key.as_str()) {
+                    problems.push(format!(
+                        "scope.{key} is not a scope field (known: {}); it would be ignored",
+                        SCOPE_FIELDS.join(", ")
+                    ));
                 }
+            }
+            match scope.get("any_event_action_in").map(Value::as_array) {
+                Some(Some(a))
+                    if !a.is_empty()
+                        && a.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) => {}
+                Some(Some(a)) if a.is_empty() => problems.push(
+                    "scope.any_event_action_in is empty: list the actions whose flows this policy governs".into(),
+                ),
+                Some(_) => problems.push(
+                    "scope.any_event_action_in must be a list of non-empty action names".into(),
+                ),
+                None => problems.push(NEED_ACTIONS.into()),
             }
             if let Some(v) = scope.get("ignore_flows_with_no_match")
                 && !v.is_boolean()
@@ -521,7 +652,7 @@ fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
             }
         }
         Some(other) => problems.push(format!("scope must be an object, not {}", kind(other))),
-        None => problems.push("scope is missing (write `scope: {}` to match every flow)".into()),
+        None => problems.push(NEED_ACTIONS.into()),
     }
     let rules = match doc.get("rules") {
         Some(Value::Array(rules)) => rules,
@@ -542,10 +673,17 @@ fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
         };
         let id = rule.get("id").and_then(Value::as_str);
         let category = rule.get("category").and_then(Value::as_str);
-        let at = match (id, category) {
+        let known = category.filter(|c| CATEGORIES.contains(c));
+        let at = match (id, known) {
             (Some(id), Some(c)) => format!("rule {id:?} ({c})"),
             (Some(id), None) => format!("rule {id:?}"),
             (None, _) => format!("rules[{i}]"),
+        };
+        // Name the field as the author wrote it.
+        let category_field = if type_rules.contains(&i) {
+            "type"
+        } else {
+            "category"
         };
         match rule.get("id") {
             Some(Value::String(s)) if !s.is_empty() => {
@@ -578,15 +716,22 @@ fn semantic_checks(doc: &Map<String, Value>, problems: &mut Vec<String>) {
             )),
         }
         let Some(category) = category else {
-            problems.push(format!(
-                "{at}: category is missing (one of {})",
-                CATEGORIES.join(", ")
-            ));
+            problems.push(match rule.get("category") {
+                Some(other) => format!(
+                    "{at}: {category_field} must be a string, not {}; valid: {}",
+                    kind(other),
+                    CATEGORIES.join(", ")
+                ),
+                None => format!(
+                    "{at}: type (category) is missing; valid: {}",
+                    CATEGORIES.join(", ")
+                ),
+            });
             continue;
         };
-        if !CATEGORIES.contains(&category) {
+        if known.is_none() {
             problems.push(format!(
-                "{at}: unknown category {category:?}; use one of {}",
+                "{at}: {category_field} {category:?} is not a category; valid: {}",
                 CATEGORIES.join(", ")
             ));
             continue;
