@@ -46,6 +46,34 @@
 //! matched key is not scanned further. Value rules run on every other
 //! string, in the same order.
 //!
+//! # What is redacted
+//!
+//! [`Redactor::apply`] redacts `inputs` and `output`. [`Redactor::redact_event`]
+//! redacts every field of an event that a caller controls: `inputs`,
+//! `output`, `attributes` (as one object: key rules on names, value rules on
+//! values), `intent`, `action`, `error.name`, `error.message`,
+//! `error.stack` (value rules), and the members of the v1 form kept
+//! verbatim (such as an `error` object's `data`). Ids, times, correlation
+//! ids and the sealing fields are not redacted. Object *keys* are matched by
+//! key rules but never rewritten by value rules.
+//!
+//! # JSON text in strings
+//!
+//! A string whose first and last non-whitespace characters are `{`…`}` or
+//! `[`…`]` and that parses as JSON (tools often pass JSON as text) is
+//! walked as JSON with the same key and value rules and limits, at the
+//! string's own depth (so JSON text inside JSON text is bounded by
+//! `max_depth`), and, if anything in it changed or was cut, re-serialized
+//! compactly into the string; otherwise the string is kept byte for byte.
+//! Its paths carry the step `<json>`: `$.inputs.s<json>.password`,
+//! `$.inputs.s<json>.inner<json>.token`. Text that does not parse as JSON
+//! is scanned by the value rules only. Bounds: at most
+//! [`JSON_TEXT_MAX_BYTES`] (1 MiB) is parsed; a longer string that is valid
+//! JSON becomes [`JSON_TEXT_UNCHECKED_MARKER`], and JSON text nested deeper
+//! than the parser's 128 levels becomes `"[MaxDepth]"` (both are cuts,
+//! like the limits below: their markers are in the data, not in the
+//! summary).
+//!
 //! # HTTP headers
 //!
 //! `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`,
@@ -76,7 +104,8 @@
 //! # Summary
 //!
 //! Paths are JSONPath-like (`$.inputs[0].card.number`; keys that are not
-//! identifiers are quoted: `$.output['x-api-key']`), sorted and
+//! identifiers are quoted: `$.output['x-api-key']`; `<json>` steps into
+//! JSON text: `$.inputs.s<json>.password`), sorted and
 //! deduplicated; `fields_redacted_count` is their number; `rules_applied`
 //! holds the ids of the rules (and overrides) that changed something,
 //! sorted; `tenant_redaction_profile_id` is the policy's id.
@@ -107,7 +136,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use intentproof_core::snapshot::{MAX_DEPTH_MARKER, TRUNCATED_KEY};
-use intentproof_core::{ExecutionEvent, RedactionSummary};
+use intentproof_core::{AttributeValue, Attributes, ExecutionEvent, RedactionSummary};
 use serde_json::{Map, Value};
 
 pub use detect::Detector;
@@ -121,6 +150,20 @@ use policy::{Action, Matcher, Rule};
 /// Id of the built-in rule that always redacts credential-carrying HTTP
 /// headers; no policy rule may use it.
 pub const BUILTIN_HEADERS_RULE: &str = "http-headers";
+
+/// Longest string (bytes) parsed as JSON text; a longer one that is valid
+/// JSON becomes [`JSON_TEXT_UNCHECKED_MARKER`].
+pub const JSON_TEXT_MAX_BYTES: usize = 1 << 20;
+
+/// What a valid JSON text over [`JSON_TEXT_MAX_BYTES`] becomes: it is too
+/// large to check, and its key-matched secrets could survive a cut.
+pub const JSON_TEXT_UNCHECKED_MARKER: &str = "[UncheckedJsonText]";
+
+/// The path step of JSON text inside a string: `$.inputs.s<json>.password`.
+pub const JSON_TEXT_SEGMENT: &str = "<json>";
+
+/// serde_json's nesting limit: deeper text cannot be parsed.
+const JSON_PARSER_MAX_NESTING: usize = 128;
 
 /// Normalizes a key for matching: lowercase, without `_`, `-`, `.` and
 /// whitespace. `api_key`, `apiKey`, `API-KEY` and `api.key` all become
@@ -404,13 +447,23 @@ impl Redactor {
         walk.finish()
     }
 
-    /// Redacts an event before it is sealed: its `inputs` and `output` as in
-    /// [`Redactor::apply`], and the value rules also run over
-    /// `error.message` and `error.stack` (paths `$.error.message`,
-    /// `$.error.stack`). Fills `redaction_summary`, merged with any summary
-    /// the event already carries.
+    /// Redacts an event before it is sealed: every field a caller controls,
+    /// with the same rules, and fills `redaction_summary` (merged with any
+    /// summary the event already carries). Paths in the summary:
     ///
-    /// `untrusted_payload` is left as it is: redaction does not make a
+    /// - `$.inputs…`, `$.output…`: as in [`Redactor::apply`];
+    /// - `$.attributes.<name>`: attributes, as one object (key rules on
+    ///   their names, value rules on their values);
+    /// - `$.intent`, `$.action`, `$.error.name`, `$.error.message`,
+    ///   `$.error.stack`: text, value rules (and JSON text, see the module
+    ///   docs); `$.action` only changes when a value rule matches in it
+    ///   (an HTTP proxy action holds the request path);
+    /// - `$.<member>…`: members of the v1 form kept verbatim
+    ///   ([`ExecutionEvent::v1_verbatim`], e.g. an `error` object with
+    ///   `data`), which replace the typed fields when the event is sealed.
+    ///
+    /// The override and capture rules are chosen by the action as it came
+    /// in. `untrusted_payload` is left as it is: redaction does not make a
     /// payload trusted, and whether anything was captured unredacted is
     /// for the capturing side to declare.
     pub fn redact_event(&self, event: &mut ExecutionEvent) {
@@ -423,10 +476,21 @@ impl Redactor {
                 walk.root(name, v, capture);
             }
         }
+        walk.text_root("$.intent", &mut event.intent);
+        walk.text_root("$.action", &mut event.action);
+        walk.attributes(&mut event.attributes);
         if let Some(err) = event.error.as_mut() {
+            walk.text_root("$.error.name", &mut err.name);
             walk.text_root("$.error.message", &mut err.message);
             if let Some(stack) = err.stack.as_mut() {
                 walk.text_root("$.error.stack", stack);
+            }
+        }
+        if let Some(verbatim) = event.v1_verbatim.take() {
+            let mut members = Value::Object(verbatim);
+            walk.walk(&mut members, 0, &PathNode::root("$"));
+            if let Value::Object(verbatim) = members {
+                event.v1_verbatim = Some(verbatim);
             }
         }
         let mut summary = walk.finish();
@@ -525,15 +589,57 @@ fn replace_deep(slot: &mut Value, with: String) {
     }
 }
 
-fn truncate_string(s: &mut String, max_chars: usize) {
+/// Cuts `s` to `max_chars` characters plus a marker; true when it did.
+fn truncate_string(s: &mut String, max_chars: usize) -> bool {
     if s.len() <= max_chars {
-        return;
+        return false;
     }
     if let Some((cut, _)) = s.char_indices().nth(max_chars) {
         let omitted = s[cut..].chars().count();
         s.truncate(cut);
         let _ = write!(s, "…[truncated {omitted} chars]");
+        return true;
     }
+    false
+}
+
+/// Whether `s` may be a JSON object or array: its first and last
+/// non-whitespace characters are `{` and `}`, or `[` and `]`.
+fn looks_like_json(s: &str) -> bool {
+    let t = s.trim_ascii();
+    matches!(
+        (t.as_bytes().first(), t.as_bytes().last()),
+        (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
+    ) && t.len() >= 2
+}
+
+/// The deepest bracket nesting of JSON text `s` (brackets inside strings
+/// not counted); only asked when parsing failed, to tell "too deep" from
+/// "not JSON".
+fn json_nesting(s: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in s.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn push_key(path: &mut String, key: &str) {
@@ -606,6 +712,8 @@ enum Seg<'a> {
     Root(&'a str),
     Key(&'a str),
     Index(usize),
+    /// The JSON text held in the string at the parent path.
+    JsonText,
 }
 
 /// A path as a chain of steps from the leaf up to the root.
@@ -644,6 +752,7 @@ impl<'a> PathNode<'a> {
                 Seg::Root(name) => out.push_str(name),
                 Seg::Key(k) => push_key(&mut out, k),
                 Seg::Index(i) => push_index(&mut out, i),
+                Seg::JsonText => out.push_str(JSON_TEXT_SEGMENT),
             }
         }
         out
@@ -660,6 +769,9 @@ struct Walk<'r> {
     capture_inputs: Capture,
     capture_output: Capture,
     limits_only: bool,
+    /// Cuts made by limits (not in the summary); JSON text is written back
+    /// when a walk inside it changed or cut something.
+    cuts: usize,
     keybuf: String,
     spans: Vec<Span>,
     changed: Vec<String>,
@@ -706,6 +818,7 @@ impl<'r> Walk<'r> {
             capture_inputs,
             capture_output,
             limits_only: false,
+            cuts: 0,
             keybuf: String::with_capacity(64),
             spans: Vec::new(),
             changed: Vec::new(),
@@ -729,18 +842,116 @@ impl<'r> Walk<'r> {
         }
     }
 
+    /// A text field of the event (intent, action, error parts): value
+    /// rules, or JSON text walked as JSON. Not cut by `max_string_length`.
     fn text_root(&mut self, name: &str, s: &mut String) {
-        match self.redact_text(s) {
-            Text::Unchanged => {}
-            Text::Replaced(new) => {
-                *s = new;
-                self.changed.push(name.to_owned());
-            }
-            Text::Drop(rule) => {
-                *s = marker("DROPPED", &self.r.rules[rule].id);
-                self.changed.push(name.to_owned());
+        let path = PathNode::root(name);
+        if let Outcome::Drop(rule) = self.string(s, 0, &path) {
+            *s = marker("DROPPED", &self.r.rules[rule].id);
+        }
+    }
+
+    /// Attributes, walked as one object at `$.attributes` (key rules on
+    /// their names, value rules and limits on their values), then put
+    /// back. Values stay scalars: a JSON-text value is re-serialized into
+    /// its string and every marker is a string.
+    fn attributes(&mut self, attributes: &mut Attributes) {
+        if attributes.is_empty() {
+            return;
+        }
+        let map: Map<String, Value> = std::mem::take(attributes)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    AttributeValue::String(s) => Value::String(s),
+                    AttributeValue::Number(n) => Value::Number(n),
+                    AttributeValue::Bool(b) => Value::Bool(b),
+                };
+                (k, v)
+            })
+            .collect();
+        let mut object = Value::Object(map);
+        self.walk(&mut object, 0, &PathNode::root("$.attributes"));
+        if let Value::Object(map) = object {
+            for (k, v) in map {
+                let value = AttributeValue::try_from(v)
+                    .unwrap_or_else(|_| AttributeValue::String(MAX_DEPTH_MARKER.to_owned()));
+                attributes.insert(k, value);
             }
         }
+    }
+
+    /// A string value at `path`: JSON text is parsed and walked (see
+    /// [`Walk::json_text`]); any other text goes through the value rules.
+    fn string(&mut self, s: &mut String, depth: usize, path: &PathNode<'_>) -> Outcome {
+        if self.json_text(s, depth, path) {
+            return Outcome::Keep;
+        }
+        match self.redact_text(s) {
+            Text::Unchanged => Outcome::Keep,
+            Text::Replaced(new) => {
+                *s = new;
+                self.changed.push(path.render());
+                Outcome::Keep
+            }
+            Text::Drop(rule) => {
+                self.changed.push(path.render());
+                Outcome::Drop(rule)
+            }
+        }
+    }
+
+    /// When `s` is a JSON object or array held as text, walks it as JSON
+    /// (key and value rules, limits) at the string's own depth, under the
+    /// path `<path><json>`, and writes it back re-serialized (compact) if
+    /// anything in it changed or was cut; returns true. Text that is not
+    /// JSON returns false (the caller scans it as text).
+    ///
+    /// Bounds: texts over [`JSON_TEXT_MAX_BYTES`] are not parsed; one that
+    /// is valid JSON all the same becomes [`JSON_TEXT_UNCHECKED_MARKER`].
+    /// JSON text nested deeper than the parser's 128 levels becomes
+    /// `"[MaxDepth]"`. Containers inside count towards `max_depth` like
+    /// inline ones, so JSON text inside JSON text is bounded by it too.
+    fn json_text(&mut self, s: &mut String, depth: usize, path: &PathNode<'_>) -> bool {
+        if !looks_like_json(s) {
+            return false;
+        }
+        if s.len() > JSON_TEXT_MAX_BYTES {
+            let valid = serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
+                || json_nesting(s) >= JSON_PARSER_MAX_NESTING;
+            if valid {
+                *s = JSON_TEXT_UNCHECKED_MARKER.to_owned();
+                self.cuts += 1;
+            }
+            return valid;
+        }
+        let mut parsed: Value = match serde_json::from_str(s) {
+            Ok(v) => v,
+            Err(_) if json_nesting(s) >= JSON_PARSER_MAX_NESTING => {
+                *s = MAX_DEPTH_MARKER.to_owned();
+                self.cuts += 1;
+                return true;
+            }
+            Err(_) => return false,
+        };
+        let before = (self.changed.len(), self.cuts);
+        let inner = path.child(Seg::JsonText);
+        // The root is a container, so the walk keeps it (members or items
+        // it drops are handled inside).
+        self.walk(&mut parsed, depth, &inner);
+        if (self.changed.len(), self.cuts) != before {
+            *s = match parsed {
+                Value::String(marker) => marker,
+                other => {
+                    let text = other.to_string();
+                    drop_deep(other);
+                    text
+                }
+            };
+        } else {
+            drop_deep(parsed);
+        }
+        true
     }
 
     fn finish(mut self) -> RedactionSummary {
@@ -781,6 +992,7 @@ impl<'r> Walk<'r> {
         let limits = self.r.limits;
         if matches!(v, Value::Array(_) | Value::Object(_)) && depth >= limits.max_depth {
             replace_deep(v, MAX_DEPTH_MARKER.to_owned());
+            self.cuts += 1;
             return Outcome::Keep;
         }
         match v {
@@ -789,6 +1001,7 @@ impl<'r> Walk<'r> {
                 if map.len() > limits.max_keys {
                     let extra: Vec<String> = map.keys().skip(limits.max_keys).cloned().collect();
                     omitted = extra.len();
+                    self.cuts += 1;
                     for k in extra {
                         if let Some(old) = map.remove(&k) {
                             drop_deep(old);
@@ -827,6 +1040,7 @@ impl<'r> Walk<'r> {
                 let mut omitted = 0usize;
                 if items.len() > limits.max_keys {
                     omitted = items.len() - limits.max_keys;
+                    self.cuts += 1;
                     for old in items.drain(limits.max_keys..) {
                         drop_deep(old);
                     }
@@ -842,20 +1056,14 @@ impl<'r> Walk<'r> {
                 }
             }
             Value::String(s) => {
-                if !self.limits_only {
-                    match self.redact_text(s) {
-                        Text::Unchanged => {}
-                        Text::Replaced(new) => {
-                            *s = new;
-                            self.changed.push(path.render());
-                        }
-                        Text::Drop(rule) => {
-                            self.changed.push(path.render());
-                            return Outcome::Drop(rule);
-                        }
-                    }
+                if !self.limits_only
+                    && let Outcome::Drop(rule) = self.string(s, depth, path)
+                {
+                    return Outcome::Drop(rule);
                 }
-                truncate_string(s, limits.max_string_length);
+                if truncate_string(s, limits.max_string_length) {
+                    self.cuts += 1;
+                }
             }
             Value::Number(n) if !self.limits_only => {
                 let big = match (n.as_u64(), n.as_i64()) {
