@@ -322,27 +322,65 @@ fn check_store(report: &mut Report, dir: &DataDir, daemon_running: bool) {
     }
 }
 
+/// The shipper's file of events the daemon refused for good (kept for
+/// review, never delivered again).
+const REJECTED_SPOOL: &str = "rejected.jsonl";
+
+/// Events (non-blank lines) in one spool file; unreadable counts as none.
+/// Read line by line: a spool can be large.
+fn spooled_events(path: &Path) -> usize {
+    use std::io::BufRead;
+    let Ok(file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    std::io::BufReader::new(file)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .filter(|line| !line.trim_ascii().is_empty())
+        .count()
+}
+
+/// Events waiting in `spool/*.jsonl`. A shipper empties its file (to 0
+/// bytes) once the daemon has everything, and the file stays until its
+/// process ends: an empty file waits for nothing. Refused events are
+/// reported apart: starting the daemon will not deliver them.
 fn check_spool(report: &mut Report, dir: &DataDir) {
     let spool = dir.path().join("spool");
-    let waiting = std::fs::read_dir(&spool)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().is_file())
-                .count()
-        })
-        .unwrap_or(0);
+    let (mut waiting, mut files, mut rejected) = (0, 0, 0);
+    for entry in std::fs::read_dir(&spool).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if !path.is_file() || path.extension().is_none_or(|e| e != "jsonl") {
+            continue;
+        }
+        let events = spooled_events(&path);
+        if path.file_name().is_some_and(|n| n == REJECTED_SPOOL) {
+            rejected = events;
+        } else if events > 0 {
+            waiting += events;
+            files += 1;
+        }
+    }
     if waiting > 0 {
         report.warn(
             "spool",
             format!(
-                "{waiting} spool file(s) wait for the daemon in {}",
+                "{waiting} event(s) in {files} spool file(s) wait for the daemon in {}",
                 spool.display()
             ),
             "start the daemon; the gateway drains the spool when it answers",
         );
     } else {
-        report.ok("spool", "empty");
+        report.ok("spool", "no event waits for the daemon");
+    }
+    if rejected > 0 {
+        report.warn(
+            "spool",
+            format!(
+                "{rejected} event(s) the daemon refused are kept in {}",
+                spool.join(REJECTED_SPOOL).display()
+            ),
+            "the daemon's log says why each was refused; delete the file once reviewed",
+        );
     }
 }
 
