@@ -37,8 +37,9 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::FramedRead;
 
+use super::lines::{Answer, Line, LineCodec, Side};
 use super::recorder::{ClientVerdict, DEFAULT_PLAN_TOOL, Recorder, RecorderConfig};
 use super::remote::{Deliver, Incoming, RemoteServer, RemoteUpstream, one_line};
 use super::stateless::{Lane, method_not_allowed, stateless_version};
@@ -631,7 +632,12 @@ impl McpHttp {
                 .stderr(Stdio::inherit())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| format!("cannot start MCP server {name} (`{program}`): {e}"))?;
+                .map_err(|e| {
+                    // The agent only sees a 502: the daemon's log says why.
+                    let reason = format!("cannot start MCP server {name} (`{program}`): {e}");
+                    tracing::warn!(server = %name, error = %e, "{reason}");
+                    reason
+                })?;
             let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
                 return Err("cannot capture the upstream's stdio".into());
             };
@@ -651,13 +657,29 @@ impl McpHttp {
             let deliver = self.deliver_to(Arc::downgrade(&session));
             let server_name = name.to_owned();
             tokio::spawn(async move {
-                let mut lines =
-                    FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
+                let mut lines = FramedRead::new(stdout, LineCodec::new(MAX_MESSAGE_BYTES));
                 // Each line is parsed once, in `upstream_message`, which
                 // also drops (and logs) a line that is not JSON.
                 while let Some(line) = lines.next().await {
-                    let Ok(line) = line else { continue };
-                    deliver(Incoming::Message(line));
+                    match line {
+                        Ok(Line::Text(line)) => deliver(Incoming::Message(line)),
+                        // A bad line does not end the session: an
+                        // answer's error takes its place; a server
+                        // request cannot be answered from here.
+                        Ok(Line::Dropped(dropped)) => {
+                            let error = match dropped.answer(Side::Upstream) {
+                                Some(Answer::InPlace(error)) => Some(error.to_string()),
+                                _ => None,
+                            };
+                            tracing::warn!(server = %server_name, "{}", dropped.describe(Side::Upstream, error.is_some()));
+                            if let Some(error) = error {
+                                deliver(Incoming::Message(error));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(server = %server_name, error = %e, "reading from the upstream failed");
+                        }
+                    }
                 }
                 deliver(Incoming::Gone(format!(
                     "upstream MCP server {server_name} exited before answering; check its stderr"
@@ -861,19 +883,8 @@ fn sse_response(session_id: Option<&str>, body: Body) -> Response {
     response
 }
 
-/// Refuses browser requests from other origins (DNS rebinding).
-fn origin_allowed(headers: &HeaderMap) -> bool {
-    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        None => true,
-        Some(origin) => {
-            let host = origin.split("://").nth(1).unwrap_or(origin);
-            let host = host.split(['/', ':']).next().unwrap_or(host);
-            matches!(host, "localhost" | "127.0.0.1" | "[::1]")
-        }
-    }
-}
-
-/// `POST /mcp/<name>`.
+/// `POST /mcp/<name>`. `Origin`, `Host` and the token are checked where
+/// the daemon mounts these routes (`intentproof_gateway::browser_guard`).
 pub async fn post(
     gateway: Arc<McpHttp>,
     name: String,
@@ -888,14 +899,6 @@ pub async fn post(
             &format!(
                 "no MCP server named {name:?} is configured; see [[mcp.servers]] in the config"
             ),
-        );
-    }
-    if !origin_allowed(&headers) {
-        return rpc_error(
-            StatusCode::FORBIDDEN,
-            &Value::Null,
-            -32600,
-            "requests from this Origin are not allowed",
         );
     }
     if stateless_version(&headers).is_some()
