@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! intentproof keys new  [--data-dir D]     create this instance's Ed25519 key (never overwrites)
-//! intentproof keys show [--data-dir D]     print instance id, key id and public key
+//! intentproof keys show [--data-dir D] [--pem]
+//!                                          print instance id, key id and public key
+//!                                          (--pem: the public key alone, as PEM)
 //! intentproof event canon FILE             print the RFC 8785 canonical bytes (no newline added)
 //! intentproof event seal --key K [--instance-id I] [--tenant-id T] FILE
 //!                                          print the signed intentproof.event.v1 event (one line)
@@ -40,6 +42,7 @@ mod daemon;
 mod demo;
 mod doctor;
 mod policy;
+mod stop;
 mod tui;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -78,6 +81,9 @@ enum Command {
     },
     /// Run the daemon: ingest and query API, durable store.
     Serve(daemon::ServeArgs),
+    /// Stop the daemon of a data dir (one `intentproof mcp` started, say) and wait until
+    /// it has drained and exited.
+    Stop(stop::StopArgs),
     /// Record an MCP server's tool calls: use `intentproof mcp -- <command>` in place of
     /// the server's command in your agent's MCP config.
     Mcp(daemon::McpArgs),
@@ -153,6 +159,10 @@ enum KeysCommand {
         /// Data directory [default: $INTENTPROOF_DATA_DIR or ~/.intentproof]
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Print the public key alone, as PEM, for a file `--key` reads:
+        /// `intentproof keys show --pem > key.pem`.
+        #[arg(long)]
+        pem: bool,
     },
     /// Tell the daemon to trust an instance's public key: its events then verify.
     Trust(daemon::TrustArgs),
@@ -225,11 +235,30 @@ fn main() -> ExitCode {
                 eprintln!("invalid: {invalid}");
                 ExitCode::from(1)
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_text(&e));
                 ExitCode::from(2)
             }
         }
     }
+}
+
+/// An error and its causes, joined by ": " like anyhow's `{:#}`, but
+/// without a cause the text already shows: many errors print their source
+/// in their own message and also return it from `source()`, and `{:#}`
+/// then said it twice ("...(os error 2): No such file or directory (os
+/// error 2)").
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Writes `bytes` to stdout; a reader that went away (`| head`) is not an error.
@@ -252,13 +281,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("created {}", InstanceKey::path_in(&dir).display());
                 print_key(&key)
             }
-            KeysCommand::Show { data_dir } => {
+            KeysCommand::Show { data_dir, pem } => {
                 let dir = data_dir_or_default(data_dir)?;
-                print_key(&InstanceKey::load_from(&dir)?)
+                let key = InstanceKey::load_from(&dir)?;
+                if pem {
+                    write_stdout(key.public_key_pem().as_bytes())
+                } else {
+                    print_key(&key)
+                }
             }
             KeysCommand::Trust(args) => daemon::trust(args),
         },
         Command::Serve(args) => daemon::serve(args),
+        Command::Stop(args) => stop::stop(args),
         Command::Mcp(args) => return daemon::mcp(args),
         Command::Policy { command } => return policy::run(command),
         Command::Verify(args) => return bundle::run(args),

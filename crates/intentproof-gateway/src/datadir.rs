@@ -79,6 +79,15 @@ impl KeyRing {
     }
 }
 
+/// The daemon that last started on a data dir, from its `daemon.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonInfo {
+    /// The address it listens on, e.g. `127.0.0.1:9787`.
+    pub listen: String,
+    /// Its process id.
+    pub pid: u32,
+}
+
 /// A data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -257,6 +266,36 @@ impl DataDir {
     /// Removes the daemon info file (at shutdown).
     pub fn clear_daemon_info(&self) {
         let _ = fs::remove_file(self.path.join("daemon.json"));
+    }
+
+    /// What `daemon.json` says about the daemon that last started on this
+    /// data dir: `None` when there is no such file (no daemon ran, or the
+    /// last one stopped cleanly). The daemon may since have died without
+    /// removing it: ask it (`/healthz`) before trusting the pid.
+    pub fn daemon_info(&self) -> Result<Option<DaemonInfo>, DataDirError> {
+        let path = self.path.join("daemon.json");
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path, "read")(e)),
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            io(&path, "parse (delete it if no daemon runs)")(io::Error::other(e.to_string()))
+        })?;
+        let listen = value.get("listen").and_then(serde_json::Value::as_str);
+        let pid = value
+            .get("pid")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok());
+        match (listen, pid) {
+            (Some(listen), Some(pid)) => Ok(Some(DaemonInfo {
+                listen: listen.to_owned(),
+                pid,
+            })),
+            _ => Err(io(&path, "read (delete it if no daemon runs)")(
+                io::Error::other("it lacks \"listen\" or \"pid\""),
+            )),
+        }
     }
 
     /// The URL of the daemon that last started on this data dir, if any.
