@@ -21,6 +21,7 @@
 //! - [`recorder`]: the protocol observer (transport-agnostic): one event
 //!   per logical call (multi-round calls, tasks).
 //! - [`stdio`]: `intentproof mcp -- <command>`: the agent's stdio server.
+//! - [`lines`]: bounded stdio framing; a bad line is dropped, not fatal.
 //! - [`http`]: `/mcp/<name>` (Streamable HTTP) for the session-based
 //!   revisions, in front of stdio commands or remote servers (`remote`);
 //!   sessions bounded and reaped.
@@ -42,6 +43,7 @@
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod lines;
 pub mod recorder;
 pub(crate) mod remote;
 pub mod sink;

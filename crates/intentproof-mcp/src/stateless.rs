@@ -74,12 +74,13 @@ use intentproof_core::{AttributeValue, ExecutionEvent};
 use serde_json::{Value, json};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::FramedRead;
 
 use super::http::{
     JSON_WAIT, Outgoing, accepts, accepts_json, json_response, lock, rpc_error, rpc_error_with,
     sse_stream, write_stdin,
 };
+use super::lines::{Answer, Line, LineCodec, Side};
 use super::recorder::{ClientVerdict, Recorder, RecorderConfig};
 use super::remote::{RemoteServer, SseParser, one_line};
 use super::stdio::MAX_MESSAGE_BYTES;
@@ -624,20 +625,32 @@ impl Lane {
         let lane = Arc::downgrade(self);
         let mine = Arc::downgrade(&process);
         tokio::spawn(async move {
-            let mut lines =
-                FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES));
+            let mut lines = FramedRead::new(stdout, LineCodec::new(MAX_MESSAGE_BYTES));
             while let Some(line) = lines.next().await {
                 let Some(lane) = lane.upgrade() else { return };
-                match line {
-                    Ok(line) => {
-                        let abandoned = lane.upstream_line(&line);
-                        if let (false, Some(process)) = (abandoned.is_empty(), mine.upgrade()) {
-                            lane.cancel(&process, abandoned).await;
-                        }
+                let line = match line {
+                    Ok(Line::Text(line)) => line,
+                    // A bad line does not end the process: an answer's
+                    // error takes its place (under the gateway id, set
+                    // back like any answer's); a server request cannot be
+                    // answered from here.
+                    Ok(Line::Dropped(dropped)) => {
+                        let error = match dropped.answer(Side::Upstream) {
+                            Some(Answer::InPlace(error)) => Some(error.to_string()),
+                            _ => None,
+                        };
+                        tracing::warn!(server = %lane.server, "{}", dropped.describe(Side::Upstream, error.is_some()));
+                        let Some(error) = error else { continue };
+                        error
                     }
                     Err(e) => {
-                        tracing::warn!(server = %lane.server, error = %e, "a line from the upstream was dropped");
+                        tracing::error!(server = %lane.server, error = %e, "reading from the upstream failed");
+                        continue;
                     }
+                };
+                let abandoned = lane.upstream_line(&line);
+                if let (false, Some(process)) = (abandoned.is_empty(), mine.upgrade()) {
+                    lane.cancel(&process, abandoned).await;
                 }
             }
             if let Some(lane) = lane.upgrade() {

@@ -5,16 +5,25 @@
 //! Stdout belongs to the protocol: only messages go there; logs go to
 //! stderr. A line the upstream writes to stdout that is not JSON is reported
 //! on stderr and dropped (forwarding it would break the agent's parser).
+//!
+//! A line from either side that is not UTF-8 or is longer than
+//! [`MAX_MESSAGE_BYTES`] is dropped too (framing in [`crate::lines`]) and
+//! the session goes on: the log names the side and the size, and when the
+//! line's id can be read, the peer waiting on it gets a JSON-RPC error (the
+//! sender of a dropped request, the receiver of a dropped answer). Only the
+//! end of a side's input is taken for its end.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use intentproof_core::ExecutionEvent;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio::process::{ChildStdin, Command};
+use tokio_util::codec::FramedRead;
 
+use super::lines::{Answer, Line, LineCodec, Side};
 use super::recorder::{ClientVerdict, Recorder, RecorderConfig};
 use crate::sink::StdioSink;
 
@@ -58,7 +67,8 @@ fn agent_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
     }
 }
 
-/// Largest message accepted on either side.
+/// Largest message accepted on either side (a longer line is dropped, and
+/// discarded as it arrives rather than buffered).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Options of one stdio gateway process.
@@ -70,15 +80,6 @@ pub struct StdioOptions {
     pub command: Vec<String>,
     /// Refuse a call unless its "started" marker is on disk first.
     pub fail_closed: bool,
-}
-
-fn frame_error(side: &str, e: &LinesCodecError) -> String {
-    match e {
-        LinesCodecError::MaxLineLengthExceeded => {
-            format!("{side} sent a message longer than {MAX_MESSAGE_BYTES} bytes")
-        }
-        LinesCodecError::Io(e) => format!("reading from {side} failed: {e}"),
-    }
 }
 
 /// Runs the gateway until the agent closes stdin or the upstream exits.
@@ -100,14 +101,8 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
     else {
         return Err("the upstream's stdio could not be captured".into());
     };
-    let mut from_agent = FramedRead::new(
-        agent_input(),
-        LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES),
-    );
-    let mut from_upstream = FramedRead::new(
-        upstream_out,
-        LinesCodec::new_with_max_length(MAX_MESSAGE_BYTES),
-    );
+    let mut from_agent = FramedRead::new(agent_input(), LineCodec::new(MAX_MESSAGE_BYTES));
+    let mut from_upstream = FramedRead::new(upstream_out, LineCodec::new(MAX_MESSAGE_BYTES));
     let mut to_agent = agent_output();
     let session_id = intentproof_core::new_event_id();
     let mut recorder = Recorder::new(options.recorder.clone(), session_id);
@@ -120,28 +115,30 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
     loop {
         tokio::select! {
             line = from_agent.next(), if agent_open => match line {
-                Some(Ok(line)) => {
-                    let parsed = serde_json::from_str::<Value>(&line).ok();
-                    let verdict = match &parsed {
-                        Some(message) => recorder.on_client(message, &mut events),
-                        // Not ours to judge: the upstream answers it.
-                        None => ClientVerdict::Forward,
-                    };
-                    let written = match verdict {
-                        ClientVerdict::Forward => {
-                            match fail_closed_check(options.fail_closed, parsed.as_ref(), &mut recorder, &shipper).await {
-                                Ok(()) => write_line(&mut upstream_in, &line).await,
-                                Err(refusal) => write_line(&mut to_agent, &refusal.to_string()).await,
+                Some(Ok(Line::Text(line))) => {
+                    client_message(&line, &options, &mut recorder, &shipper, &mut upstream_in, &mut to_agent, &mut events).await;
+                }
+                Some(Ok(Line::Dropped(dropped))) => {
+                    let answer = dropped.answer(Side::Client);
+                    tracing::warn!(server = %options.recorder.server, "{}", dropped.describe(Side::Client, answer.is_some()));
+                    match answer {
+                        Some(Answer::ToSender(error)) => {
+                            if let Err(e) = write_line(&mut to_agent, &error.to_string()).await {
+                                tracing::error!(error = %e, "cannot write to the agent");
                             }
                         }
-                        ClientVerdict::Reply(reply) => write_line(&mut to_agent, &reply.to_string()).await,
-                    };
-                    if let Err(e) = written {
-                        tracing::error!(error = %e, "cannot write to the upstream");
+                        // The client's answer to a server request: the
+                        // upstream gets an error in its place, observed
+                        // like the answer would have been.
+                        Some(Answer::InPlace(error)) => {
+                            client_message(&error.to_string(), &options, &mut recorder, &shipper, &mut upstream_in, &mut to_agent, &mut events).await;
+                        }
+                        None => {}
                     }
                 }
                 Some(Err(e)) => {
-                    tracing::error!("{}", frame_error("the agent", &e));
+                    // A failed read (not a bad line): nothing more can come.
+                    tracing::error!(error = %e, "reading from the client failed; ending the session as if it closed its input");
                     recorder.on_session_end(&mut events);
                     agent_open = false;
                     grace = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
@@ -162,21 +159,36 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
                 grace = None;
             },
             line = from_upstream.next() => match line {
-                Some(Ok(line)) => match serde_json::from_str::<Value>(&line) {
-                    Ok(message) => {
-                        let out = recorder.on_server(&message, &mut events);
-                        let text = out.map(|m| m.to_string());
-                        if let Err(e) = write_line(&mut to_agent, text.as_deref().unwrap_or(&line)).await {
-                            tracing::error!(error = %e, "cannot write to the agent");
-                        }
-                    }
+                Some(Ok(Line::Text(line))) => match serde_json::from_str::<Value>(&line) {
+                    Ok(message) => server_message(&message, &line, &mut recorder, &mut to_agent, &mut events).await,
                     Err(_) => {
                         let shown: String = line.chars().take(200).collect();
                         tracing::warn!(server = %options.recorder.server, line = %shown, "the upstream wrote a line to stdout that is not a JSON-RPC message; dropped (servers must log to stderr)");
                     }
                 },
+                Some(Ok(Line::Dropped(dropped))) => {
+                    let answer = dropped.answer(Side::Upstream);
+                    tracing::warn!(server = %options.recorder.server, "{}", dropped.describe(Side::Upstream, answer.is_some()));
+                    match answer {
+                        // A server request (sampling, elicitation): the
+                        // upstream is told it never reached the client.
+                        Some(Answer::ToSender(error)) => {
+                            if let Err(e) = write_line(&mut upstream_in, &error.to_string()).await {
+                                tracing::error!(error = %e, "cannot write to the upstream");
+                            }
+                        }
+                        // An answer: the agent gets an error in its place,
+                        // and the call is recorded with it.
+                        Some(Answer::InPlace(error)) => {
+                            server_message(&error, &error.to_string(), &mut recorder, &mut to_agent, &mut events).await;
+                        }
+                        None => {}
+                    }
+                }
                 Some(Err(e)) => {
-                    tracing::warn!(server = %options.recorder.server, "{}; the message was dropped", frame_error("the upstream", &e));
+                    // A failed read ends the stream: what follows is the
+                    // upstream's end (below).
+                    tracing::error!(server = %options.recorder.server, error = %e, "reading from the upstream failed");
                 }
                 None => {
                     let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
@@ -221,6 +233,54 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
         );
     }
     Ok(exit_code)
+}
+
+/// One message from the client: observed, then forwarded upstream,
+/// answered by the gateway itself (the plan tool), or refused
+/// (fail-closed). A line that is not JSON is forwarded as it is: the
+/// upstream answers it.
+async fn client_message<S: StdioSink, W: AsyncWriteExt + Unpin>(
+    line: &str,
+    options: &StdioOptions,
+    recorder: &mut Recorder,
+    shipper: &S,
+    upstream_in: &mut ChildStdin,
+    to_agent: &mut W,
+    events: &mut Vec<ExecutionEvent>,
+) {
+    let parsed = serde_json::from_str::<Value>(line).ok();
+    let verdict = match &parsed {
+        Some(message) => recorder.on_client(message, events),
+        None => ClientVerdict::Forward,
+    };
+    let written = match verdict {
+        ClientVerdict::Forward => {
+            match fail_closed_check(options.fail_closed, parsed.as_ref(), recorder, shipper).await {
+                Ok(()) => write_line(upstream_in, line).await,
+                Err(refusal) => write_line(to_agent, &refusal.to_string()).await,
+            }
+        }
+        ClientVerdict::Reply(reply) => write_line(to_agent, &reply.to_string()).await,
+    };
+    if let Err(e) = written {
+        tracing::error!(error = %e, "cannot write to the upstream");
+    }
+}
+
+/// One message from the upstream (`line` is its text): observed, then
+/// sent to the agent as it came, or as the recorder changed it.
+async fn server_message<W: AsyncWriteExt + Unpin>(
+    message: &Value,
+    line: &str,
+    recorder: &mut Recorder,
+    to_agent: &mut W,
+    events: &mut Vec<ExecutionEvent>,
+) {
+    let out = recorder.on_server(message, events);
+    let text = out.map(|m| m.to_string());
+    if let Err(e) = write_line(to_agent, text.as_deref().unwrap_or(line)).await {
+        tracing::error!(error = %e, "cannot write to the agent");
+    }
 }
 
 /// Fail-closed mode: a recorded call is forwarded only once its "started"
