@@ -166,22 +166,23 @@ fn check_config(report: &mut Report, path: &Path) {
             ),
         }
     }
+    // The daemon's own check (`check_policy`): what fails here stops
+    // `intentproof serve`, with the same message.
     for policy in &config.verification_policies {
-        match std::fs::read(policy)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                intentproof_policy::verification::Policy::parse(
-                    &bytes,
-                    intentproof_policy::verification::PolicyFormat::Detect,
-                )
-                .map_err(|e| e.to_string())
-            }) {
+        match crate::policy::read_policy(policy) {
             Ok(_) => report.ok("verification policy", policy.display().to_string()),
-            Err(e) => report.fail(
-                "verification policy",
-                format!("{}: {e}", policy.display()),
-                format!("run `intentproof policy lint {}`", policy.display()),
-            ),
+            Err(invalid) => {
+                for line in invalid.lines() {
+                    report.fail(
+                        "verification policy",
+                        line,
+                        format!(
+                            "correct it and check with `intentproof policy lint {}`; the daemon will not start until then",
+                            policy.display()
+                        ),
+                    );
+                }
+            }
         }
     }
 }

@@ -10,7 +10,10 @@
 //! ```
 //!
 //! Policy files are read as YAML (the authoring form) when their name ends
-//! in `.yaml`/`.yml`, as JSON when it ends in `.json`, else by content.
+//! in `.yaml`/`.yml`, as JSON when it ends in `.json`, else by content, and
+//! checked by [`read_policy`]: the same validation (`check_policy`) that
+//! `intentproof serve` and `intentproof doctor` run, so lint's verdict and
+//! messages are the daemon's.
 //! Errors reading inputs exit 3 for `eval` (2 means inconclusive there);
 //! for the other commands [`run`] returns them (`main` exits 2).
 
@@ -22,8 +25,9 @@ use anyhow::{Context, Result, anyhow};
 use clap::Subcommand;
 use intentproof_core::canon::parse_strict;
 use intentproof_policy::verification::{
-    EvalOptions, Flow, Outcome, Policy, PolicyFormat, evaluate, parse_attestations_jsonl,
-    parse_events_jsonl, reference::check_reference_fixture, scope_matches,
+    EvalOptions, Flow, InvalidPolicy, MAX_POLICY_BYTES, Outcome, Policy, PolicyFormat,
+    check_policy, evaluate, parse_attestations_jsonl, parse_events_jsonl,
+    reference::check_reference_fixture, scope_matches,
 };
 use serde_json::Value;
 
@@ -71,30 +75,21 @@ pub enum PolicyCommand {
 /// and exits 3, since its 2 means inconclusive.
 pub fn run(command: PolicyCommand) -> Result<ExitCode> {
     match command {
-        PolicyCommand::Lint { file } => {
-            let policy = match load_policy(&file) {
-                Ok(p) => p,
-                Err(e) => {
-                    emit(&format!("{file}: invalid: {e:#}"))?;
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            match policy.lint() {
-                Ok(()) => {
-                    emit(&format!(
-                        "{file}: ok ({} rule{}, {})",
-                        policy.rules().len(),
-                        if policy.rules().len() == 1 { "" } else { "s" },
-                        policy.fingerprint()?
-                    ))?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    emit(&format!("{file}: {e}"))?;
-                    Ok(ExitCode::from(1))
-                }
+        PolicyCommand::Lint { file } => match read_policy(Path::new(&file)) {
+            Ok(policy) => {
+                emit(&format!(
+                    "{file}: ok ({} rule{}, {})",
+                    policy.rules().len(),
+                    if policy.rules().len() == 1 { "" } else { "s" },
+                    policy.fingerprint()?
+                ))?;
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            Err(invalid) => {
+                emit(&invalid.to_string())?;
+                Ok(ExitCode::from(1))
+            }
+        },
         PolicyCommand::Compile { file } => {
             let policy = load_policy(&file)?;
             emit(&serde_json::to_string_pretty(&policy.to_value())?)?;
@@ -140,13 +135,31 @@ fn read_text(path: &str) -> Result<String> {
     String::from_utf8(read(path)?).map_err(|_| anyhow!("{path} is not UTF-8 text"))
 }
 
-fn load_policy(path: &str) -> Result<Policy> {
-    let format = match Path::new(path).extension().and_then(|e| e.to_str()) {
-        Some("yaml" | "yml") => PolicyFormat::Yaml,
-        Some("json") => PolicyFormat::Json,
-        _ => PolicyFormat::Detect,
+/// Reads a policy file (`-`: standard input), at most [`MAX_POLICY_BYTES`]
+/// + 1 bytes, and runs the one validation on it ([`check_policy`]).
+pub fn read_policy(path: &Path) -> Result<Policy, InvalidPolicy> {
+    let name = path.display().to_string();
+    let mut bytes = Vec::new();
+    let limit = MAX_POLICY_BYTES as u64 + 1;
+    let read = if name == "-" {
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::io::stdin(), limit),
+            &mut bytes,
+        )
+    } else {
+        fs::File::open(path).and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, limit), &mut bytes)
+        })
     };
-    Policy::parse(&read(path)?, format).with_context(|| format!("policy {path}"))
+    read.map_err(|e| InvalidPolicy::unreadable(&name, &e))?;
+    check_policy(&name, &bytes, PolicyFormat::for_path(path))
+}
+
+/// Reads a policy without judging it (`compile` prints what lint would
+/// refuse, so the compiled form can be inspected).
+fn load_policy(path: &str) -> Result<Policy> {
+    Policy::parse(&read(path)?, PolicyFormat::for_path(Path::new(path)))
+        .with_context(|| format!("policy {path}"))
 }
 
 fn eval(
@@ -155,9 +168,13 @@ fn eval(
     attestations: Option<&str>,
     events: Option<&str>,
 ) -> Result<ExitCode> {
-    let policy = load_policy(policy_path)?;
-    if let Err(problems) = policy.lint() {
-        eprintln!("warning: {policy_path}: {problems}");
+    let bytes = read(policy_path)?;
+    let format = PolicyFormat::for_path(Path::new(policy_path));
+    let policy = Policy::parse(&bytes, format).with_context(|| format!("policy {policy_path}"))?;
+    if let Err(invalid) = check_policy(policy_path, &bytes, format) {
+        for line in invalid.lines() {
+            eprintln!("warning: {line}");
+        }
         eprintln!("warning: evaluating anyway; the run carries the computed policy_fingerprint");
     }
     let mut flow =
@@ -235,12 +252,21 @@ fn test(dir: &Path) -> Result<ExitCode> {
                 .and_then(Value::as_str)
                 .unwrap_or("policy.json"),
         );
-        let policy = load_policy(&policy_file.to_string_lossy())
-            .map_err(|e| e.to_string())
-            .and_then(|p| {
-                p.lint().map_err(|e| e.to_string())?;
-                Ok(p)
-            });
+        // An invalid policy is reported once, as lint reports it; each of
+        // its fixtures then fails pointing at it.
+        let policy = match read_policy(&policy_file) {
+            Ok(policy) => Ok(policy),
+            Err(invalid) => {
+                for line in invalid.lines() {
+                    emit(&line)?;
+                }
+                let n = invalid.problems.len();
+                Err(format!(
+                    "the pack's policy is invalid ({n} problem{} above)",
+                    if n == 1 { "" } else { "s" }
+                ))
+            }
+        };
         let fixtures = pack
             .get("fixtures")
             .and_then(Value::as_array)
@@ -251,22 +277,19 @@ fn test(dir: &Path) -> Result<ExitCode> {
             let file = |k: &str, default: &str| {
                 pack_dir.join(fixture.get(k).and_then(Value::as_str).unwrap_or(default))
             };
-            let result = policy
-                .clone()
-                .map_err(|e| anyhow!("policy: {e}"))
-                .and_then(|policy| {
-                    let flow = json_file(&file("flow", "flow.json"))?;
-                    let expected = json_file(&file("expected_run", "expected-run.json"))?;
-                    let atts_path = file("attestations", "attestations.jsonl");
-                    let atts = if atts_path.is_file() {
-                        fs::read_to_string(&atts_path)
-                            .with_context(|| format!("cannot read {}", atts_path.display()))?
-                    } else {
-                        String::new()
-                    };
-                    check_reference_fixture(&policy, &flow, &atts, &expected)?;
-                    Ok(())
-                });
+            let result = policy.clone().map_err(|e| anyhow!(e)).and_then(|policy| {
+                let flow = json_file(&file("flow", "flow.json"))?;
+                let expected = json_file(&file("expected_run", "expected-run.json"))?;
+                let atts_path = file("attestations", "attestations.jsonl");
+                let atts = if atts_path.is_file() {
+                    fs::read_to_string(&atts_path)
+                        .with_context(|| format!("cannot read {}", atts_path.display()))?
+                } else {
+                    String::new()
+                };
+                check_reference_fixture(&policy, &flow, &atts, &expected)?;
+                Ok(())
+            });
             match result {
                 Ok(()) => {
                     passed += 1;

@@ -34,6 +34,10 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A configured verification policy is invalid (one problem a line,
+    /// as `intentproof policy lint` prints them).
+    #[error(transparent)]
+    Policy(intentproof_policy::verification::InvalidPolicy),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -100,31 +104,29 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     serve_with(config, shutdown_signal(), None).await
 }
 
-/// Loads and checks the configured verification policies.
+/// Loads the configured verification policies and runs on each the one
+/// validation `intentproof policy lint` and `doctor` run
+/// ([`check_policy`](intentproof_policy::verification::check_policy)): a
+/// policy with any problem stops the daemon with lint's message, since a
+/// rule that cannot be evaluated as written would silently never fire.
 fn load_policies(
     paths: &[std::path::PathBuf],
 ) -> Result<Vec<intentproof_policy::verification::Policy>, ServeError> {
-    use intentproof_policy::verification::{Policy, PolicyFormat};
+    use intentproof_policy::verification::{
+        InvalidPolicy, MAX_POLICY_BYTES, PolicyFormat, check_policy,
+    };
+    use std::io::Read;
     let mut policies = Vec::new();
     for path in paths {
-        let bytes = std::fs::read(path).map_err(|e| {
-            ServeError::Other(format!("verification policy {}: {e}", path.display()))
-        })?;
-        let policy = Policy::parse(&bytes, PolicyFormat::Detect).map_err(|e| {
-            ServeError::Other(format!("verification policy {}: {e}", path.display()))
-        })?;
-        if policy
-            .scope()
-            .any_event_action_in
-            .as_ref()
-            .is_none_or(|list| list.is_empty())
-        {
-            return Err(ServeError::Other(format!(
-                "verification policy {}: add scope.any_event_action_in so the daemon knows which flows it governs",
-                path.display()
-            )));
-        }
-        policies.push(policy);
+        let name = path.display().to_string();
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_POLICY_BYTES as u64 + 1).read_to_end(&mut bytes))
+            .map_err(|e| ServeError::Policy(InvalidPolicy::unreadable(&name, &e)))?;
+        policies.push(
+            check_policy(&name, &bytes, PolicyFormat::for_path(path))
+                .map_err(ServeError::Policy)?,
+        );
     }
     Ok(policies)
 }
@@ -197,6 +199,9 @@ async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), ServeError> {
+    // Policies first: an invalid one stops the daemon before it touches
+    // the data dir.
+    let policies = Arc::new(load_policies(&config.verification_policies)?);
     let data_dir = DataDir::new(&config.data_dir);
     let daemon_key = data_dir.ensure()?;
     let ring = data_dir.key_ring()?;
@@ -253,7 +258,7 @@ async fn serve_with(
         mcp: std::sync::OnceLock::new(),
         http: std::sync::OnceLock::new(),
         plan_idle_timeout: Duration::from_secs(config.plan_idle_timeout_secs),
-        policies: Arc::new(load_policies(&config.verification_policies)?),
+        policies,
         bulk: crate::bulk::BulkPool::start(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         )

@@ -601,10 +601,16 @@ async fn a_verification_policy_without_scope_is_refused_at_start() {
         ..Config::default()
     };
     let err = Daemon::start(config).await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: scope.any_event_action_in is missing: list the actions whose flows this policy governs (a flow is checked when one of its events has one of them)",
+            dir.path().join("p.yaml").display()
+        )
+    );
     assert!(
-        err.to_string()
-            .ends_with("add scope.any_event_action_in so the daemon knows which flows it governs"),
-        "{err}"
+        !dir.path().join("data").exists(),
+        "refused before the data dir is made"
     );
 }
 
