@@ -18,6 +18,8 @@ use intentproof_store::{Appended, ChainSummary, EventQuery, Store, StoredEvent};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod plans;
+
 use crate::datadir::DataDir;
 use crate::ingest::{self, DaemonSealer, TrustedKeys};
 use crate::metrics::{Metrics, RejectReason};
@@ -145,7 +147,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/chains/{id}", get(get_chain))
         .route("/v1/checkpoint", get(get_checkpoint))
         .route("/v1/keys", post(trust_key))
-        .route("/v1/plans", get(list_plans))
+        .route("/v1/plans", get(list_plans).post(plans::declare_plan))
         .route("/v1/plans/{id}/close", post(close_plan))
         .route("/v1/findings", get(list_findings))
         .route("/v1/bundles", post(export_bundle))
@@ -943,6 +945,36 @@ async fn list_findings(
     Ok(Json(json!({"findings": findings})))
 }
 
+/// Seals an event the daemon makes on a request's behalf (a plan
+/// declaration or close) and waits until it is stored, so that what the
+/// request answers is already in the journal (and the next proxied call
+/// sees the plan). `what` names the event in errors.
+pub(crate) async fn store_own_event(
+    state: &Shared,
+    event: intentproof_core::ExecutionEvent,
+    what: &str,
+) -> Result<u64, ApiError> {
+    let worker = Arc::clone(state);
+    let incoming =
+        tokio::task::spawn_blocking(move || ingest::seal_incoming(&event, &worker.sealer))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+    let answer = state.writer.submit(incoming).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the write queue is full; retry shortly",
+        )
+    })?;
+    match answer.await {
+        Ok(Ok(Ok(Appended::Stored { seq } | Appended::Duplicate { seq }))) => Ok(seq),
+        other => Err(ApiError::internal(format!(
+            "the {what} event was not stored: {other:?}"
+        ))),
+    }
+}
+
 /// Closes an open plan by recording an `intentproof.plan.close` event in
 /// its correlation; the plan is then evaluated.
 async fn close_plan(
@@ -976,27 +1008,15 @@ async fn close_plan(
     .correlation_id(plan.correlation_id.clone())
     .inputs(json!({"plan_id": id}))
     .build();
-    let worker = Arc::clone(&state);
-    let incoming =
-        tokio::task::spawn_blocking(move || ingest::seal_incoming(&event, &worker.sealer))
+    // A proxied call answered before this request is recorded after its
+    // body ended, a few milliseconds later: let it reach the writer first,
+    // or the close would judge the plan without it.
+    if let Some(proxy) = state.http.get().cloned() {
+        tokio::task::spawn_blocking(move || proxy.flush_recorded())
             .await
-            .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
-    let answer = state.writer.submit(incoming).map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the write queue is full; retry shortly",
-        )
-    })?;
-    match answer.await {
-        Ok(Ok(Ok(_))) => {}
-        other => {
-            return Err(ApiError::internal(format!(
-                "the close event was not stored: {other:?}"
-            )));
-        }
     }
+    store_own_event(&state, event, "close").await?;
     let (_, findings) = plans_and_findings(&state).await?;
     let mine: Vec<_> = findings
         .into_iter()

@@ -131,7 +131,7 @@ pub const UNKNOWN_ROUTE_ACTION: &str = "http.refused";
 /// Longest intent header accepted (bytes).
 const MAX_INTENT_BYTES: usize = 1024;
 /// Longest correlation id accepted (bytes).
-const MAX_CORRELATION_BYTES: usize = 256;
+pub(crate) const MAX_CORRELATION_BYTES: usize = 256;
 /// Longest request target kept in a refusal record (characters).
 const MAX_RECORDED_TARGET: usize = 2048;
 /// Redirects followed at most, when following is on.
@@ -313,6 +313,13 @@ impl HttpProxy {
         self.allowed_hosts.contains(&name)
     }
 
+    /// Hands over (blocking, bounded) the calls recorded so far, so that an
+    /// event the daemon stores next (a plan close) is ordered after every
+    /// call whose answer had already ended.
+    pub(crate) fn flush_recorded(&self) {
+        self.recording.flush();
+    }
+
     fn record(&self, call: Call, output: Option<Value>, error: Option<ErrorInfo>) {
         self.recording.record(vec![call.event(output, error)]);
     }
@@ -352,10 +359,7 @@ fn declared(headers: &HeaderMap) -> Result<Declared, String> {
             .and_then(intentproof_mcp::recorder::trace_id),
         Some(value) => {
             let text = value.to_str().map(str::trim).unwrap_or_default();
-            if text.is_empty()
-                || text.len() > MAX_CORRELATION_BYTES
-                || !text.bytes().all(|b| b.is_ascii_graphic())
-            {
+            if !is_valid_correlation_id(text) {
                 return Err(format!(
                     "X-IntentProof-Correlation-Id must be 1 to {MAX_CORRELATION_BYTES} visible ASCII characters"
                 ));
@@ -367,6 +371,16 @@ fn declared(headers: &HeaderMap) -> Result<Declared, String> {
         intent,
         correlation_id,
     })
+}
+
+/// Whether `text` can travel in `X-IntentProof-Correlation-Id`: 1 to
+/// [`MAX_CORRELATION_BYTES`] visible ASCII characters. `POST /v1/plans`
+/// holds a chosen correlation id to the same rule, so every plan it
+/// records can be named by proxied calls.
+pub(crate) fn is_valid_correlation_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_CORRELATION_BYTES
+        && text.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Splits `/proxy/<name><rest>` into the name and the rest (`""` or `/...`).

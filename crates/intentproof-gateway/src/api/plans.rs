@@ -1,0 +1,151 @@
+//! `POST /v1/plans`: declare a plan over plain HTTP, for agents that do not
+//! speak MCP (HTTP-proxy agents, SDKs in any language).
+//!
+//! The body is the MCP plan tool's arguments, checked by the same parser
+//! ([`parse_plan_arguments`]): `{"intent", "steps": [{"tool" | "action",
+//! "purpose"}], "ordered", "correlation_id"}`. The daemon records exactly
+//! the event the MCP plan tool records (action `intentproof.plan.declare`,
+//! inputs = the body, output `{plan_id, correlation_id}`, attributes
+//! `intentproof.plan.id` and `intentproof.plan.ordered`), sealed with its
+//! own key, and answers 201 once it is stored: a proxied call sent after
+//! the answer with `X-IntentProof-Correlation-Id: <correlation_id>` is
+//! checked against the plan. With no `correlation_id`, the daemon assigns
+//! one (a UUIDv7) and returns it.
+//!
+//! Steps are kept as sent: with no MCP server to resolve bare tool names
+//! against, a step names the full action it calls
+//! (`http.<route>.<METHOD>.<template>`, `mcp.<server>.<tool>`, or an SDK's
+//! own action such as `stripe.refund.create`).
+//!
+//! Authentication: `Authorization: Bearer <token>` with the daemon token
+//! (the data dir's `token` file) or, when one is configured, the ingest
+//! token; `X-IntentProof-Token: <daemon token>` too, as on proxy calls.
+//! The body must be `Content-Type: application/json`.
+//!
+//! It does not record refused declarations (401, 415, 400): unlike an MCP
+//! session, a refused request has no flow to record it in.
+
+use std::time::{Instant, SystemTime};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use intentproof_core::canon::parse_strict;
+use intentproof_core::{AttributeValue, Attributes, ExecutionEvent, format_rfc3339_millis};
+use intentproof_policy::verification::{PLAN_DECLARE_ACTION, PlanArguments, parse_plan_arguments};
+use serde_json::json;
+
+use super::{ApiError, Shared, bearer, same_token, store_own_event};
+use crate::http_proxy::{MAX_CORRELATION_BYTES, TOKEN_HEADER, is_valid_correlation_id};
+
+/// Whether the request carries a token that may declare plans.
+fn may_declare(state: &super::AppState, headers: &HeaderMap) -> bool {
+    let daemon = |given: &str| same_token(given, &state.token);
+    let ingest = |given: &str| {
+        state
+            .ingest_token
+            .as_deref()
+            .is_some_and(|expected| same_token(given, expected))
+    };
+    bearer(headers).is_some_and(|given| daemon(given) || ingest(given))
+        || headers
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|given| daemon(given.trim()))
+}
+
+fn invalid_plan(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_plan", message)
+}
+
+/// Handles `POST /v1/plans`.
+pub(super) async fn declare_plan(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    if !may_declare(&state, &headers) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "declaring a plan needs `Authorization: Bearer <token>`: the daemon token (in {}) or the ingest token",
+                state.data_dir.token_path().display()
+            ),
+        ));
+    }
+    if !crate::http_proxy::record::is_json(&headers) {
+        let sent = headers.get(axum::http::header::CONTENT_TYPE).map_or_else(
+            || "no Content-Type".to_owned(),
+            |v| format!("Content-Type {:?}", String::from_utf8_lossy(v.as_bytes())),
+        );
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("{sent}: send the plan as `Content-Type: application/json`"),
+        ));
+    }
+    let body = body.map_err(|rejection| {
+        let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "malformed_body"
+        };
+        ApiError::new(rejection.status(), reason, rejection.body_text())
+    })?;
+    let arguments = parse_strict(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()))?;
+    let PlanArguments {
+        intent,
+        steps,
+        ordered,
+        correlation_id,
+    } = parse_plan_arguments(&arguments).map_err(invalid_plan)?;
+    if let Some(chosen) = &correlation_id
+        && !is_valid_correlation_id(chosen)
+    {
+        return Err(invalid_plan(format!(
+            "`correlation_id` must be 1 to {MAX_CORRELATION_BYTES} visible ASCII characters (proxied calls name it in X-IntentProof-Correlation-Id); leave it out to get one"
+        )));
+    }
+    let plan_id = intentproof_core::new_event_id();
+    let correlation_id = correlation_id.unwrap_or_else(intentproof_core::new_event_id);
+    let mut attributes = Attributes::new();
+    attributes.insert(
+        "intentproof.plan.id".into(),
+        AttributeValue::from(plan_id.as_str()),
+    );
+    attributes.insert(
+        "intentproof.plan.ordered".into(),
+        AttributeValue::from(ordered),
+    );
+    let elapsed = clock.elapsed();
+    let event = ExecutionEvent::builder(intent, PLAN_DECLARE_ACTION)
+        .correlation_id(correlation_id.clone())
+        .inputs(arguments)
+        .attributes(attributes)
+        .output(json!({"plan_id": plan_id, "correlation_id": correlation_id}))
+        .timing(
+            format_rfc3339_millis(started),
+            format_rfc3339_millis(started + elapsed),
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        )
+        .build();
+    let event_id = event.id.clone();
+    store_own_event(&state, event, "plan declaration").await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "plan_id": plan_id,
+            "correlation_id": correlation_id,
+            "steps": steps.len(),
+            "event_id": event_id,
+        })),
+    )
+        .into_response())
+}
