@@ -184,21 +184,58 @@ pub fn run(args: DemoArgs) -> Result<()> {
         dir.display()
     );
 
-    let outcome = script(&style, interactive, &exe, &dir, &url);
+    let command = command_for(&exe);
+    let outcome = script(&style, interactive, &exe, &command, &dir, &url);
     let stopped = runtime.block_on(daemon.stop());
     let bundle = outcome?;
     stopped.context("the daemon did not stop cleanly")?;
 
     println!("\n{}", style.bold("Next:"));
     println!(
-        "  intentproof tui --data-dir {}      browse the chain and its flag",
+        "  {command} tui --data-dir {}      browse the chain and its flag",
         dir.display()
     );
     println!(
-        "  intentproof verify explain {}   what was intended, what ran, what is missing",
+        "  {command} verify explain {}   what was intended, what ran, what is missing",
         bundle.display()
     );
     Ok(())
+}
+
+/// How to run this binary again from the user's shell, for the lines the
+/// demo suggests: `intentproof` when that name on `PATH` is this very
+/// binary (it was installed); otherwise its own path, relative to the
+/// working directory when under it, so that after the README's `cargo run
+/// --release` they read `target/release/intentproof ...` and work before
+/// `cargo install`.
+fn command_for(exe: &Path) -> String {
+    let exe = exe.canonicalize().unwrap_or_else(|_| exe.to_owned());
+    let installed = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("intentproof"))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| found.canonicalize().ok())
+        .is_some_and(|found| found == exe);
+    if installed {
+        return "intentproof".into();
+    }
+    let relative = std::env::current_dir()
+        .and_then(|cwd| cwd.canonicalize())
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        // A bare name would be looked up on PATH: `./intentproof`.
+        .map(|relative| match relative.components().count() {
+            1 => Path::new(".").join(relative),
+            _ => relative,
+        });
+    let path = relative.unwrap_or(exe).display().to_string();
+    if path.contains(|c: char| c.is_whitespace() || "'\"$`\\;&|<>()*?[]#~".contains(c)) {
+        format!("'{}'", path.replace('\'', r"'\''"))
+    } else {
+        path
+    }
 }
 
 fn pause(interactive: bool) -> Result<()> {
@@ -212,7 +249,16 @@ fn pause(interactive: bool) -> Result<()> {
 }
 
 /// Steps 2 to 6; returns the bundle's path.
-fn script(style: &Style, interactive: bool, exe: &Path, dir: &Path, url: &str) -> Result<PathBuf> {
+/// `command` is how the user runs this binary ([`command_for`]), for the
+/// commands the demo shows.
+fn script(
+    style: &Style,
+    interactive: bool,
+    exe: &Path,
+    command: &str,
+    dir: &Path,
+    url: &str,
+) -> Result<PathBuf> {
     let log = std::fs::File::create(dir.join("gateway.log"))
         .with_context(|| format!("cannot create {}", dir.join("gateway.log").display()))?;
     let mut gateway = Command::new(exe)
@@ -247,7 +293,7 @@ fn script(style: &Style, interactive: bool, exe: &Path, dir: &Path, url: &str) -
             dir.join("gateway.log").display()
         );
     }
-    report(style, interactive, dir, &plan)
+    report(style, interactive, command, dir, &plan)
 }
 
 /// The declared plan, as the gateway answered it.
@@ -330,7 +376,13 @@ fn drive(style: &Style, interactive: bool, gateway: &mut Child) -> Result<Declar
 }
 
 /// Steps 4 to 6: close the plan, show the record, export and verify.
-fn report(style: &Style, interactive: bool, dir: &Path, plan: &DeclaredPlan) -> Result<PathBuf> {
+fn report(
+    style: &Style,
+    interactive: bool,
+    command: &str,
+    dir: &Path,
+    plan: &DeclaredPlan,
+) -> Result<PathBuf> {
     let client = Client::new(&ClientArgs {
         data_dir: Some(dir.to_path_buf()),
         server: None,
@@ -411,7 +463,7 @@ fn report(style: &Style, interactive: bool, dir: &Path, plan: &DeclaredPlan) -> 
     let bundle = dir.join(format!("{ORDER}.proof.tar.zst"));
     write_atomically(&bundle, &bytes)?;
     println!("  exported {} ({} bytes)", bundle.display(), bytes.len());
-    println!("  $ intentproof verify {}", bundle.display());
+    println!("  $ {command} verify {}", bundle.display());
     let report = intentproof_bundle::verify(&bytes, &intentproof_bundle::VerifyOptions::default());
     let human = report.human();
     let verdict = human.lines().next().unwrap_or_default();

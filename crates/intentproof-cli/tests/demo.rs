@@ -3,22 +3,40 @@
 //! parts (port, data dir, correlation id, bundle size) are replaced by
 //! placeholders; the bundle it wrote verifies with `intentproof verify`; and
 //! the card number the agent sent never reached the journal. The README
-//! shows the same golden output, so it cannot drift.
+//! shows the same golden output, so it cannot drift. The commands the demo
+//! suggests name the binary it ran when `intentproof` on `PATH` is not that
+//! binary (before `cargo install`), and plain `intentproof` once it is.
 
 use std::path::Path;
 use std::process::Command;
 
 mod common;
 
-use common::BIN;
+use common::{BIN, workspace_root};
 
-/// Replaces what changes from run to run by fixed placeholders.
+/// The binary under test as the demo names it when run from the workspace
+/// root: relative to it when under it (`target/debug/intentproof`).
+fn bin_as_shown() -> String {
+    let bin = Path::new(BIN).canonicalize().unwrap();
+    let root = workspace_root().canonicalize().unwrap();
+    bin.strip_prefix(&root)
+        .map_or(bin.clone(), Path::to_path_buf)
+        .display()
+        .to_string()
+}
+
+/// Replaces what changes from run to run by fixed placeholders, and the
+/// binary under test by the one the README's `cargo run --release` runs
+/// (`target/release/intentproof`, named so from the repository root).
 fn normalize(output: &str, dir: &Path) -> String {
     let dir = dir.display().to_string();
+    let bin = format!("{} ", bin_as_shown());
     output
         .lines()
         .map(|line| {
-            let mut line = line.replace(&dir, "<DATA_DIR>");
+            let mut line = line
+                .replace(&dir, "<DATA_DIR>")
+                .replace(&bin, "target/release/intentproof ");
             if let Some(at) = line.find("http://127.0.0.1:") {
                 let port_start = at + "http://127.0.0.1:".len();
                 let port_end = line[port_start..]
@@ -47,10 +65,14 @@ fn normalize(output: &str, dir: &Path) -> String {
 fn demo_shows_the_incomplete_intent_and_a_bundle_that_verifies() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("demo");
+    // Not installed: no `intentproof` on PATH; run from the repository root
+    // as the README does.
     let out = Command::new(BIN)
         .args(["demo", "--non-interactive", "--data-dir"])
         .arg(&dir)
         .env("NO_COLOR", "1")
+        .env("PATH", temp.path())
+        .current_dir(workspace_root())
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -101,4 +123,39 @@ fn demo_shows_the_incomplete_intent_and_a_bundle_that_verifies() {
     assert!(haystack.contains("***************4242"));
     assert!(!haystack.contains("4242 4242 4242 4242"));
     assert!(!haystack.contains("4242424242424242"));
+}
+
+#[test]
+fn demo_suggests_plain_intentproof_once_it_is_installed() {
+    let temp = tempfile::tempdir().unwrap();
+    let bin_dir = temp.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(BIN, bin_dir.join("intentproof")).unwrap();
+    let dir = temp.path().join("demo");
+    let out = Command::new(BIN)
+        .args(["demo", "--non-interactive", "--data-dir"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .env("PATH", &bin_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    let next: Vec<&str> = stdout.lines().skip_while(|l| *l != "Next:").collect();
+    let bundle = dir.join("ORD-1042.proof.tar.zst");
+    assert_eq!(
+        next,
+        [
+            "Next:".to_owned(),
+            format!(
+                "  intentproof tui --data-dir {}      browse the chain and its flag",
+                dir.display()
+            ),
+            format!(
+                "  intentproof verify explain {}   what was intended, what ran, what is missing",
+                bundle.display()
+            ),
+        ]
+    );
+    assert!(stdout.contains(&format!("\n  $ intentproof verify {}\n", bundle.display())));
 }
