@@ -27,7 +27,9 @@
 //!   trace id of `traceparent`, else a new id per call. The intent is
 //!   `X-IntentProof-Intent`, else, when the correlation has an open
 //!   declared plan (its latest `intentproof.plan.declare` event, not closed
-//!   and not idle for `plan_idle_timeout_secs`), the purpose of the plan
+//!   and not idle for `plan_idle_timeout_secs`; declared through an MCP
+//!   plan tool, or over plain HTTP with `POST /v1/plans`, whose answer
+//!   names the correlation to send), the purpose of the plan
 //!   step naming this call's action (or the plan's intent), else the
 //!   route's `default_intent`, else `"undeclared"` (the precedence of the
 //!   MCP [`Recorder`](intentproof_mcp::recorder::Recorder)).
@@ -64,7 +66,8 @@
 //!   daemon's `host_not_allowed`, path tricks `bad_path`, malformed
 //!   `X-IntentProof-*` headers `bad_header`), and `http.refused` for an
 //!   unknown route name (`unknown_route`, 404): route names cannot contain
-//!   `.`, so the two never collide. A body over `max_body_bytes` gets 413
+//!   `.`, so the two never collide. Findings never count a refusal as a
+//!   call ([`crate::findings::is_call`]). A body over `max_body_bytes` gets 413
 //!   (`too_large`) and is recorded under the call's own action
 //!   (`RequestTooLarge`).
 //!
