@@ -543,6 +543,7 @@ fn plan_lines(app: &App, wide: bool) -> Vec<Line<'static>> {
             match p.closed_by.as_deref() {
                 Some("replaced") => "closed (a new plan replaced it)".to_owned(),
                 Some("idle") => "closed (idle)".to_owned(),
+                Some("session_ended") => "closed (its session ended)".to_owned(),
                 _ => "closed explicitly".to_owned(),
             }
         };

@@ -608,6 +608,20 @@ mod tests {
     }
 
     #[test]
+    fn the_buffer_an_oversize_line_grew_is_given_back() {
+        let mut codec = LineCodec::new(KEEP_BUFFER_BYTES);
+        let mut buf = BytesMut::from(&vec![b'x'; KEEP_BUFFER_BYTES * 2][..]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!((buf.len(), buf.capacity()), (0, DISCARD_BUFFER_BYTES));
+        buf.extend_from_slice(b"xx\n{}\n");
+        assert!(matches!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Line::Dropped(d)) if d.size == KEEP_BUFFER_BYTES * 2 + 2
+        ));
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(text("{}")));
+    }
+
+    #[test]
     fn an_oversize_line_cut_off_by_the_end_of_input_is_reported_as_such() {
         let input = format!("{{\"method\":\"m\",\"id\":3,\"p\":\"{}", "z".repeat(500));
         assert_eq!(
