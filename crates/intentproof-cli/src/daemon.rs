@@ -651,7 +651,43 @@ pub fn findings(args: ClientArgs) -> Result<()> {
         );
     }
     println!("{} findings", findings.len());
+    // Open plans are not evaluated yet: say so, or "0 findings" misleads.
+    let plans = client.get(&["v1", "plans"], &[])?;
+    let open: Vec<&Value> = plans
+        .get("plans")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p["state"] == "open")
+        .collect();
+    if !open.is_empty() {
+        println!(
+            "{} still open, not evaluated yet: a plan closes when the MCP session that declared it ends, when it is idle until the time below, or now with `intentproof plans --close <PLAN>`",
+            plural(open.len(), "plan", "plans")
+        );
+        for p in open.iter().take(MAX_OPEN_PLANS_SHOWN) {
+            println!(
+                "  {}  closes by {}  {}",
+                text(p, "plan_id"),
+                text(p, "closes_at"),
+                cut(&text(p, "intent"), 60)
+            );
+        }
+        if open.len() > MAX_OPEN_PLANS_SHOWN {
+            println!(
+                "  … and {} more (`intentproof plans` lists them all)",
+                open.len() - MAX_OPEN_PLANS_SHOWN
+            );
+        }
+    }
     Ok(())
+}
+
+/// Open plans `intentproof findings` names one by one.
+const MAX_OPEN_PLANS_SHOWN: usize = 10;
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {

@@ -480,9 +480,10 @@ fn multi_round_calls_and_tasks_are_recorded_and_flagged() {
     let _daemon = start_daemon(dir);
     let plan_id = record_session(dir);
 
-    // Eight events: the declaration, four calls, two completions, and the
-    // call left waiting for input (recorded when the session ended).
-    let events = events(dir, 8);
+    // Nine events: the declaration, four calls, two completions, the call
+    // left waiting for input and the plan's close (both recorded when the
+    // session ended).
+    let events = events(dir, 9);
     let actions: Vec<&str> = events
         .iter()
         .map(|e| e["action"].as_str().unwrap())
@@ -498,6 +499,7 @@ fn multi_round_calls_and_tasks_are_recorded_and_flagged() {
             "intentproof.call.completed",
             "mcp.records.compute_forever",
             "mcp.records.confirm",
+            "intentproof.plan.close",
         ]
     );
     let session = events[0]["attributes"]["mcp.session_id"]
@@ -651,10 +653,22 @@ fn multi_round_calls_and_tasks_are_recorded_and_flagged() {
         })
     );
 
-    // While the plan is open, only the incomplete call is due.
-    let plans = cli_json(&["plans"], dir);
-    assert_eq!(plans["plans"][0]["plan_id"], json!(plan_id), "{plans:#}");
-    assert_eq!(plans["plans"][0]["state"], "open", "{plans:#}");
+    // The session ended, and the plan it declared closed with it (after
+    // the session's last call event): its findings are due now, not after
+    // the daemon's plan idle timeout (300 s here).
+    let close = &events[8];
+    assert_eq!(
+        essentials(close),
+        json!({
+            "action": "intentproof.plan.close",
+            "intent": INTENT,
+            "correlation_id": CORRELATION,
+            "status": "ok",
+            "inputs": {"plan_id": plan_id, "reason": "session_ended"},
+            "attributes": {"mcp.server": SERVER, "mcp.session_id": session},
+        })
+    );
+    let closed_at = close["completed_at"].as_str().unwrap().to_owned();
     let incomplete_at = events[7]["completed_at"].as_str().unwrap().to_owned();
     let incomplete = json!({
         "kind": "incomplete_call",
@@ -667,111 +681,98 @@ fn multi_round_calls_and_tasks_are_recorded_and_flagged() {
         "message": INCOMPLETE_MESSAGE,
         "at": incomplete_at,
     });
-    assert_eq!(
-        cli_json(&["findings"], dir),
-        json!({"findings": [incomplete]})
-    );
-    assert_eq!(
-        findings_table(dir),
-        table(&[(
-            &incomplete_at,
-            "INCOMPLETE CALL",
-            "mcp.records.confirm",
-            INCOMPLETE_MESSAGE
-        )])
-    );
-
-    // Close the plan: the failed task's step, the step whose only call was
-    // abandoned, and the unfinished task are flagged.
-    let closed = Command::new(BIN)
+    // It cannot be closed twice.
+    let again = Command::new(BIN)
         .args(["plans", "--close", &plan_id, "--data-dir"])
         .arg(dir)
         .output()
         .unwrap();
-    assert!(closed.status.success(), "{}", text(&closed.stderr));
-    assert_eq!(
-        text(&closed.stdout),
-        format!(
-            "closed plan {plan_id}: 4 finding(s)\n- {FAILED_TASK_MESSAGE}\n- {FAILED_CONFIRM_MESSAGE}\n- {UNFINISHED_MESSAGE}\n- {INCOMPLETE_MESSAGE}\n"
-        )
+    assert!(!again.status.success(), "{}", text(&again.stdout));
+    assert!(
+        text(&again.stderr).contains(&format!("plan {plan_id} is already closed (session_ended)")),
+        "{}",
+        text(&again.stderr)
     );
-    let all = events_after_close(dir);
-    let close = &all[8];
-    assert_eq!(close["action"], "intentproof.plan.close");
-    let closed_at = close["completed_at"].as_str().unwrap().to_owned();
     let plans = cli_json(&["plans"], dir);
     assert_eq!(plans["plans"][0]["state"], "closed", "{plans:#}");
-    assert_eq!(plans["plans"][0]["closed_by"], "closed", "{plans:#}");
+    assert_eq!(plans["plans"][0]["closed_by"], "session_ended", "{plans:#}");
     assert_eq!(plans["plans"][0]["calls"], 5, "{plans:#}");
     assert_eq!(plans["plans"][0]["flags"], 3, "{plans:#}");
+    let mut expected = vec![
+        json!({
+            "kind": "failed_step",
+            "plan_id": plan_id,
+            "intent": INTENT,
+            "correlation_id": CORRELATION,
+            "step_index": 2,
+            "action": "mcp.records.compute_fail",
+            "event_ids": [id(4)],
+            "message": FAILED_TASK_MESSAGE,
+            "at": closed_at,
+        }),
+        json!({
+            "kind": "failed_step",
+            "plan_id": plan_id,
+            "intent": INTENT,
+            "correlation_id": CORRELATION,
+            "step_index": 4,
+            "action": "mcp.records.confirm",
+            "event_ids": [id(7)],
+            "message": FAILED_CONFIRM_MESSAGE,
+            "at": closed_at,
+        }),
+        json!({
+            "kind": "task_unfinished",
+            "plan_id": plan_id,
+            "intent": INTENT,
+            "correlation_id": CORRELATION,
+            "step_index": null,
+            "action": "mcp.records.compute_forever",
+            "event_ids": [id(6)],
+            "message": UNFINISHED_MESSAGE,
+            "at": closed_at,
+        }),
+    ];
+    let mut rows = vec![
+        (
+            closed_at.as_str(),
+            "FAILED STEP",
+            "mcp.records.compute_fail",
+            FAILED_TASK_MESSAGE,
+        ),
+        (
+            closed_at.as_str(),
+            "FAILED STEP",
+            "mcp.records.confirm",
+            FAILED_CONFIRM_MESSAGE,
+        ),
+        (
+            closed_at.as_str(),
+            "TASK UNFINISHED",
+            "mcp.records.compute_forever",
+            UNFINISHED_MESSAGE,
+        ),
+    ];
+    let incomplete_row = (
+        incomplete_at.as_str(),
+        "INCOMPLETE CALL",
+        "mcp.records.confirm",
+        INCOMPLETE_MESSAGE,
+    );
+    // Newest first; the incomplete call (recorded just before the close)
+    // comes first when both fell in the same millisecond.
+    if incomplete_at == closed_at {
+        expected.insert(0, incomplete);
+        rows.insert(0, incomplete_row);
+    } else {
+        expected.push(incomplete);
+        rows.push(incomplete_row);
+    }
     assert_eq!(
         cli_json(&["findings"], dir),
-        json!({"findings": [
-            {
-                "kind": "failed_step",
-                "plan_id": plan_id,
-                "intent": INTENT,
-                "correlation_id": CORRELATION,
-                "step_index": 2,
-                "action": "mcp.records.compute_fail",
-                "event_ids": [id(4)],
-                "message": FAILED_TASK_MESSAGE,
-                "at": closed_at,
-            },
-            {
-                "kind": "failed_step",
-                "plan_id": plan_id,
-                "intent": INTENT,
-                "correlation_id": CORRELATION,
-                "step_index": 4,
-                "action": "mcp.records.confirm",
-                "event_ids": [id(7)],
-                "message": FAILED_CONFIRM_MESSAGE,
-                "at": closed_at,
-            },
-            {
-                "kind": "task_unfinished",
-                "plan_id": plan_id,
-                "intent": INTENT,
-                "correlation_id": CORRELATION,
-                "step_index": null,
-                "action": "mcp.records.compute_forever",
-                "event_ids": [id(6)],
-                "message": UNFINISHED_MESSAGE,
-                "at": closed_at,
-            },
-            incomplete,
-        ]})
+        json!({ "findings": expected })
     );
-    assert_eq!(
-        findings_table(dir),
-        table(&[
-            (
-                &closed_at,
-                "FAILED STEP",
-                "mcp.records.compute_fail",
-                FAILED_TASK_MESSAGE
-            ),
-            (
-                &closed_at,
-                "FAILED STEP",
-                "mcp.records.confirm",
-                FAILED_CONFIRM_MESSAGE
-            ),
-            (
-                &closed_at,
-                "TASK UNFINISHED",
-                "mcp.records.compute_forever",
-                UNFINISHED_MESSAGE
-            ),
-            (
-                &incomplete_at,
-                "INCOMPLETE CALL",
-                "mcp.records.confirm",
-                INCOMPLETE_MESSAGE
-            ),
-        ])
-    );
+    assert_eq!(findings_table(dir), table(&rows));
 }
 
 /// Without a plan: the call left waiting for input is an INCOMPLETE CALL
@@ -954,11 +955,6 @@ fn without_a_plan_the_abandoned_calls_are_flagged_when_the_session_ends_and_idle
     );
 }
 
-/// The correlation's nine events once the plan's close event is stored.
-fn events_after_close(dir: &Path) -> Vec<Value> {
-    events(dir, 9)
-}
-
 /// The one line of `screen` holding `needle`.
 fn line_with<'a>(screen: &'a str, needle: &str) -> &'a str {
     let lines: Vec<&str> = screen.lines().filter(|l| l.contains(needle)).collect();
@@ -986,14 +982,8 @@ fn the_tui_shows_the_incomplete_call_and_unfinished_task_flags() {
     let dir = temp.path().join("data");
     std::fs::create_dir(&dir).unwrap();
     let _daemon = start_daemon(&dir);
-    let plan_id = record_session(&dir);
-    events(&dir, 8);
-    let closed = Command::new(BIN)
-        .args(["plans", "--close", &plan_id, "--data-dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(closed.status.success(), "{}", text(&closed.stderr));
+    record_session(&dir);
+    // The session's end closed its plan.
     events(&dir, 9);
 
     let command = format!("{BIN} tui --data-dir '{}' --poll-ms 300", dir.display());

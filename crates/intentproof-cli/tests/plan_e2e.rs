@@ -1,10 +1,14 @@
 //! Issue scenario end to end through the MCP gateway: an agent declares
 //! "refund order ORD-1042 and email the receipt" with two steps, calls only
 //! the refund (with a card number in its arguments) plus one call outside
-//! the plan; when the plan closes, `intentproof findings` names the missing
-//! step and the unplanned call, and the card number is stored masked.
+//! the plan. While the session lasts, `intentproof findings` says the plan
+//! is open and when it closes; when the agent leaves, the plan closes with
+//! its session and `intentproof findings` names the missing step and the
+//! unplanned call at once (not after the 300 s plan idle timeout); the card
+//! number is stored masked.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -60,28 +64,61 @@ fn a_plan_with_a_missing_step_is_flagged_and_the_card_is_masked() {
     assert_eq!(refund["result"]["structuredContent"]["status"], "succeeded");
     let lookup = agent.call(5, "lookup_order", json!({"order_id": "ORD-1042"}));
     assert!(lookup["result"].is_object());
-    drop(agent);
-    let status = gateway.0.wait().unwrap();
-    assert!(status.success(), "gateway exited with {status}");
 
-    // The plan is open until it closes; then it is evaluated.
-    let plans = cli_json(&["plans"], dir);
+    // While the session lasts the plan is open: never shown as failed, and
+    // `findings` says when it will close. (The calls are recorded after
+    // they are answered: wait for both.)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let plans = loop {
+        let plans = cli_json(&["plans"], dir);
+        if plans["plans"][0]["calls"] == 2 {
+            break plans;
+        }
+        assert!(Instant::now() < deadline, "{plans:#}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(plans["plans"][0]["state"], "open");
+    let closes_at = plans["plans"][0]["closes_at"].as_str().unwrap().to_owned();
     assert_eq!(
         cli_json(&["findings"], dir)["findings"],
         json!([]),
         "an open plan is never shown as failed"
     );
-    let closed = Command::new(BIN)
-        .args(["plans", "--close", &plan_id, "--data-dir"])
+    let table = Command::new(BIN)
+        .args(["findings", "--data-dir"])
         .arg(dir)
         .output()
         .unwrap();
-    assert!(
-        closed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&closed.stderr)
+    assert_eq!(
+        String::from_utf8_lossy(&table.stdout),
+        format!(
+            "{:<24} {:<18} {:<28} {:<36} MESSAGE\n0 findings\n\
+             1 plan still open, not evaluated yet: a plan closes when the MCP session that declared it ends, when it is idle until the time below, or now with `intentproof plans --close <PLAN>`\n\
+             \x20 {plan_id}  closes by {closes_at}  refund order ORD-1042 and email the receipt\n",
+            "AT", "FLAG", "CORRELATION", "ACTION"
+        )
     );
+
+    // The agent leaves: the plan closes with its session, and its findings
+    // are due at once.
+    drop(agent);
+    let status = gateway.0.wait().unwrap();
+    assert!(status.success(), "gateway exited with {status}");
+    let left = Instant::now();
+    let plans = loop {
+        let plans = cli_json(&["plans"], dir);
+        if plans["plans"][0]["state"] == "closed" {
+            break plans;
+        }
+        assert!(Instant::now() < deadline, "{plans:#}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    eprintln!(
+        "the plan was closed {:?} after the gateway exited",
+        left.elapsed()
+    );
+    assert_eq!(plans["plans"][0]["closed_by"], "session_ended");
+    assert_eq!(plans["plans"][0]["closes_at"], json!(null));
 
     let findings = cli_json(&["findings"], dir)["findings"]
         .as_array()

@@ -46,8 +46,9 @@ use serde_json::Value;
 pub use intentproof_mcp::recorder::COMPLETED_ACTION;
 use intentproof_mcp::recorder::{INCOMPLETE_CALL, PLAN_ACTION, STARTED_ACTION};
 
-/// Action of an explicit plan close.
-pub const PLAN_CLOSE_ACTION: &str = "intentproof.plan.close";
+/// Action of a plan close (explicit, or the declaring session ended).
+pub use intentproof_mcp::recorder::PLAN_CLOSE_ACTION;
+use intentproof_mcp::recorder::SESSION_ENDED;
 /// Attribute of a completion event naming its call's event id.
 pub const CALL_EVENT_ID_ATTRIBUTE: &str = "intentproof.call.event_id";
 /// Attribute of a call answered by a task handle: the task's id.
@@ -68,8 +69,12 @@ pub struct PlanRow {
     pub declared_at: String,
     /// `open` or `closed`.
     pub state: &'static str,
-    /// Why it closed: `replaced`, `closed` or `idle`.
+    /// Why it closed: `replaced`, `closed` (explicitly), `session_ended`
+    /// (the MCP session that declared it ended) or `idle`.
     pub closed_by: Option<&'static str>,
+    /// For an open plan: when it will close by the idle timeout if nothing
+    /// else happens in its correlation (RFC 3339).
+    pub closes_at: Option<String>,
     /// Calls made under it.
     pub calls: usize,
     /// Flags raised (closed plans only).
@@ -318,13 +323,21 @@ pub fn plans_and_findings(
                     .event
                     .pointer("/inputs/plan_id")
                     .and_then(Value::as_str);
+                let by = match stored
+                    .event
+                    .pointer("/inputs/reason")
+                    .and_then(Value::as_str)
+                {
+                    Some(SESSION_ENDED) => "session_ended",
+                    _ => "closed",
+                };
                 if let Some((p, d, calls)) = current.take() {
                     if target == Some(p.plan_id.as_str()) {
                         finished.push((
                             p,
                             d,
                             calls,
-                            Some("closed"),
+                            Some(by),
                             stored.entry.meta.completed_at.clone(),
                         ));
                     } else {
@@ -404,6 +417,12 @@ pub fn plans_and_findings(
                     "open"
                 },
                 closed_by,
+                // An open plan's `closed_at` is its last activity.
+                closes_at: match closed_by {
+                    None => parse_time(&closed_at)
+                        .map(|t| intentproof_core::format_rfc3339_millis(t + idle_timeout)),
+                    Some(_) => None,
+                },
                 calls: calls.len(),
                 flags: flags.len() + unfinished.len(),
             });
@@ -642,7 +661,8 @@ mod tests {
                 json!({"resultType":"task","taskId":"t1","status":"failed","statusMessage":"boom"}),
             ),
         ]);
-        assert_eq!(events.len(), 3);
+        // Declaration, call, completion, and the close at session end.
+        assert_eq!(events.len(), 4);
         assert_eq!(
             findings_of(&events),
             kinds(&[("failed_step", "mcp.srv.slow", Some(0))])
@@ -730,6 +750,7 @@ mod tests {
 
     #[test]
     fn server_requests_are_not_calls() {
+        // Answered after its call finished: an event of its own.
         let events = session(&[
             declare(json!([{"tool": "book"}])),
             call(1, "book"),
@@ -737,14 +758,22 @@ mod tests {
                 false,
                 json!({"jsonrpc":"2.0","id":0,"method":"elicitation/create","params":{"message":"date?","requestedSchema":{}}}),
             ),
+            answer(1, json!({"content":[]})),
             (
                 true,
                 json!({"jsonrpc":"2.0","id":0,"result":{"action":"accept","content":{}}}),
             ),
-            answer(1, json!({"content":[]})),
         ]);
-        assert_eq!(events.len(), 3);
-        assert_eq!(events[1].action, "mcp.srv.elicitation.create");
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                PLAN_ACTION,
+                "mcp.srv.book",
+                "mcp.srv.elicitation.create",
+                PLAN_CLOSE_ACTION
+            ]
+        );
         assert_eq!(findings_of(&events), kinds(&[]));
     }
 

@@ -115,6 +115,11 @@ pub const UNDECLARED: &str = "undeclared";
 /// Action of the marker fail-closed mode makes durable before a call is
 /// forwarded.
 pub const STARTED_ACTION: &str = "intentproof.call.started";
+/// Action of the event that closes a plan (`intentproof plans --close`,
+/// and the recorder when the session that declared the plan ends).
+pub const PLAN_CLOSE_ACTION: &str = "intentproof.plan.close";
+/// `inputs.reason` of a plan close recorded because its session ended.
+pub const SESSION_ENDED: &str = "session_ended";
 /// Action of the event that completes a task-augmented call.
 pub const COMPLETED_ACTION: &str = "intentproof.call.completed";
 /// `error.name` of a call the client never finished (it stopped after the
@@ -274,6 +279,8 @@ pub struct Recorder {
     /// Client request ids of first-page `tools/list` calls.
     tool_lists: HashMap<String, ()>,
     plan: Option<Plan>,
+    /// The session is over: the plan closes once no call is under way.
+    ended: bool,
 }
 
 fn id_key(id: &Value) -> String {
@@ -379,6 +386,7 @@ impl Recorder {
             server_requests: HashMap::new(),
             tool_lists: HashMap::new(),
             plan: None,
+            ended: false,
         }
     }
 
@@ -817,9 +825,21 @@ impl Recorder {
         message: &Value,
         events: &mut Vec<ExecutionEvent>,
     ) -> Option<Value> {
+        let replaced = self.observe_server(message, events);
+        if self.ended {
+            self.close_plan_when_done(events);
+        }
+        replaced
+    }
+
+    fn observe_server(
+        &mut self,
+        message: &Value,
+        events: &mut Vec<ExecutionEvent>,
+    ) -> Option<Value> {
         if let Some(items) = message.as_array() {
             for item in items {
-                let _ = self.on_server(item, events);
+                let _ = self.observe_server(item, events);
             }
             return None;
         }
@@ -1266,6 +1286,7 @@ impl Recorder {
     /// [`Recorder::on_upstream_gone`] (the server may still answer them).
     /// Idempotent.
     pub fn on_session_end(&mut self, events: &mut Vec<ExecutionEvent>) {
+        self.ended = true;
         let mut parked: Vec<Parked> = self.parked.drain().map(|(_, p)| p).collect();
         parked.sort_by_key(|p| p.since);
         for p in parked {
@@ -1283,6 +1304,34 @@ impl Recorder {
             .map(|(id, _)| id.clone())
             .collect();
         self.flush_terminal(done, events);
+        self.close_plan_when_done(events);
+    }
+
+    /// Once the session is over and no call waits for the server, the plan
+    /// the session declared closes: an [`PLAN_CLOSE_ACTION`] event in its
+    /// correlation, inputs `{"plan_id", "reason": "session_ended"}`, so its
+    /// findings are due at once (not after the daemon's plan idle
+    /// timeout). Later than the session's last call event, so every call is
+    /// judged under the plan. At most once.
+    fn close_plan_when_done(&mut self, events: &mut Vec<ExecutionEvent>) {
+        if !self.pending.is_empty() {
+            return;
+        }
+        let Some(plan) = self.plan.take() else {
+            return;
+        };
+        let mut attributes = Attributes::new();
+        attributes.insert("mcp.server".into(), text_attr(&self.config.server));
+        attributes.insert("mcp.session_id".into(), text_attr(&self.session_id));
+        let now = format_rfc3339_millis(SystemTime::now());
+        events.push(
+            ExecutionEvent::builder(plan.intent, PLAN_CLOSE_ACTION)
+                .correlation_id(plan.correlation_id)
+                .inputs(json!({"plan_id": plan.id, "reason": SESSION_ENDED}))
+                .attributes(attributes)
+                .timing(now.clone(), now, 0)
+                .build(),
+        );
     }
 
     /// Gives up on what waited longer than `timeout` at `now`: parked
@@ -2458,6 +2507,51 @@ mod tests {
             f["error"],
             json!({"name": "IncompleteCall", "message": "the client never answered the server's elicitation/create: the session ended first"})
         );
+    }
+
+    #[test]
+    fn the_plan_closes_once_the_session_is_over_and_no_call_waits() {
+        let mut config = RecorderConfig::new("fixture");
+        config.plan_tool = Some(DEFAULT_PLAN_TOOL.to_owned());
+        let mut r = Recorder::new(config, SESSION);
+        initialize(&mut r);
+        let mut events = Vec::new();
+        let verdict = r.on_client(
+            &json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":DEFAULT_PLAN_TOOL,"arguments":{"intent":"book a room","steps":[{"tool":"book"}],"correlation_id":"flow-9"}}}),
+            &mut events,
+        );
+        assert!(matches!(verdict, ClientVerdict::Reply(_)));
+        let plan_id = r.plan().expect("declared").id.clone();
+        client(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"book","arguments":{}}}),
+        );
+        // The agent leaves while `book` waits for the server: no close yet.
+        let mut ended = Vec::new();
+        r.on_session_end(&mut ended);
+        assert!(ended.is_empty(), "{ended:?}");
+        // The server answers: the call's event, then the close.
+        let events = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"result":{"content":[]}}),
+        );
+        let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["mcp.fixture.book", PLAN_CLOSE_ACTION]);
+        assert_eq!(
+            facts(&events[1]),
+            json!({
+                "correlationId": "flow-9",
+                "intent": "book a room",
+                "action": "intentproof.plan.close",
+                "inputs": {"plan_id": plan_id, "reason": "session_ended"},
+                "status": "ok",
+                "attributes": {"mcp.server": "fixture", "mcp.session_id": SESSION}
+            })
+        );
+        // Once.
+        let mut again = Vec::new();
+        r.on_session_end(&mut again);
+        assert!(again.is_empty(), "{again:?}");
     }
 
     #[test]
