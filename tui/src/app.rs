@@ -95,19 +95,23 @@ pub enum FlagFilter {
     Kind(FlagKind),
 }
 
-/// The chains filter (`f`), parsed from words like
-/// `status:error flag:incomplete since:2026-05-11 refund`.
+/// The filter (`f`) of the chains and findings lists, parsed from words
+/// like `status:error flag:incomplete since:2026-05-11 refund`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// `status:error` (chains with errors) or `status:ok` (without).
+    /// `status:error` (chains with errors) or `status:ok` (without); a
+    /// finding is kept by its chain's.
     pub errors: Option<bool>,
-    /// `flag:any|none|incomplete|unplanned|failed|policy|integrity|call|task`.
+    /// `flag:any|none|incomplete|unplanned|failed|policy|integrity|call|task`:
+    /// chains with such a flag, findings of that kind (every finding is a
+    /// flag: `any` keeps them all, `none` none).
     pub flag: Option<FlagFilter>,
-    /// `since:T`: last activity at or after T (an RFC 3339 prefix).
+    /// `since:T`: a chain's last activity, a finding's time, at or after T
+    /// (an RFC 3339 prefix).
     pub since: Option<String>,
-    /// `until:T`: last activity before T.
+    /// `until:T`: before T.
     pub until: Option<String>,
-    /// Other words: each must appear in the id, agent or intents.
+    /// Other words: each must appear in what [`App::search`] looks in.
     pub words: Vec<String>,
 }
 
@@ -160,18 +164,46 @@ impl Filter {
             Some(FlagFilter::Kind(k)) if !row.flags.contains(k) => return false,
             _ => {}
         }
-        if self.since.as_deref().is_some_and(|s| *row.last_at < *s) {
-            return false;
-        }
-        if self.until.as_deref().is_some_and(|u| *row.last_at >= *u) {
-            return false;
-        }
-        self.words.iter().all(|w| {
-            contains_ci(&row.correlation_id, w)
-                || contains_ci(&row.agent, w)
-                || contains_ci(&row.intents, w)
-        })
+        self.in_time(&row.last_at) && self.words.iter().all(|w| row_matches(row, w))
     }
+
+    /// Keeps `finding` (of the chain `row`, when loaded)?
+    fn keeps_finding(&self, finding: &Finding, row: Option<&ChainRow>) -> bool {
+        if let Some(errors) = self.errors
+            && row.is_none_or(|r| (r.errors > 0) != errors)
+        {
+            return false;
+        }
+        match self.flag {
+            Some(FlagFilter::None) => return false,
+            Some(FlagFilter::Kind(k)) if finding.kind != k => return false,
+            _ => {}
+        }
+        self.in_time(&finding.at) && self.words.iter().all(|w| finding_matches(finding, row, w))
+    }
+
+    fn in_time(&self, at: &str) -> bool {
+        !(self.since.as_deref().is_some_and(|s| at < s)
+            || self.until.as_deref().is_some_and(|u| at >= u))
+    }
+}
+
+/// What search (`/`) and filter words look in for a chain: its id, agent
+/// and intents. (Chain summaries carry no actions; the findings list
+/// matches those.) `word` is lowercase.
+fn row_matches(row: &ChainRow, word: &str) -> bool {
+    contains_ci(&row.correlation_id, word)
+        || contains_ci(&row.agent, word)
+        || contains_ci(&row.intents, word)
+}
+
+/// ... and for a finding: its chain id, action and message, and its
+/// chain's agent and intents.
+fn finding_matches(finding: &Finding, row: Option<&ChainRow>, word: &str) -> bool {
+    contains_ci(&finding.correlation_id, word)
+        || contains_ci(&finding.action, word)
+        || contains_ci(&finding.message, word)
+        || row.is_some_and(|r| contains_ci(&r.agent, word) || contains_ci(&r.intents, word))
 }
 
 /// Case-insensitive substring test; `needle` is lowercase.
@@ -224,9 +256,10 @@ impl Cursor {
 /// What the prompt at the bottom is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
-    /// `/`: search chains by id (and intent, agent).
+    /// `/`: search the list shown (chains: id, intent, agent; findings:
+    /// also action and message).
     Search,
-    /// `f`: filter chains.
+    /// `f`: filter the list shown (chains or findings).
     Filter,
 }
 
@@ -303,6 +336,9 @@ pub struct App {
     pub search: String,
     /// Every open finding, newest first.
     pub findings: Vec<Finding>,
+    /// Findings shown (filter and search applied), as indexes into
+    /// `findings`.
+    pub visible_findings: Vec<u32>,
     flags: HashMap<String, FlagSet>,
     /// Position in the findings view.
     pub findings_cursor: Cursor,
@@ -354,6 +390,7 @@ impl App {
             filter: Filter::default(),
             search: String::new(),
             findings: Vec::new(),
+            visible_findings: Vec::new(),
             flags: HashMap::new(),
             findings_cursor: Cursor::default(),
             view: View::Chains,
@@ -455,6 +492,7 @@ impl App {
     /// Recomputes the visible rows (filter, search, sort), keeping the
     /// selected chain selected.
     pub fn refilter(&mut self) {
+        self.refilter_findings();
         let keep = self.selected_row().map(|r| r.correlation_id.clone());
         let search = self.search.to_lowercase();
         let filter = &self.filter;
@@ -462,11 +500,7 @@ impl App {
         let mut visible: Vec<u32> = (0..rows.len() as u32)
             .filter(|&i| {
                 let row = &rows[i as usize];
-                filter.keeps(row)
-                    && (search.is_empty()
-                        || contains_ci(&row.correlation_id, &search)
-                        || contains_ci(&row.intents, &search)
-                        || contains_ci(&row.agent, &search))
+                filter.keeps(row) && row_matches(row, &search)
             })
             .collect();
         let key = |i: &u32| &rows[*i as usize];
@@ -518,6 +552,41 @@ impl App {
         self.chains_cursor.clamp(self.visible.len());
     }
 
+    /// Recomputes the visible findings (filter, search), keeping the
+    /// selected finding selected.
+    fn refilter_findings(&mut self) {
+        let keep = self.selected_finding().cloned();
+        let search = self.search.to_lowercase();
+        let (filter, rows, index) = (&self.filter, &self.rows, &self.index);
+        self.visible_findings = (0..self.findings.len() as u32)
+            .filter(|&i| {
+                let f = &self.findings[i as usize];
+                let row = index.get(f.correlation_id.as_str()).map(|&r| &rows[r]);
+                filter.keeps_finding(f, row) && finding_matches(f, row, &search)
+            })
+            .collect();
+        if let Some(keep) = keep
+            && let Some(pos) = self
+                .visible_findings
+                .iter()
+                .position(|&i| self.findings[i as usize] == keep)
+        {
+            self.findings_cursor.selected = pos;
+        }
+        self.findings_cursor.clamp(self.visible_findings.len());
+    }
+
+    /// The finding under the cursor of the findings view.
+    pub fn selected_finding(&self) -> Option<&Finding> {
+        let i = *self.visible_findings.get(self.findings_cursor.selected)?;
+        self.findings.get(i as usize)
+    }
+
+    /// The filter or the search narrows the lists.
+    pub fn narrowed(&self) -> bool {
+        !self.search.is_empty() || !self.filter_text.is_empty()
+    }
+
     fn set_findings(&mut self, findings: Vec<Finding>) -> bool {
         if findings == self.findings {
             return false;
@@ -541,7 +610,7 @@ impl App {
         }
         self.flags = flags_by_chain(&findings);
         self.findings = findings;
-        self.findings_cursor.clamp(self.findings.len());
+        self.refilter_findings();
         for row in &mut self.rows {
             row.flags = row.with_findings(
                 self.flags
@@ -742,14 +811,19 @@ impl App {
         self.view = view;
     }
 
+    /// `/` and `f` work on the list shown; from a chain or an event they
+    /// go to the chains.
+    fn switch_to_a_list(&mut self) {
+        if self.view != View::Findings {
+            self.switch_top(View::Chains);
+        }
+    }
+
     /// The chain the current view is about.
     fn current_chain_id(&self) -> Option<String> {
         match self.view {
             View::Chains => self.selected_row().map(|r| r.correlation_id.to_string()),
-            View::Findings => self
-                .findings
-                .get(self.findings_cursor.selected)
-                .map(|f| f.correlation_id.clone()),
+            View::Findings => self.selected_finding().map(|f| f.correlation_id.clone()),
             View::Chain | View::Event => self
                 .chain
                 .as_ref()
@@ -824,7 +898,9 @@ impl App {
     fn move_by(&mut self, delta: isize) {
         match self.view {
             View::Chains => self.chains_cursor.move_by(delta, self.visible.len()),
-            View::Findings => self.findings_cursor.move_by(delta, self.findings.len()),
+            View::Findings => self
+                .findings_cursor
+                .move_by(delta, self.visible_findings.len()),
             View::Chain => {
                 if let Some(c) = &mut self.chain {
                     c.cursor.move_by(delta, c.timeline.len());
@@ -917,7 +993,7 @@ impl App {
                 _ => self.switch_top(View::Chains),
             },
             KeyCode::Esc | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h') => {
-                if self.view == View::Chains && key.code == KeyCode::Esc {
+                if matches!(self.view, View::Chains | View::Findings) && key.code == KeyCode::Esc {
                     if !self.search.is_empty() {
                         self.search.clear();
                         self.refilter();
@@ -930,14 +1006,14 @@ impl App {
             }
             KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => self.enter(),
             KeyCode::Char('/') => {
-                self.switch_top(View::Chains);
+                self.switch_to_a_list();
                 self.input = Some(Input {
                     kind: InputKind::Search,
                     text: self.search.clone(),
                 });
             }
             KeyCode::Char('f') => {
-                self.switch_top(View::Chains);
+                self.switch_to_a_list();
                 self.input = Some(Input {
                     kind: InputKind::Filter,
                     text: self.filter_text.clone(),
@@ -979,11 +1055,7 @@ impl App {
                 }
             }
             View::Findings => {
-                if let Some(id) = self
-                    .findings
-                    .get(self.findings_cursor.selected)
-                    .map(|f| f.correlation_id.clone())
-                {
+                if let Some(id) = self.selected_finding().map(|f| f.correlation_id.clone()) {
                     self.open_chain(id);
                 }
             }

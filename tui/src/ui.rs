@@ -194,7 +194,15 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         ),
         tab(
             app.view == View::Findings,
-            format!("2 Findings {}", app.findings.len()),
+            if app.narrowed() {
+                format!(
+                    "2 Findings {}/{}",
+                    app.visible_findings.len(),
+                    app.findings.len()
+                )
+            } else {
+                format!("2 Findings {}", app.findings.len())
+            },
         ),
     ];
     match app.view {
@@ -202,10 +210,12 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         View::Event => spans.push(Span::raw(" › chain › event")),
         _ => {}
     }
-    if !app.search.is_empty() {
+    // Shown where they apply: the two lists.
+    let list = matches!(app.view, View::Chains | View::Findings);
+    if list && !app.search.is_empty() {
         spans.push(Span::raw(format!("  search: {}", app.search)));
     }
-    if !app.filter_text.is_empty() {
+    if list && !app.filter_text.is_empty() {
         spans.push(Span::raw(format!("  filter: {}", app.filter_text)));
     }
     if app.view == View::Chains {
@@ -239,7 +249,14 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
     let line = match &app.input {
         Some(input) => {
             let (label, hint) = match input.kind {
-                InputKind::Search => ("/ search id: ", "  (Enter keep · Esc clear)"),
+                InputKind::Search if app.view == View::Findings => (
+                    "/ search findings: ",
+                    "  (chain id, action, message, intent · Enter keep · Esc clear)",
+                ),
+                InputKind::Search => (
+                    "/ search chains: ",
+                    "  (chain id, intent, agent · Enter keep · Esc clear)",
+                ),
                 InputKind::Filter => (
                     "f filter: ",
                     "  (status:error flag:incomplete since:2026-05-11 words · Enter apply)",
@@ -258,7 +275,7 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
                     "↑↓ move  Enter open  / search  f filter  s sort  e export  v verify  Tab findings  ? help  q quit"
                 }
                 View::Findings => {
-                    "↑↓ move  Enter open chain  e export  v verify  Tab chains  ? help  q quit"
+                    "↑↓ move  Enter open chain  / search  f filter  e export  v verify  Tab chains  ? help  q quit"
                 }
                 View::Chain => "↑↓ move  Enter event  Esc back  e export  v verify  ? help  q quit",
                 View::Event => "↑↓ scroll  Esc back  e export  v verify  ? help  q quit",
@@ -355,22 +372,22 @@ fn draw_findings(frame: &mut Frame, app: &mut App, area: Rect) {
     let wide = area.width >= 120;
     let rows_area = area.height.saturating_sub(1) as usize;
     app.page_rows = rows_area.max(1);
-    let len = app.findings.len();
+    let len = app.visible_findings.len();
     app.findings_cursor.scroll_into_view(rows_area, len);
     if len == 0 {
-        frame.render_widget(
-            Paragraph::new(
-                "✓ no open findings: every closed plan was carried out, no unplanned call, no policy failed",
-            ),
-            area,
-        );
+        let text = if app.findings.is_empty() {
+            "✓ no open findings: every closed plan was carried out, no unplanned call, no policy failed"
+        } else {
+            "no finding matches the search or filter (Esc clears)"
+        };
+        frame.render_widget(Paragraph::new(text), area);
         return;
     }
     let start = app.findings_cursor.offset;
     let end = (start + rows_area).min(len);
     let rows: Vec<Row> = (start..end)
         .map(|pos| {
-            let f = &app.findings[pos];
+            let f = &app.findings[app.visible_findings[pos] as usize];
             let on = pos == app.findings_cursor.selected;
             let mut cells = vec![
                 Line::from(pointer(on)),
@@ -768,7 +785,7 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         "Keys",
         "  ↑ ↓ / j k   move        PgUp PgDn  page      g G / Home End  first, last",
         "  Enter       open        Esc        back      mouse wheel     scroll",
-        "  /           search chains by id (also intent, agent)",
+        "  /           search: id, intent, agent (findings also: action, message)",
         "  f           filter: status:error|ok  flag:any|none|incomplete|unplanned|",
         "              failed|policy|integrity|call|task  since:T  until:T  words",
         "  s           sort (recent, oldest, flags, errors, events, id)",

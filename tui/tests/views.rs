@@ -383,6 +383,111 @@ fn search_by_id_filter_and_sort() {
     assert_eq!(ids, [BATCH, LOOKUP, REFUND]);
 }
 
+fn type_text(app: &mut App, src: &mut MemorySource, text: &str) {
+    for c in text.chars() {
+        press(app, src, &[KeyCode::Char(c)]);
+    }
+}
+
+/// The lines of `screen` that start with `prefix` (the header, a prompt).
+fn line_starting(screen: &str, prefix: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?}:\n{screen}"))
+        .to_owned()
+}
+
+/// The findings list applies the filter and search it shows; the prompt
+/// says what the search looks in.
+#[test]
+fn findings_are_searched_and_filtered_as_shown() {
+    let (mut app, mut src) = findings_view(true);
+    let actions = |app: &App| -> Vec<String> {
+        app.visible_findings
+            .iter()
+            .map(|&i| app.findings[i as usize].action.clone())
+            .collect()
+    };
+    // Search by action, which the findings carry.
+    press(&mut app, &mut src, &[KeyCode::Char('/')]);
+    assert_eq!(app.view, View::Findings, "/ searches the list shown");
+    type_text(&mut app, &mut src, "lookup_order");
+    assert_eq!(
+        line_starting(&screen(&mut app, 120, 24), "/ search"),
+        "/ search findings: lookup_order█  (chain id, action, message, intent · Enter keep · Esc clear)"
+    );
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(actions(&app), ["mcp.payments.lookup_order"]);
+    assert_eq!(
+        line_starting(&screen(&mut app, 80, 24), "IntentProof"),
+        "IntentProof  1 Chains 0/3 [2 Findings 1/3]  search: lookup_order"
+    );
+    press(&mut app, &mut src, &[KeyCode::Esc]);
+    assert_eq!(actions(&app).len(), 3, "Esc clears the search");
+
+    // The filter: a kind, and the chain's status.
+    press(&mut app, &mut src, &[KeyCode::Char('f')]);
+    type_text(&mut app, &mut src, "flag:unplanned");
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(actions(&app), ["mcp.payments.lookup_order"]);
+    assert_eq!(
+        line_starting(&screen(&mut app, 80, 24), "IntentProof"),
+        "IntentProof  1 Chains 1/3 [2 Findings 1/3]  filter: flag:unplanned"
+    );
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(app.view, View::Chain, "Enter opens the finding shown");
+    assert_eq!(
+        line_starting(&screen(&mut app, 80, 24), "IntentProof"),
+        "IntentProof [1 Chains 1/3] 2 Findings 1/3  › chain",
+        "the filter is shown only on the lists it narrows"
+    );
+    press(&mut app, &mut src, &[KeyCode::Char('2')]);
+    press(&mut app, &mut src, &[KeyCode::Char('f')]);
+    for _ in 0.."flag:unplanned".len() {
+        press(&mut app, &mut src, &[KeyCode::Backspace]);
+    }
+    type_text(&mut app, &mut src, "status:error");
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(actions(&app), ["http.ledger.post_entry"]);
+    press(&mut app, &mut src, &[KeyCode::Char('f')]);
+    for _ in 0.."status:error".len() {
+        press(&mut app, &mut src, &[KeyCode::Backspace]);
+    }
+    type_text(&mut app, &mut src, "status:ok since:2026-05-11T14");
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert_eq!(
+        actions(&app),
+        [
+            "mcp.payments.send_receipt_email",
+            "mcp.payments.lookup_order"
+        ]
+    );
+    press(&mut app, &mut src, &[KeyCode::Char('f')]);
+    for _ in 0.."status:ok since:2026-05-11T14".len() {
+        press(&mut app, &mut src, &[KeyCode::Backspace]);
+    }
+    type_text(&mut app, &mut src, "flag:none");
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    assert!(
+        screen(&mut app, 80, 24)
+            .contains("\nno finding matches the search or filter (Esc clears)\n")
+    );
+    press(&mut app, &mut src, &[KeyCode::Esc]);
+    assert_eq!(actions(&app).len(), 3, "Esc clears the filter");
+
+    // From the chains list the prompt says what a chain is searched by.
+    press(
+        &mut app,
+        &mut src,
+        &[KeyCode::Char('1'), KeyCode::Char('/')],
+    );
+    assert_eq!(
+        line_starting(&screen(&mut app, 80, 24), "/ search"),
+        "/ search chains: █  (chain id, intent, agent · Enter keep · Esc clear)"
+    );
+}
+
 #[test]
 fn findings_jump_to_their_chain_and_steps_resolve() {
     let (mut app, mut src) = findings_view(true);
