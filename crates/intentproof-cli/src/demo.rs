@@ -6,8 +6,9 @@
 //! gateway (`intentproof mcp`, a real child process, exactly as an agent app
 //! would start it), and drives it with a scripted agent that declares the
 //! plan "refund order ORD-1042 and email the receipt", refunds, skips the
-//! receipt and closes the plan. Then it shows the chain, the flagged
-//! incomplete intent, exports a proof bundle and verifies it offline.
+//! receipt and disconnects, which closes the plan. Then it shows the chain,
+//! the flagged incomplete intent, exports a proof bundle and verifies it
+//! offline.
 //!
 //! The data dir is kept so the user can browse it afterwards
 //! (`intentproof tui --data-dir ...`). The demo never touches
@@ -375,7 +376,7 @@ fn drive(style: &Style, interactive: bool, gateway: &mut Child) -> Result<Declar
     Ok(plan)
 }
 
-/// Steps 4 to 6: close the plan, show the record, export and verify.
+/// Steps 4 to 6: the closed plan's record and findings, export and verify.
 fn report(
     style: &Style,
     interactive: bool,
@@ -389,13 +390,39 @@ fn report(
         json: false,
     })?;
     pause(interactive)?;
-    let closed = client.post(&["v1", "plans", &plan.plan_id, "close"], None)?;
+    // The gateway closed the plan when the agent's session ended, before it
+    // exited; a gateway that could not deliver that close leaves it open,
+    // and the daemon closes it here instead.
+    let plans = client.get(&["v1", "plans"], &[])?;
+    let still_open = plans["plans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["plan_id"] == plan.plan_id.as_str() && p["state"] == "open");
+    let findings: Vec<Value> = if still_open {
+        let closed = client.post(&["v1", "plans", &plan.plan_id, "close"], None)?;
+        closed["findings"].as_array().cloned().unwrap_or_default()
+    } else {
+        let all = client.get(&["v1", "findings"], &[])?;
+        all["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["plan_id"] == plan.plan_id.as_str())
+            .cloned()
+            .collect()
+    };
+    let daemon_instance = intentproof_core::keys::InstanceKey::load_from(dir)
+        .context("cannot read the daemon's key")?
+        .instance_id()
+        .to_owned();
     let chain = client.get(&["v1", "chains", &plan.correlation_id], &[])?;
     style.step(4, "The signed record (one hash-chained event per call)");
     println!("  correlation {}", plan.correlation_id);
     let mut events = chain["events"].as_array().cloned().unwrap_or_default();
-    // Two signers share this correlation (the gateway's key for the calls,
-    // the daemon's for closing the plan): show them in time order.
+    // Two signers may share this correlation (the gateway's key for the
+    // calls and the session's end, the daemon's for a close it made): show
+    // them in time order.
     events.sort_by(|a, b| {
         let at = |v: &Value| v["event"]["started_at"].as_str().unwrap_or("").to_owned();
         at(a).cmp(&at(b))
@@ -408,7 +435,7 @@ fn report(
         } else {
             style.bad("✗ error")
         };
-        let signer = if event["action"].as_str() == Some("intentproof.plan.close") {
+        let signer = if event["instance_id"].as_str() == Some(daemon_instance.as_str()) {
             "daemon"
         } else {
             "gateway"
@@ -439,7 +466,6 @@ fn report(
     );
 
     style.step(5, "Findings: did the agent do what it said?");
-    let findings = closed["findings"].as_array().cloned().unwrap_or_default();
     if findings.is_empty() {
         bail!("the closed plan has no findings, but the receipt step never ran");
     }
