@@ -719,7 +719,7 @@ fn no_secret_placement_reaches_disk_and_summaries_name_the_paths() {
     );
     for event in &batch {
         assert_eq!(
-            paths_of(&event),
+            paths_of(event),
             sorted(&["$.inputs.s<json>.password", "$.intent"])
         );
     }
