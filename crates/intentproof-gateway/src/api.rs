@@ -20,8 +20,9 @@ use serde_json::{Value, json};
 
 mod plans;
 
+use crate::browser_guard::{self, BrowserGuard, Surface};
 use crate::datadir::DataDir;
-use crate::ingest::{self, DaemonSealer, TrustedKeys};
+use crate::ingest::{self, Caller, DaemonSealer, TrustedKeys};
 use crate::metrics::{Metrics, RejectReason};
 use crate::writer::Writer;
 use intentproof_mcp::{self as mcp, http::McpHttp};
@@ -133,14 +134,24 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router with every route.
-pub fn router(state: Shared) -> Router {
+/// The router with every route; `guard` keeps web pages out of ingest and
+/// `/mcp/<name>` ([`browser_guard`]).
+pub fn router(state: Shared, guard: Arc<BrowserGuard>) -> Router {
     let limit = state.max_body_bytes;
+    let guarded =
+        |surface| axum::middleware::from_fn_with_state(guard.on(surface), browser_guard::check);
     Router::new()
-        .route("/v1/events", post(ingest_event).get(list_events))
+        .route(
+            "/v1/events",
+            post(ingest_event)
+                .layer(guarded(Surface::Ingest))
+                .get(list_events),
+        )
         .route(
             "/v1/events:batch",
-            post(ingest_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)),
+            post(ingest_batch)
+                .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
+                .layer(guarded(Surface::IngestBatch)),
         )
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/chains", get(list_chains))
@@ -153,7 +164,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/bundles", post(export_bundle))
         .route(
             "/mcp/{name}",
-            post(mcp_post).get(mcp_get).delete(mcp_delete),
+            post(mcp_post)
+                .get(mcp_get)
+                .delete(mcp_delete)
+                .layer(guarded(Surface::Mcp)),
         )
         .route("/proxy/{name}", any(http_proxy))
         .route("/proxy/{name}/", any(http_proxy))
@@ -202,20 +216,6 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Largest `POST /v1/events:batch` body.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-fn check_ingest_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if let Some(expected) = &state.ingest_token
-        && !bearer(headers).is_some_and(|given| same_token(given, expected))
-    {
-        state.metrics.rejected(RejectReason::Unauthorized);
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "ingest needs `Authorization: Bearer <ingest token>` (INTENTPROOF_INGEST_TOKEN on the SDK side)",
-        ));
-    }
-    Ok(())
-}
-
 fn body_or_error(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
@@ -249,6 +249,7 @@ fn refused(state: &AppState, e: &ingest::IngestError) -> (StatusCode, &'static s
     match e.reason() {
         RejectReason::BadSignature => (StatusCode::UNPROCESSABLE_ENTITY, "bad_signature"),
         RejectReason::MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json"),
+        RejectReason::Unauthorized => (StatusCode::FORBIDDEN, "reserved_action"),
         _ => (StatusCode::BAD_REQUEST, "invalid_event"),
     }
 }
@@ -294,12 +295,18 @@ fn answer(state: &AppState, outcome: Option<crate::writer::Outcome>) -> Answer {
     }
 }
 
+/// Who sent an ingest request, as [`browser_guard::check`] found; a
+/// request it did not see is anonymous.
+fn caller_of(caller: Option<axum::Extension<Caller>>) -> Caller {
+    caller.map_or(Caller::Anonymous, |caller| caller.0)
+}
+
 async fn ingest_event(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Option<axum::Extension<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_ingest_token(&state, &headers)?;
+    let caller = caller_of(caller);
     let body = body_or_error(
         &state,
         body,
@@ -311,7 +318,7 @@ async fn ingest_event(
     // `spawn_blocking` hand-off (two wake-ups and context switches per
     // event) cost more than the work under load. (An envelope's first
     // event in a chain reads that chain's head from sled, a cached read.)
-    let incoming = match ingest::prepare(&body, &state.keys, &state.sealer) {
+    let incoming = match ingest::prepare(&body, &state.keys, &state.sealer, caller) {
         Ok(incoming) => incoming,
         Err(e) => {
             let (status, reason) = refused(&state, &e);
@@ -348,10 +355,10 @@ async fn ingest_event(
 /// duplicates.
 async fn ingest_batch(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    caller: Option<axum::Extension<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_ingest_token(&state, &headers)?;
+    let caller = caller_of(caller);
     let body = body_or_error(
         &state,
         body,
@@ -385,7 +392,7 @@ async fn ingest_batch(
             ),
         ));
     }
-    let prepared = prepare_on_all_cores(&state, lines).await?;
+    let prepared = prepare_on_all_cores(&state, lines, caller).await?;
     // Lines that passed the checks go to the writer as one job, in line
     // order (so a chain's events in one batch keep their order), answered
     // with one wake-up.
@@ -468,6 +475,7 @@ async fn ingest_batch(
 async fn prepare_on_all_cores(
     state: &Shared,
     lines: Vec<(usize, Bytes)>,
+    caller: Caller,
 ) -> Result<Vec<(usize, Result<intentproof_store::Incoming, ApiError>)>, ApiError> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let share = lines.len().div_ceil(cores).max(1);
@@ -494,7 +502,7 @@ async fn prepare_on_all_cores(
                             ),
                         ))
                     } else {
-                        ingest::prepare(&bytes, &worker.keys, &worker.sealer).map_err(|e| {
+                        ingest::prepare(&bytes, &worker.keys, &worker.sealer, caller).map_err(|e| {
                             let (status, reason) = refused(&worker, &e);
                             ApiError::new(status, reason, e.to_string())
                         })

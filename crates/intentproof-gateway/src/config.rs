@@ -6,6 +6,9 @@
 //! listen = "127.0.0.1:9787"          # INTENTPROOF_LISTEN
 //! data_dir = "/var/lib/intentproof"  # INTENTPROOF_DATA_DIR (default ~/.intentproof)
 //! ingest_token = "s3cret"            # INTENTPROOF_INGEST_TOKEN: require it on POST /v1/events
+//! mcp_token = "s3cret2"              # INTENTPROOF_MCP_TOKEN: require it on /mcp/<name> (needed off loopback)
+//! allowed_hosts = ["gateway.internal"]         # Host names ingest and /mcp answer to (name or name:port)
+//! allowed_origins = ["https://app.example.com"] # browser Origins allowed on ingest and /mcp (none by default)
 //! tenant_id = "local"                # tenant of events the daemon seals itself
 //! max_body_bytes = 1048576           # larger ingest bodies get 413
 //! queue_capacity = 65536             # events waiting for the writer; beyond it ingest answers 503
@@ -62,6 +65,17 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// When set, `POST /v1/events` requires `Authorization: Bearer <token>`.
     pub ingest_token: Option<String>,
+    /// When set, `/mcp/<name>` requires `Authorization: Bearer <token>`;
+    /// required to listen beyond loopback with MCP servers configured.
+    pub mcp_token: Option<String>,
+    /// `Host` names ingest and `/mcp/<name>` answer to besides the listen
+    /// address (`name` at any port, `name:port` at that one); others are
+    /// refused (DNS rebinding). See [`crate::browser_guard`].
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins (`https://app.example.com`) allowed to call ingest
+    /// and `/mcp/<name>`; a request with any other `Origin` is refused.
+    /// None by default.
+    pub allowed_origins: Vec<String>,
     /// Tenant id of events the daemon seals itself.
     pub tenant_id: String,
     /// Largest ingest body.
@@ -129,6 +143,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             data_dir: default_data_dir(),
             ingest_token: None,
+            mcp_token: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
             tenant_id: "local".into(),
             max_body_bytes: 1024 * 1024,
             queue_capacity: 65536,
@@ -204,8 +221,8 @@ impl Config {
         Self::from_toml(&text, path)
     }
 
-    /// Applies `INTENTPROOF_LISTEN`, `INTENTPROOF_DATA_DIR` and
-    /// `INTENTPROOF_INGEST_TOKEN` from `env`.
+    /// Applies `INTENTPROOF_LISTEN`, `INTENTPROOF_DATA_DIR`,
+    /// `INTENTPROOF_INGEST_TOKEN` and `INTENTPROOF_MCP_TOKEN` from `env`.
     pub fn apply_env(
         mut self,
         env: impl Fn(&str) -> Option<String>,
@@ -226,6 +243,9 @@ impl Config {
         if let Some(value) = env("INTENTPROOF_INGEST_TOKEN") {
             self.ingest_token = (!value.is_empty()).then_some(value);
         }
+        if let Some(value) = env("INTENTPROOF_MCP_TOKEN") {
+            self.mcp_token = (!value.is_empty()).then_some(value);
+        }
         self.validate()?;
         Ok(self)
     }
@@ -244,6 +264,41 @@ impl Config {
         }
         self.mcp.validate().map_err(ConfigError::Invalid)?;
         self.http.validate()?;
+        for (key, token) in [
+            ("ingest_token", &self.ingest_token),
+            ("mcp_token", &self.mcp_token),
+        ] {
+            if token
+                .as_deref()
+                .is_some_and(|t| t.trim().is_empty() || t.trim() != t)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must not be blank or start or end with whitespace (clients trim what they send)"
+                )));
+            }
+        }
+        for host in &self.allowed_hosts {
+            if crate::browser_guard::split_host(host).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "allowed_hosts: {host:?} is not a host name; write names such as \"gateway.internal\" or \"gateway.internal:9787\" (no scheme or path)"
+                )));
+            }
+        }
+        for origin in &self.allowed_origins {
+            let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                !scheme.is_empty()
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                    && crate::browser_guard::split_host(rest.trim_end_matches('/')).is_some()
+                    && !rest.trim_end_matches('/').contains('/')
+            });
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "allowed_origins: {origin:?} is not an origin; write scheme://host[:port] such as \"https://app.example.com\" (no path)"
+                )));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for exporter in &self.exporters {
             if exporter.name.trim().is_empty() || !names.insert(&exporter.name) {

@@ -8,6 +8,13 @@
 //! - the seed SDK envelope `{"intentproof":"1","event":{...camelCase...}}`:
 //!   the unsigned event is sealed by the daemon's own key (continuing the
 //!   daemon's chain for that correlation), then stored.
+//!
+//! Who sent a body matters ([`Caller`], found by
+//! [`crate::browser_guard`]): reserved actions ([`RESERVED_ACTION_PREFIX`],
+//! the plan and call events the gateways record) are refused from
+//! anonymous callers, and an envelope event an anonymous caller sent is
+//! sealed with the attribute [`UNAUTHENTICATED_ATTRIBUTE`] `= false`, so the
+//! daemon's signature never passes off an unknown sender's word as its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -24,6 +31,26 @@ use serde_json::Value;
 
 use crate::metrics::RejectReason;
 
+/// Actions IntentProof itself records (`intentproof.plan.declare`,
+/// `intentproof.plan.close`, `intentproof.call.completed`,
+/// `intentproof.call.started`, ...): findings trust them, so only an
+/// authenticated caller may send them.
+pub const RESERVED_ACTION_PREFIX: &str = "intentproof.";
+
+/// The attribute set to `false` on every envelope event an anonymous
+/// caller sent (any value the caller gave is replaced).
+pub const UNAUTHENTICATED_ATTRIBUTE: &str = "intentproof.ingest.authenticated";
+
+/// Who sent an ingest body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// With the ingest token or the daemon token (or from the daemon's own
+    /// spool adoption: lines `intentproof mcp` sealed).
+    Authenticated,
+    /// Without a token (allowed when no ingest token is configured).
+    Anonymous,
+}
+
 /// Why an ingest body was refused. Each maps to an HTTP status and a
 /// metrics reason.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +64,11 @@ pub enum IngestError {
     /// The signature does not verify with the instance's trusted key.
     #[error("{0}")]
     BadSignature(String),
+    /// A reserved action from an anonymous caller.
+    #[error(
+        "action {0:?} is reserved for IntentProof's own events (intentproof.*): send it with `Authorization: Bearer <token>`, the ingest token (ingest_token in the daemon config; INTENTPROOF_INGEST_TOKEN for the SDKs) or the daemon token in <data-dir>/token"
+    )]
+    Reserved(String),
 }
 
 impl IngestError {
@@ -46,6 +78,7 @@ impl IngestError {
             IngestError::Malformed(_) => RejectReason::MalformedJson,
             IngestError::Invalid(_) => RejectReason::InvalidEvent,
             IngestError::BadSignature(_) => RejectReason::BadSignature,
+            IngestError::Reserved(_) => RejectReason::Unauthorized,
         }
     }
 }
@@ -141,11 +174,20 @@ impl DaemonSealer {
     }
 }
 
-/// Parses and checks one ingest body.
+/// Refuses a reserved action from an anonymous caller.
+fn check_action(action: &str, caller: Caller) -> Result<(), IngestError> {
+    if caller == Caller::Anonymous && action.starts_with(RESERVED_ACTION_PREFIX) {
+        return Err(IngestError::Reserved(action.chars().take(200).collect()));
+    }
+    Ok(())
+}
+
+/// Parses and checks one ingest body sent by `caller`.
 pub fn prepare(
     body: &[u8],
     keys: &TrustedKeys,
     sealer: &DaemonSealer,
+    caller: Caller,
 ) -> Result<Incoming, IngestError> {
     let value = parse_strict(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
     let Value::Object(object) = &value else {
@@ -154,7 +196,7 @@ pub fn prepare(
         ));
     };
     if object.contains_key("intentproof") {
-        return prepare_envelope(&value, sealer);
+        return prepare_envelope(&value, sealer, caller);
     }
     if let Err(problems) = validate(SchemaKind::ExecutionEvent, &value) {
         let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
@@ -163,6 +205,13 @@ pub fn prepare(
             shown.join("; ")
         )));
     }
+    check_action(
+        object
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        caller,
+    )?;
     let instance = object
         .get("instance_id")
         .and_then(Value::as_str)
@@ -177,7 +226,11 @@ pub fn prepare(
     })
 }
 
-fn prepare_envelope(value: &Value, sealer: &DaemonSealer) -> Result<Incoming, IngestError> {
+fn prepare_envelope(
+    value: &Value,
+    sealer: &DaemonSealer,
+    caller: Caller,
+) -> Result<Incoming, IngestError> {
     match value.get("intentproof") {
         Some(Value::String(v)) if v == "1" => {}
         other => {
@@ -190,12 +243,18 @@ fn prepare_envelope(value: &Value, sealer: &DaemonSealer) -> Result<Incoming, In
     let event = value
         .get("event")
         .ok_or_else(|| IngestError::Invalid("field `event` is missing from the envelope".into()))?;
-    let event = ExecutionEvent::deserialize(event)
+    let mut event = ExecutionEvent::deserialize(event)
         .map_err(|e| IngestError::Invalid(format!("field `event`: {e}")))?;
     if event.intent.trim().is_empty() || event.action.trim().is_empty() {
         return Err(IngestError::Invalid(
             "field `event`: intent and action must not be blank".into(),
         ));
+    }
+    check_action(&event.action, caller)?;
+    if caller == Caller::Anonymous {
+        event
+            .attributes
+            .insert(UNAUTHENTICATED_ATTRIBUTE.to_owned(), false.into());
     }
     seal_incoming(&event, sealer)
 }

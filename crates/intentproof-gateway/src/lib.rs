@@ -6,7 +6,8 @@
 //!
 //! - ingest: `POST /v1/events` (bare signed v1 events from the reference
 //!   SDKs, or the seed SDK's `{"intentproof":"1","event":{...}}` envelope,
-//!   which the daemon seals with its own key);
+//!   which the daemon seals with its own key), out of web pages' reach
+//!   ([`browser_guard`]);
 //! - queries: `/v1/events`, `/v1/events/{id}`, `/v1/chains`,
 //!   `/v1/chains/{id}`, `/v1/checkpoint`, `/metrics` (bearer token);
 //! - admin: `POST /v1/keys` (trust an instance's public key);
@@ -28,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod browser_guard;
 pub mod bulk;
 pub mod client;
 pub mod config;

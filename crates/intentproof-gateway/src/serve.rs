@@ -147,7 +147,13 @@ async fn drain_orphan_spools(state: &Arc<AppState>) {
     }
     let (mut stored, mut refused) = (0usize, Vec::new());
     for line in lines {
-        let prepared = crate::ingest::prepare(line.as_bytes(), &state.keys, &state.sealer);
+        // Spool lines are what `intentproof mcp` sealed in this data dir.
+        let prepared = crate::ingest::prepare(
+            line.as_bytes(),
+            &state.keys,
+            &state.sealer,
+            crate::ingest::Caller::Authenticated,
+        );
         let outcome = match prepared {
             Ok(incoming) => match state.writer.submit(incoming) {
                 Ok(answer) => matches!(answer.await, Ok(Ok(Ok(_)))),
@@ -202,6 +208,17 @@ async fn serve_with(
     // Policies first: an invalid one stops the daemon before it touches
     // the data dir.
     let policies = Arc::new(load_policies(&config.verification_policies)?);
+    // Before anything starts: anyone who can reach a non-loopback address
+    // could drive the MCP servers (run their tools) without a token.
+    if !config.mcp.servers.is_empty()
+        && config.mcp_token.is_none()
+        && !config.listen.ip().is_loopback()
+    {
+        return Err(ServeError::Other(format!(
+            "listening on {} (not loopback) with MCP servers configured needs an MCP token: set mcp_token in the config (or INTENTPROOF_MCP_TOKEN), or listen on 127.0.0.1",
+            config.listen
+        )));
+    }
     let data_dir = DataDir::new(&config.data_dir);
     let daemon_key = data_dir.ensure()?;
     let ring = data_dir.key_ring()?;
@@ -380,7 +397,18 @@ async fn serve_with(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, api::router(Arc::clone(&state)))
+    let guard = Arc::new(crate::browser_guard::BrowserGuard::new(
+        crate::browser_guard::GuardSettings {
+            listen: addr,
+            allowed_origins: &config.allowed_origins,
+            allowed_hosts: &config.allowed_hosts,
+            ingest_token: config.ingest_token.clone(),
+            daemon_token: state.token.clone(),
+            mcp_token: config.mcp_token.clone(),
+            metrics: Arc::clone(&metrics),
+        },
+    ));
+    let served = axum::serve(listener, api::router(Arc::clone(&state), guard))
         .with_graceful_shutdown(shutdown)
         .await;
     // Drain: stop upstreams and background tasks, let the writer finish.

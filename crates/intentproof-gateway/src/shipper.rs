@@ -51,7 +51,8 @@ pub struct ShipperConfig {
     pub server: Option<String>,
     /// Start `intentproof serve` on this data dir when no daemon answers.
     pub autostart: Option<PathBuf>,
-    /// Bearer token for ingest, if the daemon requires one.
+    /// Bearer token for ingest, if the daemon requires one; without it,
+    /// delivery authenticates with the data dir's daemon token.
     pub ingest_token: Option<String>,
     /// Applied to every event before it is sealed (nothing unredacted
     /// reaches the spool or the daemon).
@@ -284,7 +285,15 @@ impl Delivery {
             .post(format!("{}/v1/events:batch", self.url()))
             .header("content-type", "application/x-ndjson")
             .body(body);
-        if let Some(token) = &self.config.ingest_token {
+        // Plan and call-completion events are reserved actions, which the
+        // daemon takes only from an authenticated sender: the ingest token
+        // when one is configured, else the daemon token of this data dir
+        // (the daemon that owns it accepts either).
+        let token = match &self.config.ingest_token {
+            Some(token) => Some(token.clone()),
+            None => self.config.data_dir.token().ok(),
+        };
+        if let Some(token) = token {
             request = request.bearer_auth(token);
         }
         let response = match request.send().await {

@@ -433,6 +433,7 @@ async fn reads_and_admin_need_the_token_ingest_is_open_unless_configured() {
         .http
         .post(format!("{}/v1/events", f.daemon.url()))
         .bearer_auth("ingest-secret")
+        .header("content-type", "application/json")
         .body(bytes(&event))
         .send()
         .await
@@ -521,6 +522,7 @@ async fn exporters_deliver_every_event_and_resume_from_their_cursor() {
         for event in batch {
             let response = reqwest::Client::new()
                 .post(format!("{}/v1/events", daemon.url()))
+                .header("content-type", "application/json")
                 .body(bytes(event))
                 .send()
                 .await

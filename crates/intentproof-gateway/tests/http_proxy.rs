@@ -301,11 +301,13 @@ impl Fixture {
             .unwrap()
     }
 
-    /// Stores an event through the daemon's envelope ingest.
+    /// Stores an event through the daemon's envelope ingest, authenticated
+    /// (plan declarations are reserved actions).
     async fn ingest(&self, event: &ExecutionEvent) {
         let stored = self
             .http
             .post(format!("{}/v1/events", self.daemon.url()))
+            .bearer_auth(&self.token)
             .json(&json!({"intentproof": "1", "event": event}))
             .send()
             .await
