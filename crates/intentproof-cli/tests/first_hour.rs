@@ -242,6 +242,33 @@ fn keys_show_pem_writes_a_key_file_that_verify_reads() {
     );
 }
 
+#[test]
+fn keys_show_pem_of_the_daemon_verifies_its_bundles() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("demo");
+    let d = dir.to_str().unwrap();
+    let demo = run(&["demo", "--non-interactive", "--data-dir", d]);
+    assert_eq!(demo.status.code(), Some(0), "{}", text(&demo.stderr));
+
+    let script = format!(
+        "cd '{}' && '{BIN}' keys show --pem --data-dir '{d}' > key.pem && '{BIN}' verify --key key.pem '{d}/ORD-1042.proof.tar.zst'",
+        temp.path().display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).starts_with("✓ pass: bundle.verify_pass\n"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 /// A doctor's `spool` lines.
 fn spool_lines(dir: &str) -> Vec<String> {
     let out = run(&[
