@@ -118,7 +118,8 @@ fn healthz_instance(base: &str) -> Result<String, String> {
 /// Whether `pid` is gone: no such process, or a zombie (exited, waiting
 /// for its parent to reap it: the `intentproof mcp` that started it, which
 /// never does while it runs). A zombie holds no files, so the store is
-/// free either way.
+/// free either way. Zombies are seen through `/proc` (Linux); elsewhere
+/// one counts as running until its parent reaps it.
 fn exited(pid: Pid) -> bool {
     if rustix::process::test_kill_process(pid).is_err_and(|e| e == rustix::io::Errno::SRCH) {
         return true;
