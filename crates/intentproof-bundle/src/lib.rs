@@ -4,7 +4,9 @@
 //! - [`archive`]: bounded, traversal-safe reading of zstd tar or plain tar;
 //! - [`verify()`]: the reference verifier's checks, order and reason codes,
 //!   then our stricter checks ([`verify::STRICT_REASONS`]), as a [`Report`]
-//!   with the reference's human output ([`Report::human`]) and a JSON form;
+//!   with the reference's human output ([`Report::human`]), a JSON form,
+//!   and a [`Verdict`] that says whether a given key attests the bundle
+//!   (without one, nothing shows that no event was left out);
 //! - [`write_bundle`]: the same input gives the same bytes; the manifest
 //!   is optionally signed;
 //! - [`inclusion`]: the `inclusion_proof.json` form (per-event RFC 9162
@@ -30,6 +32,8 @@
 //! let bytes = write_bundle(&input, None).unwrap();
 //! let report = verify(&bytes, &VerifyOptions::default());
 //! assert!(report.passed(), "{}", report.human());
+//! // Unsigned and checked with no key: consistent, but nobody vouches for it.
+//! assert_eq!(report.verdict, intentproof_bundle::Verdict::Unattested);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -42,7 +46,10 @@ pub mod verify;
 pub mod write;
 
 pub use archive::{ArchiveError, ReadLimits, read_archive};
-pub use verify::{Report, Status, TrustedKey, VerifyOptions, parse_public_key_bytes, verify};
+pub use verify::{
+    Attestation, EXIT_UNATTESTED, Report, Status, TrustedKey, Verdict, VerifyOptions,
+    parse_public_key_bytes, verify,
+};
 pub use write::{
     BundleInput, ManifestSigner, WriteError, pack_members, write_bundle, write_file_atomically,
 };

@@ -22,6 +22,17 @@
 //! passes and these checks pass prints exactly what the reference prints.
 //! Finally `bundle.verify_pass`.
 //!
+//! A pass says the bundle is consistent with itself, not that it holds
+//! every event: dropping the last events of a chain and recomputing the
+//! Merkle root and file hashes leaves a bundle that passes every check.
+//! Only the manifest signature, checked with a key the caller gives, binds
+//! the list of events to the exporter. So the [`Report`] also carries an
+//! [`Attestation`] and a [`Verdict`]: attested (exit 0), unattested (the
+//! checks pass, but no given key vouches for the bundle: exit
+//! [`EXIT_UNATTESTED`]) or fail (exit 1). [`Report::human`] stays the
+//! reference verifier's form; [`Report::human_verdict`] never prints a plain
+//! pass for an unattested bundle.
+//!
 //! Event projections (`auditor` / `counterparty` bundles, see
 //! [`crate::projection`]) are checked by the strict part: each names the
 //! manifest's profile and is well formed; its `event_signature` verifies
@@ -267,12 +278,79 @@ pub struct Summary {
     /// `valid_with_bundled_key` (a projection bundle's manifest, checked
     /// without a given key against the bundled key of its signer).
     pub manifest_signature: &'static str,
+    /// The key id the manifest signature names, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_signer: Option<String>,
+}
+
+/// The process exit code of a bundle whose checks pass but that no given
+/// key attests ([`Verdict::Unattested`]).
+pub const EXIT_UNATTESTED: u8 = 3;
+
+/// Whether a key the caller gave vouches for the bundle as a whole.
+///
+/// The checks of [`verify`] show that the bundle is consistent with
+/// itself: every event's signature verifies with a key, the chains link,
+/// the Merkle roots match the listed events. They cannot show that no
+/// event was left out: whoever drops the last events of a chain,
+/// recomputes `event_merkle_root` and the file hashes and prunes the
+/// inclusion proofs has a bundle that is just as consistent. Only the
+/// manifest signature binds the list of events (through the file hashes
+/// and `event_merkle_root`) to its exporter, and only a key the caller
+/// trusts (given, not carried in the bundle) makes that signature mean
+/// anything: a forger re-signs with a key of his own and bundles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attestation {
+    /// The checks passed and the manifest signature verified with a given
+    /// key: its holder (the exporter) vouches that these are the events it
+    /// exported, none added, changed or left out since.
+    Attested,
+    /// The checks passed, but the manifest carries no signature: anyone
+    /// could have built the bundle, from fewer events than were recorded.
+    ManifestUnsigned,
+    /// The checks passed; the manifest is signed, but no key was given, so
+    /// the signature was not checked (a forger signs with his own key).
+    ManifestUnchecked,
+    /// The checks passed; the manifest signature (of a projection bundle)
+    /// verified only with the key the bundle itself carries, which nothing
+    /// outside the bundle vouches for.
+    BundledKeyOnly,
+    /// A check failed ([`Report::reason`]): nothing is attested.
+    Failed,
+}
+
+/// What the caller may conclude from a [`Report`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The checks passed and a given key attests the bundle: exit 0.
+    Attested,
+    /// The checks passed, but no given key attests the bundle: the events
+    /// shown verify, but events may have been left out. Exit
+    /// [`EXIT_UNATTESTED`].
+    Unattested,
+    /// A check failed: exit 1.
+    Fail,
+}
+
+impl Verdict {
+    /// The process exit code: 0 attested, 1 fail, [`EXIT_UNATTESTED`]
+    /// unattested.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Attested => 0,
+            Verdict::Fail => 1,
+            Verdict::Unattested => EXIT_UNATTESTED,
+        }
+    }
 }
 
 /// The outcome of [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
-    /// Pass or fail.
+    /// Pass or fail of the checks (the reference verifier's outcome; a pass
+    /// does not say who vouches for the bundle: see [`Report::attestation`]).
     pub status: Status,
     /// `bundle.verify_pass` or the failing check's reason code.
     pub reason: String,
@@ -285,17 +363,105 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Counts.
     pub summary: Summary,
+    /// Whether a given key vouches for the bundle as a whole.
+    pub attestation: Attestation,
+    /// What the caller may conclude: attested, unattested or fail.
+    pub verdict: Verdict,
 }
 
 impl Report {
-    /// Whether the bundle passed.
+    /// Whether the bundle's checks passed (the reference verifier's pass:
+    /// see [`Report::verdict`] for whether anyone vouches for it).
     pub fn passed(&self) -> bool {
         self.status == Status::Pass
     }
 
-    /// The process exit code: 0 pass, 1 fail.
+    /// The reference verifier's exit code: 0 pass, 1 fail. An unattested
+    /// pass is 0 here; [`Verdict::exit_code`] is the one that tells.
     pub fn exit_code(&self) -> u8 {
         if self.passed() { 0 } else { 1 }
+    }
+
+    /// Whether the checks passed and a given key attests the bundle.
+    pub fn attested(&self) -> bool {
+        self.verdict == Verdict::Attested
+    }
+
+    /// Why nothing attests a bundle whose checks passed, in words; `None`
+    /// when it is attested or failed.
+    pub fn unattested_because(&self) -> Option<String> {
+        let signer = |s: &Summary| {
+            s.manifest_signer
+                .as_deref()
+                .map(|k| format!(" {k:?}"))
+                .unwrap_or_default()
+        };
+        match self.attestation {
+            Attestation::Attested | Attestation::Failed => None,
+            Attestation::ManifestUnsigned => Some(
+                "the manifest is unsigned, so nothing binds this list of events to an exporter"
+                    .into(),
+            ),
+            Attestation::ManifestUnchecked => Some(format!(
+                "the manifest is signed by key{}, but no key was given to check it (anyone can \
+                 sign with a key of their own)",
+                signer(&self.summary)
+            )),
+            Attestation::BundledKeyOnly => Some(format!(
+                "the manifest signature verifies only with the key{} the bundle itself carries, \
+                 which nothing outside the bundle vouches for",
+                signer(&self.summary)
+            )),
+        }
+    }
+
+    /// What verified, in words, e.g. `5 of 5 event signatures, 1 chain, 5
+    /// inclusion proofs`.
+    pub fn what_verified(&self) -> String {
+        let s = &self.summary;
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = vec![format!(
+            "{} of {}",
+            s.events_signature_verified,
+            plural(s.events, "event signature", "event signatures")
+        )];
+        if s.chains > 0 {
+            parts.push(plural(s.chains, "chain", "chains"));
+        }
+        if s.inclusion_proofs_verified > 0 {
+            parts.push(plural(
+                s.inclusion_proofs_verified,
+                "inclusion proof",
+                "inclusion proofs",
+            ));
+        }
+        parts.join(", ")
+    }
+
+    /// The verdict in the human form: [`Report::human`] for an attested or
+    /// failed bundle; for an unattested one, `⚠ unattested: <what verified;
+    /// why nothing attests the rest>`, then the findings, the last one
+    /// `bundle.verify_unattested` instead of `bundle.verify_pass`.
+    pub fn human_verdict(&self) -> String {
+        let Some(why) = self.unattested_because() else {
+            return self.human();
+        };
+        let mut out = format!(
+            "⚠ unattested: {} verify, but {why}: events may have been left out. Pass --key \
+             with the exporter's public key\n",
+            self.what_verified()
+        );
+        for f in &self.findings {
+            out.push_str("- ");
+            out.push_str(if f == "bundle.verify_pass" {
+                "bundle.verify_unattested"
+            } else {
+                f
+            });
+            out.push('\n');
+        }
+        out
     }
 
     /// The human form: `✓ pass: <reason>` or `✗ fail: <reason>`, then one
@@ -371,6 +537,17 @@ pub fn verify(bundle: &[u8], options: &VerifyOptions) -> Report {
     match run(bundle, options, &mut ctx) {
         Ok(()) => {
             ctx.findings.push("bundle.verify_pass".into());
+            let attestation = match ctx.summary.manifest_signature {
+                "valid" => Attestation::Attested,
+                "unchecked" => Attestation::ManifestUnchecked,
+                "valid_with_bundled_key" => Attestation::BundledKeyOnly,
+                _ => Attestation::ManifestUnsigned,
+            };
+            let verdict = if attestation == Attestation::Attested {
+                Verdict::Attested
+            } else {
+                Verdict::Unattested
+            };
             Report {
                 status: Status::Pass,
                 reason: "bundle.verify_pass".into(),
@@ -378,6 +555,8 @@ pub fn verify(bundle: &[u8], options: &VerifyOptions) -> Report {
                 detail: None,
                 warnings: ctx.warnings,
                 summary: ctx.summary,
+                attestation,
+                verdict,
             }
         }
         Err(f) => Report {
@@ -387,6 +566,8 @@ pub fn verify(bundle: &[u8], options: &VerifyOptions) -> Report {
             detail: Some(f.detail),
             warnings: ctx.warnings,
             summary: ctx.summary,
+            attestation: Attestation::Failed,
+            verdict: Verdict::Fail,
         },
     }
 }
@@ -945,6 +1126,7 @@ fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Result<(), Fail
 
     // 3. Manifest signature.
     let mut manifest_authenticated = false;
+    ctx.summary.manifest_signer = manifest.signature.as_ref().map(|s| s.key_id.clone());
     if let Some(sig) = &manifest.signature {
         if options.trusted_keys.is_empty() {
             ctx.summary.manifest_signature = "unchecked";

@@ -788,3 +788,95 @@ fn real_daemon_export_tamper_matrix() {
         "bundle.object_signature_invalid",
     );
 }
+
+/// The truncation attack: the last 5 events dropped, the Merkle root and
+/// file hashes recomputed, the manifest signature stripped (or replaced by
+/// the forger's own). Every check passes, so the verdict must be
+/// unattested without a key (never [`Verdict::Attested`]), and the
+/// exporter's key must fail it.
+#[test]
+fn a_truncated_bundle_is_never_attested() {
+    use ed25519_dalek::Signer;
+    use intentproof_bundle::{Attestation, EXIT_UNATTESTED, Verdict};
+
+    let key = instance();
+    let bundle = signed(&input(sealed_lines(&key, 8, 1), &key));
+    let report = verify(&bundle, &with_key());
+    assert_eq!(
+        (report.attestation, report.verdict),
+        (Attestation::Attested, Verdict::Attested)
+    );
+    assert_eq!(report.verdict.exit_code(), 0);
+    assert_eq!(report.human_verdict(), report.human());
+    assert_eq!(report.unattested_because(), None);
+
+    let mut members = unpack(&bundle);
+    let events = lines(&get(&members, "events.jsonl"));
+    set(&mut members, "events.jsonl", join(&events[..3]));
+    rebuild_manifest(&mut members, false);
+
+    // No key: the checks pass (the reference form is a pass), the verdict is not.
+    let report = check(&members, &VerifyOptions::default());
+    assert!(report.passed(), "{}", report.human());
+    assert_eq!(
+        (report.attestation, report.verdict),
+        (Attestation::ManifestUnsigned, Verdict::Unattested)
+    );
+    assert_eq!(report.verdict.exit_code(), EXIT_UNATTESTED);
+    assert_eq!(report.what_verified(), "3 of 3 event signatures, 1 chain");
+    assert_eq!(
+        report.unattested_because().unwrap(),
+        "the manifest is unsigned, so nothing binds this list of events to an exporter"
+    );
+    let verdict = report.human_verdict();
+    assert_eq!(
+        verdict.lines().next().unwrap(),
+        "⚠ unattested: 3 of 3 event signatures, 1 chain verify, but the manifest is unsigned, \
+         so nothing binds this list of events to an exporter: events may have been left out. \
+         Pass --key with the exporter's public key"
+    );
+    assert!(
+        verdict.ends_with("\n- bundle.verify_unattested\n"),
+        "{verdict}"
+    );
+    assert!(!verdict.to_lowercase().contains("complete"), "{verdict}");
+    let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(
+        (&json["attestation"], &json["verdict"]),
+        (&"manifest_unsigned".into(), &"unattested".into())
+    );
+    // The exporter's key: the manifest must be signed.
+    assert_reason(&check(&members, &with_key()), "bundle.manifest_unsigned");
+
+    // Re-signed by the forger: unchecked without a key, invalid with the exporter's.
+    let forger = SigningKey::from_bytes(&[3u8; 32]);
+    let mut manifest: Value = serde_json::from_slice(&get(&members, "manifest.json")).unwrap();
+    let digest =
+        intentproof_bundle::manifest::manifest_digest(manifest.as_object().unwrap()).unwrap();
+    manifest["signature"] = serde_json::json!({
+        "alg": "ed25519",
+        "key_id": "forger:k1",
+        "value": forger
+            .sign(&digest)
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    });
+    set(
+        &mut members,
+        "manifest.json",
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    let report = check(&members, &VerifyOptions::default());
+    assert_eq!(
+        (report.attestation, report.verdict),
+        (Attestation::ManifestUnchecked, Verdict::Unattested)
+    );
+    assert_eq!(
+        report.unattested_because().unwrap(),
+        "the manifest is signed by key \"forger:k1\", but no key was given to check it (anyone \
+         can sign with a key of their own)"
+    );
+    assert_reason(&check(&members, &with_key()), "bundle.signature_invalid");
+}
