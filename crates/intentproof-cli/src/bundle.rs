@@ -1,20 +1,42 @@
-//! `intentproof verify FILE [--json] [--key [KEY_ID=]PUB]...`: offline
-//! verification of a proof bundle (`.proof.tar.zst`, or a plain tar).
+//! `intentproof verify FILE [--json] [--key [KEY_ID=]PUB]... [--allow-unattested]`:
+//! offline verification of a proof bundle (`.proof.tar.zst`, or a plain tar).
 //!
-//! Standard output is the reference verifier's human form (`✓ pass:
-//! <reason>` / `✗ fail: <reason>`, then `- <finding>` lines), or with
-//! `--json` the full report. In the human form, what exactly failed and the
-//! warnings (what a pass does not vouch for) go to standard error.
+//! The checks show that a bundle is consistent with itself; only the
+//! manifest signature, checked with a key the caller gives (`--key`, the
+//! exporter's public key), shows that no event was left out since export.
+//! So there are three verdicts:
 //!
-//! Exit status: 0 pass, 1 fail, 2 usage or I/O error (unreadable file or key).
+//! - attested (the checks pass and a given key verified the manifest
+//!   signature): the reference verifier's form (`✓ pass:
+//!   bundle.verify_pass`, then `- <finding>` lines), exit 0;
+//! - unattested (the checks pass, no given key vouches for the bundle):
+//!   `⚠ unattested: <what verified>, but <why not attested>: events may have
+//!   been left out...`, the findings (the last `bundle.verify_unattested`),
+//!   exit 3. `--allow-unattested` accepts such a bundle: the reference form,
+//!   exit 0, the missing attestation named on standard error;
+//! - fail (`✗ fail: <reason>` and the findings so far), exit 1.
+//!
+//! What exactly failed and the warnings go to standard error. `--json`
+//! prints the full report (its `verdict` is `attested`, `unattested` or
+//! `fail`; `status` is the checks' pass or fail) with the same exit codes.
+//! Exit 2: usage or I/O error (unreadable file or key).
+//!
+//! `verify explain` says the same in words, then the bundle's policy
+//! replayed over its events; a task call (MCP tasks: the call event plus a
+//! later `intentproof.call.completed` naming it) shows, and is judged by,
+//! its task's outcome. `verify replay` re-evaluates the bundled policy over
+//! the events as recorded, as the exporter computed `run.json`.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use intentproof_bundle::{ReadLimits, TrustedKey, VerifyOptions, parse_public_key_bytes, verify};
+use intentproof_bundle::{
+    ReadLimits, Report, TrustedKey, Verdict, VerifyOptions, parse_public_key_bytes, verify,
+};
 use intentproof_core::keys::InstanceKey;
+use intentproof_gateway::findings::{CALL_EVENT_ID_ATTRIBUTE, COMPLETED_ACTION, TASK_ID_ATTRIBUTE};
 
 /// Arguments of `intentproof verify`.
 #[derive(Debug, clap::Args)]
@@ -31,12 +53,19 @@ pub struct VerifyArgs {
     pub json: bool,
     /// A public key to trust (repeatable): `PATH`, or `KEY_ID=PATH` to bind
     /// it to one key id. The file holds base64 or hex of the 32-byte key, the
-    /// raw 32 bytes, a PEM `PUBLIC KEY`, or a key file from `keys new`. A key
-    /// checks the manifest signature (required once any key is given) and
-    /// events whose key the bundle does not carry; a key with an id must
-    /// equal the bundle's `keys/<KEY_ID>.pub`.
+    /// raw 32 bytes, a PEM `PUBLIC KEY`, what `intentproof keys show` prints
+    /// (its `key_id` binds the key to that id), or a key file from `keys
+    /// new`. A key checks the manifest signature (required once any key is
+    /// given) and events whose key the bundle does not carry; a key with an
+    /// id must equal the bundle's `keys/<KEY_ID>.pub`. Without one, nothing
+    /// attests the bundle (exit 3).
     #[arg(long = "key", value_name = "[KEY_ID=]PUB")]
     pub keys: Vec<String>,
+    /// Accept a bundle whose checks pass but that no given key attests:
+    /// print the reference verifier's report and exit 0 (the missing
+    /// attestation is named on standard error).
+    #[arg(long)]
+    pub allow_unattested: bool,
     /// Most bytes the archive may decompress to.
     #[arg(long, value_name = "BYTES", default_value_t = ReadLimits::default().max_total_bytes)]
     pub max_bytes: u64,
@@ -48,11 +77,20 @@ pub struct VerifyArgs {
 /// `intentproof verify explain|replay FILE`.
 #[derive(Debug, clap::Subcommand)]
 pub enum VerifyCommand {
-    /// Integrity, then the policy replayed in plain words: what was intended,
-    /// what ran, what is missing. Exit 0 when both hold, 1 otherwise.
+    /// Integrity and who attests it, then the policy replayed in plain
+    /// words: what was intended, what ran (a task call with its task's
+    /// outcome), what is missing. Exit 0 when the bundle is attested and
+    /// the intent fulfilled, 1 when a check fails or the intent is not
+    /// fulfilled, 3 when only the attestation is missing (no `--key`).
     Explain {
         /// The bundle, or `-` for standard input.
         file: String,
+        /// A public key to trust, as for `verify` (repeatable).
+        #[arg(long = "key", value_name = "[KEY_ID=]PUB")]
+        keys: Vec<String>,
+        /// Exit 0 rather than 3 for a bundle that only lacks the attestation.
+        #[arg(long)]
+        allow_unattested: bool,
     },
     /// Re-evaluate the bundle's policy over its events and print the run
     /// JSON. Exit 0 pass, 1 fail, 2 inconclusive (does not check integrity:
@@ -66,9 +104,23 @@ pub enum VerifyCommand {
     },
 }
 
+/// Most bytes a `--key` file may have (a PEM key is about 113).
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// The value of the line `name: value` in what `intentproof keys show`
+/// prints.
+fn shown_field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(':')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    })
+}
+
 /// Reads one `--key` argument.
 fn trusted_key(arg: &str) -> Result<TrustedKey> {
-    let (key_id, path) = if Path::new(arg).is_file() {
+    let (mut key_id, path) = if Path::new(arg).is_file() {
         (None, arg)
     } else {
         match arg.split_once('=') {
@@ -76,11 +128,32 @@ fn trusted_key(arg: &str) -> Result<TrustedKey> {
             _ => bail!("--key {arg}: no such file (use PATH or KEY_ID=PATH)"),
         }
     };
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read key file {path}"))?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read key file {path}"))?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        bail!("key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes: it is not a public key");
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    // What `intentproof keys show` prints: its key id binds the key.
+    if let Some(public) = shown_field(&text, "public_key") {
+        let key = parse_public_key_bytes(public.as_bytes())
+            .map_err(|e| anyhow::anyhow!("key file {path}: `public_key:` is not a key: {e}"))?;
+        if let Some(shown) = shown_field(&text, "key_id") {
+            match &key_id {
+                Some(given) if given != shown => bail!(
+                    "--key {arg}: the file is the key of {shown}, not of {given} (drop `{given}=` \
+                     or give the right file)"
+                ),
+                _ => key_id = Some(shown.to_owned()),
+            }
+        }
+        return Ok(TrustedKey { key_id, key });
+    }
     let key = match parse_public_key_bytes(&bytes) {
         Ok(k) => k,
         Err(e) => {
-            let text = String::from_utf8_lossy(&bytes);
             if text.trim_start().starts_with('{') {
                 InstanceKey::from_key_file_text(&text)
                     .with_context(|| format!("key file {path} is not a key"))?
@@ -91,6 +164,20 @@ fn trusted_key(arg: &str) -> Result<TrustedKey> {
         }
     };
     Ok(TrustedKey { key_id, key })
+}
+
+/// Reads every `--key` argument.
+fn trusted_keys(args: &[String]) -> Result<Vec<TrustedKey>> {
+    args.iter().map(|k| trusted_key(k)).collect()
+}
+
+/// The exit code of a verdict; `--allow-unattested` turns an unattested
+/// one into 0.
+fn verdict_exit_code(verdict: Verdict, allow_unattested: bool) -> u8 {
+    match verdict {
+        Verdict::Unattested if allow_unattested => 0,
+        v => v.exit_code(),
+    }
 }
 
 fn read_bundle(file: &str, limit: u64) -> Result<Vec<u8>> {
@@ -120,16 +207,16 @@ fn read_bundle(file: &str, limit: u64) -> Result<Vec<u8>> {
 /// and I/O errors (the caller prints it and exits 2).
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     match args.command {
-        Some(VerifyCommand::Explain { file }) => return explain(&file, args.max_bytes),
+        Some(VerifyCommand::Explain {
+            file,
+            keys,
+            allow_unattested,
+        }) => return explain(&file, &keys, allow_unattested, args.max_bytes),
         Some(VerifyCommand::Replay { file }) => return replay(&file, args.max_bytes),
         None => {}
     }
     let file = args.file.clone().context("name the bundle file")?;
-    let trusted_keys = args
-        .keys
-        .iter()
-        .map(|k| trusted_key(k))
-        .collect::<Result<Vec<_>>>()?;
+    let trusted_keys = trusted_keys(&args.keys)?;
     let bytes = read_bundle(&file, args.max_bytes)?;
     let options = VerifyOptions {
         trusted_keys,
@@ -145,7 +232,14 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     if args.json {
         writeln!(out, "{}", report.to_json())?;
     } else {
-        out.write_all(report.human().as_bytes())?;
+        out.write_all(
+            if args.allow_unattested {
+                report.human()
+            } else {
+                report.human_verdict()
+            }
+            .as_bytes(),
+        )?;
         if let Some(detail) = &report.detail {
             eprintln!("{}: {detail}", report.reason);
         }
@@ -153,8 +247,18 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
             eprintln!("warning: {w}");
         }
     }
+    if args.allow_unattested
+        && let Some(why) = report.unattested_because()
+    {
+        eprintln!(
+            "warning: accepted unattested (--allow-unattested): {why}: events may have been left out"
+        );
+    }
     out.flush()?;
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(ExitCode::from(verdict_exit_code(
+        report.verdict,
+        args.allow_unattested,
+    )))
 }
 
 /// The bundle's policy evaluated over its events, with the events.
@@ -242,7 +346,33 @@ fn drop_findings(run: &mut intentproof_policy::verification::Run, dropped: &[usi
     run.run_fingerprint = run.compute_fingerprint();
 }
 
-fn replay_bundle(bytes: &[u8]) -> Result<Replayed> {
+/// Gives each task call (attribute `mcp.task.id`) the status of its
+/// `intentproof.call.completed` event, as findings do: a call whose task
+/// failed did not succeed. A call with no completion keeps its own status
+/// (its task was only seen to start).
+fn join_task_outcomes(events: &mut [intentproof_policy::verification::FlowEvent]) {
+    let outcomes: std::collections::HashMap<String, Option<String>> = events
+        .iter()
+        .filter(|e| e.action.as_deref() == Some(COMPLETED_ACTION))
+        .filter_map(|e| {
+            let call = e.attributes.get(CALL_EVENT_ID_ATTRIBUTE)?.as_str()?;
+            Some((call.to_owned(), e.status.clone()))
+        })
+        .collect();
+    for event in events.iter_mut() {
+        if event.action.as_deref() != Some(COMPLETED_ACTION)
+            && event.attributes.contains_key(TASK_ID_ATTRIBUTE)
+            && let Some(status) = outcomes.get(&event.event_id)
+        {
+            event.status.clone_from(status);
+        }
+    }
+}
+
+/// Reads the bundle and evaluates its policy; with `join_tasks`, a task
+/// call is judged by its task's outcome ([`join_task_outcomes`]), else by
+/// the call event as recorded (as the exporter computed `run.json`).
+fn replay_bundle(bytes: &[u8], join_tasks: bool) -> Result<Replayed> {
     use intentproof_policy::verification::{
         EvalOptions, Flow, Policy, PolicyFormat, evaluate, parse_attestations_jsonl,
         parse_events_jsonl,
@@ -266,6 +396,9 @@ fn replay_bundle(bytes: &[u8]) -> Result<Replayed> {
     let mut flow = Flow::from_json(member("flow.json").context("the bundle has no flow.json")?)
         .context("flow.json")?;
     flow.events = parse_events_jsonl(events_text).context("events.jsonl")?;
+    if join_tasks {
+        join_task_outcomes(&mut flow.events);
+    }
     let attestations = parse_attestations_jsonl(
         std::str::from_utf8(member("attestations.jsonl").unwrap_or_default())
             .context("attestations.jsonl is not UTF-8")?,
@@ -326,7 +459,7 @@ fn replay_bundle(bytes: &[u8]) -> Result<Replayed> {
 
 fn replay(file: &str, max_bytes: u64) -> Result<ExitCode> {
     use intentproof_policy::verification::Outcome;
-    let replayed = replay_bundle(&read_bundle(file, max_bytes)?)?;
+    let replayed = replay_bundle(&read_bundle(file, max_bytes)?, false)?;
     println!(
         "{}",
         serde_json::to_string_pretty(&replayed.run.to_value())?
@@ -351,24 +484,128 @@ fn text<'a>(value: &'a serde_json::Value, key: &str) -> &'a str {
         .unwrap_or("?")
 }
 
-fn explain(file: &str, max_bytes: u64) -> Result<ExitCode> {
-    use intentproof_policy::verification::Outcome;
-    let bytes = read_bundle(file, max_bytes)?;
-    let report = verify(&bytes, &VerifyOptions::default());
-    let mut out = String::new();
-    if report.passed() {
-        out.push_str(&format!(
-            "Integrity: ✓ pass ({}): the record is complete and unchanged since it was signed.\n",
-            report.reason
-        ));
-    } else {
-        out.push_str(&format!(
-            "Integrity: ✗ fail ({}){}\nThe record cannot be trusted; what follows is only what it claims.\n",
-            report.reason,
-            report.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
-        ));
+fn attribute<'a>(event: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    event.get("attributes")?.get(key)?.as_str()
+}
+
+/// At most `max` characters of `text`, ending in `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
     }
-    let replayed = replay_bundle(&bytes)?;
+}
+
+/// Longest rendering of a task's result or error message in `explain`.
+const MAX_OUTCOME_CHARS: usize = 120;
+
+/// A task's result in one line: the text items of an MCP result's
+/// `content`, else its JSON; clipped.
+fn result_text(done: &serde_json::Value) -> String {
+    if done.get("withheld").and_then(|w| w.get("output")).is_some() {
+        return "(result withheld by the profile)".into();
+    }
+    let Some(output) = done.get("output") else {
+        return "(no result recorded)".into();
+    };
+    let texts: Vec<&str> = output
+        .get("content")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("text").and_then(serde_json::Value::as_str))
+        .collect();
+    let line = if texts.is_empty() {
+        output.to_string()
+    } else {
+        texts.join(" ")
+    };
+    clip(&line, MAX_OUTCOME_CHARS)
+}
+
+/// The task completions of a bundle, by the id of the call event each
+/// completes (attribute `intentproof.call.event_id`).
+fn completions(
+    events: &[serde_json::Value],
+) -> std::collections::HashMap<&str, &serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e.get("action").and_then(serde_json::Value::as_str) == Some(COMPLETED_ACTION))
+        .filter_map(|e| Some((attribute(e, CALL_EVENT_ID_ATTRIBUTE)?, e)))
+        .collect()
+}
+
+/// For a task call (attribute `mcp.task.id`), how its task ended, from its
+/// completion event, or that the bundle has none. `None` for other events.
+fn task_outcome(
+    call: &serde_json::Value,
+    completions: &std::collections::HashMap<&str, &serde_json::Value>,
+) -> Option<(String, bool)> {
+    if call.get("action").and_then(serde_json::Value::as_str) == Some(COMPLETED_ACTION) {
+        return None;
+    }
+    let task_id = attribute(call, TASK_ID_ATTRIBUTE)?;
+    let call_id = call.get("event_id").and_then(serde_json::Value::as_str)?;
+    let Some(done) = completions.get(call_id) else {
+        return Some((
+            format!(
+                "task {task_id}: no outcome in this bundle: it was never seen to finish, so the \
+                 call's `{}` only says that the task started",
+                text(call, "status")
+            ),
+            false,
+        ));
+    };
+    let status = text(done, "status");
+    let task_status = attribute(done, "mcp.task.status").unwrap_or(status);
+    let what = if status == "ok" {
+        result_text(done)
+    } else {
+        done.pointer("/error/message")
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| "(no message)".to_owned(), |m| clip(m, MAX_OUTCOME_CHARS))
+    };
+    Some((
+        format!(
+            "task {task_id}: {task_status} ({status}) at {}: {what}",
+            text(done, "completed_at")
+        ),
+        true,
+    ))
+}
+
+/// For a completion event, what it completes.
+fn completion_note(
+    event: &serde_json::Value,
+    calls: &std::collections::HashSet<&str>,
+) -> Option<String> {
+    if event.get("action").and_then(serde_json::Value::as_str) != Some(COMPLETED_ACTION) {
+        return None;
+    }
+    let task_id = attribute(event, TASK_ID_ATTRIBUTE).unwrap_or("?");
+    let call = attribute(event, CALL_EVENT_ID_ATTRIBUTE)?;
+    Some(if calls.contains(call) {
+        format!("the outcome of task {task_id}, shown on its call")
+    } else {
+        format!("the outcome of task {task_id}; its call, event {call}, is not in this bundle")
+    })
+}
+
+fn explain(
+    file: &str,
+    keys: &[String],
+    allow_unattested: bool,
+    max_bytes: u64,
+) -> Result<ExitCode> {
+    use intentproof_policy::verification::Outcome;
+    let options = VerifyOptions {
+        trusted_keys: trusted_keys(keys)?,
+        ..VerifyOptions::default()
+    };
+    let bytes = read_bundle(file, max_bytes)?;
+    let report = verify(&bytes, &options);
+    let mut out = integrity(&report);
+    let replayed = replay_bundle(&bytes, true)?;
     let intended = replayed
         .policy
         .to_value()
@@ -379,6 +616,13 @@ fn explain(file: &str, max_bytes: u64) -> Result<ExitCode> {
         .unwrap_or_else(|| "(the policy does not say)".into());
     out.push_str(&format!("\nWhat was intended: {intended}\n"));
     out.push_str(&format!("\nWhat ran ({} events):\n", replayed.events.len()));
+    let completions = completions(&replayed.events);
+    let calls: std::collections::HashSet<&str> = replayed
+        .events
+        .iter()
+        .filter_map(|e| e.get("event_id").and_then(serde_json::Value::as_str))
+        .collect();
+    let mut unfinished = Vec::new();
     for event in &replayed.events {
         out.push_str(&format!(
             "  {}  {:<6} {}  (intent: {})\n",
@@ -387,6 +631,19 @@ fn explain(file: &str, max_bytes: u64) -> Result<ExitCode> {
             text(event, "action"),
             text(event, "intent")
         ));
+        if let Some((outcome, finished)) = task_outcome(event, &completions) {
+            out.push_str(&format!("      {outcome}\n"));
+            if !finished {
+                unfinished.push(format!(
+                    "task {} of `{}`",
+                    attribute(event, TASK_ID_ATTRIBUTE).unwrap_or("?"),
+                    text(event, "action")
+                ));
+            }
+        }
+        if let Some(note) = completion_note(event, &calls) {
+            out.push_str(&format!("      {note}\n"));
+        }
     }
     out.push_str(&format!(
         "\nWhat was checked (policy {}):\n",
@@ -418,9 +675,21 @@ fn explain(file: &str, max_bytes: u64) -> Result<ExitCode> {
     for n in &replayed.not_replayable {
         out.push_str(&format!("  ? {}: {}\n", n.rule_id, n.sentence()));
     }
-    let fulfilled = replayed.run.status == Outcome::Pass;
+    let fulfilled = replayed.run.status == Outcome::Pass && unfinished.is_empty();
     out.push_str(&match replayed.run.status {
-        Outcome::Pass => "\nVerdict: everything that was intended happened.\n".to_owned(),
+        Outcome::Pass if !unfinished.is_empty() => format!(
+            "\nVerdict: unsettled: never seen to finish: {}.\n",
+            unfinished.join(", ")
+        ),
+        Outcome::Pass if report.attested() => {
+            "\nVerdict: everything that was intended happened.\n".to_owned()
+        }
+        Outcome::Pass if report.passed() => "\nVerdict: everything that was intended happened, \
+            as far as these events show; nothing attests that they are all (see Integrity).\n"
+            .to_owned(),
+        Outcome::Pass => "\nVerdict: everything that was intended happened, as the record \
+            claims; but it failed its checks (see Integrity).\n"
+            .to_owned(),
         Outcome::Fail => format!(
             "\nVerdict: INCOMPLETE. Missing or failed: {}.\n",
             missing.join(", ")
@@ -434,9 +703,41 @@ fn explain(file: &str, max_bytes: u64) -> Result<ExitCode> {
         }
     });
     print!("{out}");
-    Ok(ExitCode::from(if report.passed() && fulfilled {
-        0
-    } else {
+    Ok(ExitCode::from(if !report.passed() || !fulfilled {
         1
+    } else {
+        verdict_exit_code(report.verdict, allow_unattested)
     }))
+}
+
+/// `explain`'s first paragraph: whether the checks pass and who attests
+/// the bundle, in words.
+fn integrity(report: &Report) -> String {
+    if let Some(why) = report.unattested_because() {
+        return format!(
+            "Integrity: ⚠ NOT ATTESTED: {} verify, but {why}. Nothing shows that no event was \
+             left out: the last events of a chain can be dropped without a trace. Pass --key with \
+             the exporter's public key.\nWhat follows is only what these events show.\n",
+            report.what_verified()
+        );
+    }
+    if report.attested() {
+        return format!(
+            "Integrity: ✓ pass ({}), attested by key {}: {} verify, and the key's holder (the \
+             exporter) vouches that these are the events it exported, none added, changed or \
+             left out since.\n",
+            report.reason,
+            report.summary.manifest_signer.as_deref().unwrap_or("?"),
+            report.what_verified()
+        );
+    }
+    format!(
+        "Integrity: ✗ fail ({}){}\nThe record cannot be trusted; what follows is only what it claims.\n",
+        report.reason,
+        report
+            .detail
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default()
+    )
 }

@@ -40,6 +40,9 @@ pub struct DemoArgs {
 
 /// The order the scripted agent refunds.
 const ORDER: &str = "ORD-1042";
+/// The exporter's (the daemon's) public key, PEM, in the data dir: what
+/// `verify --key` is given.
+const EXPORTER_KEY_FILE: &str = "exporter.pem";
 /// The plan the scripted agent declares.
 const INTENT: &str = "refund order ORD-1042 and email the receipt";
 
@@ -197,7 +200,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         dir.display()
     );
     println!(
-        "  {command} verify explain {}   what was intended, what ran, what is missing",
+        "  {command} verify explain --key {} {}   what was intended, what ran, what is missing",
+        dir.join(EXPORTER_KEY_FILE).display(),
         bundle.display()
     );
     Ok(())
@@ -412,10 +416,9 @@ fn report(
             .cloned()
             .collect()
     };
-    let daemon_instance = intentproof_core::keys::InstanceKey::load_from(dir)
-        .context("cannot read the daemon's key")?
-        .instance_id()
-        .to_owned();
+    let daemon_key = intentproof_core::keys::InstanceKey::load_from(dir)
+        .context("cannot read the daemon's key")?;
+    let daemon_instance = daemon_key.instance_id().to_owned();
     let chain = client.get(&["v1", "chains", &plan.correlation_id], &[])?;
     style.step(4, "The signed record (one hash-chained event per call)");
     println!("  correlation {}", plan.correlation_id);
@@ -489,13 +492,28 @@ fn report(
     let bundle = dir.join(format!("{ORDER}.proof.tar.zst"));
     write_atomically(&bundle, &bytes)?;
     println!("  exported {} ({} bytes)", bundle.display(), bytes.len());
-    println!("  $ {command} verify {}", bundle.display());
-    let report = intentproof_bundle::verify(&bytes, &intentproof_bundle::VerifyOptions::default());
-    let human = report.human();
+    // Only a key given from outside the bundle attests it (no event left
+    // out): the exporter's public key, as a reviewer would be handed it.
+    let exporter = dir.join(EXPORTER_KEY_FILE);
+    write_atomically(&exporter, daemon_key.public_key_pem().as_bytes())?;
+    println!(
+        "  $ {command} verify --key {} {}",
+        exporter.display(),
+        bundle.display()
+    );
+    let options = intentproof_bundle::VerifyOptions {
+        trusted_keys: vec![intentproof_bundle::TrustedKey {
+            key_id: None,
+            key: daemon_key.verifying_key(),
+        }],
+        ..Default::default()
+    };
+    let report = intentproof_bundle::verify(&bytes, &options);
+    let human = report.human_verdict();
     let verdict = human.lines().next().unwrap_or_default();
     println!(
         "  {}",
-        if report.exit_code() == 0 {
+        if report.attested() {
             style.good(verdict)
         } else {
             style.bad(verdict)
@@ -508,7 +526,7 @@ fn report(
             human.lines().skip(1).count()
         ))
     );
-    if report.exit_code() != 0 {
+    if !report.attested() {
         bail!(
             "the exported bundle did not verify: {}",
             report.detail.as_deref().unwrap_or(&report.reason)

@@ -132,7 +132,7 @@ enum Command {
     /// Browse chains, plans, findings and events in the terminal (daemon, or the store
     /// when no daemon runs).
     Tui(tui::TuiArgs),
-    /// Verify a proof bundle (.proof.tar.zst) offline: exit 0 pass, 1 fail.
+    /// Verify a proof bundle offline: exit 0 attested (`--key`), 1 fail, 3 not attested.
     Verify(bundle::VerifyArgs),
     /// Lint, evaluate and test verification policies.
     Policy {

@@ -102,8 +102,11 @@ fn demo_shows_the_incomplete_intent_and_a_bundle_that_verifies() {
     );
 
     let bundle = dir.join("ORD-1042.proof.tar.zst");
+    // The command the demo shows: the exporter's key it wrote attests the bundle.
     let verify = Command::new(BIN)
         .arg("verify")
+        .arg("--key")
+        .arg(dir.join("exporter.pem"))
         .arg(&bundle)
         .output()
         .unwrap();
@@ -152,10 +155,15 @@ fn demo_suggests_plain_intentproof_once_it_is_installed() {
                 dir.display()
             ),
             format!(
-                "  intentproof verify explain {}   what was intended, what ran, what is missing",
+                "  intentproof verify explain --key {} {}   what was intended, what ran, what is missing",
+                dir.join("exporter.pem").display(),
                 bundle.display()
             ),
         ]
     );
-    assert!(stdout.contains(&format!("\n  $ intentproof verify {}\n", bundle.display())));
+    assert!(stdout.contains(&format!(
+        "\n  $ intentproof verify --key {} {}\n",
+        dir.join("exporter.pem").display(),
+        bundle.display()
+    )));
 }

@@ -38,8 +38,29 @@ fn export(correlation: &str, out: &Path, profile: &str, dir: &Path) -> Output {
     )
 }
 
-fn verify(file: &Path) -> Output {
-    Command::new(BIN).arg("verify").arg(file).output().unwrap()
+/// `intentproof verify --key KEY FILE`.
+fn verify(file: &Path, key: &Path) -> Output {
+    Command::new(BIN)
+        .arg("verify")
+        .arg("--key")
+        .arg(key)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+/// The exporter's (the daemon's) public key as the README has reviewers
+/// get it: `intentproof keys show` on the daemon's data dir, saved to a file.
+fn exporter_key(dir: &Path, out: &Path) -> std::path::PathBuf {
+    let shown = run(&["keys", "show"], dir);
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let file = out.join("exporter.pub");
+    std::fs::write(&file, &shown.stdout).unwrap();
+    file
 }
 
 /// Records a session: a declared two-step plan and one of its steps.
@@ -95,10 +116,11 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
     let _daemon = start_daemon(&dir);
     let correlation = record_session(&dir);
 
-    // Both events (declaration and refund) are stored.
+    // The declaration, the refund, and the plan's close when the session
+    // ended are stored.
     let events = run(&["events", "--json", "--correlation", &correlation], &dir);
     let events: Value = serde_json::from_slice(&events.stdout).unwrap();
-    assert_eq!(events["events"].as_array().unwrap().len(), 2, "{events}");
+    assert_eq!(events["events"].as_array().unwrap().len(), 3, "{events}");
 
     let first = temp.path().join("first.proof.tar.zst");
     let second = temp.path().join("second.proof.tar.zst");
@@ -115,7 +137,8 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
     assert!(!a.is_empty());
     assert_eq!(a, b, "two exports of an unchanged correlation differ");
 
-    let verified = verify(&first);
+    let key = exporter_key(&dir, temp.path());
+    let verified = verify(&first, &key);
     let stdout = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(
         verified.status.code(),
@@ -125,9 +148,10 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
     );
     assert_eq!(stdout.lines().next(), Some("✓ pass: bundle.verify_pass"));
     for expected in [
+        "- manifest.signature_valid",
         "- event_chains_valid:1",
         "- checkpoint.signature_valid",
-        "- inclusion_proofs_valid:2",
+        "- inclusion_proofs_valid:3",
     ] {
         assert!(
             stdout.lines().any(|l| l == expected),
@@ -162,7 +186,8 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
     // `verify explain` says, in words, what was meant, what ran, and which
     // step is missing; `verify replay` prints the failing run.
     let explained = Command::new(BIN)
-        .args(["verify", "explain"])
+        .args(["verify", "explain", "--key"])
+        .arg(&key)
         .arg(&first)
         .output()
         .unwrap();
@@ -173,8 +198,20 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
         "an incomplete intent exits 1: {text}"
     );
     let lines: Vec<&str> = text.lines().collect();
-    assert!(
-        lines[0].starts_with("Integrity: ✓ pass (bundle.verify_pass)"),
+    let daemon_key_id = String::from_utf8(run(&["keys", "show"], &dir).stdout)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("key_id: ").map(str::to_owned))
+        .unwrap();
+    let n = jsonl(&get(&unpack(&a), "events.jsonl")).len();
+    assert_eq!(
+        lines[0],
+        format!(
+            "Integrity: ✓ pass (bundle.verify_pass), attested by key {daemon_key_id}: {n} of {n} \
+             event signatures, 1 chain, {n} inclusion proofs verify, and the key's holder (the \
+             exporter) vouches that these are the events it exported, none added, changed or \
+             left out since."
+        ),
         "{text}"
     );
     assert!(
@@ -204,7 +241,7 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
     tampered[middle] ^= 0x01;
     let broken = temp.path().join("broken.proof.tar.zst");
     std::fs::write(&broken, &tampered).unwrap();
-    let failed = verify(&broken);
+    let failed = verify(&broken, &key);
     assert_eq!(
         failed.status.code(),
         Some(1),
@@ -322,6 +359,12 @@ fn rebuild_manifest(members: &mut Members, keep_signature: bool) {
     );
 }
 
+/// The key id that signed the manifest of a bundle.
+fn manifest_signer(members: &Members) -> String {
+    let manifest: Value = serde_json::from_slice(&get(members, "manifest.json")).unwrap();
+    manifest["signature"]["key_id"].as_str().unwrap().to_owned()
+}
+
 /// `intentproof verify` of `members` (plus `args`): exit code, first
 /// stdout line, stdout.
 fn verify_members(members: &Members, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
@@ -373,6 +416,7 @@ fn auditor_and_counterparty_bundles_withhold_payloads_and_verify() {
     std::fs::create_dir(&dir).unwrap();
     let _daemon = start_daemon(&dir);
     let correlation = record_session_for(&dir, SECRET_INPUT);
+    let key = exporter_key(&dir, temp.path());
 
     let full = export_bytes(
         &correlation,
@@ -390,7 +434,7 @@ fn auditor_and_counterparty_bundles_withhold_payloads_and_verify() {
         .filter(|l| !l.is_empty())
         .map(<[u8]>::to_vec)
         .collect();
-    assert_eq!(full_events.len(), 2);
+    assert_eq!(full_events.len(), 3);
     let replay_full = Command::new(BIN)
         .args(["verify", "replay"])
         .arg(temp.path().join("full.proof.tar.zst"))
@@ -424,17 +468,48 @@ fn auditor_and_counterparty_bundles_withhold_payloads_and_verify() {
         );
         assert_eq!(a, b, "two {profile} exports differ");
 
-        // Verifies, and says what the projection proves.
-        let verified = verify(&temp.path().join(&name));
+        // Verifies, and says what the projection proves. Without a key the
+        // manifest is checked with the key the bundle carries, which
+        // attests nothing: unattested, exit 3.
+        let unattested = Command::new(BIN)
+            .arg("verify")
+            .arg(temp.path().join(&name))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&unattested.stdout);
+        assert_eq!(unattested.status.code(), Some(3), "{profile}: {stdout}");
+        let exported = unpack(&std::fs::read(temp.path().join(&name)).unwrap());
+        let signer = manifest_signer(&exported);
+        let n = jsonl(&get(&exported, "events.jsonl")).len();
+        assert_eq!(
+            stdout.lines().next().unwrap(),
+            format!(
+                "⚠ unattested: {n} of {n} event signatures, 1 chain, {n} inclusion proofs verify, but \
+                 the manifest signature verifies only with the key {signer:?} the bundle itself \
+                 carries, which nothing outside the bundle vouches for: events may have been left \
+                 out. Pass --key with the exporter's public key"
+            )
+        );
+        assert!(
+            stdout.ends_with(
+                "\n- manifest.signature_valid_with_bundled_key\n- projection.\
+                              {profile}:visible_fields_attested_by_bundle_signer\n- \
+                              bundle.verify_unattested\n"
+                    .replace("{profile}", profile)
+                    .as_str()
+            ),
+            "{stdout}"
+        );
+        let verified = verify(&temp.path().join(&name), &key);
         let stdout = String::from_utf8_lossy(&verified.stdout);
         assert_eq!(verified.status.code(), Some(0), "{profile}: {stdout}");
         assert_eq!(stdout.lines().next(), Some("✓ pass: bundle.verify_pass"));
         for expected in [
-            "- projection_signatures_valid:2".to_owned(),
+            "- manifest.signature_valid".to_owned(),
+            "- projection_signatures_valid:3".to_owned(),
             "- event_chains_valid:1".to_owned(),
             "- checkpoint.signature_valid".to_owned(),
-            "- inclusion_proofs_valid:2".to_owned(),
-            "- manifest.signature_valid_with_bundled_key".to_owned(),
+            "- inclusion_proofs_valid:3".to_owned(),
             format!("- projection.{profile}:visible_fields_attested_by_bundle_signer"),
         ] {
             assert!(
@@ -464,7 +539,7 @@ fn auditor_and_counterparty_bundles_withhold_payloads_and_verify() {
         let inclusion: Value =
             serde_json::from_slice(&get(&members, "inclusion_proof.json")).unwrap();
         let projections = jsonl(&get(&members, "events.jsonl"));
-        assert_eq!(projections.len(), 2);
+        assert_eq!(projections.len(), 3);
         for ((p, e), line) in projections.iter().zip(&full_events).zip(&full_lines) {
             let e = e.as_object().unwrap();
             let p = p.as_object().unwrap();
@@ -480,7 +555,14 @@ fn auditor_and_counterparty_bundles_withhold_payloads_and_verify() {
             let w = p["withheld"].as_object().unwrap();
             let mut names: Vec<&str> = w.keys().map(String::as_str).collect();
             names.sort_unstable();
-            assert_eq!(names, withheld, "{profile} withheld");
+            // Of the fields the profile withholds, those the event has (the
+            // plan's close has no output).
+            let expected: Vec<&str> = withheld
+                .iter()
+                .copied()
+                .filter(|f| e.contains_key(*f))
+                .collect();
+            assert_eq!(names, expected, "{profile} withheld");
             for (field, hash) in w {
                 assert_eq!(hash, &jcs_sha256(&e[field]), "{profile} withheld.{field}");
             }
@@ -533,7 +615,11 @@ fn tampered_projection_bundles_fail_with_their_own_reason() {
         let members = unpack(&bundle);
         let events = jsonl(&get(&members, "events.jsonl"));
         let fail = |m: &Members, args: &[&str]| verify_members(m, t, args).1;
-        assert_eq!(fail(&members, &[]), "✓ pass: bundle.verify_pass");
+        assert!(
+            fail(&members, &[]).starts_with("⚠ unattested: "),
+            "{}",
+            fail(&members, &[])
+        );
 
         // The daemon's public key, given with its id.
         let manifest: Value = serde_json::from_slice(&get(&members, "manifest.json")).unwrap();
@@ -747,4 +833,294 @@ fn rules_reading_withheld_fields_are_not_replayed() {
         ),
         "{explained}"
     );
+}
+
+/// Records a session that declares a two-step plan (look the order up,
+/// refund it), does both, then refunds the order `extra` more times: the
+/// calls someone editing the bundle would like to hide. Returns the
+/// correlation id.
+fn record_refunds(dir: &Path, extra: u64) -> String {
+    let (mut gateway, mut agent) = start_gateway(dir, "payments", &[]);
+    agent.request(1, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "export-agent", "version": "1"}}));
+    let declared = agent.call(
+        2,
+        "intentproof_declare_plan",
+        json!({
+            "intent": "look up order ORD-7 and refund it",
+            "steps": [
+                {"tool": "lookup_order", "purpose": "Look the order up"},
+                {"tool": "refund_payment", "purpose": "Refund the card"}
+            ]
+        }),
+    );
+    assert!(
+        declared["result"]["structuredContent"]["plan_id"].is_string(),
+        "{declared}"
+    );
+    let looked_up = agent.call(3, "lookup_order", json!({"order_id": "ORD-7"}));
+    assert!(looked_up["result"].is_object(), "{looked_up}");
+    for id in 4..5 + extra {
+        let refund = agent.call(
+            id,
+            "refund_payment",
+            json!({"order_id": "ORD-7", "amount_cents": 1250}),
+        );
+        assert_eq!(refund["result"]["structuredContent"]["status"], "succeeded");
+    }
+    drop(agent);
+    let status = gateway.0.wait().unwrap();
+    assert!(status.success(), "gateway exited with {status}");
+    let plans: Value = serde_json::from_slice(&run(&["plans", "--json"], dir).stdout).unwrap();
+    plans["plans"][0]["correlation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The exit code, standard output and standard error of `intentproof verify ARGS FILE`.
+fn verify_with(args: &[&str], file: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .arg("verify")
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The truncation attack (issue #18): the last 5 events dropped, the event
+/// Merkle root and file hashes recomputed, their inclusion proofs pruned,
+/// the manifest signature stripped. Every self-consistency check passes, so
+/// without the exporter's key `verify` must say that nothing attests the
+/// bundle (exit 3, never a plain pass, never "complete"), `verify explain`
+/// must name the missing attestation, and the README's commands (which
+/// pass `--key`, the output of `intentproof keys show`) must fail.
+#[test]
+fn a_truncated_bundle_is_never_attested() {
+    let temp = tempfile::tempdir().unwrap();
+    let t = temp.path();
+    let dir = t.join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let _daemon = start_daemon(&dir);
+    let correlation = record_refunds(&dir, 5);
+    let events = run(&["events", "--json", "--correlation", &correlation], &dir);
+    let events: Value = serde_json::from_slice(&events.stdout).unwrap();
+    // The declaration, the lookup, 6 refunds (and the plan's close, if the
+    // gateway records one when the session ends).
+    let stored = events["events"].as_array().unwrap().len();
+    assert!(stored >= 8, "{events}");
+
+    // The README's incident review: the exporter's key, then the export.
+    let shown = run(&["keys", "show"], &dir);
+    assert!(shown.status.success());
+    let exporter = t.join("exporter.pub");
+    std::fs::write(&exporter, &shown.stdout).unwrap();
+    let exporter = exporter.to_str().unwrap();
+    let bundle = export_bytes(&correlation, "full", "incident.proof.tar.zst", t, &dir);
+    let exported = t.join("incident.proof.tar.zst");
+    let (code, stdout, stderr) = verify_with(&["--key", exporter], &exported);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("✓ pass: bundle.verify_pass\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n- manifest.signature_valid\n"),
+        "{stdout}"
+    );
+
+    // The attack.
+    let mut m = unpack(&bundle);
+    let lines: Vec<Vec<u8>> = get(&m, "events.jsonl")
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(lines.len(), stored);
+    let kept = &lines[..stored - 5];
+    set(
+        &mut m,
+        "events.jsonl",
+        kept.iter()
+            .flat_map(|l| [l.as_slice(), b"\n"].concat())
+            .collect(),
+    );
+    let kept_ids: Vec<String> = jsonl(&get(&m, "events.jsonl"))
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut inclusion: Value = serde_json::from_slice(&get(&m, "inclusion_proof.json")).unwrap();
+    inclusion["proofs"]
+        .as_object_mut()
+        .unwrap()
+        .retain(|id, _| kept_ids.contains(id));
+    set(
+        &mut m,
+        "inclusion_proof.json",
+        serde_json::to_vec(&inclusion).unwrap(),
+    );
+    rebuild_manifest(&mut m, false);
+    let truncated = t.join("truncated.proof.tar.zst");
+    std::fs::write(
+        &truncated,
+        intentproof_bundle::pack_members(&m, true).unwrap(),
+    )
+    .unwrap();
+
+    // The checks that pass, in the reference verifier's vocabulary.
+    let k = kept.len();
+    let manifest: Value = serde_json::from_slice(&get(&m, "manifest.json")).unwrap();
+    let mut checks: Vec<String> = [
+        "verification_profile.present",
+        "verification_profile.verifier_version_supported",
+        "verification_profile.run_id_valid",
+    ]
+    .map(String::from)
+    .to_vec();
+    for file in manifest["files"].as_array().unwrap() {
+        checks.push(format!(
+            "file_hash_valid:{}",
+            file["path"].as_str().unwrap()
+        ));
+    }
+    checks.extend(
+        [
+            "policy.fingerprint_valid",
+            "event_merkle_valid",
+            "attestation_merkle_valid",
+        ]
+        .map(String::from),
+    );
+    checks.extend(std::iter::repeat_n("event.signature_valid".to_owned(), k));
+    checks.push("run.signature_valid".into());
+    let lines_of =
+        |checks: &[String]| -> String { checks.iter().map(|c| format!("- {c}\n")).collect() };
+    let strict = [
+        "event_chains_valid:1".to_owned(),
+        "checkpoint.signature_valid".to_owned(),
+        format!("inclusion_proofs_valid:{k}"),
+    ];
+    let warnings = format!(
+        "warning: the manifest is unsigned: the bundle is self-consistent, but anyone could have \
+         built it\nwarning: {k} event signature(s) were checked with keys carried in the bundle \
+         itself, and no given key vouches for those keys or the manifest: pass --key\n"
+    );
+    let what_verified =
+        format!("{k} of {k} event signatures, 1 chain, {k} inclusion proofs verify");
+
+    // Without a key: unattested, exit 3, never a plain pass.
+    let (code, stdout, stderr) = verify_with(&[], &truncated);
+    assert_eq!(
+        stdout,
+        format!(
+            "⚠ unattested: {what_verified}, but the manifest is unsigned, so nothing binds this \
+             list of events to an exporter: events may have been left out. Pass --key with the \
+             exporter's public key\n{}{}- bundle.verify_unattested\n",
+            lines_of(&checks),
+            lines_of(&strict)
+        )
+    );
+    assert_eq!(stderr, warnings);
+    assert_eq!(code, Some(3));
+    assert!(
+        !format!("{stdout}{stderr}")
+            .to_lowercase()
+            .contains("complete")
+    );
+
+    // `verify explain` names the missing attestation; what the events show
+    // follows, never as the whole story.
+    let (code, explained, stderr) = verify_with(&["explain"], &truncated);
+    let kept_events = jsonl(&get(&m, "events.jsonl"));
+    let mut ran = String::new();
+    for e in &kept_events {
+        ran.push_str(&format!(
+            "  {}  {:<6} {}  (intent: {})\n",
+            e["completed_at"].as_str().unwrap(),
+            e["status"].as_str().unwrap(),
+            e["action"].as_str().unwrap(),
+            e["intent"].as_str().unwrap()
+        ));
+    }
+    let policy: Value = serde_json::from_slice(&get(&m, "policy.json")).unwrap();
+    assert_eq!(
+        explained,
+        format!(
+            "Integrity: ⚠ NOT ATTESTED: {what_verified}, but the manifest is unsigned, so nothing \
+             binds this list of events to an exporter. Nothing shows that no event was left out: \
+             the last events of a chain can be dropped without a trace. Pass --key with the \
+             exporter's public key.\nWhat follows is only what these events show.\n\n\
+             What was intended: look up order ORD-7 and refund it\n\n\
+             What ran ({k} events):\n{ran}\n\
+             What was checked (policy {}):\n\
+             \x20 ✓ step-1: `mcp.payments.lookup_order` occurred 1 time.\n\
+             \x20 ✓ step-2: `mcp.payments.refund_payment` occurred {} time{}.\n\n\
+             Verdict: everything that was intended happened, as far as these events show; nothing \
+             attests that they are all (see Integrity).\n",
+            policy["policy_id"].as_str().unwrap(),
+            k - 2,
+            if k - 2 == 1 { "" } else { "s" }
+        )
+    );
+    assert_eq!(stderr, "");
+    assert_eq!(code, Some(3));
+    assert!(!explained.to_lowercase().contains("complete"));
+
+    // The README's commands pass the exporter's key: both fail.
+    let (code, stdout, stderr) = verify_with(&["--key", exporter], &truncated);
+    assert_eq!(
+        stdout,
+        format!(
+            "✗ fail: bundle.manifest_unsigned\n{}- manifest.signature_missing\n",
+            lines_of(&checks)
+        )
+    );
+    assert_eq!(
+        stderr,
+        "bundle.manifest_unsigned: keys were given, but the manifest is unsigned: nothing binds \
+         this bundle to those keys (anyone could have rebuilt it)\n"
+    );
+    assert_eq!(code, Some(1));
+    let (code, explained, _) = verify_with(&["explain", "--key", exporter], &truncated);
+    assert_eq!(
+        explained.lines().take(2).collect::<Vec<_>>(),
+        [
+            "Integrity: ✗ fail (bundle.manifest_unsigned): keys were given, but the manifest is \
+             unsigned: nothing binds this bundle to those keys (anyone could have rebuilt it)",
+            "The record cannot be trusted; what follows is only what it claims."
+        ]
+    );
+    assert!(
+        explained.ends_with(
+            "\nVerdict: everything that was intended happened, as the record claims; but it \
+             failed its checks (see Integrity).\n"
+        ),
+        "{explained}"
+    );
+    assert_eq!(code, Some(1));
+
+    // Accepted as unattested on request: the reference verifier's report,
+    // exit 0, and standard error says what is not attested.
+    let (code, stdout, stderr) = verify_with(&["--allow-unattested"], &truncated);
+    assert_eq!(
+        stdout,
+        format!(
+            "✓ pass: bundle.verify_pass\n{}{}- bundle.verify_pass\n",
+            lines_of(&checks),
+            lines_of(&strict)
+        )
+    );
+    assert_eq!(
+        stderr,
+        format!(
+            "{warnings}warning: accepted unattested (--allow-unattested): the manifest is \
+             unsigned, so nothing binds this list of events to an exporter: events may have been \
+             left out\n"
+        )
+    );
+    assert_eq!(code, Some(0));
 }

@@ -1,4 +1,6 @@
-//! `intentproof verify` against the reference tools' golden bundle.
+//! `intentproof verify` against the reference tools' golden bundle (its
+//! manifest is unsigned: the reference output with `--allow-unattested`,
+//! the unattested verdict without).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,10 +11,13 @@ fn golden(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// The golden bundle's manifest is unsigned: its checks pass, but nothing
+/// attests it. Accepted as such (`--allow-unattested`), the output is the
+/// reference verifier's, byte for byte, and the exit code 0.
 #[test]
 fn golden_counterparty_bundle_verifies_with_the_exact_stdout() {
     let out = Command::new(env!("CARGO_BIN_EXE_intentproof"))
-        .arg("verify")
+        .args(["verify", "--allow-unattested"])
         .arg(golden("counterparty/counterparty-refund.proof.tar.zst"))
         .output()
         .unwrap();
@@ -24,19 +29,81 @@ fn golden_counterparty_bundle_verifies_with_the_exact_stdout() {
     );
     let expected = std::fs::read(golden("counterparty/expected-verify-stdout.txt")).unwrap();
     assert_eq!(out.stdout, expected);
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "warning: the manifest is unsigned: the bundle is self-consistent, but anyone could have \
+         built it\nwarning: 2 event(s) carry no signature (records that are not \
+         intentproof.event.v1): only the manifest covers them, and they are not counted as \
+         verified\nwarning: accepted unattested (--allow-unattested): the manifest is unsigned, \
+         so nothing binds this list of events to an exporter: events may have been left out\n"
+    );
+}
+
+/// Without `--allow-unattested`, the same bundle is never a plain pass: the
+/// verdict says what verified and what is not attested, the findings
+/// follow (the last `bundle.verify_unattested`), and the exit code is 3.
+#[test]
+fn golden_counterparty_bundle_is_unattested_without_a_key() {
+    let out = Command::new(env!("CARGO_BIN_EXE_intentproof"))
+        .arg("verify")
+        .arg(golden("counterparty/counterparty-refund.proof.tar.zst"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let reference = String::from_utf8(
+        std::fs::read(golden("counterparty/expected-verify-stdout.txt")).unwrap(),
+    )
+    .unwrap();
+    let findings = reference
+        .strip_prefix("✓ pass: bundle.verify_pass\n")
+        .unwrap()
+        .strip_suffix("- bundle.verify_pass\n")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!(
+            "⚠ unattested: 0 of 2 event signatures verify, but the manifest is unsigned, so \
+             nothing binds this list of events to an exporter: events may have been left out. \
+             Pass --key with the exporter's public key\n{findings}- bundle.verify_unattested\n"
+        )
+    );
+
+    // explain names the missing attestation too, and exits 1: the golden
+    // policy's rule has no category, so the run is inconclusive.
+    let out = Command::new(env!("CARGO_BIN_EXE_intentproof"))
+        .args(["verify", "explain"])
+        .arg(golden("counterparty/counterparty-refund.proof.tar.zst"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text.lines().take(2).collect::<Vec<_>>(),
+        [
+            "Integrity: ⚠ NOT ATTESTED: 0 of 2 event signatures verify, but the manifest is \
+             unsigned, so nothing binds this list of events to an exporter. Nothing shows that no \
+             event was left out: the last events of a chain can be dropped without a trace. Pass \
+             --key with the exporter's public key.",
+            "What follows is only what these events show."
+        ]
+    );
 }
 
 #[test]
 fn json_report_and_failures() {
+    // The checks pass (`status`), but nothing attests the bundle
+    // (`verdict`, and the exit code).
     let out = Command::new(env!("CARGO_BIN_EXE_intentproof"))
         .args(["verify", "--json"])
         .arg(golden("counterparty/counterparty-refund.proof.tar.zst"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(3));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], "pass");
     assert_eq!(report["reason"], "bundle.verify_pass");
+    assert_eq!(report["attestation"], "manifest_unsigned");
+    assert_eq!(report["verdict"], "unattested");
     assert_eq!(report["summary"]["events"], 2);
 
     // The empty-tar corpus: fail, exit 1, reason on stdout, detail on stderr.
