@@ -3,6 +3,8 @@
 //! skips one step; the plan is closed; then `intentproof tui` finds the
 //! chain by searching its correlation id, opens it, shows the missing step
 //! flagged, exports the proof bundle with `e`, and the bundle verifies.
+//! And the README's pictures of the TUI are its screens after `intentproof
+//! demo`, numbers and ids aside.
 //!
 //! tmux is required: the test fails (it does not skip) when it is missing.
 //! Each test uses its own tmux server (`-L <unique socket>`), killed at
@@ -213,6 +215,136 @@ fn verify_passes(bundle: &std::path::Path, data_dir: &Path) -> String {
         String::from_utf8_lossy(&verified.stderr)
     );
     report
+}
+
+/// What may differ between the README's pictures and a screen becomes `#`:
+/// times, dates, ids and versions (a digit with `:`, `-` or `.`, or in a
+/// long word), durations (`8ms`), and hashes (hex, also the piece a line
+/// wrap cuts off). Counts stay: the demo always records the same. Runs of
+/// spaces become one (a longer duration shifts its column).
+fn mask(line: &str) -> String {
+    line.split_whitespace()
+        .map(|word| {
+            let digit = word.bytes().any(|b| b.is_ascii_digit());
+            let varies = digit
+                && (word.contains([':', '-', '.'])
+                    || word.len() >= 8
+                    || word.ends_with("ms")
+                    || word.ends_with("ms)"));
+            let hex = word.len() >= 2 && word.bytes().all(|b| b.is_ascii_hexdigit());
+            if varies || hex || word.len() >= 16 {
+                "#"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The ```text pictures between the README's `tui-screens` markers.
+fn readme_screens() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(common::workspace_root().join("README.md")).unwrap();
+    let start = readme
+        .find("<!-- tui-screens:start -->")
+        .expect("README.md has the tui-screens:start marker");
+    let end = readme
+        .find("<!-- tui-screens:end -->")
+        .expect("README.md has the tui-screens:end marker");
+    let mut screens = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in readme[start..end].lines() {
+        match (line, current.as_mut()) {
+            ("```text", None) => current = Some(Vec::new()),
+            ("```", Some(_)) => screens.extend(current.take()),
+            (line, Some(lines)) => lines.push(line.to_owned()),
+            _ => {}
+        }
+    }
+    screens
+}
+
+/// The README's Terminal UI pictures are what the TUI shows after `intentproof
+/// demo` (numbers and ids aside): the chains, the chain, the refund event and
+/// the findings, in an 80x24 terminal.
+#[test]
+fn the_readme_pictures_are_the_screens_after_the_demo() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("demo");
+    let demo = Command::new(BIN)
+        .args(["demo", "--non-interactive", "--data-dir"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .current_dir(common::workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let tmux = Tmux::start(
+        &format!("{BIN} tui --data-dir '{}' --poll-ms 300", dir.display()),
+        80,
+        24,
+    );
+    // A view is drawn when its header and its footer (the last line drawn)
+    // are on screen, and two captures in a row agree.
+    let drawn = |what: &str, header: &str, footer: &str| -> String {
+        for _ in 0..100 {
+            let screen = tmux.wait_for(what, |s| {
+                s.starts_with(header)
+                    && s.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .is_some_and(|l| l.starts_with(footer))
+                    && s.contains("· live\n")
+            });
+            if tmux.screen() == screen {
+                return screen;
+            }
+        }
+        panic!("{what} kept changing on screen:\n{}", tmux.screen());
+    };
+    let mut screens = vec![drawn(
+        "the chains",
+        "IntentProof [1 Chains 1/1] 2 Findings 1 ",
+        "↑↓ move  Enter open  /",
+    )];
+    tmux.keys(&["Enter"]);
+    screens.push(drawn(
+        "the chain",
+        "IntentProof [1 Chains 1/1] 2 Findings 1  › chain\n",
+        "↑↓ move  Enter event",
+    ));
+    tmux.keys(&["j", "Enter"]);
+    screens.push(drawn(
+        "the refund event",
+        "IntentProof [1 Chains 1/1] 2 Findings 1  › chain › event\n",
+        "↑↓ scroll",
+    ));
+    tmux.keys(&["2"]);
+    screens.push(drawn(
+        "the findings",
+        "IntentProof  1 Chains 1/1 [2 Findings 1]",
+        "↑↓ move  Enter open chain",
+    ));
+
+    let data_dir = dir.display().to_string();
+    let readme = readme_screens();
+    assert_eq!(readme.len(), 4, "four pictures: {readme:?}");
+    for (picture, screen) in readme.iter().zip(&screens) {
+        let shown: Vec<String> = screen
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| mask(&l.replace(&data_dir, "<DATA_DIR>")))
+            .collect();
+        let pictured: Vec<String> = picture.iter().map(|l| mask(l)).collect();
+        assert_eq!(
+            pictured, shown,
+            "README picture (left) and screen (right) differ; the screen:\n{screen}"
+        );
+    }
 }
 
 /// What may differ between the README's pictures and a screen becomes `#`:
