@@ -601,6 +601,18 @@ fn remote_server_config_errors_name_the_field() {
             "config: mcp server \"r\": `timeout_ms` = 0 is out of range; use 1 to 86400000",
         ),
         (
+            "url = \"https://mcp.example.com/mcp\"\njson_response = false",
+            "config: mcp server \"r\": `json_response` applies only to a stdio `command`, not to a remote `url`",
+        ),
+        (
+            "url = \"https://mcp.example.com/mcp\"\nsse_close_after_ms = 100",
+            "config: mcp server \"r\": `sse_close_after_ms` applies only to a stdio `command`, not to a remote `url`",
+        ),
+        (
+            "command = [\"node\"]\nsse_close_after_ms = 0",
+            "config: mcp server \"r\": `sse_close_after_ms` = 0 is out of range; use 1 to 3600000 (or leave it out: off)",
+        ),
+        (
             "url = \"https://mcp.example.com/mcp\"\nca_file = \"/nonexistent/ca.pem\"",
             "config: mcp server \"r\": `ca_file` /nonexistent/ca.pem: No such file or directory (os error 2)",
         ),

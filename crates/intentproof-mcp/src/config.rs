@@ -86,6 +86,26 @@ pub struct McpServerConfig {
     /// Intents for tools called outside any declared plan.
     #[serde(default)]
     pub default_intents: BTreeMap<String, String>,
+    /// `command` only, session-based revisions: how a POST carrying one
+    /// request is answered when its response comes first and the client
+    /// accepts both framings. `true` (default): as plain JSON (one write,
+    /// the fastest). `false`: always as an event stream (with a priming
+    /// event for clients of 2025-11-25 and later), as MCP SDK servers
+    /// answer sessions by default. (2026-07-28 stateless requests are
+    /// answered as a 2026 server does: plain JSON when the answer comes
+    /// first, its error codes mapped to HTTP statuses. A `url` upstream's
+    /// framing is passed through as the upstream chose.)
+    #[serde(default)]
+    pub json_response: Option<bool>,
+    /// `command` only, session-based revisions: a POST's event stream whose
+    /// response has not come this many ms after its priming event is
+    /// closed (SEP-1699 polling); the client reconnects with `GET` and
+    /// `Last-Event-ID` and gets the response from the gateway's buffer.
+    /// Frees connections that long calls would hold (e.g. behind proxies
+    /// with idle timeouts). Only for clients of 2025-11-25 and later (the
+    /// ones sent a priming event). Off by default.
+    #[serde(default)]
+    pub sse_close_after_ms: Option<u64>,
 }
 
 /// Default of [`McpServerConfig::timeout_ms`].
@@ -106,7 +126,15 @@ impl McpServerConfig {
             connect_timeout_ms: None,
             ca_file: None,
             default_intents: BTreeMap::new(),
+            json_response: None,
+            sse_close_after_ms: None,
         }
+    }
+
+    /// Whether a `command` server's lone response goes out as plain JSON
+    /// (see [`McpServerConfig::json_response`]).
+    pub fn answers_json(&self) -> bool {
+        self.json_response.unwrap_or(true)
     }
 
     /// A remote Streamable HTTP server with every default.
@@ -121,6 +149,14 @@ impl McpServerConfig {
     fn validate(&self) -> Result<(), String> {
         let bad =
             |field: &str, why: &str| Err(format!("mcp server {:?}: `{field}` {why}", self.name));
+        if let Some(ms) = self.sse_close_after_ms
+            && !(1..=3_600_000).contains(&ms)
+        {
+            return bad(
+                "sse_close_after_ms",
+                &format!("= {ms} is out of range; use 1 to 3600000 (or leave it out: off)"),
+            );
+        }
         let Some(url) = &self.url else {
             if self.command.is_empty() {
                 return Err(format!(
@@ -149,11 +185,17 @@ impl McpServerConfig {
                 "and `url` are both set; a server is either a stdio `command` or a remote `url`, not both",
             );
         }
-        if !self.env.is_empty() {
-            return bad(
-                "env",
-                "applies only to a stdio `command`, not to a remote `url`",
-            );
+        for (field, set) in [
+            ("env", !self.env.is_empty()),
+            ("json_response", self.json_response.is_some()),
+            ("sse_close_after_ms", self.sse_close_after_ms.is_some()),
+        ] {
+            if set {
+                return bad(
+                    field,
+                    "applies only to a stdio `command`, not to a remote `url`",
+                );
+            }
         }
         if let Err(why) = crate::remote::check_url(url) {
             return bad("url", &why);
@@ -195,6 +237,8 @@ impl std::fmt::Debug for McpServerConfig {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("ca_file", &self.ca_file)
             .field("default_intents", &self.default_intents)
+            .field("json_response", &self.json_response)
+            .field("sse_close_after_ms", &self.sse_close_after_ms)
             .finish()
     }
 }

@@ -204,8 +204,14 @@ impl Stream {
         }
     }
 
+    /// Whether a response this POST's stream carries is still to come.
+    fn owes_responses(&self) -> bool {
+        lock(&self.state).owed.is_some_and(|owed| owed > 0)
+    }
+
     /// Ends the client's connection without ending the stream (the
-    /// upstream closed its own early): the client resumes with a GET.
+    /// upstream closed its own early, or `sse_close_after_ms` passed): the
+    /// client resumes with a GET.
     fn detach(&self) {
         lock(&self.state).live = None;
     }
@@ -1090,11 +1096,20 @@ pub async fn post(
     {
         return rpc_error(StatusCode::BAD_GATEWAY, &request_id, -32603, &e);
     }
+    // A `command` server's framing and stream closes are the gateway's to
+    // choose (a `url` server's pass through as it chose them).
+    let (answers_json, close_after) = match gateway.servers.get(&name) {
+        Some(server) if server.remote.is_none() => (
+            server.config.answers_json(),
+            server.config.sse_close_after_ms.map(Duration::from_millis),
+        ),
+        _ => (true, None),
+    };
     // One request: if its response is the first message for it, that is
     // the whole answer, as plain JSON (nothing else can be routed to this
     // stream once the response is: see `route`).
     let mut first = None;
-    if single && accepts_json(&headers) {
+    if single && answers_json && accepts_json(&headers) {
         match tokio::time::timeout(JSON_WAIT, receiver.recv()).await {
             Ok(Some(message)) if message.response => {
                 // Answered whole: nothing to resume.
@@ -1107,12 +1122,19 @@ pub async fn post(
     }
     // The stream ends when every request of this POST has its response (the
     // routing table drops its sender then) and the replies are out.
-    sse_stream(
-        Some(&session_id),
-        session.priming(stream.id, &headers),
-        first,
-        receiver,
-    )
+    let priming = session.priming(stream.id, &headers);
+    if let (Some(after), Some(_)) = (close_after, &priming) {
+        // SEP-1699 polling: the client has the priming event's id to resume
+        // from; what comes after the close waits in the stream's buffer.
+        let stream = Arc::clone(&stream);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if stream.owes_responses() {
+                stream.detach();
+            }
+        });
+    }
+    sse_stream(Some(&session_id), priming, first, receiver)
 }
 
 fn tokio_stream_from(
