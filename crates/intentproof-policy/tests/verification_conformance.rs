@@ -176,7 +176,9 @@ const INVALID_CASE_MESSAGES: &[(&str, &[&str])] = &[
     ),
     (
         "tnt_acme.unknown-category",
-        &["rule \"r1\": category \"unknown\" is not a category; valid: required, forbidden, ordering, cardinality, temporal, consensus, value_bound, claim_match"],
+        &[
+            "rule \"r1\": category \"unknown\" is not a category; valid: required, forbidden, ordering, cardinality, temporal, consensus, value_bound, claim_match",
+        ],
     ),
     (
         "tnt_acme.additional-props",
