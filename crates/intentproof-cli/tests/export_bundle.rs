@@ -1124,3 +1124,217 @@ fn a_truncated_bundle_is_never_attested() {
     );
     assert_eq!(code, Some(0));
 }
+
+/// The events the MCP recorder writes for task calls (its module doc,
+/// "Tasks"), sealed by an `intentproof mcp` key: a plan over three task
+/// tools; each call answered by a task handle (attribute `mcp.task.id`);
+/// then one `intentproof.call.completed` per task seen to finish (ok, and
+/// failed), linked by `intentproof.call.event_id`. `t-never` never
+/// finishes. In correlation `open-flow`, without a plan, one task that
+/// never finishes either.
+fn task_events(sealer: &intentproof_core::seal::Sealer) -> Vec<Value> {
+    use intentproof_core::{AttributeValue, ErrorInfo, ExecutionEvent};
+    let attrs = |pairs: &[(&str, &str)]| -> intentproof_core::Attributes {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), AttributeValue::from(*v)))
+            .collect()
+    };
+    let at = |second: u32| format!("2026-07-28T10:00:{second:02}.000Z");
+    let seal = |e: ExecutionEvent| sealer.seal(&e).unwrap().event;
+    let handle = |id: &str| json!({"resultType": "task", "taskId": id, "status": "working"});
+    let declare = seal(
+        ExecutionEvent::builder("compute the answers", "intentproof.plan.declare")
+            .correlation_id("tasks-flow")
+            .inputs(json!({"intent": "compute the answers", "steps": [
+                {"tool": "compute_ok", "purpose": "Compute the answer"},
+                {"tool": "compute_fail", "purpose": "Run the job that fails"},
+                {"tool": "compute_forever", "purpose": "Start the job that never ends"}
+            ]}))
+            .output(json!({"plan_id": "plan-tasks", "correlation_id": "tasks-flow"}))
+            .attributes(attrs(&[
+                ("mcp.server", "records"),
+                ("intentproof.plan.id", "plan-tasks"),
+            ]))
+            .timing(at(0), at(0), 0)
+            .build(),
+    );
+    let call = |tool: &str, task: &str, second: u32, correlation: &str| {
+        seal(
+            ExecutionEvent::builder(format!("run {tool}"), format!("mcp.records.{tool}"))
+                .correlation_id(correlation)
+                .inputs(json!({}))
+                .output(handle(task))
+                .attributes(attrs(&[
+                    ("mcp.server", "records"),
+                    ("mcp.tool", tool),
+                    ("mcp.task.id", task),
+                    ("mcp.task.status", "working"),
+                ]))
+                .timing(at(second), at(second), 0)
+                .build(),
+        )
+    };
+    let ok = call("compute_ok", "t-ok", 1, "tasks-flow");
+    let fails = call("compute_fail", "t-fail", 2, "tasks-flow");
+    let never = call("compute_forever", "t-never", 3, "tasks-flow");
+    let completion = |call: &Value, task: &str, status: &str, second: u32| {
+        let tool = call["attributes"]["mcp.tool"].as_str().unwrap();
+        ExecutionEvent::builder(format!("run {tool}"), "intentproof.call.completed")
+            .correlation_id("tasks-flow")
+            .inputs(json!({"taskId": task}))
+            .attributes(attrs(&[
+                ("mcp.server", "records"),
+                ("mcp.tool", tool),
+                (
+                    "intentproof.call.event_id",
+                    call["event_id"].as_str().unwrap(),
+                ),
+                ("intentproof.call.action", call["action"].as_str().unwrap()),
+                ("mcp.task.id", task),
+                ("mcp.task.status", status),
+            ]))
+            .timing(call["started_at"].as_str().unwrap(), at(second), 0)
+    };
+    let ok_done = seal(
+        completion(&ok, "t-ok", "completed", 5)
+            .output(json!({"content": [{"type": "text", "text": "computed 42"}], "isError": false}))
+            .build(),
+    );
+    let failed = seal(
+        completion(&fails, "t-fail", "failed", 6)
+            .output(json!({"error": {"code": -32603, "message": "job crashed: disk full"}}))
+            .error(ErrorInfo {
+                name: "TaskFailed".into(),
+                message: "job crashed: disk full".into(),
+                stack: None,
+            })
+            .build(),
+    );
+    let open = call("compute_forever", "t-open", 7, "open-flow");
+    vec![declare, ok, fails, never, ok_done, failed, open]
+}
+
+/// `verify explain` joins a task call to its `intentproof.call.completed`
+/// event (issue #17): the call's line is followed by the task's outcome
+/// (status, time, result or error), or by the absence of one; the call is
+/// judged by its task, as findings do. `verify replay` evaluates the events
+/// as recorded, as the exporter's run.json does.
+#[test]
+fn explain_shows_each_task_call_with_its_outcome() {
+    use intentproof_core::keys::InstanceKey;
+    use intentproof_store::{EventMeta, Incoming, Store, StoreOptions};
+
+    let temp = tempfile::tempdir().unwrap();
+    let t = temp.path();
+    let dir = t.join("data");
+    std::fs::create_dir(&dir).unwrap();
+
+    // The events, as a gateway process would have delivered them, written
+    // to the store before the daemon starts; the daemon trusts their key.
+    let gateway = InstanceKey::from_seed("inst_01M9TASKS0GATEWAY0000000000", [5u8; 32]);
+    let public = gateway.verifying_key();
+    intentproof_gateway::datadir::DataDir::new(&dir)
+        .trust(gateway.instance_id(), &public)
+        .unwrap();
+    let sealer = intentproof_core::seal::Sealer::new(gateway.clone()).with_tenant_id("local");
+    let events = task_events(&sealer);
+    {
+        let store = Store::open(&dir, StoreOptions::default(), &|i: &str| {
+            (i == gateway.instance_id()).then_some(public)
+        })
+        .unwrap();
+        let incoming = events
+            .iter()
+            .map(|e| Incoming {
+                meta: EventMeta::from_v1(e, Some(&public)).unwrap(),
+                bytes: serde_json::to_vec(e).unwrap(),
+            })
+            .collect();
+        let stored = store.append(incoming).unwrap();
+        assert!(stored.iter().all(Result::is_ok), "{stored:?}");
+    }
+    let _daemon = start_daemon(&dir);
+    let key = exporter_key(&dir, t);
+    let explain = |correlation: &str| {
+        let file = t.join(format!("{correlation}.proof.tar.zst"));
+        let exported = export(correlation, &file, "full", &dir);
+        assert!(
+            exported.status.success(),
+            "{}",
+            String::from_utf8_lossy(&exported.stderr)
+        );
+        let out = Command::new(BIN)
+            .args(["verify", "explain", "--key"])
+            .arg(&key)
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            file,
+        )
+    };
+
+    let (code, text, file) = explain("tasks-flow");
+    let body = text.split_once("\n\n").unwrap().1;
+    assert_eq!(
+        body,
+        format!(
+            "What was intended: compute the answers\n\n\
+             What ran (6 events):\n\
+             \x20 2026-07-28T10:00:00.000Z  ok     intentproof.plan.declare  (intent: compute the answers)\n\
+             \x20 2026-07-28T10:00:01.000Z  ok     mcp.records.compute_ok  (intent: run compute_ok)\n\
+             \x20     task t-ok: completed (ok) at 2026-07-28T10:00:05.000Z: computed 42\n\
+             \x20 2026-07-28T10:00:02.000Z  ok     mcp.records.compute_fail  (intent: run compute_fail)\n\
+             \x20     task t-fail: failed (error) at 2026-07-28T10:00:06.000Z: job crashed: disk full\n\
+             \x20 2026-07-28T10:00:03.000Z  ok     mcp.records.compute_forever  (intent: run compute_forever)\n\
+             \x20     task t-never: no outcome in this bundle: it was never seen to finish, so the call's `ok` only says that the task started\n\
+             \x20 2026-07-28T10:00:05.000Z  ok     intentproof.call.completed  (intent: run compute_ok)\n\
+             \x20     the outcome of task t-ok, shown on its call\n\
+             \x20 2026-07-28T10:00:06.000Z  error  intentproof.call.completed  (intent: run compute_fail)\n\
+             \x20     the outcome of task t-fail, shown on its call\n\n\
+             What was checked (policy plan.plan-tasks):\n\
+             \x20 ✓ step-1: `mcp.records.compute_ok` occurred 1 time.\n\
+             \x20 ✗ step-2: `mcp.records.compute_fail` did not occur (at least 1 required).\n\
+             \x20 ✓ step-3: `mcp.records.compute_forever` occurred 1 time.\n\n\
+             Verdict: INCOMPLETE. Missing or failed: step-2 `mcp.records.compute_fail`.\n"
+        )
+    );
+    assert!(
+        text.starts_with("Integrity: ✓ pass (bundle.verify_pass), attested by key "),
+        "{text}"
+    );
+    assert_eq!(code, Some(1));
+
+    // replay: the events as recorded (the failed task's call says ok).
+    let replayed = Command::new(BIN)
+        .args(["verify", "replay"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let run: Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert_eq!(run["status"], "pass", "{run:#}");
+
+    // A task never seen to finish leaves the verdict unsettled, not a pass.
+    let (code, text, file) = explain("open-flow");
+    let body = text.split_once("\n\n").unwrap().1;
+    let policy: Value =
+        serde_json::from_slice(&get(&unpack(&std::fs::read(file).unwrap()), "policy.json"))
+            .unwrap();
+    assert_eq!(
+        body,
+        format!(
+            "What was intended: Recorded actions of open-flow\n\n\
+         What ran (1 events):\n\
+         \x20 2026-07-28T10:00:07.000Z  ok     mcp.records.compute_forever  (intent: run compute_forever)\n\
+         \x20     task t-open: no outcome in this bundle: it was never seen to finish, so the call's `ok` only says that the task started\n\n\
+         What was checked (policy {}):\n\
+         \x20 ✓ recorded-1: `mcp.records.compute_forever` occurred 1 time.\n\n\
+         Verdict: unsettled: never seen to finish: task t-open of `mcp.records.compute_forever`.\n",
+            policy["policy_id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(code, Some(1));
+}
