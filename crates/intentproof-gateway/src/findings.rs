@@ -537,13 +537,23 @@ fn policy_violations(
             }
             let run = evaluate(policy, &flow, &[], &EvalOptions::default());
             for finding in run.findings.iter().filter(|f| f.outcome == Outcome::Fail) {
+                // The action the rule is about (what a person looks for in
+                // the ACTION column), else its evidence's, else the rule.
+                let action = rule_action(policy, &finding.rule_id)
+                    .or_else(|| {
+                        chain
+                            .iter()
+                            .find(|e| finding.evidence_event_ids.contains(&e.entry.meta.event_id))
+                            .map(|e| e.entry.meta.action.clone())
+                    })
+                    .unwrap_or_else(|| finding.rule_id.clone());
                 out.push(FindingRow {
                     kind: "policy_violation",
                     plan_id: None,
                     intent: policy.policy_id().map(str::to_owned),
                     correlation_id: summary.correlation_id.clone(),
                     step_index: None,
-                    action: finding.rule_id.clone(),
+                    action,
                     event_ids: finding.evidence_event_ids.clone(),
                     message: format!(
                         "policy {} rule {}: {}",
@@ -557,6 +567,20 @@ fn policy_violations(
         }
     }
     Ok(out)
+}
+
+/// The action a verification rule names: `action` (required, forbidden,
+/// count rules), else `after` (ordering: the one that came too early),
+/// else `before`; in the rule's `spec` or written flat.
+fn rule_action(policy: &Policy, rule_id: &str) -> Option<String> {
+    let rule = policy.rule(rule_id)?;
+    let spec = rule.get("spec").and_then(Value::as_object);
+    ["action", "after", "before"].iter().find_map(|key| {
+        spec.and_then(|s| s.get(*key))
+            .or_else(|| rule.get(*key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
 }
 
 #[cfg(test)]

@@ -586,7 +586,12 @@ async fn configured_verification_policies_flag_violating_flows() {
         .collect();
     assert_eq!(
         findings,
-        vec![("policy_violation", "incomplete", "receipt-sent")],
+        // The action the failed rule (receipt-sent) requires.
+        vec![(
+            "policy_violation",
+            "incomplete",
+            "email.customer.refund_receipt"
+        )],
         "{body}"
     );
 }
