@@ -741,3 +741,75 @@ fn integrity(report: &Report) -> String {
             .unwrap_or_default()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intentproof_policy::verification::FlowEvent;
+    use serde_json::json;
+
+    #[test]
+    fn keys_show_output_gives_the_key_and_binds_its_id() {
+        let key = InstanceKey::from_seed("inst_shown", [4u8; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exporter.pub");
+        let shown = format!(
+            "instance_id: {}\nkey_id: {}\npublic_key: {}\n{}",
+            key.instance_id(),
+            key.key_id(),
+            key.public_key_base64(),
+            key.public_key_pem()
+        );
+        std::fs::write(&path, shown).unwrap();
+        let arg = path.to_str().unwrap();
+        let trusted = trusted_key(arg).unwrap();
+        assert_eq!(trusted.key, key.verifying_key());
+        assert_eq!(trusted.key_id.as_deref(), Some("inst_shown:k1"));
+        // The same id given again is fine; another id is refused, named.
+        let same = trusted_key(&format!("inst_shown:k1={arg}")).unwrap();
+        assert_eq!(same.key_id.as_deref(), Some("inst_shown:k1"));
+        let other = trusted_key(&format!("inst_other:k1={arg}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            other.contains("the file is the key of inst_shown:k1, not of inst_other:k1"),
+            "{other}"
+        );
+        // A PEM alone binds no id.
+        std::fs::write(&path, key.public_key_pem()).unwrap();
+        assert_eq!(trusted_key(arg).unwrap().key_id, None);
+    }
+
+    #[test]
+    fn unattested_exits_3_unless_allowed() {
+        assert_eq!(verdict_exit_code(Verdict::Unattested, false), 3);
+        assert_eq!(verdict_exit_code(Verdict::Unattested, true), 0);
+        assert_eq!(verdict_exit_code(Verdict::Fail, true), 1);
+        assert_eq!(verdict_exit_code(Verdict::Attested, false), 0);
+    }
+
+    #[test]
+    fn clip_cuts_on_characters() {
+        assert_eq!(clip("héllo", 10), "héllo");
+        assert_eq!(clip("héllo", 2), "hé…");
+    }
+
+    #[test]
+    fn a_task_call_takes_its_completions_status() {
+        let mut call = FlowEvent::new("call-1", "mcp.s.job");
+        call.attributes
+            .insert(TASK_ID_ATTRIBUTE.into(), json!("t-1"));
+        let mut unfinished = FlowEvent::new("call-2", "mcp.s.job");
+        unfinished
+            .attributes
+            .insert(TASK_ID_ATTRIBUTE.into(), json!("t-2"));
+        let mut done = FlowEvent::new("done-1", COMPLETED_ACTION);
+        done.status = Some("error".into());
+        done.attributes
+            .insert(CALL_EVENT_ID_ATTRIBUTE.into(), json!("call-1"));
+        let mut events = vec![call, unfinished, done];
+        join_task_outcomes(&mut events);
+        let statuses: Vec<_> = events.iter().map(|e| e.status.as_deref()).collect();
+        assert_eq!(statuses, [Some("error"), Some("ok"), Some("error")]);
+    }
+}
