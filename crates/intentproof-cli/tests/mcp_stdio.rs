@@ -771,9 +771,9 @@ fn plan_intents() {
         "{transcript:#}"
     );
 
-    // declaration + 3 calls
-    let events = wait_for_events(&data, 4);
-    assert_eq!(events.len(), 4, "{events:#?}");
+    // declaration + 3 calls + the plan's close when the session ended
+    let events = wait_for_events(&data, 5);
+    assert_eq!(events.len(), 5, "{events:#?}");
     for event in &events {
         assert_eq!(event["correlation_id"], correlation.as_str(), "{event:#}");
     }
@@ -823,11 +823,17 @@ fn plan_intents() {
         outside[0]
     );
     assert!(event_with(&events, "mcp.everything.get-tiny-image").is_empty());
+    let closed = event_with(&events, "intentproof.plan.close");
+    assert_eq!(closed.len(), 1, "{events:#?}");
+    assert_eq!(
+        closed[0]["inputs"],
+        json!({"plan_id": plan_id, "reason": "session_ended"})
+    );
 
     let chains = assert_chains_verified(&data);
     assert_eq!(chains.len(), 1, "{chains:#?}");
     assert_eq!(chains[0]["correlation_id"], correlation.as_str());
-    assert_eq!(chains[0]["events"], json!(4));
+    assert_eq!(chains[0]["events"], json!(5));
 }
 
 #[test]
@@ -871,8 +877,9 @@ fn three_gateways_at_once_without_a_daemon() {
         assert_eq!(code, 0, "gateway {i} exited {code}; stderr:\n{stderr}");
     }
 
-    let events = wait_for_events(&data, 9);
-    assert_eq!(events.len(), 9, "{events:#?}");
+    // Per session: the declaration, two calls, the plan's close.
+    let events = wait_for_events(&data, 12);
+    assert_eq!(events.len(), 12, "{events:#?}");
     for i in 0..3 {
         let correlation = format!("three-at-once-{i}");
         let mut actions: Vec<&str> = events
@@ -884,6 +891,7 @@ fn three_gateways_at_once_without_a_daemon() {
         assert_eq!(
             actions,
             vec![
+                "intentproof.plan.close",
                 "intentproof.plan.declare",
                 &format!("mcp.everything{i}.echo"),
                 &format!("mcp.everything{i}.get-sum"),
