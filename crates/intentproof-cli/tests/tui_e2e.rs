@@ -1,6 +1,6 @@
 //! The terminal UI end to end, driven in a real terminal (tmux): a real
 //! MCP session through the stdio gateway declares a two-step plan and
-//! skips one step; the plan is closed; then `intentproof tui` finds the
+//! skips one step; the plan closes with the session; then `intentproof tui` finds the
 //! chain by searching its correlation id, opens it, shows the missing step
 //! flagged, exports the proof bundle with `e`, and the bundle verifies.
 //! And the README's pictures of the TUI are its screens after `intentproof
@@ -21,7 +21,7 @@ mod common;
 use common::{BIN, Tmux, cli_json, start_daemon, start_gateway};
 
 /// A real MCP session: plan refund + receipt email, call refund and an
-/// unplanned lookup, then close the plan. Returns the correlation id.
+/// unplanned lookup, then leave (the plan closes). Returns the correlation id.
 fn record_a_session_with_a_missing_step(dir: &Path) -> String {
     let (mut gateway, mut agent) = start_gateway(dir, "payments", &[]);
     agent.request(
@@ -51,19 +51,23 @@ fn record_a_session_with_a_missing_step(dir: &Path) -> String {
     );
     assert_eq!(refund["result"]["structuredContent"]["status"], "succeeded");
     agent.call(4, "lookup_order", json!({"order_id": "ORD-1042"}));
+    // The agent leaves: the plan closes with its session.
     drop(agent);
     assert!(gateway.0.wait().unwrap().success());
-    let closed = Command::new(BIN)
-        .args(["plans", "--close", &plan_id, "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        closed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&closed.stderr)
-    );
-    let plans = cli_json(&["plans"], dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let plans = loop {
+        let plans = cli_json(&["plans"], dir);
+        if plans["plans"][0]["state"] == "closed" {
+            break plans;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plan did not close: {plans:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(plans["plans"][0]["plan_id"], plan_id.as_str());
+    assert_eq!(plans["plans"][0]["closed_by"], "session_ended");
     plans["plans"][0]["correlation_id"]
         .as_str()
         .expect("the plan has a correlation id")
