@@ -243,6 +243,14 @@ fn prepare_envelope(
     let event = value
         .get("event")
         .ok_or_else(|| IngestError::Invalid("field `event` is missing from the envelope".into()))?;
+    if event.get("v1Verbatim").is_some() {
+        // The typed model's round-trip store for the signed v1 form: its
+        // members would override what the daemon seals (e.g. the redaction
+        // summary), so a caller must not set it.
+        return Err(IngestError::Invalid(
+            "field `event.v1Verbatim` is not part of an envelope event: send each member as its own camelCase field (or send a signed intentproof.event.v1 event instead)".into(),
+        ));
+    }
     let mut event = ExecutionEvent::deserialize(event)
         .map_err(|e| IngestError::Invalid(format!("field `event`: {e}")))?;
     if event.intent.trim().is_empty() || event.action.trim().is_empty() {

@@ -277,6 +277,17 @@ async fn bad_input_gets_its_status_and_a_message_naming_the_cause() {
             "field `event`: missing field `intent`",
         ),
         (
+            "envelope forging sealed members",
+            bytes(&json!({"intentproof": "1", "event": {
+                "id": "x", "intent": "i", "action": "a", "status": "ok",
+                "startedAt": "2026-01-01T00:00:00.000Z", "completedAt": "2026-01-01T00:00:00.001Z",
+                "durationMs": 1,
+                "v1Verbatim": {"redaction_summary": {"policy_id": "forged", "redacted_paths": []}}}})),
+            400,
+            "invalid_event",
+            "field `event.v1Verbatim` is not part of an envelope event",
+        ),
+        (
             "envelope version",
             bytes(&json!({"intentproof": "2", "event": {}})),
             400,
@@ -365,7 +376,7 @@ async fn bad_input_gets_its_status_and_a_message_naming_the_cause() {
     for line in [
         "intentproof_events_ingested_total 1",
         "intentproof_events_rejected_total{reason=\"malformed_json\"} 2",
-        "intentproof_events_rejected_total{reason=\"invalid_event\"} 6",
+        "intentproof_events_rejected_total{reason=\"invalid_event\"} 7",
         "intentproof_events_rejected_total{reason=\"bad_signature\"} 1",
         "intentproof_events_rejected_total{reason=\"too_large\"} 1",
         "intentproof_events_rejected_total{reason=\"chain_conflict\"} 2",
