@@ -179,11 +179,17 @@ fn verify_bundle(bytes: &[u8], daemon: Option<VerifyingKey>) -> VerifyOutcome {
         ..Default::default()
     };
     let report = intentproof_bundle::verify(bytes, &options);
-    let passed = report.passed();
+    // Only an attested bundle passes: without the daemon's key nothing
+    // shows that no event was left out (the CLI's verdict, exit 3).
+    let passed = report.attested();
     let s = &report.summary;
+    let verdict = match report.verdict {
+        intentproof_bundle::Verdict::Attested => "✓ pass",
+        intentproof_bundle::Verdict::Unattested => "⚠ unattested",
+        intentproof_bundle::Verdict::Fail => "✗ fail",
+    };
     let headline = format!(
-        "bundle verify: {} {}: {} events, {} signatures, {} inclusion proofs, manifest signature {}",
-        if passed { "✓ pass" } else { "✗ fail" },
+        "bundle verify: {verdict} {}: {} events, {} signatures, {} inclusion proofs, manifest signature {}",
         report.reason,
         s.events,
         s.events_signature_verified,
@@ -195,6 +201,11 @@ fn verify_bundle(bytes: &[u8], daemon: Option<VerifyingKey>) -> VerifyOutcome {
         details.push(detail.clone());
     }
     details.extend(report.warnings.iter().map(|w| format!("warning: {w}")));
+    if let Some(why) = report.unattested_because() {
+        details.push(format!(
+            "not attested: {why}; events may have been left out"
+        ));
+    }
     VerifyOutcome {
         passed,
         headline,
