@@ -5,7 +5,6 @@
 //! and the MCP gateway applies the same Origin and Host rules plus its own
 //! token. Against the real `intentproof serve`.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -15,8 +14,8 @@ mod common;
 
 use common::{BIN, Stopped, clean_env, command_server, http_exchange, start_gateway_daemon};
 
-/// One request on a fresh connection with exactly `headers` (the `Host`
-/// too, or none); the status and the JSON body.
+/// One request on a fresh connection with `headers` (the `Host` too); the
+/// status and the JSON body.
 fn send(
     addr: &str,
     method: &str,
@@ -24,22 +23,8 @@ fn send(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Value) {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head[9..12].parse().unwrap();
-    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {raw}"));
+    let (status, _, text) = http_exchange(addr, method, path, headers, body);
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, body)
 }
 

@@ -178,7 +178,8 @@ pub fn router(state: Shared, guard: Arc<BrowserGuard>) -> Router {
         .with_state(state)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()
@@ -346,6 +347,20 @@ async fn ingest_event(
     }
 }
 
+/// The event lines of a `POST /v1/events:batch` body: each non-blank line
+/// with its 1-based line number, without its `\n` or `\r\n`. Public for
+/// fuzzing and tests (`fuzz/`); the handler is its only other caller.
+pub fn batch_lines(body: &Bytes) -> Vec<(usize, Bytes)> {
+    body.split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| line.iter().any(|b| !b.is_ascii_whitespace()))
+        .map(|(i, line)| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            (i + 1, body.slice_ref(line))
+        })
+        .collect()
+}
+
 /// `POST /v1/events:batch`: newline-delimited events (each line one body
 /// `POST /v1/events` accepts), checked on all cores and appended in line
 /// order. Answers 200 with one result per line (`status` is what
@@ -365,15 +380,7 @@ async fn ingest_batch(
         MAX_BATCH_BYTES,
         "split the batch (at most 16 MiB and 10,000 events per request)",
     )?;
-    let lines: Vec<(usize, Bytes)> = body
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| line.iter().any(|b| !b.is_ascii_whitespace()))
-        .map(|(i, line)| {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            (i + 1, body.slice_ref(line))
-        })
-        .collect();
+    let lines = batch_lines(&body);
     if lines.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

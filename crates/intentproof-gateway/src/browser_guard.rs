@@ -50,7 +50,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, same_token};
+use crate::api::{ApiError, bearer, same_token};
 use crate::ingest::Caller;
 use crate::metrics::{Metrics, RejectReason};
 
@@ -162,15 +162,6 @@ fn bracketed(ip: IpAddr) -> String {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
 }
 
 /// A header value as text for a message (bounded, never a panic).

@@ -299,7 +299,8 @@ pub fn assert_transcript_recorded(data: &Path, server: &str) -> (String, serde_j
 /// One HTTP/1.1 exchange on a fresh connection (`Connection: close`):
 /// returns the status, the headers (names lower-cased) and the body, with a
 /// chunked body de-chunked. For the MCP-over-HTTP tests, which must see the
-/// exact status and headers the gateway sends.
+/// exact status and headers the gateway sends. `Host` is `addr` unless
+/// `headers` has one (the browser-guard tests send foreign ones).
 pub fn http_exchange(
     addr: &str,
     method: &str,
@@ -310,9 +311,12 @@ pub fn http_exchange(
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
