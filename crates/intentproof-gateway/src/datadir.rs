@@ -5,14 +5,19 @@
 //! <data-dir>/                 mode 0700
 //!   instance_key.json         the daemon's Ed25519 key (0600)
 //!   token                     bearer token for reads and admin (0600)
-//!   trusted-keys/<id>.pub     public keys of instances whose events verify
+//!   trusted-keys/<id>.pub     public keys of instances whose events verify (0700 / 0600)
 //!   daemon.json               {"listen": "127.0.0.1:9787", "pid": 1234} while running
+//!   spool/                    `intentproof mcp`'s events before delivery (0700 / 0600)
 //!   journal/ index/ checkpoints.jsonl   the store
 //! ```
+//!
+//! Whoever creates the directory (`intentproof serve`, or `intentproof mcp`
+//! before any daemon ran) creates it 0700, whatever the umask: it holds
+//! keys and events that may carry personal data.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -140,10 +145,23 @@ impl DataDir {
         &self.path
     }
 
+    /// Creates the directory with mode 0700 when it is missing (its parents
+    /// as the umask says); an existing one is left as it is.
+    pub fn ensure_private(&self) -> Result<(), DataDirError> {
+        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io(parent, "create the parent directory"))?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.path.is_dir() => Ok(()),
+            Err(e) => Err(io(&self.path, "create")(e)),
+        }
+    }
+
     /// Creates the directory (mode 0700), the daemon key and the token when
     /// missing. Returns the daemon key.
     pub fn ensure(&self) -> Result<InstanceKey, DataDirError> {
-        fs::create_dir_all(&self.path).map_err(io(&self.path, "create"))?;
+        self.ensure_private()?;
         fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
             .map_err(io(&self.path, "chmod 0700"))?;
         let key = if InstanceKey::path_in(&self.path).exists() {
@@ -154,7 +172,7 @@ impl DataDir {
         if !self.token_path().exists() {
             write_private(&self.token_path(), new_token()?.as_bytes())?;
         }
-        fs::create_dir_all(self.trusted_dir()).map_err(io(&self.path, "create trusted-keys"))?;
+        self.ensure_trusted_dir()?;
         Ok(key)
     }
 
@@ -178,6 +196,14 @@ impl DataDir {
         self.path.join("trusted-keys")
     }
 
+    /// `trusted-keys/`, created 0700 when missing.
+    fn ensure_trusted_dir(&self) -> Result<(), DataDirError> {
+        self.ensure_private()?;
+        let dir = self.trusted_dir();
+        intentproof_core::private_file::create_private_dir(&dir)
+            .map_err(io(&dir, "create trusted-keys"))
+    }
+
     /// Saves `key` as the trusted key of `instance_id`.
     pub fn trust(&self, instance_id: &str, key: &VerifyingKey) -> Result<(), DataDirError> {
         let valid = !instance_id.is_empty()
@@ -188,7 +214,7 @@ impl DataDir {
         if !valid {
             return Err(DataDirError::BadInstanceId(instance_id.to_owned()));
         }
-        fs::create_dir_all(self.trusted_dir()).map_err(io(&self.path, "create trusted-keys"))?;
+        self.ensure_trusted_dir()?;
         let path = self.trusted_dir().join(format!("{instance_id}.pub"));
         write_private(&path, B64.encode(key.as_bytes()).as_bytes())
     }
@@ -251,7 +277,7 @@ impl DataDir {
             }
             None => RedactionPolicy::default_policy(),
         };
-        fs::create_dir_all(&self.path).map_err(io(&self.path, "create"))?;
+        self.ensure_private()?;
         let key = HashKey::load_or_create(&self.path)
             .map_err(|e| DataDirError::Redaction(e.to_string()))?;
         Ok(Redactor::new(policy, key))
