@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,7 +135,7 @@ fn load_policies(
 /// Ingests spool files left by `intentproof mcp` processes that are gone.
 async fn drain_orphan_spools(state: &Arc<AppState>) {
     let spool = state.data_dir.path().join("spool");
-    let lines = {
+    let adopted = {
         let spool = spool.clone();
         tokio::task::spawn_blocking(move || {
             crate::shipper::adopt_orphans(&spool, std::path::Path::new(""))
@@ -142,7 +143,13 @@ async fn drain_orphan_spools(state: &Arc<AppState>) {
         .await
         .unwrap_or_default()
     };
+    // The claimed files are deleted once each line is stored or set aside
+    // (below); a crash before that leaves them to be adopted again.
+    let (lines, claimed) = (adopted.lines, adopted.claimed);
     if lines.is_empty() {
+        for path in &claimed {
+            let _ = std::fs::remove_file(path);
+        }
         return;
     }
     let (mut stored, mut refused) = (0usize, Vec::new());
@@ -174,11 +181,16 @@ async fn drain_orphan_spools(state: &Arc<AppState>) {
         let saved = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&kept)
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
         if let Err(e) = saved {
-            tracing::error!(error = %e, file = %kept.display(), "cannot set refused spooled events aside");
+            tracing::error!(error = %e, file = %kept.display(), "cannot set refused spooled events aside; their spool files stay");
+            return;
         }
+    }
+    for path in &claimed {
+        let _ = std::fs::remove_file(path);
     }
     let refused = refused.len();
     tracing::info!(stored, refused, spool = %spool.display(), "ingested events left in the spool by gateway processes that ended");

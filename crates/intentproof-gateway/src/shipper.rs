@@ -6,24 +6,46 @@
 //!
 //! - **The spool thread** (a plain thread of its own) redacts and seals
 //!   each event and appends it to `<data-dir>/spool/<instance>.<pid>.jsonl`
-//!   (0600, in a 0700 directory), in group commits: woken by an event, it
-//!   gathers for [`SPOOL_LINGER`] (5 ms; not when that event is awaited),
-//!   then takes every event queued (at most [`SPOOL_BATCH`]) and writes
-//!   them in one write and one `fdatasync`. A relay that answered a call
-//!   has handed its event over; it is on disk within that window plus one
-//!   commit (the loss window of a SIGKILL in fail-open mode), and
-//!   fail-closed mode waits for exactly its commit, never for delivery. The
-//!   thread never touches the network.
+//!   in group commits: woken by an event, it gathers for [`SPOOL_LINGER`]
+//!   (5 ms), then takes every event queued (at most [`SPOOL_BATCH`]) and
+//!   writes them in one write and one `fdatasync`. An awaited event
+//!   (fail-closed mode's "started" record) or the end of the session cuts
+//!   the gathering short: it is committed at once, with whatever was
+//!   gathered before it. The thread never touches the network.
 //! - **Delivery** (a task) takes what was committed and posts it to the
 //!   daemon's `POST /v1/events:batch`, up to [`DELIVERY_BATCH`] lines a
 //!   request, retrying with backoff while the daemon is unreachable
 //!   (starting it when none answers). Once everything written is
 //!   delivered, the spool thread empties the file.
 //!
-//! So an event survives the daemon being down and this process dying, and
-//! the relay's calls never queue behind delivery or backoff sleeps. Spool
-//! files left by processes that died are adopted by the next shipper that
-//! starts.
+//! # What survives a crash
+//!
+//! The relay hands a call's event over right after it wrote the answer to
+//! the agent. In fail-open mode, an event is in the spool file (written)
+//! at most [`SPOOL_LINGER`] plus one commit's sealing and write after
+//! that: a SIGKILL loses at most the calls answered within that window
+//! (5 ms plus well under a millisecond while the spool keeps up; more on a
+//! starved or saturated machine, where commits queue). A power cut can
+//! lose the same window plus that commit's `fdatasync`. In fail-closed
+//! mode a call is forwarded only once its "started" record is written and
+//! fsync'd (exactly its own commit, never delivery), so no call is made
+//! unrecorded. `crates/intentproof-cli/tests/spool_sigkill.rs` checks the
+//! window with 30 SIGKILLs, the daemon up and down.
+//!
+//! Spool files of processes that died are adopted by whichever comes
+//! first: the next shipper that starts on the data dir, or the daemon when
+//! it starts (`serve.rs` ingests them). The adopter renames each to
+//! `<file>.adopted-<its pid>` and deletes it only once its lines are safe
+//! (copied into the shipper's own spool in one commit; stored or set aside
+//! by the daemon), so a crash in between leaves the claimed file for the
+//! next adopter (a line delivered twice is stored once: the daemon answers
+//! a duplicate as such).
+//!
+//! # Permissions
+//!
+//! The spool directory is created 0700 and every file in it (spools,
+//! `rejected.jsonl`) 0600, whatever the umask; so are the data dir
+//! ([`DataDir::ensure_private`]) and `daemon.log` of an autostarted daemon.
 //!
 //! Each process has its own instance key (several `intentproof mcp`
 //! processes may write into the same correlation: one key per process keeps
@@ -31,7 +53,9 @@
 //! `trusted-keys/` and registering it with a running daemon.
 
 use std::collections::VecDeque;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use intentproof_core::ExecutionEvent;
@@ -62,11 +86,11 @@ pub struct ShipperConfig {
 /// Most events one spool commit takes.
 pub const SPOOL_BATCH: usize = 1024;
 /// How long the spool thread gathers events after the first of a commit
-/// (unless that one is awaited, as in fail-closed mode): the fail-open
-/// loss window after a SIGKILL. One wake-up and one `fdatasync` per
-/// window instead of per call keeps the relay's 2 cores for the relay
-/// (stdio added p50 +0.33 ms with a commit per call, +0.12 to +0.15 ms
-/// with this; BENCHMARKS.md).
+/// (cut short by an awaited event, as in fail-closed mode): with one
+/// commit's sealing and write, the fail-open loss window after a SIGKILL.
+/// One wake-up and one `fdatasync` per window instead of per call keeps
+/// the relay's 2 cores for the relay (stdio added p50 +0.33 ms with a
+/// commit per call, +0.12 to +0.15 ms with this; BENCHMARKS.md).
 pub const SPOOL_LINGER: Duration = Duration::from_millis(5);
 /// Most events one delivery request carries.
 pub const DELIVERY_BATCH: usize = 512;
@@ -125,7 +149,7 @@ impl Shipper {
             redactor: std::sync::Arc::clone(&config.redactor),
             file: open_spool(&spool),
             to_delivery,
-            written: 0,
+            handed_over: 0,
             delivered: 0,
         };
         std::thread::Builder::new()
@@ -343,6 +367,7 @@ impl Delivery {
             let saved = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&kept)
                 .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
             let shown: String = body.chars().take(500).collect();
@@ -366,6 +391,7 @@ impl Delivery {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&log)
             .map(std::process::Stdio::from)
             .unwrap_or_else(|_| std::process::Stdio::null());
@@ -388,43 +414,71 @@ impl Delivery {
     }
 }
 
-/// Spool files of processes that are gone, renamed to `spool` (so only one
-/// adopter gets each) and read.
-pub(crate) fn adopt_orphans(spool_dir: &Path, own: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
+/// Lines taken over from the spool files of processes that are gone.
+#[derive(Debug, Default)]
+pub(crate) struct Adopted {
+    /// Their lines, file after file, in each file's order.
+    pub(crate) lines: Vec<String>,
+    /// The claimed files: deleted once `lines` are committed to our own
+    /// spool, so a crash before that leaves them for the next adopter.
+    pub(crate) claimed: Vec<PathBuf>,
+}
+
+/// The pid of the process a spool file belongs to: `<instance>.<pid>.jsonl`
+/// (its own spool) or `<name>.adopted-<pid>` (claimed by an adopter).
+fn spool_owner(path: &Path) -> Option<u32> {
+    let extension = path.extension()?.to_str()?;
+    if extension == "jsonl" {
+        path.file_stem()?.to_str()?.rsplit('.').next()?.parse().ok()
+    } else {
+        extension.strip_prefix("adopted-")?.parse().ok()
+    }
+}
+
+/// Spool files of processes that are gone (never written, or claimed by an
+/// adopter that died before it had copied them), renamed to
+/// `<file>.adopted-<our pid>` (so only one adopter gets each) and read.
+pub(crate) fn adopt_orphans(spool_dir: &Path, own: &Path) -> Adopted {
+    let mut adopted = Adopted::default();
     let Ok(entries) = std::fs::read_dir(spool_dir) else {
-        return lines;
+        return adopted;
     };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path == own || path.extension().is_none_or(|e| e != "jsonl") {
+    let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    // Each file's lines stay together and in order (one instance's chain
+    // is in one file, or in copies of it); the order between files does
+    // not matter, but a stable one is easier to follow in logs.
+    paths.sort();
+    for path in paths {
+        if path == own {
             continue;
         }
-        let Some(pid) = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.rsplit('.').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(pid) = spool_owner(&path) else {
             continue;
         };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
         let claimed = path.with_extension(format!("adopted-{}", std::process::id()));
         if std::fs::rename(&path, &claimed).is_err() {
             continue;
         }
-        if let Ok(text) = std::fs::read_to_string(&claimed) {
-            lines.extend(
-                text.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::to_owned),
-            );
+        match std::fs::read_to_string(&claimed) {
+            Ok(text) => {
+                adopted.lines.extend(
+                    text.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(str::to_owned),
+                );
+                adopted.claimed.push(claimed);
+            }
+            // Kept under its claimed name: the next adopter after this
+            // process retries it.
+            Err(e) => {
+                tracing::error!(spool = %claimed.display(), error = %e, "cannot read a spool left by a process that is gone; it stays for the next gateway or daemon start to try")
+            }
         }
-        let _ = std::fs::remove_file(&claimed);
     }
-    lines
+    adopted
 }
 
 /// Opens (creates, 0600) the spool file for appending.
@@ -447,61 +501,85 @@ struct SpoolThread {
     redactor: std::sync::Arc<intentproof_policy::redact::Redactor>,
     file: Option<std::fs::File>,
     to_delivery: mpsc::UnboundedSender<ToDeliver>,
-    /// Lines in the file, and how many of them reached the daemon.
-    written: usize,
+    /// Lines handed to delivery since the file was last emptied (written
+    /// to it, or not when the write failed), and how many of them reached
+    /// the daemon: the file is emptied only when every one did.
+    handed_over: usize,
     delivered: usize,
 }
 
+/// What one commit gathered.
+#[derive(Default)]
+struct Gathered {
+    lines: Vec<String>,
+    /// Awaiting their lines' commit (fail-closed mode).
+    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Passed on to delivery after the commit.
+    finish: Option<(Duration, oneshot::Sender<usize>)>,
+}
+
+impl Gathered {
+    /// Nothing more joins this commit: the session ends, or it is full.
+    fn closed(&self) -> bool {
+        self.finish.is_some() || self.lines.len() >= SPOOL_BATCH
+    }
+}
+
 impl SpoolThread {
-    fn run(mut self, receiver: std::sync::mpsc::Receiver<Spooled>, adopted: Vec<String>) {
-        if !adopted.is_empty() {
-            // Adopted lines are this process's to deliver now: on its disk first.
-            let _ = self.commit(&adopted);
-            let _ = self.to_delivery.send(ToDeliver::Lines(adopted));
+    fn run(mut self, receiver: std::sync::mpsc::Receiver<Spooled>, adopted: Adopted) {
+        if !adopted.lines.is_empty() || !adopted.claimed.is_empty() {
+            // Adopted lines are this process's to deliver now: on its disk
+            // first, and only then are the files they came from deleted.
+            let on_disk = self.commit(&adopted.lines);
+            match on_disk {
+                Ok(()) => {
+                    for claimed in &adopted.claimed {
+                        let _ = std::fs::remove_file(claimed);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "adopted spool lines not copied; their files stay for the next gateway")
+                }
+            }
+            if !adopted.lines.is_empty() {
+                self.hand_over(adopted.lines);
+            }
         }
         while let Ok(first) = receiver.recv() {
-            if matches!(first, Spooled::Event(_, None)) {
-                std::thread::sleep(SPOOL_LINGER);
-            }
-            let mut lines = Vec::new();
-            let mut waiting = Vec::new();
-            let mut finish = None;
-            let mut next = Some(first);
-            while let Some(message) = next.take() {
-                match message {
-                    Spooled::Event(mut event, durable) => {
-                        self.redactor.redact_event(&mut event);
-                        match self.sealer.seal(&event) {
-                            Ok(sealed) => {
-                                lines.push(sealed.event.to_string());
-                                if let Some(done) = durable {
-                                    waiting.push(done);
-                                }
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, action = %event.action, "event cannot be sealed; not recorded");
-                                if let Some(done) = durable {
-                                    let _ =
-                                        done.send(Err(format!("the event cannot be sealed: {e}")));
-                                }
-                            }
-                        }
-                    }
-                    Spooled::Delivered(n) => {
-                        self.delivered += n;
-                        if self.delivered >= self.written {
-                            self.empty_file();
-                        }
-                    }
-                    Spooled::Finish(wait, done) => {
-                        finish = Some((wait, done));
-                        break;
-                    }
+            let mut gathered = Gathered::default();
+            // An event nobody waits for starts the gathering window.
+            let mut linger_until =
+                matches!(first, Spooled::Event(_, None)).then(|| Instant::now() + SPOOL_LINGER);
+            self.take(first, &mut gathered);
+            while !gathered.closed() {
+                if !gathered.waiting.is_empty() {
+                    // Someone waits: what is already queued joins, no more.
+                    linger_until = None;
                 }
-                if lines.len() < SPOOL_BATCH {
-                    next = receiver.try_recv().ok();
-                }
+                let next = match linger_until {
+                    Some(until) => match receiver
+                        .recv_timeout(until.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(message) => Some(message),
+                        Err(RecvTimeoutError::Timeout) => {
+                            // The window is over: take what is queued.
+                            linger_until = None;
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    },
+                    None => receiver.try_recv().ok(),
+                };
+                let Some(message) = next else {
+                    break;
+                };
+                self.take(message, &mut gathered);
             }
+            let Gathered {
+                lines,
+                waiting,
+                finish,
+            } = gathered;
             if !lines.is_empty() {
                 let on_disk = self.commit(&lines);
                 if let Err(e) = &on_disk {
@@ -510,12 +588,48 @@ impl SpoolThread {
                 for done in waiting {
                     let _ = done.send(on_disk.clone());
                 }
-                let _ = self.to_delivery.send(ToDeliver::Lines(lines));
+                self.hand_over(lines);
             }
             if let Some((wait, done)) = finish {
                 let _ = self.to_delivery.send(ToDeliver::Finish(wait, done));
             }
         }
+    }
+
+    /// Adds one message to the commit being gathered.
+    fn take(&mut self, message: Spooled, gathered: &mut Gathered) {
+        match message {
+            Spooled::Event(mut event, durable) => {
+                self.redactor.redact_event(&mut event);
+                match self.sealer.seal(&event) {
+                    Ok(sealed) => {
+                        gathered.lines.push(sealed.event.to_string());
+                        if let Some(done) = durable {
+                            gathered.waiting.push(done);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, action = %event.action, "event cannot be sealed; not recorded");
+                        if let Some(done) = durable {
+                            let _ = done.send(Err(format!("the event cannot be sealed: {e}")));
+                        }
+                    }
+                }
+            }
+            Spooled::Delivered(n) => {
+                self.delivered += n;
+                if self.delivered >= self.handed_over {
+                    self.empty_file();
+                }
+            }
+            Spooled::Finish(wait, done) => gathered.finish = Some((wait, done)),
+        }
+    }
+
+    /// Passes committed (or uncommittable) lines on to delivery.
+    fn hand_over(&mut self, lines: Vec<String>) {
+        self.handed_over += lines.len();
+        let _ = self.to_delivery.send(ToDeliver::Lines(lines));
     }
 
     /// Appends `lines` in one write and one `fdatasync`.
@@ -530,9 +644,7 @@ impl SpoolThread {
         }
         std::io::Write::write_all(file, &bytes)
             .and_then(|()| file.sync_data())
-            .map_err(|e| format!("cannot write the spool: {e}"))?;
-        self.written += lines.len();
-        Ok(())
+            .map_err(|e| format!("cannot write the spool: {e}"))
     }
 
     /// Everything written was delivered: the file starts over.
@@ -540,7 +652,7 @@ impl SpoolThread {
         if let Some(file) = &self.file
             && file.set_len(0).is_ok()
         {
-            self.written = 0;
+            self.handed_over = 0;
             self.delivered = 0;
         }
     }
