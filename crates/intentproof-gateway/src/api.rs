@@ -22,6 +22,7 @@ mod plans;
 
 use crate::browser_guard::{self, BrowserGuard, Surface};
 use crate::datadir::DataDir;
+use crate::findings::live;
 use crate::ingest::{self, Caller, DaemonSealer, TrustedKeys};
 use crate::metrics::{Metrics, RejectReason};
 use crate::writer::Writer;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub plan_idle_timeout: std::time::Duration,
     /// Configured verification policies.
     pub policies: Arc<Vec<intentproof_policy::verification::Policy>>,
+    /// Plans and findings, kept up to date by the writer.
+    pub findings: Arc<crate::findings::live::LiveFindings>,
     /// The MCP gateway over HTTP (set once at start).
     pub mcp: std::sync::OnceLock<Arc<McpHttp>>,
     /// The HTTP API proxy (set once at start, when routes are configured).
@@ -924,40 +927,129 @@ async fn http_proxy(State(state): State<Shared>, request: axum::extract::Request
     }
 }
 
-async fn plans_and_findings(
+/// `GET /v1/findings` and `GET /v1/plans` query parameters.
+#[derive(Debug, Deserialize)]
+pub struct FindingsParams {
+    /// Rows per page (default [`live::DEFAULT_PAGE`], at most
+    /// [`live::MAX_PAGE`]).
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// The `generation` of an earlier answer: when nothing changed since,
+    /// the answer says `"unchanged": true` and holds no rows.
+    since: Option<u64>,
+    /// Plans only: this correlation's.
+    correlation_id: Option<String>,
+}
+
+fn findings_error(e: live::QueryError) -> ApiError {
+    match e {
+        live::QueryError::Cursor(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string())
+        }
+        live::QueryError::Stale(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "findings_stale",
+            e.to_string(),
+        ),
+    }
+}
+
+/// One page of `rows` under `name`, with its cursor, total and generation.
+fn page_json<T: serde::Serialize>(name: &str, page: live::Page<T>) -> Value {
+    let mut body = json!({
+        name: page.rows,
+        "total": page.total,
+        "generation": page.generation,
+    });
+    if let Some(cursor) = page.next_cursor {
+        body["next_cursor"] = json!(cursor);
+    }
+    body
+}
+
+/// Runs `query` on the live findings, or answers "unchanged" when the
+/// caller's `since` is the current generation.
+async fn findings_query(
     state: &Shared,
-) -> Result<
-    (
-        Vec<crate::findings::PlanRow>,
-        Vec<crate::findings::FindingRow>,
-    ),
-    ApiError,
-> {
-    let store = Arc::clone(&state.store);
-    let idle = state.plan_idle_timeout;
-    let policies = Arc::clone(&state.policies);
-    blocking(move || {
-        crate::findings::plans_and_findings(&store, idle, std::time::SystemTime::now(), &policies)
+    name: &'static str,
+    since: Option<u64>,
+    query: impl FnOnce(&live::LiveFindings, std::time::SystemTime) -> Result<Value, live::QueryError>
+    + Send
+    + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let findings = Arc::clone(&state.findings);
+    let answer = tokio::task::spawn_blocking(move || {
+        let now = std::time::SystemTime::now();
+        if let Some(since) = since {
+            let generation = findings.generation(now)?;
+            if generation == since {
+                return Ok(json!({name: [], "generation": generation, "unchanged": true}));
+            }
+        }
+        query(&findings, now)
     })
     .await
+    .map_err(ApiError::internal)?
+    .map_err(findings_error)?;
+    Ok(Json(answer))
 }
 
 async fn list_plans(
     State(state): State<Shared>,
     headers: HeaderMap,
+    Query(params): Query<FindingsParams>,
 ) -> Result<Json<Value>, ApiError> {
     require_token(&state, &headers)?;
-    let (plans, _) = plans_and_findings(&state).await?;
-    Ok(Json(json!({"plans": plans})))
+    let FindingsParams {
+        limit,
+        cursor,
+        since,
+        correlation_id,
+    } = params;
+    findings_query(&state, "plans", since, move |findings, now| {
+        let page = findings.plans(
+            now,
+            cursor.as_deref(),
+            limit.unwrap_or(live::DEFAULT_PAGE),
+            correlation_id.as_deref(),
+        )?;
+        Ok(page_json("plans", page))
+    })
+    .await
 }
 
 async fn list_findings(
     State(state): State<Shared>,
     headers: HeaderMap,
+    Query(params): Query<FindingsParams>,
 ) -> Result<Json<Value>, ApiError> {
     require_token(&state, &headers)?;
-    let (_, findings) = plans_and_findings(&state).await?;
-    Ok(Json(json!({"findings": findings})))
+    let FindingsParams {
+        limit,
+        cursor,
+        since,
+        ..
+    } = params;
+    findings_query(&state, "findings", since, move |findings, now| {
+        let page =
+            findings.findings(now, cursor.as_deref(), limit.unwrap_or(live::DEFAULT_PAGE))?;
+        Ok(page_json("findings", page))
+    })
+    .await
+}
+
+/// The plan `id` and its findings, as of now.
+async fn plan_by_id(
+    state: &Shared,
+    id: &str,
+) -> Result<Option<(crate::findings::PlanRow, Vec<crate::findings::FindingRow>)>, ApiError> {
+    let findings = Arc::clone(&state.findings);
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || findings.plan(std::time::SystemTime::now(), &id))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(findings_error)
 }
 
 /// Seals an event the daemon makes on a request's behalf (a plan
@@ -998,8 +1090,7 @@ async fn close_plan(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require_token(&state, &headers)?;
-    let (plans, _) = plans_and_findings(&state).await?;
-    let Some(plan) = plans.into_iter().find(|p| p.plan_id == id) else {
+    let Some((plan, _)) = plan_by_id(&state, &id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -1032,11 +1123,10 @@ async fn close_plan(
             .map_err(ApiError::internal)?;
     }
     store_own_event(&state, event, "close").await?;
-    let (_, findings) = plans_and_findings(&state).await?;
-    let mine: Vec<_> = findings
-        .into_iter()
-        .filter(|f| f.plan_id.as_deref() == Some(id.as_str()))
-        .collect();
+    let mine = plan_by_id(&state, &id)
+        .await?
+        .map(|(_, findings)| findings)
+        .unwrap_or_default();
     Ok(Json(
         json!({"plan_id": id, "state": "closed", "findings": mine}),
     ))

@@ -38,7 +38,7 @@ use intentproof_policy::verification::{
     DeclaredPlan, EvalOptions, FlagKind, Flow, FlowEvent, Outcome, PlanStep, Policy, classify_plan,
     evaluate, scope_matches,
 };
-use intentproof_store::{IndexEntry, Store, StoreError, StoredEvent};
+use intentproof_store::{EventMeta, IndexEntry, Store, StoreError, StoredEvent};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -49,6 +49,8 @@ use intentproof_mcp::recorder::{INCOMPLETE_CALL, PLAN_ACTION, STARTED_ACTION};
 /// Action of a plan close (explicit, or the declaring session ended).
 pub use intentproof_mcp::recorder::PLAN_CLOSE_ACTION;
 use intentproof_mcp::recorder::SESSION_ENDED;
+
+pub mod live;
 /// Attribute of a completion event naming its call's event id.
 pub const CALL_EVENT_ID_ATTRIBUTE: &str = "intentproof.call.event_id";
 /// Attribute of a call answered by a task handle: the task's id.
@@ -105,7 +107,7 @@ pub struct FindingRow {
     pub at: String,
 }
 
-fn kind_name(kind: FlagKind) -> &'static str {
+pub(crate) fn kind_name(kind: FlagKind) -> &'static str {
     match kind {
         FlagKind::IncompleteIntent => "incomplete_intent",
         FlagKind::FailedStep => "failed_step",
@@ -156,15 +158,27 @@ fn incomplete_call(stored: &StoredEvent) -> Option<FindingRow> {
     if stored.event.pointer("/error/name").and_then(Value::as_str) != Some(INCOMPLETE_CALL) {
         return None;
     }
-    let m = &stored.entry.meta;
     let why = stored
         .event
         .pointer("/error/message")
         .and_then(Value::as_str)
-        .unwrap_or("the client never finished it");
-    Some(FindingRow {
+        .unwrap_or(NEVER_FINISHED);
+    Some(incomplete_call_row(
+        &stored.entry.meta,
+        attribute(stored, "intentproof.plan.id"),
+        why,
+    ))
+}
+
+/// Why an incomplete call ended, when its error says nothing.
+pub(crate) const NEVER_FINISHED: &str = "the client never finished it";
+
+/// The `incomplete_call` finding of the event `m`: `plan_id` is its
+/// `intentproof.plan.id` attribute, `why` its error message.
+pub(crate) fn incomplete_call_row(m: &EventMeta, plan_id: Option<&str>, why: &str) -> FindingRow {
+    FindingRow {
         kind: "incomplete_call",
-        plan_id: attribute(stored, "intentproof.plan.id").map(str::to_owned),
+        plan_id: plan_id.map(str::to_owned),
         intent: Some(m.intent.clone()),
         correlation_id: m.correlation_id.clone(),
         step_index: None,
@@ -172,7 +186,7 @@ fn incomplete_call(stored: &StoredEvent) -> Option<FindingRow> {
         event_ids: vec![m.event_id.clone()],
         message: format!("{} never finished: {why}", m.action),
         at: m.completed_at.clone(),
-    })
+    }
 }
 
 /// The finding of a task call with no completion.
@@ -183,17 +197,38 @@ fn task_unfinished(
     at: &str,
 ) -> FindingRow {
     let m = &stored.entry.meta;
+    task_unfinished_row(
+        &m.event_id,
+        &m.action,
+        &m.intent,
+        &m.correlation_id,
+        task_id,
+        plan,
+        at,
+    )
+}
+
+/// The `task_unfinished` finding of call `event_id` (`action`, `intent`)
+/// in `correlation_id`.
+pub(crate) fn task_unfinished_row(
+    event_id: &str,
+    action: &str,
+    intent: &str,
+    correlation_id: &str,
+    task_id: &str,
+    plan: Option<&DeclaredPlan>,
+    at: &str,
+) -> FindingRow {
     FindingRow {
         kind: "task_unfinished",
         plan_id: plan.map(|p| p.plan_id.clone()),
-        intent: Some(plan.map_or_else(|| m.intent.clone(), |p| p.intent.clone())),
-        correlation_id: m.correlation_id.clone(),
+        intent: Some(plan.map_or_else(|| intent.to_owned(), |p| p.intent.clone())),
+        correlation_id: correlation_id.to_owned(),
         step_index: None,
-        action: m.action.clone(),
-        event_ids: vec![m.event_id.clone()],
+        action: action.to_owned(),
+        event_ids: vec![event_id.to_owned()],
         message: format!(
-            "{} started task {task_id} and its outcome (completed, failed or cancelled) was never seen",
-            m.action
+            "{action} started task {task_id} and its outcome (completed, failed or cancelled) was never seen"
         ),
         at: at.to_owned(),
     }
@@ -215,7 +250,11 @@ pub(crate) fn flow_event(stored: &StoredEvent) -> FlowEvent {
 /// `mcp.<server>.<tool>` actions; steps naming a full `mcp.` or `http.`
 /// action keep it (a plan may span MCP servers and HTTP APIs).
 pub(crate) fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
-    let event = &stored.event;
+    declared_plan_of(&stored.event)
+}
+
+/// [`declared_plan`] of a declaration event's JSON.
+pub(crate) fn declared_plan_of(event: &Value) -> Option<DeclaredPlan> {
     if event.get("status").and_then(Value::as_str) != Some("ok") {
         return None;
     }
@@ -257,7 +296,7 @@ pub(crate) fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
     })
 }
 
-fn parse_time(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(text).ok()
 }
 
@@ -572,7 +611,7 @@ fn policy_violations(
 /// The action a verification rule names: `action` (required, forbidden,
 /// count rules), else `after` (ordering: the one that came too early),
 /// else `before`; in the rule's `spec` or written flat.
-fn rule_action(policy: &Policy, rule_id: &str) -> Option<String> {
+pub(crate) fn rule_action(policy: &Policy, rule_id: &str) -> Option<String> {
     let rule = policy.rule(rule_id)?;
     let spec = rule.get("spec").and_then(Value::as_object);
     ["action", "after", "before"].iter().find_map(|key| {
@@ -602,7 +641,7 @@ mod tests {
             let sealed = sealer.seal(event).unwrap();
             let meta = EventMeta::from_v1(&sealed.event, None).unwrap();
             let bytes = serde_json::to_vec(&sealed.event).unwrap();
-            let appended = store.append(vec![Incoming { meta, bytes }]).unwrap();
+            let appended = store.append(vec![Incoming::new(meta, bytes)]).unwrap();
             assert!(appended[0].is_ok(), "{appended:?}");
         }
         (dir, store)

@@ -258,13 +258,35 @@ async fn serve_with(
         );
     }
     let store = Arc::new(store);
+    let plan_idle_timeout = Duration::from_secs(config.plan_idle_timeout_secs);
+    // Findings are derived state: rebuilt from the journal at every start
+    // (one read of every event), then kept up to date by the writer.
+    let findings = {
+        let (replayed, policies) = (Arc::clone(&store), Arc::clone(&policies));
+        let started = std::time::Instant::now();
+        let findings = tokio::task::spawn_blocking(move || {
+            crate::findings::live::LiveFindings::replay(replayed, plan_idle_timeout, policies)
+        })
+        .await
+        .map_err(|e| ServeError::Other(e.to_string()))??;
+        tracing::info!(
+            records = store.tree_size(),
+            millis = started.elapsed().as_millis() as u64,
+            "findings rebuilt from the journal"
+        );
+        Arc::new(findings)
+    };
     let metrics = Arc::new(Metrics::default());
     let appended = Arc::new(Notify::new());
+    let follower = Arc::clone(&findings);
     let (writer, writer_thread) = Writer::start(
         Arc::clone(&store),
         config.queue_capacity,
         Arc::clone(&metrics),
         Arc::clone(&appended),
+        Some(Arc::new(move |batch, outcomes| {
+            follower.committed(batch, outcomes)
+        })),
     )
     .map_err(|e| ServeError::Other(format!("cannot start the writer thread: {e}")))?;
 
@@ -286,8 +308,9 @@ async fn serve_with(
         daemon_key,
         mcp: std::sync::OnceLock::new(),
         http: std::sync::OnceLock::new(),
-        plan_idle_timeout: Duration::from_secs(config.plan_idle_timeout_secs),
+        plan_idle_timeout,
         policies,
+        findings,
         bulk: crate::bulk::BulkPool::start(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         )

@@ -43,6 +43,11 @@ pub struct Writer {
     metrics: Arc<Metrics>,
 }
 
+/// Told of every commit (the events handed to the store and its answer
+/// for each), before any request of the commit is answered: state derived
+/// from the journal (the findings) follows it here.
+pub type CommitHook = Arc<dyn Fn(&[Incoming], &[Result<Appended, ChainConflict>]) + Send + Sync>;
+
 /// The queue is full: the daemon is overloaded.
 #[derive(Debug)]
 pub struct Overloaded;
@@ -50,19 +55,28 @@ pub struct Overloaded;
 impl Writer {
     /// Starts the writer thread. At most `capacity` events wait in its
     /// queue. `appended` is notified after each commit (exporters wait on
-    /// it).
+    /// it); `on_commit`, when given, sees each commit first.
     pub fn start(
         store: Arc<Store>,
         capacity: usize,
         metrics: Arc<Metrics>,
         appended: Arc<Notify>,
+        on_commit: Option<CommitHook>,
     ) -> std::io::Result<(Writer, JoinHandle<()>)> {
         // Every job holds at least one event, so `capacity` jobs always fit.
         let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
         let thread_metrics = Arc::clone(&metrics);
         let handle = std::thread::Builder::new()
             .name("intentproof-writer".into())
-            .spawn(move || run(receiver, &store, &thread_metrics, &appended))?;
+            .spawn(move || {
+                run(
+                    receiver,
+                    &store,
+                    &thread_metrics,
+                    &appended,
+                    on_commit.as_ref(),
+                )
+            })?;
         Ok((
             Writer {
                 sender,
@@ -154,7 +168,13 @@ enum Refusal {
     Stopped,
 }
 
-fn run(receiver: Receiver<Job>, store: &Store, metrics: &Metrics, appended: &Notify) {
+fn run(
+    receiver: Receiver<Job>,
+    store: &Store,
+    metrics: &Metrics,
+    appended: &Notify,
+    on_commit: Option<&CommitHook>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut events = first.incoming.len();
         let mut jobs = vec![first];
@@ -174,9 +194,15 @@ fn run(receiver: Receiver<Job>, store: &Store, metrics: &Metrics, appended: &Not
             replies.push((job.incoming.len(), job.reply));
             incoming.extend(job.incoming);
         }
+        // The store takes the batch; the hook needs it after.
+        let seen = on_commit.map(|_| incoming.clone());
         let started = Instant::now();
         let result = store.append(incoming);
         metrics.commit(started.elapsed());
+        if let (Some(hook), Some(seen), Ok(outcomes)) = (on_commit, &seen, &result) {
+            hook(seen, outcomes);
+        }
+        drop(seen);
         let mut outcomes: Box<dyn Iterator<Item = Outcome>> = match result {
             Ok(outcomes) => Box::new(outcomes.into_iter().map(|outcome| {
                 match &outcome {
@@ -225,6 +251,7 @@ mod tests {
             1,
             Arc::clone(&metrics),
             Arc::new(Notify::new()),
+            None,
         )
         .unwrap();
         // As if more than the capacity were waiting.
