@@ -770,3 +770,78 @@ impl intentproof_mcp::sink::StdioSink for Shipper {
         Shipper::finish(self, wait)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid no process has now (one that ran and was reaped).
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn spool_owner_reads_both_names() {
+        assert_eq!(spool_owner(Path::new("s/inst_A.42.jsonl")), Some(42));
+        assert_eq!(spool_owner(Path::new("s/inst_A.42.adopted-7")), Some(7));
+        assert_eq!(spool_owner(Path::new("s/rejected.jsonl")), None);
+        assert_eq!(spool_owner(Path::new("s/inst_A.42.tmp")), None);
+    }
+
+    #[test]
+    fn orphans_are_claimed_not_deleted_and_a_dead_adopters_claim_is_taken_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path();
+        let (gone, dead_adopter) = (dead_pid(), dead_pid());
+        let me = std::process::id();
+        std::fs::write(spool.join(format!("inst_a.{gone}.jsonl")), "a1\n\na2\n").unwrap();
+        std::fs::write(
+            spool.join(format!("inst_b.{gone}.adopted-{dead_adopter}")),
+            "b1\n",
+        )
+        .unwrap();
+        // Pid 1 is alive: its spool is its own.
+        std::fs::write(spool.join("inst_c.1.jsonl"), "c1\n").unwrap();
+        std::fs::write(spool.join("rejected.jsonl"), "r1\n").unwrap();
+        let own = spool.join(format!("inst_d.{me}.jsonl"));
+        std::fs::write(&own, "d1\n").unwrap();
+
+        let adopted = adopt_orphans(spool, &own);
+        let mut lines = adopted.lines.clone();
+        lines.sort();
+        assert_eq!(lines, ["a1", "a2", "b1"]);
+        let mut claimed: Vec<String> = adopted
+            .claimed
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        claimed.sort();
+        assert_eq!(
+            claimed,
+            [
+                format!("inst_a.{gone}.adopted-{me}"),
+                format!("inst_b.{gone}.adopted-{me}")
+            ]
+        );
+        // Still on disk until the adopter has its lines safe.
+        assert!(adopted.claimed.iter().all(|p| p.exists()));
+        let mut left: Vec<String> = std::fs::read_dir(spool)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            "inst_c.1.jsonl".to_owned(),
+            format!("inst_d.{me}.jsonl"),
+            "rejected.jsonl".to_owned(),
+        ];
+        expected.extend(claimed);
+        expected.sort();
+        assert_eq!(left, expected);
+        // This process's claims are its own while it lives.
+        assert!(adopt_orphans(spool, &own).lines.is_empty());
+    }
+}
