@@ -699,11 +699,13 @@ impl App {
                 Err(e) => self.set_message(Level::Bad, format!("✗ refresh: {e}")),
             },
             Reply::Findings(findings) => match findings {
-                Ok(findings) => {
+                Ok(Some(findings)) => {
                     if self.set_findings(findings) {
                         self.refilter();
                     }
                 }
+                // Unchanged since the last answer.
+                Ok(None) => {}
                 Err(e) => self.set_message(Level::Bad, format!("✗ findings: {e}")),
             },
             Reply::Chain(id, detail) => {

@@ -58,8 +58,10 @@ pub trait Source: Send {
     fn label(&self) -> String;
     /// Chains `offset..offset + limit`, most recent activity first.
     fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError>;
-    /// Every open finding, newest first.
-    fn findings(&mut self) -> Result<Vec<Finding>, SourceError>;
+    /// Every open finding, newest first; `None` when they did not change
+    /// since this source last answered (the daemon says so in a few bytes,
+    /// instead of sending them all again).
+    fn findings(&mut self) -> Result<Option<Vec<Finding>>, SourceError>;
     /// One chain with its plans and events.
     fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError>;
     /// One event, whole, with its inclusion proof.
@@ -116,8 +118,8 @@ pub enum Reply {
     },
     /// The most recent chains.
     Polled(Result<ChainsPage, SourceError>),
-    /// Every finding.
-    Findings(Result<Vec<Finding>, SourceError>),
+    /// Every finding (`None`: unchanged since the last answer).
+    Findings(Result<Option<Vec<Finding>>, SourceError>),
     /// A chain's detail.
     Chain(String, Result<ChainDetail, SourceError>),
     /// An event's detail.
@@ -217,6 +219,8 @@ fn verify_bundle(bytes: &[u8], daemon: Option<VerifyingKey>) -> VerifyOutcome {
 pub struct HttpSource {
     client: DaemonClient,
     daemon_key: Option<VerifyingKey>,
+    /// The findings' generation this source last read.
+    findings_seen: Option<u64>,
 }
 
 impl HttpSource {
@@ -231,6 +235,7 @@ impl HttpSource {
         Ok(HttpSource {
             client: DaemonClient::new(base, token, Some(Duration::from_secs(60)))?,
             daemon_key,
+            findings_seen: None,
         })
     }
 
@@ -268,22 +273,29 @@ impl Source for HttpSource {
         Ok(ChainsPage { rows, total })
     }
 
-    fn findings(&mut self) -> Result<Vec<Finding>, SourceError> {
-        let body = self.get_json(&["v1", "findings"], &[])?;
-        Ok(body
-            .get("findings")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Finding::from_json).collect())
-            .unwrap_or_default())
+    fn findings(&mut self) -> Result<Option<Vec<Finding>>, SourceError> {
+        let Some((rows, generation)) =
+            self.client
+                .get_all_pages(&["v1", "findings"], "findings", &[], self.findings_seen)?
+        else {
+            return Ok(None);
+        };
+        self.findings_seen = Some(generation);
+        Ok(Some(rows.iter().filter_map(Finding::from_json).collect()))
     }
 
     fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError> {
         let body = self.get_json(&["v1", "chains", correlation_id], &[])?;
-        let plans = self.get_json(&["v1", "plans"], &[])?;
-        let plans = plans
-            .get("plans")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(PlanInfo::from_json).collect())
+        // This chain's plans only, not every plan of the store.
+        let plans = self
+            .client
+            .get_all_pages(
+                &["v1", "plans"],
+                "plans",
+                &[("correlation_id", correlation_id.to_owned())],
+                None,
+            )?
+            .map(|(rows, _)| rows.iter().filter_map(PlanInfo::from_json).collect())
             .unwrap_or_default();
         ChainDetail::from_json(&body, plans)
             .ok_or_else(|| SourceError::new("the daemon's chain answer has no chain"))
@@ -371,7 +383,7 @@ impl Source for LocalSource {
         Ok(ChainsPage { rows, total })
     }
 
-    fn findings(&mut self) -> Result<Vec<Finding>, SourceError> {
+    fn findings(&mut self) -> Result<Option<Vec<Finding>>, SourceError> {
         let (_, findings) = intentproof_gateway::findings::plans_and_findings(
             &self.store,
             self.idle_timeout,
@@ -379,11 +391,13 @@ impl Source for LocalSource {
             &[],
         )
         .map_err(store_error)?;
-        Ok(findings
-            .iter()
-            .filter_map(|f| serde_json::to_value(f).ok())
-            .filter_map(|v| Finding::from_json(&v))
-            .collect())
+        Ok(Some(
+            findings
+                .iter()
+                .filter_map(|f| serde_json::to_value(f).ok())
+                .filter_map(|v| Finding::from_json(&v))
+                .collect(),
+        ))
     }
 
     fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError> {
@@ -514,8 +528,8 @@ impl Source for MemorySource {
         })
     }
 
-    fn findings(&mut self) -> Result<Vec<Finding>, SourceError> {
-        Ok(self.findings.clone())
+    fn findings(&mut self) -> Result<Option<Vec<Finding>>, SourceError> {
+        Ok(Some(self.findings.clone()))
     }
 
     fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError> {

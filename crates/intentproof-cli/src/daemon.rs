@@ -191,6 +191,16 @@ impl Client {
         Ok(self.daemon.get_json(segments, query)?)
     }
 
+    /// Every row of the paged listing at `segments` (its array `name`),
+    /// page by page.
+    pub(crate) fn all(&self, segments: &[&str], name: &str) -> Result<Vec<Value>> {
+        Ok(self
+            .daemon
+            .get_all_pages(segments, name, &[], None)?
+            .map(|(rows, _)| rows)
+            .unwrap_or_default())
+    }
+
     /// `POST`s to the path made of `segments` (with `body` as JSON, if any)
     /// and returns the JSON answer.
     pub(crate) fn post(&self, segments: &[&str], body: Option<&Value>) -> Result<Value> {
@@ -617,16 +627,12 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
 
 pub fn findings(args: ClientArgs) -> Result<()> {
     let client = Client::new(&args)?;
-    let body = client.get(&["v1", "findings"], &[])?;
+    let findings = client.all(&["v1", "findings"], "findings")?;
     if args.json {
+        let body = serde_json::json!({ "findings": findings });
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
-    let findings = body
-        .get("findings")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     println!(
         "{:<24} {:<18} {:<28} {:<36} MESSAGE",
         "AT", "FLAG", "CORRELATION", "ACTION"
@@ -652,14 +658,8 @@ pub fn findings(args: ClientArgs) -> Result<()> {
     }
     println!("{} findings", findings.len());
     // Open plans are not evaluated yet: say so, or "0 findings" misleads.
-    let plans = client.get(&["v1", "plans"], &[])?;
-    let open: Vec<&Value> = plans
-        .get("plans")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|p| p["state"] == "open")
-        .collect();
+    let plans = client.all(&["v1", "plans"], "plans")?;
+    let open: Vec<&Value> = plans.iter().filter(|p| p["state"] == "open").collect();
     if !open.is_empty() {
         println!(
             "{} still open, not evaluated yet: a plan closes when the MCP session that declared it ends, when it is idle until the time below, or now with `intentproof plans --close <PLAN>`",
@@ -705,16 +705,12 @@ pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
         }
         return Ok(());
     }
-    let body = client.get(&["v1", "plans"], &[])?;
+    let plans = client.all(&["v1", "plans"], "plans")?;
     if args.json {
+        let body = serde_json::json!({ "plans": plans });
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
-    let plans = body
-        .get("plans")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     println!(
         "{:<38} {:<16} {:>5} {:>5} {:>5} INTENT",
         "PLAN", "STATE", "STEPS", "CALLS", "FLAGS"

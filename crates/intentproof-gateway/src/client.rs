@@ -17,6 +17,10 @@ use serde_json::Value;
 /// memory and no bundle is downloaded that could not be verified.
 pub const MAX_ANSWER_BYTES: u64 = 512 << 20;
 
+/// How many times [`DaemonClient::get_all_pages`] starts a listing over
+/// when it changes while being read.
+pub const PAGED_ATTEMPTS: usize = 3;
+
 /// Why a call failed, in words for the person at the terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientError(String);
@@ -106,6 +110,59 @@ impl DaemonClient {
         client.runtime.block_on(async {
             matches!(client.http.get(url).send().await, Ok(r) if r.status().is_success())
         })
+    }
+
+    /// Every row of a paged listing (`/v1/findings`, `/v1/plans`): the
+    /// array `name` of each page, following `next_cursor`, and the
+    /// generation the rows come from. When the listing changes between
+    /// pages (its `generation` moves) it starts over, up to
+    /// [`PAGED_ATTEMPTS`] times, so the rows are one consistent state;
+    /// after that the rows of the last pass are returned as they are.
+    /// With `since`, an answer saying nothing changed gives `None`.
+    pub fn get_all_pages(
+        &self,
+        segments: &[&str],
+        name: &str,
+        query: &[(&str, String)],
+        since: Option<u64>,
+    ) -> Result<Option<(Vec<Value>, u64)>, ClientError> {
+        let mut rows = Vec::new();
+        let mut generation = None;
+        for _ in 0..PAGED_ATTEMPTS {
+            rows.clear();
+            generation = None;
+            let mut cursor: Option<String> = None;
+            let mut moved = false;
+            loop {
+                let mut asked = query.to_vec();
+                if let Some(cursor) = &cursor {
+                    asked.push(("cursor", cursor.clone()));
+                } else if let Some(since) = since {
+                    asked.push(("since", since.to_string()));
+                }
+                let page = self.get_json(segments, &asked)?;
+                if page.get("unchanged").and_then(Value::as_bool) == Some(true) {
+                    return Ok(None);
+                }
+                let this = page.get("generation").and_then(Value::as_u64);
+                if generation.is_some() && this != generation {
+                    moved = true;
+                    break;
+                }
+                generation = this;
+                if let Some(page_rows) = page.get(name).and_then(Value::as_array) {
+                    rows.extend(page_rows.iter().cloned());
+                }
+                match page.get("next_cursor").and_then(Value::as_str) {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        Ok(Some((rows, generation.unwrap_or_default())))
     }
 
     /// `GET` the path made of `segments` (each escaped) with `query`; the

@@ -383,3 +383,108 @@ fn nothing_changed_keeps_the_generation() {
         "the cursor is not one this daemon gave: pass the next_cursor of an earlier answer, or leave it out to start from the first row"
     );
 }
+
+/// `GET /v1/findings` pages (limit, cursor), answers "unchanged" to the
+/// generation it last gave, refuses a cursor it never gave; the blocking
+/// client pages through all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_findings_api_pages_and_says_when_nothing_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = intentproof_gateway::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_owned(),
+        checkpoint_interval_secs: 0,
+        ..intentproof_gateway::Config::default()
+    };
+    let daemon = intentproof_gateway::Daemon::start(config).await.unwrap();
+    let token = std::fs::read_to_string(dir.path().join("token")).unwrap();
+    let http = reqwest::Client::new();
+    let sealer = Sealer::new(InstanceKey::generate().unwrap());
+    let post = |events: Vec<ExecutionEvent>| {
+        let body: String = events
+            .iter()
+            .map(|e| format!("{}\n", sealer.seal(e).unwrap().event))
+            .collect();
+        http.post(format!("{}/v1/events:batch", daemon.url()))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+    };
+    let call = |n: usize| {
+        ExecutionEvent::builder("pay", "mcp.s.pay")
+            .correlation_id(format!("c-{n}"))
+            .build()
+    };
+    let answer = post((0..7).map(call).collect()).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let get = |query: String| {
+        let request = http
+            .get(format!("{}/v1/findings{query}", daemon.url()))
+            .bearer_auth(token.trim());
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, all) = get(String::new()).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["total"], 7);
+    assert_eq!(all["findings"].as_array().unwrap().len(), 7);
+    assert!(all.get("next_cursor").is_none(), "{all}");
+    let generation = all["generation"].as_u64().unwrap();
+    // Three pages of at most 3.
+    let mut rows = Vec::new();
+    let mut query = "?limit=3".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = get(query.clone()).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["generation"], generation);
+        rows.extend(page["findings"].as_array().unwrap().iter().cloned());
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(&rows, all["findings"].as_array().unwrap());
+    // Nothing changed since: a few bytes.
+    let (status, same) = get(format!("?since={generation}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        same,
+        json!({"findings": [], "generation": generation, "unchanged": true})
+    );
+    let (status, refused) = get("?cursor=abc".into()).await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["reason"], "bad_cursor");
+    // One more unplanned call: changed.
+    let answer = post(vec![call(7)]).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let (_, changed) = get(format!("?since={generation}")).await;
+    assert_eq!(changed["findings"].as_array().unwrap().len(), 8);
+    assert!(changed["generation"].as_u64().unwrap() > generation);
+    // The blocking client follows the cursors.
+    let url = daemon.url();
+    let paged = tokio::task::spawn_blocking(move || {
+        let client =
+            intentproof_gateway::client::DaemonClient::new(&url, token.trim().into(), None)
+                .unwrap();
+        let (rows, _) = client
+            .get_all_pages(
+                &["v1", "findings"],
+                "findings",
+                &[("limit", "2".into())],
+                None,
+            )
+            .unwrap()
+            .unwrap();
+        rows
+    })
+    .await
+    .unwrap();
+    assert_eq!(&paged, changed["findings"].as_array().unwrap());
+    daemon.stop().await.unwrap();
+}

@@ -416,7 +416,12 @@ impl LiveFindings {
             task_owner: HashMap::new(),
             dirty: HashSet::new(),
             clock: SystemTime::UNIX_EPOCH,
-            generation: 0,
+            // Starts at the time of the start (µs): a reader holding a
+            // generation of an earlier daemon run cannot be told
+            // "unchanged" by this one.
+            generation: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0)),
             stale: None,
         };
         for seq in 0..store.tree_size() {
