@@ -114,7 +114,14 @@ impl Flows {
             self.rng.below(4) as u64 * 10_000
         };
         self.clock += Duration::from_millis(step);
-        let at = format_rfc3339_millis(self.clock);
+        // Now and then an event reports an earlier time than the last one
+        // (clocks of different processes): the latest time, not the last
+        // event's, is a correlation's last activity.
+        let at = if self.rng.chance(10) {
+            format_rfc3339_millis(self.clock - Duration::from_secs(30))
+        } else {
+            format_rfc3339_millis(self.clock)
+        };
         let mut correlation = (*self.rng.pick(&CORRELATIONS)).to_owned();
         self.next_id += 1;
         let n = self.next_id;
@@ -487,4 +494,55 @@ async fn the_findings_api_pages_and_says_when_nothing_changed() {
     .unwrap();
     assert_eq!(&paged, changed["findings"].as_array().unwrap());
     daemon.stop().await.unwrap();
+}
+
+/// A correlation followed only from its first gateway call still counts
+/// its earlier events' times: its last activity is the latest of all.
+#[test]
+fn events_before_a_correlation_is_followed_count_for_its_idle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), StoreOptions::default(), &|_| None).unwrap());
+    let live = LiveFindings::replay(Arc::clone(&store), IDLE, Arc::new(Vec::new())).unwrap();
+    let later = humantime::parse_rfc3339("2026-03-01T10:00:30Z").unwrap();
+    let earlier = later - Duration::from_secs(30);
+    let sealer = Sealer::new(InstanceKey::generate().unwrap());
+    let event = |action: &str, at: SystemTime, task: bool| {
+        let at = format_rfc3339_millis(at);
+        let mut b = ExecutionEvent::builder("work", action).correlation_id("c");
+        if task {
+            b = b.attributes(attributes(&[("mcp.task.id", "t-1".into())]));
+        }
+        let sealed = sealer.seal(&b.timing(at.clone(), at, 0).build()).unwrap();
+        Incoming::new(
+            EventMeta::from_v1(&sealed.event, None).unwrap(),
+            serde_json::to_vec(&sealed.event).unwrap(),
+        )
+    };
+    // An SDK event, then (in another commit) a task call that reports an
+    // earlier time.
+    for batch in [
+        vec![event("sdk.work", later, false)],
+        vec![event("mcp.s.pay", earlier, true)],
+    ] {
+        let outcomes = store.append(batch.clone()).unwrap();
+        live.committed(&batch, &outcomes);
+    }
+    let kinds = |now: SystemTime| -> Vec<(&'static str, String)> {
+        let (_, reference) = plans_and_findings(&store, IDLE, now, &[]).unwrap();
+        let rows = all_findings(&live, now, MAX_PAGE);
+        assert_eq!(rows, reference);
+        rows.into_iter().map(|f| (f.kind, f.at)).collect()
+    };
+    // Idle counted from the call alone, not from the SDK event: nothing yet.
+    assert_eq!(
+        kinds(earlier + IDLE),
+        [("unplanned_call", "2026-03-01T10:00:00.000Z".to_owned())]
+    );
+    assert_eq!(
+        kinds(later + IDLE),
+        [
+            ("task_unfinished", "2026-03-01T10:00:30.000Z".to_owned()),
+            ("unplanned_call", "2026-03-01T10:00:00.000Z".to_owned())
+        ]
+    );
 }

@@ -12,7 +12,10 @@
 //! the tests compare it against) would answer at the same moment, in the
 //! same order.
 //!
-//! Per correlation it keeps: the open plan and its calls (action, status,
+//! A correlation is followed from its first event that can matter (a plan
+//! declaration, a gateway call, a task completion, an incomplete call; any
+//! event when policies are configured), so plain SDK traffic costs no
+//! memory here. Per correlation it keeps: the open plan and its calls (action, status,
 //! task id), the task completions seen, the incomplete calls, the task
 //! calls of a correlation with no plan, and the time of its last event.
 //! A closed plan keeps only its rows (its calls are dropped): the rare
@@ -630,10 +633,30 @@ impl State {
     ) -> Result<(), StoreError> {
         let (correlation, mut flow) = match self.flows.remove_entry(meta.correlation_id.as_str()) {
             Some(found) => found,
-            None => (
-                Arc::from(meta.correlation_id.as_str()),
-                FlowState::default(),
-            ),
+            // A correlation is followed from its first event that can
+            // matter (every one, with policies): 100,000 correlations of
+            // plain SDK events cost nothing here.
+            None if !self.policies.is_empty() || matters(meta, &facts) => {
+                // Its earlier events moved its last activity: the chain
+                // summary has it (and this batch's events, all applied
+                // before anything reads it).
+                let last_at = match rebuilding {
+                    true => String::new(),
+                    false => self
+                        .store
+                        .chain_summary(&meta.correlation_id)?
+                        .map(|s| s.last_at)
+                        .unwrap_or_default(),
+                };
+                (
+                    Arc::from(meta.correlation_id.as_str()),
+                    FlowState {
+                        last_at,
+                        ..FlowState::default()
+                    },
+                )
+            }
+            None => return Ok(()),
         };
         self.dirty.insert(Arc::clone(&correlation));
         flow.policy_rows = None;
@@ -1101,6 +1124,18 @@ impl State {
         }
         Ok(out)
     }
+}
+
+/// Whether `meta`'s event can change what a correlation with no state
+/// yet shows: a plan declaration, a task completion, an incomplete call,
+/// or a gateway call (an unplanned call).
+fn matters(meta: &EventMeta, facts: &EventFacts) -> bool {
+    let action = meta.action.as_str();
+    action.starts_with(PLAN_ACTION)
+        || (action == COMPLETED_ACTION && facts.call_event_id.is_some())
+        || facts.incomplete.is_some()
+        || ((action.starts_with("mcp.") || action.starts_with("http."))
+            && !is_refused_request(action))
 }
 
 fn finding_key(
