@@ -49,3 +49,33 @@ pub(crate) mod remote;
 pub mod sink;
 pub mod stateless;
 pub mod stdio;
+
+/// What [`parse_sse`] read from an event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseRead {
+    /// The data of each `message` event (or event with no type), in order.
+    pub messages: Vec<String>,
+    /// The last event id (`id:`), kept to resume from.
+    pub last_id: Option<String>,
+    /// The reconnection time (`retry:`) in milliseconds.
+    pub retry: Option<u64>,
+}
+
+/// Feeds `chunks`, in order, to the `text/event-stream` parser of remote
+/// upstreams (the one `remote` and `stateless` use) and returns what it
+/// read, or its first error (a message over the size limit, data that is
+/// not UTF-8). For fuzzing and tests only: the relay drives the parser
+/// itself, chunk by chunk as the upstream's body arrives.
+#[doc(hidden)]
+pub fn parse_sse(chunks: &[&[u8]]) -> Result<SseRead, String> {
+    let mut parser = remote::SseParser::default();
+    let mut messages = Vec::new();
+    for chunk in chunks {
+        parser.feed(chunk, &mut messages)?;
+    }
+    Ok(SseRead {
+        messages,
+        last_id: parser.last_id,
+        retry: parser.retry,
+    })
+}
