@@ -599,7 +599,7 @@ mod tests {
                 let meta = intentproof_store::EventMeta::from_v1(&sealed, None).unwrap();
                 let bytes = serde_json::to_vec(&sealed).unwrap();
                 store
-                    .append(vec![intentproof_store::Incoming { meta, bytes }])
+                    .append(vec![intentproof_store::Incoming::new(meta, bytes)])
                     .unwrap();
             }
         }

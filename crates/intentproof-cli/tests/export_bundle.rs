@@ -1246,9 +1246,11 @@ fn explain_shows_each_task_call_with_its_outcome() {
         .unwrap();
         let incoming = events
             .iter()
-            .map(|e| Incoming {
-                meta: EventMeta::from_v1(e, Some(&public)).unwrap(),
-                bytes: serde_json::to_vec(e).unwrap(),
+            .map(|e| {
+                Incoming::new(
+                    EventMeta::from_v1(e, Some(&public)).unwrap(),
+                    serde_json::to_vec(e).unwrap(),
+                )
             })
             .collect();
         let stored = store.append(incoming).unwrap();

@@ -195,6 +195,54 @@ impl Sealer {
 
     /// Seals `event` (see the module docs for the members it fills).
     pub fn seal(&self, event: &ExecutionEvent) -> Result<SealedEvent, SealError> {
+        let mut map = self.members(event);
+        let correlation = event.correlation_id.as_deref().unwrap_or(&event.id);
+        let chain = {
+            let mut chains = lock(&self.chains);
+            match chains.get(correlation) {
+                Some(chain) => Arc::clone(chain),
+                None => Arc::clone(chains.entry(correlation.to_owned()).or_default()),
+            }
+        };
+        let digest = {
+            let mut head = lock(&chain);
+            let last = head.hash.as_deref().map(|hash| (head.position, hash));
+            let digest = link(&mut map, last, event)?;
+            head.position += 1;
+            head.hash = Some(sha256_prefixed(&digest));
+            digest
+        };
+        Ok(self.sign(map, &digest))
+    }
+
+    /// Seals `event` as the event after `last` (position and content hash
+    /// of its chain's last event; `None` for a new chain), leaving the
+    /// chains this sealer tracks alone: for a caller that keeps its chain
+    /// heads itself (the daemon bounds how many it keeps in memory). The
+    /// caller must not seal two events after the same `last`: that forks
+    /// the chain.
+    pub fn seal_after(
+        &self,
+        event: &ExecutionEvent,
+        last: Option<(u64, &str)>,
+    ) -> Result<SealedEvent, SealError> {
+        let mut map = self.members(event);
+        let digest = link(&mut map, last, event)?;
+        Ok(self.sign(map, &digest))
+    }
+
+    fn sign(&self, mut map: Map<String, Value>, digest: &[u8; 32]) -> SealedEvent {
+        let signature = raw_sign::<Sha512>(&self.expanded, digest, &self.verifying);
+        let content_hash = put_signature(&mut map, digest, &signature, &self.key_id);
+        SealedEvent {
+            event: Value::Object(map),
+            content_hash,
+        }
+    }
+
+    /// `event` as a v1 map with every member the module docs list set,
+    /// except the chain's and the signature.
+    fn members(&self, event: &ExecutionEvent) -> Map<String, Value> {
         // Render once, then set the sealed members on the map (they replace
         // whatever the typed fields or `v1_verbatim` said).
         let mut map = v1::to_v1(event);
@@ -220,39 +268,27 @@ impl Sealer {
             string(event.sdk_version.as_deref().unwrap_or(&self.sdk_version)),
         );
         map.remove("signature");
-
-        let chain = {
-            let mut chains = lock(&self.chains);
-            match chains.get(correlation) {
-                Some(chain) => Arc::clone(chain),
-                None => Arc::clone(chains.entry(correlation.to_owned()).or_default()),
-            }
-        };
-        let digest = {
-            let mut head = lock(&chain);
-            map.insert(
-                "chain_position".into(),
-                Value::Number((head.position + 1).into()),
-            );
-            map.insert(
-                "prev_event_hash".into(),
-                string(head.hash.as_deref().unwrap_or(ZERO_HASH)),
-            );
-            let digest = v1::content_digest(&map).map_err(|source| SealError::Canon {
-                event_id: event.id.clone(),
-                source,
-            })?;
-            head.position += 1;
-            head.hash = Some(sha256_prefixed(&digest));
-            digest
-        };
-        let signature = raw_sign::<Sha512>(&self.expanded, &digest, &self.verifying);
-        let content_hash = put_signature(&mut map, &digest, &signature, &self.key_id);
-        Ok(SealedEvent {
-            event: Value::Object(map),
-            content_hash,
-        })
+        map
     }
+}
+
+/// Sets `map`'s chain members to follow `last` (position and content hash;
+/// `None`: the chain's first event) and returns its content digest.
+fn link(
+    map: &mut Map<String, Value>,
+    last: Option<(u64, &str)>,
+    event: &ExecutionEvent,
+) -> Result<[u8; 32], SealError> {
+    let (position, prev) = last.unwrap_or((0, ZERO_HASH));
+    map.insert(
+        "chain_position".into(),
+        Value::Number((position + 1).into()),
+    );
+    map.insert("prev_event_hash".into(), Value::String(prev.to_owned()));
+    v1::content_digest(map).map_err(|source| SealError::Canon {
+        event_id: event.id.clone(),
+        source,
+    })
 }
 
 /// Signs a v1 object as it stands (no chain bookkeeping, no defaults):

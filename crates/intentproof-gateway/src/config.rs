@@ -12,6 +12,7 @@
 //! tenant_id = "local"                # tenant of events the daemon seals itself
 //! max_body_bytes = 1048576           # larger ingest bodies get 413
 //! queue_capacity = 65536             # events waiting for the writer; beyond it ingest answers 503
+//! index_cache_mb = 32                # INTENTPROOF_INDEX_CACHE_MB: sled's page cache (kept for good)
 //! checkpoint_interval_secs = 10      # sign a Merkle checkpoint this often (when the log grew)
 //! plan_idle_timeout_secs = 300       # a declared plan with no call for this long closes and is evaluated
 //! redaction_policy = "policies/redaction/default.yaml"   # default: the built-in policy
@@ -82,6 +83,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Events waiting for the writer before ingest answers 503.
     pub queue_capacity: usize,
+    /// sled's page cache in MiB (`StoreOptions::index_cache_bytes`): the
+    /// daemon keeps this much of the index in memory once the index is
+    /// that large, idle or not. Default 32 (see
+    /// `intentproof_store::DEFAULT_INDEX_CACHE_BYTES` for why).
+    pub index_cache_mb: u64,
     /// Seconds between signed checkpoints (0: only at shutdown).
     pub checkpoint_interval_secs: u64,
     /// A plan with no call for this long is closed and evaluated.
@@ -149,6 +155,7 @@ impl Default for Config {
             tenant_id: "local".into(),
             max_body_bytes: 1024 * 1024,
             queue_capacity: 65536,
+            index_cache_mb: intentproof_store::DEFAULT_INDEX_CACHE_BYTES / (1024 * 1024),
             checkpoint_interval_secs: 10,
             plan_idle_timeout_secs: 300,
             redaction_policy: None,
@@ -222,7 +229,8 @@ impl Config {
     }
 
     /// Applies `INTENTPROOF_LISTEN`, `INTENTPROOF_DATA_DIR`,
-    /// `INTENTPROOF_INGEST_TOKEN` and `INTENTPROOF_MCP_TOKEN` from `env`.
+    /// `INTENTPROOF_INGEST_TOKEN`, `INTENTPROOF_MCP_TOKEN` and
+    /// `INTENTPROOF_INDEX_CACHE_MB` from `env`.
     pub fn apply_env(
         mut self,
         env: impl Fn(&str) -> Option<String>,
@@ -246,6 +254,13 @@ impl Config {
         if let Some(value) = env("INTENTPROOF_MCP_TOKEN") {
             self.mcp_token = (!value.is_empty()).then_some(value);
         }
+        if let Some(value) = env("INTENTPROOF_INDEX_CACHE_MB") {
+            self.index_cache_mb = value.parse().map_err(|e| ConfigError::Env {
+                name: "INTENTPROOF_INDEX_CACHE_MB",
+                value: value.clone(),
+                reason: format!("{e}; use a whole number of MiB such as 32"),
+            })?;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -261,6 +276,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "queue_capacity must be at least 1".into(),
             ));
+        }
+        if !(1..=65536).contains(&self.index_cache_mb) {
+            return Err(ConfigError::Invalid(format!(
+                "index_cache_mb = {} is out of range; use 1 to 65536 (MiB of sled's page cache; default 32)",
+                self.index_cache_mb
+            )));
         }
         self.mcp.validate().map_err(ConfigError::Invalid)?;
         self.http.validate()?;

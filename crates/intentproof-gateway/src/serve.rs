@@ -237,10 +237,12 @@ async fn serve_with(
     let keys = TrustedKeys::new(ring.entries());
 
     let store_dir = data_dir.path().to_owned();
+    let store_options = StoreOptions {
+        index_cache_bytes: config.index_cache_mb.saturating_mul(1024 * 1024),
+        ..StoreOptions::default()
+    };
     let store = tokio::task::spawn_blocking(move || {
-        Store::open(&store_dir, StoreOptions::default(), &|instance| {
-            ring.get(instance)
-        })
+        Store::open(&store_dir, store_options, &|instance| ring.get(instance))
     })
     .await
     .map_err(|e| ServeError::Other(e.to_string()))??;

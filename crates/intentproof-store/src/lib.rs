@@ -27,7 +27,8 @@ pub mod verify;
 
 pub use meta::{EventMeta, MetaError, SignatureState};
 pub use store::{
-    Appended, ChainConflict, ChainSummary, EventPage, EventQuery, GENESIS_HASH, Incoming,
-    IndexEntry, InstanceChain, MAX_PAGE, Store, StoreError, StoreOptions, StoredEvent,
+    Appended, ChainConflict, ChainSummary, DEFAULT_INDEX_CACHE_BYTES, EventPage, EventQuery,
+    GENESIS_HASH, Incoming, IndexEntry, InstanceChain, MAX_PAGE, Store, StoreError, StoreOptions,
+    StoredEvent, WriteHold,
 };
 pub use verify::{VerifyReport, rebuild, verify};

@@ -155,6 +155,46 @@ pub struct Incoming {
     pub meta: EventMeta,
     /// The exact signed v1 JSON bytes to keep.
     pub bytes: Vec<u8>,
+    /// Kept alive until the event is in the index or will never be: see
+    /// [`WriteHold`]. `None` for events nobody waits on.
+    pub hold: Option<WriteHold>,
+}
+
+impl Incoming {
+    /// An event with no [`WriteHold`].
+    pub fn new(meta: EventMeta, bytes: Vec<u8>) -> Self {
+        Incoming {
+            meta,
+            bytes,
+            hold: None,
+        }
+    }
+}
+
+/// A reference that travels with an [`Incoming`] and is dropped only once
+/// the event's chain slot is readable from the index ([`Store::chain_head`]
+/// sees it), or once it is certain the event will not be stored (refused,
+/// a full queue, a dropped request). The daemon's sealer holds its chain
+/// heads this way: a head that no hold shares has nothing sealed for it
+/// that is still on its way to the store, so it can be evicted and read
+/// back from the store later without forking its chain.
+#[derive(Clone)]
+pub struct WriteHold(
+    // Only its lifetime matters: it is never read.
+    #[allow(dead_code)] std::sync::Arc<dyn std::any::Any + Send + Sync>,
+);
+
+impl WriteHold {
+    /// Holds `held` (its strong count) until the event is written.
+    pub fn new(held: std::sync::Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        WriteHold(held)
+    }
+}
+
+impl std::fmt::Debug for WriteHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteHold")
+    }
 }
 
 /// What happened to one appended event.
@@ -314,12 +354,30 @@ pub const MAX_PAGE: usize = 1000;
 pub struct StoreOptions {
     /// Segment size before rotation.
     pub max_segment_bytes: u64,
+    /// sled's page cache, in bytes (its `cache_capacity`): see
+    /// [`DEFAULT_INDEX_CACHE_BYTES`].
+    pub index_cache_bytes: u64,
 }
+
+/// sled's page cache unless configured: 32 MiB (it was 256 MiB).
+///
+/// Why this size: sled fills its cache as the index grows and keeps it for
+/// the life of the process, idle or not, and it counts a page by its size
+/// on disk, so the memory it takes is larger than the number given (about
+/// 1:1 more here: with 60,000 events stored, a 32 MiB cache held ~40 MB
+/// more than a 1 MiB one). A miss costs a read of sled's file, which the
+/// kernel's page cache usually answers (that memory is the kernel's to
+/// reclaim, not the daemon's), and a decode of one page. Beyond its cache
+/// sled keeps about 1 KB per stored event (measured with a 1 MiB cache),
+/// which no setting here changes: see BENCHMARKS.md ("Memory after many
+/// correlations").
+pub const DEFAULT_INDEX_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             max_segment_bytes: journal::DEFAULT_SEGMENT_BYTES,
+            index_cache_bytes: DEFAULT_INDEX_CACHE_BYTES,
         }
     }
 }
@@ -554,7 +612,7 @@ fn seq_from_suffix(key: &[u8]) -> Option<u64> {
 }
 
 impl Index {
-    fn open(path: &Path) -> Result<Index, StoreError> {
+    fn open(path: &Path, cache_bytes: u64) -> Result<Index, StoreError> {
         let err = |source| StoreError::Index {
             path: path.to_owned(),
             source,
@@ -567,7 +625,7 @@ impl Index {
         let db = loop {
             let opened = sled::Config::new()
                 .path(path)
-                .cache_capacity(256 * 1024 * 1024)
+                .cache_capacity(cache_bytes)
                 .flush_every_ms(Some(1000))
                 .open();
             match opened {
@@ -988,7 +1046,7 @@ impl Store {
         keys: &dyn Fn(&str) -> Option<VerifyingKey>,
     ) -> Result<Store, StoreError> {
         let (journal, recovery) = Journal::open(&dir.join("journal"), options.max_segment_bytes)?;
-        let index = Index::open(&dir.join("index"))?;
+        let index = Index::open(&dir.join("index"), options.index_cache_bytes)?;
         index.upgrade()?;
         let checkpoint = crate::checkpoint::latest(dir).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the Merkle leaves are not checked against a checkpoint");
@@ -1138,7 +1196,11 @@ impl Store {
         let (first_seq, locations) = journal.append_located(&payloads)?;
         let mut entries = Vec::with_capacity(accepted.len());
         let mut leaves = Vec::with_capacity(accepted.len());
+        // Dropped only once the index holds the entries (or will not):
+        // until then a reader of the index would see the chains' old heads.
+        let mut holds = Vec::new();
         for ((seq, incoming), location) in (first_seq..).zip(accepted).zip(locations) {
+            holds.extend(incoming.hold);
             leaves.push(merkle::leaf_hash(&incoming.bytes));
             entries.push(IndexEntry {
                 seq,
@@ -1166,6 +1228,7 @@ impl Store {
         for entry in &entries {
             tips.extend(&entry.meta);
         }
+        drop(holds);
         drop(tips);
         drop(journal);
         // Fill in the sequence numbers now known.
@@ -1608,6 +1671,40 @@ impl Store {
         leaves
             .inclusion_proof(usize::try_from(seq).unwrap_or(usize::MAX), size)
             .map_err(|e| StoreError::BadIndex(format!("inclusion proof of record {seq}: {e}")))
+    }
+
+    /// Empties the caches kept for ingest throughput (chain tips and
+    /// recently written chain summaries) and gives their memory back: for
+    /// a daemon gone idle. Safe at any time: both only ever hold what the
+    /// index holds (they are filled under the writer's lock after the index
+    /// write), so the next append reads what it needs from the index.
+    pub fn release_caches(&self) {
+        let _writer = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.tips.lock().unwrap_or_else(PoisonError::into_inner) = ChainTips::default();
+        *self
+            .index
+            .recent_summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = HashMap::new();
+    }
+
+    /// How many chain tips and chain summaries the caches of
+    /// [`Store::release_caches`] hold now.
+    pub fn cached_chains(&self) -> (usize, usize) {
+        let _writer = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let tips = self
+            .tips
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tips
+            .len();
+        let summaries = self
+            .index
+            .recent_summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        (tips, summaries)
     }
 
     /// Flushes the index to disk (the journal is always durable).

@@ -40,14 +40,14 @@ fn sealed(sealer: &Sealer, correlation: &str, action: &str, status_error: bool) 
 }
 
 fn incoming(event: &Value) -> Incoming {
-    Incoming {
-        meta: EventMeta::from_v1(
+    Incoming::new(
+        EventMeta::from_v1(
             event,
             trusted(event["instance_id"].as_str().unwrap()).as_ref(),
         )
         .unwrap(),
-        bytes: serde_json::to_vec(event).unwrap(),
-    }
+        serde_json::to_vec(event).unwrap(),
+    )
 }
 
 fn open(dir: &Path) -> Store {
@@ -55,6 +55,7 @@ fn open(dir: &Path) -> Store {
         dir,
         StoreOptions {
             max_segment_bytes: 8 * 1024,
+            ..StoreOptions::default()
         },
         &trusted,
     )
@@ -137,10 +138,10 @@ fn chain_rules_accept_resends_and_refuse_conflicts() {
     bad_genesis["prev_event_hash"] = json!(format!("sha256:{}", "1".repeat(64)));
     let meta = EventMeta::from_v1(&bad_genesis, None).unwrap();
     let result = store
-        .append(vec![Incoming {
+        .append(vec![Incoming::new(
             meta,
-            bytes: serde_json::to_vec(&bad_genesis).unwrap(),
-        }])
+            serde_json::to_vec(&bad_genesis).unwrap(),
+        )])
         .unwrap();
     assert!(
         matches!(&result[0], Err(ChainConflict::BadGenesis { .. })),
@@ -153,10 +154,10 @@ fn chain_rules_accept_resends_and_refuse_conflicts() {
     wrong["prev_event_hash"] = json!(third["prev_event_hash"].clone());
     let meta = EventMeta::from_v1(&wrong, None).unwrap();
     let result = store
-        .append(vec![Incoming {
+        .append(vec![Incoming::new(
             meta,
-            bytes: serde_json::to_vec(&wrong).unwrap(),
-        }])
+            serde_json::to_vec(&wrong).unwrap(),
+        )])
         .unwrap();
     assert!(
         matches!(
@@ -171,10 +172,10 @@ fn chain_rules_accept_resends_and_refuse_conflicts() {
     reused["intent"] = json!("changed");
     let meta = EventMeta::from_v1(&reused, None).unwrap();
     let result = store
-        .append(vec![Incoming {
+        .append(vec![Incoming::new(
             meta,
-            bytes: serde_json::to_vec(&reused).unwrap(),
-        }])
+            serde_json::to_vec(&reused).unwrap(),
+        )])
         .unwrap();
     assert!(
         matches!(&result[0], Err(ChainConflict::IdReused { .. })),
