@@ -1100,3 +1100,37 @@ fn an_index_from_a_newer_build_is_refused_with_the_way_out() {
         "{refused}"
     );
 }
+
+/// Releasing the tip and summary caches loses nothing: the next event of
+/// a chain is still checked against what is stored (a fork is refused,
+/// the next position accepted) and the summaries keep counting.
+#[test]
+fn released_caches_refill_from_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let sealer = Sealer::new(key());
+    let firsts: Vec<Value> = (0..3)
+        .map(|i| sealed(&sealer, &format!("rc-{i}"), "a", false))
+        .collect();
+    let stored = store.append(firsts.iter().map(incoming).collect()).unwrap();
+    assert!(stored.iter().all(Result::is_ok), "{stored:?}");
+    assert_eq!(store.cached_chains(), (3, 3));
+    store.release_caches();
+    assert_eq!(store.cached_chains(), (0, 0));
+    // Another sealer's position 1 of rc-0: a fork of the stored one.
+    let fork = sealed(&Sealer::new(key()), "rc-0", "a", false);
+    let second = sealed(&sealer, "rc-0", "b", true);
+    let result = store
+        .append(vec![incoming(&fork), incoming(&second)])
+        .unwrap();
+    assert!(
+        matches!(&result[0], Err(ChainConflict::Fork { position: 1, .. })),
+        "{result:?}"
+    );
+    assert!(
+        matches!(result[1], Ok(Appended::Stored { seq: 3 })),
+        "{result:?}"
+    );
+    let summary = store.chain_summary("rc-0").unwrap().unwrap();
+    assert_eq!((summary.events, summary.errors, summary.gaps()), (2, 1, 0));
+}
