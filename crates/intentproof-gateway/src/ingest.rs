@@ -156,9 +156,10 @@ type SharedHead = Arc<Mutex<ChainHead>>;
 /// references is never evicted: reading it back from the store then would
 /// give an older head and fork the chain.
 ///
-/// Bounded at [`ChainHeads::MAX`] entries plus the heads of events still on
-/// their way to the store (at most the write queue's capacity and the
-/// requests being sealed).
+/// Bounded: at most [`ChainHeads::MAX`] entries, or, when more than three
+/// quarters of them are busy, the busy heads plus a quarter of `MAX`
+/// (busy heads are those of events on their way to the store: at most the
+/// write queue's capacity plus the requests being sealed).
 #[derive(Debug)]
 struct ChainHeads {
     heads: Mutex<HeadMap>,
