@@ -403,7 +403,7 @@ impl Report {
                     .into(),
             ),
             Attestation::ManifestUnchecked => Some(format!(
-                "the manifest is signed by key{}, but no key was given to check it (anyone can \
+                "the manifest is signed by key{} and no key was given to check it (anyone can \
                  sign with a key of their own)",
                 signer(&self.summary)
             )),

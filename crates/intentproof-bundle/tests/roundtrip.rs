@@ -875,7 +875,7 @@ fn a_truncated_bundle_is_never_attested() {
     );
     assert_eq!(
         report.unattested_because().unwrap(),
-        "the manifest is signed by key \"forger:k1\", but no key was given to check it (anyone \
+        "the manifest is signed by key \"forger:k1\" and no key was given to check it (anyone \
          can sign with a key of their own)"
     );
     assert_reason(&check(&members, &with_key()), "bundle.signature_invalid");

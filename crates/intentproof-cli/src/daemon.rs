@@ -773,7 +773,10 @@ pub fn export(args: ExportArgs) -> Result<()> {
         );
     } else {
         println!(
-            "wrote {} ({} bytes, profile {}); check it with `intentproof verify {}`",
+            // The hint names `--key`: without it `verify` can only say
+            // "unattested" (exit 3), which is not what a new user expects.
+            "wrote {} ({} bytes, profile {}); check it with `intentproof verify --key KEY {}` \
+             (KEY: what `intentproof keys show` prints on the daemon's host)",
             output.display(),
             bytes.len(),
             args.profile,

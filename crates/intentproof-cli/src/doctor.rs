@@ -387,9 +387,25 @@ fn check_spool(report: &mut Report, dir: &DataDir) {
 
 /// Runs every check and prints them; exit 1 when any failed.
 pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
+    // A data dir someone named (flag or environment) that is missing is a
+    // mistake; the default one missing is a fresh installation, where the
+    // doctor is the first thing the README suggests running.
+    let named = args.data_dir.is_some()
+        || std::env::var_os("INTENTPROOF_DATA_DIR").is_some_and(|d| !d.is_empty());
     let dir = DataDir::new(data_dir_or_default(args.data_dir)?);
     let mut report = Report::default();
     match mode(dir.path()) {
+        None if !named => {
+            report.warn(
+                "data dir",
+                format!(
+                    "{} not created yet: nothing has run on it (a fresh installation)",
+                    dir.path().display()
+                ),
+                "`intentproof serve` (or the first `intentproof mcp`) creates it; \
+                 `intentproof demo` runs in a directory of its own",
+            );
+        }
         None => {
             report.fail(
                 "data dir",

@@ -203,3 +203,23 @@ fn serve_refuses_a_non_loopback_listen_without_an_ingest_token() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn doctor_on_a_fresh_installation_notes_the_default_data_dir_is_not_created_yet() {
+    let temp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("doctor")
+        .env("HOME", temp.path())
+        .env_remove("INTENTPROOF_DATA_DIR")
+        .env_remove("INTENTPROOF_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "! data dir            {}/.intentproof not created yet: nothing has run on it (a fresh installation)\n                      fix: `intentproof serve` (or the first `intentproof mcp`) creates it; `intentproof demo` runs in a directory of its own\n✓ config              none given: built-in defaults (loopback, port 9787)\nhealthy\n",
+            temp.path().display()
+        )
+    );
+}

@@ -131,6 +131,16 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
             "export: {}",
             String::from_utf8_lossy(&exported.stderr)
         );
+        // The hint a new user follows names the key: `verify` without one
+        // can only answer "unattested".
+        assert_eq!(
+            String::from_utf8_lossy(&exported.stdout),
+            format!(
+                "wrote {0} ({1} bytes, profile full); check it with `intentproof verify --key KEY {0}` (KEY: what `intentproof keys show` prints on the daemon's host)\n",
+                out.display(),
+                std::fs::metadata(out).unwrap().len()
+            )
+        );
     }
     let a = std::fs::read(&first).unwrap();
     let b = std::fs::read(&second).unwrap();
