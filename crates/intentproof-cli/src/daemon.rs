@@ -711,8 +711,10 @@ pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
+    // STATE is as wide as its longest value, `closed (session_ended)`, so
+    // the columns stay aligned whichever way a plan closed.
     println!(
-        "{:<38} {:<16} {:>5} {:>5} {:>5} INTENT",
+        "{:<38} {:<22} {:>5} {:>5} {:>5} INTENT",
         "PLAN", "STATE", "STEPS", "CALLS", "FLAGS"
     );
     for p in &plans {
@@ -722,7 +724,7 @@ pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
             _ => "?".into(),
         };
         println!(
-            "{:<38} {:<16} {:>5} {:>5} {:>5} {}",
+            "{:<38} {:<22} {:>5} {:>5} {:>5} {}",
             text(p, "plan_id"),
             state,
             p["steps"].as_array().map_or(0, Vec::len),

@@ -122,6 +122,18 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
     let events: Value = serde_json::from_slice(&events.stdout).unwrap();
     assert_eq!(events["events"].as_array().unwrap().len(), 3, "{events}");
 
+    // The plans table keeps its columns aligned for the longest state.
+    let plans: Value = serde_json::from_slice(&run(&["plans", "--json"], &dir).stdout).unwrap();
+    let plan_id = plans["plans"][0]["plan_id"].as_str().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&run(&["plans"], &dir).stdout),
+        format!(
+            "PLAN                                   STATE                  STEPS CALLS FLAGS INTENT\n\
+             {plan_id}   closed (session_ended)     2     1     1 refund order ORD-7 and email the receipt\n\
+             1 plans\n"
+        )
+    );
+
     let first = temp.path().join("first.proof.tar.zst");
     let second = temp.path().join("second.proof.tar.zst");
     for out in [&first, &second] {
