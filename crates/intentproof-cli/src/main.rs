@@ -231,6 +231,12 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            if reader_went_away(&e) {
+                // `intentproof verify --json F | head`: the reader has what
+                // it wanted. Say nothing and exit as a process killed by
+                // SIGPIPE would (128 + 13), so `set -o pipefail` still sees it.
+                return ExitCode::from(141);
+            }
             if let Some(invalid) = e.downcast_ref::<Invalid>() {
                 eprintln!("invalid: {invalid}");
                 ExitCode::from(1)
@@ -240,6 +246,15 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Whether `error` is a write to stdout that met a closed pipe.
+fn reader_went_away(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// An error and its causes, joined by ": " like anyhow's `{:#}`, but

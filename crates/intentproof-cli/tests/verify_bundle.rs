@@ -132,3 +132,22 @@ fn json_report_and_failures() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `intentproof verify --json F | head` with the reader gone: no
+/// "error: Broken pipe" on stderr, and the exit status of a process killed
+/// by SIGPIPE (141), as `set -o pipefail` expects.
+#[test]
+fn verify_into_a_closed_pipe_exits_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_intentproof"))
+        .args(["verify", "--json", "--allow-unattested"])
+        .arg(golden("counterparty/counterparty-refund.proof.tar.zst"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}
