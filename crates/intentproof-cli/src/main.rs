@@ -228,6 +228,14 @@ fn main() -> ExitCode {
             };
         }
     };
+    // The commands that serve (and relay over stdio) keep Rust's behaviour:
+    // a panic there is a bug to see, never a quiet exit.
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Mcp(_) | Command::DemoServer
+    ) {
+        exit_quietly_when_stdout_closes();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -246,6 +254,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `println!` panics when stdout's reader went away
+/// (`intentproof keys show | head -1`): exit as a process killed by SIGPIPE
+/// would (141), without the panic message. Any other panic is reported as
+/// usual.
+fn exit_quietly_when_stdout_closes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
 
 /// Whether `error` is a write to stdout that met a closed pipe.

@@ -1,6 +1,7 @@
 //! `intentproof verify` against the reference tools' golden bundle (its
 //! manifest is unsigned: the reference output with `--allow-unattested`,
-//! the unattested verdict without).
+//! the unattested verdict without), and output into a closed pipe (`| head`):
+//! a quiet exit 141, never a panic or `error: Broken pipe`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -150,4 +151,33 @@ fn verify_into_a_closed_pipe_exits_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}
+
+/// The same for a command that prints with `println!` (`keys show`), which
+/// would otherwise panic with "failed printing to stdout: Broken pipe".
+#[test]
+fn keys_show_into_a_closed_pipe_exits_quietly() {
+    let temp = tempfile::tempdir().unwrap();
+    let created = Command::new(env!("CARGO_BIN_EXE_intentproof"))
+        .args(["keys", "new", "--data-dir"])
+        .arg(temp.path())
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_intentproof"))
+        .args(["keys", "show", "--data-dir"])
+        .arg(temp.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).as_ref()
+        ),
+        (Some(141), "")
+    );
 }
