@@ -656,7 +656,7 @@ pub fn findings(args: ClientArgs) -> Result<()> {
             text(f, "message"),
         );
     }
-    println!("{} findings", findings.len());
+    println!("{}", plural(findings.len(), "finding", "findings"));
     // Open plans are not evaluated yet: say so, or "0 findings" misleads.
     let plans = client.all(&["v1", "plans"], "plans")?;
     let open: Vec<&Value> = plans.iter().filter(|p| p["state"] == "open").collect();
@@ -698,7 +698,7 @@ pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&body)?);
         } else {
             let n = body["findings"].as_array().map_or(0, Vec::len);
-            println!("closed plan {id}: {n} finding(s)");
+            println!("closed plan {id}: {}", plural(n, "finding", "findings"));
             for f in body["findings"].as_array().into_iter().flatten() {
                 println!("- {}", text(f, "message"));
             }
@@ -733,7 +733,7 @@ pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
             cut(&text(p, "intent"), 60)
         );
     }
-    println!("{} plans", plans.len());
+    println!("{}", plural(plans.len(), "plan", "plans"));
     Ok(())
 }
 

@@ -130,7 +130,7 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
         format!(
             "PLAN                                   STATE                  STEPS CALLS FLAGS INTENT\n\
              {plan_id}   closed (session_ended)     2     1     1 refund order ORD-7 and email the receipt\n\
-             1 plans\n"
+             1 plan\n"
         )
     );
 

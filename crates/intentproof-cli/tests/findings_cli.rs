@@ -78,7 +78,7 @@ fn a_failed_policy_rule_prints_as_policy_violation_with_its_action() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
-            "{:<24} {:<18} {:<28} {:<36} MESSAGE\n{at:<24} {:<18} {:<28} {:<36} {message}\n1 findings\n",
+            "{:<24} {:<18} {:<28} {:<36} MESSAGE\n{at:<24} {:<18} {:<28} {:<36} {message}\n1 finding\n",
             "AT",
             "FLAG",
             "CORRELATION",

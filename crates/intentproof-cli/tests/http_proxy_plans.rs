@@ -267,7 +267,7 @@ fn a_plan_declared_over_http_flags_the_skipped_step_and_not_the_refused_probe() 
     assert_eq!(
         closed,
         format!(
-            "closed plan {plan_id}: 1 finding(s)\n- Step 2 `http.tickets.PATCH./v1/tickets/{{id}}` (Close the ticket) never ran: intent \"Answer ticket T-42 and close it\" is incomplete.\n"
+            "closed plan {plan_id}: 1 finding\n- Step 2 `http.tickets.PATCH./v1/tickets/{{id}}` (Close the ticket) never ran: intent \"Answer ticket T-42 and close it\" is incomplete.\n"
         )
     );
     // The planned call took its intent from the plan's step; the probes
@@ -314,7 +314,7 @@ fn a_plan_declared_over_http_flags_the_skipped_step_and_not_the_refused_probe() 
     let header = "AT                       FLAG               CORRELATION                  ACTION                               MESSAGE";
     assert_eq!(
         table,
-        format!("{header}\n{:<24} {SKIPPED_STEP}\n1 findings", "…")
+        format!("{header}\n{:<24} {SKIPPED_STEP}\n1 finding", "…")
     );
 }
 

@@ -464,7 +464,12 @@ fn table_of(correlation: &str, rows: &[(&str, &str, &str, &str)]) -> String {
             "{at:<24} {flag:<18} {correlation:<28} {action:<36} {message}\n"
         ));
     }
-    out.push_str(&format!("{} findings\n", rows.len()));
+    let noun = if rows.len() == 1 {
+        "finding"
+    } else {
+        "findings"
+    };
+    out.push_str(&format!("{} {noun}\n", rows.len()));
     out
 }
 
