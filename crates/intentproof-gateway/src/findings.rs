@@ -554,43 +554,64 @@ fn policy_violations(
         if !idle {
             continue;
         }
-        let mut chain = store.chain(&summary.correlation_id)?;
-        chain.sort_by(|a, b| {
-            a.entry
-                .meta
-                .completed_at
-                .cmp(&b.entry.meta.completed_at)
-                .then(a.entry.seq.cmp(&b.entry.seq))
-        });
-        let flow = Flow {
-            flow_id: summary.correlation_id.clone(),
-            tenant_id: None,
-            correlation_id: Some(summary.correlation_id.clone()),
-            flow_merkle_root: None,
-            closed_at: None,
-            events: chain.iter().map(flow_event).collect(),
-        };
-        for policy in policies {
-            if !scope_matches(policy, &flow) {
-                continue;
-            }
-            let run = evaluate(policy, &flow, &[], &EvalOptions::default());
-            for finding in run.findings.iter().filter(|f| f.outcome == Outcome::Fail) {
-                // The action the rule is about (what a person looks for in
-                // the ACTION column), else its evidence's, else the rule.
-                let action = rule_action(policy, &finding.rule_id)
-                    .or_else(|| {
-                        chain
-                            .iter()
-                            .find(|e| finding.evidence_event_ids.contains(&e.entry.meta.event_id))
-                            .map(|e| e.entry.meta.action.clone())
-                    })
-                    .unwrap_or_else(|| finding.rule_id.clone());
-                out.push(FindingRow {
+        out.extend(
+            policy_rows(store, policies, &summary.correlation_id, &summary.last_at)?
+                .into_iter()
+                .map(|(_, row)| row),
+        );
+    }
+    Ok(out)
+}
+
+/// The failed rules of `policies` on the chain of `correlation` (idle,
+/// last event at `last_at`), in policy order: (policy index, row). The one
+/// builder of policy rows, for the reference and the live findings.
+pub(crate) fn policy_rows(
+    store: &Store,
+    policies: &[Policy],
+    correlation: &str,
+    last_at: &str,
+) -> Result<Vec<(usize, FindingRow)>, StoreError> {
+    let mut chain = store.chain(correlation)?;
+    chain.sort_by(|a, b| {
+        a.entry
+            .meta
+            .completed_at
+            .cmp(&b.entry.meta.completed_at)
+            .then(a.entry.seq.cmp(&b.entry.seq))
+    });
+    let flow = Flow {
+        flow_id: correlation.to_owned(),
+        tenant_id: None,
+        correlation_id: Some(correlation.to_owned()),
+        flow_merkle_root: None,
+        closed_at: None,
+        events: chain.iter().map(flow_event).collect(),
+    };
+    let mut out = Vec::new();
+    for (p, policy) in policies.iter().enumerate() {
+        if !scope_matches(policy, &flow) {
+            continue;
+        }
+        let run = evaluate(policy, &flow, &[], &EvalOptions::default());
+        for finding in run.findings.iter().filter(|f| f.outcome == Outcome::Fail) {
+            // The action the rule is about (what a person looks for in the
+            // ACTION column), else its evidence's, else the rule.
+            let action = rule_action(policy, &finding.rule_id)
+                .or_else(|| {
+                    chain
+                        .iter()
+                        .find(|e| finding.evidence_event_ids.contains(&e.entry.meta.event_id))
+                        .map(|e| e.entry.meta.action.clone())
+                })
+                .unwrap_or_else(|| finding.rule_id.clone());
+            out.push((
+                p,
+                FindingRow {
                     kind: "policy_violation",
                     plan_id: None,
                     intent: policy.policy_id().map(str::to_owned),
-                    correlation_id: summary.correlation_id.clone(),
+                    correlation_id: correlation.to_owned(),
                     step_index: None,
                     action,
                     event_ids: finding.evidence_event_ids.clone(),
@@ -600,9 +621,9 @@ fn policy_violations(
                         finding.rule_id,
                         finding.human_summary
                     ),
-                    at: summary.last_at.clone(),
-                });
-            }
+                    at: last_at.to_owned(),
+                },
+            ));
         }
     }
     Ok(out)

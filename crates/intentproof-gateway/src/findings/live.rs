@@ -39,10 +39,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use intentproof_policy::verification::{
-    DeclaredPlan, EvalOptions, Flow, FlowEvent, Outcome, Policy, classify_plan, evaluate,
-    scope_matches,
-};
+use intentproof_policy::verification::{DeclaredPlan, FlowEvent, Policy, classify_plan};
 use intentproof_store::{Appended, ChainConflict, EventMeta, Incoming, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -50,8 +47,8 @@ use serde_json::Value;
 
 use super::{
     COMPLETED_ACTION, FindingRow, INCOMPLETE_CALL, NEVER_FINISHED, PLAN_ACTION, PLAN_CLOSE_ACTION,
-    PlanRow, SESSION_ENDED, declared_plan_of, flow_event, incomplete_call_row, is_call,
-    is_refused_request, is_server_request, kind_name, parse_time, rule_action, task_unfinished_row,
+    PlanRow, SESSION_ENDED, declared_plan_of, incomplete_call_row, is_call, is_refused_request,
+    is_server_request, kind_name, parse_time, task_unfinished_row,
 };
 
 /// Rows a page holds when the query names no `limit`.
@@ -1067,62 +1064,13 @@ impl State {
         correlation: &str,
         last_at: &str,
     ) -> Result<Vec<(u64, u64, FindingRow)>, StoreError> {
-        let mut chain = self.store.chain(correlation)?;
-        chain.sort_by(|a, b| {
-            a.entry
-                .meta
-                .completed_at
-                .cmp(&b.entry.meta.completed_at)
-                .then(a.entry.seq.cmp(&b.entry.seq))
-        });
-        let flow = Flow {
-            flow_id: correlation.to_owned(),
-            tenant_id: None,
-            correlation_id: Some(correlation.to_owned()),
-            flow_merkle_root: None,
-            closed_at: None,
-            events: chain.iter().map(flow_event).collect(),
-        };
-        let mut out = Vec::new();
-        let mut index = 0u64;
-        for (p, policy) in self.policies.iter().enumerate() {
-            if !scope_matches(policy, &flow) {
-                continue;
-            }
-            let run = evaluate(policy, &flow, &[], &EvalOptions::default());
-            for finding in run.findings.iter().filter(|f| f.outcome == Outcome::Fail) {
-                let action = rule_action(policy, &finding.rule_id)
-                    .or_else(|| {
-                        chain
-                            .iter()
-                            .find(|e| finding.evidence_event_ids.contains(&e.entry.meta.event_id))
-                            .map(|e| e.entry.meta.action.clone())
-                    })
-                    .unwrap_or_else(|| finding.rule_id.clone());
-                out.push((
-                    p as u64,
-                    index,
-                    FindingRow {
-                        kind: "policy_violation",
-                        plan_id: None,
-                        intent: policy.policy_id().map(str::to_owned),
-                        correlation_id: correlation.to_owned(),
-                        step_index: None,
-                        action,
-                        event_ids: finding.evidence_event_ids.clone(),
-                        message: format!(
-                            "policy {} rule {}: {}",
-                            policy.policy_id().unwrap_or("?"),
-                            finding.rule_id,
-                            finding.human_summary
-                        ),
-                        at: last_at.to_owned(),
-                    },
-                ));
-                index += 1;
-            }
-        }
-        Ok(out)
+        Ok(
+            super::policy_rows(&self.store, &self.policies, correlation, last_at)?
+                .into_iter()
+                .enumerate()
+                .map(|(index, (policy, row))| (policy as u64, index as u64, row))
+                .collect(),
+        )
     }
 }
 
