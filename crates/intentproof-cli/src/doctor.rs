@@ -373,6 +373,17 @@ fn check_spool(report: &mut Report, dir: &DataDir) {
     } else {
         report.ok("spool", "no event waits for the daemon");
     }
+    let torn = spooled_events(&spool.join(intentproof_gateway::shipper::TORN_TAILS));
+    if torn > 0 {
+        report.warn(
+            "spool",
+            format!(
+                "{torn} spool write(s) cut short by a kill are kept in {} (not events: nothing to deliver)",
+                spool.join(intentproof_gateway::shipper::TORN_TAILS).display()
+            ),
+            "the calls they were recording were answered within the loss window before the kill; delete the file once reviewed",
+        );
+    }
     if rejected > 0 {
         report.warn(
             "spool",

@@ -39,7 +39,9 @@
 //! (copied into the shipper's own spool in one commit; stored or set aside
 //! by the daemon), so a crash in between leaves the claimed file for the
 //! next adopter (a line delivered twice is stored once: the daemon answers
-//! a duplicate as such).
+//! a duplicate as such). Bytes after a file's last newline are a commit a
+//! kill cut short: not an event, so they are kept in
+//! `spool/torn-tails.txt` ([`TORN_TAILS`]), never delivered.
 //!
 //! # Permissions
 //!
@@ -464,8 +466,13 @@ pub(crate) fn adopt_orphans(spool_dir: &Path, own: &Path) -> Adopted {
         }
         match std::fs::read_to_string(&claimed) {
             Ok(text) => {
+                let (complete, torn) = split_torn_tail(&text);
+                if !torn.is_empty() {
+                    keep_torn_tail(spool_dir, &claimed, torn);
+                }
                 adopted.lines.extend(
-                    text.lines()
+                    complete
+                        .lines()
                         .filter(|l| !l.trim().is_empty())
                         .map(str::to_owned),
                 );
@@ -479,6 +486,46 @@ pub(crate) fn adopt_orphans(spool_dir: &Path, own: &Path) -> Adopted {
         }
     }
     adopted
+}
+
+/// Where the torn tails of adopted spool files are kept
+/// ([`keep_torn_tail`]).
+pub const TORN_TAILS: &str = "torn-tails.txt";
+
+/// A spool file's complete lines, and the bytes after its last newline.
+/// Every commit ends with a newline, so bytes after the last one are a
+/// commit cut short: a SIGKILL during its `write` (Linux stops a write to
+/// a regular file between pages when a fatal signal is pending).
+fn split_torn_tail(text: &str) -> (&str, &str) {
+    let end = text.rfind('\n').map_or(0, |i| i + 1);
+    text.split_at(end)
+}
+
+/// Appends a torn tail to `spool/torn-tails.txt` (0600) and says so.
+///
+/// A torn tail is not an event: a sealed line cut short cannot be
+/// verified, and the commit it belonged to never finished, so no
+/// fail-closed call went ahead on its strength and the calls of a
+/// fail-open one were answered within the loss window. It is not
+/// delivered (the daemon would refuse it and it would be mistaken for a
+/// refused event in `rejected.jsonl`), but it is kept for a person to
+/// look at, as the journal keeps its own torn tails in `quarantine/`.
+fn keep_torn_tail(spool_dir: &Path, from: &Path, torn: &str) {
+    let kept = spool_dir.join(TORN_TAILS);
+    let saved = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&kept)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{torn}\n").as_bytes()));
+    match saved {
+        Ok(()) => {
+            tracing::warn!(spool = %from.display(), bytes = torn.len(), kept = %kept.display(), "a spool left by a process that is gone ends in a write cut short (a kill mid-commit); those bytes are not an event and are kept aside, not delivered")
+        }
+        Err(e) => {
+            tracing::error!(spool = %from.display(), bytes = torn.len(), error = %e, "a spool left by a process that is gone ends in a write cut short; its bytes could not be kept aside and are not delivered")
+        }
+    }
 }
 
 /// Opens (creates, 0600) the spool file for appending.
@@ -774,6 +821,7 @@ impl intentproof_mcp::sink::StdioSink for Shipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A pid no process has now (one that ran and was reaped).
     fn dead_pid() -> u32 {
@@ -789,6 +837,30 @@ mod tests {
         assert_eq!(spool_owner(Path::new("s/inst_A.42.adopted-7")), Some(7));
         assert_eq!(spool_owner(Path::new("s/rejected.jsonl")), None);
         assert_eq!(spool_owner(Path::new("s/inst_A.42.tmp")), None);
+    }
+
+    #[test]
+    fn a_torn_tail_is_kept_aside_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path();
+        let gone = dead_pid();
+        std::fs::write(
+            spool.join(format!("inst_a.{gone}.jsonl")),
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":",
+        )
+        .unwrap();
+        std::fs::write(spool.join(format!("inst_b.{gone}.jsonl")), "{\"b\"").unwrap();
+        let adopted = adopt_orphans(spool, Path::new(""));
+        assert_eq!(adopted.lines, ["{\"a\":1}", "{\"a\":2}"]);
+        assert_eq!(adopted.claimed.len(), 2);
+        let kept = spool.join(TORN_TAILS);
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "{\"a\":\n{\"b\"\n");
+        assert_eq!(
+            std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(split_torn_tail(""), ("", ""));
+        assert_eq!(split_torn_tail("x\n"), ("x\n", ""));
     }
 
     #[test]
