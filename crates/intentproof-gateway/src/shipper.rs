@@ -15,8 +15,11 @@
 //! - **Delivery** (a task) takes what was committed and posts it to the
 //!   daemon's `POST /v1/events:batch`, up to [`DELIVERY_BATCH`] lines a
 //!   request, retrying with backoff while the daemon is unreachable
-//!   (starting it when none answers). Once everything written is
-//!   delivered, the spool thread empties the file.
+//!   (starting it when none answers). It holds at most
+//!   [`DELIVERY_MEMORY_LINES`] lines in memory; past that, lines wait in
+//!   the spool file only and are read back from it in order ([`Backlog`]),
+//!   so a gateway whose daemon stays down keeps its memory flat. Once
+//!   everything written is delivered, the spool thread empties the file.
 //!
 //! # What survives a crash
 //!
@@ -55,6 +58,8 @@
 //! `trusted-keys/` and registering it with a running daemon.
 
 use std::collections::VecDeque;
+use std::io::{BufRead, Read, Seek};
+use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::RecvTimeoutError;
@@ -100,6 +105,10 @@ pub const DELIVERY_BATCH: usize = 512;
 pub const DELIVERY_QUIET: Duration = Duration::from_millis(20);
 /// ...or once this many wait, however busy the relay is.
 pub const DELIVER_EARLY_AT: usize = 4096;
+/// Most committed lines delivery holds in memory; past it they wait in the
+/// spool file only and are read back from it ([`Backlog`]), so a gateway
+/// whose daemon is down for hours keeps its memory flat.
+pub const DELIVERY_MEMORY_LINES: usize = 2 * DELIVER_EARLY_AT;
 
 /// What the spool thread is handed.
 enum Spooled {
@@ -117,7 +126,9 @@ enum Spooled {
 
 /// What delivery is handed.
 enum ToDeliver {
-    Lines(Vec<String>),
+    /// Committed lines, and where in the spool file they are (byte
+    /// offsets); `None` when they could not be written.
+    Lines(Vec<String>, Option<Range<u64>>),
     Finish(Duration, oneshot::Sender<usize>),
 }
 
@@ -130,6 +141,12 @@ pub struct Shipper {
 impl Shipper {
     /// Creates this process's instance key, trusts it, and starts the task.
     pub fn start(config: ShipperConfig) -> Result<Shipper, String> {
+        Shipper::start_with(config, DELIVERY_MEMORY_LINES)
+    }
+
+    /// [`Shipper::start`], delivery holding at most `memory_lines` lines in
+    /// memory.
+    fn start_with(config: ShipperConfig, memory_lines: usize) -> Result<Shipper, String> {
         let key = InstanceKey::generate().map_err(|e| e.to_string())?;
         config
             .data_dir
@@ -146,10 +163,15 @@ impl Shipper {
         let (sender, receiver) = std::sync::mpsc::channel();
         let (to_delivery, delivery_receiver) = mpsc::unbounded_channel();
         let adopted = adopt_orphans(&spool_dir, &spool);
+        let file = open_spool(&spool);
         let spool_thread = SpoolThread {
             sealer: Sealer::new(key.clone()),
             redactor: std::sync::Arc::clone(&config.redactor),
-            file: open_spool(&spool),
+            written: file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(0, |m| m.len()),
+            file,
             to_delivery,
             handed_over: 0,
             delivered: 0,
@@ -161,7 +183,7 @@ impl Shipper {
         tokio::spawn(deliver(
             config,
             key,
-            spool,
+            Backlog::new(spool, memory_lines),
             delivery_receiver,
             sender.clone(),
         ));
@@ -553,6 +575,8 @@ struct SpoolThread {
     /// the daemon: the file is emptied only when every one did.
     handed_over: usize,
     delivered: usize,
+    /// Bytes in the spool file: where the next commit starts.
+    written: u64,
 }
 
 /// What one commit gathered.
@@ -578,8 +602,8 @@ impl SpoolThread {
             // Adopted lines are this process's to deliver now: on its disk
             // first, and only then are the files they came from deleted.
             let on_disk = self.commit(&adopted.lines);
-            match on_disk {
-                Ok(()) => {
+            match &on_disk {
+                Ok(_) => {
                     for claimed in &adopted.claimed {
                         let _ = std::fs::remove_file(claimed);
                     }
@@ -589,7 +613,7 @@ impl SpoolThread {
                 }
             }
             if !adopted.lines.is_empty() {
-                self.hand_over(adopted.lines);
+                self.hand_over(adopted.lines, on_disk.ok());
             }
         }
         while let Ok(first) = receiver.recv() {
@@ -633,9 +657,9 @@ impl SpoolThread {
                     tracing::error!(error = %e, "events not on disk; they are still delivered");
                 }
                 for done in waiting {
-                    let _ = done.send(on_disk.clone());
+                    let _ = done.send(on_disk.clone().map(|_| ()));
                 }
-                self.hand_over(lines);
+                self.hand_over(lines, on_disk.ok());
             }
             if let Some((wait, done)) = finish {
                 let _ = self.to_delivery.send(ToDeliver::Finish(wait, done));
@@ -673,14 +697,16 @@ impl SpoolThread {
         }
     }
 
-    /// Passes committed (or uncommittable) lines on to delivery.
-    fn hand_over(&mut self, lines: Vec<String>) {
+    /// Passes committed (or uncommittable) lines on to delivery, with
+    /// where they are in the spool file.
+    fn hand_over(&mut self, lines: Vec<String>, at: Option<Range<u64>>) {
         self.handed_over += lines.len();
-        let _ = self.to_delivery.send(ToDeliver::Lines(lines));
+        let _ = self.to_delivery.send(ToDeliver::Lines(lines, at));
     }
 
-    /// Appends `lines` in one write and one `fdatasync`.
-    fn commit(&mut self, lines: &[String]) -> Result<(), String> {
+    /// Appends `lines` in one write and one `fdatasync`; returns where in
+    /// the file they are.
+    fn commit(&mut self, lines: &[String]) -> Result<Range<u64>, String> {
         let Some(file) = self.file.as_mut() else {
             return Err("the spool could not be opened".into());
         };
@@ -689,9 +715,19 @@ impl SpoolThread {
             bytes.extend_from_slice(line.as_bytes());
             bytes.push(b'\n');
         }
-        std::io::Write::write_all(file, &bytes)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| format!("cannot write the spool: {e}"))
+        let start = self.written;
+        match std::io::Write::write_all(file, &bytes).and_then(|()| file.sync_data()) {
+            Ok(()) => {
+                self.written += bytes.len() as u64;
+                Ok(start..self.written)
+            }
+            Err(e) => {
+                // Part of it may be in the file: later commits start at
+                // its real end.
+                self.written = file.metadata().map_or(self.written, |m| m.len());
+                Err(format!("cannot write the spool: {e}"))
+            }
+        }
     }
 
     /// Everything written was delivered: the file starts over.
@@ -701,15 +737,171 @@ impl SpoolThread {
         {
             self.handed_over = 0;
             self.delivered = 0;
+            self.written = 0;
         }
     }
+}
+
+/// Committed lines waiting for the daemon, oldest first: in memory up to
+/// a bound, then only in the spool file, read back from it in order.
+///
+/// The lines past the bound form one run of the file (byte offsets) that
+/// grows with each commit until it is delivered. The spool thread empties
+/// the file only once every line handed over was delivered, so the
+/// offsets of a pending run stay valid. Lines a failed write left out of
+/// the file (rare: a full or failing disk) exist nowhere else: they stay
+/// in memory, after the run, up to four times the bound; past that they
+/// are dropped with an error naming how many.
+struct Backlog {
+    spool: PathBuf,
+    max_memory: usize,
+    memory: VecDeque<String>,
+    /// The run of the spool file whose lines are not in memory, and how
+    /// many lines it holds.
+    file: Option<(Range<u64>, usize)>,
+    /// Lines not on disk that came while a run was pending.
+    after_file: VecDeque<String>,
+}
+
+/// The next batch to post, and where it came from.
+struct Batch {
+    lines: Vec<String>,
+    /// Bytes of the spool file it covers (0 from memory).
+    file_bytes: u64,
+}
+
+impl Backlog {
+    fn new(spool: PathBuf, max_memory: usize) -> Backlog {
+        Backlog {
+            spool,
+            max_memory: max_memory.max(1),
+            memory: VecDeque::new(),
+            file: None,
+            after_file: VecDeque::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.memory.len() + self.file.as_ref().map_or(0, |(_, n)| *n) + self.after_file.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes a commit's lines, `at` where they are in the spool file.
+    fn push(&mut self, lines: Vec<String>, at: Option<Range<u64>>) {
+        match (&mut self.file, at) {
+            (Some((run, n)), Some(at)) => {
+                run.end = at.end;
+                *n += lines.len();
+            }
+            (None, Some(at)) if self.memory.len() + lines.len() > self.max_memory => {
+                tracing::info!(
+                    waiting = self.memory.len() + lines.len(),
+                    "the daemon is behind: further spooled events wait in the spool file only"
+                );
+                self.file = Some((at, lines.len()));
+            }
+            (Some(_), None) => self.after_file.extend(lines),
+            (None, _) => self.memory.extend(lines),
+        }
+        let kept = self.memory.len() + self.after_file.len();
+        let over = kept.saturating_sub(4 * self.max_memory);
+        if over > 0 {
+            // Neither the spool nor the daemon took them.
+            tracing::error!(
+                lost = over,
+                "events that could not be written to the spool were dropped: the daemon is unreachable and memory for them is full"
+            );
+            let from_after = over.min(self.after_file.len());
+            self.after_file.drain(..from_after);
+            self.memory
+                .drain(..(over - from_after).min(self.memory.len()));
+        }
+    }
+
+    /// The next batch: from memory, else read from the spool file's run,
+    /// else what came after the run.
+    fn next_batch(&self) -> Result<Batch, String> {
+        if let Some(lines) = take_batch(&self.memory) {
+            return Ok(Batch {
+                lines,
+                file_bytes: 0,
+            });
+        }
+        if let Some((run, _)) = &self.file {
+            return self.read_run(run);
+        }
+        Ok(Batch {
+            lines: take_batch(&self.after_file).unwrap_or_default(),
+            file_bytes: 0,
+        })
+    }
+
+    /// Up to [`DELIVERY_BATCH`] lines from the start of `run`.
+    fn read_run(&self, run: &Range<u64>) -> Result<Batch, String> {
+        let why =
+            |e: std::io::Error| format!("cannot read back the spool {}: {e}", self.spool.display());
+        let mut file = std::fs::File::open(&self.spool).map_err(why)?;
+        file.seek(std::io::SeekFrom::Start(run.start))
+            .map_err(why)?;
+        let mut reader = std::io::BufReader::new(file.take(run.end - run.start));
+        let mut batch = Batch {
+            lines: Vec::new(),
+            file_bytes: 0,
+        };
+        let mut line = Vec::new();
+        while batch.lines.len() < DELIVERY_BATCH {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line).map_err(why)?;
+            if read == 0 {
+                break;
+            }
+            batch.file_bytes += read as u64;
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches('\n');
+            if !text.trim().is_empty() {
+                batch.lines.push(text.to_owned());
+            }
+        }
+        if batch.file_bytes == 0 {
+            return Err(format!(
+                "the spool {} is shorter than what was written to it",
+                self.spool.display()
+            ));
+        }
+        Ok(batch)
+    }
+
+    /// `batch` reached the daemon.
+    fn delivered(&mut self, batch: &Batch) {
+        let n = batch.lines.len();
+        if !self.memory.is_empty() {
+            self.memory.drain(..n.min(self.memory.len()));
+        } else if let Some((run, left)) = &mut self.file {
+            run.start += batch.file_bytes;
+            *left = left.saturating_sub(n);
+            if run.start >= run.end {
+                self.file = None;
+                self.memory = std::mem::take(&mut self.after_file);
+            }
+        } else {
+            self.after_file.drain(..n.min(self.after_file.len()));
+        }
+    }
+}
+
+/// The first [`DELIVERY_BATCH`] lines of `lines`, if any.
+fn take_batch(lines: &VecDeque<String>) -> Option<Vec<String>> {
+    (!lines.is_empty()).then(|| lines.iter().take(DELIVERY_BATCH).cloned().collect())
 }
 
 /// The delivery stage: committed lines to the daemon, in order, in batches.
 async fn deliver(
     config: ShipperConfig,
     key: InstanceKey,
-    spool: PathBuf,
+    mut backlog: Backlog,
     mut receiver: mpsc::UnboundedReceiver<ToDeliver>,
     spool_thread: std::sync::mpsc::Sender<Spooled>,
 ) {
@@ -724,11 +916,10 @@ async fn deliver(
         last_autostart: None,
         key,
     };
-    let mut queue: VecDeque<String> = VecDeque::new();
     let mut backoff = Duration::from_millis(100);
     let mut finishing: Option<(Instant, oneshot::Sender<usize>)> = None;
     loop {
-        let message = if queue.is_empty() && finishing.is_none() {
+        let message = if backlog.is_empty() && finishing.is_none() {
             match receiver.recv().await {
                 Some(message) => Some(message),
                 None => return,
@@ -740,7 +931,7 @@ async fn deliver(
         loop {
             while let Some(message) = next.take() {
                 match message {
-                    ToDeliver::Lines(lines) => queue.extend(lines),
+                    ToDeliver::Lines(lines, at) => backlog.push(lines, at),
                     ToDeliver::Finish(wait, done) => {
                         finishing = Some((Instant::now() + wait, done));
                     }
@@ -750,7 +941,7 @@ async fn deliver(
             // The lines are durable in the spool: deliver once the relay
             // has been quiet for a moment (or a lot is waiting), so that
             // the daemon's ingest does not take the cores from calls.
-            if finishing.is_some() || queue.len() >= DELIVER_EARLY_AT {
+            if finishing.is_some() || backlog.len() >= DELIVER_EARLY_AT {
                 break;
             }
             match tokio::time::timeout(DELIVERY_QUIET, receiver.recv()).await {
@@ -758,23 +949,30 @@ async fn deliver(
                 Ok(None) | Err(_) => break,
             }
         }
-        while !queue.is_empty() {
-            let batch: Vec<String> = queue.iter().take(DELIVERY_BATCH).cloned().collect();
-            match delivery.post(&batch).await {
-                Posted::Done => {
-                    queue.drain(..batch.len());
-                    let _ = spool_thread.send(Spooled::Delivered(batch.len()));
-                    backoff = Duration::from_millis(100);
+        while !backlog.is_empty() {
+            let posted = match backlog.next_batch() {
+                Ok(batch) => match delivery.post(&batch.lines).await {
+                    Posted::Done => {
+                        backlog.delivered(&batch);
+                        let _ = spool_thread.send(Spooled::Delivered(batch.lines.len()));
+                        backoff = Duration::from_millis(100);
+                        Ok(())
+                    }
+                    Posted::Retry(why) => Err(why),
+                },
+                Err(why) => {
+                    tracing::error!(reason = %why, "spooled events cannot be read back; retrying");
+                    Err(why)
                 }
-                Posted::Retry(why) => {
-                    tracing::debug!(reason = %why, "daemon not reachable; events stay spooled");
-                    break;
-                }
+            };
+            if let Err(why) = posted {
+                tracing::debug!(reason = %why, "daemon not reachable; events stay spooled");
+                break;
             }
             // What came meanwhile joins the next request.
             while let Ok(message) = receiver.try_recv() {
                 match message {
-                    ToDeliver::Lines(lines) => queue.extend(lines),
+                    ToDeliver::Lines(lines, at) => backlog.push(lines, at),
                     ToDeliver::Finish(wait, done) => {
                         finishing = Some((Instant::now() + wait, done));
                     }
@@ -782,17 +980,17 @@ async fn deliver(
             }
         }
         if let Some((deadline, _)) = &finishing
-            && (queue.is_empty() || Instant::now() >= *deadline)
+            && (backlog.is_empty() || Instant::now() >= *deadline)
         {
             if let Some((_, done)) = finishing.take() {
-                if queue.is_empty() {
-                    let _ = std::fs::remove_file(&spool);
+                if backlog.is_empty() {
+                    let _ = std::fs::remove_file(&backlog.spool);
                 }
-                let _ = done.send(queue.len());
+                let _ = done.send(backlog.len());
             }
             return;
         }
-        if !queue.is_empty() {
+        if !backlog.is_empty() {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
@@ -837,6 +1035,139 @@ mod tests {
         assert_eq!(spool_owner(Path::new("s/inst_A.42.adopted-7")), Some(7));
         assert_eq!(spool_owner(Path::new("s/rejected.jsonl")), None);
         assert_eq!(spool_owner(Path::new("s/inst_A.42.tmp")), None);
+    }
+
+    /// Lines `0..n` as a spool would hold them, with their offsets.
+    fn spooled(spool: &Path, n: usize) -> Vec<(String, Range<u64>)> {
+        let mut text = String::new();
+        let mut lines = Vec::new();
+        for i in 0..n {
+            let line = format!("{{\"n\":{i}}}");
+            let start = text.len() as u64;
+            text.push_str(&line);
+            text.push('\n');
+            lines.push((line, start..text.len() as u64));
+        }
+        std::fs::write(spool, text).unwrap();
+        lines
+    }
+
+    #[test]
+    fn past_its_bound_the_backlog_reads_lines_back_from_the_spool_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("inst.1.jsonl");
+        let lines = spooled(&spool, 1200);
+        let mut backlog = Backlog::new(spool.clone(), 8);
+        // Commits of 3 lines each, plus one a failed write kept off disk.
+        for commit in lines.chunks(3) {
+            let at = commit[0].1.start..commit[commit.len() - 1].1.end;
+            backlog.push(commit.iter().map(|(l, _)| l.clone()).collect(), Some(at));
+        }
+        backlog.push(vec!["off-disk".to_owned()], None);
+        assert_eq!(backlog.memory.len(), 6, "two commits fit under 8");
+        assert_eq!(backlog.file.as_ref().map(|(_, n)| *n), Some(1194));
+        assert_eq!(backlog.after_file.len(), 1);
+        assert_eq!(backlog.len(), 1201);
+
+        let mut out = Vec::new();
+        let mut sizes = Vec::new();
+        while !backlog.is_empty() {
+            let batch = backlog.next_batch().unwrap();
+            sizes.push(batch.lines.len());
+            out.extend(batch.lines.iter().cloned());
+            backlog.delivered(&batch);
+        }
+        let mut expected: Vec<String> = lines.into_iter().map(|(l, _)| l).collect();
+        expected.push("off-disk".to_owned());
+        assert_eq!(out, expected);
+        assert_eq!(
+            sizes,
+            [
+                6,
+                DELIVERY_BATCH,
+                DELIVERY_BATCH,
+                1194 - 2 * DELIVERY_BATCH,
+                1
+            ]
+        );
+        assert!(backlog.file.is_none());
+    }
+
+    #[test]
+    fn lines_kept_off_disk_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut backlog = Backlog::new(dir.path().join("none.jsonl"), 2);
+        for i in 0..10 {
+            backlog.push(vec![format!("l{i}")], None);
+        }
+        // Four times the bound; the oldest are dropped.
+        assert_eq!(
+            backlog.memory,
+            ["l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"]
+        );
+    }
+
+    /// A stand-in daemon: 503 while `down`, else stores every line and
+    /// remembers the actions it got, in order.
+    async fn stand_in_daemon(
+        down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        got: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> String {
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        let batch = move |body: String| async move {
+            if down.load(std::sync::atomic::Ordering::SeqCst) {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            }
+            let mut results = Vec::new();
+            for (i, line) in body.lines().enumerate() {
+                let event: serde_json::Value = serde_json::from_str(line).unwrap();
+                got.lock()
+                    .unwrap()
+                    .push(event["action"].as_str().unwrap().to_owned());
+                results.push(serde_json::json!({"line": i + 1, "status": 202}));
+            }
+            axum::Json(serde_json::json!({ "results": results })).into_response()
+        };
+        let app = axum::Router::new().route("/v1/events:batch", axum::routing::post(batch));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_daemon_back_after_a_long_outage_gets_every_event_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path().join("data"));
+        data_dir.ensure_private().unwrap();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let url = stand_in_daemon(down.clone(), got.clone()).await;
+        let config = ShipperConfig {
+            redactor: std::sync::Arc::new(data_dir.redactor(None).unwrap()),
+            data_dir,
+            server: Some(url),
+            autostart: None,
+            ingest_token: None,
+        };
+        let shipper = Shipper::start_with(config, 16).unwrap();
+        let actions: Vec<String> = (0..300).map(|i| format!("t.{i:03}")).collect();
+        for (i, action) in actions.iter().enumerate() {
+            shipper.send(ExecutionEvent::builder("outage", action).build());
+            if i % 50 == 49 {
+                // Several commits, delivery retrying in between.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(got.lock().unwrap().is_empty());
+        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(shipper.finish(Duration::from_secs(30)).await, 0);
+        assert_eq!(*got.lock().unwrap(), actions);
+        let spool = dir.path().join("data/spool");
+        let left: Vec<_> = std::fs::read_dir(&spool).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
