@@ -17,7 +17,7 @@
 //!   request, retrying with backoff while the daemon is unreachable
 //!   (starting it when none answers). It holds at most
 //!   [`DELIVERY_MEMORY_LINES`] lines in memory; past that, lines wait in
-//!   the spool file only and are read back from it in order ([`Backlog`]),
+//!   the spool file only and are read back from it in order (`Backlog`),
 //!   so a gateway whose daemon stays down keeps its memory flat. Once
 //!   everything written is delivered, the spool thread empties the file.
 //!
@@ -106,7 +106,7 @@ pub const DELIVERY_QUIET: Duration = Duration::from_millis(20);
 /// ...or once this many wait, however busy the relay is.
 pub const DELIVER_EARLY_AT: usize = 4096;
 /// Most committed lines delivery holds in memory; past it they wait in the
-/// spool file only and are read back from it ([`Backlog`]), so a gateway
+/// spool file only and are read back from it (`Backlog`), so a gateway
 /// whose daemon is down for hours keeps its memory flat.
 pub const DELIVERY_MEMORY_LINES: usize = 2 * DELIVER_EARLY_AT;
 
