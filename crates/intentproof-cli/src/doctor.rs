@@ -120,7 +120,9 @@ fn check_private_file(report: &mut Report, what: &'static str, path: &Path, how_
 }
 
 fn check_config(report: &mut Report, path: &Path) {
-    let config = match Config::from_file(path) {
+    // As `serve` reads it: the file, then the INTENTPROOF_* environment.
+    let config = match Config::from_file(path).and_then(|c| c.apply_env(|n| std::env::var(n).ok()))
+    {
         Ok(config) => config,
         Err(e) => {
             report.fail(
@@ -149,6 +151,13 @@ fn check_config(report: &mut Report, path: &Path) {
                 config.listen
             ),
             "set ingest_token (or INTENTPROOF_INGEST_TOKEN), or listen on 127.0.0.1",
+        );
+    }
+    if let Some(problem) = config.mcp_token_problem() {
+        report.fail(
+            "config",
+            problem,
+            "`intentproof serve` refuses this config until then",
         );
     }
     if let Some(policy) = &config.redaction_policy {

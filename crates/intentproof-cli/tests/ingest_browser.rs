@@ -369,6 +369,25 @@ fn serve_refuses_mcp_servers_beyond_loopback_without_an_mcp_token() {
         !temp.path().join("data").exists(),
         "refused before the data dir"
     );
+    // doctor names the same problem, with the same words.
+    let mut doctor = Command::new(BIN);
+    clean_env(&mut doctor)
+        .args(["doctor", "--config"])
+        .arg(&config)
+        .env("INTENTPROOF_LISTEN", "0.0.0.0:0")
+        .env_remove("INTENTPROOF_MCP_TOKEN");
+    let output = common::run_bounded(
+        doctor.stdin(Stdio::null()),
+        "doctor on the same config",
+        std::time::Duration::from_secs(60),
+    );
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.lines().any(|l| l
+            == "✗ config              listening on 0.0.0.0:0 (not loopback) with MCP servers configured needs an MCP token: set mcp_token in the config (or INTENTPROOF_MCP_TOKEN), or listen on 127.0.0.1"),
+        "{report}"
+    );
     // With the token it starts.
     cmd.env("INTENTPROOF_MCP_TOKEN", "mcp-secret")
         .stdout(Stdio::null())

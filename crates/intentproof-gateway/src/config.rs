@@ -219,6 +219,18 @@ impl Config {
         Ok(config)
     }
 
+    /// Why this config must not be served as it is: MCP servers reachable
+    /// beyond loopback with no MCP token (anyone who can reach the address
+    /// could run their tools). `serve` refuses to start on it and
+    /// `doctor` reports it, with this message.
+    pub fn mcp_token_problem(&self) -> Option<String> {
+        (!self.mcp.servers.is_empty() && self.mcp_token.is_none() && !self.listen.ip().is_loopback())
+            .then(|| format!(
+                "listening on {} (not loopback) with MCP servers configured needs an MCP token: set mcp_token in the config (or INTENTPROOF_MCP_TOKEN), or listen on 127.0.0.1",
+                self.listen
+            ))
+    }
+
     /// Reads a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -222,14 +222,8 @@ async fn serve_with(
     let policies = Arc::new(load_policies(&config.verification_policies)?);
     // Before anything starts: anyone who can reach a non-loopback address
     // could drive the MCP servers (run their tools) without a token.
-    if !config.mcp.servers.is_empty()
-        && config.mcp_token.is_none()
-        && !config.listen.ip().is_loopback()
-    {
-        return Err(ServeError::Other(format!(
-            "listening on {} (not loopback) with MCP servers configured needs an MCP token: set mcp_token in the config (or INTENTPROOF_MCP_TOKEN), or listen on 127.0.0.1",
-            config.listen
-        )));
+    if let Some(problem) = config.mcp_token_problem() {
+        return Err(ServeError::Other(problem));
     }
     let data_dir = DataDir::new(&config.data_dir);
     let daemon_key = data_dir.ensure()?;
