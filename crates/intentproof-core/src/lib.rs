@@ -21,6 +21,9 @@
 //!   - [`merkle`]: RFC 6962 / 9162 tree hashes, inclusion and consistency
 //!     proofs, and the bundle's `event_merkle_root`;
 //!   - [`schema`]: validation against the spec's embedded JSON Schemas.
+//! - [`backoff`]: the one retry schedule (exponential, jittered, honouring
+//!   `Retry-After`) of every loop in IntentProof that retries over the
+//!   network; it computes waits, it never sleeps.
 //!
 //! What it does **not** do: it starts no threads, opens no sockets, and knows
 //! nothing about tokio, HTTP or storage (the one file it writes is an
@@ -44,6 +47,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod canon;
 pub mod checkpoint;
 mod event;

@@ -129,11 +129,20 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(json!({"error": self.message, "reason": self.reason})),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // A full write queue drains within a second or so; senders
+            // (the gateways' delivery, SDKs) wait at least this long.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -1208,4 +1217,23 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Resp
     require_token(&state, &headers)?;
     let text = state.metrics.render(state.store.tree_size());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_503_tells_the_sender_when_to_retry_and_other_errors_do_not() {
+        let busy =
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "full").into_response();
+        assert_eq!(
+            busy.headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let bad = ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "bad").into_response();
+        assert!(bad.headers().get(axum::http::header::RETRY_AFTER).is_none());
+    }
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use intentproof_core::backoff::{Backoff, parse_retry_after};
 use intentproof_store::Store;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Notify, watch};
@@ -52,7 +53,7 @@ pub async fn run(
             return;
         }
     };
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {
         if *stop.borrow() {
             return;
@@ -97,7 +98,7 @@ pub async fn run(
         match sent {
             Ok(response) if response.status().is_success() => {
                 metrics.exported(true);
-                backoff = Duration::from_millis(200);
+                backoff.reset();
                 let cursor_store = Arc::clone(&store);
                 let name = config.name.clone();
                 if let Ok(Err(e)) =
@@ -109,16 +110,23 @@ pub async fn run(
             }
             failed => {
                 metrics.exported(false);
-                let why = match failed {
-                    Ok(response) => format!("HTTP {}", response.status()),
-                    Err(e) => e.without_url().to_string(),
+                let (why, retry_after) = match failed {
+                    Ok(response) => (
+                        format!("HTTP {}", response.status()),
+                        response
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
+                    ),
+                    Err(e) => (e.without_url().to_string(), None),
                 };
-                tracing::warn!(exporter = %config.name, record = cursor, error = %why, retry_in_ms = backoff.as_millis() as u64, "exporter delivery failed; will retry");
+                let wait = backoff.next_wait(retry_after);
+                tracing::warn!(exporter = %config.name, record = cursor, error = %why, retry_in_ms = wait.as_millis() as u64, "exporter delivery failed; will retry");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     }

@@ -66,6 +66,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use intentproof_core::ExecutionEvent;
+use intentproof_core::backoff::{Backoff, parse_retry_after};
 use intentproof_core::keys::InstanceKey;
 use intentproof_core::seal::Sealer;
 use tokio::sync::{mpsc, oneshot};
@@ -240,8 +241,9 @@ struct Delivery {
 enum Posted {
     /// Stored, duplicate, or refused for good (logged): done with it.
     Done,
-    /// The daemon is not reachable (or overloaded): keep it and retry.
-    Retry(String),
+    /// The daemon is not reachable (or overloaded): keep it and retry,
+    /// not before the daemon's `Retry-After` if it sent one.
+    Retry(String, Option<Duration>),
 }
 
 impl Delivery {
@@ -313,13 +315,13 @@ impl Delivery {
             Ok(true) => {}
             Ok(false) => {
                 self.autostart();
-                return Posted::Retry(format!("the daemon at {url} serves another data dir"));
+                return Posted::Retry(format!("the daemon at {url} serves another data dir"), None);
             }
             Err(e) => {
                 if e.is_connect() {
                     self.autostart();
                 }
-                return Posted::Retry(e.without_url().to_string());
+                return Posted::Retry(e.without_url().to_string(), None);
             }
         }
         self.register().await;
@@ -350,13 +352,18 @@ impl Delivery {
                 if e.is_connect() {
                     self.autostart();
                 }
-                return Posted::Retry(e.without_url().to_string());
+                return Posted::Retry(e.without_url().to_string(), None);
             }
         };
         let status = response.status();
         if status.as_u16() == 503 {
             // Stored lines come back as duplicates when the batch is re-sent.
-            return Posted::Retry("daemon overloaded".into());
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            return Posted::Retry("daemon overloaded".into(), retry_after);
         }
         let body = response.text().await.unwrap_or_default();
         let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
@@ -916,7 +923,8 @@ async fn deliver(
         last_autostart: None,
         key,
     };
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let mut retry_after = None;
     let mut finishing: Option<(Instant, oneshot::Sender<usize>)> = None;
     loop {
         let message = if backlog.is_empty() && finishing.is_none() {
@@ -955,10 +963,13 @@ async fn deliver(
                     Posted::Done => {
                         backlog.delivered(&batch);
                         let _ = spool_thread.send(Spooled::Delivered(batch.lines.len()));
-                        backoff = Duration::from_millis(100);
+                        backoff.reset();
                         Ok(())
                     }
-                    Posted::Retry(why) => Err(why),
+                    Posted::Retry(why, asked) => {
+                        retry_after = asked;
+                        Err(why)
+                    }
                 },
                 Err(why) => {
                     tracing::error!(reason = %why, "spooled events cannot be read back; retrying");
@@ -991,8 +1002,7 @@ async fn deliver(
             return;
         }
         if !backlog.is_empty() {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(backoff.next_wait(retry_after.take())).await;
         }
     }
 }

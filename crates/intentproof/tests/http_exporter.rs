@@ -113,6 +113,28 @@ async fn a_500_is_retried_and_then_succeeds() {
     );
 }
 
+/// A collector's `Retry-After` is waited out, however short the
+/// configured backoff (the wait is a lower bound: a slow machine only
+/// makes it longer).
+#[tokio::test]
+async fn a_503_with_retry_after_is_retried_no_sooner_than_it_asks() {
+    let collector = Collector::start(vec![Reply::RetryAfter(503, 1)]).await;
+    let http = HttpExporter::new(HttpExporterConfig {
+        backoff: Duration::from_millis(1),
+        ..HttpExporterConfig::new(&collector.url)
+    })
+    .unwrap();
+    let (client, _memory, failures) = client_with(http);
+    call_once(&client);
+    client.flush().await;
+
+    let received = collector.received();
+    assert_eq!(received.len(), 2, "503 with Retry-After: 1, then 202");
+    let gap = received[1].at.duration_since(received[0].at);
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    assert!(failures.lock().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn retries_give_up_after_max_retries_and_report_the_status() {
     let collector = Collector::start(vec![Reply::Status(500); 5]).await;

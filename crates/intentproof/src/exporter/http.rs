@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intentproof_core::ExecutionEvent;
+use intentproof_core::backoff::{Backoff, parse_retry_after};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
@@ -35,8 +36,10 @@ pub struct HttpExporterConfig {
     /// Retries after the first attempt, for 5xx, 429, timeouts and
     /// connection errors. Other 4xx answers are not retried. Default 3.
     pub max_retries: u32,
-    /// Wait before the first retry; doubles each retry, capped at 5 s.
-    /// Default 200 ms.
+    /// Wait before the first retry; doubles each retry, capped at 5 s,
+    /// with jitter (each wait is between half and all of its step), or
+    /// longer when the collector's `Retry-After` asks for it
+    /// ([`intentproof_core::backoff`]). Default 200 ms.
     pub backoff: Duration,
     /// What the default body looks like. Default [`BodyFormat::Envelope`].
     pub format: BodyFormat,
@@ -259,6 +262,7 @@ impl Inner {
     async fn post(&self, body: Vec<u8>) -> Result<(), ExportError> {
         let url = &self.config.url;
         let mut attempts = 0u32;
+        let mut backoff = Backoff::new(self.config.backoff, Duration::from_secs(5));
         loop {
             attempts += 1;
             let sent = self
@@ -269,10 +273,16 @@ impl Inner {
                 .body(body.clone())
                 .send()
                 .await;
+            let mut retry_after = None;
             let failure = match sent {
                 Ok(response) if response.status().is_success() => return Ok(()),
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
                     let failure = ExportError::HttpStatus {
                         url: url.clone(),
                         status,
@@ -297,13 +307,7 @@ impl Inner {
             if attempts > self.config.max_retries {
                 return Err(failure);
             }
-            let exponent = attempts.saturating_sub(1).min(16);
-            let wait = self
-                .config
-                .backoff
-                .saturating_mul(1u32 << exponent)
-                .min(Duration::from_secs(5));
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(backoff.next_wait(retry_after)).await;
         }
     }
 }

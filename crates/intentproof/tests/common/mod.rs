@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// How the collector answers one request.
@@ -22,6 +24,8 @@ pub enum Reply {
     Status(u16),
     /// Waits this long, then answers 202.
     Delay(Duration),
+    /// This status with `Retry-After: <seconds>`.
+    RetryAfter(u16, u64),
 }
 
 #[derive(Clone, Default)]
@@ -50,18 +54,27 @@ impl Collector {
             axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
                 let state = app_state.clone();
                 async move {
+                    use axum::response::IntoResponse;
                     state.received.lock().unwrap().push(Received {
                         headers,
                         body: body.to_vec(),
+                        at: std::time::Instant::now(),
                     });
                     let reply = state.script.lock().unwrap().pop_front();
                     match reply {
-                        Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap(),
+                        Some(Reply::Status(code)) => {
+                            StatusCode::from_u16(code).unwrap().into_response()
+                        }
+                        Some(Reply::RetryAfter(code, seconds)) => (
+                            StatusCode::from_u16(code).unwrap(),
+                            [("retry-after", seconds.to_string())],
+                        )
+                            .into_response(),
                         Some(Reply::Delay(wait)) => {
                             tokio::time::sleep(wait).await;
-                            StatusCode::ACCEPTED
+                            StatusCode::ACCEPTED.into_response()
                         }
-                        None => StatusCode::ACCEPTED,
+                        None => StatusCode::ACCEPTED.into_response(),
                     }
                 }
             }),
