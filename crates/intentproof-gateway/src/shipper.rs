@@ -1180,6 +1180,53 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
     }
 
+    /// A daemon that asks for time (503 with `Retry-After: 1`, as its
+    /// overloaded answers do) gets it; the gap is a lower bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delivery_waits_out_the_daemons_retry_after() {
+        use axum::response::IntoResponse;
+        let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = arrivals.clone();
+        let app = axum::Router::new().route(
+            "/v1/events:batch",
+            axum::routing::post(move |body: String| {
+                let sink = sink.clone();
+                async move {
+                    let mut arrivals = sink.lock().unwrap();
+                    arrivals.push(Instant::now());
+                    if arrivals.len() == 1 {
+                        let busy = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        return (busy, [("retry-after", "1")]).into_response();
+                    }
+                    let results: Vec<_> = (1..=body.lines().count())
+                        .map(|line| serde_json::json!({"line": line, "status": 202}))
+                        .collect();
+                    axum::Json(serde_json::json!({ "results": results })).into_response()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path().join("data"));
+        data_dir.ensure_private().unwrap();
+        let config = ShipperConfig {
+            redactor: std::sync::Arc::new(data_dir.redactor(None).unwrap()),
+            data_dir,
+            server: Some(url),
+            autostart: None,
+            ingest_token: None,
+        };
+        let shipper = Shipper::start(config).unwrap();
+        shipper.send(ExecutionEvent::builder("busy", "t.busy").build());
+        assert_eq!(shipper.finish(Duration::from_secs(30)).await, 0);
+        let arrivals = arrivals.lock().unwrap().clone();
+        assert_eq!(arrivals.len(), 2, "503, then the retry");
+        let gap = arrivals[1].duration_since(arrivals[0]);
+        assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    }
+
     #[test]
     fn a_torn_tail_is_kept_aside_not_adopted() {
         let dir = tempfile::tempdir().unwrap();

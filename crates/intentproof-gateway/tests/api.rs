@@ -557,6 +557,64 @@ async fn exporters_deliver_every_event_and_resume_from_their_cursor() {
     );
 }
 
+/// A collector that asks for time (429 with `Retry-After: 1`) gets it: the
+/// pump's retry comes no sooner, however short its own first step (200
+/// ms). The gap is a lower bound: a slow machine only makes it longer.
+#[tokio::test]
+async fn an_exporter_waits_out_the_collectors_retry_after() {
+    use axum::response::IntoResponse;
+    let arrivals = Arc::new(Mutex::new(Vec::<std::time::Instant>::new()));
+    let sink = arrivals.clone();
+    let app = axum::Router::new().route(
+        "/collect",
+        axum::routing::post(move || {
+            let sink = sink.clone();
+            async move {
+                let mut arrivals = sink.lock().unwrap();
+                arrivals.push(std::time::Instant::now());
+                if arrivals.len() == 1 {
+                    (
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", "1")],
+                    )
+                        .into_response()
+                } else {
+                    axum::http::StatusCode::OK.into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}/collect", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let f = start_with(|c| {
+        c.exporters = vec![ExporterConfig {
+            name: "slow".into(),
+            url: collector,
+            headers: Default::default(),
+            timeout_ms: 2000,
+        }];
+    })
+    .await;
+    let sealer = Sealer::new(sdk_key());
+    let (status, _) = f.post(bytes(&sealed(&sealer, "corr-ra", "a.b"))).await;
+    assert_eq!(status, 202);
+    for _ in 0..1000 {
+        if arrivals.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let arrivals = arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 2, "429, then the retry");
+    let gap = arrivals[1].duration_since(arrivals[0]);
+    assert!(
+        gap >= std::time::Duration::from_secs(1),
+        "retried after {gap:?}"
+    );
+}
+
 #[tokio::test]
 async fn configured_verification_policies_flag_violating_flows() {
     let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
