@@ -1117,6 +1117,21 @@ mod tests {
         );
     }
 
+    /// A fresh data dir, and a shipper config delivering to `url`.
+    fn config_for(url: String) -> (tempfile::TempDir, ShipperConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = DataDir::new(dir.path().join("data"));
+        data_dir.ensure_private().unwrap();
+        let config = ShipperConfig {
+            redactor: std::sync::Arc::new(data_dir.redactor(None).unwrap()),
+            data_dir,
+            server: Some(url),
+            autostart: None,
+            ingest_token: None,
+        };
+        (dir, config)
+    }
+
     /// A stand-in daemon: 503 while `down`, else stores every line and
     /// remembers the actions it got, in order.
     async fn stand_in_daemon(
@@ -1148,19 +1163,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_daemon_back_after_a_long_outage_gets_every_event_once_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = DataDir::new(dir.path().join("data"));
-        data_dir.ensure_private().unwrap();
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let url = stand_in_daemon(down.clone(), got.clone()).await;
-        let config = ShipperConfig {
-            redactor: std::sync::Arc::new(data_dir.redactor(None).unwrap()),
-            data_dir,
-            server: Some(url),
-            autostart: None,
-            ingest_token: None,
-        };
+        let (dir, config) = config_for(url);
         let shipper = Shipper::start_with(config, 16).unwrap();
         let actions: Vec<String> = (0..300).map(|i| format!("t.{i:03}")).collect();
         for (i, action) in actions.iter().enumerate() {
@@ -1208,16 +1214,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = DataDir::new(dir.path().join("data"));
-        data_dir.ensure_private().unwrap();
-        let config = ShipperConfig {
-            redactor: std::sync::Arc::new(data_dir.redactor(None).unwrap()),
-            data_dir,
-            server: Some(url),
-            autostart: None,
-            ingest_token: None,
-        };
+        let (_dir, config) = config_for(url);
         let shipper = Shipper::start(config).unwrap();
         shipper.send(ExecutionEvent::builder("busy", "t.busy").build());
         assert_eq!(shipper.finish(Duration::from_secs(30)).await, 0);
