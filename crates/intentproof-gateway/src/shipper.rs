@@ -749,32 +749,40 @@ impl SpoolThread {
     }
 }
 
-/// Committed lines waiting for the daemon, oldest first: in memory up to
-/// a bound, then only in the spool file, read back from it in order.
+/// Committed lines waiting for the daemon: in memory up to a bound, then
+/// only in the spool file, read back from it in order.
 ///
 /// The lines past the bound form one run of the file (byte offsets) that
 /// grows with each commit until it is delivered. The spool thread empties
 /// the file only once every line handed over was delivered, so the
 /// offsets of a pending run stay valid. Lines a failed write left out of
-/// the file (rare: a full or failing disk) exist nowhere else: they stay
-/// in memory, after the run, up to four times the bound; past that they
-/// are dropped with an error naming how many.
+/// the file (rare: a full or failing disk) exist nowhere else: they wait
+/// in a queue of their own, delivered last (the daemon takes a chain's
+/// events in any order), and past the bound the oldest are dropped with an
+/// error naming how many.
 struct Backlog {
     spool: PathBuf,
     max_memory: usize,
+    /// Lines that are in the spool file too, oldest first.
     memory: VecDeque<String>,
     /// The run of the spool file whose lines are not in memory, and how
     /// many lines it holds.
     file: Option<(Range<u64>, usize)>,
-    /// Lines not on disk that came while a run was pending.
-    after_file: VecDeque<String>,
+    /// Lines that are not in the spool file.
+    off_disk: VecDeque<String>,
 }
 
 /// The next batch to post, and where it came from.
 struct Batch {
     lines: Vec<String>,
-    /// Bytes of the spool file it covers (0 from memory).
-    file_bytes: u64,
+    from: Source,
+}
+
+enum Source {
+    Memory,
+    /// This many bytes from the start of the file's run.
+    File(u64),
+    OffDisk,
 }
 
 impl Backlog {
@@ -784,12 +792,12 @@ impl Backlog {
             max_memory: max_memory.max(1),
             memory: VecDeque::new(),
             file: None,
-            after_file: VecDeque::new(),
+            off_disk: VecDeque::new(),
         }
     }
 
     fn len(&self) -> usize {
-        self.memory.len() + self.file.as_ref().map_or(0, |(_, n)| *n) + self.after_file.len()
+        self.memory.len() + self.file.as_ref().map_or(0, |(_, n)| *n) + self.off_disk.len()
     }
 
     fn is_empty(&self) -> bool {
@@ -797,52 +805,53 @@ impl Backlog {
     }
 
     /// Takes a commit's lines, `at` where they are in the spool file.
-    fn push(&mut self, lines: Vec<String>, at: Option<Range<u64>>) {
-        match (&mut self.file, at) {
-            (Some((run, n)), Some(at)) => {
+    /// Returns how many lines not on disk it had to drop (to be counted as
+    /// done, so the spool file still empties).
+    fn push(&mut self, lines: Vec<String>, at: Option<Range<u64>>) -> usize {
+        let Some(at) = at else {
+            self.off_disk.extend(lines);
+            let over = self.off_disk.len().saturating_sub(self.max_memory);
+            if over > 0 {
+                tracing::error!(
+                    lost = over,
+                    "events that could not be written to the spool were dropped: the daemon is unreachable and memory for them is full"
+                );
+                self.off_disk.drain(..over);
+            }
+            return over;
+        };
+        match &mut self.file {
+            Some((run, n)) => {
                 run.end = at.end;
                 *n += lines.len();
             }
-            (None, Some(at)) if self.memory.len() + lines.len() > self.max_memory => {
+            None if self.memory.len() + lines.len() > self.max_memory => {
                 tracing::info!(
                     waiting = self.memory.len() + lines.len(),
                     "the daemon is behind: further spooled events wait in the spool file only"
                 );
                 self.file = Some((at, lines.len()));
             }
-            (Some(_), None) => self.after_file.extend(lines),
-            (None, _) => self.memory.extend(lines),
+            None => self.memory.extend(lines),
         }
-        let kept = self.memory.len() + self.after_file.len();
-        let over = kept.saturating_sub(4 * self.max_memory);
-        if over > 0 {
-            // Neither the spool nor the daemon took them.
-            tracing::error!(
-                lost = over,
-                "events that could not be written to the spool were dropped: the daemon is unreachable and memory for them is full"
-            );
-            let from_after = over.min(self.after_file.len());
-            self.after_file.drain(..from_after);
-            self.memory
-                .drain(..(over - from_after).min(self.memory.len()));
-        }
+        0
     }
 
     /// The next batch: from memory, else read from the spool file's run,
-    /// else what came after the run.
+    /// else the lines not on disk.
     fn next_batch(&self) -> Result<Batch, String> {
         if let Some(lines) = take_batch(&self.memory) {
             return Ok(Batch {
                 lines,
-                file_bytes: 0,
+                from: Source::Memory,
             });
         }
         if let Some((run, _)) = &self.file {
             return self.read_run(run);
         }
         Ok(Batch {
-            lines: take_batch(&self.after_file).unwrap_or_default(),
-            file_bytes: 0,
+            lines: take_batch(&self.off_disk).unwrap_or_default(),
+            from: Source::OffDisk,
         })
     }
 
@@ -854,47 +863,48 @@ impl Backlog {
         file.seek(std::io::SeekFrom::Start(run.start))
             .map_err(why)?;
         let mut reader = std::io::BufReader::new(file.take(run.end - run.start));
-        let mut batch = Batch {
-            lines: Vec::new(),
-            file_bytes: 0,
-        };
+        let (mut lines, mut bytes) = (Vec::new(), 0u64);
         let mut line = Vec::new();
-        while batch.lines.len() < DELIVERY_BATCH {
+        while lines.len() < DELIVERY_BATCH {
             line.clear();
             let read = reader.read_until(b'\n', &mut line).map_err(why)?;
             if read == 0 {
                 break;
             }
-            batch.file_bytes += read as u64;
+            bytes += read as u64;
             let text = String::from_utf8_lossy(&line);
             let text = text.trim_end_matches('\n');
             if !text.trim().is_empty() {
-                batch.lines.push(text.to_owned());
+                lines.push(text.to_owned());
             }
         }
-        if batch.file_bytes == 0 {
+        if bytes == 0 {
             return Err(format!(
                 "the spool {} is shorter than what was written to it",
                 self.spool.display()
             ));
         }
-        Ok(batch)
+        Ok(Batch {
+            lines,
+            from: Source::File(bytes),
+        })
     }
 
     /// `batch` reached the daemon.
     fn delivered(&mut self, batch: &Batch) {
         let n = batch.lines.len();
-        if !self.memory.is_empty() {
-            self.memory.drain(..n.min(self.memory.len()));
-        } else if let Some((run, left)) = &mut self.file {
-            run.start += batch.file_bytes;
-            *left = left.saturating_sub(n);
-            if run.start >= run.end {
-                self.file = None;
-                self.memory = std::mem::take(&mut self.after_file);
+        match batch.from {
+            Source::Memory => drop(self.memory.drain(..n.min(self.memory.len()))),
+            Source::File(bytes) => {
+                if let Some((run, left)) = &mut self.file {
+                    run.start += bytes;
+                    *left = left.saturating_sub(n);
+                    if run.start >= run.end {
+                        self.file = None;
+                    }
+                }
             }
-        } else {
-            self.after_file.drain(..n.min(self.after_file.len()));
+            Source::OffDisk => drop(self.off_disk.drain(..n.min(self.off_disk.len()))),
         }
     }
 }
@@ -939,7 +949,12 @@ async fn deliver(
         loop {
             while let Some(message) = next.take() {
                 match message {
-                    ToDeliver::Lines(lines, at) => backlog.push(lines, at),
+                    ToDeliver::Lines(lines, at) => {
+                        let dropped = backlog.push(lines, at);
+                        if dropped > 0 {
+                            let _ = spool_thread.send(Spooled::Delivered(dropped));
+                        }
+                    }
                     ToDeliver::Finish(wait, done) => {
                         finishing = Some((Instant::now() + wait, done));
                     }
@@ -983,7 +998,12 @@ async fn deliver(
             // What came meanwhile joins the next request.
             while let Ok(message) = receiver.try_recv() {
                 match message {
-                    ToDeliver::Lines(lines, at) => backlog.push(lines, at),
+                    ToDeliver::Lines(lines, at) => {
+                        let dropped = backlog.push(lines, at);
+                        if dropped > 0 {
+                            let _ = spool_thread.send(Spooled::Delivered(dropped));
+                        }
+                    }
                     ToDeliver::Finish(wait, done) => {
                         finishing = Some((Instant::now() + wait, done));
                     }
@@ -1076,7 +1096,7 @@ mod tests {
         backlog.push(vec!["off-disk".to_owned()], None);
         assert_eq!(backlog.memory.len(), 6, "two commits fit under 8");
         assert_eq!(backlog.file.as_ref().map(|(_, n)| *n), Some(1194));
-        assert_eq!(backlog.after_file.len(), 1);
+        assert_eq!(backlog.off_disk.len(), 1);
         assert_eq!(backlog.len(), 1201);
 
         let mut out = Vec::new();
@@ -1107,14 +1127,13 @@ mod tests {
     fn lines_kept_off_disk_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let mut backlog = Backlog::new(dir.path().join("none.jsonl"), 2);
-        for i in 0..10 {
-            backlog.push(vec![format!("l{i}")], None);
-        }
-        // Four times the bound; the oldest are dropped.
-        assert_eq!(
-            backlog.memory,
-            ["l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"]
-        );
+        let dropped: usize = (0..10)
+            .map(|i| backlog.push(vec![format!("l{i}")], None))
+            .sum();
+        // The bound holds; the oldest went, and are counted as done.
+        assert_eq!(backlog.off_disk, ["l8", "l9"]);
+        assert_eq!(dropped, 8);
+        assert!(backlog.memory.is_empty() && backlog.file.is_none());
     }
 
     /// A fresh data dir, and a shipper config delivering to `url`.
