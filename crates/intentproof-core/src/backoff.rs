@@ -109,6 +109,13 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// A response's `Retry-After` header value, if any, as a wait from now
+/// ([`parse_retry_after`]); what the retry loops pass to
+/// [`Backoff::next_wait`].
+pub fn retry_after_header(value: Option<&[u8]>) -> Option<Duration> {
+    parse_retry_after(std::str::from_utf8(value?).ok()?, SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +172,8 @@ mod tests {
         for bad in ["", "-1", "1.5", "tomorrow", "Wed, 21 Oct 2015"] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }
+        assert_eq!(retry_after_header(Some(b"7")), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after_header(Some(b"\xff")), None);
+        assert_eq!(retry_after_header(None), None);
     }
 }

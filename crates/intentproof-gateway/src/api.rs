@@ -134,15 +134,20 @@ impl IntoResponse for ApiError {
             Json(json!({"error": self.message, "reason": self.reason})),
         )
             .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            // A full write queue drains within a second or so; senders
-            // (the gateways' delivery, SDKs) wait at least this long.
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-        }
+        retry_shortly(&mut response);
         response
+    }
+}
+
+/// A 503 says when to come back: a full write queue drains within a
+/// second or so, and senders (the gateways' delivery, SDKs, exporters)
+/// wait at least this long. Every 503 the daemon builds goes through here.
+fn retry_shortly(response: &mut Response) {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
     }
 }
 
@@ -477,7 +482,7 @@ async fn ingest_batch(
     } else {
         StatusCode::OK
     };
-    Ok((
+    let mut response = (
         status,
         Json(json!({
             "stored": stored,
@@ -486,7 +491,9 @@ async fn ingest_batch(
             "results": results,
         })),
     )
-        .into_response())
+        .into_response();
+    retry_shortly(&mut response);
+    Ok(response)
 }
 
 /// Checks a batch's lines on the bulk threads, one share per core (a
@@ -1235,5 +1242,16 @@ mod tests {
         );
         let bad = ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", "bad").into_response();
         assert!(bad.headers().get(axum::http::header::RETRY_AFTER).is_none());
+        // The batch route builds its 503 itself (a body of per-line
+        // results), through the same helper.
+        let mut batch = (StatusCode::SERVICE_UNAVAILABLE, "{}").into_response();
+        retry_shortly(&mut batch);
+        assert_eq!(
+            batch
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
     }
 }

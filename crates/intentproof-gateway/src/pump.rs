@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use intentproof_core::backoff::{Backoff, parse_retry_after};
+use intentproof_core::backoff::{Backoff, retry_after_header};
 use intentproof_store::Store;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Notify, watch};
@@ -113,11 +113,12 @@ pub async fn run(
                 let (why, retry_after) = match failed {
                     Ok(response) => (
                         format!("HTTP {}", response.status()),
-                        response
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
+                        retry_after_header(
+                            response
+                                .headers()
+                                .get(reqwest::header::RETRY_AFTER)
+                                .map(|v| v.as_bytes()),
+                        ),
                     ),
                     Err(e) => (e.without_url().to_string(), None),
                 };

@@ -66,7 +66,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use intentproof_core::ExecutionEvent;
-use intentproof_core::backoff::{Backoff, parse_retry_after};
+use intentproof_core::backoff::{Backoff, retry_after_header};
 use intentproof_core::keys::InstanceKey;
 use intentproof_core::seal::Sealer;
 use tokio::sync::{mpsc, oneshot};
@@ -358,11 +358,12 @@ impl Delivery {
         let status = response.status();
         if status.as_u16() == 503 {
             // Stored lines come back as duplicates when the batch is re-sent.
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+            let retry_after = retry_after_header(
+                response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .map(|v| v.as_bytes()),
+            );
             return Posted::Retry("daemon overloaded".into(), retry_after);
         }
         let body = response.text().await.unwrap_or_default();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intentproof_core::ExecutionEvent;
-use intentproof_core::backoff::{Backoff, parse_retry_after};
+use intentproof_core::backoff::{Backoff, retry_after_header};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
@@ -278,11 +278,12 @@ impl Inner {
                 Ok(response) if response.status().is_success() => return Ok(()),
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+                    retry_after = retry_after_header(
+                        response
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .map(|v| v.as_bytes()),
+                    );
                     let failure = ExportError::HttpStatus {
                         url: url.clone(),
                         status,
