@@ -125,14 +125,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
-    // Reads always need the data dir's token; on loopback, writes come from
-    // this machine only. Anywhere else, anyone who can reach the port could
-    // write events, so the ingest token becomes mandatory.
-    if !config.listen.ip().is_loopback() && config.ingest_token.is_none() {
-        bail!(
-            "listening on {} (not loopback) needs an ingest token: set INTENTPROOF_INGEST_TOKEN or ingest_token in the config, or listen on 127.0.0.1",
-            config.listen
-        );
+    // Checked after the flags: they may move the listen address.
+    if let Some(problem) = config.ingest_token_problem() {
+        bail!(problem);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -143,17 +143,11 @@ fn check_config(report: &mut Report, path: &Path) {
             config.exporters.len()
         ),
     );
-    if !config.listen.ip().is_loopback() && config.ingest_token.is_none() {
-        report.fail(
-            "config",
-            format!(
-                "listen {} is not loopback and no ingest_token is set: anyone who can reach it could write events",
-                config.listen
-            ),
-            "set ingest_token (or INTENTPROOF_INGEST_TOKEN), or listen on 127.0.0.1",
-        );
-    }
-    if let Some(problem) = config.mcp_token_problem() {
+    // `serve`'s own refusals, in its words.
+    for problem in [config.ingest_token_problem(), config.mcp_token_problem()]
+        .into_iter()
+        .flatten()
+    {
         report.fail(
             "config",
             problem,

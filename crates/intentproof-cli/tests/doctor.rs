@@ -98,7 +98,7 @@ fn doctor_passes_on_a_running_daemon_then_names_each_problem_with_its_fix() {
     assert!(line(&report, "✓", "store").contains("records replayed: chains linked"));
     assert!(
         line(&report, "✗", "config")
-            .contains("listen 0.0.0.0:9787 is not loopback and no ingest_token is set"),
+            .contains("listening on 0.0.0.0:9787 (not loopback) needs an ingest token: set INTENTPROOF_INGEST_TOKEN or ingest_token in the config, or listen on 127.0.0.1"),
         "{report}"
     );
     assert_eq!(

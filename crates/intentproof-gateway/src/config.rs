@@ -219,6 +219,20 @@ impl Config {
         Ok(config)
     }
 
+    /// Why this config must not be served as it is: a listen address
+    /// beyond loopback with no ingest token (anyone who can reach it could
+    /// write events; on loopback, writes come from this machine only).
+    /// `serve` refuses to start on it and `doctor` reports it, with this
+    /// message.
+    pub fn ingest_token_problem(&self) -> Option<String> {
+        (!self.listen.ip().is_loopback() && self.ingest_token.is_none()).then(|| {
+            format!(
+                "listening on {} (not loopback) needs an ingest token: set INTENTPROOF_INGEST_TOKEN or ingest_token in the config, or listen on 127.0.0.1",
+                self.listen
+            )
+        })
+    }
+
     /// Why this config must not be served as it is: MCP servers reachable
     /// beyond loopback with no MCP token (anyone who can reach the address
     /// could run their tools). `serve` refuses to start on it and
