@@ -424,12 +424,28 @@ impl Lane {
                     return rpc_error(StatusCode::BAD_GATEWAY, &id, -32603, &reason);
                 }
             };
-            let body = if request.is_none() {
-                body
-            } else if sse {
-                this.rewrite_sse(&body)
-            } else {
-                this.rewrite_json(body)
+            // A listing whose stream holds nothing but its answer goes back
+            // as one JSON body when the client takes JSON (every MCP client
+            // must): rmcp 3.11's client caches a 2026 listing's
+            // `x-mcp-header` positions only from an answer it reads off a
+            // live stream or a JSON body; one that arrives in the same read
+            // as the stream's end can miss the cache (a race in its worker
+            // loop), and the next `tools/call` then goes out without its
+            // `Mcp-Param-*` headers. A JSON body has no such race.
+            let alone = (sse && lists_tools && accepts_json(&headers))
+                .then(|| sse_single_message(&body))
+                .flatten();
+            let body = match (request, alone) {
+                (None, _) => body,
+                (Some(_), Some(text)) => {
+                    out.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    this.rewrite_json(text.into_bytes())
+                }
+                (Some(_), None) if sse => this.rewrite_sse(&body),
+                (Some(_), None) => this.rewrite_json(body),
             };
             let mut answer = Response::new(Body::from(body));
             *answer.status_mut() = status;
@@ -1121,6 +1137,27 @@ async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
+/// The data of an event stream's only message, if it holds exactly one
+/// (events without data, such as a priming event with only an `id`, are
+/// not messages).
+fn sse_single_message(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut messages = text
+        .replace("\r\n", "\n")
+        .split("\n\n")
+        .map(|event| {
+            event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|data| !data.is_empty())
+        .collect::<Vec<_>>();
+    (messages.len() == 1).then(|| messages.pop()).flatten()
+}
+
 /// One client's request on a `url` lane, for reading its answer.
 struct LaneAnswer<'a> {
     lane: &'a Arc<Lane>,
@@ -1223,6 +1260,24 @@ impl OwnedAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_with_one_message_is_that_message() {
+        let primed = "id: 0\ndata:\n\nid: 1\nevent: message\ndata: {\"id\":1,\"result\":{}}\n\n";
+        assert_eq!(
+            sse_single_message(primed.as_bytes()).as_deref(),
+            Some(r#"{"id":1,"result":{}}"#)
+        );
+        let crlf = "data: {\"id\":1,\r\ndata: \"result\":{}}\r\n\r\n";
+        assert_eq!(
+            sse_single_message(crlf.as_bytes()).as_deref(),
+            Some("{\"id\":1,\n\"result\":{}}")
+        );
+        let two = "data: {\"method\":\"notifications/message\"}\n\ndata: {\"id\":1}\n\n";
+        assert_eq!(sse_single_message(two.as_bytes()), None);
+        assert_eq!(sse_single_message(b"id: 0\n\n"), None);
+        assert_eq!(sse_single_message(b"data: \xff\n\n"), None);
+    }
 
     #[test]
     fn an_id_is_spliced_into_the_original_bytes() {

@@ -492,15 +492,21 @@ pub fn run_transcript(cmd: &mut Command, what: &str) -> String {
 }
 
 /// Starts a fixture server `cmd` with `http PORT` (a free loopback port;
-/// clean environment, stderr to `log`) and waits until it listens; returns
-/// it and its Streamable HTTP URL. `what` names it in failures.
+/// clean environment but for variables set on `cmd`, stderr to `log`) and
+/// waits until it listens; returns it and its Streamable HTTP URL. `what`
+/// names it in failures.
 pub fn start_http_fixture(mut cmd: Command, what: &str, log: &Path) -> (Stopped, String) {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
     cmd.args(["http", &port.to_string()]);
+    let chosen: Vec<_> = cmd
+        .get_envs()
+        .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
+        .collect();
     clean_env(&mut cmd);
+    cmd.envs(chosen);
     let mut server = Stopped(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -628,11 +634,23 @@ pub fn assert_http_url_upstream_transparent(
     upstream: &str,
     transcript: impl Fn(&[&str]) -> String,
 ) {
-    let (daemon, listen) = start_gateway_daemon(dir, &url_server("remote", upstream));
     let direct = transcript(&["http", upstream]);
+    assert_http_url_upstream_gives(dir, upstream, &direct, transcript);
+}
+
+/// The transcript through `/mcp/remote` of `intentproof serve` with `url =
+/// upstream` equals `direct` (taken by the caller, from a twin of the
+/// upstream when the direct pair cannot be run reliably).
+pub fn assert_http_url_upstream_gives(
+    dir: &Path,
+    upstream: &str,
+    direct: &str,
+    transcript: impl Fn(&[&str]) -> String,
+) {
+    let (daemon, listen) = start_gateway_daemon(dir, &url_server("remote", upstream));
     let url = format!("http://{listen}/mcp/remote");
     let through = transcript(&["--extra-tool", PLAN_TOOL, "http", &url]);
-    assert_same_transcript(dir, &direct, &through);
+    assert_same_transcript(dir, direct, &through);
     drop(daemon);
 }
 
