@@ -346,8 +346,8 @@ impl LocalSource {
         let keys = dir
             .key_ring()
             .map_err(|e| SourceError::new(e.to_string()))?;
-        let store = Store::open(data_dir, StoreOptions::default(), &|i| keys.get(i)).map_err(
-            |e| match e {
+        let store = Store::open_read_only(data_dir, StoreOptions::default(), &|i| keys.get(i))
+            .map_err(|e| match e {
                 intentproof_store::StoreError::Locked(_) => SourceError::new(format!(
                     "the store in {} is locked by a daemon that does not answer; pass its --server, or stop it",
                     data_dir.display()

@@ -350,3 +350,73 @@ fn the_readme_pictures_are_the_screens_after_the_demo() {
         );
     }
 }
+
+/// Every file under `dir`: its path, bytes and mtime.
+fn files_of(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path, bytes, meta.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_tui_reading_a_stopped_daemons_store_changes_no_file() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let exports = temp.path().join("exports");
+    std::fs::create_dir(&exports).unwrap();
+    let daemon = start_daemon(&dir);
+    let correlation = record_a_session_with_a_missing_step(&dir);
+    drop(daemon); // SIGTERM: the daemon stops as an operator stops it.
+    let before = files_of(&dir);
+    // An mtime has a clock tick's resolution: a write from now on shows.
+    std::thread::sleep(Duration::from_millis(50));
+
+    let command = format!(
+        "{BIN} tui --data-dir '{}' --export-dir '{}' --poll-ms 300",
+        dir.display(),
+        exports.display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("the chains view, read from the store itself", |s| {
+        s.contains("1 Chains 1/1") && s.contains("read-only")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the chain detail", |s| {
+        s.contains(&format!("Chain {correlation}")) && s.contains("Timeline")
+    });
+    tmux.keys(&["v"]);
+    tmux.wait_for("the chain verified in place", |s| s.contains("✓"));
+    tmux.keys(&["j", "Enter"]);
+    tmux.wait_for("the event detail", |s| s.contains("signature  ✓ verified"));
+    tmux.keys(&["Escape", "q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "the TUI did not exit on q");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let after = files_of(&dir);
+    assert_eq!(
+        before.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        after.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        "the TUI created or removed a file in the data dir"
+    );
+    for (b, a) in before.iter().zip(&after) {
+        assert!(b.1 == a.1, "the TUI changed {}", b.0.display());
+        assert_eq!(b.2, a.2, "the TUI wrote {} (mtime)", b.0.display());
+    }
+}

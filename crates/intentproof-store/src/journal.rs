@@ -389,6 +389,35 @@ impl Journal {
         ))
     }
 
+    /// Opens the journal in `dir` to read, changing nothing: a torn tail is
+    /// left where it is, and the journal's records are those before it.
+    /// [`Journal::append`] on it fails.
+    pub fn open_read_only(dir: &Path) -> Result<Journal, JournalError> {
+        let segments = list_segments(dir)?;
+        let last = segments
+            .last()
+            .cloned()
+            .ok_or_else(|| JournalError::SegmentGap(format!("{} has no segment", dir.display())))?;
+        let scan = scan_segment(&last.path, last.first_seq, |_, _, _| {})?;
+        if let (true, Some((offset, reason))) = (scan.misplaced, &scan.damage) {
+            return Err(JournalError::Corrupt {
+                seq: last.first_seq + scan.records,
+                segment: segment_name(last.first_seq),
+                offset: *offset,
+                reason: reason.clone(),
+            });
+        }
+        let active = File::open(&last.path).map_err(io_err(&last.path, "open segment"))?;
+        Ok(Journal {
+            dir: dir.to_owned(),
+            segments,
+            active,
+            active_len: scan.good_len,
+            next_seq: last.first_seq + scan.records,
+            max_segment_bytes: u64::MAX,
+        })
+    }
+
     /// Sequence number the next appended record gets (= records so far).
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -519,6 +548,19 @@ fn quarantine(dir: &Path, segment: &SegmentInfo, offset: u64) -> Result<PathBuf,
 pub fn read_from(
     dir: &Path,
     from: u64,
+    each: impl FnMut(u64, RecordLocation, &[u8]),
+) -> Result<u64, JournalError> {
+    read_between(dir, from, u64::MAX, each)
+}
+
+/// [`read_from`] for the records `from..until` alone: damage at or after
+/// `until` is not an error (a torn tail that a reader which repairs nothing
+/// steps around, or the record a writer beside it is writing). Returns
+/// the number of records in the journal up to `until`.
+pub fn read_between(
+    dir: &Path,
+    from: u64,
+    until: u64,
     mut each: impl FnMut(u64, RecordLocation, &[u8]),
 ) -> Result<u64, JournalError> {
     let segments = list_segments(dir)?;
@@ -542,11 +584,14 @@ pub fn read_from(
             &segment.path,
             segment.first_seq,
             |seq, location, payload| {
-                if seq >= from {
+                if (from..until).contains(&seq) {
                     each(seq, location, payload);
                 }
             },
         )?;
+        if segment.first_seq + scan.records >= until {
+            return Ok(until);
+        }
         if let Some((offset, reason)) = scan.damage {
             return Err(JournalError::Corrupt {
                 seq: segment.first_seq + scan.records,

@@ -57,6 +57,53 @@ impl LeafFile {
             .map_err(io("open"))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io("read"))?;
+        let (hashes, valid, log) = Self::leaves(&path, bytes, journal_dir, total, checkpoint)?;
+        // Cut a torn record, leaves of records the journal no longer has,
+        // or (after a mismatch) everything.
+        file.set_len(valid as u64 * 32).map_err(io("truncate"))?;
+        file.write_all(hashes.get(valid..).unwrap_or_default().as_flattened())
+            .map_err(io("write"))?;
+        let leaf_file = LeafFile {
+            path,
+            file,
+            broken: false,
+        };
+        Ok((leaf_file, log))
+    }
+
+    /// The leaves as [`LeafFile::open`] finds them, writing nothing: the
+    /// file's leaves where it has them (none when it is missing), the rest
+    /// hashed from the journal.
+    pub(crate) fn read_only(
+        index_dir: &Path,
+        journal_dir: &Path,
+        total: u64,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<MerkleLog, StoreError> {
+        let path = index_dir.join(LEAVES_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path,
+                    op: "read",
+                    source,
+                });
+            }
+        };
+        Ok(Self::leaves(&path, bytes, journal_dir, total, checkpoint)?.2)
+    }
+
+    /// From the file's `bytes`: every leaf, how many of them the file holds
+    /// correctly, and the Merkle log.
+    fn leaves(
+        path: &Path,
+        bytes: Vec<u8>,
+        journal_dir: &Path,
+        total: u64,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(Vec<Hash>, usize, MerkleLog), StoreError> {
         // Only what the last checkpoint vouches for (its root is checked
         // below); nothing without one.
         let covered = checkpoint.map_or(0, |cp| cp.tree_size).min(total);
@@ -67,7 +114,7 @@ impl LeafFile {
             .filter_map(|h| Hash::try_from(h).ok())
             .collect();
         drop(bytes);
-        let mut log = Self::hash_from(journal_dir, hashes.len() as u64, &mut hashes)?;
+        let mut log = Self::hash_from(journal_dir, hashes.len() as u64, total, &mut hashes)?;
         let root_matches = |log: &MerkleLog| {
             checkpoint.is_none_or(|cp| {
                 cp.tree_size > total
@@ -82,30 +129,23 @@ impl LeafFile {
                 "Merkle leaves disagree with the last checkpoint; hashing every journal record again"
             );
             hashes.clear();
-            log = Self::hash_from(journal_dir, 0, &mut hashes)?;
+            log = Self::hash_from(journal_dir, 0, total, &mut hashes)?;
             valid = 0;
         }
-        // Cut a torn record, leaves of records the journal no longer has,
-        // or (after a mismatch) everything.
-        file.set_len(valid as u64 * 32).map_err(io("truncate"))?;
-        file.write_all(hashes.get(valid..).unwrap_or_default().as_flattened())
-            .map_err(io("write"))?;
-        let leaf_file = LeafFile {
-            path,
-            file,
-            broken: false,
-        };
-        Ok((leaf_file, log))
+        Ok((hashes, valid, log))
     }
 
     /// Adds the leaves of journal records `from..` to `hashes` (which holds
     /// `from` leaves) and returns them all as a Merkle log.
+    /// Only records before `total`: a reader beside a running writer sees
+    /// the journal grow while it hashes.
     fn hash_from(
         journal_dir: &Path,
         from: u64,
+        total: u64,
         hashes: &mut Vec<Hash>,
     ) -> Result<MerkleLog, StoreError> {
-        journal::read_from(journal_dir, from, |_, _, payload| {
+        journal::read_between(journal_dir, from, total, |_, _, payload| {
             hashes.push(merkle::leaf_hash(payload));
         })?;
         Ok(MerkleLog::from_leaves(hashes.iter().copied()))

@@ -68,6 +68,11 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The store was opened with [`Store::open_read_only`].
+    #[error(
+        "the store at {0} is open read-only (a viewer's copy); writes go through the daemon (`intentproof serve`)"
+    )]
+    ReadOnly(PathBuf),
     /// The index was written by a newer build.
     #[error(
         "the index was written by a newer intentproof (index format {found}; this build reads {supported}): run that newer intentproof, or `intentproof store rebuild` to index the journal with this one"
@@ -391,8 +396,11 @@ pub struct Store {
     /// in O(log² n), not O(n) (an inclusion proof at 1M records took
     /// ~330 ms by rehashing).
     leaves: RwLock<MerkleLog>,
-    /// The Merkle leaves on disk. Locked only with `journal` held.
-    leaf_file: Mutex<LeafFile>,
+    /// The Merkle leaves on disk (`None` when read-only). Locked only with
+    /// `journal` held.
+    leaf_file: Mutex<Option<LeafFile>>,
+    /// Opened with [`Store::open_read_only`]: every write is refused.
+    read_only: bool,
     /// Why appends stopped (see [`StoreError::Stalled`]). Locked only with
     /// `journal` held.
     stalled: Mutex<Option<String>>,
@@ -401,6 +409,9 @@ pub struct Store {
     /// needs no index reads. Locked only with `journal` held.
     tips: Mutex<ChainTips>,
     recovery: journal::Recovery,
+    /// The private copy of sled's files a read-only store reads; removed
+    /// when dropped (after `index`, declared before it).
+    _index_copy: Option<tempfile::TempDir>,
 }
 
 /// A chain's slot as the chain check needs it: (event id, content hash,
@@ -616,7 +627,13 @@ fn seq_from_suffix(key: &[u8]) -> Option<u64> {
 }
 
 impl Index {
-    fn open(path: &Path, cache_bytes: u64) -> Result<Index, StoreError> {
+    /// `flush_every_ms: None` for a reader: sled then writes nothing unless
+    /// asked to.
+    fn open(
+        path: &Path,
+        cache_bytes: u64,
+        flush_every_ms: Option<u64>,
+    ) -> Result<Index, StoreError> {
         let err = |source| StoreError::Index {
             path: path.to_owned(),
             source,
@@ -630,7 +647,7 @@ impl Index {
             let opened = sled::Config::new()
                 .path(path)
                 .cache_capacity(cache_bytes)
-                .flush_every_ms(Some(1000))
+                .flush_every_ms(flush_every_ms)
                 .open();
             match opened {
                 Ok(db) => break db,
@@ -1051,7 +1068,7 @@ impl Store {
         keys: &dyn Fn(&str) -> Option<VerifyingKey>,
     ) -> Result<Store, StoreError> {
         let (journal, recovery) = Journal::open(&dir.join("journal"), options.max_segment_bytes)?;
-        let index = Index::open(&dir.join("index"), options.index_cache_bytes)?;
+        let index = Index::open(&dir.join("index"), options.index_cache_bytes, Some(1000))?;
         index.upgrade()?;
         let checkpoint = crate::checkpoint::latest(dir).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the Merkle leaves are not checked against a checkpoint");
@@ -1068,7 +1085,9 @@ impl Store {
             journal: Mutex::new(journal),
             index,
             leaves: RwLock::new(leaves),
-            leaf_file: Mutex::new(leaf_file),
+            leaf_file: Mutex::new(Some(leaf_file)),
+            read_only: false,
+            _index_copy: None,
             stalled: Mutex::new(None),
             tips: Mutex::new(ChainTips::default()),
             recovery,
@@ -1080,6 +1099,99 @@ impl Store {
             .insert("format", &INDEX_FORMAT.to_be_bytes())
             .map_err(store.index.err())?;
         Ok(store)
+    }
+
+    /// Opens the store in `dir` to read, writing nothing: no file of it is
+    /// created, cut, upgraded or touched (bytes and mtimes stay as they
+    /// were), and every write fails with [`StoreError::ReadOnly`]. A torn
+    /// journal tail is stepped around, not repaired.
+    ///
+    /// sled writes at every open (it rewrites the unused end of its log
+    /// segment, same bytes, new mtime, and may write a snapshot), so this
+    /// reads a private copy of sled's files, made under a shared lock on
+    /// `index/db` in a temporary directory (0700, removed when the store is
+    /// dropped). What a writer's open would do to the index (upgrade an
+    /// older format, index journal records it missed in a crash) is done to
+    /// the copy. It costs a copy of the index (the kernel copies: 0.1 s for
+    /// 400 MB from the page cache on the 2-core test machine) and that much
+    /// temporary space. The
+    /// daemon holds sled's exclusive lock while it runs, so this fails with
+    /// [`StoreError::Locked`] then: ask the daemon.
+    pub fn open_read_only(
+        dir: &Path,
+        options: StoreOptions,
+        keys: &dyn Fn(&str) -> Option<VerifyingKey>,
+    ) -> Result<Store, StoreError> {
+        let journal = Journal::open_read_only(&dir.join("journal"))?;
+        let index_dir = dir.join("index");
+        let io = |path: &Path, op: &'static str| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, op, source }
+        };
+        let db = index_dir.join("db");
+        let lock = std::fs::File::open(&db).map_err(io(&db, "open"))?;
+        // As in `Index::open`: sled lets go of its lock a moment after its
+        // last handle drops.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while fs2::FileExt::try_lock_shared(&lock).is_err() {
+            if std::time::Instant::now() >= deadline {
+                return Err(StoreError::Locked(index_dir));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let copy = tempfile::Builder::new()
+            .prefix("intentproof-index-")
+            .tempdir()
+            .map_err(io(
+                &std::env::temp_dir(),
+                "create a private copy of the index",
+            ))?;
+        for entry in std::fs::read_dir(&index_dir).map_err(io(&index_dir, "list"))? {
+            let entry = entry.map_err(io(&index_dir, "list"))?;
+            let name = entry.file_name();
+            // The Merkle leaves are read in place (below), never by sled.
+            if name == crate::leaf_file::LEAVES_FILE || !entry.path().is_file() {
+                continue;
+            }
+            std::fs::copy(entry.path(), copy.path().join(&name))
+                .map_err(io(&entry.path(), "copy"))?;
+        }
+        drop(lock);
+        let index = Index::open(copy.path(), options.index_cache_bytes, None)?;
+        index.upgrade()?;
+        let checkpoint = crate::checkpoint::latest(dir).unwrap_or(None);
+        let records = journal.next_seq();
+        let leaves = LeafFile::read_only(
+            &index_dir,
+            &dir.join("journal"),
+            records,
+            checkpoint.as_ref(),
+        )?;
+        let store = Store {
+            dir: dir.to_owned(),
+            journal: Mutex::new(journal),
+            index,
+            leaves: RwLock::new(leaves),
+            leaf_file: Mutex::new(None),
+            read_only: true,
+            _index_copy: Some(copy),
+            stalled: Mutex::new(None),
+            tips: Mutex::new(ChainTips::default()),
+            recovery: journal::Recovery {
+                records,
+                ..journal::Recovery::default()
+            },
+        };
+        store.catch_up(keys)?;
+        Ok(store)
+    }
+
+    /// Refuses a write to a store opened read-only.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly(self.dir.clone()));
+        }
+        Ok(())
     }
 
     /// What journal recovery did at open.
@@ -1105,7 +1217,7 @@ impl Store {
         if from < total {
             let mut entries = Vec::new();
             let mut failure = None;
-            journal::read_from(&journal_dir, from, |seq, location, payload| {
+            journal::read_between(&journal_dir, from, total, |seq, location, payload| {
                 if failure.is_some() {
                     return;
                 }
@@ -1141,6 +1253,7 @@ impl Store {
         &self,
         batch: Vec<Incoming>,
     ) -> Result<Vec<Result<Appended, ChainConflict>>, StoreError> {
+        self.writable()?;
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(why) = self
             .stalled
@@ -1221,10 +1334,14 @@ impl Store {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(leaves.iter().copied());
-        self.leaf_file
+        if let Some(file) = self
+            .leaf_file
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .append(&leaves);
+            .as_mut()
+        {
+            file.append(&leaves);
+        }
         if let Err(e) = self.index.insert(&entries) {
             tracing::error!(error = %e, first_seq, "journal records written but not indexed; refusing appends until a restart re-indexes them");
             *self.stalled.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
@@ -1544,6 +1661,7 @@ impl Store {
     /// trusted key, updating their state and their chains' summaries.
     /// Returns (verified, invalid) counts.
     pub fn retrust(&self, instance_id: &str, key: &VerifyingKey) -> Result<(u64, u64), StoreError> {
+        self.writable()?;
         let _writer = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         self.index
             .recent_summaries
@@ -1620,6 +1738,7 @@ impl Store {
     /// resumes there after a restart (at-least-once: a crash between a
     /// delivery and this call re-delivers).
     pub fn set_cursor(&self, exporter: &str, next_seq: u64) -> Result<(), StoreError> {
+        self.writable()?;
         let err = self.index.err();
         self.index
             .cursors
@@ -1714,6 +1833,9 @@ impl Store {
 
     /// Flushes the index to disk (the journal is always durable).
     pub fn flush(&self) -> Result<(), StoreError> {
+        if self.read_only {
+            return Ok(());
+        }
         self.index.db.flush().map(|_| ()).map_err(self.index.err())
     }
 }

@@ -1134,3 +1134,110 @@ fn released_caches_refill_from_the_index() {
     let summary = store.chain_summary("rc-0").unwrap().unwrap();
     assert_eq!((summary.events, summary.errors, summary.gaps()), (2, 1, 0));
 }
+
+/// Every file under `dir`: its path, bytes and mtime.
+fn files_of(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                pending.push(path);
+            } else {
+                out.push((
+                    path.clone(),
+                    fs::read(&path).unwrap(),
+                    meta.modified().unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_read_only_store_reads_everything_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = populated(dir.path());
+    // A running daemon holds sled's lock: ask it instead.
+    let writer = open(dir.path());
+    let locked = Store::open_read_only(dir.path(), StoreOptions::default(), &trusted).map(|_| ());
+    assert!(
+        matches!(locked, Err(intentproof_store::StoreError::Locked(_))),
+        "{locked:?}"
+    );
+    drop(writer);
+    // A record the journal holds and the index missed (a crash before
+    // sled flushed): the read-only store indexes it, in its copy.
+    let late = sealed(&Sealer::new(key()), "corr-c", "late.write", false);
+    let (mut journal, _) =
+        intentproof_store::journal::Journal::open(&dir.path().join("journal"), 8 * 1024).unwrap();
+    journal
+        .append(&[serde_json::to_vec(&late).unwrap()])
+        .unwrap();
+    drop(journal);
+    // A crash mid-append, which a writer's open would cut (see above).
+    let mut file = OpenOptions::new()
+        .append(true)
+        .open(last_segment(dir.path()))
+        .unwrap();
+    file.write_all(&500u32.to_le_bytes()).unwrap();
+    file.write_all(&[b'x'; 21]).unwrap();
+    drop(file);
+    // sled lets go of its lock from a thread of its own, a moment later.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = files_of(dir.path());
+    // mtimes have a clock tick's resolution: a write now would show.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    let store = Store::open_read_only(dir.path(), StoreOptions::default(), &trusted).unwrap();
+    assert_eq!(store.tree_size(), 6);
+    let late_id = late["event_id"].as_str().unwrap();
+    assert_eq!(store.get(late_id).unwrap().unwrap().event, late);
+    let chain: Vec<Value> = store
+        .chain("corr-a")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        chain,
+        vec![events[0].clone(), events[2].clone(), events[4].clone()]
+    );
+    let (total, page) = store.chains_page(0, 10).unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(page.len(), 3);
+    let id = events[3]["event_id"].as_str().unwrap();
+    assert_eq!(store.get(id).unwrap().unwrap().event, events[3]);
+    let proof = store.inclusion_proof(3, 6).unwrap();
+    let leaf = merkle::leaf_hash(&serde_json::to_vec(&events[3]).unwrap());
+    merkle::verify_inclusion(&leaf, 3, 6, &proof, &store.root(6)).unwrap();
+    let sealer = Sealer::new(key());
+    let refused = store
+        .append(vec![incoming(&sealed(&sealer, "corr-c", "x", false))])
+        .unwrap_err();
+    assert!(
+        matches!(refused, intentproof_store::StoreError::ReadOnly(_)),
+        "{refused}"
+    );
+    assert!(store.set_cursor("otel", 3).is_err());
+    drop(store);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    let after = files_of(dir.path());
+    assert_eq!(
+        before.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        after.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        "no file created or removed"
+    );
+    for (b, a) in before.iter().zip(&after) {
+        assert!(b.1 == a.1, "{} changed", b.0.display());
+        assert_eq!(b.2, a.2, "{} was written (mtime)", b.0.display());
+    }
+    // The writer's open still finds (and cuts) the torn tail.
+    let store = open(dir.path());
+    assert_eq!(store.recovery().truncated_bytes, 4 + 21);
+}
