@@ -35,6 +35,11 @@
 //! // Unsigned and checked with no key: consistent, but nobody vouches for it.
 //! assert_eq!(report.verdict, intentproof_bundle::Verdict::Unattested);
 //! ```
+//!
+//! What it does not do: fetch keys, trust anchors or checkpoints from
+//! anywhere (the caller passes the key it trusts), read a store, or claim more
+//! than it checked: without a key a consistent bundle is `Unattested`, never
+//! `Pass`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

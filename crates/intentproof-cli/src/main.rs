@@ -1,4 +1,14 @@
-//! The `intentproof` command.
+//! The `intentproof` command: one binary for the daemon (`serve`, `stop`),
+//! the stdio MCP gateway (`mcp`), queries of a running daemon (`events`,
+//! `chains`, `plans`, `findings`, `health`), proof bundles (`export`,
+//! `verify`), policies (`policy`), the store's offline tools (`store`),
+//! the terminal UI (`tui`), the first-hour helpers (`demo`, `doctor`) and
+//! the key and event tools below. `intentproof --help` lists them all.
+//!
+//! What it does not do: hold logic of its own beyond parsing flags and
+//! printing; each command calls the crate that owns the job (the daemon in
+//! `intentproof-gateway`, the relay in `intentproof-mcp`, the verifier in
+//! `intentproof-bundle`, the UI in `intentproof-tui`).
 //!
 //! ```text
 //! intentproof keys new  [--data-dir D]     create this instance's Ed25519 key (never overwrites)

@@ -22,8 +22,9 @@
 //! durable cursor. Handlers are thin: they parse, check and hand over to
 //! plain functions in [`ingest`] and the store.
 //!
-//! It does not own the record format (`intentproof-core`) or storage
-//! (`intentproof-store`), and it is the only process that opens the store.
+//! What it does not do: own the record format (`intentproof-core`),
+//! storage (`intentproof-store`) or the MCP protocol (`intentproof-mcp`).
+//! It is the only process that opens the store to write.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

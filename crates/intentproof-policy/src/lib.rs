@@ -8,6 +8,9 @@
 //!   `intentproof.run.v1` run with findings.
 //!
 //! Pure: no I/O beyond what a caller hands in, no async runtime.
+//!
+//! What it does not do: load files or watch them (callers read the YAML
+//! and hand it in), store runs or findings, or seal anything.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

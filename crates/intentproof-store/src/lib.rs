@@ -11,8 +11,10 @@
 //!   chains, signatures, Merkle root against the last signed checkpoint.
 //!
 //! What it does not do: it speaks no HTTP and starts no runtime; only one
-//! process (the daemon) may open a store, because sled locks its directory.
-//! The index is derived data: [`rebuild`] recreates it from the journal.
+//! process (the daemon) may open a store to write, because sled locks its
+//! directory ([`Store::open_read_only`] reads a stopped daemon's store
+//! without writing to it). The index is derived data: [`rebuild`]
+//! recreates it from the journal.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

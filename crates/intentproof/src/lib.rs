@@ -7,8 +7,9 @@
 //! [`WrappedAsync`]), the correlation context that stitches the steps of one
 //! flow together, and the [`Exporter`]s that deliver events
 //! ([`MemoryExporter`], [`HttpExporter`], [`BoundedQueueExporter`]).
-//! It does not store, sign or verify events: the record itself lives in
-//! `intentproof-core`, and storage in the gateway daemon.
+//!
+//! What it does not do: store, sign or verify events: the record itself
+//! lives in `intentproof-core`, and storage in the gateway daemon.
 //!
 //! ```
 //! use intentproof::{client, run_with_correlation_id, WrapOptions};
