@@ -14,7 +14,7 @@ use crate::model::{
     ChainDetail, ChainRow, EventDetail, Finding, FlagKind, FlagSet, PlanView, VerifyOutcome,
     flags_by_chain, plan_views,
 };
-use intentproof_gateway::export::SUPPORTED_PROFILES;
+use intentproof_api::SUPPORTED_PROFILES;
 
 use crate::source::{Reply, Request};
 
@@ -367,7 +367,7 @@ pub struct App {
     /// Where `e` writes bundles.
     pub export_dir: PathBuf,
     /// The profile `e` exports with (one of
-    /// [`SUPPORTED_PROFILES`](intentproof_gateway::export::SUPPORTED_PROFILES);
+    /// [`SUPPORTED_PROFILES`](intentproof_api::SUPPORTED_PROFILES);
     /// `E` changes it).
     pub export_profile: &'static str,
     /// A reload of every chain was asked for while one is running.

@@ -22,10 +22,10 @@
 //! [`App::apply`] takes [`Reply`]s, so tests drive it with a
 //! [`MemorySource`] and ratatui's `TestBackend`.
 //!
-//! What it does not do: decide anything about the record: findings,
-//! plans, exports and verification are the daemon's (`intentproof-gateway`)
-//! and the bundle verifier's (`intentproof-bundle`); this crate only shows
-//! them. It never writes to the data dir: with no daemon it reads the store
+//! What it does not do: decide anything about the record: findings and
+//! plans are `intentproof-findings`', exports the daemon's
+//! (`intentproof-gateway`) and verification the bundle verifier's
+//! (`intentproof-bundle`); this crate only shows them. It never writes to the data dir: with no daemon it reads the store
 //! through `Store::open_read_only`.
 
 #![forbid(unsafe_code)]

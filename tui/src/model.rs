@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use intentproof_gateway::findings::{CALL_EVENT_ID_ATTRIBUTE, TASK_ID_ATTRIBUTE, is_call};
+use intentproof_findings::{CALL_EVENT_ID_ATTRIBUTE, TASK_ID_ATTRIBUTE, is_call};
 use serde_json::Value;
 
 /// One kind of flag a chain can carry.
@@ -400,7 +400,7 @@ pub const PLAN_CLOSE: &str = "intentproof.plan.close";
 pub const CALL_STARTED: &str = "intentproof.call.started";
 /// Action of a task call's completion event (not a call: its call's
 /// outcome).
-pub const CALL_COMPLETED: &str = intentproof_gateway::findings::COMPLETED_ACTION;
+pub const CALL_COMPLETED: &str = intentproof_findings::COMPLETED_ACTION;
 
 /// One event of a chain's timeline (compact).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -598,7 +598,7 @@ pub struct PlanView {
 }
 
 /// Resolves every plan of `detail` against its events, as the daemon's
-/// findings do (`intentproof_gateway::findings`): a plan's calls are the
+/// findings do (`intentproof_findings`): a plan's calls are the
 /// events after its declaration up to the next declaration (or its explicit
 /// close) that are calls (`findings::is_call`: not declarations, closes,
 /// fail-closed markers, task completions or server requests). A task call

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use ed25519_dalek::VerifyingKey;
-use intentproof_gateway::api::{chain_json, chain_row_json, event_json};
-use intentproof_gateway::client::{ClientError, DaemonClient};
-use intentproof_gateway::datadir::{DataDir, KeyRing};
+use intentproof_api::client::{ClientError, DaemonClient};
+use intentproof_api::datadir::{DataDir, KeyRing};
+use intentproof_api::shapes::{chain_json, chain_row_json, event_json, event_with_inclusion_json};
 use intentproof_store::{Store, StoreOptions};
 use serde_json::{Value, json};
 
@@ -356,7 +356,7 @@ impl LocalSource {
             },
         )?;
         let idle_timeout =
-            Duration::from_secs(intentproof_gateway::Config::default().plan_idle_timeout_secs);
+            Duration::from_secs(intentproof_findings::DEFAULT_PLAN_IDLE_TIMEOUT_SECS);
         Ok(LocalSource {
             dir: data_dir.to_owned(),
             store,
@@ -384,7 +384,7 @@ impl Source for LocalSource {
     }
 
     fn findings(&mut self) -> Result<Option<Vec<Finding>>, SourceError> {
-        let (_, findings) = intentproof_gateway::findings::plans_and_findings(
+        let (_, findings) = intentproof_findings::plans_and_findings(
             &self.store,
             self.idle_timeout,
             SystemTime::now(),
@@ -407,7 +407,7 @@ impl Source for LocalSource {
             .map_err(store_error)?
             .ok_or_else(|| SourceError::new(format!("no chain {correlation_id:?}")))?;
         let events = self.store.chain(correlation_id).map_err(store_error)?;
-        let (plans, _) = intentproof_gateway::findings::plans_and_findings(
+        let (plans, _) = intentproof_findings::plans_and_findings(
             &self.store,
             self.idle_timeout,
             SystemTime::now(),
@@ -445,14 +445,13 @@ impl Source for LocalSource {
             .store
             .inclusion_proof(stored.entry.seq, size)
             .map_err(store_error)?;
-        let mut body = event_json(&stored);
-        body["inclusion"] = json!({
-            "leaf_index": stored.entry.seq,
-            "tree_size": size,
-            "root": format!("sha256:{}", intentproof_core::merkle::hex(&self.store.root(size))),
-            "proof": proof.iter().map(intentproof_core::merkle::hex).collect::<Vec<_>>(),
-            "checkpoint": signed,
-        });
+        let body = event_with_inclusion_json(
+            &stored,
+            size,
+            &proof,
+            &self.store.root(size),
+            signed.as_ref(),
+        );
         EventDetail::from_json(&body, self.keys.daemon())
             .ok_or_else(|| SourceError::new("the event could not be read"))
     }

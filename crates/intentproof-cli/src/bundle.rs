@@ -36,7 +36,7 @@ use intentproof_bundle::{
     ReadLimits, Report, TrustedKey, Verdict, VerifyOptions, parse_public_key_bytes, verify,
 };
 use intentproof_core::keys::InstanceKey;
-use intentproof_gateway::findings::{CALL_EVENT_ID_ATTRIBUTE, COMPLETED_ACTION, TASK_ID_ATTRIBUTE};
+use intentproof_findings::{CALL_EVENT_ID_ATTRIBUTE, COMPLETED_ACTION, TASK_ID_ATTRIBUTE};
 
 /// Arguments of `intentproof verify`.
 #[derive(Debug, clap::Args)]

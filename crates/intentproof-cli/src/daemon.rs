@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use intentproof_api::DEFAULT_PORT;
+use intentproof_api::client::{DaemonClient, Progress};
+use intentproof_api::datadir::DataDir;
 use intentproof_core::keys::parse_public_key;
 use intentproof_gateway::Config;
-use intentproof_gateway::client::{DaemonClient, Progress};
-use intentproof_gateway::config::DEFAULT_PORT;
-use intentproof_gateway::datadir::DataDir;
 use serde_json::Value;
 
 use crate::Invalid;
@@ -203,7 +203,7 @@ impl Client {
     }
 
     /// Asks the daemon for a proof bundle of one correlation (at most
-    /// [`MAX_ANSWER_BYTES`](intentproof_gateway::client::MAX_ANSWER_BYTES),
+    /// [`MAX_ANSWER_BYTES`](intentproof_api::client::MAX_ANSWER_BYTES),
     /// what verification reads). With `progress`, a spinner runs on stderr
     /// while the daemon builds the bundle, then a byte bar while it arrives.
     pub(crate) fn bundle(

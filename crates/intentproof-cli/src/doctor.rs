@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use intentproof_api::DEFAULT_PORT;
+use intentproof_api::datadir::DataDir;
 use intentproof_gateway::Config;
-use intentproof_gateway::config::DEFAULT_PORT;
-use intentproof_gateway::datadir::DataDir;
 use serde_json::{Value, json};
 
 use crate::daemon::data_dir_or_default;

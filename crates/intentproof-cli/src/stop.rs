@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use intentproof_api::client::DaemonClient;
+use intentproof_api::datadir::DataDir;
 use intentproof_core::keys::InstanceKey;
-use intentproof_gateway::client::DaemonClient;
-use intentproof_gateway::datadir::DataDir;
 use rustix::process::{Pid, Signal};
 
 use crate::daemon::data_dir_or_default;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use intentproof_gateway::config::DEFAULT_PORT;
-use intentproof_gateway::datadir::DataDir;
+use intentproof_api::DEFAULT_PORT;
+use intentproof_api::datadir::DataDir;
 use intentproof_tui::{HttpSource, LocalSource, Source};
 
 use crate::daemon::data_dir_or_default;

@@ -1256,7 +1256,7 @@ fn explain_shows_each_task_call_with_its_outcome() {
     // to the store before the daemon starts; the daemon trusts their key.
     let gateway = InstanceKey::from_seed("inst_01M9TASKS0GATEWAY0000000000", [5u8; 32]);
     let public = gateway.verifying_key();
-    intentproof_gateway::datadir::DataDir::new(&dir)
+    intentproof_api::datadir::DataDir::new(&dir)
         .trust(gateway.instance_id(), &public)
         .unwrap();
     let sealer = intentproof_core::seal::Sealer::new(gateway.clone()).with_tenant_id("local");

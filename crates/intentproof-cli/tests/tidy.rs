@@ -25,6 +25,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("intentproof-bundle", 2),
     ("intentproof-upstream", 2),
     ("intentproof-mcp", 3),
+    ("intentproof-api", 3),
+    ("intentproof-findings", 3),
     ("intentproof-gateway", 4),
     ("intentproof-tui", 5),
     ("intentproof-cli", 6),
@@ -255,6 +257,27 @@ fn core_pulls_in_no_runtime_network_or_storage() {
     );
     // The rule bites: the gateway's closure has them.
     assert!(impurities(&reachable(&meta, "intentproof-gateway")).contains(&"tokio"));
+}
+
+/// What a reader of the store (the TUI) must not link: a server.
+const NOT_IN_READERS: &[&str] = &["axum"];
+
+#[test]
+fn the_tui_links_no_server() {
+    let meta = resolved_metadata();
+    let pulled_in = reachable(&meta, "intentproof-tui");
+    let servers: Vec<&str> = NOT_IN_READERS
+        .iter()
+        .copied()
+        .filter(|c| pulled_in.contains(*c))
+        .collect();
+    assert_eq!(
+        servers,
+        Vec::<&str>::new(),
+        "intentproof-tui pulls these in: it reads through intentproof-api, not the daemon"
+    );
+    // The rule bites: the daemon links one.
+    assert!(reachable(&meta, "intentproof-gateway").contains("axum"));
 }
 
 // ---- crate docs ---------------------------------------------------------------------

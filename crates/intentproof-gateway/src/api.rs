@@ -11,21 +11,23 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+pub use intentproof_api::shapes::{
+    chain_json, chain_row_json, event_json, event_with_inclusion_json,
+};
 use intentproof_core::keys::parse_public_key;
-use intentproof_core::merkle::hex;
 use intentproof_store::checkpoint::{self, Checkpoint};
-use intentproof_store::{Appended, ChainSummary, EventQuery, Store, StoredEvent};
+use intentproof_store::{Appended, EventQuery, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 mod plans;
 
 use crate::browser_guard::{self, BrowserGuard, Surface};
-use crate::datadir::DataDir;
-use crate::findings::live;
 use crate::ingest::{self, Caller, DaemonSealer, TrustedKeys};
 use crate::metrics::{Metrics, RejectReason};
 use crate::writer::Writer;
+use intentproof_api::datadir::DataDir;
+use intentproof_findings::live;
 use intentproof_mcp::{self as mcp, http::McpHttp};
 
 /// Everything the handlers share.
@@ -55,7 +57,7 @@ pub struct AppState {
     /// Configured verification policies.
     pub policies: Arc<Vec<intentproof_policy::verification::Policy>>,
     /// Plans and findings, kept up to date by the writer.
-    pub findings: Arc<crate::findings::live::LiveFindings>,
+    pub findings: Arc<intentproof_findings::live::LiveFindings>,
     /// The MCP gateway over HTTP (set once at start).
     pub mcp: std::sync::OnceLock<Arc<McpHttp>>,
     /// The HTTP API proxy (set once at start, when routes are configured).
@@ -547,18 +549,6 @@ async fn prepare_on_all_cores(
     Ok(prepared)
 }
 
-/// One stored event as the API answers it (`GET /v1/events`,
-/// `/v1/chains/{id}`): `{"seq", "signature", "event"}`. Readers that open
-/// the store themselves (the TUI without a daemon) use it too, so both
-/// give the same shape.
-pub fn event_json(stored: &StoredEvent) -> Value {
-    json!({
-        "seq": stored.entry.seq,
-        "signature": stored.entry.meta.signature.as_str(),
-        "event": stored.event,
-    })
-}
-
 /// Query parameters of `GET /v1/events`.
 #[derive(Debug, Deserialize)]
 pub struct EventParams {
@@ -643,24 +633,13 @@ async fn get_event(
             "no event with that id",
         ));
     };
-    let mut body = event_json(&stored);
-    body["inclusion"] = json!({
-        "leaf_index": stored.entry.seq,
-        "tree_size": size,
-        "root": format!("sha256:{}", hex(&root)),
-        "proof": proof.iter().map(hex).collect::<Vec<_>>(),
-        "checkpoint": signed,
-    });
-    Ok(Json(body))
-}
-
-/// One chain summary as the API answers it (`GET /v1/chains`, the `chain`
-/// of `/v1/chains/{id}`): the summary's fields plus `verified` and `gaps`.
-pub fn chain_json(summary: &ChainSummary) -> Value {
-    let mut value = serde_json::to_value(summary).unwrap_or(Value::Null);
-    value["verified"] = Value::Bool(summary.verified());
-    value["gaps"] = json!(summary.gaps());
-    value
+    Ok(Json(event_with_inclusion_json(
+        &stored,
+        size,
+        &proof,
+        &root,
+        signed.as_ref(),
+    )))
 }
 
 /// Query parameters of `GET /v1/chains`.
@@ -669,39 +648,6 @@ pub struct ChainParams {
     limit: Option<usize>,
     /// Skip this many chains first (paging; the answer's `total` says how many there are).
     offset: Option<usize>,
-}
-
-/// Who made a chain's calls: the MCP client's name on its first event
-/// (empty when it has none, e.g. SDK events, or when that event cannot be
-/// read: a damaged record must not hide the chain from the list, and
-/// verifying that chain names the damage).
-fn chain_agent(store: &Store, correlation_id: &str) -> String {
-    let query = EventQuery {
-        correlation_id: Some(correlation_id.to_owned()),
-        limit: 1,
-        ..EventQuery::default()
-    };
-    let first = match store.events(&query) {
-        Ok(page) => page.events.into_iter().next(),
-        Err(e) => {
-            tracing::warn!(correlation_id, error = %e, "cannot read a chain's first event for its agent");
-            None
-        }
-    };
-    first
-        .and_then(|e| {
-            let client = e.event.pointer("/attributes/mcp.client.name")?.as_str()?;
-            Some(client.to_owned())
-        })
-        .unwrap_or_default()
-}
-
-/// One row of `GET /v1/chains`: [`chain_json`] plus `agent`, who made the
-/// chain's calls. The TUI's LocalSource builds its rows with it too.
-pub fn chain_row_json(store: &Store, summary: &ChainSummary) -> Value {
-    let mut value = chain_json(summary);
-    value["agent"] = Value::String(chain_agent(store, &summary.correlation_id));
-    value
 }
 
 async fn list_chains(
@@ -1059,7 +1005,13 @@ async fn list_findings(
 async fn plan_by_id(
     state: &Shared,
     id: &str,
-) -> Result<Option<(crate::findings::PlanRow, Vec<crate::findings::FindingRow>)>, ApiError> {
+) -> Result<
+    Option<(
+        intentproof_findings::PlanRow,
+        Vec<intentproof_findings::FindingRow>,
+    )>,
+    ApiError,
+> {
     let findings = Arc::clone(&state.findings);
     let id = id.to_owned();
     tokio::task::spawn_blocking(move || findings.plan(std::time::SystemTime::now(), &id))
@@ -1125,7 +1077,7 @@ async fn close_plan(
     }
     let event = intentproof_core::ExecutionEvent::builder(
         plan.intent.clone(),
-        crate::findings::PLAN_CLOSE_ACTION,
+        intentproof_findings::PLAN_CLOSE_ACTION,
     )
     .correlation_id(plan.correlation_id.clone())
     .inputs(json!({"plan_id": id}))

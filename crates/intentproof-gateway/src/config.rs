@@ -132,8 +132,7 @@ fn default_timeout_ms() -> u64 {
     5000
 }
 
-/// The default port: the reference SDKs' local ingest port.
-pub const DEFAULT_PORT: u16 = 9787;
+pub use intentproof_api::DEFAULT_PORT;
 
 /// `~/.intentproof`, or `./.intentproof` when there is no home directory.
 pub fn default_data_dir() -> PathBuf {
@@ -157,7 +156,7 @@ impl Default for Config {
             queue_capacity: 65536,
             index_cache_mb: intentproof_store::DEFAULT_INDEX_CACHE_BYTES / (1024 * 1024),
             checkpoint_interval_secs: 10,
-            plan_idle_timeout_secs: 300,
+            plan_idle_timeout_secs: intentproof_findings::DEFAULT_PLAN_IDLE_TIMEOUT_SECS,
             redaction_policy: None,
             verification_policies: Vec::new(),
             exporters: Vec::new(),

@@ -47,14 +47,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::api::{AppState, checkpoint_now};
-use crate::findings::{declared_plan, flow_event};
+use intentproof_findings::{declared_plan, flow_event};
 use intentproof_mcp::recorder::PLAN_ACTION;
 
-/// The export profiles this daemon can produce: `full` (events as
-/// stored), `auditor` (no payloads) and `counterparty` (identity, chain,
-/// action, status, timing). The schema's fourth, `minimal-claim`, is not
-/// produced.
-pub const SUPPORTED_PROFILES: [&str; 3] = ["full", "auditor", "counterparty"];
+pub use intentproof_api::SUPPORTED_PROFILES;
 
 /// `verification_profile.spec_version` of exported bundles.
 pub const SPEC_VERSION: &str = "1.0.0";

@@ -32,11 +32,8 @@
 pub mod api;
 pub mod browser_guard;
 pub mod bulk;
-pub mod client;
 pub mod config;
-pub mod datadir;
 pub mod export;
-pub mod findings;
 pub mod http_proxy;
 pub mod ingest;
 pub mod metrics;

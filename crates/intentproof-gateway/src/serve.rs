@@ -11,17 +11,17 @@ use tokio::sync::{Notify, watch};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::datadir::DataDir;
 use crate::ingest::{DaemonSealer, TrustedKeys};
 use crate::metrics::Metrics;
 use crate::writer::Writer;
+use intentproof_api::datadir::DataDir;
 
 /// Why the daemon could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The data directory is unusable.
     #[error(transparent)]
-    DataDir(#[from] crate::datadir::DataDirError),
+    DataDir(#[from] intentproof_api::datadir::DataDirError),
     /// The store could not open.
     #[error("cannot open the store: {0}")]
     Store(#[from] intentproof_store::StoreError),
@@ -261,7 +261,7 @@ async fn serve_with(
         let (replayed, policies) = (Arc::clone(&store), Arc::clone(&policies));
         let started = std::time::Instant::now();
         let findings = tokio::task::spawn_blocking(move || {
-            crate::findings::live::LiveFindings::replay(replayed, plan_idle_timeout, policies)
+            intentproof_findings::live::LiveFindings::replay(replayed, plan_idle_timeout, policies)
         })
         .await
         .map_err(|e| ServeError::Other(e.to_string()))??;

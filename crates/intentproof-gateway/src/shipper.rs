@@ -72,7 +72,7 @@ use intentproof_core::seal::Sealer;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::DEFAULT_PORT;
-use crate::datadir::DataDir;
+use intentproof_api::datadir::DataDir;
 
 /// Where and how to deliver.
 #[derive(Debug, Clone)]

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use intentproof_core::keys::InstanceKey;
 use intentproof_core::seal::Sealer;
 use intentproof_core::{AttributeValue, ErrorInfo, ExecutionEvent, format_rfc3339_millis};
-use intentproof_gateway::findings::live::{LiveFindings, MAX_PAGE};
-use intentproof_gateway::findings::{
+use intentproof_findings::live::{LiveFindings, MAX_PAGE};
+use intentproof_findings::{
     COMPLETED_ACTION, FindingRow, PLAN_CLOSE_ACTION, PlanRow, plans_and_findings,
 };
 use intentproof_policy::verification::{PLAN_DECLARE_ACTION, Policy, PolicyFormat, check_policy};
@@ -477,8 +477,7 @@ async fn the_findings_api_pages_and_says_when_nothing_changed() {
     let url = daemon.url();
     let paged = tokio::task::spawn_blocking(move || {
         let client =
-            intentproof_gateway::client::DaemonClient::new(&url, token.trim().into(), None)
-                .unwrap();
+            intentproof_api::client::DaemonClient::new(&url, token.trim().into(), None).unwrap();
         let (rows, _) = client
             .get_all_pages(
                 &["v1", "findings"],

@@ -112,19 +112,9 @@ pub const DEFAULT_PLAN_TOOL: &str = "intentproof_declare_plan";
 pub const PLAN_ACTION: &str = intentproof_policy::verification::PLAN_DECLARE_ACTION;
 /// Intent of calls no declaration covers.
 pub const UNDECLARED: &str = "undeclared";
-/// Action of the marker fail-closed mode makes durable before a call is
-/// forwarded.
-pub const STARTED_ACTION: &str = "intentproof.call.started";
-/// Action of the event that closes a plan (`intentproof plans --close`,
-/// and the recorder when the session that declared the plan ends).
-pub const PLAN_CLOSE_ACTION: &str = "intentproof.plan.close";
-/// `inputs.reason` of a plan close recorded because its session ended.
-pub const SESSION_ENDED: &str = "session_ended";
-/// Action of the event that completes a task-augmented call.
-pub const COMPLETED_ACTION: &str = "intentproof.call.completed";
-/// `error.name` of a call the client never finished (it stopped after the
-/// server asked for input).
-pub const INCOMPLETE_CALL: &str = "IncompleteCall";
+pub use intentproof_core::actions::{
+    COMPLETED_ACTION, INCOMPLETE_CALL, PLAN_CLOSE_ACTION, SESSION_ENDED, STARTED_ACTION,
+};
 /// Exchanges kept per multi-round call.
 pub const MAX_ROUNDS: usize = 10;
 /// Calls that may wait for the client's input at once, per session.

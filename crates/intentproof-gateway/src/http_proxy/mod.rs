@@ -67,7 +67,7 @@
 //!   `X-IntentProof-*` headers `bad_header`), and `http.refused` for an
 //!   unknown route name (`unknown_route`, 404): route names cannot contain
 //!   `.`, so the two never collide. Findings never count a refusal as a
-//!   call ([`crate::findings::is_call`]). A body over `max_body_bytes` gets 413
+//!   call ([`intentproof_findings::is_call`]). A body over `max_body_bytes` gets 413
 //!   (`too_large`) and is recorded under the call's own action
 //!   (`RequestTooLarge`).
 //!
@@ -523,7 +523,7 @@ type PlanFollows = std::sync::Mutex<HashMap<String, PlanFollow>>;
 
 /// The open declared plan of `correlation`: its latest valid declaration,
 /// unless closed explicitly since or idle. Mirrors the rules of
-/// [`crate::findings`]. Reads only what the correlation stored since the
+/// [`intentproof_findings`]. Reads only what the correlation stored since the
 /// last call (`follows`): reading the whole chain on every call made a
 /// long task's calls slower and slower (13 ms per call at ~3,500 events).
 fn open_plan(
@@ -541,7 +541,7 @@ fn open_plan(
     let mut follow = lock().get(correlation).cloned().unwrap_or_default();
     let (events, through) = store.correlation_actions_after(
         correlation,
-        &[PLAN_ACTION, crate::findings::PLAN_CLOSE_ACTION],
+        &[PLAN_ACTION, intentproof_findings::PLAN_CLOSE_ACTION],
         follow.through,
     )?;
     let digest = |plan_id: &str| -> [u8; 32] {
@@ -550,7 +550,7 @@ fn open_plan(
     };
     for stored in &events {
         if stored.entry.meta.action == PLAN_ACTION {
-            if let Some(plan) = crate::findings::declared_plan(stored) {
+            if let Some(plan) = intentproof_findings::declared_plan(stored) {
                 follow.open = Some((stored.entry.seq, digest(&plan.plan_id)));
             }
         } else if let Some(closed) = stored
@@ -583,7 +583,7 @@ fn open_plan(
     let Some(plan) = store
         .by_seq(seq)?
         .as_ref()
-        .and_then(crate::findings::declared_plan)
+        .and_then(intentproof_findings::declared_plan)
     else {
         return Ok(None);
     };

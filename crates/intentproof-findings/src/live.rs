@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::Value;
 
-use super::{
+use crate::{
     COMPLETED_ACTION, FindingRow, INCOMPLETE_CALL, NEVER_FINISHED, PLAN_ACTION, PLAN_CLOSE_ACTION,
     PlanRow, SESSION_ENDED, declared_plan_of, incomplete_call_row, is_call, is_refused_request,
     is_server_request, kind_name, parse_time, task_unfinished_row,
@@ -113,9 +113,9 @@ impl EventFacts {
             == Some(INCOMPLETE_CALL))
         .then(|| text(event.pointer("/error/message")).unwrap_or_else(|| NEVER_FINISHED.into()));
         EventFacts {
-            task_id: attribute(super::TASK_ID_ATTRIBUTE),
+            task_id: attribute(crate::TASK_ID_ATTRIBUTE),
             plan_attribute: attribute("intentproof.plan.id"),
-            call_event_id: attribute(super::CALL_EVENT_ID_ATTRIBUTE),
+            call_event_id: attribute(crate::CALL_EVENT_ID_ATTRIBUTE),
             incomplete,
             declared: (action == PLAN_ACTION)
                 .then(|| declared_plan_of(event))
@@ -913,7 +913,7 @@ impl State {
                 && let Some(call) = e
                     .event
                     .get("attributes")
-                    .and_then(|a| a.get(super::CALL_EVENT_ID_ATTRIBUTE))
+                    .and_then(|a| a.get(crate::CALL_EVENT_ID_ATTRIBUTE))
                     .and_then(Value::as_str)
             {
                 fresh
@@ -1065,7 +1065,7 @@ impl State {
         last_at: &str,
     ) -> Result<Vec<(u64, u64, FindingRow)>, StoreError> {
         Ok(
-            super::policy_rows(&self.store, &self.policies, correlation, last_at)?
+            crate::policy_rows(&self.store, &self.policies, correlation, last_at)?
                 .into_iter()
                 .enumerate()
                 .map(|(index, (policy, row))| (policy as u64, index as u64, row))

@@ -29,7 +29,12 @@
 //!
 //! Nothing here is stored separately: findings are a pure function of the
 //! journal (and the clock, for idle timeouts), so they can never disagree
-//! with the record and survive an index rebuild unchanged.
+//! with the record and survive an index rebuild unchanged. [`live`] keeps
+//! the same answers up to date as events commit, for the daemon.
+//!
+//! What it does not do: write the store, serve HTTP or decide how findings
+//! are shown; the daemon (`intentproof-gateway`) serves them, and the TUI
+//! computes them here from a store it opened read-only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -43,12 +48,16 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Action of the event that completes a task call (the MCP recorder's).
-pub use intentproof_mcp::recorder::COMPLETED_ACTION;
-use intentproof_mcp::recorder::{INCOMPLETE_CALL, PLAN_ACTION, STARTED_ACTION};
+pub use intentproof_core::actions::COMPLETED_ACTION;
+use intentproof_core::actions::{INCOMPLETE_CALL, SESSION_ENDED, STARTED_ACTION};
+use intentproof_policy::verification::PLAN_DECLARE_ACTION as PLAN_ACTION;
 
 /// Action of a plan close (explicit, or the declaring session ended).
-pub use intentproof_mcp::recorder::PLAN_CLOSE_ACTION;
-use intentproof_mcp::recorder::SESSION_ENDED;
+pub use intentproof_core::actions::PLAN_CLOSE_ACTION;
+
+/// How long a plan stays open with no event in its correlation, unless
+/// configured (the daemon's `plan_idle_timeout_secs`).
+pub const DEFAULT_PLAN_IDLE_TIMEOUT_SECS: u64 = 300;
 
 pub mod live;
 /// Attribute of a completion event naming its call's event id.
@@ -234,7 +243,8 @@ pub(crate) fn task_unfinished_row(
     }
 }
 
-pub(crate) fn flow_event(stored: &StoredEvent) -> FlowEvent {
+/// A stored event as the policy evaluator reads it.
+pub fn flow_event(stored: &StoredEvent) -> FlowEvent {
     let m = &stored.entry.meta;
     let mut event = FlowEvent::new(&m.event_id, &m.action);
     event.status = Some(m.status.clone());
@@ -249,7 +259,7 @@ pub(crate) fn flow_event(stored: &StoredEvent) -> FlowEvent {
 /// The plan a declaration event declares. Steps naming a bare tool become
 /// `mcp.<server>.<tool>` actions; steps naming a full `mcp.` or `http.`
 /// action keep it (a plan may span MCP servers and HTTP APIs).
-pub(crate) fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
+pub fn declared_plan(stored: &StoredEvent) -> Option<DeclaredPlan> {
     declared_plan_of(&stored.event)
 }
 

@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
 
 /// Most bytes of one answer read: what bundle verification reads at most
-/// ([`intentproof_bundle::archive::ReadLimits`]), so no answer fills the
+/// (the bundle reader's `ReadLimits`), so no answer fills the
 /// memory and no bundle is downloaded that could not be verified.
 pub const MAX_ANSWER_BYTES: u64 = 512 << 20;
 
@@ -45,12 +45,12 @@ pub enum Progress {
 /// A client of one daemon.
 ///
 /// ```no_run
-/// use intentproof_gateway::client::DaemonClient;
+/// use intentproof_api::client::DaemonClient;
 ///
 /// let client = DaemonClient::new("http://127.0.0.1:9787", "token".into(), None)?;
 /// let chains = client.get_json(&["v1", "chains"], &[("limit", "10".into())])?;
 /// println!("{} chains", chains["total"]);
-/// # Ok::<(), intentproof_gateway::client::ClientError>(())
+/// # Ok::<(), intentproof_api::client::ClientError>(())
 /// ```
 pub struct DaemonClient {
     base: String,
