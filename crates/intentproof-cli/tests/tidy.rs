@@ -27,7 +27,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("intentproof-mcp", 3),
     ("intentproof-api", 3),
     ("intentproof-findings", 3),
-    ("intentproof-gateway", 4),
+    ("intentproof-http-proxy", 4),
+    ("intentproof-gateway", 5),
     ("intentproof-tui", 5),
     ("intentproof-cli", 6),
     // Test peers: nothing shipped depends on them.
@@ -47,14 +48,7 @@ const KNOWN_CYCLES: &[(&str, &[&str])] = &[
     ("intentproof-core", &["event", "v1"]),
     (
         "intentproof-gateway",
-        &[
-            "api",
-            "browser_guard",
-            "config",
-            "export",
-            "http_proxy",
-            "ingest",
-        ],
+        &["api", "browser_guard", "export", "ingest"],
     ),
     ("intentproof-mcp", &["config", "remote"]),
     ("intentproof-mcp", &["http", "stateless"]),

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
+use intentproof_api::same_token;
 pub use intentproof_api::shapes::{
     chain_json, chain_row_json, event_json, event_with_inclusion_json,
 };
@@ -61,7 +62,7 @@ pub struct AppState {
     /// The MCP gateway over HTTP (set once at start).
     pub mcp: std::sync::OnceLock<Arc<McpHttp>>,
     /// The HTTP API proxy (set once at start, when routes are configured).
-    pub http: std::sync::OnceLock<Arc<crate::http_proxy::HttpProxy>>,
+    pub http: std::sync::OnceLock<Arc<intentproof_http_proxy::HttpProxy>>,
     /// Threads that check batch lines.
     pub bulk: crate::bulk::BulkPool,
 }
@@ -133,7 +134,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(json!({"error": self.message, "reason": self.reason})),
+            Json(intentproof_api::ErrorBody::new(self.reason, self.message)),
         )
             .into_response();
         retry_shortly(&mut response);
@@ -205,16 +206,6 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
-}
-
-/// Compares without an early exit, so timing does not leak the token.
-pub(crate) fn same_token(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 fn require_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -876,10 +867,10 @@ async fn mcp_delete(
 }
 
 /// `/proxy/<name>/...`: the HTTP API proxy (auth and everything else in
-/// [`crate::http_proxy`]).
+/// [`intentproof_http_proxy`]).
 async fn http_proxy(State(state): State<Shared>, request: axum::extract::Request) -> Response {
     match state.http.get() {
-        Some(proxy) => crate::http_proxy::handle(Arc::clone(proxy), request).await,
+        Some(proxy) => intentproof_http_proxy::handle(Arc::clone(proxy), request).await,
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

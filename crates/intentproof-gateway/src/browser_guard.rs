@@ -40,7 +40,7 @@
 //! It does not guard reads and admin routes (they need the daemon token
 //! in `Authorization`, which a page cannot send without a preflight the
 //! daemon never answers) or the HTTP proxy (its own checks, in
-//! [`crate::http_proxy`]), and it does not rate-limit.
+//! [`intentproof_http_proxy`]), and it does not rate-limit.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -50,9 +50,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, bearer, same_token};
+use crate::api::{ApiError, bearer};
 use crate::ingest::Caller;
 use crate::metrics::{Metrics, RejectReason};
+use intentproof_api::same_token;
 
 /// Which routes a [`check`] guards: the rules and the error shape differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

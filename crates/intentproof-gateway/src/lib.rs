@@ -11,7 +11,8 @@
 //! - queries: `/v1/events`, `/v1/events/{id}`, `/v1/chains`,
 //!   `/v1/chains/{id}`, `/v1/checkpoint`, `/metrics` (bearer token);
 //! - admin: `POST /v1/keys` (trust an instance's public key);
-//! - the HTTP API proxy: `/proxy/<route>/...` ([`http_proxy`]);
+//! - the HTTP API proxy: `/proxy/<route>/...` (the `intentproof-http-proxy`
+//!   crate, fed through the [`recording`] thread);
 //! - the MCP gateway over HTTP: `/mcp/<name>` (the `intentproof-mcp`
 //!   crate, fed through the [`recording`] thread), and [`shipper`], the
 //!   stdio gateway's way to the daemon;
@@ -23,8 +24,11 @@
 //! plain functions in [`ingest`] and the store.
 //!
 //! What it does not do: own the record format (`intentproof-core`),
-//! storage (`intentproof-store`) or the MCP protocol (`intentproof-mcp`).
-//! It is the only process that opens the store to write.
+//! storage (`intentproof-store`), the MCP protocol (`intentproof-mcp`),
+//! the HTTP proxy (`intentproof-http-proxy`), plans and findings
+//! (`intentproof-findings`) or what readers share with it (the data dir,
+//! the client, the JSON shapes: `intentproof-api`). It is the only process
+//! that opens the store to write.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,7 +38,6 @@ pub mod browser_guard;
 pub mod bulk;
 pub mod config;
 pub mod export;
-pub mod http_proxy;
 pub mod ingest;
 pub mod metrics;
 pub mod pump;

@@ -174,10 +174,15 @@ fn run(receiver: &Receiver<RecordJob>, sink: &EventSink) {
     }
 }
 
-/// The HTTP MCP gateway's events go to the recording thread.
+/// The HTTP MCP gateway's and the HTTP proxy's events go to the recording
+/// thread.
 impl intentproof_mcp::sink::RecordSink for Recording {
     fn record(&self, events: Vec<ExecutionEvent>) {
         Recording::record(self, events);
+    }
+
+    fn flush(&self) {
+        Recording::flush(self);
     }
 }
 

@@ -347,10 +347,10 @@ async fn serve_with(
     }
 
     if let (false, Some(recording)) = (config.http.routes.is_empty(), &recording) {
-        let proxy = crate::http_proxy::HttpProxy::new(
+        let proxy = intentproof_http_proxy::HttpProxy::new(
             &config.http,
-            crate::http_proxy::ProxyDeps {
-                recording: Arc::clone(recording),
+            intentproof_http_proxy::ProxyDeps {
+                recording: Arc::clone(recording) as Arc<dyn intentproof_mcp::sink::RecordSink>,
                 store: Arc::clone(&store),
                 plan_idle_timeout: state.plan_idle_timeout,
                 token: state.token.clone(),

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use futures_util::StreamExt;
-use intentproof_gateway::config::HttpRouteConfig;
 use intentproof_gateway::{Config, Daemon};
+use intentproof_http_proxy::config::HttpRouteConfig;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 

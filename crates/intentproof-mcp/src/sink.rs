@@ -1,6 +1,6 @@
 //! Where recorded events go. The gateway reaches the daemon through these
 //! traits only: the daemon's recording thread implements [`RecordSink`]
-//! for `/mcp/<name>`, and `intentproof mcp`'s shipper (a spool and a
+//! for `/mcp/<name>` (and the HTTP API proxy, `intentproof-http-proxy`), and `intentproof mcp`'s shipper (a spool and a
 //! delivery task, in `intentproof-gateway`) implements [`StdioSink`]. This
 //! crate never seals, stores or sends an event itself.
 
@@ -15,6 +15,10 @@ use intentproof_core::ExecutionEvent;
 pub trait RecordSink: Send + Sync {
     /// Hands `events` over (sealing and storing happen elsewhere).
     fn record(&self, events: Vec<ExecutionEvent>);
+    /// Waits (blocking, bounded) until what was handed over so far is
+    /// passed on, so that an event stored next is ordered after it. A sink
+    /// with nothing in between has nothing to wait for.
+    fn flush(&self) {}
 }
 
 /// Takes the events of one stdio gateway process.

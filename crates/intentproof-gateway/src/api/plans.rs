@@ -38,8 +38,9 @@ use intentproof_core::{AttributeValue, Attributes, ExecutionEvent, format_rfc333
 use intentproof_policy::verification::{PLAN_DECLARE_ACTION, PlanArguments, parse_plan_arguments};
 use serde_json::json;
 
-use super::{ApiError, Shared, bearer, same_token, store_own_event};
-use crate::http_proxy::{MAX_CORRELATION_BYTES, TOKEN_HEADER, is_valid_correlation_id};
+use super::{ApiError, Shared, bearer, store_own_event};
+use intentproof_api::same_token;
+use intentproof_http_proxy::{MAX_CORRELATION_BYTES, TOKEN_HEADER, is_valid_correlation_id};
 
 /// Whether the request carries a token that may declare plans.
 fn may_declare(state: &super::AppState, headers: &HeaderMap) -> bool {
@@ -79,7 +80,7 @@ pub(super) async fn declare_plan(
             ),
         ));
     }
-    if !crate::http_proxy::record::is_json(&headers) {
+    if !intentproof_http_proxy::is_json(&headers) {
         let sent = headers.get(axum::http::header::CONTENT_TYPE).map_or_else(
             || "no Content-Type".to_owned(),
             |v| format!("Content-Type {:?}", String::from_utf8_lossy(v.as_bytes())),

@@ -1,13 +1,12 @@
 //! The HTTP API proxy: agents call plain HTTP tools (payments, email,
 //! ticketing APIs) through `/proxy/<route>/<path>` on the daemon, and every
 //! call becomes one [`ExecutionEvent`](intentproof_core::ExecutionEvent),
-//! sealed by the daemon's [`DaemonSealer`](crate::ingest::DaemonSealer)
-//! (which redacts first) and written by the one writer, like the MCP
+//! sealed by the daemon's sealer (which redacts first) and written by the one writer, like the MCP
 //! gateway's events.
 //!
 //! # What it does
 //!
-//! - **Routes** come from `[[http.routes]]` ([`crate::config::HttpRouteConfig`]):
+//! - **Routes** come from `[[http.routes]]` ([`config::HttpRouteConfig`]):
 //!   `/proxy/<name>/<rest>?<query>` goes to `<upstream><rest>?<query>`. The
 //!   upstream URL is built only from the configured base and the checked
 //!   rest of the path, never from the `Host` header, an absolute-form
@@ -93,8 +92,9 @@
 //!   MCP gateway over HTTP, a full write queue drops the record with an
 //!   error log and a metrics count instead of failing the call.
 
-pub(crate) mod record;
-pub(crate) mod route;
+pub mod config;
+mod record;
+mod route;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -119,8 +119,10 @@ use self::route::{
     parse_upstream,
 };
 use crate::config::HttpConfig;
-use crate::recording::Recording;
 use intentproof_mcp::recorder::{PLAN_ACTION, UNDECLARED, text_attr};
+use intentproof_mcp::sink::RecordSink;
+
+pub use self::record::is_json;
 
 /// Header carrying the daemon token on proxy calls.
 pub const TOKEN_HEADER: &str = "x-intentproof-token";
@@ -134,7 +136,7 @@ pub const UNKNOWN_ROUTE_ACTION: &str = "http.refused";
 /// Longest intent header accepted (bytes).
 const MAX_INTENT_BYTES: usize = 1024;
 /// Longest correlation id accepted (bytes).
-pub(crate) const MAX_CORRELATION_BYTES: usize = 256;
+pub const MAX_CORRELATION_BYTES: usize = 256;
 /// Longest request target kept in a refusal record (characters).
 const MAX_RECORDED_TARGET: usize = 2048;
 /// Redirects followed at most, when following is on.
@@ -159,7 +161,7 @@ struct Route {
 pub struct HttpProxy {
     routes: HashMap<String, Route>,
     allowed_hosts: Vec<String>,
-    recording: Arc<Recording>,
+    recording: Arc<dyn RecordSink>,
     store: Arc<Store>,
     plan_idle_timeout: Duration,
     /// What was read of each correlation's plans ([`open_plan`]).
@@ -171,7 +173,7 @@ pub struct HttpProxy {
 /// What the daemon hands the proxy.
 pub struct ProxyDeps {
     /// Where recorded events go (the daemon seals and stores them).
-    pub recording: Arc<Recording>,
+    pub recording: Arc<dyn RecordSink>,
     /// The store, to find a correlation's open plan.
     pub store: Arc<Store>,
     /// When a declared plan counts as closed for lack of calls.
@@ -196,7 +198,7 @@ fn header_names(names: &[String]) -> Result<Vec<HeaderName>, String> {
 pub(crate) use intentproof_upstream::trust_ca_file;
 
 impl HttpProxy {
-    /// The proxy for `config` (already validated by [`crate::Config`]).
+    /// The proxy for `config` (already validated: [`HttpConfig::validate`]).
     pub fn new(config: &HttpConfig, deps: ProxyDeps) -> Result<HttpProxy, String> {
         let mut routes = HashMap::new();
         for route in &config.routes {
@@ -284,14 +286,14 @@ impl HttpProxy {
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| crate::api::same_token(given.trim(), &self.token))
+            .is_some_and(|given| intentproof_api::same_token(given.trim(), &self.token))
     }
 
     fn authenticated(&self, headers: &HeaderMap) -> bool {
         let via_header = headers
             .get(TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|given| crate::api::same_token(given.trim(), &self.token));
+            .is_some_and(|given| intentproof_api::same_token(given.trim(), &self.token));
         via_header
             || headers
                 .get_all(header::AUTHORIZATION)
@@ -319,7 +321,7 @@ impl HttpProxy {
     /// Hands over (blocking, bounded) the calls recorded so far, so that an
     /// event the daemon stores next (a plan close) is ordered after every
     /// call whose answer had already ended.
-    pub(crate) fn flush_recorded(&self) {
+    pub fn flush_recorded(&self) {
         self.recording.flush();
     }
 
@@ -328,9 +330,13 @@ impl HttpProxy {
     }
 }
 
-/// The error body every daemon route uses ([`crate::api::ApiError`]).
+/// The error body every daemon route uses ([`intentproof_api::ErrorBody`]).
 fn error_response(status: StatusCode, reason: &'static str, message: &str) -> Response {
-    crate::api::ApiError::new(status, reason, message).into_response()
+    (
+        status,
+        axum::Json(intentproof_api::ErrorBody::new(reason, message)),
+    )
+        .into_response()
 }
 
 /// Intent and correlation the agent sent.
@@ -380,7 +386,7 @@ fn declared(headers: &HeaderMap) -> Result<Declared, String> {
 /// [`MAX_CORRELATION_BYTES`] visible ASCII characters. `POST /v1/plans`
 /// holds a chosen correlation id to the same rule, so every plan it
 /// records can be named by proxied calls.
-pub(crate) fn is_valid_correlation_id(text: &str) -> bool {
+pub fn is_valid_correlation_id(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= MAX_CORRELATION_BYTES
         && text.bytes().all(|b| b.is_ascii_graphic())

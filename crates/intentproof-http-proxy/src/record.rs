@@ -14,11 +14,11 @@ use intentproof_core::{Attributes, ErrorInfo, ExecutionEvent, format_rfc3339_mil
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::recording::Recording;
+use intentproof_mcp::sink::RecordSink;
 
 /// Whether a body with these headers is JSON the proxy may record as JSON:
 /// `application/json` or `application/*+json`, not content-encoded.
-pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+pub fn is_json(headers: &HeaderMap) -> bool {
     if headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -204,7 +204,7 @@ pub(crate) struct RecordingBody {
 
 struct Pending {
     call: Call,
-    recording: Arc<Recording>,
+    recording: Arc<dyn RecordSink>,
     status: StatusCode,
     headers: Value,
     error_on_4xx: bool,
@@ -217,7 +217,7 @@ impl RecordingBody {
         capture: BodyCapture,
         expected: Option<u64>,
         call: Call,
-        recording: Arc<Recording>,
+        recording: Arc<dyn RecordSink>,
         status: StatusCode,
         headers: Value,
         error_on_4xx: bool,

@@ -3,7 +3,7 @@
 //! action naming. No I/O here; `config.rs` validates with the same
 //! functions the proxy runs, so a config that loads is a config that works.
 
-use crate::config::HttpAction;
+use crate::config::{HttpAction, HttpConfig};
 
 pub(crate) use intentproof_upstream::{
     Upstream, check_added_header, is_hop_by_hop, is_managed, parse_upstream,
@@ -271,6 +271,117 @@ impl ActionNamer {
                 )
             }
         }
+    }
+}
+
+/// The section's checks: a route's upstream, headers and action are held
+/// to the rules the proxy applies to them here.
+impl HttpConfig {
+    /// Checks the section; the error names the route and field, and says
+    /// what to write instead.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = format!("http.routes[{i}] ({:?})", route.name);
+            let bad = |field: &str, why: String| Err(format!("{at}: `{field}` {why}"));
+            let valid_name = !route.name.is_empty()
+                && route.name.len() <= 64
+                && route
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name {
+                return bad(
+                    "name",
+                    "must be 1 to 64 letters, digits, '-' or '_' (it is a URL path segment and part of every action)".into(),
+                );
+            }
+            if !names.insert(&route.name) {
+                return bad(
+                    "name",
+                    "is used by another route; names must be unique".into(),
+                );
+            }
+            if let Err(why) = parse_upstream(&route.upstream) {
+                return bad("upstream", why);
+            }
+            if let Some(path) = &route.ca_file
+                && let Err(e) = std::fs::metadata(path)
+            {
+                return bad("ca_file", format!("{}: {e}", path.display()));
+            }
+            for (name, value) in &route.headers {
+                if let Err(why) = check_added_header(name, value) {
+                    return bad("headers", why);
+                }
+            }
+            for (field, list) in [
+                ("record_request_headers", &route.record_request_headers),
+                ("record_response_headers", &route.record_response_headers),
+            ] {
+                for name in list {
+                    if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                        return bad(field, format!("has {name:?}, which is not a header name"));
+                    }
+                }
+            }
+            if let Some(action) = &route.action
+                && let Err(why) = ActionNamer::new(&route.name, action)
+            {
+                return bad("action", why);
+            }
+            if !(1..=3_600_000).contains(&route.timeout_ms) {
+                return bad(
+                    "timeout_ms",
+                    format!("= {} is out of range; use 1 to 3600000", route.timeout_ms),
+                );
+            }
+            if !(1..=86_400_000).contains(&route.idle_timeout_ms) {
+                return bad(
+                    "idle_timeout_ms",
+                    format!(
+                        "= {} is out of range; use 1 to 86400000",
+                        route.idle_timeout_ms
+                    ),
+                );
+            }
+            if !(1..=1024 * 1024 * 1024).contains(&route.max_body_bytes) {
+                return bad(
+                    "max_body_bytes",
+                    format!(
+                        "= {} is out of range; use 1 to 1073741824",
+                        route.max_body_bytes
+                    ),
+                );
+            }
+            if route.record_body_bytes > 16 * 1024 * 1024 {
+                return bad(
+                    "record_body_bytes",
+                    format!(
+                        "= {} is out of range; use 0 to 16777216",
+                        route.record_body_bytes
+                    ),
+                );
+            }
+            if route
+                .default_intent
+                .as_ref()
+                .is_some_and(|i| i.trim().is_empty())
+            {
+                return bad(
+                    "default_intent",
+                    "must not be blank; leave it out instead".into(),
+                );
+            }
+        }
+        for host in &self.allowed_hosts {
+            if host.trim().is_empty() || host.contains(['/', ' ']) {
+                return Err(format!(
+                    "http.allowed_hosts: {host:?} is not a host name; write names such as \"gateway.internal\" (no scheme, path or port)"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
