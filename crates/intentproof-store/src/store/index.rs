@@ -18,7 +18,8 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::codec;
 use crate::error::StoreError;
-use crate::types::{ChainSummary, IndexEntry};
+use crate::meta::SignatureState;
+use crate::types::{ChainSummary, EventQuery, IndexEntry};
 
 /// A chain's slot as the chain check needs it: (event id, content hash,
 /// prev hash).
@@ -35,29 +36,29 @@ pub(super) struct ChainTip {
 /// The sled trees.
 pub(super) struct Index {
     path: PathBuf,
-    pub(super) db: sled::Db,
+    db: sled::Db,
     /// event_id -> IndexEntry (binary, see [`codec`])
-    pub(super) events: sled::Tree,
+    events: sled::Tree,
     /// Runs of consecutive seqs: the run's first seq (BE) -> its event
     /// ids, packed (see [`pack_ids`]).
     seq_ids: sled::Tree,
     /// instance \0 correlation \0 position (BE) -> event_id
-    pub(super) chain: sled::Tree,
+    chain: sled::Tree,
     /// Posting lists: kind \0-terminated value, then the list's first seq
     /// (BE) -> the seqs (BE, ascending) of one commit's events with that
     /// correlation, action or status. See [`Facet`].
-    pub(super) postings: sled::Tree,
+    postings: sled::Tree,
     /// correlation -> ChainSummary (binary, see [`codec`])
-    pub(super) summaries: sled::Tree,
+    summaries: sled::Tree,
     /// Recently written summaries, so that a commit adding to a chain does
     /// not read and decode its summary back from sled first (when many
     /// chains are active, a commit touches about one per event). Bounded:
     /// emptied when full. Emptied by every other summary writer.
-    pub(super) recent_summaries: Mutex<HashMap<String, ChainSummary>>,
+    recent_summaries: Mutex<HashMap<String, ChainSummary>>,
     /// "indexed_through" -> next seq to index
-    pub(super) meta: sled::Tree,
+    meta: sled::Tree,
     /// exporter name -> next seq to deliver (BE)
-    pub(super) cursors: sled::Tree,
+    cursors: sled::Tree,
 }
 
 /// The index layout this build writes (the `format` key of the `meta`
@@ -65,7 +66,7 @@ pub(super) struct Index {
 /// status and time, and per Merkle leaf; JSON entries. 2: facet posting
 /// lists, one key per commit and value; seq -> id runs; Merkle leaves in
 /// the `leaves` file; binary entries and summaries (`codec`).
-pub(super) const INDEX_FORMAT: u64 = 2;
+const INDEX_FORMAT: u64 = 2;
 
 /// The sled trees of [`INDEX_FORMAT`]; an upgrade drops any other.
 const TREES: [&str; 7] = [
@@ -92,7 +93,7 @@ const RECENT_SUMMARIES: usize = 10_000;
 /// did. Lists never overlap: each holds seqs of one commit, keyed by its
 /// first seq, and re-indexing after a crash replaces the lists it covers.
 #[derive(Clone, Copy)]
-pub(super) enum Facet {
+enum Facet {
     Correlation = b'c' as isize,
     Action = b'a' as isize,
     Status = b's' as isize,
@@ -161,7 +162,7 @@ fn packed_id(packed: &[u8], k: usize) -> Option<&str> {
 }
 
 /// The seqs of a posting list.
-pub(super) fn posted(list: &[u8]) -> impl Iterator<Item = u64> + '_ {
+fn posted(list: &[u8]) -> impl Iterator<Item = u64> + '_ {
     list.chunks_exact(8)
         .filter_map(|b| <[u8; 8]>::try_from(b).ok())
         .map(u64::from_be_bytes)
@@ -231,7 +232,7 @@ impl Index {
         })
     }
 
-    pub(super) fn err(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
+    fn err(&self) -> impl Fn(sled::Error) -> StoreError + '_ {
         |source| StoreError::Index {
             path: self.path.clone(),
             source,
@@ -367,7 +368,7 @@ impl Index {
 
     /// Calls `visit` with every indexed seq from `from` on, ascending,
     /// until it breaks.
-    pub(super) fn for_each_seq(
+    fn for_each_seq(
         &self,
         from: u64,
         visit: &mut dyn FnMut(u64) -> Result<ControlFlow<()>, StoreError>,
@@ -419,7 +420,7 @@ impl Index {
 
     /// Calls `visit` with each seq posted for `value` under `facet` that is
     /// after `after`, in ascending order, until it breaks.
-    pub(super) fn for_each_posted(
+    fn for_each_posted(
         &self,
         facet: Facet,
         value: &str,
@@ -507,6 +508,188 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// Records [`INDEX_FORMAT`] as the format of the index on disk: only
+    /// once the journal is indexed in it (see [`Index::upgrade`]).
+    pub(super) fn record_format(&self) -> Result<(), StoreError> {
+        self.meta
+            .insert("format", &INDEX_FORMAT.to_be_bytes())
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Calls `visit` with each seq after `query.after` that may match
+    /// `query`, in ascending order, until it breaks.
+    pub(super) fn for_each_candidate(
+        &self,
+        query: &EventQuery,
+        visit: &mut dyn FnMut(u64) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        // Walk the narrowest index; `visit` checks the other filters.
+        let facet = if let Some(c) = &query.correlation_id {
+            Some((Facet::Correlation, c))
+        } else if let Some(a) = &query.action {
+            Some((Facet::Action, a))
+        } else {
+            query.status.as_ref().map(|s| (Facet::Status, s))
+        };
+        if let Some((facet, value)) = facet {
+            self.for_each_posted(facet, value, query.after, visit)?;
+        } else {
+            let lower = query.after.map_or(0, |a| a.saturating_add(1));
+            self.for_each_seq(lower, visit)?;
+        }
+        Ok(())
+    }
+
+    /// Index entries of every event whose action starts with `prefix`, in
+    /// journal order.
+    pub(super) fn entries_with_action_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let mut seqs = Vec::new();
+        let mut key_prefix = vec![Facet::Action as u8];
+        key_prefix.extend_from_slice(prefix.as_bytes());
+        for item in self.postings.scan_prefix(key_prefix) {
+            let (_, list) = item.map_err(self.err())?;
+            seqs.extend(posted(&list));
+        }
+        seqs.sort_unstable();
+        let mut entries = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            entries.extend(self.entry_at(seq)?);
+        }
+        Ok(entries)
+    }
+
+    /// Chains `offset..offset + limit`, most recent activity first, and how
+    /// many there are: ordered by each summary's `last_at` alone (see
+    /// [`codec::summary_last_at`]), only the page decoded in full.
+    pub(super) fn chains_page(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<ChainSummary>), StoreError> {
+        let bad = |key: &[u8]| {
+            StoreError::BadIndex(format!("summaries/{}", String::from_utf8_lossy(key)))
+        };
+        let mut order: Vec<(String, sled::IVec)> = Vec::new();
+        for item in self.summaries.iter() {
+            let (key, value) = item.map_err(self.err())?;
+            let last_at = codec::summary_last_at(&value).ok_or_else(|| bad(&key))?;
+            order.push((last_at.to_owned(), key));
+        }
+        // Keys are the correlation ids' bytes: byte order is String order.
+        order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let total = order.len();
+        let mut page = Vec::with_capacity(limit.min(total.saturating_sub(offset)));
+        for (_, key) in order.iter().skip(offset).take(limit) {
+            let Some(value) = self.summaries.get(key).map_err(self.err())? else {
+                continue;
+            };
+            page.push(codec::decode_summary(&value).ok_or_else(|| bad(key))?);
+        }
+        Ok((total, page))
+    }
+
+    /// Visits the index entries of `instance`'s events, by (correlation,
+    /// position), until `visit` breaks.
+    pub(super) fn for_each_entry_of_instance(
+        &self,
+        instance: &str,
+        visit: &mut dyn FnMut(IndexEntry) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut prefix = instance.as_bytes().to_vec();
+        prefix.push(0);
+        for item in self.chain.scan_prefix(&prefix) {
+            let (_, id) = item.map_err(self.err())?;
+            let Some(entry) = self.entry(&String::from_utf8_lossy(&id))? else {
+                continue;
+            };
+            if visit(entry)?.is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets a stored event's signature state to `state` and moves its count
+    /// in its chain's summary. Writes the summary directly, past
+    /// [`Index::recent_summaries`]: the caller empties that first.
+    pub(super) fn set_signature(
+        &self,
+        mut entry: IndexEntry,
+        state: SignatureState,
+    ) -> Result<(), StoreError> {
+        let mut summary = self
+            .summary(&entry.meta.correlation_id)?
+            .unwrap_or_default();
+        summary.count_signature(entry.meta.signature, -1);
+        summary.count_signature(state, 1);
+        entry.meta.signature = state;
+        let err = self.err();
+        self.events
+            .insert(entry.meta.event_id.as_bytes(), codec::encode(&entry))
+            .map_err(&err)?;
+        self.summaries
+            .insert(
+                entry.meta.correlation_id.as_bytes(),
+                codec::encode_summary(&summary),
+            )
+            .map_err(&err)?;
+        Ok(())
+    }
+
+    /// An exporter's cursor: the next seq it must deliver (0 if none).
+    pub(super) fn cursor(&self, exporter: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .cursors
+            .get(exporter.as_bytes())
+            .map_err(self.err())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Sets an exporter's cursor and flushes the `cursors` tree.
+    pub(super) fn set_cursor(&self, exporter: &str, next_seq: u64) -> Result<(), StoreError> {
+        let err = self.err();
+        self.cursors
+            .insert(exporter.as_bytes(), &next_seq.to_be_bytes())
+            .map_err(&err)?;
+        self.cursors.flush().map(|_| ()).map_err(err)
+    }
+
+    /// Empties [`Index::recent_summaries`], for a writer of summaries other
+    /// than [`Index::insert`] (the cache would go stale).
+    pub(super) fn clear_recent_summaries(&self) {
+        self.recent_summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    /// Drops [`Index::recent_summaries`] and gives its memory back.
+    pub(super) fn release_recent_summaries(&self) {
+        *self
+            .recent_summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = HashMap::new();
+    }
+
+    /// How many summaries [`Index::recent_summaries`] holds.
+    pub(super) fn recent_summaries_len(&self) -> usize {
+        self.recent_summaries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Flushes the index to disk.
+    pub(super) fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(self.err())
     }
 
     fn write(&self, entries: &[IndexEntry], count: bool) -> Result<(), StoreError> {

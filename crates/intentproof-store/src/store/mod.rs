@@ -21,7 +21,6 @@ use ed25519_dalek::VerifyingKey;
 use intentproof_core::merkle::{self, Hash, MerkleLog};
 use serde_json::Value;
 
-use crate::codec;
 use crate::error::StoreError;
 use crate::journal::{self, Journal, RecordLocation};
 use crate::leaf_file::LeafFile;
@@ -31,7 +30,7 @@ use crate::types::{
     StoredEvent,
 };
 use chain::ChainTips;
-use index::{Facet, INDEX_FORMAT, Index, Slot, posted};
+use index::{Index, Slot};
 
 /// The store: one per data directory, opened by one process (the daemon).
 pub struct Store {
@@ -99,11 +98,7 @@ impl Store {
             recovery,
         };
         store.catch_up(keys)?;
-        store
-            .index
-            .meta
-            .insert("format", &INDEX_FORMAT.to_be_bytes())
-            .map_err(store.index.err())?;
+        store.index.record_format()?;
         Ok(store)
     }
 
@@ -445,21 +440,7 @@ impl Store {
             events.push(self.read_entry(entry)?);
             Ok(ControlFlow::Continue(()))
         };
-        // Walk the narrowest index; `visit` checks the other filters.
-        let facet = if let Some(c) = &query.correlation_id {
-            Some((Facet::Correlation, c))
-        } else if let Some(a) = &query.action {
-            Some((Facet::Action, a))
-        } else {
-            query.status.as_ref().map(|s| (Facet::Status, s))
-        };
-        if let Some((facet, value)) = facet {
-            self.index
-                .for_each_posted(facet, value, query.after, &mut visit)?;
-        } else {
-            let lower = query.after.map_or(0, |a| a.saturating_add(1));
-            self.index.for_each_seq(lower, &mut visit)?;
-        }
+        self.index.for_each_candidate(query, &mut visit)?;
         Ok(EventPage {
             events,
             next_cursor,
@@ -550,26 +531,7 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<(usize, Vec<ChainSummary>), StoreError> {
-        let bad = |key: &[u8]| {
-            StoreError::BadIndex(format!("summaries/{}", String::from_utf8_lossy(key)))
-        };
-        let mut order: Vec<(String, sled::IVec)> = Vec::new();
-        for item in self.index.summaries.iter() {
-            let (key, value) = item.map_err(self.index.err())?;
-            let last_at = codec::summary_last_at(&value).ok_or_else(|| bad(&key))?;
-            order.push((last_at.to_owned(), key));
-        }
-        // Keys are the correlation ids' bytes: byte order is String order.
-        order.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        let total = order.len();
-        let mut page = Vec::with_capacity(limit.min(total.saturating_sub(offset)));
-        for (_, key) in order.iter().skip(offset).take(limit) {
-            let Some(value) = self.index.summaries.get(key).map_err(self.index.err())? else {
-                continue;
-            };
-            page.push(codec::decode_summary(&value).ok_or_else(|| bad(key))?);
-        }
-        Ok((total, page))
+        self.index.chains_page(offset, limit)
     }
 
     /// Re-checks the signatures of an instance's stored events with a newly
@@ -578,51 +540,25 @@ impl Store {
     pub fn retrust(&self, instance_id: &str, key: &VerifyingKey) -> Result<(u64, u64), StoreError> {
         self.writable()?;
         let _writer = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
-        self.index
-            .recent_summaries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        let mut prefix = instance_id.as_bytes().to_vec();
-        prefix.push(0);
+        self.index.clear_recent_summaries();
         let (mut verified, mut invalid) = (0, 0);
-        for item in self.index.chain.scan_prefix(&prefix) {
-            let (_, id) = item.map_err(self.index.err())?;
-            let Some(mut entry) = self.index.entry(&String::from_utf8_lossy(&id))? else {
-                continue;
-            };
-            let stored = self.read_entry(entry.clone())?;
-            let state = match intentproof_core::seal::verify_event(&stored.event, key) {
-                Ok(_) => SignatureState::Verified,
-                Err(_) => SignatureState::Invalid,
-            };
-            match state {
-                SignatureState::Verified => verified += 1,
-                _ => invalid += 1,
-            }
-            if state == entry.meta.signature {
-                continue;
-            }
-            let mut summary = self
-                .index
-                .summary(&entry.meta.correlation_id)?
-                .unwrap_or_default();
-            summary.count_signature(entry.meta.signature, -1);
-            summary.count_signature(state, 1);
-            entry.meta.signature = state;
-            let err = self.index.err();
-            self.index
-                .events
-                .insert(entry.meta.event_id.as_bytes(), codec::encode(&entry))
-                .map_err(&err)?;
-            self.index
-                .summaries
-                .insert(
-                    entry.meta.correlation_id.as_bytes(),
-                    codec::encode_summary(&summary),
-                )
-                .map_err(&err)?;
-        }
+        self.index
+            .for_each_entry_of_instance(instance_id, &mut |entry| {
+                let stored = self.read_entry(entry.clone())?;
+                let state = match intentproof_core::seal::verify_event(&stored.event, key) {
+                    Ok(_) => SignatureState::Verified,
+                    Err(_) => SignatureState::Invalid,
+                };
+                match state {
+                    SignatureState::Verified => verified += 1,
+                    _ => invalid += 1,
+                }
+                if state == entry.meta.signature {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                self.index.set_signature(entry, state)?;
+                Ok(ControlFlow::Continue(()))
+            })?;
         Ok((verified, invalid))
     }
 
@@ -639,14 +575,7 @@ impl Store {
 
     /// An exporter's durable cursor: the next sequence number it must deliver.
     pub fn cursor(&self, exporter: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .index
-            .cursors
-            .get(exporter.as_bytes())
-            .map_err(self.index.err())?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
+        self.index.cursor(exporter)
     }
 
     /// Moves an exporter's cursor and flushes it to disk, so delivery
@@ -654,12 +583,7 @@ impl Store {
     /// delivery and this call re-delivers).
     pub fn set_cursor(&self, exporter: &str, next_seq: u64) -> Result<(), StoreError> {
         self.writable()?;
-        let err = self.index.err();
-        self.index
-            .cursors
-            .insert(exporter.as_bytes(), &next_seq.to_be_bytes())
-            .map_err(&err)?;
-        self.index.cursors.flush().map(|_| ()).map_err(err)
+        self.index.set_cursor(exporter, next_seq)
     }
 
     /// The event stored as journal record `seq`.
@@ -673,19 +597,7 @@ impl Store {
     /// Index entries of every event whose action starts with `prefix`
     /// (e.g. `mcp.`), in journal order.
     pub fn entries_with_action_prefix(&self, prefix: &str) -> Result<Vec<IndexEntry>, StoreError> {
-        let mut seqs = Vec::new();
-        let mut key_prefix = vec![Facet::Action as u8];
-        key_prefix.extend_from_slice(prefix.as_bytes());
-        for item in self.index.postings.scan_prefix(key_prefix) {
-            let (_, list) = item.map_err(self.index.err())?;
-            seqs.extend(posted(&list));
-        }
-        seqs.sort_unstable();
-        let mut entries = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            entries.extend(self.index.entry_at(seq)?);
-        }
-        Ok(entries)
+        self.index.entries_with_action_prefix(prefix)
     }
 
     /// Number of records (Merkle tree size).
@@ -720,11 +632,7 @@ impl Store {
     pub fn release_caches(&self) {
         let _writer = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         *self.tips.lock().unwrap_or_else(PoisonError::into_inner) = ChainTips::default();
-        *self
-            .index
-            .recent_summaries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = HashMap::new();
+        self.index.release_recent_summaries();
     }
 
     /// How many chain tips and chain summaries the caches of
@@ -736,12 +644,7 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len();
-        let summaries = self
-            .index
-            .recent_summaries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+        let summaries = self.index.recent_summaries_len();
         (tips, summaries)
     }
 
@@ -750,7 +653,7 @@ impl Store {
         if self.read_only {
             return Ok(());
         }
-        self.index.db.flush().map(|_| ()).map_err(self.index.err())
+        self.index.flush()
     }
 }
 
