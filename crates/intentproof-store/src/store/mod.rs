@@ -658,7 +658,7 @@ impl Store {
 }
 
 /// The index entry of journal record `seq` (catch-up and rebuild).
-pub(crate) fn index_entry(
+fn index_entry(
     seq: u64,
     location: RecordLocation,
     payload: &[u8],
