@@ -52,7 +52,6 @@ const KNOWN_CYCLES: &[(&str, &[&str])] = &[
     ),
     ("intentproof-mcp", &["config", "remote"]),
     ("intentproof-mcp", &["http", "stateless"]),
-    ("intentproof-store", &["codec", "leaf_file", "store"]),
     ("intentproof-tui", &["app", "run", "source", "ui"]),
 ];
 

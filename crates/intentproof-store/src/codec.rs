@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use crate::meta::{EventMeta, SignatureState};
-use crate::store::{ChainSummary, IndexEntry, InstanceChain};
+use crate::types::{ChainSummary, IndexEntry, InstanceChain};
 
 const VERSION: u8 = 1;
 

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use intentproof_core::checkpoint::Checkpoint;
 use intentproof_core::merkle::{self, Hash, MerkleLog};
 
+use crate::error::StoreError;
 use crate::journal;
-use crate::store::StoreError;
 
 /// File name under the index directory.
 pub(crate) const LEAVES_FILE: &str = "leaves";

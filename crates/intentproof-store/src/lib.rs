@@ -21,16 +21,19 @@
 
 pub mod checkpoint;
 mod codec;
+mod error;
 pub mod journal;
 mod leaf_file;
 pub mod meta;
 mod store;
+mod types;
 pub mod verify;
 
+pub use error::StoreError;
 pub use meta::{EventMeta, MetaError, SignatureState};
-pub use store::{
-    Appended, ChainConflict, ChainSummary, DEFAULT_INDEX_CACHE_BYTES, EventPage, EventQuery,
-    GENESIS_HASH, Incoming, IndexEntry, InstanceChain, MAX_PAGE, Store, StoreError, StoreOptions,
-    StoredEvent, WriteHold,
+pub use store::{ChainConflict, GENESIS_HASH, Store};
+pub use types::{
+    Appended, ChainSummary, DEFAULT_INDEX_CACHE_BYTES, EventPage, EventQuery, Incoming, IndexEntry,
+    InstanceChain, MAX_PAGE, StoreOptions, StoredEvent, WriteHold,
 };
 pub use verify::{VerifyReport, rebuild, verify};

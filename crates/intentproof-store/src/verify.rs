@@ -10,9 +10,11 @@ use intentproof_core::merkle::{self, Hash};
 use serde_json::Value;
 
 use crate::checkpoint;
+use crate::error::StoreError;
 use crate::journal;
 use crate::meta::{EventMeta, SignatureState};
-use crate::store::{GENESIS_HASH, Store, StoreError, StoreOptions};
+use crate::store::{GENESIS_HASH, Store};
+use crate::types::StoreOptions;
 
 /// One stored chain link, as verification needs it.
 struct Link {
