@@ -43,11 +43,15 @@
 //! with the bundled key of its signer). The reference verifier sees no
 //! `signature` on a projection, so steps 1-8 treat it as an unsigned record.
 
+mod keys;
 mod report;
 
+use keys::{KeyRing, key_ring};
+
+pub use keys::{TrustedKey, parse_public_key_bytes};
 pub use report::{Attestation, EXIT_UNATTESTED, Report, Status, Summary, Verdict};
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -63,8 +67,8 @@ use sha2::{Digest, Sha256};
 use crate::archive::{Compression, ReadLimits, read_archive};
 use crate::inclusion::{CHECKPOINT_SCHEMA, INCLUSION_SCHEMA, InclusionProofs, parse_hash};
 use crate::manifest::{
-    ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, INCLUSION_PROOF, KEYS_DIR, MANIFEST, Manifest, POLICY,
-    RUN, manifest_digest, policy_fingerprint, sha256_of,
+    ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, INCLUSION_PROOF, MANIFEST, Manifest, POLICY, RUN,
+    manifest_digest, policy_fingerprint, sha256_of,
 };
 use crate::projection::{Profile, check_form, content_digest, is_projection};
 
@@ -220,17 +224,6 @@ pub const STRICT_REASONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// A public key the verifier trusts (from `--key`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustedKey {
-    /// The key id it stands for, when known. A key without an id is tried
-    /// for the manifest signature and for any signature whose key is not
-    /// otherwise known.
-    pub key_id: Option<String>,
-    /// The key.
-    pub key: VerifyingKey,
-}
-
 /// How to verify.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -317,64 +310,6 @@ pub fn verify(bundle: &[u8], options: &VerifyOptions) -> Report {
             attestation: Attestation::Failed,
             verdict: Verdict::Fail,
         },
-    }
-}
-
-/// Parses a public key file: 32 raw bytes, base64 of 32 bytes, PEM
-/// `PUBLIC KEY` (Ed25519 SPKI), or 64 hex digits. Weak (small-order) keys
-/// are refused.
-pub fn parse_public_key_bytes(bytes: &[u8]) -> Result<VerifyingKey, String> {
-    let key = if bytes.len() == 32 {
-        let raw: [u8; 32] = bytes.try_into().map_err(|_| "not 32 bytes".to_owned())?;
-        VerifyingKey::from_bytes(&raw).map_err(|e| format!("not an Ed25519 public key: {e}"))?
-    } else {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| "neither 32 raw bytes nor text (base64, PEM or hex)".to_owned())?
-            .trim();
-        match crate::inclusion::parse_hash(text) {
-            Some(raw) => VerifyingKey::from_bytes(&raw)
-                .map_err(|e| format!("not an Ed25519 public key: {e}"))?,
-            None => intentproof_core::keys::parse_public_key(text).map_err(|e| e.to_string())?,
-        }
-    };
-    if key.is_weak() {
-        return Err("a weak (small-order) Ed25519 key, which anyone can sign for".into());
-    }
-    Ok(key)
-}
-
-// ---------------------------------------------------------------------------
-// Keys
-
-struct KeyRing {
-    /// keys/<id>.pub, parsed (Err: why not).
-    bundled: BTreeMap<String, Result<VerifyingKey, String>>,
-    trusted_by_id: HashMap<String, VerifyingKey>,
-    anonymous: Vec<VerifyingKey>,
-    /// Whether the manifest signature was verified (bundled keys are then
-    /// vouched for by a trusted key).
-    manifest_authenticated: bool,
-}
-
-impl KeyRing {
-    fn bundled(&self, key_id: &str) -> Option<&VerifyingKey> {
-        self.bundled.get(key_id).and_then(|k| k.as_ref().ok())
-    }
-
-    /// The single key strict checks use for `key_id`, if one is known:
-    /// the given key with that id, else the bundled one.
-    fn strict_key(&self, key_id: &str) -> Option<&VerifyingKey> {
-        self.trusted_by_id
-            .get(key_id)
-            .or_else(|| self.bundled(key_id))
-    }
-
-    /// Any key at all for `key_id` (the single key, else the anonymous ones).
-    fn candidates(&self, key_id: &str) -> Vec<VerifyingKey> {
-        match self.strict_key(key_id) {
-            Some(k) => vec![*k],
-            None => self.anonymous.clone(),
-        }
     }
 }
 
@@ -1199,38 +1134,6 @@ fn check_merkle(
     }
     ctx.finding(format!("{label}_merkle_valid"));
     Ok(())
-}
-
-fn key_ring(
-    members: &HashMap<&str, &[u8]>,
-    options: &VerifyOptions,
-    manifest_authenticated: bool,
-) -> KeyRing {
-    let mut bundled = BTreeMap::new();
-    for (path, bytes) in members {
-        if let Some(id) = path
-            .strip_prefix(KEYS_DIR)
-            .and_then(|p| p.strip_suffix(".pub"))
-        {
-            bundled.insert(id.to_owned(), parse_public_key_bytes(bytes));
-        }
-    }
-    let mut trusted_by_id = HashMap::new();
-    let mut anonymous = Vec::new();
-    for k in &options.trusted_keys {
-        match &k.key_id {
-            Some(id) => {
-                trusted_by_id.insert(id.clone(), k.key);
-            }
-            None => anonymous.push(k.key),
-        }
-    }
-    KeyRing {
-        bundled,
-        trusted_by_id,
-        anonymous,
-        manifest_authenticated,
-    }
 }
 
 struct StrictInput<'a> {
