@@ -176,7 +176,7 @@ fn sha256_ref(value: &Value) -> Option<[u8; 32]> {
     value
         .as_str()?
         .strip_prefix("sha256:")
-        .and_then(crate::inclusion::parse_hash)
+        .and_then(intentproof_core::checkpoint::parse_hash)
 }
 
 /// The `content_hash` digest of a projection, if it is `"sha256:<64 hex>"`.

@@ -44,7 +44,6 @@ const NOT_IN_CORE: &[&str] = &["tokio", "axum", "hyper", "sled", "rmcp", "reqwes
 /// new cycle, or a listed one that grew, fails; so does a listed cycle that
 /// is gone (take it off the list).
 const KNOWN_CYCLES: &[(&str, &[&str])] = &[
-    ("intentproof-bundle", &["inclusion", "projection"]),
     ("intentproof-core", &["event", "v1"]),
     (
         "intentproof-gateway",

@@ -1,0 +1,671 @@
+//! The checks where we are stricter than the reference verifier
+//! ([`STRICT_REASONS`](super::STRICT_REASONS)): manifest schema and
+//! consistency, bundled keys, strict JSONL, event projections, event
+//! signatures, chains and inclusion proofs.
+
+use std::collections::{HashMap, HashSet};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use intentproof_core::canon::parse_strict;
+use intentproof_core::keys::verify_strict;
+use intentproof_core::merkle::{leaf_hash, verify_inclusion};
+use intentproof_core::schema::{SchemaKind, validate};
+use intentproof_core::v1::{ZERO_HASH, sha256_prefixed};
+use serde_json::{Map, Value};
+
+use super::keys::KeyRing;
+use super::records::{Record, StrictSig, hex_decode_strict, lenient_object};
+use super::{Ctx, Fail, VerifyOptions, fail};
+use crate::inclusion::{CHECKPOINT_SCHEMA, INCLUSION_SCHEMA, InclusionProofs, parse_hash};
+use crate::manifest::{
+    ATTESTATIONS, EVENTS, FLOW, INCLUSION_PROOF, MANIFEST, Manifest, POLICY, RUN, manifest_digest,
+    policy_fingerprint,
+};
+use crate::projection::Profile;
+
+pub(super) struct StrictInput<'a> {
+    pub(super) members: &'a HashMap<&'a str, &'a [u8]>,
+    pub(super) archive_order: Vec<&'a str>,
+    pub(super) manifest: &'a Manifest,
+    pub(super) manifest_value: &'a Value,
+    pub(super) policy: Option<&'a Map<String, Value>>,
+    pub(super) run_doc: Option<&'a Map<String, Value>>,
+    pub(super) event_lines: &'a [&'a [u8]],
+    pub(super) events: &'a [Record],
+    pub(super) attestations: &'a [Record],
+    pub(super) ring: &'a KeyRing,
+    pub(super) options: &'a VerifyOptions,
+}
+
+pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let manifest = input.manifest;
+
+    // The manifest matches its schema.
+    if let Err(errors) = validate(SchemaKind::BundleManifest, input.manifest_value) {
+        ctx.finding("manifest.schema_invalid");
+        return fail(
+            "bundle.manifest_schema_invalid",
+            format!(
+                "manifest.json does not match the bundle manifest schema: {}",
+                errors.join("; ")
+            ),
+        );
+    }
+
+    // The core members are listed (so their hashes were checked).
+    let listed: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    for required in [ATTESTATIONS, EVENTS, FLOW, POLICY, RUN] {
+        if !listed.contains(required) {
+            ctx.finding(format!("file_missing:{required}"));
+            return fail(
+                "bundle.file_missing",
+                format!("the manifest does not list {required}, which every bundle carries"),
+            );
+        }
+    }
+
+    // Every member is listed.
+    for path in &input.archive_order {
+        if *path != MANIFEST && !listed.contains(path) {
+            ctx.finding(format!("member_unlisted:{path}"));
+            return fail(
+                "bundle.member_unlisted",
+                format!(
+                    "the archive carries {path:?}, which the manifest does not list: nothing vouches for it"
+                ),
+            );
+        }
+    }
+
+    check_consistency(input, ctx)?;
+
+    // Bundled keys parse and agree with the given ones.
+    for (id, key) in &input.ring.bundled {
+        match key {
+            Err(e) => {
+                ctx.finding(format!("key_invalid:{id}"));
+                return fail(
+                    "bundle.key_invalid",
+                    format!("keys/{id}.pub is not usable: {e}"),
+                );
+            }
+            Ok(k) => {
+                if let Some(given) = input.ring.trusted_by_id.get(id)
+                    && given != k
+                {
+                    ctx.finding(format!("key_mismatch:{id}"));
+                    return fail(
+                        "bundle.key_mismatch",
+                        format!(
+                            "keys/{id}.pub is not the key given for {id}: the bundled key was replaced"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    if !input.options.trusted_keys.is_empty() && manifest.signature.is_none() {
+        ctx.finding("manifest.signature_missing");
+        return fail(
+            "bundle.manifest_unsigned",
+            "keys were given, but the manifest is unsigned: nothing binds this bundle to those keys \
+             (anyone could have rebuilt it)",
+        );
+    }
+
+    // JSONL lines parse strictly and carry their ids; ids are unique.
+    for (file, records, id_field, dup_reason) in [
+        (EVENTS, input.events, "event_id", "bundle.event_duplicate"),
+        (
+            ATTESTATIONS,
+            input.attestations,
+            "attestation_id",
+            "bundle.attestation_duplicate",
+        ),
+    ] {
+        for r in records {
+            let problem = match &r.strict_error {
+                Some(e) => Some(e.clone()),
+                None if !r.id_present => Some(format!("no string `{id_field}`")),
+                None => None,
+            };
+            if let Some(problem) = problem {
+                ctx.finding(format!("jsonl_invalid:{file}:{}", r.line));
+                return fail(
+                    "bundle.jsonl_invalid",
+                    format!("{file} line {}: {problem}", r.line),
+                );
+            }
+        }
+        let mut seen = HashSet::with_capacity(records.len());
+        for r in records {
+            if !seen.insert(r.id.as_str()) {
+                let what = if file == EVENTS {
+                    "event"
+                } else {
+                    "attestation"
+                };
+                ctx.finding(format!("{what}_duplicate:{}", r.id));
+                return fail(
+                    dup_reason,
+                    format!(
+                        "{file} line {}: {what} {:?} occurs more than once",
+                        r.line, r.id
+                    ),
+                );
+            }
+        }
+    }
+
+    let projections = check_projection_profile(input, ctx)?;
+    check_event_signatures(input, ctx)?;
+    if projections > 0 {
+        ctx.summary.events_projected = projections;
+        ctx.finding(format!("projection_signatures_valid:{projections}"));
+    }
+    check_chains(input.events, ctx)?;
+    if let Some(bytes) = input.members.get(INCLUSION_PROOF) {
+        check_inclusion(bytes, input, ctx)?;
+    }
+    if projections > 0 {
+        check_projection_attestation(input, ctx)?;
+    }
+    Ok(())
+}
+
+/// Every projection names the manifest's profile and is well formed; an
+/// auditor / counterparty bundle carries no full v1 event. Returns the
+/// number of projections.
+fn check_projection_profile(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<usize, Fail> {
+    let declared = input
+        .manifest
+        .verification_profile
+        .as_ref()
+        .map_or("", |p| p.export_profile.as_str());
+    let projecting = Profile::from_name(declared);
+    let mut count = 0;
+    for r in input.events {
+        match &r.chain.projection {
+            Some(p) if p.claimed != declared => {
+                ctx.finding(format!("projection_profile_mismatch:{}", r.id));
+                return fail(
+                    "bundle.projection_profile_mismatch",
+                    format!(
+                        "event {:?} (events.jsonl line {}) is a {:?} projection, but the manifest's \
+                         export_profile is {declared:?}",
+                        r.id, r.line, p.claimed
+                    ),
+                );
+            }
+            Some(p) => {
+                if let Err(e) = &p.form {
+                    ctx.finding(format!("projection_malformed:{}", r.id));
+                    return fail(
+                        "bundle.projection_malformed",
+                        format!(
+                            "event {:?} (events.jsonl line {}) is not a well-formed {declared} \
+                             projection: {e}",
+                            r.id, r.line
+                        ),
+                    );
+                }
+                count += 1;
+            }
+            None if r.chain.is_v1 && projecting.is_some() => {
+                ctx.finding(format!("projection_profile_mismatch:{}", r.id));
+                return fail(
+                    "bundle.projection_profile_mismatch",
+                    format!(
+                        "event {:?} (events.jsonl line {}) is a full intentproof.event.v1 event, but \
+                         the manifest's export_profile {declared:?} bundles projections",
+                        r.id, r.line
+                    ),
+                );
+            }
+            None => {}
+        }
+    }
+    Ok(count)
+}
+
+/// Only the manifest signature attests a projection's visible fields:
+/// it must exist and verify, with a given key (reference step 3) or else
+/// with the bundled key of its signer.
+fn check_projection_attestation(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let profile = input
+        .manifest
+        .verification_profile
+        .as_ref()
+        .map_or("", |p| p.export_profile.as_str());
+    let Some(sig) = &input.manifest.signature else {
+        ctx.finding("manifest.signature_missing");
+        return fail(
+            "bundle.projection_unattested",
+            format!(
+                "the events are {profile} projections, whose visible fields only the manifest \
+                 signature attests, but the manifest is unsigned"
+            ),
+        );
+    };
+    if !input.ring.manifest_authenticated {
+        let Some(key) = input.ring.bundled(&sig.key_id) else {
+            ctx.finding(format!("manifest.key_unknown:{}", sig.key_id));
+            return fail(
+                "bundle.projection_unattested",
+                format!(
+                    "the events are {profile} projections, whose visible fields only the manifest \
+                     signature attests, but no key was given and the bundle carries no \
+                     keys/{}.pub: pass --key",
+                    sig.key_id
+                ),
+            );
+        };
+        let valid = input
+            .manifest_value
+            .as_object()
+            .and_then(|m| manifest_digest(m).ok())
+            .is_some_and(|digest| manifest_signature_verifies(&digest, &sig.value, [key]));
+        if !valid {
+            ctx.finding("manifest.signature_invalid");
+            return fail(
+                "bundle.signature_invalid",
+                format!(
+                    "the manifest signature does not verify with the bundled keys/{}.pub: the \
+                     manifest was changed after signing (it alone attests the projected fields)",
+                    sig.key_id
+                ),
+            );
+        }
+        ctx.finding("manifest.signature_valid_with_bundled_key");
+        ctx.summary.manifest_signature = "valid_with_bundled_key";
+        // It was checked after all: replace step 3's "not checked" warning.
+        if let Some(i) = ctx.unchecked_manifest_warning.take() {
+            ctx.warnings.remove(i);
+        }
+        ctx.warnings.push(format!(
+            "the manifest signature (key {:?}), which alone attests the {profile} projections' \
+             visible fields, was checked only with the key the bundle carries, which nothing \
+             outside vouches for: pass --key with the exporter's public key",
+            sig.key_id
+        ));
+    }
+    ctx.finding(format!(
+        "projection.{profile}:visible_fields_attested_by_bundle_signer"
+    ));
+    Ok(())
+}
+
+/// Whether a hex manifest signature value verifies over `digest` with one of `keys`.
+pub(super) fn manifest_signature_verifies<'k>(
+    digest: &[u8; 32],
+    value: &str,
+    keys: impl IntoIterator<Item = &'k VerifyingKey>,
+) -> bool {
+    let Some(bytes) = hex_decode_strict(value) else {
+        return false;
+    };
+    let Ok(raw) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    let signature = Signature::from_bytes(&raw);
+    keys.into_iter()
+        .any(|k| verify_strict(k, digest, &signature).is_ok())
+}
+
+fn check_consistency(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let manifest = input.manifest;
+    let mut inconsistent = |field: &str, detail: String| -> Result<(), Fail> {
+        ctx.finding(format!("manifest_inconsistent:{field}"));
+        fail("bundle.manifest_inconsistent", detail)
+    };
+    let flow = input.members.get(FLOW).and_then(|b| lenient_object(b));
+    for (doc_name, doc) in [(FLOW, flow.as_ref()), (RUN, input.run_doc)] {
+        let Some(doc) = doc else { continue };
+        for (field, want) in [
+            ("flow_id", &manifest.flow_id),
+            ("tenant_id", &manifest.tenant_id),
+        ] {
+            if let Some(Value::String(got)) = doc.get(field)
+                && got != want
+            {
+                return inconsistent(
+                    field,
+                    format!("the manifest's {field} is {want:?}, but {doc_name} says {got:?}"),
+                );
+            }
+        }
+    }
+    if let (Some(policy), Some(profile)) = (input.policy, &manifest.verification_profile) {
+        let fingerprint = policy_fingerprint(policy).map_err(|e| Fail {
+            reason: "bundle.manifest_inconsistent",
+            detail: format!("policy.json cannot be canonicalized: {e}"),
+        })?;
+        if !profile.policy_versions.contains(&fingerprint) {
+            return inconsistent(
+                "policy_versions",
+                format!(
+                    "verification_profile.policy_versions {:?} does not name policy.json's \
+                     fingerprint {fingerprint}",
+                    profile.policy_versions
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_event_signatures(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let mut unsigned = 0usize;
+    let mut verified = 0usize;
+    let mut bundled_only = 0usize;
+    for r in input.events {
+        if r.chain.key_id_mismatch {
+            ctx.finding(format!("event_key_id_mismatch:{}", r.id));
+            return fail(
+                "bundle.event_key_id_mismatch",
+                format!(
+                    "event {:?} is signed with key {:?}, which is not a key of its instance {:?}",
+                    r.id,
+                    r.key_id,
+                    r.chain.instance.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+        match &r.strict_sig {
+            StrictSig::Unsigned if r.chain.is_v1 || r.chain.projection.is_some() => {
+                ctx.finding(format!("event_unsigned:{}", r.id));
+                return fail(
+                    "bundle.event_unsigned",
+                    format!(
+                        "event {:?} (events.jsonl line {}) is an intentproof.event.v1 event without a signature",
+                        r.id, r.line
+                    ),
+                );
+            }
+            StrictSig::Unsigned => unsigned += 1,
+            StrictSig::Malformed(e) | StrictSig::Invalid(e) => {
+                ctx.finding(format!("event_signature_invalid:{}", r.id));
+                return fail(
+                    "bundle.event_signature_invalid",
+                    format!("event {:?} (events.jsonl line {}): {e}", r.id, r.line),
+                );
+            }
+            StrictSig::KeyUnknown(key_id) => {
+                ctx.finding(format!("event_key_unknown:{}:{key_id}", r.id));
+                return fail(
+                    "bundle.event_key_unknown",
+                    format!(
+                        "event {:?} is signed by key {key_id:?}, which is neither in the bundle \
+                         (keys/{key_id}.pub) nor given with --key: it is unverified. Pass --key {key_id}=<public key file>",
+                        r.id
+                    ),
+                );
+            }
+            StrictSig::Valid { bundled_only: b } => {
+                verified += 1;
+                if *b {
+                    bundled_only += 1;
+                }
+            }
+        }
+    }
+    ctx.summary.events_unsigned = unsigned;
+    ctx.summary.events_signature_verified = verified;
+    ctx.summary.events_verified_with_unauthenticated_key = bundled_only;
+    if unsigned > 0 {
+        ctx.warnings.push(format!(
+            "{unsigned} event(s) carry no signature (records that are not intentproof.event.v1): \
+             only the manifest covers them, and they are not counted as verified"
+        ));
+    }
+    if bundled_only > 0 {
+        ctx.warnings.push(format!(
+            "{bundled_only} event signature(s) were checked with keys carried in the bundle itself, \
+             and no given key vouches for those keys or the manifest: pass --key"
+        ));
+    }
+    Ok(())
+}
+
+struct ChainState<'a> {
+    last_position: u64,
+    last_hash: String,
+    seen: HashMap<u64, (&'a str, [u8; 32])>,
+}
+
+fn check_chains(events: &[Record], ctx: &mut Ctx) -> Result<(), Fail> {
+    // Chain members of each event: (instance, correlation, position, prev, digest).
+    type Key<'a> = (&'a str, &'a str);
+    let mut placed: Vec<(usize, Key<'_>, u64, &str, [u8; 32])> = Vec::new();
+    let mut present: HashMap<Key<'_>, HashSet<u64>> = HashMap::new();
+    for (i, r) in events.iter().enumerate() {
+        let c = &r.chain;
+        if c.position.is_none() && c.prev.is_none() {
+            continue;
+        }
+        let malformed = |what: &str| -> Result<(), Fail> {
+            fail(
+                "bundle.chain_malformed",
+                format!(
+                    "event {:?} (events.jsonl line {}) cannot be placed in a chain: {what}",
+                    r.id, r.line
+                ),
+            )
+        };
+        let Some(position) = c
+            .position
+            .as_ref()
+            .and_then(Value::as_u64)
+            .filter(|p| *p >= 1)
+        else {
+            ctx.finding(format!("chain_malformed:{}", r.id));
+            return malformed("`chain_position` is not an integer >= 1");
+        };
+        let Some(prev) = c.prev.as_ref().and_then(Value::as_str) else {
+            ctx.finding(format!("chain_malformed:{}", r.id));
+            return malformed("`prev_event_hash` is missing or not a string");
+        };
+        let Some(correlation) = c.correlation.as_deref() else {
+            ctx.finding(format!("chain_malformed:{}", r.id));
+            return malformed("`correlation_id` is missing");
+        };
+        let digest = match &r.digest {
+            Some(Ok(d)) => *d,
+            Some(Err(e)) => {
+                ctx.finding(format!("chain_malformed:{}", r.id));
+                return malformed(&format!("it cannot be canonicalized: {e}"));
+            }
+            None => {
+                ctx.finding(format!("chain_malformed:{}", r.id));
+                return malformed("it has no content hash");
+            }
+        };
+        let key = (c.instance.as_deref().unwrap_or(""), correlation);
+        present.entry(key).or_default().insert(position);
+        placed.push((i, key, position, prev, digest));
+    }
+    let mut chains: HashMap<Key<'_>, ChainState<'_>> = HashMap::new();
+    for &(i, key, position, prev, digest) in &placed {
+        let r = &events[i];
+        let state = chains.entry(key).or_insert_with(|| ChainState {
+            last_position: 0,
+            last_hash: ZERO_HASH.to_owned(),
+            seen: HashMap::new(),
+        });
+        if let Some((first, first_digest)) = state.seen.get(&position) {
+            if *first_digest == digest {
+                ctx.finding(format!("event_duplicate:{}", r.id));
+                return fail(
+                    "bundle.event_duplicate",
+                    format!(
+                        "event {:?} at position {position} of chain {:?} occurs more than once",
+                        r.id, key.1
+                    ),
+                );
+            }
+            ctx.finding(format!("chain_fork:{}:{position}", key.1));
+            return fail(
+                "bundle.chain_fork",
+                format!(
+                    "fork in chain {:?} at position {position}: events {first:?} and {:?} both claim it",
+                    key.1, r.id
+                ),
+            );
+        }
+        if position > state.last_position + 1 {
+            let missing = state.last_position + 1;
+            if present.get(&key).is_some_and(|s| s.contains(&missing)) {
+                ctx.finding(format!("chain_out_of_order:{}:{missing}", key.1));
+                return fail(
+                    "bundle.chain_out_of_order",
+                    format!(
+                        "chain {:?} is out of order: event {:?} at position {position} (line {}) \
+                         comes before position {missing}",
+                        key.1, r.id, r.line
+                    ),
+                );
+            }
+            ctx.finding(format!("chain_gap:{}:{missing}", key.1));
+            return fail(
+                "bundle.chain_gap",
+                format!(
+                    "gap in chain {:?}: position {missing} is missing before event {:?} at position \
+                     {position} (an event was dropped)",
+                    key.1, r.id
+                ),
+            );
+        }
+        if prev != state.last_hash {
+            ctx.finding(format!("chain_link_mismatch:{}", r.id));
+            return fail(
+                "bundle.chain_link_mismatch",
+                format!(
+                    "event {:?} at position {position} of chain {:?} has prev_event_hash {prev}, \
+                     but the event before hashes to {}",
+                    r.id, key.1, state.last_hash
+                ),
+            );
+        }
+        state.seen.insert(position, (r.id.as_str(), digest));
+        state.last_position = position;
+        state.last_hash = sha256_prefixed(&digest);
+    }
+    ctx.summary.chains = chains.len();
+    if !chains.is_empty() {
+        ctx.finding(format!("event_chains_valid:{}", chains.len()));
+    }
+    Ok(())
+}
+
+fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let malformed = |ctx: &mut Ctx, e: String| -> Result<(), Fail> {
+        ctx.finding("inclusion_proof.malformed");
+        fail(
+            "bundle.inclusion_proof_malformed",
+            format!("inclusion_proof.json: {e}"),
+        )
+    };
+    let parsed: InclusionProofs = match parse_strict(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => return malformed(ctx, e),
+    };
+    if parsed.schema != INCLUSION_SCHEMA || parsed.checkpoint.schema != CHECKPOINT_SCHEMA {
+        return malformed(
+            ctx,
+            format!(
+                "schema {:?} / checkpoint schema {:?}, expected {INCLUSION_SCHEMA:?} / {CHECKPOINT_SCHEMA:?}",
+                parsed.schema, parsed.checkpoint.schema
+            ),
+        );
+    }
+    let checkpoint = &parsed.checkpoint;
+    let root = match checkpoint.root_hash() {
+        Ok(r) => r,
+        Err(e) => return malformed(ctx, e),
+    };
+    let candidates = input.ring.candidates(&checkpoint.key_id);
+    if candidates.is_empty() {
+        ctx.finding(format!("checkpoint.key_unknown:{}", checkpoint.key_id));
+        return fail(
+            "bundle.checkpoint_key_unknown",
+            format!(
+                "the checkpoint is signed by key {:?}, which is neither bundled nor given: pass --key",
+                checkpoint.key_id
+            ),
+        );
+    }
+    let mut last_error = String::new();
+    if !candidates.iter().any(|k| match checkpoint.verify(k) {
+        Ok(()) => true,
+        Err(e) => {
+            last_error = e;
+            false
+        }
+    }) {
+        ctx.finding("checkpoint.signature_invalid");
+        return fail("bundle.checkpoint_signature_invalid", last_error);
+    }
+    ctx.finding("checkpoint.signature_valid");
+
+    let mut used = HashSet::new();
+    for (r, line) in input.events.iter().zip(input.event_lines) {
+        let Some(proof) = parsed.proofs.get(&r.id) else {
+            ctx.finding(format!("inclusion_proof_missing:{}", r.id));
+            return fail(
+                "bundle.inclusion_proof_missing",
+                format!(
+                    "event {:?} has no inclusion proof in inclusion_proof.json",
+                    r.id
+                ),
+            );
+        };
+        used.insert(r.id.as_str());
+        let leaf = match (&r.chain.projection, &proof.leaf_hash) {
+            (Some(_), Some(h)) => parse_hash(h).ok_or_else(|| format!("leaf_hash {h:?} is not 64 hex digits")),
+            (Some(_), None) => Err(
+                "the event is a projection, so its proof needs the full event's leaf_hash, and has none"
+                    .to_owned(),
+            ),
+            (None, Some(h)) if parse_hash(h) != Some(leaf_hash(line)) => Err(format!(
+                "leaf_hash {h:?} is not the leaf hash of the event's line"
+            )),
+            (None, _) => Ok(leaf_hash(line)),
+        };
+        let result = leaf
+            .and_then(|leaf| proof.hashes().map(|hashes| (leaf, hashes)))
+            .and_then(|(leaf, hashes)| {
+                verify_inclusion(
+                    &leaf,
+                    proof.leaf_index,
+                    checkpoint.tree_size,
+                    &hashes,
+                    &root,
+                )
+                .map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            ctx.finding(format!("inclusion_proof_invalid:{}", r.id));
+            return fail(
+                "bundle.inclusion_proof_invalid",
+                format!(
+                    "the inclusion proof of event {:?} (leaf {} of {}) does not verify: {e}",
+                    r.id, proof.leaf_index, checkpoint.tree_size
+                ),
+            );
+        }
+    }
+    if let Some(extra) = parsed.proofs.keys().find(|id| !used.contains(id.as_str())) {
+        ctx.finding(format!("inclusion_proof_invalid:{extra}"));
+        return fail(
+            "bundle.inclusion_proof_invalid",
+            format!("inclusion_proof.json has a proof for {extra:?}, which is not a bundled event"),
+        );
+    }
+    ctx.summary.inclusion_proofs_verified = input.events.len();
+    ctx.finding(format!("inclusion_proofs_valid:{}", input.events.len()));
+    Ok(())
+}
