@@ -1,0 +1,28 @@
+//! A rule whose category is missing or not one of the eight: lint names the
+//! valid categories.
+
+use serde_json::Value;
+
+use super::super::CATEGORIES;
+use super::super::policy::kind;
+
+/// The problem with a rule (`at`) whose category (written as
+/// `category_field`, `type` or `category`) is `category`, which is missing,
+/// not a string, or not a category.
+pub(super) fn lint(at: &str, category_field: &str, category: Option<&Value>) -> String {
+    match category {
+        Some(Value::String(category)) => format!(
+            "{at}: {category_field} {category:?} is not a category; valid: {}",
+            CATEGORIES.join(", ")
+        ),
+        Some(other) => format!(
+            "{at}: {category_field} must be a string, not {}; valid: {}",
+            kind(other),
+            CATEGORIES.join(", ")
+        ),
+        None => format!(
+            "{at}: type (category) is missing; valid: {}",
+            CATEGORIES.join(", ")
+        ),
+    }
+}
