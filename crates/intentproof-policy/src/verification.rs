@@ -40,6 +40,7 @@ mod plan;
 mod policy;
 mod reasons;
 pub mod reference;
+mod rules;
 mod time;
 
 pub use eval::{

@@ -15,8 +15,8 @@ use intentproof_core::schema::{SchemaKind, validate};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::time::parse_iso8601_duration;
-use super::{CATEGORIES, SEVERITIES};
+use super::SEVERITIES;
+use super::rules::{Checker, RuleKind, lint_unknown_category};
 
 /// `schema` of a verification policy.
 pub const POLICY_SCHEMA: &str = "intentproof.policy.v1";
@@ -546,8 +546,6 @@ fn shorten(s: &str) -> String {
 // ---------------------------------------------------------------------------
 // Semantic checks
 
-const OPERATORS: [&str; 6] = ["lt", "lte", "gt", "gte", "eq", "ne"];
-
 /// The keys of `scope`.
 const SCOPE_FIELDS: [&str; 2] = ["any_event_action_in", "ignore_flows_with_no_match"];
 
@@ -672,10 +670,12 @@ fn semantic_checks(doc: &Map<String, Value>, type_rules: &[usize], problems: &mu
             continue;
         };
         let id = rule.get("id").and_then(Value::as_str);
-        let category = rule.get("category").and_then(Value::as_str);
-        let known = category.filter(|c| CATEGORIES.contains(c));
+        let known = rule
+            .get("category")
+            .and_then(Value::as_str)
+            .and_then(RuleKind::from_name);
         let at = match (id, known) {
-            (Some(id), Some(c)) => format!("rule {id:?} ({c})"),
+            (Some(id), Some(k)) => format!("rule {id:?} ({})", k.name()),
             (Some(id), None) => format!("rule {id:?}"),
             (None, _) => format!("rules[{i}]"),
         };
@@ -715,27 +715,14 @@ fn semantic_checks(doc: &Map<String, Value>, type_rules: &[usize], problems: &mu
                 SEVERITIES.join(", ")
             )),
         }
-        let Some(category) = category else {
-            problems.push(match rule.get("category") {
-                Some(other) => format!(
-                    "{at}: {category_field} must be a string, not {}; valid: {}",
-                    kind(other),
-                    CATEGORIES.join(", ")
-                ),
-                None => format!(
-                    "{at}: type (category) is missing; valid: {}",
-                    CATEGORIES.join(", ")
-                ),
-            });
-            continue;
-        };
-        if known.is_none() {
-            problems.push(format!(
-                "{at}: {category_field} {category:?} is not a category; valid: {}",
-                CATEGORIES.join(", ")
+        let Some(rule_kind) = known else {
+            problems.push(lint_unknown_category(
+                &at,
+                category_field,
+                rule.get("category"),
             ));
             continue;
-        }
+        };
         let spec = match rule.get("spec") {
             Some(Value::Object(spec)) => spec,
             Some(other) => {
@@ -747,382 +734,6 @@ fn semantic_checks(doc: &Map<String, Value>, type_rules: &[usize], problems: &mu
                 continue;
             }
         };
-        let mut c = Checker {
-            at: &at,
-            spec,
-            problems,
-        };
-        match category {
-            "required" => {
-                c.string("action", true);
-                c.allowed(&["action", "min", "max", "where"]);
-                let min = c.count("min");
-                let max = c.count("max");
-                c.min_le_max(min, max);
-                c.predicate("where");
-            }
-            "forbidden" => {
-                c.string("action", true);
-                c.string("after", false);
-                c.string("without_predecessor", false);
-                c.allowed(&[
-                    "action",
-                    "after",
-                    "where_predecessor",
-                    "where",
-                    "without_predecessor",
-                ]);
-                c.predicate("where");
-                c.predicate("where_predecessor");
-                let has = |k: &str| spec.contains_key(k);
-                if has("where_predecessor") && has("without_predecessor") {
-                    c.problem(
-                        "where_predecessor and without_predecessor cannot both be given; keep one",
-                    );
-                }
-                if (has("where_predecessor") || has("without_predecessor")) && !has("after") {
-                    c.problem("spec.after is missing (where_predecessor and without_predecessor need the predecessor action in after)");
-                }
-            }
-            "ordering" => {
-                let before = c.string("before", true);
-                let after = c.string("after", true);
-                c.string("match_by_attribute", false);
-                c.allowed(&["before", "after", "scope", "match_by_attribute"]);
-                c.one_of("scope", &["first-occurrence", "all-occurrences"]);
-                if before.is_some() && before == after {
-                    c.problem("before and after name the same action; the rule could never pass");
-                }
-            }
-            "cardinality" => {
-                c.string("action", true);
-                c.allowed(&["action", "exactly", "min", "max", "count_basis", "where"]);
-                let exactly = c.count("exactly");
-                let min = c.count("min");
-                let max = c.count("max");
-                let has_range = spec.contains_key("min") || spec.contains_key("max");
-                if spec.contains_key("exactly") && has_range {
-                    c.problem("give either exactly or min/max, not both");
-                } else if exactly.is_none() && !has_range && !spec.contains_key("exactly") {
-                    c.problem("no bound: give spec.exactly, or spec.min and/or spec.max");
-                }
-                c.min_le_max(min, max);
-                c.one_of("count_basis", &["logical", "raw"]);
-                c.predicate("where");
-            }
-            "temporal" => {
-                for end in ["from", "to"] {
-                    match spec.get(end) {
-                        Some(Value::Object(o)) => {
-                            match o.get("action") {
-                                Some(Value::String(s)) if !s.is_empty() => {}
-                                _ => c.problem(format!("spec.{end}.action is missing (the action whose time anchors the window)")),
-                            }
-                            if let Some(a) = o.get("anchor")
-                                && !matches!(a.as_str(), Some("started_at" | "completed_at"))
-                            {
-                                c.problem(format!(
-                                    "spec.{end}.anchor {a} is not started_at or completed_at"
-                                ));
-                            }
-                        }
-                        Some(other) => c.problem(format!(
-                            "spec.{end} must be an object {{action, anchor}}, not {}",
-                            kind(other)
-                        )),
-                        None => c.problem(format!("spec.{end} is missing")),
-                    }
-                }
-                c.allowed(&["from", "to", "min", "max", "clock_skew_tolerance"]);
-                let min = c.duration("min");
-                let max = c.duration("max");
-                c.duration("clock_skew_tolerance");
-                if !spec.contains_key("min") && !spec.contains_key("max") {
-                    c.problem("no window: give spec.max and/or spec.min (ISO 8601 durations such as PT15M)");
-                }
-                if let (Some(min), Some(max)) = (min, max)
-                    && min > max
-                {
-                    c.problem("spec.min is longer than spec.max");
-                }
-            }
-            "consensus" => {
-                c.string("claim", true);
-                c.allowed(&[
-                    "claim",
-                    "expected_value",
-                    "require_signed_sources",
-                    "sources",
-                    "threshold",
-                ]);
-                c.boolean("require_signed_sources");
-                let n_sources = match spec.get("sources") {
-                    Some(Value::Array(sources)) if !sources.is_empty() => {
-                        for (j, s) in sources.iter().enumerate() {
-                            let Some(s) = s.as_object() else {
-                                c.problem(format!("spec.sources[{j}] must be an object"));
-                                continue;
-                            };
-                            match s.get("kind").and_then(Value::as_str) {
-                                Some("intentproof_action") => {
-                                    if s.get("action")
-                                        .and_then(Value::as_str)
-                                        .is_none_or(|a| a.is_empty())
-                                    {
-                                        c.problem(format!("spec.sources[{j}].action is missing (an intentproof_action source names the action whose events vote)"));
-                                    }
-                                }
-                                Some("external") => {}
-                                _ => c.problem(format!(
-                                    "spec.sources[{j}].kind must be intentproof_action or external"
-                                )),
-                            }
-                            if let Some(w) = s.get("where") {
-                                check_predicate(
-                                    &format!("spec.sources[{j}].where"),
-                                    w,
-                                    c.at,
-                                    c.problems,
-                                );
-                            }
-                        }
-                        sources.len()
-                    }
-                    Some(Value::Array(_)) => {
-                        c.problem("spec.sources is empty; list at least one source");
-                        0
-                    }
-                    Some(other) => {
-                        c.problem(format!("spec.sources must be a list, not {}", kind(other)));
-                        0
-                    }
-                    None => {
-                        c.problem("spec.sources is missing");
-                        0
-                    }
-                };
-                match spec.get("threshold") {
-                    Some(Value::Object(t)) => {
-                        let modes = [
-                            t.get("unanimous") == Some(&Value::Bool(true)),
-                            t.get("majority") == Some(&Value::Bool(true)),
-                            t.contains_key("agree_at_least"),
-                        ];
-                        match modes.iter().filter(|m| **m).count() {
-                            1 => {}
-                            0 => c.problem("spec.threshold names no rule: set unanimous: true, majority: true or agree_at_least: N"),
-                            _ => c.problem("spec.threshold sets more than one of unanimous, majority, agree_at_least; keep one"),
-                        }
-                        if let Some(n) = t.get("agree_at_least") {
-                            match n.as_u64() {
-                                Some(n) if n >= 1 => {
-                                    if n_sources > 0 && n > n_sources as u64 {
-                                        c.problem(format!("spec.threshold.agree_at_least is {n} but only {n_sources} source(s) are listed"));
-                                    }
-                                }
-                                _ => c.problem(format!(
-                                    "spec.threshold.agree_at_least must be an integer >= 1, not {n}"
-                                )),
-                            }
-                        }
-                    }
-                    Some(other) => c.problem(format!(
-                        "spec.threshold must be an object, not {}",
-                        kind(other)
-                    )),
-                    None => c.problem("spec.threshold is missing"),
-                }
-            }
-            "value_bound" => {
-                c.string("claim", true);
-                c.string("source_id", false);
-                c.allowed(&["claim", "operator", "value", "source_id"]);
-                match spec.get("operator") {
-                    Some(Value::String(op)) if OPERATORS.contains(&op.as_str()) => {}
-                    Some(other) => c.problem(format!(
-                        "spec.operator {other} is not one of {}",
-                        OPERATORS.join(", ")
-                    )),
-                    None => c.problem(format!(
-                        "spec.operator is missing (one of {})",
-                        OPERATORS.join(", ")
-                    )),
-                }
-                match spec.get("value") {
-                    Some(v) if v.is_number() => {}
-                    Some(other) => {
-                        c.problem(format!("spec.value must be a number, not {}", kind(other)))
-                    }
-                    None => c.problem("spec.value is missing (the numeric bound)"),
-                }
-            }
-            "claim_match" => {
-                c.string("claim", true);
-                c.string("source_id", false);
-                c.boolean("require_signed");
-                c.allowed(&["claim", "expected_value", "source_id", "require_signed"]);
-                if !spec.contains_key("expected_value") {
-                    c.problem("spec.expected_value is missing (the value the claim must have)");
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-struct Checker<'a> {
-    at: &'a str,
-    spec: &'a Map<String, Value>,
-    problems: &'a mut Vec<String>,
-}
-
-impl Checker<'_> {
-    fn problem(&mut self, message: impl fmt::Display) {
-        self.problems.push(format!("{}: {message}", self.at));
-    }
-
-    fn string(&mut self, key: &str, required: bool) -> Option<String> {
-        match self.spec.get(key) {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(Value::String(_)) => {
-                self.problem(format_args!("spec.{key} is empty"));
-                None
-            }
-            Some(other) => {
-                self.problem(format_args!(
-                    "spec.{key} must be a string, not {}",
-                    kind(other)
-                ));
-                None
-            }
-            None => {
-                if required {
-                    self.problem(format_args!("spec.{key} is missing"));
-                }
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, key: &str) {
-        if let Some(v) = self.spec.get(key)
-            && !v.is_boolean()
-        {
-            self.problem(format_args!("spec.{key} must be true or false, not {v}"));
-        }
-    }
-
-    fn count(&mut self, key: &str) -> Option<u64> {
-        let v = self.spec.get(key)?;
-        match v.as_u64() {
-            Some(n) => Some(n),
-            None => {
-                self.problem(format_args!(
-                    "spec.{key} must be a non-negative integer, not {v}"
-                ));
-                None
-            }
-        }
-    }
-
-    fn min_le_max(&mut self, min: Option<u64>, max: Option<u64>) {
-        if let (Some(min), Some(max)) = (min, max)
-            && min > max
-        {
-            self.problem(format_args!(
-                "spec.min ({min}) is greater than spec.max ({max})"
-            ));
-        }
-    }
-
-    fn one_of(&mut self, key: &str, allowed: &[&str]) {
-        if let Some(v) = self.spec.get(key)
-            && !v.as_str().is_some_and(|s| allowed.contains(&s))
-        {
-            self.problem(format_args!(
-                "spec.{key} {v} is not one of {}",
-                allowed.join(", ")
-            ));
-        }
-    }
-
-    fn duration(&mut self, key: &str) -> Option<i128> {
-        let v = self.spec.get(key)?;
-        match v.as_str().and_then(parse_iso8601_duration) {
-            Some(d) => Some(d),
-            None => {
-                self.problem(format_args!(
-                    "spec.{key} {v} is not an ISO 8601 duration (write e.g. PT15M, PT30S, P1D)"
-                ));
-                None
-            }
-        }
-    }
-
-    fn predicate(&mut self, key: &str) {
-        if let Some(v) = self.spec.get(key) {
-            check_predicate(&format!("spec.{key}"), v, self.at, self.problems);
-        }
-    }
-
-    fn allowed(&mut self, keys: &[&str]) {
-        for k in self.spec.keys() {
-            if !keys.contains(&k.as_str()) {
-                self.problem(format_args!(
-                    "spec.{k} is not a field of this category (known: {}); it would be ignored",
-                    keys.join(", ")
-                ));
-            }
-        }
-    }
-}
-
-fn check_predicate(field: &str, v: &Value, at: &str, problems: &mut Vec<String>) {
-    let Some(p) = v.as_object() else {
-        problems.push(format!("{at}: {field} must be an object, not {}", kind(v)));
-        return;
-    };
-    if !p.contains_key("status") && !p.contains_key("attribute") {
-        problems.push(format!("{at}: {field} needs status or attribute"));
-    }
-    if let Some(s) = p.get("status")
-        && !matches!(s.as_str(), Some("ok" | "error"))
-    {
-        problems.push(format!("{at}: {field}.status {s} is not ok or error"));
-    }
-    if let Some(a) = p.get("attribute")
-        && a.as_str().is_none_or(|a| a.is_empty())
-    {
-        problems.push(format!(
-            "{at}: {field}.attribute must be a non-empty attribute name"
-        ));
-    }
-    if let Some(list) = p.get("in") {
-        match list.as_array() {
-            Some(a) if !a.is_empty() && a.iter().all(|x| !x.is_array() && !x.is_object()) => {}
-            _ => problems.push(format!(
-                "{at}: {field}.in must be a non-empty list of scalar values"
-            )),
-        }
-    }
-    if let Some(e) = p.get("equals")
-        && (e.is_array() || e.is_object())
-    {
-        problems.push(format!("{at}: {field}.equals must be a scalar value"));
-    }
-    if p.contains_key("equals") && p.contains_key("in") {
-        problems.push(format!("{at}: {field} gives both equals and in; keep one"));
-    }
-    if (p.contains_key("equals") || p.contains_key("in")) && !p.contains_key("attribute") {
-        problems.push(format!(
-            "{at}: {field} has equals/in but no attribute to compare"
-        ));
-    }
-    for k in p.keys() {
-        if !matches!(k.as_str(), "status" | "attribute" | "equals" | "in") {
-            problems.push(format!(
-                "{at}: {field}.{k} is not a predicate field (status, attribute, equals, in)"
-            ));
-        }
+        rule_kind.lint(&mut Checker::new(&at, spec, problems));
     }
 }

@@ -225,7 +225,7 @@ pub fn diff(path: &str, expected: &Value, got: &Value, out: &mut Vec<String>) {
             }
         }
         _ => {
-            if !super::eval::json_eq(expected, got) {
+            if !super::rules::json_eq(expected, got) {
                 let p = if path.is_empty() { "/" } else { path };
                 out.push(format!("{p}: expected {expected}, got {got}"));
             }
