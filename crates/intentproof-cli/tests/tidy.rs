@@ -45,10 +45,6 @@ const NOT_IN_CORE: &[&str] = &["tokio", "axum", "hyper", "sled", "rmcp", "reqwes
 /// is gone (take it off the list).
 const KNOWN_CYCLES: &[(&str, &[&str])] = &[
     ("intentproof-core", &["event", "v1"]),
-    (
-        "intentproof-gateway",
-        &["api", "browser_guard", "export", "ingest"],
-    ),
     ("intentproof-mcp", &["config", "remote"]),
     ("intentproof-mcp", &["http", "stateless"]),
     ("intentproof-tui", &["app", "run", "source", "ui"]),

@@ -50,10 +50,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{ApiError, bearer};
+use crate::error::ApiError;
 use crate::ingest::Caller;
 use crate::metrics::{Metrics, RejectReason};
 use intentproof_api::same_token;
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
 
 /// Which routes a [`check`] guards: the rules and the error shape differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,7 +46,7 @@ use intentproof_store::{StoreError, StoredEvent};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::api::{AppState, checkpoint_now};
+use crate::state::AppState;
 use intentproof_findings::{declared_plan, flow_event};
 use intentproof_mcp::recorder::PLAN_ACTION;
 
@@ -137,7 +137,8 @@ pub fn export_bundle(
     chain.sort_by_key(|e| e.entry.seq);
 
     // The checkpoint covers every exported event.
-    let checkpoint = checkpoint_now(state)
+    let checkpoint = state
+        .checkpoint_now()
         .map_err(|e| ExportError::Internal(format!("cannot sign a checkpoint: {e}")))?
         .ok_or_else(|| ExportError::Internal("the store has no checkpoint".into()))?;
     let last_seq = chain.last().map_or(0, |e| e.entry.seq);

@@ -10,7 +10,7 @@
 //!   daemon's chain for that correlation), then stored.
 //!
 //! Who sent a body matters ([`Caller`], found by
-//! [`crate::browser_guard`]): reserved actions ([`RESERVED_ACTION_PREFIX`],
+//! the browser guard): reserved actions ([`RESERVED_ACTION_PREFIX`],
 //! the plan and call events the gateways record) are refused from
 //! anonymous callers, and an envelope event an anonymous caller sent is
 //! sealed with the attribute [`UNAUTHENTICATED_ATTRIBUTE`] `= false`, so the

@@ -37,6 +37,7 @@ pub mod api;
 pub mod browser_guard;
 pub mod bulk;
 pub mod config;
+pub mod error;
 pub mod export;
 pub mod ingest;
 pub mod metrics;
@@ -44,6 +45,7 @@ pub mod pump;
 pub mod recording;
 pub mod serve;
 pub mod shipper;
+pub mod state;
 pub mod writer;
 
 pub use config::Config;

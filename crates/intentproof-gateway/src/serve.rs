@@ -9,10 +9,11 @@ use std::time::Duration;
 use intentproof_store::{Store, StoreOptions};
 use tokio::sync::{Notify, watch};
 
-use crate::api::{self, AppState};
+use crate::api;
 use crate::config::Config;
 use crate::ingest::{DaemonSealer, TrustedKeys};
 use crate::metrics::Metrics;
+use crate::state::{AppState, record_own_events};
 use crate::writer::Writer;
 use intentproof_api::datadir::DataDir;
 
@@ -319,7 +320,7 @@ async fn serve_with(
         let weak = Arc::downgrade(&state);
         let sink: crate::recording::EventSink =
             Arc::new(move |events: Vec<_>| match weak.upgrade() {
-                Some(state) => api::record_own_events(&state, events),
+                Some(state) => record_own_events(&state, events),
                 None => tracing::error!(
                     count = events.len(),
                     "gateway events recorded after the daemon stopped writing were not stored"
@@ -401,7 +402,7 @@ async fn serve_with(
                 }
                 let worker = Arc::clone(&checkpoint_state);
                 if let Ok(Err(e)) =
-                    tokio::task::spawn_blocking(move || api::checkpoint_now(&worker)).await
+                    tokio::task::spawn_blocking(move || worker.checkpoint_now()).await
                 {
                     tracing::error!(error = %e, "cannot write a checkpoint");
                 }
@@ -463,7 +464,7 @@ async fn serve_with(
     let _ = flush(&recording).await;
     let final_checkpoint = {
         let worker = Arc::clone(&state);
-        tokio::task::spawn_blocking(move || api::checkpoint_now(&worker)).await
+        tokio::task::spawn_blocking(move || worker.checkpoint_now()).await
     };
     drop(state);
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;

@@ -38,9 +38,18 @@ use intentproof_core::{AttributeValue, Attributes, ExecutionEvent, format_rfc333
 use intentproof_policy::verification::{PLAN_DECLARE_ACTION, PlanArguments, parse_plan_arguments};
 use serde_json::json;
 
-use super::{ApiError, Shared, bearer, store_own_event};
+use std::sync::Arc;
+
+use intentproof_findings::live;
+
+use super::findings::{FindingsParams, findings_error, findings_query, page_json};
+use super::{ApiError, Authorized, Shared, bearer, store_own_event};
+use axum::Router;
+use axum::extract::{Path, Query};
+use axum::routing::{get, post};
 use intentproof_api::same_token;
 use intentproof_http_proxy::{MAX_CORRELATION_BYTES, TOKEN_HEADER, is_valid_correlation_id};
+use serde_json::Value;
 
 /// Whether the request carries a token that may declare plans.
 fn may_declare(state: &super::AppState, headers: &HeaderMap) -> bool {
@@ -149,4 +158,101 @@ pub(super) async fn declare_plan(
         })),
     )
         .into_response())
+}
+
+async fn list_plans(
+    State(state): State<Shared>,
+    _auth: Authorized,
+    Query(params): Query<FindingsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let FindingsParams {
+        limit,
+        cursor,
+        since,
+        correlation_id,
+    } = params;
+    findings_query(&state, "plans", since, move |findings, now| {
+        let page = findings.plans(
+            now,
+            cursor.as_deref(),
+            limit.unwrap_or(live::DEFAULT_PAGE),
+            correlation_id.as_deref(),
+        )?;
+        Ok(page_json("plans", page))
+    })
+    .await
+}
+
+/// The plan `id` and its findings, as of now.
+async fn plan_by_id(
+    state: &Shared,
+    id: &str,
+) -> Result<
+    Option<(
+        intentproof_findings::PlanRow,
+        Vec<intentproof_findings::FindingRow>,
+    )>,
+    ApiError,
+> {
+    let findings = Arc::clone(&state.findings);
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || findings.plan(std::time::SystemTime::now(), &id))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(findings_error)
+}
+
+/// Closes an open plan by recording an `intentproof.plan.close` event in
+/// its correlation; the plan is then evaluated.
+async fn close_plan(
+    State(state): State<Shared>,
+    _auth: Authorized,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some((plan, _)) = plan_by_id(&state, &id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no plan with that id",
+        ));
+    };
+    if plan.state != "open" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "plan_closed",
+            format!(
+                "plan {id} is already closed ({})",
+                plan.closed_by.unwrap_or("closed")
+            ),
+        ));
+    }
+    let event = intentproof_core::ExecutionEvent::builder(
+        plan.intent.clone(),
+        intentproof_findings::PLAN_CLOSE_ACTION,
+    )
+    .correlation_id(plan.correlation_id.clone())
+    .inputs(json!({"plan_id": id}))
+    .build();
+    // A proxied call answered before this request is recorded after its
+    // body ended, a few milliseconds later: let it reach the writer first,
+    // or the close would judge the plan without it.
+    if let Some(proxy) = state.http.get().cloned() {
+        tokio::task::spawn_blocking(move || proxy.flush_recorded())
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    store_own_event(&state, event, "close").await?;
+    let mine = plan_by_id(&state, &id)
+        .await?
+        .map(|(_, findings)| findings)
+        .unwrap_or_default();
+    Ok(Json(
+        json!({"plan_id": id, "state": "closed", "findings": mine}),
+    ))
+}
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/plans", get(list_plans).post(declare_plan))
+        .route("/v1/plans/{id}/close", post(close_plan))
 }

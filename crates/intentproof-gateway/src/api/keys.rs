@@ -1,0 +1,46 @@
+//! `POST /v1/keys`: trust an instance's public key.
+
+use super::*;
+
+/// Body of `POST /v1/keys`.
+#[derive(Debug, Deserialize)]
+pub struct TrustRequest {
+    instance_id: String,
+    public_key: String,
+}
+
+async fn trust_key(
+    State(state): State<Shared>,
+    _auth: Authorized,
+    body: Result<Json<TrustRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(request) = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!(
+                "{}; send {{\"instance_id\": \"inst_...\", \"public_key\": \"<base64 or PEM>\"}}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let key = parse_public_key(&request.public_key)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
+    state
+        .data_dir
+        .trust(&request.instance_id, &key)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
+    state.keys.insert(request.instance_id.clone(), key);
+    let store = Arc::clone(&state.store);
+    let instance = request.instance_id.clone();
+    let (verified, invalid) = blocking(move || store.retrust(&instance, &key)).await?;
+    Ok(Json(json!({
+        "instance_id": request.instance_id,
+        "events_verified": verified,
+        "events_invalid": invalid,
+    })))
+}
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new().route("/v1/keys", post(trust_key))
+}

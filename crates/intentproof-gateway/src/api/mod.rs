@@ -1,0 +1,131 @@
+//! HTTP routes. Handlers are thin: check auth, call a plain function,
+//! shape the JSON. Every error body is `{"error": <what and what to do>,
+//! "reason": <stable code>}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use intentproof_api::same_token;
+use intentproof_api::shapes::{chain_json, chain_row_json, event_json, event_with_inclusion_json};
+use intentproof_core::keys::parse_public_key;
+use intentproof_store::{Appended, EventQuery, Store};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+mod bundles;
+mod chains;
+pub mod checkpoint;
+mod events;
+mod findings;
+mod health;
+mod keys;
+mod mcp;
+mod plans;
+mod proxy;
+
+pub use events::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, batch_lines};
+
+use crate::browser_guard::{self, BrowserGuard, Surface, bearer};
+pub use crate::error::ApiError;
+use crate::error::retry_shortly;
+use crate::ingest::{self, Caller};
+use crate::metrics::RejectReason;
+pub use crate::state::AppState;
+use intentproof_findings::live;
+use intentproof_mcp::http::McpHttp;
+
+type Shared = Arc<AppState>;
+
+/// The router with every route, one router per resource; `guard` keeps
+/// web pages out of ingest and `/mcp/<name>` ([`browser_guard`]).
+pub fn router(state: Shared, guard: Arc<BrowserGuard>) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .merge(events::routes(&guard))
+        .merge(chains::routes())
+        .merge(checkpoint::routes())
+        .merge(keys::routes())
+        .merge(plans::routes())
+        .merge(findings::routes())
+        .merge(bundles::routes())
+        .merge(mcp::routes(&guard))
+        .merge(proxy::routes())
+        .merge(health::routes())
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A request that carries the daemon's token (`Authorization: Bearer
+/// <token>`): the extractor every read and admin handler takes, so none can
+/// forget the check. Its rejection is the 401 every route answers.
+pub(crate) struct Authorized;
+
+impl axum::extract::FromRequestParts<Shared> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Shared,
+    ) -> Result<Self, ApiError> {
+        require_token(state, &parts.headers).map(|()| Authorized)
+    }
+}
+
+fn require_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers) {
+        Some(given) if same_token(given, &state.token) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "this endpoint needs `Authorization: Bearer <token>`; the token is in {}",
+                state.data_dir.token_path().display()
+            ),
+        )),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, intentproof_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// Seals an event the daemon makes on a request's behalf (a plan
+/// declaration or close) and waits until it is stored, so that what the
+/// request answers is already in the journal (and the next proxied call
+/// sees the plan). `what` names the event in errors.
+pub(crate) async fn store_own_event(
+    state: &Shared,
+    event: intentproof_core::ExecutionEvent,
+    what: &str,
+) -> Result<u64, ApiError> {
+    let worker = Arc::clone(state);
+    let incoming =
+        tokio::task::spawn_blocking(move || ingest::seal_incoming(&event, &worker.sealer))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+    let answer = state.writer.submit(incoming).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the write queue is full; retry shortly",
+        )
+    })?;
+    match answer.await {
+        Ok(Ok(Ok(Appended::Stored { seq } | Appended::Duplicate { seq }))) => Ok(seq),
+        other => Err(ApiError::internal(format!(
+            "the {what} event was not stored: {other:?}"
+        ))),
+    }
+}
