@@ -429,29 +429,9 @@ impl Source for LocalSource {
     }
 
     fn event(&mut self, event_id: &str) -> Result<EventDetail, SourceError> {
-        let stored = self
-            .store
-            .get(event_id)
+        let body = event_with_inclusion_json(&self.store, event_id)
             .map_err(store_error)?
             .ok_or_else(|| SourceError::new(format!("no event {event_id}")))?;
-        let signed = intentproof_store::checkpoint::latest(self.store.dir())
-            .ok()
-            .flatten()
-            .filter(|cp| cp.tree_size > stored.entry.seq);
-        let size = signed
-            .as_ref()
-            .map_or(self.store.tree_size(), |cp| cp.tree_size);
-        let proof = self
-            .store
-            .inclusion_proof(stored.entry.seq, size)
-            .map_err(store_error)?;
-        let body = event_with_inclusion_json(
-            &stored,
-            size,
-            &proof,
-            &self.store.root(size),
-            signed.as_ref(),
-        );
         EventDetail::from_json(&body, self.keys.daemon())
             .ok_or_else(|| SourceError::new("the event could not be read"))
     }

@@ -4,9 +4,8 @@
 //! (no daemon) builds the same bodies from a store it opened read-only, so
 //! both give the same JSON.
 
-use intentproof_core::checkpoint::Checkpoint;
-use intentproof_core::merkle::{Hash, hex};
-use intentproof_store::{ChainSummary, EventQuery, Store, StoredEvent};
+use intentproof_core::merkle::hex;
+use intentproof_store::{ChainSummary, EventQuery, Store, StoreError, StoredEvent};
 use serde_json::{Value, json};
 
 /// One stored event as the API answers it (`GET /v1/events`,
@@ -64,23 +63,29 @@ pub fn chain_row_json(store: &Store, summary: &ChainSummary) -> Value {
 }
 
 /// `GET /v1/events/{id}`: [`event_json`] plus `inclusion`, the event's
-/// audit path in a tree of `size` leaves with root `root`, and the signed
-/// checkpoint of that size when there is one (else the proof leads to the
-/// store's current root, which nobody signed yet).
+/// audit path to the latest signed checkpoint that covers it (or, when none
+/// does yet, to the store's current root, which nobody signed yet), with
+/// that checkpoint. `None` when the store has no event `event_id`.
 pub fn event_with_inclusion_json(
-    stored: &StoredEvent,
-    size: u64,
-    proof: &[Hash],
-    root: &Hash,
-    signed: Option<&Checkpoint>,
-) -> Value {
-    let mut body = event_json(stored);
+    store: &Store,
+    event_id: &str,
+) -> Result<Option<Value>, StoreError> {
+    let Some(stored) = store.get(event_id)? else {
+        return Ok(None);
+    };
+    let signed = intentproof_store::checkpoint::latest(store.dir())
+        .ok()
+        .flatten()
+        .filter(|cp| cp.tree_size > stored.entry.seq);
+    let size = signed.as_ref().map_or(store.tree_size(), |cp| cp.tree_size);
+    let proof = store.inclusion_proof(stored.entry.seq, size)?;
+    let mut body = event_json(&stored);
     body["inclusion"] = json!({
         "leaf_index": stored.entry.seq,
         "tree_size": size,
-        "root": format!("sha256:{}", hex(root)),
+        "root": format!("sha256:{}", hex(&store.root(size))),
         "proof": proof.iter().map(hex).collect::<Vec<_>>(),
         "checkpoint": signed,
     });
-    body
+    Ok(Some(body))
 }

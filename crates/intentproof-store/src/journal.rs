@@ -300,6 +300,26 @@ fn scan_segment(
     }
 }
 
+/// The last segment and its scan. Sealed segments are trusted to hold
+/// exactly the records their neighbours' names say; only the last one is
+/// scanned. A record out of sequence there is corruption, not a torn tail.
+fn scan_last(dir: &Path, segments: &[SegmentInfo]) -> Result<(SegmentInfo, Scan), JournalError> {
+    let last = segments
+        .last()
+        .cloned()
+        .ok_or_else(|| JournalError::SegmentGap(format!("{} has no segment", dir.display())))?;
+    let scan = scan_segment(&last.path, last.first_seq, |_, _, _| {})?;
+    if let (true, Some((offset, reason))) = (scan.misplaced, &scan.damage) {
+        return Err(JournalError::Corrupt {
+            seq: last.first_seq + scan.records,
+            segment: segment_name(last.first_seq),
+            offset: *offset,
+            reason: reason.clone(),
+        });
+    }
+    Ok((last, scan))
+}
+
 impl Journal {
     /// Opens (or creates) the journal in `dir`, repairing a torn tail.
     ///
@@ -318,21 +338,7 @@ impl Journal {
             let first = create_segment(dir, 0)?;
             segments.push(first);
         }
-        // Sealed segments are trusted to hold exactly the records their
-        // neighbours' names say; only the last one is scanned.
-        let last = segments
-            .last()
-            .cloned()
-            .ok_or_else(|| JournalError::SegmentGap("no segment".into()))?;
-        let scan = scan_segment(&last.path, last.first_seq, |_, _, _| {})?;
-        if let (true, Some((offset, reason))) = (scan.misplaced, &scan.damage) {
-            return Err(JournalError::Corrupt {
-                seq: last.first_seq + scan.records,
-                segment: segment_name(last.first_seq),
-                offset: *offset,
-                reason: reason.clone(),
-            });
-        }
+        let (last, scan) = scan_last(dir, &segments)?;
         if let Some((offset, reason)) = &scan.damage {
             let cut = fs::metadata(&last.path)
                 .map_err(io_err(&last.path, "stat segment"))?
@@ -394,19 +400,7 @@ impl Journal {
     /// [`Journal::append`] on it fails.
     pub fn open_read_only(dir: &Path) -> Result<Journal, JournalError> {
         let segments = list_segments(dir)?;
-        let last = segments
-            .last()
-            .cloned()
-            .ok_or_else(|| JournalError::SegmentGap(format!("{} has no segment", dir.display())))?;
-        let scan = scan_segment(&last.path, last.first_seq, |_, _, _| {})?;
-        if let (true, Some((offset, reason))) = (scan.misplaced, &scan.damage) {
-            return Err(JournalError::Corrupt {
-                seq: last.first_seq + scan.records,
-                segment: segment_name(last.first_seq),
-                offset: *offset,
-                reason: reason.clone(),
-            });
-        }
+        let (last, scan) = scan_last(dir, &segments)?;
         let active = File::open(&last.path).map_err(io_err(&last.path, "open segment"))?;
         Ok(Journal {
             dir: dir.to_owned(),

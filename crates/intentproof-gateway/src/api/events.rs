@@ -2,7 +2,6 @@
 //! browser guard), `GET /v1/events` and `GET /v1/events/{id}`.
 
 use super::*;
-use intentproof_store::checkpoint as store_checkpoint;
 
 /// Most events in one `POST /v1/events:batch` body.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
@@ -371,37 +370,15 @@ async fn get_event(
     _auth: Authorized,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let worker = Arc::clone(&state);
-    let found = blocking(move || {
-        let Some(stored) = worker.store.get(&id)? else {
-            return Ok(None);
-        };
-        let signed = store_checkpoint::latest(worker.store.dir())
-            .ok()
-            .flatten()
-            .filter(|cp| cp.tree_size > stored.entry.seq);
-        let size = signed
-            .as_ref()
-            .map_or(worker.store.tree_size(), |cp| cp.tree_size);
-        let proof = worker.store.inclusion_proof(stored.entry.seq, size)?;
-        let root = worker.store.root(size);
-        Ok(Some((stored, size, proof, root, signed)))
-    })
-    .await?;
-    let Some((stored, size, proof, root, signed)) = found else {
-        return Err(ApiError::new(
+    let store = Arc::clone(&state.store);
+    match blocking(move || event_with_inclusion_json(&store, &id)).await? {
+        Some(body) => Ok(Json(body)),
+        None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "no event with that id",
-        ));
-    };
-    Ok(Json(event_with_inclusion_json(
-        &stored,
-        size,
-        &proof,
-        &root,
-        signed.as_ref(),
-    )))
+        )),
+    }
 }
 
 pub(super) fn routes(guard: &Arc<BrowserGuard>) -> Router<Shared> {

@@ -41,11 +41,9 @@ pub struct Store {
     /// in O(log² n), not O(n) (an inclusion proof at 1M records took
     /// ~330 ms by rehashing).
     leaves: RwLock<MerkleLog>,
-    /// The Merkle leaves on disk (`None` when read-only). Locked only with
-    /// `journal` held.
-    leaf_file: Mutex<Option<LeafFile>>,
-    /// Opened with [`Store::open_read_only`]: every write is refused.
-    read_only: bool,
+    /// Whether this store writes (and the Merkle leaves file it appends
+    /// to) or reads a private copy of the index.
+    access: Access,
     /// Why appends stopped (see [`StoreError::Stalled`]). Locked only with
     /// `journal` held.
     stalled: Mutex<Option<String>>,
@@ -54,9 +52,17 @@ pub struct Store {
     /// needs no index reads. Locked only with `journal` held.
     tips: Mutex<ChainTips>,
     recovery: journal::Recovery,
-    /// The private copy of sled's files a read-only store reads; removed
-    /// when dropped (after `index`, declared before it).
-    _index_copy: Option<tempfile::TempDir>,
+}
+
+/// How a store was opened.
+enum Access {
+    /// By the writer ([`Store::open`]): the Merkle leaves on disk, locked
+    /// only with `journal` held.
+    Writer(Mutex<LeafFile>),
+    /// By a reader ([`Store::open_read_only`]): every write is refused. The
+    /// private copy of sled's files it reads is removed when dropped, after
+    /// `index` (declared before `access`).
+    ReadOnly { _index_copy: tempfile::TempDir },
 }
 
 /// Journal records re-indexed per batch when catching up (bounds the memory
@@ -90,9 +96,7 @@ impl Store {
             journal: Mutex::new(journal),
             index,
             leaves: RwLock::new(leaves),
-            leaf_file: Mutex::new(Some(leaf_file)),
-            read_only: false,
-            _index_copy: None,
+            access: Access::Writer(Mutex::new(leaf_file)),
             stalled: Mutex::new(None),
             tips: Mutex::new(ChainTips::default()),
             recovery,
@@ -173,9 +177,7 @@ impl Store {
             journal: Mutex::new(journal),
             index,
             leaves: RwLock::new(leaves),
-            leaf_file: Mutex::new(None),
-            read_only: true,
-            _index_copy: Some(copy),
+            access: Access::ReadOnly { _index_copy: copy },
             stalled: Mutex::new(None),
             tips: Mutex::new(ChainTips::default()),
             recovery: journal::Recovery {
@@ -189,7 +191,7 @@ impl Store {
 
     /// Refuses a write to a store opened read-only.
     fn writable(&self) -> Result<(), StoreError> {
-        if self.read_only {
+        if matches!(self.access, Access::ReadOnly { .. }) {
             return Err(StoreError::ReadOnly(self.dir.clone()));
         }
         Ok(())
@@ -341,13 +343,10 @@ impl Store {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(leaves.iter().copied());
-        if let Some(file) = self
-            .leaf_file
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-        {
-            file.append(&leaves);
+        if let Access::Writer(file) = &self.access {
+            file.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .append(&leaves);
         }
         if let Err(e) = self.index.insert(&entries) {
             tracing::error!(error = %e, first_seq, "journal records written but not indexed; refusing appends until a restart re-indexes them");
@@ -650,7 +649,7 @@ impl Store {
 
     /// Flushes the index to disk (the journal is always durable).
     pub fn flush(&self) -> Result<(), StoreError> {
-        if self.read_only {
+        if matches!(self.access, Access::ReadOnly { .. }) {
             return Ok(());
         }
         self.index.flush()
