@@ -79,7 +79,7 @@ fn jitter_below(bound: Duration) -> Duration {
     if getrandom::fill(&mut random).is_err() {
         return bound;
     }
-    Duration::from_nanos(u64::from_le_bytes(random) % (nanos + 1).max(1))
+    Duration::from_nanos(u64::from_le_bytes(random) % nanos.saturating_add(1))
 }
 
 /// A `Retry-After` header's value (RFC 9110: delay-seconds or an

@@ -53,6 +53,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use intentproof_api::DEFAULT_PORT;
 use intentproof_http_proxy::config::HttpConfig;
 use serde::Deserialize;
 
@@ -132,8 +133,6 @@ pub struct ExporterConfig {
 fn default_timeout_ms() -> u64 {
     5000
 }
-
-pub use intentproof_api::DEFAULT_PORT;
 
 /// `~/.intentproof`, or `./.intentproof` when there is no home directory.
 pub fn default_data_dir() -> PathBuf {

@@ -71,7 +71,7 @@ use intentproof_core::keys::InstanceKey;
 use intentproof_core::seal::Sealer;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::DEFAULT_PORT;
+use intentproof_api::DEFAULT_PORT;
 use intentproof_api::datadir::DataDir;
 
 /// Where and how to deliver.
@@ -916,6 +916,26 @@ fn take_batch(lines: &VecDeque<String>) -> Option<Vec<String>> {
 }
 
 /// The delivery stage: committed lines to the daemon, in order, in batches.
+/// Takes one message from the spool thread: lines join the backlog (lines
+/// it had to drop count as done, so the spool file still empties), a
+/// finish request sets the deadline.
+fn take(
+    message: ToDeliver,
+    backlog: &mut Backlog,
+    spool_thread: &std::sync::mpsc::Sender<Spooled>,
+    finishing: &mut Option<(Instant, oneshot::Sender<usize>)>,
+) {
+    match message {
+        ToDeliver::Lines(lines, at) => {
+            let dropped = backlog.push(lines, at);
+            if dropped > 0 {
+                let _ = spool_thread.send(Spooled::Delivered(dropped));
+            }
+        }
+        ToDeliver::Finish(wait, done) => *finishing = Some((Instant::now() + wait, done)),
+    }
+}
+
 async fn deliver(
     config: ShipperConfig,
     key: InstanceKey,
@@ -949,17 +969,7 @@ async fn deliver(
         let mut next = message;
         loop {
             while let Some(message) = next.take() {
-                match message {
-                    ToDeliver::Lines(lines, at) => {
-                        let dropped = backlog.push(lines, at);
-                        if dropped > 0 {
-                            let _ = spool_thread.send(Spooled::Delivered(dropped));
-                        }
-                    }
-                    ToDeliver::Finish(wait, done) => {
-                        finishing = Some((Instant::now() + wait, done));
-                    }
-                }
+                take(message, &mut backlog, &spool_thread, &mut finishing);
                 next = receiver.try_recv().ok();
             }
             // The lines are durable in the spool: deliver once the relay
@@ -998,17 +1008,7 @@ async fn deliver(
             }
             // What came meanwhile joins the next request.
             while let Ok(message) = receiver.try_recv() {
-                match message {
-                    ToDeliver::Lines(lines, at) => {
-                        let dropped = backlog.push(lines, at);
-                        if dropped > 0 {
-                            let _ = spool_thread.send(Spooled::Delivered(dropped));
-                        }
-                    }
-                    ToDeliver::Finish(wait, done) => {
-                        finishing = Some((Instant::now() + wait, done));
-                    }
-                }
+                take(message, &mut backlog, &spool_thread, &mut finishing);
             }
         }
         if let Some((deadline, _)) = &finishing

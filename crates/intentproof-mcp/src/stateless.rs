@@ -1137,25 +1137,15 @@ async fn read_bounded(response: reqwest::Response) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
-/// The data of an event stream's only message, if it holds exactly one
-/// (events without data, such as a priming event with only an `id`, are
+/// The data of an event stream's only message, if it holds exactly one,
+/// read as the client reads it ([`SseParser`]: events without data, such
+/// as a priming event with only an `id`, and events of another type are
 /// not messages).
 fn sse_single_message(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    let mut messages = text
-        .replace("\r\n", "\n")
-        .split("\n\n")
-        .map(|event| {
-            event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|data| !data.is_empty())
-        .collect::<Vec<_>>();
-    (messages.len() == 1).then(|| messages.pop()).flatten()
+    let mut messages = Vec::new();
+    SseParser::default().feed(body, &mut messages).ok()?;
+    let message = messages.pop()?;
+    messages.is_empty().then_some(message)
 }
 
 /// One client's request on a `url` lane, for reading its answer.
@@ -1276,6 +1266,13 @@ mod tests {
         let two = "data: {\"method\":\"notifications/message\"}\n\ndata: {\"id\":1}\n\n";
         assert_eq!(sse_single_message(two.as_bytes()), None);
         assert_eq!(sse_single_message(b"id: 0\n\n"), None);
+        // Another event type is not a message; an event cut off before its
+        // blank line is never dispatched.
+        let typed = "event: ping\ndata: x\n\ndata: {\"id\":1}\n\ndata: {\"id\":2}";
+        assert_eq!(
+            sse_single_message(typed.as_bytes()).as_deref(),
+            Some(r#"{"id":1}"#)
+        );
         assert_eq!(sse_single_message(b"data: \xff\n\n"), None);
     }
 

@@ -183,6 +183,28 @@ fn seq_from_suffix(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail))
 }
 
+/// Runs `attempt` until it gets past sled's lock (`Ok(None)`: still
+/// locked), for up to 3 s, then calls the store [`StoreError::Locked`].
+/// sled releases its lock from a background thread shortly after the last
+/// handle drops, so a store reopened in the same process right after
+/// closing (a restart in tests, `rebuild` then `open`, a reader after a
+/// writer) may see it held for a moment.
+pub(super) fn until_unlocked<T>(
+    path: &Path,
+    mut attempt: impl FnMut() -> Result<Option<T>, StoreError>,
+) -> Result<T, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if let Some(done) = attempt()? {
+            return Ok(done);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StoreError::Locked(path.to_owned()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 impl Index {
     /// `flush_every_ms: None` for a reader: sled then writes nothing unless
     /// asked to.
@@ -195,28 +217,20 @@ impl Index {
             path: path.to_owned(),
             source,
         };
-        // sled releases its lock from a background thread shortly after the
-        // last handle drops, so a store reopened in the same process right
-        // after closing (a restart in tests, `rebuild` then `open`) may see
-        // it held for a moment: wait a little before calling it locked.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        let db = loop {
+        let db = until_unlocked(path, || {
             let opened = sled::Config::new()
                 .path(path)
                 .cache_capacity(cache_bytes)
                 .flush_every_ms(flush_every_ms)
                 .open();
             match opened {
-                Ok(db) => break db,
+                Ok(db) => Ok(Some(db)),
                 Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(StoreError::Locked(path.to_owned()));
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    Ok(None)
                 }
-                Err(other) => return Err(err(other)),
+                Err(other) => Err(err(other)),
             }
-        };
+        })?;
         let tree = |name: &str| db.open_tree(name).map_err(err);
         Ok(Index {
             events: tree("events")?,

@@ -119,9 +119,8 @@ impl Store {
     /// older format, index journal records it missed in a crash) is done to
     /// the copy. It costs a copy of the index (the kernel copies: 0.1 s for
     /// 400 MB from the page cache on the 2-core test machine) and that much
-    /// temporary space. The
-    /// daemon holds sled's exclusive lock while it runs, so this fails with
-    /// [`StoreError::Locked`] then: ask the daemon.
+    /// temporary space. The daemon holds sled's exclusive lock while it
+    /// runs, so this fails with [`StoreError::Locked`] then: ask the daemon.
     pub fn open_read_only(
         dir: &Path,
         options: StoreOptions,
@@ -135,15 +134,7 @@ impl Store {
         };
         let db = index_dir.join("db");
         let lock = std::fs::File::open(&db).map_err(io(&db, "open"))?;
-        // As in `Index::open`: sled lets go of its lock a moment after its
-        // last handle drops.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        while fs2::FileExt::try_lock_shared(&lock).is_err() {
-            if std::time::Instant::now() >= deadline {
-                return Err(StoreError::Locked(index_dir));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        index::until_unlocked(&index_dir, || Ok(fs2::FileExt::try_lock_shared(&lock).ok()))?;
         let copy = tempfile::Builder::new()
             .prefix("intentproof-index-")
             .tempdir()
