@@ -25,8 +25,9 @@
 //! What it does not do: decide anything about the record: findings and
 //! plans are `intentproof-findings`', exports the daemon's
 //! (`intentproof-gateway`) and verification the bundle verifier's
-//! (`intentproof-bundle`); this crate only shows them. It never writes to the data dir: with no daemon it reads the store
-//! through `Store::open_read_only`.
+//! (`intentproof-bundle`); this crate only shows them. It never writes to the data dir: with no
+//! daemon, or beside one with `--local`, it reads the store through
+//! `Store::open_read_only`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -23,7 +23,7 @@ pub struct TuiArgs {
     /// recorded, else http://127.0.0.1:9787]
     #[arg(long)]
     pub server: Option<String>,
-    /// Open the store directly even if a daemon answers (it must not hold the store).
+    /// Read the store directly, read-only, even if a daemon answers (what it held when opened).
     #[arg(long)]
     pub local: bool,
     /// Where `e` writes proof bundles.

@@ -372,7 +372,7 @@ fn files_of(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTi
 }
 
 #[test]
-fn the_tui_reading_a_stopped_daemons_store_changes_no_file() {
+fn the_tui_reads_the_store_beside_a_running_daemon_and_a_stopped_ones_unchanged() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("data");
     std::fs::create_dir(&dir).unwrap();
@@ -380,6 +380,23 @@ fn the_tui_reading_a_stopped_daemons_store_changes_no_file() {
     std::fs::create_dir(&exports).unwrap();
     let daemon = start_daemon(&dir);
     let correlation = record_a_session_with_a_missing_step(&dir);
+    // `--local` reads the store itself while the daemon runs and holds it.
+    let command = format!(
+        "{BIN} tui --local --data-dir '{}' --export-dir '{}' --poll-ms 300",
+        dir.display(),
+        exports.display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("the chains view, read beside the running daemon", |s| {
+        s.contains("1 Chains 1/1") && s.contains("read-only")
+    });
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "the TUI did not exit on q");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(tmux);
     drop(daemon); // SIGTERM: the daemon stops as an operator stops it.
     let before = files_of(&dir);
     // An mtime has a clock tick's resolution: a write from now on shows.

@@ -1162,13 +1162,35 @@ fn files_of(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, std::time::SystemTi
 fn a_read_only_store_reads_everything_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let events = populated(dir.path());
-    // A running daemon holds sled's lock: ask it instead.
+    // While a writer (the daemon) runs and appends: the reader indexes the
+    // journal as it was when it opened, and writes nothing of the store.
     let writer = open(dir.path());
-    let locked = Store::open_read_only(dir.path(), StoreOptions::default(), &trusted).map(|_| ());
-    assert!(
-        matches!(locked, Err(intentproof_store::StoreError::Locked(_))),
-        "{locked:?}"
+    let sealer = Sealer::new(key());
+    let running = sealed(&sealer, "corr-d", "during.run", false);
+    writer.append(vec![incoming(&running)]).unwrap();
+    writer.flush().unwrap();
+    let idle = files_of(dir.path());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let reader = Store::open_read_only(dir.path(), StoreOptions::default(), &trusted).unwrap();
+    assert_eq!(files_of(dir.path()), idle, "the reader wrote to the store");
+    assert_eq!(reader.tree_size(), 6);
+    let running_id = running["event_id"].as_str().unwrap();
+    assert_eq!(reader.get(running_id).unwrap().unwrap().event, running);
+    assert_eq!(reader.chain("corr-a").unwrap().len(), 3);
+    let proof = reader.inclusion_proof(5, 6).unwrap();
+    let leaf = merkle::leaf_hash(&serde_json::to_vec(&running).unwrap());
+    merkle::verify_inclusion(&leaf, 5, 6, &proof, &reader.root(6)).unwrap();
+    let next = sealed(&sealer, "corr-d", "after.open", false);
+    writer.append(vec![incoming(&next)]).unwrap();
+    assert_eq!(
+        reader.tree_size(),
+        6,
+        "a reader sees the store as it opened"
     );
+    drop(reader);
+    let reader = Store::open_read_only(dir.path(), StoreOptions::default(), &trusted).unwrap();
+    assert_eq!(reader.chain("corr-d").unwrap().len(), 2);
+    drop(reader);
     drop(writer);
     // A record the journal holds and the index missed (a crash before
     // sled flushed): the read-only store indexes it, in its copy.
@@ -1194,7 +1216,7 @@ fn a_read_only_store_reads_everything_and_writes_nothing() {
     std::thread::sleep(std::time::Duration::from_millis(20));
 
     let store = Store::open_read_only(dir.path(), StoreOptions::default(), &trusted).unwrap();
-    assert_eq!(store.tree_size(), 6);
+    assert_eq!(store.tree_size(), 8);
     let late_id = late["event_id"].as_str().unwrap();
     assert_eq!(store.get(late_id).unwrap().unwrap().event, late);
     let chain: Vec<Value> = store
@@ -1208,13 +1230,13 @@ fn a_read_only_store_reads_everything_and_writes_nothing() {
         vec![events[0].clone(), events[2].clone(), events[4].clone()]
     );
     let (total, page) = store.chains_page(0, 10).unwrap();
-    assert_eq!(total, 3);
-    assert_eq!(page.len(), 3);
+    assert_eq!(total, 4);
+    assert_eq!(page.len(), 4);
     let id = events[3]["event_id"].as_str().unwrap();
     assert_eq!(store.get(id).unwrap().unwrap().event, events[3]);
-    let proof = store.inclusion_proof(3, 6).unwrap();
+    let proof = store.inclusion_proof(3, 8).unwrap();
     let leaf = merkle::leaf_hash(&serde_json::to_vec(&events[3]).unwrap());
-    merkle::verify_inclusion(&leaf, 3, 6, &proof, &store.root(6)).unwrap();
+    merkle::verify_inclusion(&leaf, 3, 8, &proof, &store.root(8)).unwrap();
     let sealer = Sealer::new(key());
     let refused = store
         .append(vec![incoming(&sealed(&sealer, "corr-c", "x", false))])

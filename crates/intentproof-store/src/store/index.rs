@@ -189,7 +189,7 @@ fn seq_from_suffix(key: &[u8]) -> Option<u64> {
 /// handle drops, so a store reopened in the same process right after
 /// closing (a restart in tests, `rebuild` then `open`, a reader after a
 /// writer) may see it held for a moment.
-pub(super) fn until_unlocked<T>(
+fn until_unlocked<T>(
     path: &Path,
     mut attempt: impl FnMut() -> Result<Option<T>, StoreError>,
 ) -> Result<T, StoreError> {

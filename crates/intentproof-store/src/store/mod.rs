@@ -113,14 +113,20 @@ impl Store {
     ///
     /// sled writes at every open (it rewrites the unused end of its log
     /// segment, same bytes, new mtime, and may write a snapshot), so this
-    /// reads a private copy of sled's files, made under a shared lock on
-    /// `index/db` in a temporary directory (0700, removed when the store is
-    /// dropped). What a writer's open would do to the index (upgrade an
-    /// older format, index journal records it missed in a crash) is done to
-    /// the copy. It costs a copy of the index (the kernel copies: 0.1 s for
-    /// 400 MB from the page cache on the 2-core test machine) and that much
-    /// temporary space. The daemon holds sled's exclusive lock while it
-    /// runs, so this fails with [`StoreError::Locked`] then: ask the daemon.
+    /// reads a private index in a temporary directory (0700, removed when
+    /// the store is dropped):
+    /// - with no writer running, a copy of sled's files, made under a shared
+    ///   lock on `index/db`. What a writer's open would do to the index
+    ///   (upgrade an older format, index journal records it missed in a
+    ///   crash) is done to the copy. It costs a copy of the index (the
+    ///   kernel copies: 0.1 s for 400 MB from the page cache on the 2-core
+    ///   test machine) and that much temporary space;
+    /// - while a writer (the daemon) holds sled's exclusive lock, an index
+    ///   built afresh from the journal, which is append-only and safe to
+    ///   read while it grows: what the journal held when this opened is
+    ///   what this store sees. Indexing costs about what a writer's
+    ///   catch-up does per record. What only the writer's index holds and
+    ///   the journal does not (exporters' cursors) reads as never set.
     pub fn open_read_only(
         dir: &Path,
         options: StoreOptions,
@@ -132,9 +138,6 @@ impl Store {
             let path = path.to_owned();
             move |source| StoreError::Io { path, op, source }
         };
-        let db = index_dir.join("db");
-        let lock = std::fs::File::open(&db).map_err(io(&db, "open"))?;
-        index::until_unlocked(&index_dir, || Ok(fs2::FileExt::try_lock_shared(&lock).ok()))?;
         let copy = tempfile::Builder::new()
             .prefix("intentproof-index-")
             .tempdir()
@@ -142,17 +145,29 @@ impl Store {
                 &std::env::temp_dir(),
                 "create a private copy of the index",
             ))?;
-        for entry in std::fs::read_dir(&index_dir).map_err(io(&index_dir, "list"))? {
-            let entry = entry.map_err(io(&index_dir, "list"))?;
-            let name = entry.file_name();
-            // The Merkle leaves are read in place (below), never by sled.
-            if name == crate::leaf_file::LEAVES_FILE || !entry.path().is_file() {
-                continue;
+        let db = index_dir.join("db");
+        let lock = match std::fs::File::open(&db) {
+            Ok(lock) => Some(lock),
+            // No index yet: the journal is indexed afresh, as below.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&db, "open")(e)),
+        };
+        // A writer holds the lock exclusively for as long as it runs; a
+        // failed try means one is running (or sled is letting go of it),
+        // and its files may change under a copy: index the journal instead.
+        if let Some(lock) = lock.filter(|lock| fs2::FileExt::try_lock_shared(lock).is_ok()) {
+            for entry in std::fs::read_dir(&index_dir).map_err(io(&index_dir, "list"))? {
+                let entry = entry.map_err(io(&index_dir, "list"))?;
+                let name = entry.file_name();
+                // The Merkle leaves are read in place (below), never by sled.
+                if name == crate::leaf_file::LEAVES_FILE || !entry.path().is_file() {
+                    continue;
+                }
+                std::fs::copy(entry.path(), copy.path().join(&name))
+                    .map_err(io(&entry.path(), "copy"))?;
             }
-            std::fs::copy(entry.path(), copy.path().join(&name))
-                .map_err(io(&entry.path(), "copy"))?;
+            drop(lock);
         }
-        drop(lock);
         let index = Index::open(copy.path(), options.index_cache_bytes, None)?;
         index.upgrade()?;
         let checkpoint = crate::checkpoint::latest(dir).unwrap_or(None);
