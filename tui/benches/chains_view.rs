@@ -54,13 +54,15 @@ fn big_source() -> MemorySource {
     let findings: Vec<Finding> = (0..CHAINS)
         .step_by(7)
         .filter_map(|i| {
-            Finding::from_json(&json!({
+            let row = serde_json::from_value(json!({
                 "kind": "incomplete_intent",
                 "correlation_id": format!("req_{i:08x}_0197b1a0-0000-7000-8000"),
                 "action": "mcp.payments.send_receipt_email",
                 "message": "step 2 never succeeded",
                 "at": time_at(i),
             }))
+            .ok()?;
+            Finding::from_wire(&row)
         })
         .collect();
     MemorySource {

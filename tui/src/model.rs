@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use intentproof_api::wire;
 use intentproof_findings::{CALL_EVENT_ID_ATTRIBUTE, TASK_ID_ATTRIBUTE, is_call};
 use serde_json::Value;
 
@@ -244,39 +245,32 @@ pub(crate) fn strs_of<'a>(value: Option<&'a Value>, key: &str) -> Vec<&'a str> {
         .unwrap_or_default()
 }
 
-fn u32_of(value: &Value, key: &str) -> u32 {
-    value
-        .get(key)
-        .and_then(Value::as_u64)
-        .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
-}
-
 impl ChainRow {
     /// A row from one element of `GET /v1/chains` (or `chain` of
-    /// `GET /v1/chains/{id}`). `None` when it has no correlation id.
-    pub fn from_json(value: &Value) -> Option<ChainRow> {
-        let correlation_id = value.get("correlation_id")?.as_str()?;
-        let intents = strs_of(Some(value), "intents");
+    /// `GET /v1/chains/{id}`).
+    pub fn from_wire(chain: &wire::Chain) -> ChainRow {
+        let summary = &chain.summary;
+        let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let integrity = Integrity {
-            gaps: u32_of(value, "gaps"),
-            key_unknown: u32_of(value, "key_unknown"),
-            invalid_signatures: u32_of(value, "invalid_signatures"),
+            gaps: count(chain.gaps),
+            key_unknown: count(summary.key_unknown),
+            invalid_signatures: count(summary.invalid_signatures),
         };
         let mut flags = FlagSet::default();
         if !integrity.verified() {
             flags.insert(FlagKind::Integrity);
         }
-        Some(ChainRow {
-            correlation_id: correlation_id.into(),
-            first_at: str_of(value, "first_at").into(),
-            last_at: str_of(value, "last_at").into(),
-            agent: str_of(value, "agent").into(),
-            intents: intents.join("; ").into(),
-            events: u32_of(value, "events"),
-            errors: u32_of(value, "errors"),
+        ChainRow {
+            correlation_id: summary.correlation_id.as_str().into(),
+            first_at: summary.first_at.as_str().into(),
+            last_at: summary.last_at.as_str().into(),
+            agent: chain.agent.as_deref().unwrap_or_default().into(),
+            intents: summary.intents.join("; ").into(),
+            events: count(summary.events),
+            errors: count(summary.errors),
             integrity,
             flags,
-        })
+        }
     }
 
     /// The flags a row has from its own facts (integrity) plus `findings`.
@@ -311,26 +305,18 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// A finding from one element of `GET /v1/findings`.
-    pub fn from_json(value: &Value) -> Option<Finding> {
+    /// A finding from one element of `GET /v1/findings`; `None` for a kind
+    /// this UI does not know.
+    pub fn from_wire(row: &wire::FindingRow) -> Option<Finding> {
         Some(Finding {
-            kind: FlagKind::from_finding(value.get("kind")?.as_str()?)?,
-            correlation_id: str_of(value, "correlation_id").to_owned(),
-            plan_id: value
-                .get("plan_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            step_index: value
-                .get("step_index")
-                .and_then(Value::as_u64)
-                .and_then(|n| usize::try_from(n).ok()),
-            action: str_of(value, "action").to_owned(),
-            event_ids: strs_of(Some(value), "event_ids")
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-            message: str_of(value, "message").to_owned(),
-            at: str_of(value, "at").to_owned(),
+            kind: FlagKind::from_finding(&row.kind)?,
+            correlation_id: row.correlation_id.clone(),
+            plan_id: row.plan_id.clone(),
+            step_index: row.step_index,
+            action: row.action.clone(),
+            event_ids: row.event_ids.clone(),
+            message: row.message.clone(),
+            at: row.at.clone(),
         })
     }
 }
@@ -365,30 +351,23 @@ pub struct PlanInfo {
 
 impl PlanInfo {
     /// A plan from one element of `GET /v1/plans`.
-    pub fn from_json(value: &Value) -> Option<PlanInfo> {
-        Some(PlanInfo {
-            plan_id: value.get("plan_id")?.as_str()?.to_owned(),
-            correlation_id: str_of(value, "correlation_id").to_owned(),
-            intent: str_of(value, "intent").to_owned(),
-            steps: value
-                .get("steps")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .map(|s| StepInfo {
-                            action: str_of(s, "action").to_owned(),
-                            purpose: str_of(s, "purpose").to_owned(),
-                        })
-                        .collect()
+    pub fn from_wire(row: &wire::PlanRow) -> PlanInfo {
+        PlanInfo {
+            plan_id: row.plan_id.clone(),
+            correlation_id: row.correlation_id.clone(),
+            intent: row.intent.clone(),
+            steps: row
+                .steps
+                .iter()
+                .map(|s| StepInfo {
+                    action: s.action.clone(),
+                    purpose: s.purpose.clone(),
                 })
-                .unwrap_or_default(),
-            declared_at: str_of(value, "declared_at").to_owned(),
-            open: str_of(value, "state") == "open",
-            closed_by: value
-                .get("closed_by")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        })
+                .collect(),
+            declared_at: row.declared_at.clone(),
+            open: row.state == "open",
+            closed_by: row.closed_by.as_deref().map(str::to_owned),
+        }
     }
 }
 
@@ -438,9 +417,9 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    /// A row from `{"seq", "signature", "event"}` (the daemon's event form).
-    pub fn from_json(row: &Value) -> Option<EventRow> {
-        let event = row.get("event")?;
+    /// A row from one stored event; `None` when it has no event id.
+    pub fn from_wire(row: &wire::EventBody) -> Option<EventRow> {
+        let event = &row.event;
         let action = str_of(event, "action");
         let plan_ref = |pointer: &str| {
             event
@@ -456,7 +435,7 @@ impl EventRow {
         };
         Some(EventRow {
             id: event.get("event_id")?.as_str()?.into(),
-            seq: row.get("seq").and_then(Value::as_u64).unwrap_or_default(),
+            seq: row.seq,
             instance: str_of(event, "instance_id").into(),
             position: event
                 .get("chain_position")
@@ -471,7 +450,7 @@ impl EventRow {
                 .get("duration_ms")
                 .and_then(Value::as_u64)
                 .unwrap_or_default(),
-            signature: str_of(row, "signature").into(),
+            signature: row.signature.as_str().into(),
             declares: if action == PLAN_DECLARE && str_of(event, "status") == "ok" {
                 plan_ref("/output/plan_id")
             } else {
@@ -509,16 +488,15 @@ pub struct ChainDetail {
 
 impl ChainDetail {
     /// The detail from `GET /v1/chains/{id}` and the chain's plans.
-    pub fn from_json(body: &Value, mut plans: Vec<PlanInfo>) -> Option<ChainDetail> {
-        let row = ChainRow::from_json(body.get("chain")?)?;
-        let raw = body.get("events").and_then(Value::as_array);
-        let mut events: Vec<EventRow> = raw
-            .map(|a| a.iter().filter_map(EventRow::from_json).collect())
-            .unwrap_or_default();
+    pub fn from_wire(body: &wire::ChainWithEvents, mut plans: Vec<PlanInfo>) -> ChainDetail {
+        let row = ChainRow::from_wire(&body.chain);
+        let mut events: Vec<EventRow> =
+            body.events.iter().filter_map(EventRow::from_wire).collect();
         events.sort_by_key(|e| e.seq);
         let attr = |name: &str| {
-            raw.into_iter().flatten().find_map(|e| {
-                e.pointer("/event/attributes")
+            body.events.iter().find_map(|e| {
+                e.event
+                    .get("attributes")
                     .and_then(|a| a.get(name))
                     .and_then(Value::as_str)
                     .map(str::to_owned)
@@ -530,13 +508,13 @@ impl ChainDetail {
         });
         plans.retain(|p| *p.correlation_id == *row.correlation_id);
         plans.sort_by(|a, b| a.declared_at.cmp(&b.declared_at));
-        Some(ChainDetail {
+        ChainDetail {
             client,
             server: attr("mcp.server"),
             row,
             plans,
             events,
-        })
+        }
     }
 }
 
@@ -743,43 +721,31 @@ pub struct EventDetail {
 impl EventDetail {
     /// The detail from `GET /v1/events/{id}`; `daemon_key` checks the
     /// checkpoint's signature.
-    pub fn from_json(
-        body: &Value,
+    pub fn from_wire(
+        body: wire::EventWithInclusion,
         daemon_key: Option<&ed25519_dalek::VerifyingKey>,
-    ) -> Option<EventDetail> {
-        let event = body.get("event")?.clone();
-        let inclusion = body.get("inclusion").map(|inc| {
-            let checkpoint = inc
-                .get("checkpoint")
-                .filter(|c| !c.is_null())
-                .and_then(|c| {
-                    let parsed: intentproof_core::checkpoint::Checkpoint =
-                        serde_json::from_value(c.clone()).ok()?;
-                    Some(CheckpointInfo {
-                        tree_size: parsed.tree_size,
-                        time: parsed.time.clone(),
-                        key_id: parsed.key_id.clone(),
-                        signature_ok: daemon_key.map(|k| parsed.verify(k).is_ok()),
-                    })
-                });
-            Inclusion {
-                leaf_index: inc.get("leaf_index").and_then(Value::as_u64).unwrap_or(0),
-                tree_size: inc.get("tree_size").and_then(Value::as_u64).unwrap_or(0),
-                root: str_of(inc, "root").to_owned(),
-                proof_len: inc
-                    .get("proof")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len),
-                checkpoint,
-            }
+    ) -> EventDetail {
+        let inc = body.inclusion;
+        let checkpoint = inc.checkpoint.map(|cp| CheckpointInfo {
+            signature_ok: daemon_key.map(|k| cp.verify(k).is_ok()),
+            tree_size: cp.tree_size,
+            time: cp.time,
+            key_id: cp.key_id,
         });
-        Some(EventDetail {
-            seq: body.get("seq").and_then(Value::as_u64).unwrap_or(0),
-            signature: str_of(body, "signature").to_owned(),
-            content_hash: content_hash(&event),
-            event,
-            inclusion,
-        })
+        let inclusion = Inclusion {
+            leaf_index: inc.leaf_index,
+            tree_size: inc.tree_size,
+            root: inc.root,
+            proof_len: inc.proof.len(),
+            checkpoint,
+        };
+        EventDetail {
+            seq: body.body.seq,
+            signature: body.body.signature,
+            content_hash: content_hash(&body.body.event),
+            event: body.body.event,
+            inclusion: Some(inclusion),
+        }
     }
 }
 

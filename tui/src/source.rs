@@ -19,9 +19,10 @@ use std::time::{Duration, SystemTime};
 use ed25519_dalek::VerifyingKey;
 use intentproof_api::client::{ClientError, DaemonClient};
 use intentproof_api::datadir::{DataDir, KeyRing};
-use intentproof_api::shapes::{chain_json, chain_row_json, event_json, event_with_inclusion_json};
+use intentproof_api::shapes::{chain_row, event_body, event_with_inclusion};
+use intentproof_api::wire;
 use intentproof_store::{Store, StoreOptions};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::model::{ChainDetail, ChainRow, EventDetail, Finding, PlanInfo, VerifyOutcome};
 
@@ -243,10 +244,6 @@ impl HttpSource {
     pub fn probe(base: &str, timeout: Duration) -> bool {
         DaemonClient::probe(base, timeout)
     }
-
-    fn get_json(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value, SourceError> {
-        Ok(self.client.get_json(segments, query)?)
-    }
 }
 
 impl Source for HttpSource {
@@ -255,60 +252,55 @@ impl Source for HttpSource {
     }
 
     fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError> {
-        let body = self.get_json(
+        let page: wire::ChainsPage = self.client.get(
             &["v1", "chains"],
             &[("offset", offset.to_string()), ("limit", limit.to_string())],
         )?;
-        let rows: Vec<ChainRow> = body
-            .get("chains")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(ChainRow::from_json).collect())
-            .unwrap_or_default();
-        let total = body
-            .get("total")
-            .and_then(Value::as_u64)
-            .map_or(offset + rows.len(), |t| {
-                usize::try_from(t).unwrap_or(usize::MAX)
-            });
-        Ok(ChainsPage { rows, total })
+        Ok(ChainsPage {
+            rows: page.chains.iter().map(ChainRow::from_wire).collect(),
+            total: page.total,
+        })
     }
 
     fn findings(&mut self) -> Result<Option<Vec<Finding>>, SourceError> {
-        let Some((rows, generation)) =
-            self.client
-                .get_all_pages(&["v1", "findings"], "findings", &[], self.findings_seen)?
+        let Some((rows, generation)) = self.client.get_all_pages::<wire::FindingsPage>(
+            &["v1", "findings"],
+            &[],
+            self.findings_seen,
+        )?
         else {
             return Ok(None);
         };
         self.findings_seen = Some(generation);
-        Ok(Some(rows.iter().filter_map(Finding::from_json).collect()))
+        Ok(Some(rows.iter().filter_map(Finding::from_wire).collect()))
     }
 
     fn chain(&mut self, correlation_id: &str) -> Result<ChainDetail, SourceError> {
-        let body = self.get_json(&["v1", "chains", correlation_id], &[])?;
+        let body: wire::ChainWithEvents =
+            self.client.get(&["v1", "chains", correlation_id], &[])?;
         // This chain's plans only, not every plan of the store.
         let plans = self
             .client
-            .get_all_pages(
+            .get_all_pages::<wire::PlansPage>(
                 &["v1", "plans"],
-                "plans",
                 &[("correlation_id", correlation_id.to_owned())],
                 None,
             )?
-            .map(|(rows, _)| rows.iter().filter_map(PlanInfo::from_json).collect())
+            .map(|(rows, _)| rows.iter().map(PlanInfo::from_wire).collect())
             .unwrap_or_default();
-        ChainDetail::from_json(&body, plans)
-            .ok_or_else(|| SourceError::new("the daemon's chain answer has no chain"))
+        Ok(ChainDetail::from_wire(&body, plans))
     }
 
     fn event(&mut self, event_id: &str) -> Result<EventDetail, SourceError> {
-        let body = self.get_json(&["v1", "events", event_id], &[])?;
-        EventDetail::from_json(&body, self.daemon_key.as_ref())
-            .ok_or_else(|| SourceError::new("the daemon's event answer has no event"))
+        let body: wire::EventWithInclusion = self.client.get(&["v1", "events", event_id], &[])?;
+        Ok(EventDetail::from_wire(body, self.daemon_key.as_ref()))
     }
 
     fn export(&mut self, correlation_id: &str, profile: &str) -> Result<Vec<u8>, SourceError> {
-        let request = json!({"correlation_id": correlation_id, "profile": profile});
+        let request = wire::ExportRequest {
+            correlation_id: correlation_id.to_owned(),
+            profile: profile.to_owned(),
+        };
         Ok(self
             .client
             .post_bytes(&["v1", "bundles"], Some(&request), &mut |_| {})?)
@@ -333,7 +325,8 @@ pub struct LocalSource {
 }
 
 impl LocalSource {
-    /// Opens the store of `data_dir`. Fails when the daemon holds it.
+    /// Opens the store of `data_dir`, read-only (beside a running daemon
+    /// too: see [`Store::open_read_only`]).
     pub fn open(data_dir: &Path) -> Result<LocalSource, SourceError> {
         let dir = DataDir::new(data_dir);
         if !data_dir.join("journal").exists() {
@@ -377,8 +370,8 @@ impl Source for LocalSource {
         // just each summary's `last_at` to sort, and the page in full.
         let (total, summaries) = self.store.chains_page(offset, limit).map_err(store_error)?;
         let rows = summaries
-            .iter()
-            .filter_map(|s| ChainRow::from_json(&chain_row_json(&self.store, s)))
+            .into_iter()
+            .map(|s| ChainRow::from_wire(&chain_row(&self.store, s)))
             .collect();
         Ok(ChainsPage { rows, total })
     }
@@ -392,11 +385,7 @@ impl Source for LocalSource {
         )
         .map_err(store_error)?;
         Ok(Some(
-            findings
-                .iter()
-                .filter_map(|f| serde_json::to_value(f).ok())
-                .filter_map(|v| Finding::from_json(&v))
-                .collect(),
+            findings.iter().filter_map(Finding::from_wire).collect(),
         ))
     }
 
@@ -417,23 +406,20 @@ impl Source for LocalSource {
         let plans = plans
             .iter()
             .filter(|p| p.correlation_id == correlation_id)
-            .filter_map(|p| serde_json::to_value(p).ok())
-            .filter_map(|v| PlanInfo::from_json(&v))
+            .map(PlanInfo::from_wire)
             .collect();
-        let body = json!({
-            "chain": chain_json(&summary),
-            "events": events.iter().map(event_json).collect::<Vec<_>>(),
-        });
-        ChainDetail::from_json(&body, plans)
-            .ok_or_else(|| SourceError::new("the chain could not be read"))
+        let body = wire::ChainWithEvents {
+            chain: wire::Chain::of(summary),
+            events: events.into_iter().map(event_body).collect(),
+        };
+        Ok(ChainDetail::from_wire(&body, plans))
     }
 
     fn event(&mut self, event_id: &str) -> Result<EventDetail, SourceError> {
-        let body = event_with_inclusion_json(&self.store, event_id)
+        let body = event_with_inclusion(&self.store, event_id)
             .map_err(store_error)?
             .ok_or_else(|| SourceError::new(format!("no event {event_id}")))?;
-        EventDetail::from_json(&body, self.keys.daemon())
-            .ok_or_else(|| SourceError::new("the event could not be read"))
+        Ok(EventDetail::from_wire(body, self.keys.daemon()))
     }
 
     fn export(&mut self, _correlation_id: &str, _profile: &str) -> Result<Vec<u8>, SourceError> {

@@ -15,6 +15,11 @@ use ratatui::crossterm::event::{
 };
 use serde_json::{Value, json};
 
+/// A fixture written as the daemon's JSON, read as its wire type.
+fn wire<T: serde::de::DeserializeOwned>(value: &Value) -> T {
+    serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"))
+}
+
 const REFUND: &str = "req_refund_ord_1042";
 const LOOKUP: &str = "req_lookup_ord_7731";
 const BATCH: &str = "sdk-nightly-2026-05-11";
@@ -161,7 +166,7 @@ fn findings() -> Vec<Finding> {
                "at": "2026-05-11T02:10:44.002Z"}),
     ]
     .iter()
-    .filter_map(Finding::from_json)
+    .filter_map(|v| Finding::from_wire(&wire(v)))
     .collect()
 }
 
@@ -202,11 +207,10 @@ fn source(flagged: bool) -> MemorySource {
         ),
     ];
     let refund_body = json!({"chain": chains[0], "events": refund_events()});
-    let detail = ChainDetail::from_json(
-        &refund_body,
-        vec![PlanInfo::from_json(&plan(!flagged)).unwrap()],
-    )
-    .unwrap();
+    let detail = ChainDetail::from_wire(
+        &wire(&refund_body),
+        vec![PlanInfo::from_wire(&wire(&plan(!flagged)))],
+    );
     let mut refund_event = refund_events()[1].clone();
     refund_event["event"]["inputs"] = json!({"order_id": "ORD-1042", "amount_cents": 4999, "card_number": "***************4242",
                                              "customer": {"email": "hmac-sha256:5f1c0e2a", "name": "Ada"}});
@@ -221,9 +225,12 @@ fn source(flagged: bool) -> MemorySource {
             "root": "sha256:9b1e3cf07d6a4c8fb2d1e0a9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9", "time": "2026-05-11T14:34:00.000Z",
             "key_id": "inst_01JXDEMO0DAEMON:k1", "signature": "AAAA"}) },
     });
-    let event = EventDetail::from_json(&refund_event, None).unwrap();
+    let event = EventDetail::from_wire(wire(&refund_event), None);
     MemorySource {
-        chains: chains.iter().filter_map(ChainRow::from_json).collect(),
+        chains: chains
+            .iter()
+            .map(|v| ChainRow::from_wire(&wire(v)))
+            .collect(),
         findings: if flagged { findings() } else { Vec::new() },
         details: vec![detail],
         events: vec![event],
@@ -598,7 +605,7 @@ fn live_polls_merge_new_chains_and_flags() {
     assert_eq!(app.rows.len(), 3);
     src.chains.insert(
         0,
-        ChainRow::from_json(&chain_json(
+        ChainRow::from_wire(&wire(&chain_json(
             "req_new_1",
             "cursor",
             &["new work"],
@@ -606,8 +613,7 @@ fn live_polls_merge_new_chains_and_flags() {
             0,
             "2026-05-11T15:00:00.000Z",
             0,
-        ))
-        .unwrap(),
+        ))),
     );
     src.findings = findings();
     app.poll();
@@ -811,7 +817,7 @@ fn records_events() -> Vec<Value> {
 }
 
 fn records_plan() -> PlanInfo {
-    PlanInfo::from_json(&json!({
+    PlanInfo::from_wire(&wire(&json!({
         "plan_id": RECORDS_PLAN,
         "correlation_id": RECORDS,
         "intent": "greet the user, compute the answer and confirm the order",
@@ -825,8 +831,10 @@ fn records_plan() -> PlanInfo {
         "declared_at": "2026-05-12T10:00:01.000Z",
         "state": "closed",
         "closed_by": "closed",
-    }))
-    .unwrap()
+        "closes_at": null,
+        "calls": 6,
+        "flags": 2,
+    })))
 }
 
 fn records_detail(events: Vec<Value>) -> ChainDetail {
@@ -841,11 +849,10 @@ fn records_detail(events: Vec<Value>) -> ChainDetail {
         0,
     );
     chain["first_at"] = json!("2026-05-12T10:00:01.000Z");
-    ChainDetail::from_json(
-        &json!({"chain": chain, "events": events}),
+    ChainDetail::from_wire(
+        &wire(&json!({"chain": chain, "events": events})),
         vec![records_plan()],
     )
-    .unwrap()
 }
 
 /// What `intentproof findings` says of the session (findings.rs).
@@ -867,7 +874,7 @@ fn records_findings() -> Vec<Finding> {
         ),
     ]
     .iter()
-    .filter_map(Finding::from_json)
+    .filter_map(|v| Finding::from_wire(&wire(v)))
     .collect()
 }
 
@@ -966,7 +973,7 @@ fn repeated_steps_need_as_many_calls() {
         5,
         json!({"mcp.task.id": "t-ok-2"}),
     );
-    let row = intentproof_tui::model::EventRow::from_json(&extra).unwrap();
+    let row = intentproof_tui::model::EventRow::from_wire(&wire(&extra)).unwrap();
     let close = detail.events.pop().unwrap();
     detail.events.push(row);
     detail.events.push(close);

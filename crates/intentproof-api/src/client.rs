@@ -10,7 +10,11 @@
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::wire::Paged;
 
 /// Most bytes of one answer read: what bundle verification reads at most
 /// (the bundle reader's `ReadLimits`), so no answer fills the
@@ -20,6 +24,9 @@ pub const MAX_ANSWER_BYTES: u64 = 512 << 20;
 /// How many times [`DaemonClient::get_all_pages`] starts a listing over
 /// when it changes while being read.
 pub const PAGED_ATTEMPTS: usize = 3;
+
+/// Every row of a paged listing and the generation they come from.
+pub type AllRows<P> = (Vec<<P as Paged>::Row>, u64);
 
 /// Why a call failed, in words for the person at the terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +55,9 @@ pub enum Progress {
 /// use intentproof_api::client::DaemonClient;
 ///
 /// let client = DaemonClient::new("http://127.0.0.1:9787", "token".into(), None)?;
-/// let chains = client.get_json(&["v1", "chains"], &[("limit", "10".into())])?;
-/// println!("{} chains", chains["total"]);
+/// let chains: intentproof_api::wire::ChainsPage =
+///     client.get(&["v1", "chains"], &[("limit", "10".into())])?;
+/// println!("{} chains", chains.total);
 /// # Ok::<(), intentproof_api::client::ClientError>(())
 /// ```
 pub struct DaemonClient {
@@ -112,20 +120,19 @@ impl DaemonClient {
         })
     }
 
-    /// Every row of a paged listing (`/v1/findings`, `/v1/plans`): the
-    /// array `name` of each page, following `next_cursor`, and the
-    /// generation the rows come from. When the listing changes between
-    /// pages (its `generation` moves) it starts over, up to
-    /// [`PAGED_ATTEMPTS`] times, so the rows are one consistent state;
-    /// after that the rows of the last pass are returned as they are.
-    /// With `since`, an answer saying nothing changed gives `None`.
-    pub fn get_all_pages(
+    /// Every row of a paged listing (`/v1/findings`, `/v1/plans`),
+    /// following `next_cursor`, and the generation the rows come from.
+    /// When the listing changes between pages (its `generation` moves) it
+    /// starts over, up to [`PAGED_ATTEMPTS`] times, so the rows are one
+    /// consistent state; after that the rows of the last pass are returned
+    /// as they are. With `since`, an answer saying nothing changed gives
+    /// `None`.
+    pub fn get_all_pages<P: Paged>(
         &self,
         segments: &[&str],
-        name: &str,
         query: &[(&str, String)],
         since: Option<u64>,
-    ) -> Result<Option<(Vec<Value>, u64)>, ClientError> {
+    ) -> Result<Option<AllRows<P>>, ClientError> {
         let mut rows = Vec::new();
         let mut generation = None;
         for _ in 0..PAGED_ATTEMPTS {
@@ -140,21 +147,18 @@ impl DaemonClient {
                 } else if let Some(since) = since {
                     asked.push(("since", since.to_string()));
                 }
-                let page = self.get_json(segments, &asked)?;
-                if page.get("unchanged").and_then(Value::as_bool) == Some(true) {
+                let (page_rows, paging) = self.get::<P>(segments, &asked)?.into_rows();
+                if paging.unchanged {
                     return Ok(None);
                 }
-                let this = page.get("generation").and_then(Value::as_u64);
-                if generation.is_some() && this != generation {
+                if generation.is_some_and(|seen| seen != paging.generation) {
                     moved = true;
                     break;
                 }
-                generation = this;
-                if let Some(page_rows) = page.get(name).and_then(Value::as_array) {
-                    rows.extend(page_rows.iter().cloned());
-                }
-                match page.get("next_cursor").and_then(Value::as_str) {
-                    Some(next) => cursor = Some(next.to_owned()),
+                generation = Some(paging.generation);
+                rows.extend(page_rows);
+                match paging.next_cursor {
+                    Some(next) => cursor = Some(next),
                     None => break,
                 }
             }
@@ -166,28 +170,32 @@ impl DaemonClient {
     }
 
     /// `GET` the path made of `segments` (each escaped) with `query`; the
-    /// JSON answer.
-    pub fn get_json(
+    /// JSON answer, as `T` (a [`wire`](crate::wire) type, or `Value`).
+    pub fn get<T: DeserializeOwned>(
         &self,
         segments: &[&str],
         query: &[(&str, String)],
-    ) -> Result<Value, ClientError> {
+    ) -> Result<T, ClientError> {
         let url = self.url(segments, query)?;
-        json(&self.send(self.http.get(url), &mut |_| {})?)
+        decode(&self.send(self.http.get(url), &mut |_| {})?)
     }
 
     /// `POST` `body` (JSON, if any) to the path made of `segments`; the
-    /// JSON answer.
-    pub fn post_json(&self, segments: &[&str], body: Option<&Value>) -> Result<Value, ClientError> {
-        json(&self.post_bytes(segments, body, &mut |_| {})?)
+    /// JSON answer, as `T`.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        decode(&self.post_bytes(segments, body, &mut |_| {})?)
     }
 
     /// `POST` `body` (JSON, if any) to the path made of `segments`; the
     /// answer's bytes, with `progress` told as they arrive.
-    pub fn post_bytes(
+    pub fn post_bytes<B: Serialize>(
         &self,
         segments: &[&str],
-        body: Option<&Value>,
+        body: Option<&B>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<u8>, ClientError> {
         let mut request = self.http.post(self.url(segments, &[])?);
@@ -268,9 +276,12 @@ impl DaemonClient {
     }
 }
 
-fn json(bytes: &[u8]) -> Result<Value, ClientError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ClientError(format!("the daemon answered with invalid JSON: {e}")))
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ClientError(format!(
+            "the daemon's answer is not what this version reads ({e}); is the daemon from the same release?"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -298,7 +309,7 @@ mod tests {
         let client = DaemonClient::new(&format!("http://{addr}"), "t".into(), None)
             .unwrap()
             .with_max_answer_bytes(1024);
-        let error = client.get_json(&["v1", "findings"], &[]).unwrap_err();
+        let error = client.get::<Value>(&["v1", "findings"], &[]).unwrap_err();
         assert!(
             error.0.contains("answer is larger than") && error.0.contains("page by page"),
             "{error}"

@@ -1,8 +1,9 @@
 //! What a reader of the IntentProof daemon shares with it: the data
 //! directory's layout ([`datadir`]), the daemon's default port, the
 //! [`client`] of its HTTP API (used by the CLI's commands and the terminal
-//! UI), and the [`shapes`] of the JSON it answers, which a reader with no
-//! daemon builds from the store itself.
+//! UI), the [`wire`] types of every body it answers, and the [`shapes`]
+//! functions that build those bodies from a store (the daemon's, or a
+//! reader's with no daemon).
 //!
 //! What it does not do: serve HTTP, write the store or hold any of the
 //! daemon's state. Nothing here depends on axum, so a reader (the TUI)
@@ -11,6 +12,7 @@
 pub mod client;
 pub mod datadir;
 pub mod shapes;
+pub mod wire;
 
 /// The default port: the reference SDKs' local ingest port.
 pub const DEFAULT_PORT: u16 = 9787;

@@ -1,32 +1,22 @@
-//! The shapes of the daemon's JSON answers that readers build from a store
-//! too: an event, an event with its inclusion proof, a chain summary and a
-//! chain row. The daemon answers with them and the TUI's local reader
-//! (no daemon) builds the same bodies from a store it opened read-only, so
-//! both give the same JSON.
+//! The [`wire`](crate::wire) bodies that readers build from a store too:
+//! an event, an event with its inclusion proof, a chain row. The daemon
+//! answers with them and the TUI's local reader (no daemon, or `--local`)
+//! builds the same bodies from a store it opened read-only, so both give
+//! the same JSON.
 
 use intentproof_core::merkle::hex;
 use intentproof_store::{ChainSummary, EventQuery, Store, StoreError, StoredEvent};
-use serde_json::{Value, json};
+
+use crate::wire::{Chain, EventBody, EventWithInclusion, Inclusion};
 
 /// One stored event as the API answers it (`GET /v1/events`,
-/// `/v1/chains/{id}`): `{"seq", "signature", "event"}`. Readers that open
-/// the store themselves (the TUI without a daemon) use it too, so both
-/// give the same shape.
-pub fn event_json(stored: &StoredEvent) -> Value {
-    json!({
-        "seq": stored.entry.seq,
-        "signature": stored.entry.meta.signature.as_str(),
-        "event": stored.event,
-    })
-}
-
-/// One chain summary as the API answers it (`GET /v1/chains`, the `chain`
-/// of `/v1/chains/{id}`): the summary's fields plus `verified` and `gaps`.
-pub fn chain_json(summary: &ChainSummary) -> Value {
-    let mut value = serde_json::to_value(summary).unwrap_or(Value::Null);
-    value["verified"] = Value::Bool(summary.verified());
-    value["gaps"] = json!(summary.gaps());
-    value
+/// `/v1/chains/{id}`).
+pub fn event_body(stored: StoredEvent) -> EventBody {
+    EventBody {
+        seq: stored.entry.seq,
+        signature: stored.entry.meta.signature.as_str().to_owned(),
+        event: stored.event,
+    }
 }
 
 /// Who made a chain's calls: the MCP client's name on its first event
@@ -54,22 +44,24 @@ fn chain_agent(store: &Store, correlation_id: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One row of `GET /v1/chains`: [`chain_json`] plus `agent`, who made the
-/// chain's calls. The TUI's LocalSource builds its rows with it too.
-pub fn chain_row_json(store: &Store, summary: &ChainSummary) -> Value {
-    let mut value = chain_json(summary);
-    value["agent"] = Value::String(chain_agent(store, &summary.correlation_id));
-    value
+/// One row of `GET /v1/chains`: the chain with `agent`, who made its
+/// calls. The TUI's LocalSource builds its rows with it too.
+pub fn chain_row(store: &Store, summary: ChainSummary) -> Chain {
+    let agent = chain_agent(store, &summary.correlation_id);
+    Chain {
+        agent: Some(agent),
+        ..Chain::of(summary)
+    }
 }
 
-/// `GET /v1/events/{id}`: [`event_json`] plus `inclusion`, the event's
-/// audit path to the latest signed checkpoint that covers it (or, when none
-/// does yet, to the store's current root, which nobody signed yet), with
-/// that checkpoint. `None` when the store has no event `event_id`.
-pub fn event_with_inclusion_json(
+/// `GET /v1/events/{id}`: the event plus its audit path to the latest
+/// signed checkpoint that covers it (or, when none does yet, to the
+/// store's current root, which nobody signed yet), with that checkpoint.
+/// `None` when the store has no event `event_id`.
+pub fn event_with_inclusion(
     store: &Store,
     event_id: &str,
-) -> Result<Option<Value>, StoreError> {
+) -> Result<Option<EventWithInclusion>, StoreError> {
     let Some(stored) = store.get(event_id)? else {
         return Ok(None);
     };
@@ -79,13 +71,14 @@ pub fn event_with_inclusion_json(
         .filter(|cp| cp.tree_size > stored.entry.seq);
     let size = signed.as_ref().map_or(store.tree_size(), |cp| cp.tree_size);
     let proof = store.inclusion_proof(stored.entry.seq, size)?;
-    let mut body = event_json(&stored);
-    body["inclusion"] = json!({
-        "leaf_index": stored.entry.seq,
-        "tree_size": size,
-        "root": format!("sha256:{}", hex(&store.root(size))),
-        "proof": proof.iter().map(hex).collect::<Vec<_>>(),
-        "checkpoint": signed,
-    });
-    Ok(Some(body))
+    Ok(Some(EventWithInclusion {
+        inclusion: Inclusion {
+            leaf_index: stored.entry.seq,
+            tree_size: size,
+            root: format!("sha256:{}", hex(&store.root(size))),
+            proof: proof.iter().map(hex).collect(),
+            checkpoint: signed,
+        },
+        body: event_body(stored),
+    }))
 }

@@ -9,8 +9,11 @@ use clap::{Args, Subcommand};
 use intentproof_api::DEFAULT_PORT;
 use intentproof_api::client::{DaemonClient, Progress};
 use intentproof_api::datadir::DataDir;
+use intentproof_api::wire::{self, Paged};
 use intentproof_core::keys::parse_public_key;
 use intentproof_gateway::Config;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::Invalid;
@@ -182,24 +185,31 @@ impl Client {
     }
 
     /// `GET` the path made of `segments` (each escaped) with `query`.
-    pub(crate) fn get(&self, segments: &[&str], query: &[(&str, String)]) -> Result<Value> {
-        Ok(self.daemon.get_json(segments, query)?)
+    pub(crate) fn get<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        Ok(self.daemon.get(segments, query)?)
     }
 
-    /// Every row of the paged listing at `segments` (its array `name`),
-    /// page by page.
-    pub(crate) fn all(&self, segments: &[&str], name: &str) -> Result<Vec<Value>> {
+    /// Every row of the paged listing at `segments`, page by page.
+    pub(crate) fn all<P: Paged>(&self, segments: &[&str]) -> Result<Vec<P::Row>> {
         Ok(self
             .daemon
-            .get_all_pages(segments, name, &[], None)?
+            .get_all_pages::<P>(segments, &[], None)?
             .map(|(rows, _)| rows)
             .unwrap_or_default())
     }
 
     /// `POST`s to the path made of `segments` (with `body` as JSON, if any)
     /// and returns the JSON answer.
-    pub(crate) fn post(&self, segments: &[&str], body: Option<&Value>) -> Result<Value> {
-        Ok(self.daemon.post_json(segments, body)?)
+    pub(crate) fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<T> {
+        Ok(self.daemon.post(segments, body)?)
     }
 
     /// Asks the daemon for a proof bundle of one correlation (at most
@@ -224,7 +234,10 @@ impl Client {
         )
         .map_err(|e| anyhow!("progress bar template: {e}"))?
         .progress_chars("=> ");
-        let request = serde_json::json!({"correlation_id": correlation_id, "profile": profile});
+        let request = wire::ExportRequest {
+            correlation_id: correlation_id.to_owned(),
+            profile: profile.to_owned(),
+        };
         let bytes = self
             .daemon
             .post_bytes(
@@ -253,6 +266,12 @@ impl Client {
 pub(crate) fn write_atomically(output: &Path, bytes: &[u8]) -> Result<()> {
     intentproof_bundle::write_file_atomically(output, bytes)
         .with_context(|| format!("cannot write {}", output.display()))
+}
+
+/// `value` as pretty JSON with its keys in sorted order, as the daemon
+/// answers it (`intentproof_api::wire`).
+fn pretty<T: Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string_pretty(&serde_json::to_value(value)?)?)
 }
 
 fn text(value: &Value, key: &str) -> String {
@@ -288,35 +307,31 @@ pub fn events(args: EventsArgs) -> Result<()> {
             query.push((key, value));
         }
     }
-    let body = client.get(&["v1", "events"], &query)?;
+    let page: wire::EventsPage = client.get(&["v1", "events"], &query)?;
     if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        println!("{}", pretty(&page)?);
         return Ok(());
     }
-    let events = body
-        .get("events")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let events = &page.events;
     println!(
         "{:<6} {:<24} {:<24} {:>4} {:<32} {:<6} {:<11} INTENT",
         "SEQ", "COMPLETED", "CORRELATION", "POS", "ACTION", "STATUS", "SIGNATURE"
     );
-    for row in &events {
-        let event = &row["event"];
+    for row in events {
+        let event = &row.event;
         println!(
             "{:<6} {:<24} {:<24} {:>4} {:<32} {:<6} {:<11} {}",
-            text(row, "seq"),
+            row.seq,
             text(event, "completed_at"),
             cut(&text(event, "correlation_id"), 24),
             text(event, "chain_position"),
             cut(&text(event, "action"), 32),
             text(event, "status"),
-            text(row, "signature"),
+            row.signature,
             cut(&text(event, "intent"), 60),
         );
     }
-    match body.get("next_cursor").and_then(Value::as_u64) {
+    match page.next_cursor {
         Some(cursor) => println!("{} events shown; more with --cursor {cursor}", events.len()),
         None => println!("{} events", events.len()),
     }
@@ -325,56 +340,42 @@ pub fn events(args: EventsArgs) -> Result<()> {
 
 pub fn chains(args: ClientArgs, limit: usize) -> Result<()> {
     let client = Client::new(&args)?;
-    let body = client.get(&["v1", "chains"], &[("limit", limit.to_string())])?;
+    let page: wire::ChainsPage = client.get(&["v1", "chains"], &[("limit", limit.to_string())])?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        println!("{}", pretty(&page)?);
         return Ok(());
     }
-    let chains = body
-        .get("chains")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let chains = &page.chains;
     println!(
         "{:<28} {:>6} {:>6} {:<24} {:<24} {:<9} INTENTS",
         "CORRELATION", "EVENTS", "ERRORS", "FIRST", "LAST", "VERIFIED"
     );
-    for chain in &chains {
-        let verified = match chain.get("verified").and_then(Value::as_bool) {
-            Some(true) => "yes".to_owned(),
-            _ => {
-                let mut why = Vec::new();
-                if chain["gaps"].as_u64().unwrap_or(0) > 0 {
-                    why.push("gaps");
-                }
-                if chain["key_unknown"].as_u64().unwrap_or(0) > 0 {
-                    why.push("key unknown");
-                }
-                if chain["invalid_signatures"].as_u64().unwrap_or(0) > 0 {
-                    why.push("bad signature");
-                }
-                format!("NO ({})", why.join(", "))
+    for chain in chains {
+        let summary = &chain.summary;
+        let verified = if chain.verified {
+            "yes".to_owned()
+        } else {
+            let mut why = Vec::new();
+            if chain.gaps > 0 {
+                why.push("gaps");
             }
+            if summary.key_unknown > 0 {
+                why.push("key unknown");
+            }
+            if summary.invalid_signatures > 0 {
+                why.push("bad signature");
+            }
+            format!("NO ({})", why.join(", "))
         };
-        let intents: Vec<String> = chain
-            .get("intents")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
         println!(
             "{:<28} {:>6} {:>6} {:<24} {:<24} {:<9} {}",
-            cut(&text(chain, "correlation_id"), 28),
-            text(chain, "events"),
-            text(chain, "errors"),
-            text(chain, "first_at"),
-            text(chain, "last_at"),
+            cut(&summary.correlation_id, 28),
+            summary.events,
+            summary.errors,
+            summary.first_at,
+            summary.last_at,
             verified,
-            cut(&intents.join("; "), 60),
+            cut(&summary.intents.join("; "), 60),
         );
     }
     println!("{} chains", chains.len());
@@ -388,22 +389,20 @@ pub fn trust(args: TrustArgs) -> Result<()> {
     };
     let key = parse_public_key(&key_text).context("public key")?;
     let client = Client::new(&args.client)?;
-    let body = client.post(
+    let trusted: wire::KeyTrusted = client.post(
         &["v1", "keys"],
-        Some(&serde_json::json!({
-            "instance_id": args.instance_id,
-            "public_key": intentproof_core::keys::public_key_to_base64(&key),
-        })),
+        Some(&wire::TrustKey {
+            instance_id: args.instance_id.clone(),
+            public_key: intentproof_core::keys::public_key_to_base64(&key),
+        }),
     )?;
     if args.client.json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        println!("{}", pretty(&trusted)?);
         return Ok(());
     }
     println!(
         "trusted {}: {} stored event(s) verified, {} invalid",
-        args.instance_id,
-        text(&body, "events_verified"),
-        text(&body, "events_invalid")
+        args.instance_id, trusted.events_verified, trusted.events_invalid
     );
     Ok(())
 }
@@ -622,7 +621,7 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
 
 pub fn findings(args: ClientArgs) -> Result<()> {
     let client = Client::new(&args)?;
-    let findings = client.all(&["v1", "findings"], "findings")?;
+    let findings = client.all::<wire::FindingsPage>(&["v1", "findings"])?;
     if args.json {
         let body = serde_json::json!({ "findings": findings });
         println!("{}", serde_json::to_string_pretty(&body)?);
@@ -633,28 +632,28 @@ pub fn findings(args: ClientArgs) -> Result<()> {
         "AT", "FLAG", "CORRELATION", "ACTION"
     );
     for f in &findings {
-        let flag = match f["kind"].as_str() {
-            Some("incomplete_intent") => "INCOMPLETE INTENT",
-            Some("failed_step") => "FAILED STEP",
-            Some("unplanned_call") => "UNPLANNED CALL",
-            Some("incomplete_call") => "INCOMPLETE CALL",
-            Some("task_unfinished") => "TASK UNFINISHED",
-            Some("policy_violation") => "POLICY VIOLATION",
+        let flag = match &*f.kind {
+            "incomplete_intent" => "INCOMPLETE INTENT",
+            "failed_step" => "FAILED STEP",
+            "unplanned_call" => "UNPLANNED CALL",
+            "incomplete_call" => "INCOMPLETE CALL",
+            "task_unfinished" => "TASK UNFINISHED",
+            "policy_violation" => "POLICY VIOLATION",
             _ => "?",
         };
         println!(
             "{:<24} {:<18} {:<28} {:<36} {}",
-            text(f, "at"),
+            f.at,
             flag,
-            cut(&text(f, "correlation_id"), 28),
-            cut(&text(f, "action"), 36),
-            text(f, "message"),
+            cut(&f.correlation_id, 28),
+            cut(&f.action, 36),
+            f.message,
         );
     }
     println!("{}", plural(findings.len(), "finding", "findings"));
     // Open plans are not evaluated yet: say so, or "0 findings" misleads.
-    let plans = client.all(&["v1", "plans"], "plans")?;
-    let open: Vec<&Value> = plans.iter().filter(|p| p["state"] == "open").collect();
+    let plans = client.all::<wire::PlansPage>(&["v1", "plans"])?;
+    let open: Vec<&wire::PlanRow> = plans.iter().filter(|p| p.state == "open").collect();
     if !open.is_empty() {
         println!(
             "{} still open, not evaluated yet: a plan closes when the MCP session that declared it ends, when it is idle until the time below, or now with `intentproof plans --close <PLAN>`",
@@ -663,9 +662,9 @@ pub fn findings(args: ClientArgs) -> Result<()> {
         for p in open.iter().take(MAX_OPEN_PLANS_SHOWN) {
             println!(
                 "  {}  closes by {}  {}",
-                text(p, "plan_id"),
-                text(p, "closes_at"),
-                cut(&text(p, "intent"), 60)
+                p.plan_id,
+                p.closes_at.as_deref().unwrap_or_default(),
+                cut(&p.intent, 60)
             );
         }
         if open.len() > MAX_OPEN_PLANS_SHOWN {
@@ -688,19 +687,19 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
     let client = Client::new(&args)?;
     if let Some(id) = close {
-        let body = client.post(&["v1", "plans", &id, "close"], None)?;
+        let closed: wire::PlanClosed = client.post(&["v1", "plans", &id, "close"], None::<&()>)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            println!("{}", pretty(&closed)?);
         } else {
-            let n = body["findings"].as_array().map_or(0, Vec::len);
+            let n = closed.findings.len();
             println!("closed plan {id}: {}", plural(n, "finding", "findings"));
-            for f in body["findings"].as_array().into_iter().flatten() {
-                println!("- {}", text(f, "message"));
+            for f in &closed.findings {
+                println!("- {}", f.message);
             }
         }
         return Ok(());
     }
-    let plans = client.all(&["v1", "plans"], "plans")?;
+    let plans = client.all::<wire::PlansPage>(&["v1", "plans"])?;
     if args.json {
         let body = serde_json::json!({ "plans": plans });
         println!("{}", serde_json::to_string_pretty(&body)?);
@@ -713,19 +712,18 @@ pub fn plans(args: ClientArgs, close: Option<String>) -> Result<()> {
         "PLAN", "STATE", "STEPS", "CALLS", "FLAGS"
     );
     for p in &plans {
-        let state = match (p["state"].as_str(), p["closed_by"].as_str()) {
-            (Some("closed"), Some(by)) => format!("closed ({by})"),
-            (Some(s), _) => s.to_owned(),
-            _ => "?".into(),
+        let state = match (&*p.state, p.closed_by.as_deref()) {
+            ("closed", Some(by)) => format!("closed ({by})"),
+            (state, _) => state.to_owned(),
         };
         println!(
             "{:<38} {:<22} {:>5} {:>5} {:>5} {}",
-            text(p, "plan_id"),
+            p.plan_id,
             state,
-            p["steps"].as_array().map_or(0, Vec::len),
-            text(p, "calls"),
-            text(p, "flags"),
-            cut(&text(p, "intent"), 60)
+            p.steps.len(),
+            p.calls,
+            p.flags,
+            cut(&p.intent, 60)
         );
     }
     println!("{}", plural(plans.len(), "plan", "plans"));

@@ -20,6 +20,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use intentproof_api::wire;
 use intentproof_gateway::{Config, Daemon};
 use serde_json::{Value, json};
 
@@ -397,41 +398,37 @@ fn report(
     // The gateway closed the plan when the agent's session ended, before it
     // exited; a gateway that could not deliver that close leaves it open,
     // and the daemon closes it here instead.
-    let plans = client.get(&["v1", "plans"], &[])?;
-    let still_open = plans["plans"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|p| p["plan_id"] == plan.plan_id.as_str() && p["state"] == "open");
-    let findings: Vec<Value> = if still_open {
-        let closed = client.post(&["v1", "plans", &plan.plan_id, "close"], None)?;
-        closed["findings"].as_array().cloned().unwrap_or_default()
+    let plans = client.all::<wire::PlansPage>(&["v1", "plans"])?;
+    let still_open = plans
+        .iter()
+        .any(|p| p.plan_id == plan.plan_id && p.state == "open");
+    let findings: Vec<wire::FindingRow> = if still_open {
+        let closed: wire::PlanClosed =
+            client.post(&["v1", "plans", &plan.plan_id, "close"], None::<&()>)?;
+        closed.findings
     } else {
-        let all = client.get(&["v1", "findings"], &[])?;
-        all["findings"]
-            .as_array()
+        client
+            .all::<wire::FindingsPage>(&["v1", "findings"])?
             .into_iter()
-            .flatten()
-            .filter(|f| f["plan_id"] == plan.plan_id.as_str())
-            .cloned()
+            .filter(|f| f.plan_id.as_deref() == Some(plan.plan_id.as_str()))
             .collect()
     };
     let daemon_key = intentproof_core::keys::InstanceKey::load_from(dir)
         .context("cannot read the daemon's key")?;
     let daemon_instance = daemon_key.instance_id().to_owned();
-    let chain = client.get(&["v1", "chains", &plan.correlation_id], &[])?;
+    let chain: wire::ChainWithEvents = client.get(&["v1", "chains", &plan.correlation_id], &[])?;
     style.step(4, "The signed record (one hash-chained event per call)");
     println!("  correlation {}", plan.correlation_id);
-    let mut events = chain["events"].as_array().cloned().unwrap_or_default();
+    let mut events = chain.events;
     // Two signers may share this correlation (the gateway's key for the
     // calls and the session's end, the daemon's for a close it made): show
     // them in time order.
     events.sort_by(|a, b| {
-        let at = |v: &Value| v["event"]["started_at"].as_str().unwrap_or("").to_owned();
+        let at = |v: &wire::EventBody| v.event["started_at"].as_str().unwrap_or("").to_owned();
         at(a).cmp(&at(b))
     });
     for stored in &events {
-        let event = &stored["event"];
+        let event = &stored.event;
         let status = event["status"].as_str().unwrap_or("?");
         let mark = if status == "ok" {
             style.good("✓ ok   ")
@@ -447,7 +444,7 @@ fn report(
             "  {mark} {:<32} signed by the {signer:<7} #{} of its chain, signature {}",
             event["action"].as_str().unwrap_or("?"),
             event["chain_position"],
-            stored["signature"].as_str().unwrap_or("?"),
+            stored.signature,
         );
         if let Some(card) = event["inputs"]["card_number"].as_str() {
             println!(
@@ -457,7 +454,7 @@ fn report(
             );
         }
     }
-    let verified = chain["chain"]["verified"].as_bool() == Some(true);
+    let verified = chain.chain.verified;
     println!(
         "  chain: {} events, {}",
         events.len(),
@@ -473,17 +470,13 @@ fn report(
         bail!("the closed plan has no findings, but the receipt step never ran");
     }
     for f in &findings {
-        let label = match f["kind"].as_str() {
-            Some("incomplete_intent") => "INCOMPLETE INTENT",
-            Some("failed_step") => "FAILED STEP",
-            Some("unplanned_call") => "UNPLANNED CALL",
+        let label = match &*f.kind {
+            "incomplete_intent" => "INCOMPLETE INTENT",
+            "failed_step" => "FAILED STEP",
+            "unplanned_call" => "UNPLANNED CALL",
             _ => "FLAG",
         };
-        println!(
-            "  {} {}",
-            style.bad(&format!("✗ {label}:")),
-            f["message"].as_str().unwrap_or("")
-        );
+        println!("  {} {}", style.bad(&format!("✗ {label}:")), f.message);
     }
     pause(interactive)?;
 

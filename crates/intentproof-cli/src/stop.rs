@@ -106,13 +106,9 @@ pub fn stop(args: StopArgs) -> Result<()> {
 fn healthz_instance(base: &str) -> Result<String, String> {
     let client =
         DaemonClient::new(base, String::new(), Some(HEALTH_TIMEOUT)).map_err(|e| e.to_string())?;
-    let answer = client
-        .get_json(&["healthz"], &[])
-        .map_err(|e| e.to_string())?;
-    answer["instance_id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("/healthz answered without an instance id: {answer}"))
+    let answer: intentproof_api::wire::Health =
+        client.get(&["healthz"], &[]).map_err(|e| e.to_string())?;
+    Ok(answer.instance_id)
 }
 
 /// Whether `pid` is gone: no such process, or a zombie (exited, waiting

@@ -26,13 +26,13 @@ const LAYERS: &[(&str, u8)] = &[
     ("intentproof-upstream", 2),
     ("intentproof-mcp", 3),
     ("intentproof-api", 3),
-    ("intentproof-findings", 3),
-    ("intentproof-http-proxy", 4),
-    ("intentproof-gateway", 5),
-    ("intentproof-tui", 5),
-    ("intentproof-cli", 6),
+    ("intentproof-findings", 4),
+    ("intentproof-http-proxy", 5),
+    ("intentproof-gateway", 6),
+    ("intentproof-tui", 6),
+    ("intentproof-cli", 7),
     // Test peers: nothing shipped depends on them.
-    ("intentproof-mcp-peers", 7),
+    ("intentproof-mcp-peers", 8),
 ];
 
 /// What `intentproof-core` must not pull in, directly or through another

@@ -44,7 +44,6 @@ use intentproof_policy::verification::{
     evaluate, scope_matches,
 };
 use intentproof_store::{EventMeta, IndexEntry, Store, StoreError, StoredEvent};
-use serde::Serialize;
 use serde_json::Value;
 
 /// Action of the event that completes a task call (the MCP recorder's).
@@ -65,56 +64,7 @@ pub const CALL_EVENT_ID_ATTRIBUTE: &str = "intentproof.call.event_id";
 /// Attribute of a call answered by a task handle: the task's id.
 pub const TASK_ID_ATTRIBUTE: &str = "mcp.task.id";
 
-/// One declared plan and where it stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlanRow {
-    /// Plan id.
-    pub plan_id: String,
-    /// Its correlation id.
-    pub correlation_id: String,
-    /// What it meant to achieve.
-    pub intent: String,
-    /// Steps, as actions.
-    pub steps: Vec<PlanStep>,
-    /// When it was declared.
-    pub declared_at: String,
-    /// `open` or `closed`.
-    pub state: &'static str,
-    /// Why it closed: `replaced`, `closed` (explicitly), `session_ended`
-    /// (the MCP session that declared it ended) or `idle`.
-    pub closed_by: Option<&'static str>,
-    /// For an open plan: when it will close by the idle timeout if nothing
-    /// else happens in its correlation (RFC 3339).
-    pub closes_at: Option<String>,
-    /// Calls made under it.
-    pub calls: usize,
-    /// Flags raised (closed plans only).
-    pub flags: usize,
-}
-
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FindingRow {
-    /// `incomplete_intent`, `failed_step`, `unplanned_call`,
-    /// `incomplete_call`, `task_unfinished` or `policy_violation`.
-    pub kind: &'static str,
-    /// The plan concerned (none for a call with no plan at all).
-    pub plan_id: Option<String>,
-    /// The plan's intent.
-    pub intent: Option<String>,
-    /// Correlation id.
-    pub correlation_id: String,
-    /// 0-based step index, for step flags.
-    pub step_index: Option<usize>,
-    /// The step's or the call's action.
-    pub action: String,
-    /// Events involved.
-    pub event_ids: Vec<String>,
-    /// One sentence for people.
-    pub message: String,
-    /// When the finding became due (plan close, or the call's time).
-    pub at: String,
-}
+pub use intentproof_api::wire::{FindingRow, PlanRow};
 
 pub(crate) fn kind_name(kind: FlagKind) -> &'static str {
     match kind {
@@ -186,7 +136,7 @@ pub(crate) const NEVER_FINISHED: &str = "the client never finished it";
 /// `intentproof.plan.id` attribute, `why` its error message.
 pub(crate) fn incomplete_call_row(m: &EventMeta, plan_id: Option<&str>, why: &str) -> FindingRow {
     FindingRow {
-        kind: "incomplete_call",
+        kind: "incomplete_call".into(),
         plan_id: plan_id.map(str::to_owned),
         intent: Some(m.intent.clone()),
         correlation_id: m.correlation_id.clone(),
@@ -229,7 +179,7 @@ pub(crate) fn task_unfinished_row(
     at: &str,
 ) -> FindingRow {
     FindingRow {
-        kind: "task_unfinished",
+        kind: "task_unfinished".into(),
         plan_id: plan.map(|p| p.plan_id.clone()),
         intent: Some(plan.map_or_else(|| intent.to_owned(), |p| p.intent.clone())),
         correlation_id: correlation_id.to_owned(),
@@ -443,7 +393,7 @@ pub fn plans_and_findings(
             };
             for flag in &flags {
                 findings.push(FindingRow {
-                    kind: kind_name(flag.kind),
+                    kind: kind_name(flag.kind).into(),
                     plan_id: Some(plan.plan_id.clone()),
                     intent: Some(plan.intent.clone()),
                     correlation_id: correlation.clone(),
@@ -461,11 +411,11 @@ pub fn plans_and_findings(
                 steps: plan.steps.clone(),
                 declared_at: declaration.entry.meta.started_at.clone(),
                 state: if closed_by.is_some() {
-                    "closed"
+                    "closed".into()
                 } else {
-                    "open"
+                    "open".into()
                 },
-                closed_by,
+                closed_by: closed_by.map(Into::into),
                 // An open plan's `closed_at` is its last activity.
                 closes_at: match closed_by {
                     None => parse_time(&closed_at)
@@ -530,7 +480,7 @@ pub fn plans_and_findings(
                 }
             }
             findings.push(FindingRow {
-                kind: "unplanned_call",
+                kind: "unplanned_call".into(),
                 plan_id: None,
                 intent: None,
                 correlation_id: correlation.clone(),
@@ -618,7 +568,7 @@ pub(crate) fn policy_rows(
             out.push((
                 p,
                 FindingRow {
-                    kind: "policy_violation",
+                    kind: "policy_violation".into(),
                     plan_id: None,
                     intent: policy.policy_id().map(str::to_owned),
                     correlation_id: correlation.to_owned(),
@@ -722,7 +672,7 @@ mod tests {
             plans_and_findings(&store, Duration::from_secs(60), later, &[]).unwrap();
         let mut out: Vec<_> = findings
             .into_iter()
-            .map(|f| (f.kind.to_owned(), f.action, f.step_index))
+            .map(|f| (f.kind.into_owned(), f.action, f.step_index))
             .collect();
         out.sort();
         out
@@ -809,7 +759,7 @@ mod tests {
         let (_, findings) =
             plans_and_findings(&store, Duration::from_secs(60), SystemTime::now(), &[]).unwrap();
         assert_eq!(
-            findings.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            findings.iter().map(|f| &*f.kind).collect::<Vec<_>>(),
             vec!["unplanned_call"]
         );
     }

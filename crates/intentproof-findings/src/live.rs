@@ -716,7 +716,7 @@ impl State {
                 }
                 if !(mcp && is_server_request(action)) {
                     let row = FindingRow {
-                        kind: "unplanned_call",
+                        kind: "unplanned_call".into(),
                         plan_id: None,
                         intent: None,
                         correlation_id: meta.correlation_id.clone(),
@@ -1138,7 +1138,7 @@ fn plan_rows(
             .collect();
         for flag in classify_plan(plan, &flow) {
             findings.push(FindingRow {
-                kind: kind_name(flag.kind),
+                kind: kind_name(flag.kind).into(),
                 plan_id: Some(plan.plan_id.clone()),
                 intent: Some(plan.intent.clone()),
                 correlation_id: correlation.clone(),
@@ -1173,11 +1173,11 @@ fn plan_rows(
         steps: plan.steps.clone(),
         declared_at: open.declared_at.clone(),
         state: if closed_by.is_some() {
-            "closed"
+            "closed".into()
         } else {
-            "open"
+            "open".into()
         },
-        closed_by,
+        closed_by: closed_by.map(Into::into),
         closes_at: match closed_by {
             None => {
                 parse_time(closed_at).map(|t| intentproof_core::format_rfc3339_millis(t + idle))

@@ -29,6 +29,15 @@ impl ApiError {
     pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     }
+
+    /// This error as the result of line `line` of a batch.
+    pub(crate) fn batch_line(self, line: usize) -> intentproof_api::wire::BatchLine {
+        intentproof_api::wire::BatchLine {
+            reason: Some(self.reason.to_owned()),
+            error: Some(self.message),
+            ..intentproof_api::wire::BatchLine::new(line, self.status.as_u16())
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -370,12 +370,12 @@ fn nothing_changed_keeps_the_generation() {
     let after_call = live.generation(start).unwrap();
     assert!(after_call > first);
     assert_eq!(live.generation(start).unwrap(), after_call);
-    let kinds = |at| -> Vec<&str> {
+    let kinds = |at| -> Vec<String> {
         live.findings(at, None, 10)
             .unwrap()
             .rows
             .iter()
-            .map(|f| f.kind)
+            .map(|f| f.kind.to_string())
             .collect()
     };
     assert_eq!(kinds(start), ["unplanned_call"]);
@@ -479,9 +479,8 @@ async fn the_findings_api_pages_and_says_when_nothing_changed() {
         let client =
             intentproof_api::client::DaemonClient::new(&url, token.trim().into(), None).unwrap();
         let (rows, _) = client
-            .get_all_pages(
+            .get_all_pages::<intentproof_api::wire::FindingsPage>(
                 &["v1", "findings"],
-                "findings",
                 &[("limit", "2".into())],
                 None,
             )
@@ -491,7 +490,7 @@ async fn the_findings_api_pages_and_says_when_nothing_changed() {
     })
     .await
     .unwrap();
-    assert_eq!(&paged, changed["findings"].as_array().unwrap());
+    assert_eq!(serde_json::to_value(&paged).unwrap(), changed["findings"]);
     daemon.stop().await.unwrap();
 }
 
@@ -526,22 +525,33 @@ fn events_before_a_correlation_is_followed_count_for_its_idle_time() {
         let outcomes = store.append(batch.clone()).unwrap();
         live.committed(&batch, &outcomes);
     }
-    let kinds = |now: SystemTime| -> Vec<(&'static str, String)> {
+    let kinds = |now: SystemTime| -> Vec<(String, String)> {
         let (_, reference) = plans_and_findings(&store, IDLE, now, &[]).unwrap();
         let rows = all_findings(&live, now, MAX_PAGE);
         assert_eq!(rows, reference);
-        rows.into_iter().map(|f| (f.kind, f.at)).collect()
+        rows.into_iter()
+            .map(|f| (f.kind.into_owned(), f.at))
+            .collect()
     };
     // Idle counted from the call alone, not from the SDK event: nothing yet.
     assert_eq!(
         kinds(earlier + IDLE),
-        [("unplanned_call", "2026-03-01T10:00:00.000Z".to_owned())]
+        [(
+            "unplanned_call".to_owned(),
+            "2026-03-01T10:00:00.000Z".to_owned()
+        )]
     );
     assert_eq!(
         kinds(later + IDLE),
         [
-            ("task_unfinished", "2026-03-01T10:00:30.000Z".to_owned()),
-            ("unplanned_call", "2026-03-01T10:00:00.000Z".to_owned())
+            (
+                "task_unfinished".to_owned(),
+                "2026-03-01T10:00:30.000Z".to_owned()
+            ),
+            (
+                "unplanned_call".to_owned(),
+                "2026-03-01T10:00:00.000Z".to_owned()
+            )
         ]
     );
 }

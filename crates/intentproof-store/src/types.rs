@@ -110,6 +110,7 @@ pub struct ChainSummary {
     /// Distinct intents (first 8).
     pub intents: Vec<String>,
     /// Per instance: events stored and highest position seen.
+    #[serde(default)]
     pub instances: BTreeMap<String, InstanceChain>,
     /// Events whose instance has no trusted key.
     pub key_unknown: u64,

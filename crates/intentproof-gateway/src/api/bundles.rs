@@ -2,23 +2,11 @@
 
 use super::*;
 
-/// Body of `POST /v1/bundles`.
-#[derive(Debug, Deserialize)]
-pub struct BundleRequest {
-    correlation_id: String,
-    #[serde(default = "default_profile")]
-    profile: String,
-}
-
-fn default_profile() -> String {
-    "full".into()
-}
-
 /// Exports one correlation as a proof bundle (`.proof.tar.zst` bytes).
 async fn export_bundle(
     State(state): State<Shared>,
     _auth: Authorized,
-    body: Result<Json<BundleRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<wire::ExportRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     use crate::export::{self, ExportError};
     let Json(request) = body.map_err(|e| {

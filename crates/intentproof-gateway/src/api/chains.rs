@@ -14,20 +14,20 @@ async fn list_chains(
     State(state): State<Shared>,
     _auth: Authorized,
     Query(params): Query<ChainParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Wire<wire::ChainsPage>, ApiError> {
     let store = Arc::clone(&state.store);
     let limit = params.limit.unwrap_or(100).clamp(1, 10_000);
     let offset = params.offset.unwrap_or(0);
-    let (total, chains) = blocking(move || {
+    let page = blocking(move || {
         let (total, summaries) = store.chains_page(offset, limit)?;
-        let page: Vec<Value> = summaries
-            .iter()
-            .map(|summary| chain_row_json(&store, summary))
+        let chains = summaries
+            .into_iter()
+            .map(|summary| chain_row(&store, summary))
             .collect();
-        Ok((total, page))
+        Ok(wire::ChainsPage { chains, total })
     })
     .await?;
-    Ok(Json(json!({"chains": chains, "total": total})))
+    Ok(Wire(page))
 }
 
 async fn get_chain(
@@ -35,7 +35,7 @@ async fn get_chain(
     _auth: Authorized,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    // `{"chain": ..., "events": [...]}`, the events read and written a
+    // `wire::ChainWithEvents`, the events read and written a
     // chunk at a time: the whole chain at once took ~28 KB of memory per
     // event (parsed, copied, serialized) for as long as the answer lasted.
     // The first chunk is read before answering, so a store that cannot be
@@ -50,7 +50,7 @@ async fn get_chain(
             .map_err(std::io::Error::other)?
             .into_iter();
         let mut chunk = br#"{"chain":"#.to_vec();
-        serde_json::to_writer(&mut chunk, &chain_json(&summary))?;
+        wire::write_answer(&mut chunk, &wire::Chain::of(summary))?;
         chunk.extend_from_slice(br#","events":["#);
         let done = chain_chunk(&store, &mut entries, &mut chunk, true)?;
         Ok::<_, std::io::Error>(Some((chunk, entries, done)))
@@ -113,7 +113,7 @@ fn chain_chunk(
             chunk.push(b',');
         }
         let stored = store.read_entry(entry).map_err(std::io::Error::other)?;
-        serde_json::to_writer(&mut *chunk, &event_json(&stored))?;
+        wire::write_answer(chunk, &event_body(stored))?;
     }
     if entries.len() > 0 {
         return Ok(false);

@@ -6,16 +6,16 @@ use super::*;
 async fn get_checkpoint(
     State(state): State<Shared>,
     _auth: Authorized,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Wire<wire::CheckpointAnswer>, ApiError> {
     let worker = Arc::clone(&state);
     let cp = tokio::task::spawn_blocking(move || worker.checkpoint_now())
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({
-        "checkpoint": cp,
-        "public_key": state.daemon_key.public_key_base64(),
-    })))
+    Ok(Wire(wire::CheckpointAnswer {
+        checkpoint: cp,
+        public_key: state.daemon_key.public_key_base64(),
+    }))
 }
 
 pub(super) fn routes() -> Router<Shared> {

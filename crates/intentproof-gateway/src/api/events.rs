@@ -125,13 +125,21 @@ async fn ingest_event(
     match answer(&state, reply.await.ok()) {
         Answer::Stored(seq) => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"status": "stored", "event_id": event_id, "seq": seq})),
+            Wire(wire::Accepted {
+                status: "stored".into(),
+                event_id,
+                seq,
+            }),
         )
             .into_response()),
         // 200 is a success for the reference SDKs too.
         Answer::Duplicate(seq) => Ok((
             StatusCode::OK,
-            Json(json!({"status": "duplicate", "event_id": event_id, "seq": seq})),
+            Wire(wire::Accepted {
+                status: "duplicate".into(),
+                event_id,
+                seq,
+            }),
         )
             .into_response()),
         Answer::Refused(e) => Err(e),
@@ -231,22 +239,33 @@ async fn ingest_batch(
             Ok(event_id) => match outcomes.next().unwrap_or_else(|| answer(&state, None)) {
                 Answer::Stored(seq) => {
                     stored += 1;
-                    json!({"line": line, "status": 202, "event_id": event_id, "seq": seq})
+                    wire::BatchLine {
+                        event_id: Some(event_id),
+                        seq: Some(seq),
+                        ..wire::BatchLine::new(line, 202)
+                    }
                 }
                 Answer::Duplicate(seq) => {
                     duplicates += 1;
-                    json!({"line": line, "status": 200, "event_id": event_id, "seq": seq})
+                    wire::BatchLine {
+                        event_id: Some(event_id),
+                        seq: Some(seq),
+                        ..wire::BatchLine::new(line, 200)
+                    }
                 }
                 Answer::Refused(e) => {
                     rejected += 1;
                     retry |= e.status == StatusCode::SERVICE_UNAVAILABLE;
-                    json!({"line": line, "status": e.status.as_u16(), "event_id": event_id, "reason": e.reason, "error": e.message})
+                    wire::BatchLine {
+                        event_id: Some(event_id),
+                        ..e.batch_line(line)
+                    }
                 }
             },
             Err(e) => {
                 rejected += 1;
                 retry |= e.status == StatusCode::SERVICE_UNAVAILABLE;
-                json!({"line": line, "status": e.status.as_u16(), "reason": e.reason, "error": e.message})
+                e.batch_line(line)
             }
         };
         results.push(result);
@@ -258,12 +277,12 @@ async fn ingest_batch(
     };
     let mut response = (
         status,
-        Json(json!({
-            "stored": stored,
-            "duplicates": duplicates,
-            "rejected": rejected,
-            "results": results,
-        })),
+        Wire(wire::BatchAnswer {
+            stored,
+            duplicates,
+            rejected,
+            results,
+        }),
     )
         .into_response();
     retry_shortly(&mut response);
@@ -337,7 +356,7 @@ async fn list_events(
     State(state): State<Shared>,
     _auth: Authorized,
     Query(params): Query<EventParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Wire<wire::EventsPage>, ApiError> {
     if let Some(status) = &params.status
         && status != "ok"
         && status != "error"
@@ -359,20 +378,20 @@ async fn list_events(
     };
     let store = Arc::clone(&state.store);
     let page = blocking(move || store.events(&query)).await?;
-    Ok(Json(json!({
-        "events": page.events.iter().map(event_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Wire(wire::EventsPage {
+        events: page.events.into_iter().map(event_body).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 async fn get_event(
     State(state): State<Shared>,
     _auth: Authorized,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Wire<wire::EventWithInclusion>, ApiError> {
     let store = Arc::clone(&state.store);
-    match blocking(move || event_with_inclusion_json(&store, &id)).await? {
-        Some(body) => Ok(Json(body)),
+    match blocking(move || event_with_inclusion(&store, &id)).await? {
+        Some(body) => Ok(Wire(body)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

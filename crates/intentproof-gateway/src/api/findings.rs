@@ -31,36 +31,43 @@ pub(super) fn findings_error(e: live::QueryError) -> ApiError {
     }
 }
 
-/// One page of `rows` under `name`, with its cursor, total and generation.
-pub(super) fn page_json<T: serde::Serialize>(name: &str, page: live::Page<T>) -> Value {
-    let mut body = json!({
-        name: page.rows,
-        "total": page.total,
-        "generation": page.generation,
-    });
-    if let Some(cursor) = page.next_cursor {
-        body["next_cursor"] = json!(cursor);
+/// Where a page of the live findings stands, on the wire.
+pub(super) fn paging<T>(page: &live::Page<T>) -> wire::Paging {
+    wire::Paging {
+        total: Some(page.total),
+        generation: page.generation,
+        next_cursor: page.next_cursor.clone(),
+        unchanged: false,
     }
-    body
 }
 
-/// Runs `query` on the live findings, or answers "unchanged" when the
-/// caller's `since` is the current generation.
-pub(super) async fn findings_query(
+/// The answer to a caller whose `since` is the current `generation`.
+fn unchanged(generation: u64) -> wire::Paging {
+    wire::Paging {
+        total: None,
+        generation,
+        next_cursor: None,
+        unchanged: true,
+    }
+}
+
+/// Runs `query` on the live findings, or answers "unchanged" (`page` of
+/// no rows) when the caller's `since` is the current generation.
+pub(super) async fn findings_query<P: Send + 'static>(
     state: &Shared,
-    name: &'static str,
     since: Option<u64>,
-    query: impl FnOnce(&live::LiveFindings, std::time::SystemTime) -> Result<Value, live::QueryError>
+    page: fn(wire::Paging) -> P,
+    query: impl FnOnce(&live::LiveFindings, std::time::SystemTime) -> Result<P, live::QueryError>
     + Send
     + 'static,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Wire<P>, ApiError> {
     let findings = Arc::clone(&state.findings);
     let answer = tokio::task::spawn_blocking(move || {
         let now = std::time::SystemTime::now();
         if let Some(since) = since {
             let generation = findings.generation(now)?;
             if generation == since {
-                return Ok(json!({name: [], "generation": generation, "unchanged": true}));
+                return Ok(page(unchanged(generation)));
             }
         }
         query(&findings, now)
@@ -68,24 +75,31 @@ pub(super) async fn findings_query(
     .await
     .map_err(ApiError::internal)?
     .map_err(findings_error)?;
-    Ok(Json(answer))
+    Ok(Wire(answer))
 }
 
 async fn list_findings(
     State(state): State<Shared>,
     _auth: Authorized,
     Query(params): Query<FindingsParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Wire<wire::FindingsPage>, ApiError> {
     let FindingsParams {
         limit,
         cursor,
         since,
         ..
     } = params;
-    findings_query(&state, "findings", since, move |findings, now| {
+    let empty = |paging| wire::FindingsPage {
+        findings: Vec::new(),
+        paging,
+    };
+    findings_query(&state, since, empty, move |findings, now| {
         let page =
             findings.findings(now, cursor.as_deref(), limit.unwrap_or(live::DEFAULT_PAGE))?;
-        Ok(page_json("findings", page))
+        Ok(wire::FindingsPage {
+            paging: paging(&page),
+            findings: page.rows,
+        })
     })
     .await
 }

@@ -4,8 +4,11 @@ use super::*;
 
 /// Liveness, plus the daemon's instance id so a client can tell which
 /// data dir it serves.
-async fn healthz(State(state): State<Shared>) -> Json<Value> {
-    Json(json!({"status": "ok", "instance_id": state.daemon_key.instance_id()}))
+async fn healthz(State(state): State<Shared>) -> Wire<wire::Health> {
+    Wire(wire::Health {
+        status: "ok".into(),
+        instance_id: state.daemon_key.instance_id().to_owned(),
+    })
 }
 
 async fn metrics(State(state): State<Shared>, _auth: Authorized) -> Result<Response, ApiError> {

@@ -2,18 +2,11 @@
 
 use super::*;
 
-/// Body of `POST /v1/keys`.
-#[derive(Debug, Deserialize)]
-pub struct TrustRequest {
-    instance_id: String,
-    public_key: String,
-}
-
 async fn trust_key(
     State(state): State<Shared>,
     _auth: Authorized,
-    body: Result<Json<TrustRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+    body: Result<Json<wire::TrustKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<Wire<wire::KeyTrusted>, ApiError> {
     let Json(request) = body.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -34,11 +27,11 @@ async fn trust_key(
     let store = Arc::clone(&state.store);
     let instance = request.instance_id.clone();
     let (verified, invalid) = blocking(move || store.retrust(&instance, &key)).await?;
-    Ok(Json(json!({
-        "instance_id": request.instance_id,
-        "events_verified": verified,
-        "events_invalid": invalid,
-    })))
+    Ok(Wire(wire::KeyTrusted {
+        instance_id: request.instance_id,
+        events_verified: verified,
+        events_invalid: invalid,
+    }))
 }
 
 pub(super) fn routes() -> Router<Shared> {

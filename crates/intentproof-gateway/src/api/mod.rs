@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers are thin: check auth, call a plain function,
-//! shape the JSON. Every error body is `{"error": <what and what to do>,
-//! "reason": <stable code>}`.
+//! answer one of `intentproof_api::wire`'s types (through [`Wire`], so the
+//! bytes are the same whatever the type's field order). Every error body
+//! is `{"error": <what and what to do>, "reason": <stable code>}`.
 
 use std::sync::Arc;
 
@@ -12,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use intentproof_api::same_token;
-use intentproof_api::shapes::{chain_json, chain_row_json, event_json, event_with_inclusion_json};
+use intentproof_api::shapes::{chain_row, event_body, event_with_inclusion};
+use intentproof_api::wire;
 use intentproof_core::keys::parse_public_key;
 use intentproof_store::{Appended, EventQuery, Store};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 mod bundles;
 mod chains;
@@ -59,6 +60,19 @@ pub fn router(state: Shared, guard: Arc<BrowserGuard>) -> Router {
         .merge(health::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// A typed answer: `T` (an `intentproof_api::wire` type) as JSON, its
+/// objects' keys in sorted order ([`intentproof_api::wire::answer_bytes`]).
+pub(crate) struct Wire<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Wire<T> {
+    fn into_response(self) -> Response {
+        match intentproof_api::wire::answer_bytes(&self.0) {
+            Some(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+            None => ApiError::internal("an answer could not be encoded as JSON").into_response(),
+        }
+    }
 }
 
 /// A request that carries the daemon's token (`Authorization: Bearer

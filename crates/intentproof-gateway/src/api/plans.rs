@@ -27,7 +27,6 @@
 
 use std::time::{Instant, SystemTime};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -42,14 +41,14 @@ use std::sync::Arc;
 
 use intentproof_findings::live;
 
-use super::findings::{FindingsParams, findings_error, findings_query, page_json};
-use super::{ApiError, Authorized, Shared, bearer, store_own_event};
+use super::findings::{FindingsParams, findings_error, findings_query, paging};
+use super::{ApiError, Authorized, Shared, Wire, bearer, store_own_event};
 use axum::Router;
 use axum::extract::{Path, Query};
 use axum::routing::{get, post};
 use intentproof_api::same_token;
+use intentproof_api::wire;
 use intentproof_http_proxy::{MAX_CORRELATION_BYTES, TOKEN_HEADER, is_valid_correlation_id};
-use serde_json::Value;
 
 /// Whether the request carries a token that may declare plans.
 fn may_declare(state: &super::AppState, headers: &HeaderMap) -> bool {
@@ -150,12 +149,12 @@ pub(super) async fn declare_plan(
     store_own_event(&state, event, "plan declaration").await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "plan_id": plan_id,
-            "correlation_id": correlation_id,
-            "steps": steps.len(),
-            "event_id": event_id,
-        })),
+        Wire(wire::PlanDeclared {
+            plan_id,
+            correlation_id,
+            steps: steps.len(),
+            event_id,
+        }),
     )
         .into_response())
 }
@@ -164,21 +163,28 @@ async fn list_plans(
     State(state): State<Shared>,
     _auth: Authorized,
     Query(params): Query<FindingsParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Wire<wire::PlansPage>, ApiError> {
     let FindingsParams {
         limit,
         cursor,
         since,
         correlation_id,
     } = params;
-    findings_query(&state, "plans", since, move |findings, now| {
+    let empty = |paging| wire::PlansPage {
+        plans: Vec::new(),
+        paging,
+    };
+    findings_query(&state, since, empty, move |findings, now| {
         let page = findings.plans(
             now,
             cursor.as_deref(),
             limit.unwrap_or(live::DEFAULT_PAGE),
             correlation_id.as_deref(),
         )?;
-        Ok(page_json("plans", page))
+        Ok(wire::PlansPage {
+            paging: paging(&page),
+            plans: page.rows,
+        })
     })
     .await
 }
@@ -208,7 +214,7 @@ async fn close_plan(
     State(state): State<Shared>,
     _auth: Authorized,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Wire<wire::PlanClosed>, ApiError> {
     let Some((plan, _)) = plan_by_id(&state, &id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -222,7 +228,7 @@ async fn close_plan(
             "plan_closed",
             format!(
                 "plan {id} is already closed ({})",
-                plan.closed_by.unwrap_or("closed")
+                plan.closed_by.as_deref().unwrap_or("closed")
             ),
         ));
     }
@@ -246,9 +252,11 @@ async fn close_plan(
         .await?
         .map(|(_, findings)| findings)
         .unwrap_or_default();
-    Ok(Json(
-        json!({"plan_id": id, "state": "closed", "findings": mine}),
-    ))
+    Ok(Wire(wire::PlanClosed {
+        plan_id: id,
+        state: "closed".into(),
+        findings: mine,
+    }))
 }
 
 pub(super) fn routes() -> Router<Shared> {
