@@ -306,7 +306,7 @@ pub struct EventView {
     /// The data.
     pub detail: EventDetail,
     /// Lines to show.
-    pub lines: Vec<crate::ui::DetailLine>,
+    pub lines: Vec<crate::detail::DetailLine>,
     /// First line shown.
     pub scroll: usize,
 }
@@ -740,7 +740,7 @@ impl App {
             }
             Reply::Event(id, detail) => match detail {
                 Ok(detail) => {
-                    let lines = crate::ui::event_lines(&detail);
+                    let lines = crate::detail::event_lines(&detail);
                     self.event = Some(EventView {
                         detail,
                         lines,

@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod detail;
 pub mod model;
 pub mod run;
 pub mod source;

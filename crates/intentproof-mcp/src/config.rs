@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use axum::http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 /// The `[mcp]` section.
@@ -197,11 +198,11 @@ impl McpServerConfig {
                 );
             }
         }
-        if let Err(why) = crate::remote::check_url(url) {
+        if let Err(why) = check_url(url) {
             return bad("url", &why);
         }
         for (name, value) in &self.headers {
-            if let Err(why) = crate::remote::check_header(name, value) {
+            if let Err(why) = check_header(name, value) {
                 return bad("headers", &why);
             }
         }
@@ -276,4 +277,33 @@ impl McpConfig {
         }
         Ok(())
     }
+}
+
+/// Headers a remote upstream's transport (`remote`) sets itself: the
+/// config may not.
+const MANAGED_HEADERS: &[&str] = &[
+    "accept",
+    "content-type",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
+
+/// Checks a remote server's `url` (config validation).
+pub(crate) fn check_url(text: &str) -> Result<(), String> {
+    intentproof_upstream::parse_upstream(text).map(|_| ())
+}
+
+/// Checks one configured header: the HTTP proxy's rules (no hop-by-hop,
+/// `Host`, `Content-Length`, `Expect`, `X-IntentProof-*`), and none the
+/// transport manages (`Accept`, `Content-Type`, `Mcp-Session-Id`,
+/// `MCP-Protocol-Version`, `Last-Event-ID`).
+pub(crate) fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (parsed, value) = intentproof_upstream::check_added_header(name, value)?;
+    if MANAGED_HEADERS.contains(&parsed.as_str()) {
+        return Err(format!(
+            "{name:?} cannot be set: the gateway manages it (Accept, Content-Type, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID)"
+        ));
+    }
+    Ok((parsed, value))
 }

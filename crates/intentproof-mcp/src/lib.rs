@@ -49,6 +49,7 @@ pub(crate) mod remote;
 pub mod sink;
 pub mod stateless;
 pub mod stdio;
+mod streamable;
 
 /// What [`parse_sse`] read from an event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -65,48 +65,24 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::stdio::MAX_MESSAGE_BYTES;
-use crate::config::{DEFAULT_MCP_CONNECT_TIMEOUT_MS, DEFAULT_MCP_TIMEOUT_MS, McpServerConfig};
+use crate::config::{
+    DEFAULT_MCP_CONNECT_TIMEOUT_MS, DEFAULT_MCP_TIMEOUT_MS, McpServerConfig, check_header,
+    check_url,
+};
 use intentproof_upstream::root_cause;
 
 /// The session header (requests and the answer to `initialize`).
 const SESSION_HEADER: &str = "mcp-session-id";
 /// The negotiated protocol version header.
 const VERSION_HEADER: &str = "mcp-protocol-version";
-/// Headers the transport sets itself: the config may not.
-const MANAGED: &[&str] = &[
-    "accept",
-    "content-type",
-    SESSION_HEADER,
-    VERSION_HEADER,
-    "last-event-id",
-];
 /// Longest upstream error body shown in an error message (characters).
 const SHOWN_ERROR_CHARS: usize = 300;
-
-/// Checks a remote server's `url` (config validation).
-pub(crate) fn check_url(text: &str) -> Result<(), String> {
-    intentproof_upstream::parse_upstream(text).map(|_| ())
-}
-
-/// Checks one configured header: the HTTP proxy's rules (no hop-by-hop,
-/// `Host`, `Content-Length`, `Expect`, `X-IntentProof-*`), and none the
-/// transport manages (`Accept`, `Content-Type`, `Mcp-Session-Id`,
-/// `MCP-Protocol-Version`, `Last-Event-ID`).
-pub(crate) fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (parsed, value) = intentproof_upstream::check_added_header(name, value)?;
-    if MANAGED.contains(&parsed.as_str()) {
-        return Err(format!(
-            "{name:?} cannot be set: the gateway manages it (Accept, Content-Type, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID)"
-        ));
-    }
-    Ok((parsed, value))
-}
 
 /// What an upstream produces, for the relay.
 #[derive(Debug)]

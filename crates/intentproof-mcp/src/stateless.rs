@@ -76,14 +76,14 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 
-use super::http::{
-    JSON_WAIT, Outgoing, accepts, accepts_json, json_response, lock, rpc_error, rpc_error_with,
-    sse_stream, write_stdin,
-};
 use super::lines::{Answer, Line, LineCodec, Side};
 use super::recorder::{ClientVerdict, Recorder, RecorderConfig};
 use super::remote::{RemoteServer, SseParser, one_line};
 use super::stdio::MAX_MESSAGE_BYTES;
+use super::streamable::{
+    JSON_WAIT, Outgoing, accepts, accepts_json, json_response, lock, rpc_error, rpc_error_with,
+    sse_stream, write_stdin,
+};
 use crate::config::McpServerConfig;
 use crate::sink::RecordSink;
 
