@@ -75,19 +75,9 @@ fn is_marker(s: &str) -> bool {
 }
 
 fn push_key(path: &str, key: &str) -> String {
-    let ident = key
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ident {
-        format!("{path}.{key}")
-    } else {
-        format!(
-            "{path}['{}']",
-            key.replace('\\', "\\\\").replace('\'', "\\'")
-        )
-    }
+    let mut path = path.to_owned();
+    intentproof_policy::redact::push_key(&mut path, key);
+    path
 }
 
 /// Pretty JSON, one line per member, marking the redacted paths.

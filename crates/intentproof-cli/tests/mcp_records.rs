@@ -1083,11 +1083,7 @@ fn the_tui_shows_the_incomplete_call_and_unfinished_task_flags() {
     }
 
     tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux.alive() {
-        assert!(Instant::now() < deadline, "the TUI did not exit on q");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tmux.wait_exit("q");
 }
 
 /// A 2025-era server request (`elicitation/create` sent by the server while

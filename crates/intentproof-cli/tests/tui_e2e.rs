@@ -186,11 +186,7 @@ fn find_open_see_the_missing_step_export_and_verify() {
 
     // q quits, and the pane (the process) ends.
     tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux.alive() {
-        assert!(Instant::now() < deadline, "the TUI did not exit on q");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tmux.wait_exit("q");
 }
 
 /// `intentproof verify --key <the daemon's key>` on a bundle: it must pass
@@ -391,11 +387,7 @@ fn the_tui_reads_the_store_beside_a_running_daemon_and_a_stopped_ones_unchanged(
         s.contains("1 Chains 1/1") && s.contains("read-only")
     });
     tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux.alive() {
-        assert!(Instant::now() < deadline, "the TUI did not exit on q");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tmux.wait_exit("q");
     drop(tmux);
     drop(daemon); // SIGTERM: the daemon stops as an operator stops it.
     let before = files_of(&dir);
@@ -420,11 +412,7 @@ fn the_tui_reads_the_store_beside_a_running_daemon_and_a_stopped_ones_unchanged(
     tmux.keys(&["j", "Enter"]);
     tmux.wait_for("the event detail", |s| s.contains("signature  ✓ verified"));
     tmux.keys(&["Escape", "q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux.alive() {
-        assert!(Instant::now() < deadline, "the TUI did not exit on q");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tmux.wait_exit("q");
 
     let after = files_of(&dir);
     assert_eq!(

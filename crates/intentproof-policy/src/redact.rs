@@ -642,7 +642,11 @@ fn json_nesting(s: &str) -> usize {
     deepest
 }
 
-fn push_key(path: &mut String, key: &str) {
+/// Appends member `key` to the JSONPath `path` as redaction writes it into
+/// `fields_redacted_paths`: `.key` for an identifier, `['k\'ey']`
+/// otherwise. Readers that mark redacted fields (the TUI) build paths
+/// with it, so they match exactly.
+pub fn push_key(path: &mut String, key: &str) {
     let ident = key
         .bytes()
         .next()

@@ -743,6 +743,19 @@ impl Tmux {
     pub fn alive(&self) -> bool {
         self.run(&["has-session", "-t", "tui"]).status.success()
     }
+
+    /// Waits (up to 10 s) until the program has exited; `what` names the
+    /// keys that should have made it exit, for the failure message.
+    pub fn wait_exit(&self, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the TUI did not exit on {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Tmux {
