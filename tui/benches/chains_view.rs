@@ -91,6 +91,7 @@ fn big_chain() -> MemorySource {
             closes: None,
             completes: None,
             task: false,
+            refused: false,
         })
         .collect();
     let row = ChainRow {

@@ -414,6 +414,8 @@ pub struct EventRow {
     pub completes: Option<Box<str>>,
     /// A call answered by a task handle (it has `mcp.task.id`).
     pub task: bool,
+    /// A call the guard refused: it never reached its server.
+    pub refused: bool,
 }
 
 impl EventRow {
@@ -467,6 +469,10 @@ impl EventRow {
                 None
             },
             task: attribute(TASK_ID_ATTRIBUTE).is_some(),
+            refused: event
+                .get("attributes")
+                .and_then(Value::as_object)
+                .is_some_and(intentproof_policy::guard::refused),
         })
     }
 }
@@ -608,7 +614,7 @@ pub fn plan_views(detail: &ChainDetail) -> Vec<PlanView> {
                         events[i].declares.is_none()
                             && events[i].closes.as_deref() != Some(plan.plan_id.as_str())
                     })
-                    .filter(|&i| is_call(&events[i].action))
+                    .filter(|&i| is_call(&events[i].action) && !events[i].refused)
                     .collect(),
                 None => Vec::new(),
             };

@@ -2,7 +2,7 @@
 //! 100,000 chains or 10,000 events costs the same per frame as one of ten.
 //!
 //! Colour is never the only signal: every state also has a symbol and a
-//! word (`✓ ok`, `✗ error`, `! missing`, `◀ redacted`), the selection is
+//! word (`✓ ok`, `✗ error`, `⊘ deny`, `! missing`, `◀ redacted`), the selection is
 //! reversed video plus `▶`, and only the terminal's named colours are used,
 //! which both light and dark themes define.
 
@@ -15,6 +15,18 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table};
 use crate::app::{App, InputKind, Level, View};
 use crate::detail::{DetailLine, Tone, duration};
 use crate::model::{ChainRow, FlagSet, StepState};
+
+/// An event's status in a few characters: a call the guard refused is
+/// neither ok nor a tool's error.
+fn status_word(e: &crate::model::EventRow) -> &'static str {
+    if e.refused {
+        "⊘ deny"
+    } else if e.ok {
+        "✓ ok"
+    } else {
+        "✗ error"
+    }
+}
 
 fn style(tone: Tone) -> Style {
     match tone {
@@ -451,7 +463,7 @@ fn event_ref(app: &App, index: usize) -> String {
         "#{} {} {} {}",
         e.position,
         clock(&e.started_at),
-        if e.ok { "✓ ok" } else { "✗ error" },
+        status_word(e),
         duration(e.duration_ms)
     )
 }
@@ -638,11 +650,16 @@ fn draw_chain(frame: &mut Frame, app: &mut App, area: Rect) {
             }
             cells.extend([
                 Line::from(duration(e.duration_ms)).right_aligned(),
-                Line::from(if e.ok {
-                    Span::styled("✓ ok", style(Tone::Good))
-                } else {
-                    Span::styled("✗ error", style(Tone::Bad))
-                }),
+                Line::from(Span::styled(
+                    status_word(e),
+                    style(if e.refused {
+                        Tone::Warn
+                    } else if e.ok {
+                        Tone::Good
+                    } else {
+                        Tone::Bad
+                    }),
+                )),
                 Line::from(flag_cell(flags, false)),
                 Line::from(&*e.action),
             ]);

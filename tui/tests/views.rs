@@ -999,3 +999,47 @@ fn chain_with_tasks() {
     insta::assert_snapshot!("chain_with_tasks_80x24", screen(&mut app, 80, 24));
     insta::assert_snapshot!("chain_with_tasks_160x48", screen(&mut app, 160, 48));
 }
+
+/// A call the guard refused is shown as refused (`⊘ deny`), neither ok nor
+/// a tool's error, and it is no call of its step: a refused `confirm` does
+/// not make the missing step done, nor does it count as a failed try.
+#[test]
+fn a_refused_call_is_shown_as_refused_and_is_no_call_of_its_step() {
+    let mut detail = records_detail(records_events());
+    let refused = records_event(
+        10,
+        &records_id(10),
+        "mcp.records.confirm",
+        "Confirm the order",
+        false,
+        "2026-05-12T10:00:08.500Z",
+        0,
+        json!({"intentproof.guard.decision": "refused", "intentproof.guard.rule": "plan.max_calls"}),
+    );
+    let row = intentproof_tui::model::EventRow::from_wire(&wire(&refused)).unwrap();
+    assert!(row.refused);
+    let before: Vec<&str> = intentproof_tui::model::plan_views(&detail)[0]
+        .steps
+        .iter()
+        .map(|s| s.state.label())
+        .collect();
+    let close = detail.events.pop().unwrap();
+    detail.events.push(row);
+    detail.events.push(close);
+    let after = intentproof_tui::model::plan_views(&detail);
+    let after: Vec<&str> = after[0].steps.iter().map(|s| s.state.label()).collect();
+    assert_eq!(after, before);
+    let mut src = MemorySource {
+        chains: vec![detail.row.clone()],
+        details: vec![detail],
+        ..MemorySource::default()
+    };
+    let mut app = app_on(&mut src);
+    press(&mut app, &mut src, &[KeyCode::Enter]);
+    let shown = screen(&mut app, 160, 48);
+    let line = shown
+        .lines()
+        .find(|l| l.contains("mcp.records.confirm") && l.contains("⊘ deny"))
+        .unwrap_or_else(|| panic!("no refused row:\n{shown}"));
+    assert!(!line.contains("✗ error"), "{line}");
+}

@@ -396,6 +396,9 @@ fn replay_bundle(bytes: &[u8], join_tasks: bool) -> Result<Replayed> {
     let mut flow = Flow::from_json(member("flow.json").context("the bundle has no flow.json")?)
         .context("flow.json")?;
     flow.events = parse_events_jsonl(events_text).context("events.jsonl")?;
+    // A call the guard refused never ran: the plan's rules do not see it.
+    flow.events
+        .retain(|e| !intentproof_policy::guard::refused(&e.attributes));
     if join_tasks {
         join_task_outcomes(&mut flow.events);
     }
@@ -591,6 +594,29 @@ fn completion_note(
     })
 }
 
+/// For a call the guard refused: that it never ran, the rule, the
+/// fingerprint of what was enforced, and why.
+fn guard_note(event: &serde_json::Value) -> Option<String> {
+    use intentproof_policy::guard;
+    if !event
+        .get("attributes")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(guard::refused)
+    {
+        return None;
+    }
+    let why = event
+        .pointer("/error/message")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("(no message)");
+    Some(format!(
+        "refused by policy before it reached the server (rule {}, policy {}): {}",
+        attribute(event, guard::RULE_ATTRIBUTE).unwrap_or("?"),
+        attribute(event, guard::FINGERPRINT_ATTRIBUTE).unwrap_or("?"),
+        clip(why, MAX_OUTCOME_CHARS)
+    ))
+}
+
 fn explain(
     file: &str,
     keys: &[String],
@@ -642,6 +668,9 @@ fn explain(
             }
         }
         if let Some(note) = completion_note(event, &calls) {
+            out.push_str(&format!("      {note}\n"));
+        }
+        if let Some(note) = guard_note(event) {
             out.push_str(&format!("      {note}\n"));
         }
     }

@@ -486,6 +486,11 @@ pub struct McpArgs {
     /// Intent for calls of a tool outside any plan: TOOL=INTENT (repeatable).
     #[arg(long = "default-intent", value_name = "TOOL=INTENT")]
     pub default_intents: Vec<String>,
+    /// `plan`: refuse a tools/call that no step of the session's declared
+    /// plan covers (or with no plan), before it reaches the server; the
+    /// refusal is recorded. `off`: record only.
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = ["off", "plan"])]
+    pub enforce: String,
     /// The MCP server command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -567,6 +572,14 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
     let data_dir = DataDir::new(data_dir_or_default(args.data_dir)?);
     let mut recorder = RecorderConfig::new(args.name.unwrap_or_else(|| server_name(&args.command)));
     recorder.plan_tool = (!args.no_plan_tool).then_some(args.plan_tool);
+    if args.enforce == "plan" {
+        if recorder.plan_tool.is_none() {
+            bail!(
+                "--enforce plan needs the plan tool (drop --no-plan-tool): without it no plan can be declared and every call would be refused"
+            );
+        }
+        recorder.enforce = intentproof_policy::guard::Enforce::Plan;
+    }
     for pair in &args.default_intents {
         let (tool, intent) = pair
             .split_once('=')

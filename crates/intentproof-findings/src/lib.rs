@@ -99,6 +99,16 @@ pub fn is_refused_request(action: &str) -> bool {
             .is_some_and(|route| !route.is_empty() && !route.contains('.'))
 }
 
+/// Whether `event` is a call the guard refused before it reached its
+/// upstream (`intentproof.guard.decision = refused`): evidence of the
+/// refusal, not a call a plan is judged on (it never ran).
+pub fn is_guard_refusal(event: &Value) -> bool {
+    event
+        .get("attributes")
+        .and_then(Value::as_object)
+        .is_some_and(intentproof_policy::guard::refused)
+}
+
 /// Whether an event of `action` is a call a plan is judged on. Plan
 /// declarations and closes, fail-closed markers, task completions, server
 /// requests and requests the HTTP proxy refused are not. (The TUI's plan
@@ -345,9 +355,9 @@ pub fn plans_and_findings(
                 }
                 continue;
             }
-            // Fail-closed markers, task completions and server requests
-            // are not calls.
-            if !is_call(action) {
+            // Fail-closed markers, task completions, server requests and
+            // refused calls are not calls.
+            if !is_call(action) || is_guard_refusal(&stored.event) {
                 continue;
             }
             if let Some((_, _, calls)) = current.as_mut() {
@@ -435,8 +445,12 @@ pub fn plans_and_findings(
         .into_iter()
         .chain(store.entries_with_action_prefix("http.")?);
     for entry in gateway_calls {
-        // A refused HTTP request is not a call, planned or not.
-        if is_refused_request(&entry.meta.action) {
+        // A refused HTTP request is not a call, planned or not; nor is a
+        // call the guard refused (an error event: only those are read).
+        if is_refused_request(&entry.meta.action)
+            || (entry.meta.status == "error"
+                && is_guard_refusal(&store.read_entry(entry.clone())?.event))
+        {
             continue;
         }
         if !planned.contains(&entry.meta.correlation_id) {
@@ -546,7 +560,12 @@ pub(crate) fn policy_rows(
         correlation_id: Some(correlation.to_owned()),
         flow_merkle_root: None,
         closed_at: None,
-        events: chain.iter().map(flow_event).collect(),
+        // A call the guard refused never ran: policies do not see it.
+        events: chain
+            .iter()
+            .filter(|stored| !is_guard_refusal(&stored.event))
+            .map(flow_event)
+            .collect(),
     };
     let mut out = Vec::new();
     for (p, policy) in policies.iter().enumerate() {

@@ -65,6 +65,8 @@ pub struct EventFacts {
     plan_attribute: Option<String>,
     /// Attribute `intentproof.call.event_id` (a completion's call).
     call_event_id: Option<String>,
+    /// A call the guard refused (not a call: it never ran).
+    refused: bool,
     /// The error message of an `IncompleteCall` event.
     incomplete: Option<String>,
     /// The plan a declaration declares.
@@ -91,6 +93,8 @@ struct PeekAttributes {
     plan_id: Option<Value>,
     #[serde(rename = "intentproof.call.event_id", default)]
     call_event_id: Option<Value>,
+    #[serde(rename = "intentproof.guard.decision", default)]
+    guard_decision: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -116,6 +120,7 @@ impl EventFacts {
             task_id: attribute(crate::TASK_ID_ATTRIBUTE),
             plan_attribute: attribute("intentproof.plan.id"),
             call_event_id: attribute(crate::CALL_EVENT_ID_ATTRIBUTE),
+            refused: crate::is_guard_refusal(event),
             incomplete,
             declared: (action == PLAN_ACTION)
                 .then(|| declared_plan_of(event))
@@ -151,6 +156,10 @@ impl EventFacts {
                 task_id: text(attributes.and_then(|a| a.task_id.as_ref())),
                 plan_attribute: text(attributes.and_then(|a| a.plan_id.as_ref())),
                 call_event_id: text(attributes.and_then(|a| a.call_event_id.as_ref())),
+                refused: attributes
+                    .and_then(|a| a.guard_decision.as_ref())
+                    .and_then(Value::as_str)
+                    == Some("refused"),
                 incomplete,
                 declared: None,
                 close: None,
@@ -702,7 +711,8 @@ impl State {
             self.apply_planned(&correlation, &mut flow, seq, meta, facts);
         } else {
             let mcp = action.starts_with("mcp.");
-            if (mcp || action.starts_with("http.")) && !is_refused_request(action) {
+            if (mcp || action.starts_with("http.")) && !is_refused_request(action) && !facts.refused
+            {
                 if mcp && let Some(task_id) = facts.task_id {
                     flow.tasks.push(PlanlessTask {
                         seq,
@@ -832,7 +842,7 @@ impl State {
             }
             return;
         }
-        if !is_call(action) {
+        if !is_call(action) || facts.refused {
             return;
         }
         if let Some(open) = flow.current.as_mut() {

@@ -110,6 +110,12 @@ pub struct HttpRouteConfig {
     /// Response headers recorded in the event's output (redacted).
     #[serde(default = "default_record_response_headers")]
     pub record_response_headers: Vec<String>,
+    /// `off` (the default: record only) or `plan`: a call no step of its
+    /// correlation's open plan covers (or with no open plan, or outside a
+    /// step's `max_calls` and `constraints`, checked on the JSON body) is
+    /// refused with 403 before it reaches the upstream, and recorded.
+    #[serde(default)]
+    pub enforce: intentproof_policy::guard::Enforce,
 }
 
 impl std::fmt::Debug for HttpRouteConfig {
@@ -130,6 +136,7 @@ impl std::fmt::Debug for HttpRouteConfig {
             .field("default_intent", &self.default_intent)
             .field("record_request_headers", &self.record_request_headers)
             .field("record_response_headers", &self.record_response_headers)
+            .field("enforce", &self.enforce)
             .finish()
     }
 }
@@ -180,6 +187,7 @@ impl HttpRouteConfig {
             default_intent: None,
             record_request_headers: default_record_request_headers(),
             record_response_headers: default_record_response_headers(),
+            enforce: intentproof_policy::guard::Enforce::Off,
         }
     }
 }

@@ -109,6 +109,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use intentproof_core::{AttributeValue, Attributes, ErrorInfo};
+use intentproof_policy::guard::{self, Decision, Enforce, GuardPlan, GuardStep, StepBounds};
 use intentproof_policy::verification::DeclaredPlan;
 use intentproof_store::{Store, StoreError};
 use serde_json::{Map, Value, json};
@@ -155,6 +156,7 @@ struct Route {
     default_intent: Option<String>,
     record_request: Vec<HeaderName>,
     record_response: Vec<HeaderName>,
+    enforce: Enforce,
 }
 
 /// The configured routes and what the proxy needs from the daemon.
@@ -166,6 +168,9 @@ pub struct HttpProxy {
     plan_idle_timeout: Duration,
     /// What was read of each correlation's plans ([`open_plan`]).
     plan_follows: Arc<PlanFollows>,
+    /// Calls the guard let through per plan and step (`enforce = "plan"`
+    /// routes), counted from the store when a plan is first seen.
+    guard_calls: Arc<GuardCalls>,
     token: String,
     token_path: PathBuf,
 }
@@ -253,6 +258,7 @@ impl HttpProxy {
                     record_body_bytes: route.record_body_bytes,
                     error_on_4xx: route.error_on_4xx,
                     default_intent: route.default_intent.clone(),
+                    enforce: route.enforce,
                     record_request: header_names(&route.record_request_headers).map_err(at)?,
                     record_response: header_names(&route.record_response_headers).map_err(at)?,
                 },
@@ -276,6 +282,7 @@ impl HttpProxy {
             store: deps.store,
             plan_idle_timeout: deps.plan_idle_timeout,
             plan_follows: Arc::default(),
+            guard_calls: Arc::default(),
             token: deps.token,
             token_path: deps.token_path,
         })
@@ -538,7 +545,7 @@ fn open_plan(
     correlation: &str,
     idle: Duration,
     now: SystemTime,
-) -> Result<Option<DeclaredPlan>, StoreError> {
+) -> Result<Option<OpenPlan>, StoreError> {
     let lock = || {
         follows
             .lock()
@@ -586,12 +593,32 @@ fn open_plan(
     let Some((seq, _)) = open else {
         return Ok(None);
     };
-    let Some(plan) = store
-        .by_seq(seq)?
-        .as_ref()
-        .and_then(intentproof_findings::declared_plan)
-    else {
+    let Some(declaration) = store.by_seq(seq)? else {
         return Ok(None);
+    };
+    let Some(plan) = intentproof_findings::declared_plan(&declaration) else {
+        return Ok(None);
+    };
+    // The bounds a guarded route enforces, as the declaration gave them
+    // (a declaration whose bounds do not parse bounds nothing).
+    let bounds = declaration
+        .event
+        .get("inputs")
+        .and_then(|inputs| intentproof_policy::verification::parse_plan_arguments(inputs).ok())
+        .map(|parsed| parsed.bounds)
+        .filter(|bounds| bounds.len() == plan.steps.len())
+        .unwrap_or_else(|| vec![StepBounds::default(); plan.steps.len()]);
+    let plan = OpenPlan {
+        guard_steps: plan
+            .steps
+            .iter()
+            .zip(bounds)
+            .map(|(step, bounds)| GuardStep {
+                action: step.action.clone(),
+                bounds,
+            })
+            .collect(),
+        plan,
     };
     let idle_now = store.chain_summary(correlation)?.is_some_and(|summary| {
         humantime::parse_rfc3339_weak(&summary.last_at)
@@ -600,6 +627,74 @@ fn open_plan(
             .is_some_and(|quiet| quiet >= idle)
     });
     Ok((!idle_now).then_some(plan))
+}
+
+/// A correlation's open plan, with the bounds of its steps.
+struct OpenPlan {
+    plan: DeclaredPlan,
+    /// Its steps as the guard sees them.
+    guard_steps: Vec<GuardStep>,
+}
+
+/// Plans whose calls the guard counts, at most this many (then the counts
+/// are read from the store again).
+const GUARD_PLANS: usize = 10_000;
+
+/// Calls the guard let through, per plan id and step.
+type GuardCalls = std::sync::Mutex<HashMap<String, Vec<u32>>>;
+
+/// The calls the guard let through so far under each step of `plan`, in
+/// `correlation`: counted once from the store (events of the plan marked
+/// allowed), then kept up to date in `counts`.
+fn guard_counts(
+    store: &Store,
+    counts: &GuardCalls,
+    correlation: &str,
+    plan: &OpenPlan,
+) -> Result<Vec<u32>, StoreError> {
+    let lock = || {
+        counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(known) = lock().get(&plan.plan.plan_id) {
+        return Ok(known.clone());
+    }
+    let mut made = vec![0u32; plan.guard_steps.len()];
+    for stored in store.chain(correlation)? {
+        let attributes = stored.event.get("attributes");
+        let attribute = |key: &str| attributes.and_then(|a| a.get(key));
+        if attribute("intentproof.plan.id").and_then(Value::as_str) == Some(&plan.plan.plan_id)
+            && attribute(guard::DECISION_ATTRIBUTE).and_then(Value::as_str) == Some("allowed")
+            && let Some(step) = attribute("intentproof.plan.step")
+                .and_then(Value::as_u64)
+                .and_then(|s| usize::try_from(s).ok())
+            && let Some(n) = made.get_mut(step)
+        {
+            *n = n.saturating_add(1);
+        }
+    }
+    let mut counts = lock();
+    if counts.len() >= GUARD_PLANS {
+        counts.clear();
+    }
+    Ok(counts
+        .entry(plan.plan.plan_id.clone())
+        .or_insert(made)
+        .clone())
+}
+
+/// Counts one call the guard let through under `step` of `plan_id`.
+fn count_guarded(counts: &GuardCalls, plan_id: &str, steps: usize, step: usize) {
+    let mut counts = counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let made = counts
+        .entry(plan_id.to_owned())
+        .or_insert_with(|| vec![0; steps]);
+    if let Some(n) = made.get_mut(step) {
+        *n = n.saturating_add(1);
+    }
 }
 
 /// The step of `plan` that names `action`. A plan declared through an MCP
@@ -754,6 +849,7 @@ async fn forward(
     };
     let step = plan
         .as_ref()
+        .map(|open| &open.plan)
         .and_then(|plan| Some((plan, plan_step(plan, &action)?)));
     let intent = context
         .intent
@@ -825,6 +921,18 @@ async fn forward(
     capture.finish(&mut inputs);
     call.inputs = Value::Object(inputs);
 
+    if route.enforce != Enforce::Off {
+        let arguments = if record::is_json(&parts.headers) {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        call = match guard_call(proxy, call, plan.as_ref(), route, &arguments).await {
+            Ok(call) => call,
+            Err(refused) => return refused,
+        };
+    }
+
     // What goes upstream.
     let mut headers = HeaderMap::with_capacity(parts.headers.len() + route.added.len());
     for (name, value) in &parts.headers {
@@ -888,6 +996,119 @@ async fn forward(
     *answer.status_mut() = status;
     *answer.headers_mut() = out_headers;
     answer
+}
+
+/// The guard's decision on a call of a route with `enforce = "plan"`: an
+/// allowed call counts against its step and says so in its event; a
+/// refused one is recorded now and answered with 403, never forwarded.
+async fn guard_call(
+    proxy: &Arc<HttpProxy>,
+    mut call: Call,
+    plan: Option<&OpenPlan>,
+    route: &Route,
+    arguments: &Value,
+) -> Result<Call, Response> {
+    let counts = match plan {
+        Some(open) => {
+            let store = Arc::clone(&proxy.store);
+            let counts = Arc::clone(&proxy.guard_calls);
+            let correlation = call.correlation_id.clone();
+            let view = OpenPlan {
+                plan: open.plan.clone(),
+                guard_steps: open.guard_steps.clone(),
+            };
+            match tokio::task::spawn_blocking(move || {
+                guard_counts(&store, &counts, &correlation, &view)
+            })
+            .await
+            {
+                Ok(Ok(counts)) => counts,
+                // Fail closed: without the counts no bound can be checked.
+                _ => {
+                    let message = "the plan's calls could not be read from the store, so the call was not checked; retry shortly";
+                    proxy.record(
+                        call,
+                        None,
+                        Some(error_info(guard::REFUSED_ERROR_NAME, message.to_owned())),
+                    );
+                    return Err(error_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "guard_unavailable",
+                        message,
+                    ));
+                }
+            }
+        }
+        None => Vec::new(),
+    };
+    let view = plan.map(|open| GuardPlan {
+        plan_id: &open.plan.plan_id,
+        steps: &open.guard_steps,
+        calls: &counts,
+    });
+    let decision = guard::decide(
+        route.enforce,
+        guard::Call {
+            action: &call.action,
+            arguments,
+            step: None,
+        },
+        view.as_ref(),
+    );
+    let fingerprint = |open: &OpenPlan| guard::fingerprint(&open.plan.plan_id, &open.guard_steps);
+    match decision {
+        Decision::Allow { step } => {
+            call.attributes
+                .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("allowed"));
+            if let (Some(open), Some(step)) = (plan, step) {
+                count_guarded(
+                    &proxy.guard_calls,
+                    &open.plan.plan_id,
+                    open.guard_steps.len(),
+                    step,
+                );
+                call.attributes.insert(
+                    guard::FINGERPRINT_ATTRIBUTE.into(),
+                    text_attr(fingerprint(open)),
+                );
+                call.attributes
+                    .insert("intentproof.plan.id".into(), text_attr(&open.plan.plan_id));
+                call.attributes.insert(
+                    "intentproof.plan.step".into(),
+                    AttributeValue::from(step as u64),
+                );
+            }
+            Ok(call)
+        }
+        Decision::Refuse(refusal) => {
+            let applied = plan.filter(|_| refusal.rule != "plan.none");
+            call.attributes
+                .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("refused"));
+            call.attributes
+                .insert(guard::RULE_ATTRIBUTE.into(), text_attr(refusal.rule));
+            let mut body = json!({
+                "error": refusal.message,
+                "reason": "refused_by_policy",
+                "rule": refusal.rule,
+            });
+            if let Some(open) = applied {
+                let fingerprint = fingerprint(open);
+                call.attributes
+                    .insert(guard::FINGERPRINT_ATTRIBUTE.into(), text_attr(&fingerprint));
+                body["plan_id"] = json!(open.plan.plan_id);
+                body["fingerprint"] = json!(fingerprint);
+            }
+            proxy.record(
+                call,
+                None,
+                Some(error_info(
+                    guard::REFUSED_ERROR_NAME,
+                    refusal.message.clone(),
+                )),
+            );
+            Err((StatusCode::FORBIDDEN, axum::Json(body)).into_response())
+        }
+    }
 }
 
 type Failure = (StatusCode, &'static str, &'static str, String);

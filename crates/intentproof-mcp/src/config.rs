@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use axum::http::{HeaderName, HeaderValue};
+use intentproof_policy::guard::Enforce;
 use serde::Deserialize;
 
 /// The `[mcp]` section.
@@ -107,6 +108,12 @@ pub struct McpServerConfig {
     /// ones sent a priming event). Off by default.
     #[serde(default)]
     pub sse_close_after_ms: Option<u64>,
+    /// What the guard enforces on this server's `tools/call`: `off` (the
+    /// default: record only) or `plan` (a call no step of its
+    /// correlation's open plan covers is refused before it reaches the
+    /// server; see `intentproof_policy::guard`).
+    #[serde(default)]
+    pub enforce: Enforce,
 }
 
 /// Default of [`McpServerConfig::timeout_ms`].
@@ -129,6 +136,7 @@ impl McpServerConfig {
             default_intents: BTreeMap::new(),
             json_response: None,
             sse_close_after_ms: None,
+            enforce: Enforce::Off,
         }
     }
 
@@ -274,6 +282,12 @@ impl McpConfig {
                 ));
             }
             server.validate()?;
+            if server.enforce == Enforce::Plan && self.plan_tool.as_deref() == Some("") {
+                return Err(format!(
+                    "mcp server {:?}: `enforce = \"plan\"` needs the plan tool, and mcp.plan_tool = \"\" turns it off: no plan could be declared and every call would be refused",
+                    server.name
+                ));
+            }
         }
         Ok(())
     }

@@ -370,6 +370,7 @@ impl McpHttp {
             let mut recorder = RecorderConfig::new(&server.name);
             recorder.plan_tool = plan_tool.clone();
             recorder.default_intents = server.default_intents.clone();
+            recorder.enforce = server.enforce;
             let remote = match server.url {
                 Some(_) => Some(RemoteServer::new(server)?),
                 None => None,

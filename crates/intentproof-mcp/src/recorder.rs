@@ -103,6 +103,7 @@ use std::time::{Duration, Instant, SystemTime};
 use intentproof_core::{
     AttributeValue, Attributes, ErrorInfo, ExecutionEvent, format_rfc3339_millis,
 };
+use intentproof_policy::guard::{self, Decision, Enforce, GuardPlan, GuardStep};
 use serde_json::{Map, Value, json};
 
 /// Name of the tool the gateway adds by default.
@@ -138,6 +139,8 @@ pub struct RecorderConfig {
     pub plan_tool: Option<String>,
     /// Intents for tools called outside any declaration.
     pub default_intents: BTreeMap<String, String>,
+    /// What the guard enforces on `tools/call` (`off`: record only).
+    pub enforce: Enforce,
 }
 
 impl RecorderConfig {
@@ -147,6 +150,7 @@ impl RecorderConfig {
             server: server.into(),
             plan_tool: Some(DEFAULT_PLAN_TOOL.to_owned()),
             default_intents: BTreeMap::new(),
+            enforce: Enforce::Off,
         }
     }
 }
@@ -173,6 +177,12 @@ pub struct Plan {
     pub ordered: bool,
     /// The correlation id of the plan's calls.
     pub correlation_id: String,
+    /// The steps as the guard sees them: actions and bounds.
+    pub guard_steps: Vec<GuardStep>,
+    /// Calls the guard allowed per step so far.
+    pub calls: Vec<u32>,
+    /// What this plan enforces ([`guard::fingerprint`]).
+    pub fingerprint: String,
 }
 
 #[derive(Debug)]
@@ -275,6 +285,17 @@ pub struct Recorder {
 
 fn id_key(id: &Value) -> String {
     id.to_string()
+}
+
+/// The trimmed, non-empty string `_meta[key]` of `params`.
+fn meta_text(params: &Value, key: &str) -> Option<String> {
+    params
+        .get("_meta")
+        .and_then(|m| m.get(key))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// A string attribute.
@@ -470,6 +491,7 @@ impl Recorder {
                     .get("arguments")
                     .cloned()
                     .unwrap_or_else(|| json!({}));
+                let decision = self.guard(&action, &inputs, &params);
                 self.start(
                     id,
                     Kind::Tool(name.clone()),
@@ -479,6 +501,9 @@ impl Recorder {
                     inputs,
                     &params,
                 );
+                if let Some(verdict) = self.apply_guard(id, decision, &params, events) {
+                    return verdict;
+                }
             }
             ("resources/read", Some(id)) => {
                 let uri = match params.get("uri") {
@@ -550,6 +575,158 @@ impl Recorder {
         ClientVerdict::Forward
     }
 
+    /// The correlation a call's `params` put it in: `_meta`'s
+    /// `intentproof/correlationId`, else its `traceparent`'s trace id, else
+    /// the open plan's, else the session's.
+    fn correlation_of(&self, params: &Value) -> String {
+        meta_text(params, "intentproof/correlationId")
+            .or_else(|| meta_text(params, "traceparent").and_then(|t| trace_id(&t)))
+            .or_else(|| self.plan.as_ref().map(|p| p.correlation_id.clone()))
+            .unwrap_or_else(|| self.session_id.clone())
+    }
+
+    /// The action a plan step's tool names: itself when it is a full
+    /// action, else `mcp.<server>.<tool>`.
+    fn action_of(&self, tool: &str) -> String {
+        if tool.starts_with("mcp.") || tool.starts_with("http.") {
+            tool.to_owned()
+        } else {
+            format!("mcp.{}.{tool}", self.config.server)
+        }
+    }
+
+    /// What the guard decides of a `tools/call` of `action` (always allow
+    /// when nothing is enforced).
+    fn guard(&self, action: &str, arguments: &Value, params: &Value) -> Decision {
+        if self.config.enforce == Enforce::Off {
+            return Decision::Allow { step: None };
+        }
+        let correlation = self.correlation_of(params);
+        let plan = self
+            .plan
+            .as_ref()
+            .filter(|p| p.correlation_id == correlation);
+        let step = params
+            .pointer("/_meta/intentproof~1planStep")
+            .and_then(|s| {
+                s.as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .or_else(|| s.as_str().and_then(|t| t.trim().parse().ok()))
+            });
+        let view = plan.map(|p| GuardPlan {
+            plan_id: &p.id,
+            steps: &p.guard_steps,
+            calls: &p.calls,
+        });
+        guard::decide(
+            self.config.enforce,
+            guard::Call {
+                action,
+                arguments,
+                step,
+            },
+            view.as_ref(),
+        )
+    }
+
+    /// Applies a guard decision to the call just started under `id`: an
+    /// allowed call counts against its step and says so in its event; a
+    /// refused one is recorded now (status `error`, `RefusedByPolicy`) and
+    /// answered with a JSON-RPC error, never forwarded.
+    fn apply_guard(
+        &mut self,
+        id: &Value,
+        decision: Decision,
+        params: &Value,
+        events: &mut Vec<ExecutionEvent>,
+    ) -> Option<ClientVerdict> {
+        if self.config.enforce == Enforce::Off {
+            return None;
+        }
+        let key = id_key(id);
+        // The plan that decided (none when the call had no open plan).
+        let applied = match &decision {
+            Decision::Refuse(refusal) => refusal.rule != "plan.none",
+            Decision::Allow { step } => step.is_some(),
+        };
+        let fingerprint = self
+            .plan
+            .as_ref()
+            .filter(|_| applied)
+            .map(|p| p.fingerprint.clone());
+        match decision {
+            Decision::Allow { step } => {
+                if let (Some(plan), Some(step)) = (self.plan.as_mut(), step) {
+                    if let Some(made) = plan.calls.get_mut(step) {
+                        *made = made.saturating_add(1);
+                    }
+                    let purpose = plan.steps.get(step).and_then(|(_, p)| p.clone());
+                    let plan_intent = plan.intent.clone();
+                    let plan_id = plan.id.clone();
+                    if let Some(pending) = self.pending.get_mut(&key) {
+                        pending
+                            .attributes
+                            .insert("intentproof.plan.id".into(), text_attr(&plan_id));
+                        pending.attributes.insert(
+                            "intentproof.plan.step".into(),
+                            AttributeValue::from(step as u64),
+                        );
+                        // The step the guard matched (a plan may call one
+                        // tool in several steps) gives the intent, unless
+                        // the call named its own.
+                        if meta_text(params, "intentproof/intent").is_none() {
+                            pending.intent = purpose.unwrap_or(plan_intent);
+                        }
+                    }
+                }
+                if let Some(pending) = self.pending.get_mut(&key) {
+                    pending
+                        .attributes
+                        .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("allowed"));
+                    if let Some(fingerprint) = &fingerprint {
+                        pending
+                            .attributes
+                            .insert(guard::FINGERPRINT_ATTRIBUTE.into(), text_attr(fingerprint));
+                    }
+                }
+                None
+            }
+            Decision::Refuse(refusal) => {
+                let mut pending = self.pending.remove(&key)?;
+                pending
+                    .attributes
+                    .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("refused"));
+                pending
+                    .attributes
+                    .insert(guard::RULE_ATTRIBUTE.into(), text_attr(refusal.rule));
+                if let Some(fingerprint) = &fingerprint {
+                    pending
+                        .attributes
+                        .insert(guard::FINGERPRINT_ATTRIBUTE.into(), text_attr(fingerprint));
+                }
+                let plan_id = self.plan.as_ref().filter(|_| applied).map(|p| p.id.clone());
+                let error = ErrorInfo {
+                    name: guard::REFUSED_ERROR_NAME.into(),
+                    message: refusal.message.clone(),
+                    stack: None,
+                };
+                events.push(self.finish(pending, Err(error), None));
+                let mut data = json!({"reason": refusal.rule});
+                if let Some(plan_id) = plan_id {
+                    data["plan_id"] = json!(plan_id);
+                }
+                if let Some(fingerprint) = fingerprint {
+                    data["fingerprint"] = json!(fingerprint);
+                }
+                Some(ClientVerdict::Reply(json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {"code": guard::REFUSED_CODE, "message": refusal.message, "data": data},
+                })))
+            }
+        }
+    }
+
     /// A retry of a multi-round call: continues the parked call under the
     /// new request id. False when `params` is not a retry of a parked call.
     fn resume(&mut self, method: &str, target: &str, id: &Value, params: &Value) -> bool {
@@ -618,17 +795,8 @@ impl Recorder {
         params: &Value,
     ) {
         let meta = params.get("_meta").and_then(Value::as_object);
-        let meta_str = |key: &str| {
-            meta.and_then(|m| m.get(key))
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let correlation_id = meta_str("intentproof/correlationId")
-            .or_else(|| meta_str("traceparent").and_then(|t| trace_id(&t)))
-            .or_else(|| self.plan.as_ref().map(|p| p.correlation_id.clone()))
-            .unwrap_or_else(|| self.session_id.clone());
+        let meta_str = |key: &str| meta_text(params, key);
+        let correlation_id = self.correlation_of(params);
         let mut attributes = Attributes::new();
         attributes.insert("mcp.server".into(), text_attr(&self.config.server));
         attributes.insert("mcp.session_id".into(), text_attr(&self.session_id));
@@ -723,9 +891,22 @@ impl Recorder {
                 steps,
                 ordered,
                 correlation_id: correlation,
+                bounds,
             }) => {
+                let id = intentproof_core::new_event_id();
+                let guard_steps: Vec<GuardStep> = steps
+                    .iter()
+                    .zip(bounds)
+                    .map(|((tool, _), bounds)| GuardStep {
+                        action: self.action_of(tool),
+                        bounds,
+                    })
+                    .collect();
                 let plan = Plan {
-                    id: intentproof_core::new_event_id(),
+                    fingerprint: guard::fingerprint(&id, &guard_steps),
+                    calls: vec![0; guard_steps.len()],
+                    guard_steps,
+                    id,
                     intent,
                     steps,
                     ordered,
@@ -1439,7 +1620,7 @@ impl Recorder {
             .pointer_mut("/result/tools")
             .and_then(Value::as_array_mut)
         {
-            list.push(plan_tool(name));
+            list.push(plan_tool(name, self.config.enforce == Enforce::Plan));
         }
         Some(changed)
     }
@@ -1658,8 +1839,8 @@ fn first_text(result: &Value) -> Option<String> {
 }
 
 /// The plan tool's definition, as listed to the agent.
-pub fn plan_tool(name: &str) -> Value {
-    json!({
+pub fn plan_tool(name: &str, guarded: bool) -> Value {
+    let mut tool = json!({
         "name": name,
         "description": "Call this FIRST, before any other tool: declare what you intend to achieve and the tool calls you plan to make to achieve it. IntentProof records the plan, ties every following call to it, and flags steps that never succeed and calls outside the plan. Declare again to replace the plan.",
         "inputSchema": {
@@ -1683,7 +1864,23 @@ pub fn plan_tool(name: &str) -> Value {
             },
             "required": ["intent", "steps"]
         }
-    })
+    });
+    if guarded {
+        // Only a guarded server offers bounds: with the guard off the
+        // tool's definition stays what agents saw before.
+        let step = "/inputSchema/properties/steps/items/properties";
+        if let Some(properties) = tool.pointer_mut(step).and_then(Value::as_object_mut) {
+            properties.insert(
+                "max_calls".into(),
+                json!({"type": "integer", "minimum": 1, "description": "At most this many calls of this step are let through; more are refused."}),
+            );
+            properties.insert(
+                "constraints".into(),
+                json!({"type": "array", "items": {"type": "string"}, "maxItems": 16, "description": "Conditions every call of this step must meet, one comparison each: `<argument path> <op> <JSON value>` with op one of == != < <= > >=, e.g. \"amount_cents <= 5000\" or \"currency == \\\"EUR\\\"\". A call that breaks one is refused."}),
+            );
+        }
+    }
+    tool
 }
 
 #[cfg(test)]
@@ -2542,6 +2739,84 @@ mod tests {
         let mut again = Vec::new();
         r.on_session_end(&mut again);
         assert!(again.is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn a_guarded_session_refuses_what_the_plan_does_not_cover() {
+        let mut config = RecorderConfig::new("fixture");
+        config.plan_tool = Some(DEFAULT_PLAN_TOOL.to_owned());
+        config.enforce = Enforce::Plan;
+        let mut r = Recorder::new(config, SESSION);
+        initialize(&mut r);
+        // The plan tool shows the bounds only when guarded.
+        assert!(
+            plan_tool(DEFAULT_PLAN_TOOL, true)
+                .pointer("/inputSchema/properties/steps/items/properties/max_calls")
+                .is_some()
+        );
+        assert!(
+            plan_tool(DEFAULT_PLAN_TOOL, false)
+                .pointer("/inputSchema/properties/steps/items/properties/max_calls")
+                .is_none()
+        );
+        let mut events = Vec::new();
+        // No plan yet: refused, and recorded.
+        let verdict = r.on_client(
+            &json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"book","arguments":{}}}),
+            &mut events,
+        );
+        let ClientVerdict::Reply(answer) = verdict else {
+            panic!("forwarded without a plan")
+        };
+        assert_eq!(answer["error"]["code"], guard::REFUSED_CODE);
+        assert_eq!(answer["error"]["data"], json!({"reason": "plan.none"}));
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].error.as_ref().map(|e| e.name.as_str()),
+            Some(guard::REFUSED_ERROR_NAME)
+        );
+        assert_eq!(r.pending(), 0, "a refused call waits for nothing");
+        events.clear();
+        let verdict = r.on_client(
+            &json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":DEFAULT_PLAN_TOOL,"arguments":{"intent":"book a room","steps":[{"tool":"book","max_calls":1,"constraints":["nights <= 3"]}],"correlation_id":"flow-9"}}}),
+            &mut events,
+        );
+        assert!(matches!(verdict, ClientVerdict::Reply(_)));
+        let fingerprint = r.plan().expect("declared").fingerprint.clone();
+        events.clear();
+        // Covered: forwarded, and its event says so.
+        let call = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"book","arguments":{"nights":2}}});
+        assert_eq!(r.on_client(&call, &mut events), ClientVerdict::Forward);
+        let done = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":4,"result":{"content":[]}}),
+        );
+        let attributes = facts(&done[0])["attributes"].clone();
+        assert_eq!(attributes["intentproof.guard.decision"], "allowed");
+        assert_eq!(
+            attributes["intentproof.guard.fingerprint"],
+            fingerprint.as_str()
+        );
+        assert_eq!(attributes["intentproof.plan.step"], 0);
+        // Its one call is made: the next is refused, as is an unplanned tool.
+        for (id, name, rule) in [
+            (5, "book", "plan.max_calls"),
+            (6, "cancel", "plan.not_covered"),
+        ] {
+            let verdict = r.on_client(
+                &json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"nights":1}}}),
+                &mut events,
+            );
+            let ClientVerdict::Reply(answer) = verdict else {
+                panic!("{name} was forwarded")
+            };
+            assert_eq!(answer["id"], id);
+            assert_eq!(answer["error"]["data"]["reason"], rule);
+            let refused = facts(events.last().expect("recorded"));
+            assert_eq!(refused["status"], "error");
+            assert_eq!(refused["attributes"]["intentproof.guard.rule"], rule);
+            assert_eq!(refused["correlationId"], "flow-9");
+        }
     }
 
     #[test]

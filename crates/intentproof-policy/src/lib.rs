@@ -2,6 +2,8 @@
 //!
 //! - [`redact`]: redaction policies applied to inputs and outputs before an
 //!   event is sealed or stored (library mode and gateway alike).
+//! - [`guard`]: whether a call may reach its upstream (`enforce = "plan"`):
+//!   the decision engine the MCP relay and the HTTP proxy share.
 //! - [`verification`]: the spec's verification policy model
 //!   (`intentproof.policy.v1`, JSON and YAML authoring form), its
 //!   fingerprint, and the evaluator that turns a flow's events into an
@@ -15,5 +17,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod guard;
 pub mod redact;
 pub mod verification;

@@ -114,6 +114,7 @@ pub(super) async fn declare_plan(
         steps,
         ordered,
         correlation_id,
+        ..
     } = parse_plan_arguments(&arguments).map_err(invalid_plan)?;
     if let Some(chosen) = &correlation_id
         && !is_valid_correlation_id(chosen)

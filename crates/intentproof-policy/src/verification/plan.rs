@@ -247,7 +247,7 @@ pub const MAX_PLAN_STEPS: usize = 100;
 /// A plan declaration as an agent sends it, checked: the arguments of the
 /// MCP gateway's plan tool and the body of the daemon's `POST /v1/plans`
 /// (one format, one parser, so the two cannot drift apart).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlanArguments {
     /// What the agent means to achieve (trimmed, not empty).
     pub intent: String,
@@ -258,6 +258,9 @@ pub struct PlanArguments {
     /// The correlation the plan's calls will carry, when the agent chose
     /// one (else whoever records the plan assigns one).
     pub correlation_id: Option<String>,
+    /// Per step (same order): the calls it allows, for the guard
+    /// (`max_calls`, `constraints`); unbounded when the step gives none.
+    pub bounds: Vec<crate::guard::StepBounds>,
 }
 
 /// Checks a plan declaration: `{"intent": "...", "steps": [{"tool" | "action":
@@ -291,6 +294,7 @@ pub fn parse_plan_arguments(arguments: &serde_json::Value) -> Result<PlanArgumen
         return Err(format!("`steps` has more than {MAX_PLAN_STEPS} entries"));
     }
     let mut parsed = Vec::with_capacity(steps.len());
+    let mut bounds = Vec::with_capacity(steps.len());
     for (i, step) in steps.iter().enumerate() {
         let tool = ["tool", "action"]
             .iter()
@@ -311,6 +315,7 @@ pub fn parse_plan_arguments(arguments: &serde_json::Value) -> Result<PlanArgumen
             .and_then(Value::as_str)
             .map(str::to_owned);
         parsed.push((tool.to_owned(), purpose));
+        bounds.push(step_bounds(step, i)?);
     }
     let ordered = arguments
         .get("ordered")
@@ -327,6 +332,53 @@ pub fn parse_plan_arguments(arguments: &serde_json::Value) -> Result<PlanArgumen
         steps: parsed,
         ordered,
         correlation_id,
+        bounds,
+    })
+}
+
+/// A step's `max_calls` (a whole number from 1) and `constraints` (strings
+/// in [`crate::guard::Constraint`]'s language); the error names step `i`.
+fn step_bounds(step: &serde_json::Value, i: usize) -> Result<crate::guard::StepBounds, String> {
+    use crate::guard::{Constraint, MAX_CONSTRAINTS};
+    use serde_json::Value;
+    let max_calls = match step.get("max_calls") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(
+            value
+                .as_u64()
+                .filter(|n| *n >= 1)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "step {}: `max_calls` must be a whole number from 1 (how many calls the step allows)",
+                        i + 1
+                    )
+                })?,
+        ),
+    };
+    let constraints = match step.get("constraints") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() <= MAX_CONSTRAINTS => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .ok_or_else(|| {
+                        "each constraint is a string such as \"amount_cents <= 5000\"".to_owned()
+                    })
+                    .and_then(Constraint::parse)
+                    .map_err(|e| format!("step {}: `constraints`: {e}", i + 1))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(format!(
+                "step {}: `constraints` must be a list of at most {MAX_CONSTRAINTS} strings such as \"amount_cents <= 5000\"",
+                i + 1
+            ));
+        }
+    };
+    Ok(crate::guard::StepBounds {
+        max_calls,
+        constraints,
     })
 }
 
@@ -356,6 +408,7 @@ mod tests {
                 ],
                 ordered: true,
                 correlation_id: Some("ticket-T-42".into()),
+                bounds: vec![crate::guard::StepBounds::default(); 2],
             }
         );
         let problem = |value: serde_json::Value| parse_plan_arguments(&value).unwrap_err();
@@ -383,5 +436,39 @@ mod tests {
             problem(json!({"intent": "x", "steps": [{"tool": "a"}, {"purpose": "b"}]})),
             "step 2 has no `tool` (or `action`): name the tool or action it calls"
         );
+        // A step's bounds for the guard.
+        let bounded = parse_plan_arguments(&json!({"intent": "x", "steps": [
+            {"tool": "refund", "max_calls": 1, "constraints": ["amount_cents <= 5000"]}]}))
+        .unwrap();
+        assert_eq!(bounded.bounds[0].max_calls, Some(1));
+        assert_eq!(
+            bounded.bounds[0].constraints[0].to_string(),
+            "amount_cents <= 5000"
+        );
+        for (step, says) in [
+            (
+                json!({"tool": "a", "max_calls": 0}),
+                "step 1: `max_calls` must be a whole number from 1",
+            ),
+            (
+                json!({"tool": "a", "max_calls": "2"}),
+                "step 1: `max_calls` must be a whole number from 1",
+            ),
+            (
+                json!({"tool": "a", "constraints": "x > 1"}),
+                "step 1: `constraints` must be a list of at most 16 strings",
+            ),
+            (
+                json!({"tool": "a", "constraints": [1]}),
+                "step 1: `constraints`: each constraint is a string",
+            ),
+            (
+                json!({"tool": "a", "constraints": ["x => 1"]}),
+                "step 1: `constraints`: \"x => 1\": unknown comparison",
+            ),
+        ] {
+            let e = problem(json!({"intent": "x", "steps": [step]}));
+            assert!(e.starts_with(says), "{e}");
+        }
     }
 }
