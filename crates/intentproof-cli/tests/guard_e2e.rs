@@ -412,7 +412,7 @@ fn without_a_plan_every_call_is_refused_and_says_how_to_declare_one() {
 /// A payments API on 127.0.0.1:0 answering every request `{"ok":true}`;
 /// returns its base URL and each request it received (`METHOD path body`).
 fn payments_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -420,25 +420,9 @@ fn payments_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-                match stream.read(&mut byte) {
-                    Ok(1) => head.push(byte[0]),
-                    _ => break,
-                }
-            }
-            let head = String::from_utf8_lossy(&head).into_owned();
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            let mut body = vec![0u8; length];
-            let _ = stream.read_exact(&mut body);
+            let Some((head, body)) = common::read_http_request(&mut stream) else {
+                continue;
+            };
             let line = head.lines().next().unwrap_or_default();
             let request: Vec<&str> = line.split(' ').take(2).collect();
             log.lock().unwrap().push(format!(

@@ -6,7 +6,7 @@
 //! runs as written (only the daemon's address differs), and its output is
 //! the README's.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
@@ -33,15 +33,9 @@ fn ticket_api() -> (String, Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-                match stream.read(&mut byte) {
-                    Ok(1) => head.push(byte[0]),
-                    _ => break,
-                }
-            }
-            let text = String::from_utf8_lossy(&head);
+            let Some((text, _)) = common::read_http_request(&mut stream) else {
+                continue;
+            };
             log.lock()
                 .unwrap()
                 .push(text.lines().next().unwrap_or_default().to_owned());
