@@ -625,3 +625,73 @@ fn an_http_route_refuses_what_the_plan_does_not_cover() {
         ]
     );
 }
+
+/// A step's last allowed call goes to one caller only: eight refunds sent
+/// at once under `max_calls = 1` give one 200 and seven refusals, and the
+/// upstream sees one refund.
+#[test]
+fn concurrent_calls_cannot_share_a_steps_last_call() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (upstream, seen) = payments_api();
+    let config = temp.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[http.routes]]\nname = \"payments\"\nupstream = \"{upstream}\"\nenforce = \"plan\"\n"
+        ),
+    )
+    .unwrap();
+    let _daemon = common::start_daemon_with(&data, &["--config", config.to_str().unwrap()], &[]);
+    let addr = common::daemon_listen(&data);
+    let token = std::fs::read_to_string(data.join("token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let plan = json!({
+        "intent": "refund order ORD-7 once",
+        "correlation_id": "order-ORD-7",
+        "steps": [{"action": "http.payments.POST./v1/refunds", "max_calls": 1}],
+    });
+    let (status, _, answer) = common::http_exchange(
+        &addr,
+        "POST",
+        "/v1/plans",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "application/json"),
+        ],
+        &plan.to_string(),
+    );
+    assert_eq!(status, 201, "{answer}");
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    common::http_exchange(
+                        &addr,
+                        "POST",
+                        "/proxy/payments/v1/refunds",
+                        &[
+                            ("X-IntentProof-Token", &token),
+                            ("X-IntentProof-Correlation-Id", "order-ORD-7"),
+                            ("Content-Type", "application/json"),
+                        ],
+                        r#"{"order_id":"ORD-7","amount_cents":100}"#,
+                    )
+                    .0
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [200, 403, 403, 403, 403, 403, 403, 403],
+        "{statuses:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
+}

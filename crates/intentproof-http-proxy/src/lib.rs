@@ -643,22 +643,22 @@ const GUARD_PLANS: usize = 10_000;
 /// Calls the guard let through, per plan id and step.
 type GuardCalls = std::sync::Mutex<HashMap<String, Vec<u32>>>;
 
-/// The calls the guard let through so far under each step of `plan`, in
-/// `correlation`: counted once from the store (events of the plan marked
-/// allowed), then kept up to date in `counts`.
-fn guard_counts(
+/// Makes sure `counts` holds the calls the guard let through so far under
+/// each step of `plan` in `correlation`: counted once from the store
+/// (events of the plan marked allowed), then kept by [`decide_counted`].
+fn load_guard_counts(
     store: &Store,
     counts: &GuardCalls,
     correlation: &str,
     plan: &OpenPlan,
-) -> Result<Vec<u32>, StoreError> {
+) -> Result<(), StoreError> {
     let lock = || {
         counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
-    if let Some(known) = lock().get(&plan.plan.plan_id) {
-        return Ok(known.clone());
+    if lock().contains_key(&plan.plan.plan_id) {
+        return Ok(());
     }
     let mut made = vec![0u32; plan.guard_steps.len()];
     for stored in store.chain(correlation)? {
@@ -678,23 +678,43 @@ fn guard_counts(
     if counts.len() >= GUARD_PLANS {
         counts.clear();
     }
-    Ok(counts
-        .entry(plan.plan.plan_id.clone())
-        .or_insert(made)
-        .clone())
+    counts.entry(plan.plan.plan_id.clone()).or_insert(made);
+    Ok(())
 }
 
-/// Counts one call the guard let through under `step` of `plan_id`.
-fn count_guarded(counts: &GuardCalls, plan_id: &str, steps: usize, step: usize) {
+/// Decides `call` under `plan` and, when it is let through, counts it
+/// against its step, both under one lock: two calls racing for a step's
+/// last allowed call cannot both get it.
+fn decide_counted(
+    counts: &GuardCalls,
+    enforce: Enforce,
+    call: guard::Call<'_>,
+    plan: Option<&OpenPlan>,
+) -> Decision {
+    let Some(open) = plan else {
+        return guard::decide(enforce, call, None);
+    };
     let mut counts = counts
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let made = counts
-        .entry(plan_id.to_owned())
-        .or_insert_with(|| vec![0; steps]);
-    if let Some(n) = made.get_mut(step) {
+        .entry(open.plan.plan_id.clone())
+        .or_insert_with(|| vec![0; open.guard_steps.len()]);
+    let decision = guard::decide(
+        enforce,
+        call,
+        Some(&GuardPlan {
+            plan_id: &open.plan.plan_id,
+            steps: &open.guard_steps,
+            calls: made,
+        }),
+    );
+    if let Decision::Allow { step: Some(step) } = decision
+        && let Some(n) = made.get_mut(step)
+    {
         *n = n.saturating_add(1);
     }
+    decision
 }
 
 /// The step of `plan` that names `action`. A plan declared through an MCP
@@ -1008,52 +1028,42 @@ async fn guard_call(
     route: &Route,
     arguments: &Value,
 ) -> Result<Call, Response> {
-    let counts = match plan {
-        Some(open) => {
-            let store = Arc::clone(&proxy.store);
-            let counts = Arc::clone(&proxy.guard_calls);
-            let correlation = call.correlation_id.clone();
-            let view = OpenPlan {
-                plan: open.plan.clone(),
-                guard_steps: open.guard_steps.clone(),
-            };
-            match tokio::task::spawn_blocking(move || {
-                guard_counts(&store, &counts, &correlation, &view)
-            })
-            .await
-            {
-                Ok(Ok(counts)) => counts,
-                // Fail closed: without the counts no bound can be checked.
-                _ => {
-                    let message = "the plan's calls could not be read from the store, so the call was not checked; retry shortly";
-                    proxy.record(
-                        call,
-                        None,
-                        Some(error_info(guard::REFUSED_ERROR_NAME, message.to_owned())),
-                    );
-                    return Err(error_response(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "guard_unavailable",
-                        message,
-                    ));
-                }
-            }
+    if let Some(open) = plan {
+        let store = Arc::clone(&proxy.store);
+        let counts = Arc::clone(&proxy.guard_calls);
+        let correlation = call.correlation_id.clone();
+        let view = OpenPlan {
+            plan: open.plan.clone(),
+            guard_steps: open.guard_steps.clone(),
+        };
+        let loaded = tokio::task::spawn_blocking(move || {
+            load_guard_counts(&store, &counts, &correlation, &view)
+        })
+        .await;
+        if !matches!(loaded, Ok(Ok(()))) {
+            // Fail closed: without the counts no bound can be checked.
+            let message = "the plan's calls could not be read from the store, so the call was not checked; retry shortly";
+            proxy.record(
+                call,
+                None,
+                Some(error_info(guard::REFUSED_ERROR_NAME, message.to_owned())),
+            );
+            return Err(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "guard_unavailable",
+                message,
+            ));
         }
-        None => Vec::new(),
-    };
-    let view = plan.map(|open| GuardPlan {
-        plan_id: &open.plan.plan_id,
-        steps: &open.guard_steps,
-        calls: &counts,
-    });
-    let decision = guard::decide(
+    }
+    let decision = decide_counted(
+        &proxy.guard_calls,
         route.enforce,
         guard::Call {
             action: &call.action,
             arguments,
             step: None,
         },
-        view.as_ref(),
+        plan,
     );
     let fingerprint = |open: &OpenPlan| guard::fingerprint(&open.plan.plan_id, &open.guard_steps);
     match decision {
@@ -1061,12 +1071,6 @@ async fn guard_call(
             call.attributes
                 .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("allowed"));
             if let (Some(open), Some(step)) = (plan, step) {
-                count_guarded(
-                    &proxy.guard_calls,
-                    &open.plan.plan_id,
-                    open.guard_steps.len(),
-                    step,
-                );
                 call.attributes.insert(
                     guard::FINGERPRINT_ATTRIBUTE.into(),
                     text_attr(fingerprint(open)),
