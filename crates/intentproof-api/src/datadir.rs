@@ -330,4 +330,29 @@ impl DataDir {
         let value: serde_json::Value = serde_json::from_str(&text).ok()?;
         Some(format!("http://{}", value.get("listen")?.as_str()?))
     }
+
+    /// The daemon a command talks to: the one it was `given` (see
+    /// [`server_given`]), else this data dir's running daemon
+    /// (`daemon.json`), else [`default_server`].
+    pub fn daemon_base(&self, given: Option<String>) -> String {
+        given
+            .or_else(|| self.daemon_url())
+            .unwrap_or_else(default_server)
+    }
+}
+
+/// The daemon URL a command was given: its `--server` flag, else a
+/// non-empty `$INTENTPROOF_SERVER`.
+pub fn server_given(flag: Option<String>) -> Option<String> {
+    flag.or_else(|| {
+        std::env::var("INTENTPROOF_SERVER")
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+}
+
+/// The daemon's address when nothing else names it: loopback, port
+/// [`DEFAULT_PORT`](crate::DEFAULT_PORT).
+pub fn default_server() -> String {
+    format!("http://127.0.0.1:{}", crate::DEFAULT_PORT)
 }

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use intentproof_api::DEFAULT_PORT;
 use intentproof_api::client::{DaemonClient, Progress};
-use intentproof_api::datadir::DataDir;
+use intentproof_api::datadir::{DataDir, server_given};
 use intentproof_api::wire::{self, Paged};
 use intentproof_core::keys::parse_public_key;
 use intentproof_gateway::Config;
@@ -163,16 +162,7 @@ pub(crate) struct Client {
 impl Client {
     pub(crate) fn new(args: &ClientArgs) -> Result<Client> {
         let dir = DataDir::new(data_dir_or_default(args.data_dir.clone())?);
-        let base = args
-            .server
-            .clone()
-            .or_else(|| {
-                std::env::var("INTENTPROOF_SERVER")
-                    .ok()
-                    .filter(|s| !s.is_empty())
-            })
-            .or_else(|| dir.daemon_url())
-            .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+        let base = dir.daemon_base(server_given(args.server.clone()));
         let token = dir.token().with_context(|| {
             format!(
                 "no token in {}; pass the daemon's --data-dir",
@@ -592,11 +582,7 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
     let shipper = ShipperConfig {
         redactor,
         data_dir,
-        server: args.server.or_else(|| {
-            std::env::var("INTENTPROOF_SERVER")
-                .ok()
-                .filter(|s| !s.is_empty())
-        }),
+        server: server_given(args.server),
         autostart: if args.no_autostart {
             None
         } else {

@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use intentproof_api::DEFAULT_PORT;
-use intentproof_api::datadir::DataDir;
+use intentproof_api::datadir::{DataDir, default_server, server_given};
 use intentproof_gateway::Config;
 use serde_json::{Value, json};
 
@@ -217,14 +216,7 @@ fn http_get(url: &str, token: Option<&str>, timeout: Duration) -> Result<(u16, V
 
 fn check_daemon(report: &mut Report, dir: &DataDir, server: Option<String>) -> bool {
     let recorded = dir.daemon_url();
-    let base = server
-        .or_else(|| {
-            std::env::var("INTENTPROOF_SERVER")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .or_else(|| recorded.clone())
-        .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+    let base = dir.daemon_base(server_given(server));
     let base = base.trim_end_matches('/');
     match http_get(&format!("{base}/healthz"), None, Duration::from_secs(3)) {
         Ok((200, body)) => {
@@ -530,14 +522,7 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
 
 /// Exit 0 when the daemon answers `/healthz` with status ok, 1 otherwise.
 pub fn health(args: HealthArgs) -> Result<ExitCode> {
-    let base = args
-        .server
-        .or_else(|| {
-            std::env::var("INTENTPROOF_SERVER")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+    let base = server_given(args.server).unwrap_or_else(default_server);
     let url = format!("{}/healthz", base.trim_end_matches('/'));
     match http_get(&url, None, Duration::from_secs(args.timeout_secs.max(1))) {
         Ok((200, body)) if body["status"] == "ok" => {

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use intentproof_api::DEFAULT_PORT;
-use intentproof_api::datadir::DataDir;
+use intentproof_api::datadir::{DataDir, server_given};
 use intentproof_tui::{HttpSource, LocalSource, Source};
 
 use crate::daemon::data_dir_or_default;
@@ -37,15 +36,8 @@ pub struct TuiArgs {
 /// Picks the source (daemon if one answers, else the store) and runs the UI.
 pub fn run(args: TuiArgs) -> Result<()> {
     let dir = DataDir::new(data_dir_or_default(args.data_dir)?);
-    let explicit = args.server.clone().or_else(|| {
-        std::env::var("INTENTPROOF_SERVER")
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
-    let base = explicit
-        .clone()
-        .or_else(|| dir.daemon_url())
-        .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"));
+    let explicit = server_given(args.server.clone());
+    let base = dir.daemon_base(explicit.clone());
     let source: Box<dyn Source> = if !args.local && HttpSource::probe(&base, Duration::from_secs(2))
     {
         let token = dir.token().with_context(|| {

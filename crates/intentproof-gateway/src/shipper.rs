@@ -71,7 +71,6 @@ use intentproof_core::keys::InstanceKey;
 use intentproof_core::seal::Sealer;
 use tokio::sync::{mpsc, oneshot};
 
-use intentproof_api::DEFAULT_PORT;
 use intentproof_api::datadir::DataDir;
 
 /// Where and how to deliver.
@@ -249,10 +248,8 @@ enum Posted {
 impl Delivery {
     fn url(&self) -> String {
         self.config
-            .server
-            .clone()
-            .or_else(|| self.config.data_dir.daemon_url())
-            .unwrap_or_else(|| format!("http://127.0.0.1:{DEFAULT_PORT}"))
+            .data_dir
+            .daemon_base(self.config.server.clone())
             .trim_end_matches('/')
             .to_owned()
     }
