@@ -430,6 +430,14 @@ impl Recorder {
         events: &mut Vec<ExecutionEvent>,
     ) -> ClientVerdict {
         if message.as_object().is_none() {
+            if let Some(items) = message.as_array()
+                && self.config.enforce != Enforce::Off
+                && items
+                    .iter()
+                    .any(|item| item.get("method").and_then(Value::as_str) == Some("tools/call"))
+            {
+                return self.refuse_batch(items, events);
+            }
             // A batch (2025-03-26) is observed item by item and forwarded whole.
             if let Some(items) = message.as_array() {
                 for item in items {
@@ -692,25 +700,28 @@ impl Recorder {
                 None
             }
             Decision::Refuse(refusal) => {
-                let mut pending = self.pending.remove(&key)?;
-                pending
-                    .attributes
-                    .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("refused"));
-                pending
-                    .attributes
-                    .insert(guard::RULE_ATTRIBUTE.into(), text_attr(refusal.rule));
-                if let Some(fingerprint) = &fingerprint {
+                // Refused whether or not the call was being followed: the
+                // answer never depends on what could be recorded.
+                if let Some(mut pending) = self.pending.remove(&key) {
                     pending
                         .attributes
-                        .insert(guard::FINGERPRINT_ATTRIBUTE.into(), text_attr(fingerprint));
+                        .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("refused"));
+                    pending
+                        .attributes
+                        .insert(guard::RULE_ATTRIBUTE.into(), text_attr(refusal.rule));
+                    if let Some(fingerprint) = &fingerprint {
+                        pending
+                            .attributes
+                            .insert(guard::FINGERPRINT_ATTRIBUTE.into(), text_attr(fingerprint));
+                    }
+                    let error = ErrorInfo {
+                        name: guard::REFUSED_ERROR_NAME.into(),
+                        message: refusal.message.clone(),
+                        stack: None,
+                    };
+                    events.push(self.finish(pending, Err(error), None));
                 }
                 let plan_id = self.plan.as_ref().filter(|_| applied).map(|p| p.id.clone());
-                let error = ErrorInfo {
-                    name: guard::REFUSED_ERROR_NAME.into(),
-                    message: refusal.message.clone(),
-                    stack: None,
-                };
-                events.push(self.finish(pending, Err(error), None));
                 let mut data = json!({"reason": refusal.rule});
                 if let Some(plan_id) = plan_id {
                     data["plan_id"] = json!(plan_id);
@@ -725,6 +736,54 @@ impl Recorder {
                 })))
             }
         }
+    }
+
+    /// A JSON-RPC batch (2025-03-26) holding a `tools/call`, on a guarded
+    /// server: refused whole, since each call must be decided (and
+    /// answered) on its own. Every request of it gets an error; each call
+    /// is recorded as refused (rule `batch`). Nothing is forwarded.
+    fn refuse_batch(&mut self, items: &[Value], events: &mut Vec<ExecutionEvent>) -> ClientVerdict {
+        let message = "a guarded server takes each request on its own, not in a JSON-RPC batch: send the calls one by one";
+        let mut replies = Vec::new();
+        for item in items {
+            let Some(id) = item.get("id") else {
+                continue; // a notification gets no answer
+            };
+            let params = item.get("params").cloned().unwrap_or(Value::Null);
+            if item.get("method").and_then(Value::as_str) == Some("tools/call") {
+                let name = str_of(&params, "name").unwrap_or_default().to_owned();
+                let action = format!("mcp.{}.{}", self.config.server, name);
+                let inputs = params
+                    .get("arguments")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                self.start(
+                    id,
+                    Kind::Tool(name.clone()),
+                    "tools/call",
+                    &name,
+                    action,
+                    inputs,
+                    &params,
+                );
+                let refusal = guard::Refusal {
+                    rule: "batch",
+                    message: message.to_owned(),
+                };
+                if let Some(ClientVerdict::Reply(reply)) =
+                    self.apply_guard(id, Decision::Refuse(refusal), &params, events)
+                {
+                    replies.push(reply);
+                }
+            } else {
+                replies.push(json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {"code": guard::REFUSED_CODE, "message": message, "data": {"reason": "batch"}},
+                }));
+            }
+        }
+        ClientVerdict::Reply(Value::Array(replies))
     }
 
     /// A retry of a multi-round call: continues the parked call under the
@@ -2817,6 +2876,29 @@ mod tests {
             assert_eq!(refused["attributes"]["intentproof.guard.rule"], rule);
             assert_eq!(refused["correlationId"], "flow-9");
         }
+        // A batch cannot carry a call past the guard.
+        let before = events.len();
+        let verdict = r.on_client(
+            &json!([
+                {"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"book","arguments":{"nights":1}}},
+                {"jsonrpc":"2.0","id":8,"method":"ping"},
+                {"jsonrpc":"2.0","method":"notifications/progress","params":{}}
+            ]),
+            &mut events,
+        );
+        let ClientVerdict::Reply(Value::Array(answers)) = verdict else {
+            panic!("a batch with a call was forwarded: {verdict:?}")
+        };
+        let reasons: Vec<(&Value, &Value)> = answers
+            .iter()
+            .map(|a| (&a["id"], &a["error"]["data"]["reason"]))
+            .collect();
+        assert_eq!(
+            reasons,
+            [(&json!(7), &json!("batch")), (&json!(8), &json!("batch"))]
+        );
+        assert_eq!(events.len(), before + 1, "the call is recorded as refused");
+        assert_eq!(r.pending(), 0);
     }
 
     #[test]

@@ -251,7 +251,9 @@ pub struct Call<'a> {
 pub struct Refusal {
     /// The rule: `plan.none` (no open plan), `plan.not_covered` (no step
     /// calls this action), `plan.max_calls` (its steps have no calls
-    /// left), `plan.constraint` (an argument is out of bounds).
+    /// left), `plan.constraint` (an argument is out of bounds); callers add
+    /// `batch` (a call inside a JSON-RPC batch, which the MCP relay refuses
+    /// whole on a guarded server).
     pub rule: &'static str,
     /// For people: which plan and why, and how to go on.
     pub message: String,
