@@ -947,7 +947,8 @@ async fn forward(
         } else {
             Value::Null
         };
-        call = match guard_call(proxy, call, plan.as_ref(), route, &arguments).await {
+        let sent = context.correlation_id.is_some();
+        call = match guard_call(proxy, call, plan.as_ref(), route, &arguments, sent).await {
             Ok(call) => call,
             Err(refused) => return refused,
         };
@@ -1027,8 +1028,17 @@ async fn guard_call(
     plan: Option<&OpenPlan>,
     route: &Route,
     arguments: &Value,
+    correlation_sent: bool,
 ) -> Result<Call, Response> {
-    if let Some(open) = plan {
+    // The counts are read from the store once per plan; after that a call
+    // neither clones the plan nor leaves its task.
+    if let Some(open) = plan
+        && !proxy
+            .guard_calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&open.plan.plan_id)
+    {
         let store = Arc::clone(&proxy.store);
         let counts = Arc::clone(&proxy.guard_calls);
         let correlation = call.correlation_id.clone();
@@ -1084,7 +1094,14 @@ async fn guard_call(
             }
             Ok(call)
         }
-        Decision::Refuse(refusal) => {
+        Decision::Refuse(mut refusal) => {
+            if refusal.rule == "plan.none" && !correlation_sent {
+                // The likely cause: the plan exists, the call did not say
+                // which correlation it belongs to.
+                refusal.message.push_str(
+                    "; this call sent no correlation: name the plan's in X-IntentProof-Correlation-Id",
+                );
+            }
             let applied = plan.filter(|_| refusal.rule != "plan.none");
             call.attributes
                 .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("refused"));
