@@ -298,6 +298,15 @@ fn meta_text(params: &Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The plan step a call's `params` say it is (`_meta`'s
+/// `intentproof/planStep`: a number, or a string holding one).
+fn meta_step(params: &Value) -> Option<usize> {
+    let step = params.get("_meta")?.get("intentproof/planStep")?;
+    step.as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .or_else(|| step.as_str().and_then(|t| t.trim().parse().ok()))
+}
+
 /// A string attribute.
 pub fn text_attr(value: impl Into<String>) -> AttributeValue {
     AttributeValue::String(value.into())
@@ -614,13 +623,7 @@ impl Recorder {
             .plan
             .as_ref()
             .filter(|p| p.correlation_id == correlation);
-        let step = params
-            .pointer("/_meta/intentproof~1planStep")
-            .and_then(|s| {
-                s.as_u64()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .or_else(|| s.as_str().and_then(|t| t.trim().parse().ok()))
-            });
+        let step = meta_step(params);
         let view = plan.map(|p| GuardPlan {
             plan_id: &p.id,
             steps: &p.guard_steps,
@@ -853,7 +856,6 @@ impl Recorder {
         inputs: Value,
         params: &Value,
     ) {
-        let meta = params.get("_meta").and_then(Value::as_object);
         let meta_str = |key: &str| meta_text(params, key);
         let correlation_id = self.correlation_of(params);
         let mut attributes = Attributes::new();
@@ -869,13 +871,7 @@ impl Recorder {
             _ => None,
         };
         // Which plan step this call is, if any: explicit, else by tool name.
-        let explicit_step = meta
-            .and_then(|m| m.get("intentproof/planStep"))
-            .and_then(|s| {
-                s.as_u64()
-                    .map(|n| n as usize)
-                    .or_else(|| s.as_str().and_then(|t| t.trim().parse().ok()))
-            });
+        let explicit_step = meta_step(params);
         let step = self.plan.as_ref().and_then(|plan| {
             explicit_step.filter(|i| *i < plan.steps.len()).or_else(|| {
                 let tool = tool.as_deref()?;

@@ -237,20 +237,19 @@ async fn ingest_batch(
     for (line, slot) in checked {
         let result = match slot {
             Ok(event_id) => match outcomes.next().unwrap_or_else(|| answer(&state, None)) {
-                Answer::Stored(seq) => {
-                    stored += 1;
+                kept @ (Answer::Stored(seq) | Answer::Duplicate(seq)) => {
+                    // The statuses a single POST /v1/events answers with.
+                    let status = if matches!(kept, Answer::Stored(_)) {
+                        stored += 1;
+                        202
+                    } else {
+                        duplicates += 1;
+                        200
+                    };
                     wire::BatchLine {
                         event_id: Some(event_id),
                         seq: Some(seq),
-                        ..wire::BatchLine::new(line, 202)
-                    }
-                }
-                Answer::Duplicate(seq) => {
-                    duplicates += 1;
-                    wire::BatchLine {
-                        event_id: Some(event_id),
-                        seq: Some(seq),
-                        ..wire::BatchLine::new(line, 200)
+                        ..wire::BatchLine::new(line, status)
                     }
                 }
                 Answer::Refused(e) => {
