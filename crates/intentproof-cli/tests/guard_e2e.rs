@@ -71,13 +71,13 @@ fn session(python: &Path, plan: &Path, target: &[&str]) -> Value {
 /// The fingerprint of what the plan enforces, computed here from its
 /// definition: `sha256:` + hex(SHA-256(JCS(...))). (serde_json writes
 /// objects with sorted keys and no spaces: JCS for these ASCII values.)
-fn expected_fingerprint(plan_id: &str) -> String {
+fn expected_fingerprint(plan_id: &str, refund: &str, receipt: &str) -> String {
     let doc = json!({
         "enforce": "plan",
         "plan_id": plan_id,
         "steps": [
-            {"action": "mcp.payments.refund_payment", "max_calls": 1, "constraints": ["amount_cents <= 5000"]},
-            {"action": "mcp.payments.send_receipt_email", "max_calls": null, "constraints": []},
+            {"action": refund, "max_calls": 1, "constraints": ["amount_cents <= 5000"]},
+            {"action": receipt, "max_calls": null, "constraints": []},
         ],
     });
     let digest = Sha256::digest(serde_json::to_string(&doc).unwrap().as_bytes());
@@ -88,6 +88,30 @@ fn expected_fingerprint(plan_id: &str) -> String {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     )
+}
+
+/// The `count` events of `correlation` whose action starts with `prefix`,
+/// once they are all stored (calls are recorded after they are answered).
+fn recorded(data: &Path, correlation: &str, prefix: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = cli_json(
+            &["events", "--correlation", correlation, "--limit", "100"],
+            data,
+        );
+        let events: Vec<Value> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].clone())
+            .filter(|e| e["action"].as_str().unwrap().starts_with(prefix))
+            .collect();
+        if events.len() == count {
+            return events;
+        }
+        assert!(Instant::now() < deadline, "{page:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Checks what the agent got, what the server saw and what was recorded.
@@ -108,7 +132,11 @@ fn assert_enforced(transcript: &Value, server_log: &Path, data: &Path) {
         assert!(Instant::now() < deadline, "{plans:#}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let fingerprint = expected_fingerprint(&plan_id);
+    let fingerprint = expected_fingerprint(
+        &plan_id,
+        "mcp.payments.refund_payment",
+        "mcp.payments.send_receipt_email",
+    );
     let refused = |rule: &str, message: String| {
         json!({"ok": false, "error": {"code": -32010, "message": message,
                "data": {"reason": rule, "plan_id": "<uuid>", "fingerprint": fingerprint}}})
@@ -167,25 +195,7 @@ fn assert_enforced(transcript: &Value, server_log: &Path, data: &Path) {
     );
 
     // Every call is one signed event; the refusals say so.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let events = loop {
-        let page = cli_json(
-            &["events", "--correlation", &correlation, "--limit", "100"],
-            data,
-        );
-        let events: Vec<Value> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event"].clone())
-            .filter(|e| e["action"].as_str().unwrap().starts_with("mcp.payments."))
-            .collect();
-        if events.len() == 5 {
-            break events;
-        }
-        assert!(Instant::now() < deadline, "{page:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let events = recorded(data, &correlation, "mcp.payments.", 5);
     let facts: Vec<Value> = events
         .iter()
         .map(|e| {
@@ -437,27 +447,89 @@ fn payments_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     (base, seen)
 }
 
+/// A daemon with a `payments` route (`enforce = "plan"`) in front of
+/// [`payments_api`].
+struct GuardedRoute {
+    _daemon: common::Stopped,
+    data: std::path::PathBuf,
+    addr: String,
+    token: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _temp: tempfile::TempDir,
+}
+
+impl GuardedRoute {
+    fn start() -> GuardedRoute {
+        let temp = tempfile::tempdir().unwrap();
+        let data = temp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let (upstream, seen) = payments_api();
+        let config = temp.path().join("gateway.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[http.routes]]\nname = \"payments\"\nupstream = \"{upstream}\"\nenforce = \"plan\"\n"
+            ),
+        )
+        .unwrap();
+        let daemon = common::start_daemon_with(&data, &["--config", config.to_str().unwrap()], &[]);
+        let addr = common::daemon_listen(&data);
+        let token = std::fs::read_to_string(data.join("token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        GuardedRoute {
+            _daemon: daemon,
+            data,
+            addr,
+            token,
+            seen,
+            _temp: temp,
+        }
+    }
+
+    /// Declares `plan` with `POST /v1/plans`; its plan id.
+    fn declare(&self, plan: &Value) -> String {
+        let (status, _, answer) = common::http_exchange(
+            &self.addr,
+            "POST",
+            "/v1/plans",
+            &[
+                ("Authorization", &format!("Bearer {}", self.token)),
+                ("Content-Type", "application/json"),
+            ],
+            &plan.to_string(),
+        );
+        assert_eq!(status, 201, "{answer}");
+        serde_json::from_str::<Value>(&answer).unwrap()["plan_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A JSON call through the route in `correlation`: status and body.
+    fn call(&self, correlation: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let (status, _, answer) = common::http_exchange(
+            &self.addr,
+            method,
+            &format!("/proxy/payments{path}"),
+            &[
+                ("X-IntentProof-Token", &self.token),
+                ("X-IntentProof-Correlation-Id", correlation),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        );
+        (
+            status,
+            serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null),
+        )
+    }
+}
+
 #[test]
 fn an_http_route_refuses_what_the_plan_does_not_cover() {
-    let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let (upstream, seen) = payments_api();
-    let config = temp.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[http.routes]]\nname = \"payments\"\nupstream = \"{upstream}\"\nenforce = \"plan\"\n"
-        ),
-    )
-    .unwrap();
-    let _daemon = common::start_daemon_with(&data, &["--config", config.to_str().unwrap()], &[]);
-    let addr = common::daemon_listen(&data);
-    let token = std::fs::read_to_string(data.join("token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let bearer = format!("Bearer {token}");
+    let route = GuardedRoute::start();
     let refund = "http.payments.POST./v1/refunds";
     let receipt = "http.payments.POST./v1/receipts";
     let plan = json!({
@@ -468,54 +540,10 @@ fn an_http_route_refuses_what_the_plan_does_not_cover() {
             {"action": receipt, "purpose": "Email the customer the refund receipt"},
         ],
     });
-    let (status, _, answer) = common::http_exchange(
-        &addr,
-        "POST",
-        "/v1/plans",
-        &[
-            ("Authorization", &bearer),
-            ("Content-Type", "application/json"),
-        ],
-        &plan.to_string(),
-    );
-    assert_eq!(status, 201, "{answer}");
-    let plan_id = serde_json::from_str::<Value>(&answer).unwrap()["plan_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let doc = json!({
-        "enforce": "plan",
-        "plan_id": plan_id,
-        "steps": [
-            {"action": refund, "max_calls": 1, "constraints": ["amount_cents <= 5000"]},
-            {"action": receipt, "max_calls": null, "constraints": []},
-        ],
-    });
-    let digest = Sha256::digest(serde_json::to_string(&doc).unwrap().as_bytes());
-    let fingerprint = format!(
-        "sha256:{}",
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    let call = |method: &str, path: &str, body: &str| {
-        let (status, _, answer) = common::http_exchange(
-            &addr,
-            method,
-            &format!("/proxy/payments{path}"),
-            &[
-                ("X-IntentProof-Token", &token),
-                ("X-IntentProof-Correlation-Id", "order-ORD-1042"),
-                ("Content-Type", "application/json"),
-            ],
-            body,
-        );
-        (
-            status,
-            serde_json::from_str::<Value>(&answer).unwrap_or(Value::Null),
-        )
-    };
+    let plan_id = route.declare(&plan);
+    let fingerprint = expected_fingerprint(&plan_id, refund, receipt);
+    let call =
+        |method: &str, path: &str, body: &str| route.call("order-ORD-1042", method, path, body);
     let refused = |rule: &str, error: String| json!({"error": error, "reason": "refused_by_policy", "rule": rule, "plan_id": plan_id, "fingerprint": fingerprint});
     assert_eq!(
         call("GET", "/v1/orders/ORD-1042", ""),
@@ -574,46 +602,42 @@ fn an_http_route_refuses_what_the_plan_does_not_cover() {
         (200, json!({"ok": true}))
     );
     assert_eq!(
-        *seen.lock().unwrap(),
+        *route.seen.lock().unwrap(),
         [
             r#"POST /v1/refunds {"order_id":"ORD-1042","amount_cents":4999}"#,
             r#"POST /v1/receipts {"order_id":"ORD-1042"}"#,
         ]
     );
+    // A call that names no correlation has no plan, and is told why.
+    let (status, _, answer) = common::http_exchange(
+        &route.addr,
+        "POST",
+        "/proxy/payments/v1/receipts",
+        &[
+            ("X-IntentProof-Token", &route.token),
+            ("Content-Type", "application/json"),
+        ],
+        "{}",
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap(),
+        json!({"error": format!("{receipt} was refused: calls here must follow a declared plan, and none is open for this correlation; declare one first (the plan tool, or POST /v1/plans) with a step for this call; this call sent no correlation: name the plan's in X-IntentProof-Correlation-Id"),
+               "reason": "refused_by_policy", "rule": "plan.none"})
+    );
+    assert_eq!(route.seen.lock().unwrap().len(), 2);
     // The refusals are events, like the calls.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let facts = loop {
-        let page = cli_json(
-            &[
-                "events",
-                "--correlation",
-                "order-ORD-1042",
-                "--limit",
-                "100",
-            ],
-            &data,
-        );
-        let facts: Vec<Value> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| &e["event"])
-            .filter(|e| e["action"].as_str().unwrap().starts_with("http.payments."))
-            .map(|e| {
-                json!([
-                    e["status"],
-                    e.pointer("/error/name"),
-                    e["attributes"]["intentproof.guard.decision"],
-                    e["attributes"].get("intentproof.guard.rule")
-                ])
-            })
-            .collect();
-        if facts.len() == 5 {
-            break facts;
-        }
-        assert!(Instant::now() < deadline, "{page:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let facts: Vec<Value> = recorded(&route.data, "order-ORD-1042", "http.payments.", 5)
+        .iter()
+        .map(|e| {
+            json!([
+                e["status"],
+                e.pointer("/error/name"),
+                e["attributes"]["intentproof.guard.decision"],
+                e["attributes"].get("intentproof.guard.rule")
+            ])
+        })
+        .collect();
     assert_eq!(
         facts,
         [
@@ -631,56 +655,25 @@ fn an_http_route_refuses_what_the_plan_does_not_cover() {
 /// upstream sees one refund.
 #[test]
 fn concurrent_calls_cannot_share_a_steps_last_call() {
-    let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let (upstream, seen) = payments_api();
-    let config = temp.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[http.routes]]\nname = \"payments\"\nupstream = \"{upstream}\"\nenforce = \"plan\"\n"
-        ),
-    )
-    .unwrap();
-    let _daemon = common::start_daemon_with(&data, &["--config", config.to_str().unwrap()], &[]);
-    let addr = common::daemon_listen(&data);
-    let token = std::fs::read_to_string(data.join("token"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let route = GuardedRoute::start();
     let plan = json!({
         "intent": "refund order ORD-7 once",
         "correlation_id": "order-ORD-7",
         "steps": [{"action": "http.payments.POST./v1/refunds", "max_calls": 1}],
     });
-    let (status, _, answer) = common::http_exchange(
-        &addr,
-        "POST",
-        "/v1/plans",
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Content-Type", "application/json"),
-        ],
-        &plan.to_string(),
-    );
-    assert_eq!(status, 201, "{answer}");
+    route.declare(&plan);
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let calls: Vec<_> = (0..8)
             .map(|_| {
                 scope.spawn(|| {
-                    common::http_exchange(
-                        &addr,
-                        "POST",
-                        "/proxy/payments/v1/refunds",
-                        &[
-                            ("X-IntentProof-Token", &token),
-                            ("X-IntentProof-Correlation-Id", "order-ORD-7"),
-                            ("Content-Type", "application/json"),
-                        ],
-                        r#"{"order_id":"ORD-7","amount_cents":100}"#,
-                    )
-                    .0
+                    route
+                        .call(
+                            "order-ORD-7",
+                            "POST",
+                            "/v1/refunds",
+                            r#"{"order_id":"ORD-7","amount_cents":100}"#,
+                        )
+                        .0
                 })
             })
             .collect();
@@ -693,5 +686,6 @@ fn concurrent_calls_cannot_share_a_steps_last_call() {
         [200, 403, 403, 403, 403, 403, 403, 403],
         "{statuses:?}"
     );
-    assert_eq!(seen.lock().unwrap().len(), 1, "{:?}", seen.lock().unwrap());
+    let seen = route.seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
 }
