@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""What guard mode (`enforce = "plan"`) adds per tools/call, stdio gateway.
+"""What guard mode adds per tools/call, stdio gateway: plan enforcement
+(`--enforce plan`) and tool pinning (`--on-tool-change block`).
 
-Three long-lived sessions of `intentproof demo-server`, driven with raw
-newline-delimited JSON-RPC: direct, through `intentproof mcp` (record only)
-and through `intentproof mcp --enforce plan` with a declared plan whose step
+Four long-lived sessions of `intentproof demo-server`, driven with raw
+newline-delimited JSON-RPC: direct, through `intentproof mcp` (record only),
+through `intentproof mcp --enforce plan` with a declared plan whose step
 covers the call under a constraint (so every call is decided: matched,
-counted and checked). Calls (`lookup_order`) are interleaved in blocks of 50
-after 50 warm-up calls. Prints p50/p99 per path and the guard's added p50
-(enforcing - recording) next to the gateway's (recording - direct).
+counted and checked), and through `intentproof mcp --on-tool-change block`
+after a `tools/list` pinned the tools (so every call looks its tool's pin
+up). Calls (`lookup_order`) are interleaved in blocks of 50 after 50
+warm-up calls. Prints p50/p99 per path, the guard's added p50 (enforcing -
+recording) and pinning's (pinning - recording) next to the gateway's
+(recording - direct).
 
 Usage: bench/mcp_guard.py INTENTPROOF_BIN [CALLS]
 A daemon must be running on the data dir given by INTENTPROOF_DATA_DIR.
@@ -37,7 +41,11 @@ def main():
         "direct": Session(upstream),
         "recording": Session(gateway + ["--"] + upstream),
         "enforcing": Session(gateway + ["--enforce", "plan", "--"] + upstream),
+        "pinning": Session(gateway + ["--on-tool-change", "block", "--"] + upstream),
     }
+    listed = sessions["pinning"].call("tools/list", {})
+    if "error" in listed:
+        raise SystemExit(f"tools/list failed: {listed}")
     declared = sessions["enforcing"].call("tools/call", {
         "name": "intentproof_declare_plan",
         "arguments": {"intent": "look orders up", "steps": [
@@ -67,6 +75,7 @@ def main():
     p50 = {name: pct(t, 0.5) for name, t in times.items()}
     print(f"gateway added p50 (recording - direct) = {(p50['recording'] - p50['direct']) * 1000:.1f} us")
     print(f"guard added p50 (enforcing - recording) = {(p50['enforcing'] - p50['recording']) * 1000:.1f} us")
+    print(f"pinning added p50 (pinning - recording) = {(p50['pinning'] - p50['recording']) * 1000:.1f} us")
 
 
 if __name__ == "__main__":

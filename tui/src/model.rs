@@ -30,11 +30,13 @@ pub enum FlagKind {
     IncompleteCall,
     /// An MCP task whose outcome was never seen.
     TaskUnfinished,
+    /// A tool whose definition changed since it was pinned (guard mode).
+    ToolChanged,
 }
 
 impl FlagKind {
     /// Every kind, in column order.
-    pub const ALL: [FlagKind; 7] = [
+    pub const ALL: [FlagKind; 8] = [
         FlagKind::IncompleteIntent,
         FlagKind::UnplannedCall,
         FlagKind::FailedStep,
@@ -42,6 +44,7 @@ impl FlagKind {
         FlagKind::Integrity,
         FlagKind::IncompleteCall,
         FlagKind::TaskUnfinished,
+        FlagKind::ToolChanged,
     ];
 
     /// The kind of a finding's `kind` string (`incomplete_intent`, ...).
@@ -53,6 +56,7 @@ impl FlagKind {
             "policy_violation" => Some(FlagKind::PolicyViolation),
             "incomplete_call" => Some(FlagKind::IncompleteCall),
             "task_unfinished" => Some(FlagKind::TaskUnfinished),
+            "tool_changed" => Some(FlagKind::ToolChanged),
             _ => None,
         }
     }
@@ -67,6 +71,7 @@ impl FlagKind {
             FlagKind::Integrity => 'C',
             FlagKind::IncompleteCall => 'N',
             FlagKind::TaskUnfinished => 'T',
+            FlagKind::ToolChanged => 'D',
         }
     }
 
@@ -80,6 +85,7 @@ impl FlagKind {
             FlagKind::Integrity => "chain/signature problem",
             FlagKind::IncompleteCall => "incomplete call",
             FlagKind::TaskUnfinished => "task unfinished",
+            FlagKind::ToolChanged => "tool changed",
         }
     }
 
@@ -93,6 +99,7 @@ impl FlagKind {
             FlagKind::Integrity => "integrity",
             FlagKind::IncompleteCall => "call",
             FlagKind::TaskUnfinished => "task",
+            FlagKind::ToolChanged => "tool",
         }
     }
 
@@ -105,6 +112,7 @@ impl FlagKind {
             FlagKind::Integrity => 16,
             FlagKind::IncompleteCall => 32,
             FlagKind::TaskUnfinished => 64,
+            FlagKind::ToolChanged => 128,
         }
     }
 }

@@ -176,6 +176,11 @@ impl DataDir {
         Ok(key)
     }
 
+    /// Where MCP servers' tool pins are kept (`intentproof_mcp::pins`).
+    pub fn pins_dir(&self) -> PathBuf {
+        self.path.join("pins")
+    }
+
     /// Path of the token file.
     pub fn token_path(&self) -> PathBuf {
         self.path.join("token")

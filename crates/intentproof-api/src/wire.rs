@@ -283,7 +283,8 @@ pub struct PlanRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingRow {
     /// `incomplete_intent`, `failed_step`, `unplanned_call`,
-    /// `incomplete_call`, `task_unfinished` or `policy_violation`.
+    /// `incomplete_call`, `task_unfinished`, `policy_violation` or
+    /// `tool_changed`.
     pub kind: Cow<'static, str>,
     /// The plan concerned (none for a call with no plan at all).
     pub plan_id: Option<String>,
@@ -433,4 +434,22 @@ mod tests {
         let back: Chain = serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, chain);
     }
+}
+
+/// `POST /v1/tools/{server}/{tool}/approve` answer: the tool's new pin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolApproved {
+    /// The server.
+    pub server: String,
+    /// The tool.
+    pub tool: String,
+    /// The digest it was pinned to before (`None`: a tool that appeared
+    /// after pinning).
+    pub old_digest: Option<String>,
+    /// The digest it is pinned to now.
+    pub new_digest: String,
+    /// Who approved (the token's name).
+    pub approved_by: String,
+    /// The `intentproof.tools.approved` event.
+    pub event_id: String,
 }

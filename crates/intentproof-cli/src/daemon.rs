@@ -481,6 +481,12 @@ pub struct McpArgs {
     /// refusal is recorded. `off`: record only.
     #[arg(long, value_name = "MODE", default_value = "off", value_parser = ["off", "plan"])]
     pub enforce: String,
+    /// Pin the server's tool definitions (kept in <data dir>/pins) and,
+    /// when one changes or a new tool appears: `flag` it (recorded, a TOOL
+    /// CHANGED finding), `hide` it from the agent, or `block` its calls,
+    /// until `intentproof tools approve`. `off`: no pinning.
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = ["off", "flag", "hide", "block"])]
+    pub on_tool_change: String,
     /// The MCP server command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -570,6 +576,13 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
         }
         recorder.enforce = intentproof_policy::guard::Enforce::Plan;
     }
+    recorder.on_tool_change = serde_json::from_value(serde_json::json!(args.on_tool_change))
+        .with_context(|| format!("--on-tool-change {}", args.on_tool_change))?;
+    if recorder.on_tool_change != intentproof_policy::guard::OnToolChange::Off {
+        let pins = intentproof_mcp::pins::Pins::open(&data_dir.pins_dir(), &recorder.server)
+            .map_err(|e| anyhow!("--on-tool-change: {e}"))?;
+        recorder.pins = Some(std::sync::Arc::new(pins));
+    }
     for pair in &args.default_intents {
         let (tool, intent) = pair
             .split_once('=')
@@ -638,6 +651,7 @@ pub fn findings(args: ClientArgs) -> Result<()> {
             "incomplete_call" => "INCOMPLETE CALL",
             "task_unfinished" => "TASK UNFINISHED",
             "policy_violation" => "POLICY VIOLATION",
+            "tool_changed" => "TOOL CHANGED",
             _ => "?",
         };
         println!(

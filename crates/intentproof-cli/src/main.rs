@@ -53,6 +53,7 @@ mod demo;
 mod doctor;
 mod policy;
 mod stop;
+mod tools;
 mod tui;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -139,6 +140,11 @@ enum Command {
     /// A small built-in MCP server (refunds and receipts) for demos and tests.
     #[command(hide = true)]
     DemoServer,
+    /// Guard mode's tool pins: show what changed, approve a new definition.
+    Tools {
+        #[command(subcommand)]
+        command: tools::ToolsCommand,
+    },
     /// Browse chains, plans, findings and events in the terminal (daemon, or the store
     /// when no daemon runs).
     Tui(tui::TuiArgs),
@@ -382,6 +388,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             .context("demo server"),
         Command::Plans { client, close } => daemon::plans(client, close),
         Command::Store { command } => daemon::store(command),
+        Command::Tools { command } => tools::run(command),
         Command::Event { command } => match command {
             EventCommand::Canon { file } => {
                 let bytes = canonicalize_bytes(&read_input(&file)?)

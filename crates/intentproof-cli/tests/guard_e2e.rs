@@ -54,18 +54,11 @@ fn plan_file(dir: &Path) -> std::path::PathBuf {
 
 /// Runs `plan_session.py PLAN target...` and returns its transcript.
 fn session(python: &Path, plan: &Path, target: &[&str]) -> Value {
-    let output = Command::new(python)
-        .arg(workspace_root().join("tests/mcp/plan_session.py"))
-        .arg(plan)
-        .args(target)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "plan_session.py failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let args: Vec<&str> = [plan.to_str().unwrap()]
+        .into_iter()
+        .chain(target.iter().copied())
+        .collect();
+    serde_json::from_str(&common::python_client(python, "plan_session.py", &args)).unwrap()
 }
 
 /// The fingerprint of what the plan enforces, computed here from its

@@ -17,3 +17,19 @@ pub const COMPLETED_ACTION: &str = "intentproof.call.completed";
 /// `error.name` of a call the client never finished (it stopped after the
 /// server asked for input).
 pub const INCOMPLETE_CALL: &str = "IncompleteCall";
+/// Action of the event that pins a server's tool definitions (its first
+/// `tools/list`): output `{"server", "tools": [{"name", "digest"}]}`.
+pub const TOOLS_PINNED_ACTION: &str = "intentproof.tools.pinned";
+/// Action of the event that records tool definitions differing from their
+/// pins: output `{"server", "on_tool_change", "tools": [{"name",
+/// "old_digest", "new_digest", "fields"}]}`.
+pub const TOOLS_CHANGED_ACTION: &str = "intentproof.tools.changed";
+/// Action of the event that records an operator approving a changed tool
+/// definition: inputs `{"server", "tool", "digest"}`, output `{"old_digest",
+/// "new_digest"}`, attribute `intentproof.operator`.
+pub const TOOLS_APPROVED_ACTION: &str = "intentproof.tools.approved";
+/// Action of the event that records a call held for a person's approval.
+pub const APPROVAL_REQUESTED_ACTION: &str = "intentproof.approval.requested";
+/// Action of the event that records the decision on a held call
+/// (approved, denied, or expired).
+pub const APPROVAL_DECIDED_ACTION: &str = "intentproof.approval.decided";

@@ -39,3 +39,18 @@ pub fn write_new_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()
 }
+
+/// Writes `bytes` to `path` with mode 0600, replacing what was there
+/// atomically: a temporary file beside it (created 0600), fsync, rename.
+/// A reader sees the old content or the new, never a part.
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    let _ = fs::remove_file(&tmp);
+    write_new_private_file(&tmp, bytes)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}

@@ -48,7 +48,9 @@ use serde_json::Value;
 
 /// Action of the event that completes a task call (the MCP recorder's).
 pub use intentproof_core::actions::COMPLETED_ACTION;
-use intentproof_core::actions::{INCOMPLETE_CALL, SESSION_ENDED, STARTED_ACTION};
+use intentproof_core::actions::{
+    INCOMPLETE_CALL, SESSION_ENDED, STARTED_ACTION, TOOLS_CHANGED_ACTION,
+};
 use intentproof_policy::verification::PLAN_DECLARE_ACTION as PLAN_ACTION;
 
 /// Action of a plan close (explicit, or the declaring session ended).
@@ -120,6 +122,58 @@ pub fn is_call(action: &str) -> bool {
         && action != COMPLETED_ACTION
         && !is_server_request(action)
         && !is_refused_request(action)
+}
+
+/// The `tool_changed` findings of an `intentproof.tools.changed` event
+/// (`m`, its `output`): one per tool, in the event's order. The one
+/// builder, for the reference and the live findings.
+pub(crate) fn tool_changed_rows(m: &EventMeta, output: &Value) -> Vec<FindingRow> {
+    let server = output.get("server").and_then(Value::as_str).unwrap_or("?");
+    let mode = output
+        .get("on_tool_change")
+        .and_then(Value::as_str)
+        .unwrap_or("flag");
+    let effect = match mode {
+        "hide" => "hidden from the agent and its calls refused",
+        "block" => "its calls refused",
+        _ => "flagged only",
+    };
+    let tools = output.get("tools").and_then(Value::as_array);
+    tools
+        .into_iter()
+        .flatten()
+        .filter_map(|tool| {
+            let name = tool.get("name")?.as_str()?;
+            let fields: Vec<&str> = tool
+                .get("fields")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let what = match tool.get("old_digest").and_then(Value::as_str) {
+                Some(old) => format!(
+                    "changed since it was pinned ({} differ; {old} -> {})",
+                    fields.join(", "),
+                    tool.get("new_digest").and_then(Value::as_str).unwrap_or("?")
+                ),
+                None => "appeared after the server's tools were pinned".to_owned(),
+            };
+            Some(FindingRow {
+                kind: "tool_changed".into(),
+                plan_id: None,
+                intent: Some(m.intent.clone()),
+                correlation_id: m.correlation_id.clone(),
+                step_index: None,
+                action: format!("mcp.{server}.{name}"),
+                event_ids: vec![m.event_id.clone()],
+                message: format!(
+                    "tool {name} of server {server} {what}; {effect} until approved (intentproof tools diff {server} {name})"
+                ),
+                at: m.completed_at.clone(),
+            })
+        })
+        .collect()
 }
 
 /// The finding of a call the client never finished, if `stored` is one.
@@ -508,6 +562,14 @@ pub fn plans_and_findings(
     }
     if !policies.is_empty() {
         findings.extend(policy_violations(store, idle_timeout, now, policies)?);
+    }
+    for entry in store.entries_with_action_prefix(TOOLS_CHANGED_ACTION)? {
+        if entry.meta.action != TOOLS_CHANGED_ACTION {
+            continue;
+        }
+        let stored = store.read_entry(entry)?;
+        let output = stored.event.get("output").cloned().unwrap_or(Value::Null);
+        findings.extend(tool_changed_rows(&stored.entry.meta, &output));
     }
     plans.sort_by(|a, b| b.declared_at.cmp(&a.declared_at));
     findings.sort_by(|a, b| b.at.cmp(&a.at));

@@ -39,6 +39,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use intentproof_core::actions::TOOLS_CHANGED_ACTION;
 use intentproof_policy::verification::{DeclaredPlan, FlowEvent, Policy, classify_plan};
 use intentproof_store::{Appended, ChainConflict, EventMeta, Incoming, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,8 @@ pub struct EventFacts {
     declared: Option<DeclaredPlan>,
     /// A plan close: its target plan id and why it closed.
     close: Option<(Option<String>, &'static str)>,
+    /// The output of an `intentproof.tools.changed` event.
+    tool_changes: Option<Value>,
 }
 
 /// The members of an event [`EventFacts::from_bytes`] reads; the rest of
@@ -132,6 +135,8 @@ impl EventFacts {
                 };
                 (text(event.pointer("/inputs/plan_id")), by)
             }),
+            tool_changes: (action == TOOLS_CHANGED_ACTION)
+                .then(|| event.get("output").cloned().unwrap_or(Value::Null)),
         }
     }
 
@@ -142,6 +147,7 @@ impl EventFacts {
     pub fn from_bytes(action: &str, bytes: &[u8]) -> Option<EventFacts> {
         if action != PLAN_ACTION
             && action != PLAN_CLOSE_ACTION
+            && action != TOOLS_CHANGED_ACTION
             && let Ok(peek) = serde_json::from_slice::<Peek>(bytes)
         {
             let attributes = peek.attributes.as_ref();
@@ -163,6 +169,7 @@ impl EventFacts {
                 incomplete,
                 declared: None,
                 close: None,
+                tool_changes: None,
             });
         }
         // A shape the peek does not take (attributes not an object, ...):
@@ -200,6 +207,8 @@ const TIER_PLANNED: u8 = 0;
 const TIER_UNPLANNED: u8 = 1;
 /// Policy violations.
 const TIER_POLICY: u8 = 2;
+/// Tool definitions that changed since they were pinned.
+const TIER_TOOLS: u8 = 3;
 
 /// A call made under an open plan: what its classification needs.
 #[derive(Debug, Clone)]
@@ -637,6 +646,17 @@ impl State {
         facts: EventFacts,
         rebuilding: bool,
     ) -> Result<(), StoreError> {
+        if let Some(output) = &facts.tool_changes {
+            // Fixed rows of their own tier: nothing later changes them.
+            let correlation: Arc<str> = Arc::from(meta.correlation_id.as_str());
+            for (index, row) in crate::tool_changed_rows(meta, output)
+                .into_iter()
+                .enumerate()
+            {
+                let key = finding_key(&row, TIER_TOOLS, &correlation, 0, seq, index as u64);
+                self.insert_finding(key, row);
+            }
+        }
         let (correlation, mut flow) = match self.flows.remove_entry(meta.correlation_id.as_str()) {
             Some(found) => found,
             // A correlation is followed from its first event that can

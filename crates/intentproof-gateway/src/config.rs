@@ -106,6 +106,47 @@ pub struct Config {
     pub mcp: McpConfig,
     /// HTTP APIs proxied (and recorded) at `/proxy/<name>/...`.
     pub http: HttpConfig,
+    /// Who may decide (approve a changed tool).
+    pub approvals: ApprovalsConfig,
+}
+
+/// The `[approvals]` section: who may decide.
+///
+/// ```toml
+/// [approvals]
+/// approvers = { ops = "s3cret-ops-token-0123" } # named tokens that may decide (besides the daemon token, "owner")
+/// ```
+///
+/// Today they approve changed tool definitions (`intentproof tools
+/// approve`); the decision records the name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// Named tokens that may decide; the daemon token decides as `owner`.
+    pub approvers: BTreeMap<String, String>,
+}
+
+impl ApprovalsConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (name, token) in &self.approvers {
+            if name.is_empty()
+                || name == "owner"
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+            {
+                return Err(format!(
+                    "approvals.approvers: {name:?} is not a usable name (letters, digits, - _ . @; `owner` is the daemon token's)"
+                ));
+            }
+            if token.trim().len() < 16 || token.trim() != token {
+                return Err(format!(
+                    "approvals.approvers.{name}: the token must be at least 16 characters, with no surrounding whitespace"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 pub use intentproof_mcp::config::{
@@ -162,6 +203,7 @@ impl Default for Config {
             exporters: Vec::new(),
             mcp: McpConfig::default(),
             http: HttpConfig::default(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 }
@@ -310,6 +352,7 @@ impl Config {
         }
         self.mcp.validate().map_err(ConfigError::Invalid)?;
         self.http.validate().map_err(ConfigError::Invalid)?;
+        self.approvals.validate().map_err(ConfigError::Invalid)?;
         for (key, token) in [
             ("ingest_token", &self.ingest_token),
             ("mcp_token", &self.mcp_token),

@@ -299,6 +299,7 @@ async fn serve_with(
         keys,
         token: data_dir.token()?,
         ingest_token: config.ingest_token.clone(),
+        approvers: config.approvals.approvers.clone(),
         metrics: Arc::clone(&metrics),
         data_dir: data_dir.clone(),
         max_body_bytes: config.max_body_bytes,
@@ -335,6 +336,7 @@ async fn serve_with(
             intentproof_mcp::http::McpHttp::new(
                 &config.mcp,
                 Arc::clone(recording) as Arc<dyn intentproof_mcp::sink::RecordSink>,
+                &data_dir.pins_dir(),
             )
             .map_err(ServeError::Other)?,
         );

@@ -28,6 +28,8 @@ pub struct AppState {
     pub token: String,
     /// Bearer token for ingest, when configured.
     pub ingest_token: Option<String>,
+    /// Named tokens that may decide approvals (`[approvals] approvers`).
+    pub approvers: std::collections::BTreeMap<String, String>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The data directory.

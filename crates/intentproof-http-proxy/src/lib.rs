@@ -1077,7 +1077,8 @@ async fn guard_call(
     );
     let fingerprint = |open: &OpenPlan| guard::fingerprint(&open.plan.plan_id, &open.guard_steps);
     match decision {
-        Decision::Allow { step } => {
+        // `decide` (plan enforcement) never holds a call.
+        Decision::Allow { step } | Decision::Hold { step, .. } => {
             call.attributes
                 .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("allowed"));
             if let (Some(open), Some(step)) = (plan, step) {

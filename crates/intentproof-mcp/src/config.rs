@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use axum::http::{HeaderName, HeaderValue};
-use intentproof_policy::guard::Enforce;
+use intentproof_policy::guard::{Enforce, OnToolChange};
 use serde::Deserialize;
 
 /// The `[mcp]` section.
@@ -114,6 +114,14 @@ pub struct McpServerConfig {
     /// server; see `intentproof_policy::guard`).
     #[serde(default)]
     pub enforce: Enforce,
+    /// Tool-definition pinning: `off` (the default), or what a tool whose
+    /// definition changed since it was pinned (or that appeared after)
+    /// meets until `intentproof tools approve`: `flag` (recorded, a `TOOL
+    /// CHANGED` finding), `hide` (also left out of `tools/list` and its
+    /// calls refused), `block` (also its calls refused). Pins are kept in
+    /// `<data dir>/pins/<name>.json`.
+    #[serde(default)]
+    pub on_tool_change: OnToolChange,
 }
 
 /// Default of [`McpServerConfig::timeout_ms`].
@@ -137,6 +145,7 @@ impl McpServerConfig {
             json_response: None,
             sse_close_after_ms: None,
             enforce: Enforce::Off,
+            on_tool_change: OnToolChange::Off,
         }
     }
 

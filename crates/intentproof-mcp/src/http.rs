@@ -47,7 +47,9 @@ use super::streamable::{
     JSON_WAIT, Outgoing, accepts_json, json_response, lock, rpc_error, sse_stream, write_stdin,
 };
 use crate::config::{McpConfig, McpServerConfig};
+use crate::pins::Pins;
 use crate::sink::RecordSink;
+use intentproof_policy::guard::OnToolChange;
 
 /// The header naming the request's protocol version.
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -358,7 +360,12 @@ impl McpHttp {
     /// The gateway for the configured servers (already validated by
     /// [`McpConfig::validate`]); recorded events go to `recording`. Fails when a
     /// remote server's HTTP client cannot be built (its `ca_file`).
-    pub fn new(config: &McpConfig, recording: Arc<dyn RecordSink>) -> Result<Self, String> {
+    /// Tool pins are kept under `pins_dir` (`<data dir>/pins`).
+    pub fn new(
+        config: &McpConfig,
+        recording: Arc<dyn RecordSink>,
+        pins_dir: &std::path::Path,
+    ) -> Result<Self, String> {
         let plan_tool = match config.plan_tool.as_deref() {
             None => Some(DEFAULT_PLAN_TOOL.to_owned()),
             Some("") => None,
@@ -371,6 +378,10 @@ impl McpHttp {
             recorder.plan_tool = plan_tool.clone();
             recorder.default_intents = server.default_intents.clone();
             recorder.enforce = server.enforce;
+            recorder.on_tool_change = server.on_tool_change;
+            if server.on_tool_change != OnToolChange::Off {
+                recorder.pins = Some(Arc::new(Pins::open(pins_dir, &server.name)?));
+            }
             let remote = match server.url {
                 Some(_) => Some(RemoteServer::new(server)?),
                 None => None,

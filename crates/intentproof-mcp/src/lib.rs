@@ -8,7 +8,7 @@
 //! messages between agent and server as they are (the original bytes, not a
 //! re-serialization), and only *observes* them, except for what it owns:
 //! the `intentproof_declare_plan` tool it adds to `tools/list`, calls to
-//! that tool, which it answers itself, and (on a shared stateless process
+//! that tool, which it answers itself, what guard mode refuses or hides, and (on a shared stateless process
 //! only) request ids, which it splices so clients cannot collide.
 //! Everything else (progress tokens, cancellations, server-to-client
 //! requests such as sampling, elicitation and roots, list-changed
@@ -27,6 +27,7 @@
 //!   sessions bounded and reaped.
 //! - [`stateless`]: the same endpoint for 2026-07-28's stateless requests
 //!   (told apart by their `MCP-Protocol-Version` header).
+//! - [`pins`]: tool-definition pins per server, kept in the data dir.
 //! - [`config`]: the `[mcp]` section of the daemon's config.
 //! - [`sink`]: where events go. This crate reaches the daemon only through
 //!   [`sink::RecordSink`] (HTTP mode) and [`sink::StdioSink`] (stdio mode).
@@ -44,6 +45,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod lines;
+pub mod pins;
 pub mod recorder;
 pub(crate) mod remote;
 pub mod sink;

@@ -24,6 +24,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod approval;
+pub mod tools;
+
+pub use approval::ApprovalRule;
+pub use tools::{OnToolChange, ToolPin};
+
 /// Most constraints on one step.
 pub const MAX_CONSTRAINTS: usize = 16;
 /// Longest constraint text, in bytes.
@@ -270,6 +276,48 @@ pub enum Decision {
     },
     /// Answer the agent with an error; the upstream never sees it.
     Refuse(Refusal),
+    /// Hold it until a person approves it (then forward it as step
+    /// `step`) or denies it; approval rule `rule` (an index) matched.
+    Hold {
+        /// The step that covers it, as for `Allow`.
+        step: Option<usize>,
+        /// The approval rule that matched.
+        rule: usize,
+    },
+}
+
+/// Everything configured that decides a server's (or route's) calls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules<'a> {
+    /// Plan enforcement.
+    pub enforce: Enforce,
+    /// What a changed tool meets.
+    pub on_tool_change: OnToolChange,
+    /// Calls that wait for a person.
+    pub approvals: &'a [ApprovalRule],
+}
+
+/// Decides `call` under every configured rule, in this order: a changed
+/// tool ([`tools::decide`]), the plan ([`decide`]), then approval (a call
+/// the first two allow and an approval rule matches is held).
+pub fn judge(
+    rules: &Rules<'_>,
+    call: Call<'_>,
+    plan: Option<&GuardPlan<'_>>,
+    pin: ToolPin,
+) -> Decision {
+    if let Some(refusal) = tools::decide(rules.on_tool_change, call.action, pin) {
+        return Decision::Refuse(refusal);
+    }
+    match decide(rules.enforce, call, plan) {
+        Decision::Allow { step } => {
+            match approval::matching(rules.approvals, call.action, call.arguments) {
+                Some(rule) => Decision::Hold { step, rule },
+                None => Decision::Allow { step },
+            }
+        }
+        other => other,
+    }
 }
 
 /// Decides `call` under `enforce`, given its correlation's open `plan`.
@@ -375,7 +423,6 @@ fn describe(arguments: &Value, path: &[String]) -> String {
 /// "constraints"}]}`. Two decisions with the same fingerprint were made
 /// under the same rules.
 pub fn fingerprint(plan_id: &str, steps: &[GuardStep]) -> String {
-    use sha2::{Digest, Sha256};
     let steps: Vec<Value> = steps
         .iter()
         .map(|s| {
@@ -386,8 +433,13 @@ pub fn fingerprint(plan_id: &str, steps: &[GuardStep]) -> String {
             })
         })
         .collect();
-    let doc = serde_json::json!({"enforce": "plan", "plan_id": plan_id, "steps": steps});
-    let bytes = intentproof_core::canon::canonicalize(&doc).unwrap_or_default();
+    digest_of(&serde_json::json!({"enforce": "plan", "plan_id": plan_id, "steps": steps}))
+}
+
+/// `sha256:` + hex of the SHA-256 of `doc`'s JCS form.
+fn digest_of(doc: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = intentproof_core::canon::canonicalize(doc).unwrap_or_default();
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     intentproof_core::v1::sha256_prefixed(&digest)
 }

@@ -184,14 +184,20 @@ pub fn start_gateway(dir: &Path, name: &str, extra: &[&str]) -> (Stopped, Agent)
 /// Runs `tests/mcp/transcript.py` (the official Python MCP client's
 /// scripted session) with `args` and returns its JSON transcript.
 pub fn transcript(python: &Path, args: &[&str]) -> String {
+    python_client(python, "transcript.py", args)
+}
+
+/// Runs the Python client `tests/mcp/<script>` with `args`; fails unless
+/// it succeeds; what it printed (its transcript).
+pub fn python_client(python: &Path, script: &str, args: &[&str]) -> String {
     let output = Command::new(python)
-        .arg(workspace_root().join("tests/mcp/transcript.py"))
+        .arg(workspace_root().join("tests/mcp").join(script))
         .args(args)
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "transcript.py {args:?} failed:\n{}",
+        "{script} {args:?} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()

@@ -29,6 +29,7 @@ mod keys;
 mod mcp;
 mod plans;
 mod proxy;
+mod tools;
 
 pub use events::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, batch_lines};
 
@@ -57,6 +58,7 @@ pub fn router(state: Shared, guard: Arc<BrowserGuard>) -> Router {
         .merge(bundles::routes())
         .merge(mcp::routes(&guard))
         .merge(proxy::routes())
+        .merge(tools::routes())
         .merge(health::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -88,6 +90,51 @@ impl axum::extract::FromRequestParts<Shared> for Authorized {
         state: &Shared,
     ) -> Result<Self, ApiError> {
         require_token(state, &parts.headers).map(|()| Authorized)
+    }
+}
+
+/// A request from someone who may decide (approve a held call or a
+/// changed tool): the daemon token (named `owner`) or a named approver's
+/// token (`[approvals] approvers`). `name` is recorded with the decision.
+pub(crate) struct Operator {
+    pub name: String,
+}
+
+/// The name the daemon token decides as.
+pub(crate) const OWNER: &str = "owner";
+
+impl axum::extract::FromRequestParts<Shared> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Shared,
+    ) -> Result<Self, ApiError> {
+        let given = bearer(&parts.headers);
+        if let Some(given) = given {
+            if same_token(given, &state.token) {
+                return Ok(Operator { name: OWNER.into() });
+            }
+            // Every approver is compared, so the time taken does not say
+            // which name matched.
+            let mut found = None;
+            for (name, token) in &state.approvers {
+                if same_token(given, token) && found.is_none() {
+                    found = Some(name.clone());
+                }
+            }
+            if let Some(name) = found {
+                return Ok(Operator { name });
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!(
+                "deciding needs `Authorization: Bearer <token>`: the daemon token (in {}) or an approver's token ([approvals] approvers)",
+                state.data_dir.token_path().display()
+            ),
+        ))
     }
 }
 
