@@ -92,6 +92,7 @@ fn big_chain() -> MemorySource {
             completes: None,
             task: false,
             refused: false,
+            approval: None,
         })
         .collect();
     let row = ChainRow {

@@ -40,6 +40,8 @@ pub enum View {
     Chain,
     /// One event.
     Event,
+    /// Calls held for a person's approval (the daemon's).
+    Approvals,
 }
 
 /// Orders of the chains view.
@@ -102,7 +104,7 @@ pub struct Filter {
     /// `status:error` (chains with errors) or `status:ok` (without); a
     /// finding is kept by its chain's.
     pub errors: Option<bool>,
-    /// `flag:any|none|incomplete|unplanned|failed|policy|integrity|call|task`:
+    /// `flag:any|none|incomplete|unplanned|failed|policy|integrity|call|task|tool`:
     /// chains with such a flag, findings of that kind (every finding is a
     /// flag: `any` keeps them all, `none` none).
     pub flag: Option<FlagFilter>,
@@ -138,7 +140,7 @@ impl Filter {
                                 .find(|k| k.filter_name() == v)
                                 .ok_or_else(|| {
                                     format!(
-                                        "flag:{v}: use any, none, incomplete, unplanned, failed, policy, integrity, call or task"
+                                        "flag:{v}: use any, none, incomplete, unplanned, failed, policy, integrity, call, task or tool"
                                     )
                                 })?,
                         ),
@@ -261,6 +263,8 @@ pub enum InputKind {
     Search,
     /// `f`: filter the list shown (chains or findings).
     Filter,
+    /// `n` in the approvals view: why the selected call is denied.
+    DenyReason,
 }
 
 /// The bottom prompt while typing.
@@ -372,6 +376,10 @@ pub struct App {
     pub export_profile: &'static str,
     /// A reload of every chain was asked for while one is running.
     reload_queued: bool,
+    /// Approvals: pending ones first (oldest first), then decided ones.
+    pub approvals: Vec<intentproof_api::wire::ApprovalRow>,
+    /// Position in the approvals view.
+    pub approvals_cursor: Cursor,
 }
 
 impl App {
@@ -413,7 +421,45 @@ impl App {
             export_dir,
             export_profile: SUPPORTED_PROFILES[0],
             reload_queued: false,
+            approvals: Vec::new(),
+            approvals_cursor: Cursor::default(),
         }
+    }
+
+    /// The approval under the cursor of the approvals view.
+    pub fn selected_approval(&self) -> Option<&intentproof_api::wire::ApprovalRow> {
+        self.approvals.get(self.approvals_cursor.selected)
+    }
+
+    /// Pending approvals.
+    pub fn pending_approvals(&self) -> usize {
+        self.approvals
+            .iter()
+            .filter(|a| a.state == "pending")
+            .count()
+    }
+
+    /// `y` / `n`+reason in the approvals view.
+    fn decide(&mut self, approve: bool, reason: Option<String>) {
+        let Some(row) = self.selected_approval() else {
+            self.set_message(Level::Bad, "no approval selected");
+            return;
+        };
+        if row.state != "pending" {
+            let state = row.state.clone();
+            self.set_message(Level::Bad, format!("this approval is {state} already"));
+            return;
+        }
+        let id = row.request.id.clone();
+        self.set_message(
+            Level::Info,
+            format!("{} {id} …", if approve { "approving" } else { "denying" }),
+        );
+        self.outbox.push(Request::Decide {
+            id,
+            approve,
+            reason,
+        });
     }
 
     /// Queues a live refresh: the most recent chains, the findings, and
@@ -423,6 +469,8 @@ impl App {
             self.outbox.push(Request::Poll { limit: POLL_ROWS });
         }
         self.outbox.push(Request::Findings);
+        // The header counts pending approvals on every view.
+        self.outbox.push(Request::Approvals);
     }
 
     /// Re-fetches the opened chain (when it is on screen): called when its
@@ -778,6 +826,34 @@ impl App {
                 }
                 Err(e) => self.set_message(Level::Bad, format!("✗ verify of {id} failed: {e}")),
             },
+            Reply::Approvals(result) => match result {
+                Ok(rows) => {
+                    let keep = self.selected_approval().map(|a| a.request.id.clone());
+                    self.approvals = rows;
+                    if let Some(pos) = keep.and_then(|id| {
+                        self.approvals.iter().position(|a| a.request.id == id)
+                    }) {
+                        self.approvals_cursor.selected = pos;
+                    }
+                    self.approvals_cursor.clamp(self.approvals.len());
+                }
+                // A source without approvals (the store) says so when
+                // the view is opened, not on every poll.
+                Err(e) if self.view == View::Approvals => {
+                    self.set_message(Level::Bad, format!("✗ approvals: {e}"))
+                }
+                Err(_) => {}
+            },
+            Reply::Decided(id, result) => {
+                match result {
+                    Ok(row) => {
+                        let by = row.decided_by.clone().unwrap_or_default();
+                        self.set_message(Level::Good, format!("✓ {id} {} by {by}", row.state));
+                    }
+                    Err(e) => self.set_message(Level::Bad, format!("✗ {id}: {e}")),
+                }
+                self.outbox.push(Request::Approvals);
+            }
         }
     }
 
@@ -830,6 +906,9 @@ impl App {
                 .chain
                 .as_ref()
                 .map(|c| c.detail.row.correlation_id.to_string()),
+            View::Approvals => self
+                .selected_approval()
+                .map(|a| a.request.correlation_id.clone()),
         }
     }
 
@@ -914,6 +993,7 @@ impl App {
                     e.scroll = e.scroll.saturating_add_signed(delta).min(max);
                 }
             }
+            View::Approvals => self.approvals_cursor.move_by(delta, self.approvals.len()),
         }
     }
 
@@ -941,16 +1021,26 @@ impl App {
                         self.refilter();
                     }
                 }
-                KeyCode::Enter => {
-                    let input = self.input.take();
-                    if let Some(Input {
+                KeyCode::Enter => match self.input.take() {
+                    Some(Input {
                         kind: InputKind::Filter,
                         text,
-                    }) = input
-                    {
-                        self.apply_filter(text);
+                    }) => self.apply_filter(text),
+                    Some(Input {
+                        kind: InputKind::DenyReason,
+                        text,
+                    }) => {
+                        if text.trim().is_empty() {
+                            self.set_message(
+                                Level::Bad,
+                                "a denial needs a reason (the agent is told it): n, then type it",
+                            );
+                        } else {
+                            self.decide(false, Some(text.trim().to_owned()));
+                        }
                     }
-                }
+                    _ => {}
+                },
                 KeyCode::Backspace => {
                     input.text.pop();
                     if input.kind == InputKind::Search {
@@ -990,12 +1080,36 @@ impl App {
             KeyCode::End | KeyCode::Char('G') => self.move_to_end(true),
             KeyCode::Char('1') => self.switch_top(View::Chains),
             KeyCode::Char('2') => self.switch_top(View::Findings),
+            KeyCode::Char('3') => {
+                self.switch_top(View::Approvals);
+                self.outbox.push(Request::Approvals);
+            }
             KeyCode::Tab => match self.view {
                 View::Chains => self.switch_top(View::Findings),
+                View::Findings => {
+                    self.switch_top(View::Approvals);
+                    self.outbox.push(Request::Approvals);
+                }
                 _ => self.switch_top(View::Chains),
             },
+            KeyCode::Char('y') if self.view == View::Approvals => self.decide(true, None),
+            KeyCode::Char('n') if self.view == View::Approvals => {
+                if self
+                    .selected_approval()
+                    .is_some_and(|a| a.state == "pending")
+                {
+                    self.input = Some(Input {
+                        kind: InputKind::DenyReason,
+                        text: String::new(),
+                    });
+                } else {
+                    self.set_message(Level::Bad, "select a pending approval to deny");
+                }
+            }
             KeyCode::Esc | KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h') => {
-                if matches!(self.view, View::Chains | View::Findings) && key.code == KeyCode::Esc {
+                if matches!(self.view, View::Chains | View::Findings | View::Approvals)
+                    && key.code == KeyCode::Esc
+                {
                     if !self.search.is_empty() {
                         self.search.clear();
                         self.refilter();
@@ -1071,6 +1185,11 @@ impl App {
                 }
             }
             View::Event => {}
+            View::Approvals => {
+                if let Some(id) = self.current_chain_id() {
+                    self.open_chain(id);
+                }
+            }
         }
     }
 }

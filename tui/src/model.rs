@@ -424,6 +424,9 @@ pub struct EventRow {
     pub task: bool,
     /// A call the guard refused: it never reached its server.
     pub refused: bool,
+    /// An approval record: `held` (the request), else the decision
+    /// (`approved`, `denied`, `expired`, `unavailable`).
+    pub approval: Option<Box<str>>,
 }
 
 impl EventRow {
@@ -481,6 +484,13 @@ impl EventRow {
                 .get("attributes")
                 .and_then(Value::as_object)
                 .is_some_and(intentproof_policy::guard::refused),
+            approval: match action {
+                intentproof_core::actions::APPROVAL_REQUESTED_ACTION => Some("held".into()),
+                intentproof_core::actions::APPROVAL_DECIDED_ACTION => {
+                    Some(plan_ref("/output/decision").unwrap_or_else(|| "?".into()))
+                }
+                _ => None,
+            },
         })
     }
 }

@@ -71,6 +71,25 @@ pub trait Source: Send {
     fn export(&mut self, correlation_id: &str, profile: &str) -> Result<Vec<u8>, SourceError>;
     /// Verifies one chain.
     fn verify(&mut self, correlation_id: &str) -> Result<VerifyOutcome, SourceError>;
+    /// Calls held for a person's approval, pending first (the daemon holds
+    /// them: other sources have none).
+    fn approvals(&mut self) -> Result<Vec<wire::ApprovalRow>, SourceError> {
+        Err(SourceError::new(
+            "approvals are held by the daemon: start the TUI while it runs (not --local)",
+        ))
+    }
+    /// Approves or denies one (`reason` is required to deny).
+    fn decide(
+        &mut self,
+        id: &str,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<wire::ApprovalRow, SourceError> {
+        let _ = (id, approve, reason);
+        Err(SourceError::new(
+            "approvals are decided through the daemon: start the TUI while it runs (not --local)",
+        ))
+    }
 }
 
 /// Work for a source.
@@ -105,6 +124,17 @@ pub enum Request {
     },
     /// Verify a chain.
     Verify(String),
+    /// The approvals.
+    Approvals,
+    /// Approve or deny one.
+    Decide {
+        /// The approval.
+        id: String,
+        /// Approve (else deny).
+        approve: bool,
+        /// Why.
+        reason: Option<String>,
+    },
 }
 
 /// A source's answer to a [`Request`].
@@ -129,6 +159,10 @@ pub enum Reply {
     Exported(String, Result<(PathBuf, usize), SourceError>),
     /// A chain was verified.
     Verified(String, Result<VerifyOutcome, SourceError>),
+    /// The approvals.
+    Approvals(Result<Vec<wire::ApprovalRow>, SourceError>),
+    /// An approval was decided (its id).
+    Decided(String, Result<Box<wire::ApprovalRow>, SourceError>),
 }
 
 /// Runs one request against `source`.
@@ -161,6 +195,15 @@ pub fn serve(source: &mut dyn Source, request: Request) -> Reply {
         Request::Verify(id) => {
             let outcome = source.verify(&id);
             Reply::Verified(id, outcome)
+        }
+        Request::Approvals => Reply::Approvals(source.approvals()),
+        Request::Decide {
+            id,
+            approve,
+            reason,
+        } => {
+            let row = source.decide(&id, approve, reason).map(Box::new);
+            Reply::Decided(id, row)
         }
     }
 }
@@ -249,6 +292,24 @@ impl HttpSource {
 impl Source for HttpSource {
     fn label(&self) -> String {
         format!("daemon {}", self.client.base())
+    }
+
+    fn approvals(&mut self) -> Result<Vec<wire::ApprovalRow>, SourceError> {
+        let page: wire::ApprovalsPage = self.client.get(&["v1", "approvals"], &[])?;
+        Ok(page.approvals)
+    }
+
+    fn decide(
+        &mut self,
+        id: &str,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<wire::ApprovalRow, SourceError> {
+        let body = wire::ApprovalDecision {
+            decision: if approve { "approve" } else { "deny" }.to_owned(),
+            reason,
+        };
+        Ok(self.client.post(&["v1", "approvals", id], Some(&body))?)
     }
 
     fn chains(&mut self, offset: usize, limit: usize) -> Result<ChainsPage, SourceError> {

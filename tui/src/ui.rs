@@ -17,8 +17,18 @@ use crate::detail::{DetailLine, Tone, duration};
 use crate::model::{ChainRow, FlagSet, StepState};
 
 /// An event's status in a few characters: a call the guard refused is
-/// neither ok nor a tool's error.
+/// neither ok nor a tool's error; a call held for approval shows the hold
+/// and the decision.
 fn status_word(e: &crate::model::EventRow) -> &'static str {
+    if let Some(approval) = &e.approval {
+        return match &**approval {
+            "held" => "⏸ held",
+            "approved" => "✓ approve",
+            "denied" => "⊘ denied",
+            "expired" => "⊘ expired",
+            _ => "⊘ no one",
+        };
+    }
     if e.refused {
         "⊘ deny"
     } else if e.ok {
@@ -115,6 +125,7 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
         View::Findings => draw_findings(frame, app, body),
         View::Chain => draw_chain(frame, app, body),
         View::Event => draw_event(frame, app, body),
+        View::Approvals => draw_approvals(frame, app, body),
     }
     draw_message(frame, app, message);
     draw_footer(frame, app, footer);
@@ -159,6 +170,13 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
             },
         ),
     ];
+    // Shown when there is something to decide, or when open.
+    if app.view == View::Approvals || app.pending_approvals() > 0 {
+        spans.push(tab(
+            app.view == View::Approvals,
+            format!("3 Approvals {}", app.pending_approvals()),
+        ));
+    }
     match app.view {
         View::Chain => spans.push(Span::raw(" › chain")),
         View::Event => spans.push(Span::raw(" › chain › event")),
@@ -215,6 +233,10 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
                     "f filter: ",
                     "  (status:error flag:incomplete since:2026-05-11 words · Enter apply)",
                 ),
+                InputKind::DenyReason => (
+                    "n deny, reason: ",
+                    "  (the agent and the record are told · Enter deny · Esc cancel)",
+                ),
             };
             Line::from(vec![
                 Span::styled(label, style(Tone::Heading)),
@@ -233,6 +255,9 @@ fn draw_footer(frame: &mut Frame, app: &App, area: Rect) {
                 }
                 View::Chain => "↑↓ move  Enter event  Esc back  e export  v verify  ? help  q quit",
                 View::Event => "↑↓ scroll  Esc back  e export  v verify  ? help  q quit",
+                View::Approvals => {
+                    "↑↓ move  y approve  n deny (reason)  Enter open chain  Tab chains  ? help  q quit"
+                }
             };
             // A profile other than `full` is shown where `e` is named.
             let keys = match app.export_profile {
@@ -389,6 +414,121 @@ fn draw_findings(frame: &mut Frame, app: &mut App, area: Rect) {
             .column_spacing(1),
         area,
     );
+}
+
+fn draw_approvals(frame: &mut Frame, app: &mut App, area: Rect) {
+    let [list, detail] = Layout::vertical([Constraint::Min(3), Constraint::Length(7)]).areas(area);
+    let rows_area = list.height.saturating_sub(1) as usize;
+    app.page_rows = rows_area.max(1);
+    let len = app.approvals.len();
+    app.approvals_cursor.scroll_into_view(rows_area, len);
+    if len == 0 {
+        frame.render_widget(
+            Paragraph::new(
+                "no call waits for approval (calls matching require_approval rules are held here)",
+            ),
+            area,
+        );
+        return;
+    }
+    let start = app.approvals_cursor.offset;
+    let end = (start + rows_area).min(len);
+    let rows: Vec<Row> = (start..end)
+        .map(|pos| {
+            let a = &app.approvals[pos];
+            let r = &a.request;
+            let on = pos == app.approvals_cursor.selected;
+            let (mark, tone) = match a.state.as_str() {
+                "pending" => ("⏸ pending", Tone::Heading),
+                "approved" => ("✓ approved", Tone::Good),
+                _ => ("⊘ ", Tone::Bad),
+            };
+            let state = if mark == "⊘ " {
+                format!("⊘ {}", a.state)
+            } else {
+                mark.to_owned()
+            };
+            let when = match &a.decided_at {
+                Some(at) => format!("{} {}", clock(at), a.decided_by.as_deref().unwrap_or("")),
+                None => format!("expires {}", clock(&r.expires_at)),
+            };
+            let step = r
+                .plan_step
+                .map_or_else(|| "-".to_owned(), |s| format!("step {}", s + 1));
+            Row::new(vec![
+                Line::from(pointer(on)),
+                Line::from(Span::styled(state, style(tone))),
+                Line::from(r.action.as_str()),
+                Line::from(step),
+                Line::from(r.arguments.to_string()),
+                Line::from(when),
+            ])
+            .style(selected_style(on))
+        })
+        .collect();
+    frame.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(1),
+                Constraint::Length(11),
+                Constraint::Length(32),
+                Constraint::Length(7),
+                Constraint::Min(20),
+                Constraint::Length(22),
+            ],
+        )
+        .header(
+            Row::new(vec![
+                "",
+                "STATE",
+                "ACTION",
+                "STEP",
+                "ARGUMENTS (redacted)",
+                "WHEN",
+            ])
+            .style(style(Tone::Heading)),
+        )
+        .column_spacing(1),
+        list,
+    );
+    if let Some(a) = app.selected_approval() {
+        let r = &a.request;
+        let mut lines = vec![
+            Line::from(vec![
+                Span::styled("approval ", style(Tone::Dim)),
+                Span::raw(r.id.clone()),
+                Span::styled("  agent ", style(Tone::Dim)),
+                Span::raw(r.agent.clone()),
+                Span::styled("  chain ", style(Tone::Dim)),
+                Span::raw(r.correlation_id.clone()),
+            ]),
+            Line::from(vec![
+                Span::styled("intent ", style(Tone::Dim)),
+                Span::raw(r.intent.clone()),
+            ]),
+            Line::from(vec![
+                Span::styled("rule ", style(Tone::Dim)),
+                Span::raw(r.rule.clone()),
+                Span::styled("  arguments ", style(Tone::Dim)),
+                Span::raw(r.arguments_digest.clone()),
+            ]),
+            Line::from(vec![
+                Span::styled("arguments ", style(Tone::Dim)),
+                Span::raw(r.arguments.to_string()),
+            ]),
+        ];
+        if let Some(reason) = &a.reason {
+            lines.push(Line::from(vec![
+                Span::styled("reason ", style(Tone::Dim)),
+                Span::raw(reason.clone()),
+            ]));
+        }
+        frame.render_widget(
+            Paragraph::new(lines).block(Block::default().borders(Borders::TOP)),
+            detail,
+        );
+    }
 }
 
 fn chain_header_lines(app: &App, wide: bool) -> Vec<Line<'static>> {
@@ -652,7 +792,7 @@ fn draw_chain(frame: &mut Frame, app: &mut App, area: Rect) {
                 Line::from(duration(e.duration_ms)).right_aligned(),
                 Line::from(Span::styled(
                     status_word(e),
-                    style(if e.refused {
+                    style(if e.refused || e.approval.is_some() {
                         Tone::Warn
                     } else if e.ok {
                         Tone::Good
@@ -677,7 +817,7 @@ fn draw_chain(frame: &mut Frame, app: &mut App, area: Rect) {
     }
     widths.extend([
         Constraint::Length(7),
-        Constraint::Length(7),
+        Constraint::Length(9),
         Constraint::Length(5),
     ]);
     header.extend(["   TOOK", "STATUS", "FLAG", "ACTION"]);
@@ -746,17 +886,18 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         "  Enter       open        Esc        back      mouse wheel     scroll",
         "  /           search: id, intent, agent (findings also: action, message)",
         "  f           filter: status:error|ok  flag:any|none|incomplete|unplanned|",
-        "              failed|policy|integrity|call|task  since:T  until:T  words",
+        "              failed|policy|integrity|call|task|tool  since:T  until:T  words",
         "  s           sort (recent, oldest, flags, errors, events, id)",
         "  e           export this chain's proof bundle (to the export dir)",
         "  E           switch the export profile (full, auditor, counterparty)",
         "  v           verify this chain (bundle verify with the daemon's key)",
-        "  Tab 1 2     chains, findings      r reload     ? help     q quit",
+        "  Tab 1 2 3   chains, findings, approvals      r reload     ? help     q quit",
+        "  y / n       approvals: approve the selected call / deny it (type a reason)",
         "",
         "Marks",
         "  V column    ✓ verified   ✗ gap or bad signature   ? untrusted key",
         "  FLAGS       ! I incomplete intent  U unplanned call  F failed step",
-        "                P policy violation   C chain/signature problem",
+        "                P policy violation   C chain/signature problem  D tool changed",
         "  steps       ✓ done  ✗ failed  ! missing  … pending (plan open)",
         "  values      ◀ redacted: changed by the redaction policy before signing",
     ];

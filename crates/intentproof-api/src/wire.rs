@@ -453,3 +453,43 @@ pub struct ToolApproved {
     /// The `intentproof.tools.approved` event.
     pub event_id: String,
 }
+
+/// One approval (`GET /v1/approvals` rows, `POST /v1/approvals/{id}`
+/// answer): the held call's request and where it stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRow {
+    /// The request (arguments redacted).
+    #[serde(flatten)]
+    pub request: intentproof_policy::guard::approval::Request,
+    /// `pending`, `approved`, `denied`, `expired` or `abandoned` (the
+    /// asking gateway stopped waiting).
+    pub state: String,
+    /// Who decided (a token's name).
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// Why, when they said.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When it was decided, expired or abandoned.
+    #[serde(default)]
+    pub decided_at: Option<String>,
+}
+
+/// `GET /v1/approvals` answer: pending approvals (oldest first), then the
+/// latest decided ones (newest first, at most 200).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalsPage {
+    /// The rows.
+    pub approvals: Vec<ApprovalRow>,
+}
+
+/// `POST /v1/approvals/{id}` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDecision {
+    /// `approve` or `deny`.
+    pub decision: String,
+    /// Why (required to deny).
+    #[serde(default)]
+    pub reason: Option<String>,
+}

@@ -617,6 +617,56 @@ fn guard_note(event: &serde_json::Value) -> Option<String> {
     ))
 }
 
+/// For an approval event: the request (what it is bound to) or the
+/// decision (who, when, why), and for a call let through by a person, who.
+fn approval_note(event: &serde_json::Value) -> Option<String> {
+    use intentproof_core::actions::{APPROVAL_DECIDED_ACTION, APPROVAL_REQUESTED_ACTION};
+    let action = event.get("action").and_then(serde_json::Value::as_str)?;
+    let input = |key: &str| {
+        event
+            .pointer(&format!("/inputs/{key}"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let output = |key: &str| {
+        event
+            .pointer(&format!("/output/{key}"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    match action {
+        APPROVAL_REQUESTED_ACTION => Some(format!(
+            "held for approval {} (rule {}; arguments digest {}, policy {}; expires {})",
+            input("approval_id"),
+            input("rule"),
+            input("arguments_digest"),
+            input("policy_fingerprint"),
+            input("expires_at"),
+        )),
+        APPROVAL_DECIDED_ACTION => {
+            let decision = output("decision").unwrap_or_else(|| "?".into());
+            let why = output("reason").map_or_else(String::new, |r| format!(": {r}"));
+            let at = output("at").unwrap_or_else(|| "?".into());
+            let who = match output("by") {
+                Some(by) => format!(" by {by}"),
+                None => String::new(),
+            };
+            Some(format!(
+                "{decision}{who} at {at}, arguments digest {} (approval {}){why}",
+                input("arguments_digest"),
+                input("approval_id"),
+            ))
+        }
+        _ => attribute(event, "intentproof.approval.by").map(|by| {
+            format!(
+                "let through by {by} (approval {})",
+                attribute(event, "intentproof.approval.id").unwrap_or("?")
+            )
+        }),
+    }
+}
+
 fn explain(
     file: &str,
     keys: &[String],
@@ -671,6 +721,9 @@ fn explain(
             out.push_str(&format!("      {note}\n"));
         }
         if let Some(note) = guard_note(event) {
+            out.push_str(&format!("      {note}\n"));
+        }
+        if let Some(note) = approval_note(event) {
             out.push_str(&format!("      {note}\n"));
         }
     }

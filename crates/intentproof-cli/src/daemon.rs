@@ -163,12 +163,16 @@ impl Client {
     pub(crate) fn new(args: &ClientArgs) -> Result<Client> {
         let dir = DataDir::new(data_dir_or_default(args.data_dir.clone())?);
         let base = dir.daemon_base(server_given(args.server.clone()));
-        let token = dir.token().with_context(|| {
-            format!(
-                "no token in {}; pass the daemon's --data-dir",
-                dir.path().display()
-            )
-        })?;
+        // An approver acts under their own token (`[approvals] approvers`).
+        let token = match std::env::var("INTENTPROOF_TOKEN") {
+            Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
+            _ => dir.token().with_context(|| {
+                format!(
+                    "no token in {}; pass the daemon's --data-dir (or set INTENTPROOF_TOKEN)",
+                    dir.path().display()
+                )
+            })?,
+        };
         Ok(Client {
             daemon: DaemonClient::new(&base, token, None)?,
         })
@@ -487,6 +491,16 @@ pub struct McpArgs {
     /// until `intentproof tools approve`. `off`: no pinning.
     #[arg(long, value_name = "MODE", default_value = "off", value_parser = ["off", "flag", "hide", "block"])]
     pub on_tool_change: String,
+    /// Hold a tools/call whose action matches GLOB (and, after a colon,
+    /// whose arguments meet every `;`-separated condition, e.g.
+    /// `mcp.payments.refund_*:amount_cents > 100`) until a person decides
+    /// (`intentproof approvals`, the TUI). Asked of the daemon; with no
+    /// daemon reachable the call is refused. Repeatable.
+    #[arg(long = "require-approval", value_name = "GLOB[:CONDITIONS]")]
+    pub require_approval: Vec<String>,
+    /// How long a held call waits for a decision before it is refused.
+    #[arg(long, value_name = "SECS", default_value_t = intentproof_policy::guard::approval::DEFAULT_TIMEOUT_SECS)]
+    pub approval_timeout: u64,
     /// The MCP server command and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -582,6 +596,32 @@ pub fn mcp(args: McpArgs) -> Result<std::process::ExitCode> {
         let pins = intentproof_mcp::pins::Pins::open(&data_dir.pins_dir(), &recorder.server)
             .map_err(|e| anyhow!("--on-tool-change: {e}"))?;
         recorder.pins = Some(std::sync::Arc::new(pins));
+    }
+    let rules = args
+        .require_approval
+        .iter()
+        .map(|r| intentproof_policy::guard::ApprovalRule::parse_flag(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("--require-approval: {e}"))?;
+    if !(1..=86_400).contains(&args.approval_timeout) {
+        bail!(
+            "--approval-timeout {}: use 1 to 86400 seconds",
+            args.approval_timeout
+        );
+    }
+    recorder.approval_timeout = std::time::Duration::from_secs(args.approval_timeout);
+    if !rules.is_empty() {
+        recorder.approvals = std::sync::Arc::from(rules);
+        recorder.approver = std::sync::Arc::new(
+            intentproof_gateway::approvals::RemoteApprover::new(
+                data_dir.clone(),
+                server_given(args.server.clone()),
+                std::env::var("INTENTPROOF_INGEST_TOKEN")
+                    .ok()
+                    .filter(|s| !s.is_empty()),
+            )
+            .map_err(|e| anyhow!(e))?,
+        );
     }
     for pair in &args.default_intents {
         let (tool, intent) = pair

@@ -47,6 +47,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod approvals;
 mod bundle;
 mod daemon;
 mod demo;
@@ -140,6 +141,8 @@ enum Command {
     /// A small built-in MCP server (refunds and receipts) for demos and tests.
     #[command(hide = true)]
     DemoServer,
+    /// Calls held for a person's approval: list them, approve or deny one (from the daemon).
+    Approvals(approvals::ApprovalsArgs),
     /// Guard mode's tool pins: show what changed, approve a new definition.
     Tools {
         #[command(subcommand)]
@@ -389,6 +392,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plans { client, close } => daemon::plans(client, close),
         Command::Store { command } => daemon::store(command),
         Command::Tools { command } => tools::run(command),
+        Command::Approvals(args) => approvals::run(args),
         Command::Event { command } => match command {
             EventCommand::Canon { file } => {
                 let bytes = canonicalize_bytes(&read_input(&file)?)

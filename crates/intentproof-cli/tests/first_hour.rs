@@ -153,7 +153,7 @@ fn errors_say_each_cause_once() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "error: no token in {m}; pass the daemon's --data-dir: data dir {m}/token: read token (start `intentproof serve` once to create it): No such file or directory (os error 2)\n"
+            "error: no token in {m}; pass the daemon's --data-dir (or set INTENTPROOF_TOKEN): data dir {m}/token: read token (start `intentproof serve` once to create it): No such file or directory (os error 2)\n"
         )
     );
 

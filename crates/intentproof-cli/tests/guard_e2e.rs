@@ -453,6 +453,11 @@ struct GuardedRoute {
 
 impl GuardedRoute {
     fn start() -> GuardedRoute {
+        GuardedRoute::start_with("")
+    }
+
+    /// With more config after the route (`[approvals]`, say).
+    fn start_with(extra: &str) -> GuardedRoute {
         let temp = tempfile::tempdir().unwrap();
         let data = temp.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
@@ -461,7 +466,7 @@ impl GuardedRoute {
         std::fs::write(
             &config,
             format!(
-                "[[http.routes]]\nname = \"payments\"\nupstream = \"{upstream}\"\nenforce = \"plan\"\n"
+                "[[http.routes]]\nname = \"payments\"\nupstream = \"{upstream}\"\nenforce = \"plan\"\n{extra}"
             ),
         )
         .unwrap();
@@ -681,4 +686,77 @@ fn concurrent_calls_cannot_share_a_steps_last_call() {
     );
     let seen = route.seen.lock().unwrap();
     assert_eq!(seen.len(), 1, "{seen:?}");
+}
+
+#[test]
+fn an_http_route_holds_a_large_refund_until_a_person_decides() {
+    let route = std::sync::Arc::new(GuardedRoute::start_with(
+        "\n[approvals]\ntimeout_secs = 60\n\n[[approvals.rules]]\naction = \"http.payments.POST./v1/refunds\"\nwhen = [\"amount_cents > 100\"]\n",
+    ));
+    let refund = "http.payments.POST./v1/refunds";
+    route.declare(&json!({
+        "intent": INTENT,
+        "correlation_id": "order-ORD-77",
+        "steps": [{"action": refund, "purpose": "Refund the card", "max_calls": 1}],
+    }));
+    let body = r#"{"order_id":"ORD-77","amount_cents":900}"#;
+    // Held until someone decides: decide from the CLI.
+    let decide = |decision: &str, reason: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let id = loop {
+            let rows = cli_json(&["approvals"], &route.data);
+            if let Some(row) = rows["approvals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["state"] == "pending")
+            {
+                assert_eq!(row["action"], refund);
+                assert_eq!(row["plan_step"], 0);
+                break row["id"].as_str().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "{rows:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let out = Command::new(BIN)
+            .args(["approvals", decision, &id, "--reason", reason, "--data-dir"])
+            .arg(&route.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        id
+    };
+    let caller = std::sync::Arc::clone(&route);
+    let denied_call =
+        std::thread::spawn(move || caller.call("order-ORD-77", "POST", "/v1/refunds", body));
+    let id = decide("deny", "over the limit");
+    let (status, answer) = denied_call.join().unwrap();
+    assert_eq!(status, 403);
+    assert_eq!(
+        answer,
+        json!({"error": format!("{refund} was refused: approval {id} was denied by owner: over the limit"),
+               "reason": "refused_by_policy", "rule": "approval.denied", "approval_id": id})
+    );
+    assert!(
+        route.seen.lock().unwrap().is_empty(),
+        "the upstream saw a denied call"
+    );
+    // The denial gave the step back: asked again, approved, it goes through.
+    let caller = std::sync::Arc::clone(&route);
+    let approved_call =
+        std::thread::spawn(move || caller.call("order-ORD-77", "POST", "/v1/refunds", body));
+    decide("approve", "checked");
+    let (status, answer) = approved_call.join().unwrap();
+    assert_eq!((status, answer), (200, json!({"ok": true})));
+    assert_eq!(route.seen.lock().unwrap().len(), 1);
+    let events = recorded(&route.data, "order-ORD-77", "intentproof.approval.", 4);
+    let decisions: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["output"]["decision"].as_str())
+        .collect();
+    assert_eq!(decisions, ["denied", "approved"]);
 }

@@ -66,4 +66,4 @@ pub use event::{
     RedactionSummary, Signature, Status, new_event_id,
 };
 pub use snapshot::{SerializeOptions, snapshot, snapshot_value};
-pub use time::{format_rfc3339_millis, now_rfc3339_millis};
+pub use time::{format_rfc3339_millis, now_rfc3339_millis, parse_rfc3339};

@@ -28,3 +28,15 @@ pub fn format_rfc3339_millis(at: SystemTime) -> String {
 pub fn now_rfc3339_millis() -> String {
     format_rfc3339_millis(SystemTime::now())
 }
+
+/// The point in time an RFC 3339 timestamp names (what
+/// [`format_rfc3339_millis`] writes, and other offsets and precisions);
+/// `None` when the text is not one.
+///
+/// ```
+/// let t = intentproof_core::parse_rfc3339("2026-05-11T14:32:17.421Z").unwrap();
+/// assert_eq!(intentproof_core::format_rfc3339_millis(t), "2026-05-11T14:32:17.421Z");
+/// ```
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339_weak(text).ok()
+}

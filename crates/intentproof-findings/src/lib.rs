@@ -113,7 +113,7 @@ pub fn is_guard_refusal(event: &Value) -> bool {
 
 /// Whether an event of `action` is a call a plan is judged on. Plan
 /// declarations and closes, fail-closed markers, task completions, server
-/// requests and requests the HTTP proxy refused are not. (The TUI's plan
+/// requests, approval records and requests the HTTP proxy refused are not. (The TUI's plan
 /// panel uses this too, so the two cannot drift apart.)
 pub fn is_call(action: &str) -> bool {
     action != PLAN_ACTION
@@ -122,7 +122,12 @@ pub fn is_call(action: &str) -> bool {
         && action != COMPLETED_ACTION
         && !is_server_request(action)
         && !is_refused_request(action)
+        && !action.starts_with(APPROVAL_ACTIONS)
 }
+
+/// The prefix of the approval events (requested, decided): records about a
+/// held call, not calls.
+const APPROVAL_ACTIONS: &str = "intentproof.approval.";
 
 /// The `tool_changed` findings of an `intentproof.tools.changed` event
 /// (`m`, its `output`): one per tool, in the event's order. The one
@@ -321,7 +326,7 @@ pub(crate) fn declared_plan_of(event: &Value) -> Option<DeclaredPlan> {
 }
 
 pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(text).ok()
+    intentproof_core::parse_rfc3339(text)
 }
 
 /// A finished stretch of a chain: the plan, its declaration, its calls, why

@@ -106,28 +106,77 @@ pub struct Config {
     pub mcp: McpConfig,
     /// HTTP APIs proxied (and recorded) at `/proxy/<name>/...`.
     pub http: HttpConfig,
-    /// Who may decide (approve a changed tool).
+    /// Calls held for a person's approval, and who may decide.
     pub approvals: ApprovalsConfig,
 }
 
-/// The `[approvals]` section: who may decide.
+/// The `[approvals]` section: which calls wait for a person, how long, and
+/// who may decide.
 ///
 /// ```toml
 /// [approvals]
-/// approvers = { ops = "s3cret-ops-token-0123" } # named tokens that may decide (besides the daemon token, "owner")
-/// ```
+/// timeout_secs = 300                 # a held call nobody decides is refused after this
+/// approvers = { ops = "s3cret-ops-token-0123" } # named tokens that may decide (the daemon token decides as "owner")
 ///
-/// Today they approve changed tool definitions (`intentproof tools
-/// approve`); the decision records the name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// [[approvals.rules]]                # the daemon's /mcp/<name> servers and /proxy/<route> calls
+/// action = "mcp.payments.refund_*"   # glob over actions
+/// when = ["amount_cents > 100"]      # conditions on the arguments (the plan constraint language)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApprovalsConfig {
-    /// Named tokens that may decide; the daemon token decides as `owner`.
+    /// Longest wait for a decision; then the call is refused (default 300).
+    pub timeout_secs: u64,
+    /// Named tokens that may list and decide approvals and approve tool
+    /// changes; the decision records the name.
     pub approvers: BTreeMap<String, String>,
+    /// Which calls wait for a person.
+    pub rules: Vec<ApprovalRuleConfig>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        ApprovalsConfig {
+            timeout_secs: intentproof_policy::guard::approval::DEFAULT_TIMEOUT_SECS,
+            approvers: BTreeMap::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One `[[approvals.rules]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRuleConfig {
+    /// Glob over actions (`mcp.payments.refund_*`).
+    pub action: String,
+    /// Conditions on the arguments, all of which must hold.
+    #[serde(default)]
+    pub when: Vec<String>,
 }
 
 impl ApprovalsConfig {
+    /// The rules, parsed. The error names the bad rule.
+    pub fn parsed_rules(&self) -> Result<Vec<intentproof_policy::guard::ApprovalRule>, String> {
+        if self.rules.len() > intentproof_policy::guard::approval::MAX_RULES {
+            return Err(format!(
+                "approvals.rules: at most {} rules",
+                intentproof_policy::guard::approval::MAX_RULES
+            ));
+        }
+        self.rules
+            .iter()
+            .map(|r| intentproof_policy::guard::ApprovalRule::parse(&r.action, &r.when))
+            .collect()
+    }
+
     fn validate(&self) -> Result<(), String> {
+        if !(1..=86_400).contains(&self.timeout_secs) {
+            return Err(format!(
+                "approvals.timeout_secs = {} is out of range; use 1 to 86400 (default 300)",
+                self.timeout_secs
+            ));
+        }
         for (name, token) in &self.approvers {
             if name.is_empty()
                 || name == "owner"
@@ -145,7 +194,7 @@ impl ApprovalsConfig {
                 ));
             }
         }
-        Ok(())
+        self.parsed_rules().map(drop)
     }
 }
 

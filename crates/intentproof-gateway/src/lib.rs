@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod approvals;
 pub mod browser_guard;
 pub mod bulk;
 pub mod config;

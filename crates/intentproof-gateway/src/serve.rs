@@ -287,12 +287,16 @@ async fn serve_with(
     )
     .map_err(|e| ServeError::Other(format!("cannot start the writer thread: {e}")))?;
 
+    let redactor = Arc::new(data_dir.redactor(config.redaction_policy.as_deref())?);
+    let approvals = crate::approvals::Approvals::new(Arc::clone(&redactor));
+    let approval_rules: Arc<[intentproof_policy::guard::ApprovalRule]> =
+        Arc::from(config.approvals.parsed_rules().map_err(ServeError::Other)?);
     let state = Arc::new(AppState {
         sealer: DaemonSealer::new(
             daemon_key.clone(),
             &config.tenant_id,
             Arc::clone(&store),
-            Arc::new(data_dir.redactor(config.redaction_policy.as_deref())?),
+            redactor,
         ),
         store: Arc::clone(&store),
         writer,
@@ -300,6 +304,7 @@ async fn serve_with(
         token: data_dir.token()?,
         ingest_token: config.ingest_token.clone(),
         approvers: config.approvals.approvers.clone(),
+        approvals: Arc::clone(&approvals),
         metrics: Arc::clone(&metrics),
         data_dir: data_dir.clone(),
         max_body_bytes: config.max_body_bytes,
@@ -336,7 +341,14 @@ async fn serve_with(
             intentproof_mcp::http::McpHttp::new(
                 &config.mcp,
                 Arc::clone(recording) as Arc<dyn intentproof_mcp::sink::RecordSink>,
-                &data_dir.pins_dir(),
+                intentproof_mcp::http::GuardDeps {
+                    pins_dir: data_dir.pins_dir(),
+                    approvals: Arc::from(
+                        config.approvals.parsed_rules().map_err(ServeError::Other)?,
+                    ),
+                    approval_timeout: std::time::Duration::from_secs(config.approvals.timeout_secs),
+                    approver: Arc::new(crate::approvals::DaemonApprover(Arc::clone(&approvals))),
+                },
             )
             .map_err(ServeError::Other)?,
         );
@@ -359,6 +371,11 @@ async fn serve_with(
                 token: state.token.clone(),
                 token_path: data_dir.token_path(),
                 listen: config.listen,
+                approvals: intentproof_http_proxy::Approvals {
+                    rules: Arc::clone(&approval_rules),
+                    timeout: std::time::Duration::from_secs(config.approvals.timeout_secs),
+                    approver: Arc::new(crate::approvals::DaemonApprover(Arc::clone(&approvals))),
+                },
             },
         )
         .map_err(ServeError::Other)?;

@@ -30,6 +30,8 @@ pub struct AppState {
     pub ingest_token: Option<String>,
     /// Named tokens that may decide approvals (`[approvals] approvers`).
     pub approvers: std::collections::BTreeMap<String, String>,
+    /// Calls held for a person's approval.
+    pub approvals: Arc<crate::approvals::Approvals>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// The data directory.

@@ -173,6 +173,19 @@ pub struct HttpProxy {
     guard_calls: Arc<GuardCalls>,
     token: String,
     token_path: PathBuf,
+    /// Calls held for a person's approval, and who is asked.
+    approvals: Approvals,
+}
+
+/// Approval rules and who decides (`[approvals]` in the daemon's config).
+#[derive(Debug, Clone)]
+pub struct Approvals {
+    /// The rules (every route's).
+    pub rules: Arc<[guard::ApprovalRule]>,
+    /// How long a held call waits.
+    pub timeout: Duration,
+    /// Who is asked.
+    pub approver: Arc<dyn intentproof_mcp::approver::Approver>,
 }
 
 /// What the daemon hands the proxy.
@@ -189,6 +202,8 @@ pub struct ProxyDeps {
     pub token_path: PathBuf,
     /// The daemon's listen address (its IP is an allowed `Host`).
     pub listen: SocketAddr,
+    /// Calls held for a person's approval.
+    pub approvals: Approvals,
 }
 
 fn header_names(names: &[String]) -> Result<Vec<HeaderName>, String> {
@@ -285,6 +300,7 @@ impl HttpProxy {
             guard_calls: Arc::default(),
             token: deps.token,
             token_path: deps.token_path,
+            approvals: deps.approvals,
         })
     }
 
@@ -941,7 +957,7 @@ async fn forward(
     capture.finish(&mut inputs);
     call.inputs = Value::Object(inputs);
 
-    if route.enforce != Enforce::Off {
+    if route.enforce != Enforce::Off || !proxy.approvals.rules.is_empty() {
         let arguments = if record::is_json(&parts.headers) {
             serde_json::from_slice(&bytes).unwrap_or(Value::Null)
         } else {
@@ -1077,10 +1093,13 @@ async fn guard_call(
     );
     let fingerprint = |open: &OpenPlan| guard::fingerprint(&open.plan.plan_id, &open.guard_steps);
     match decision {
-        // `decide` (plan enforcement) never holds a call.
+        // `decide` (plan enforcement) never holds a call: approval is next.
         Decision::Allow { step } | Decision::Hold { step, .. } => {
-            call.attributes
-                .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("allowed"));
+            let rule = guard::approval::matching(&proxy.approvals.rules, &call.action, arguments);
+            if route.enforce != Enforce::Off || rule.is_some() {
+                call.attributes
+                    .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("allowed"));
+            }
             if let (Some(open), Some(step)) = (plan, step) {
                 call.attributes.insert(
                     guard::FINGERPRINT_ATTRIBUTE.into(),
@@ -1093,7 +1112,10 @@ async fn guard_call(
                     AttributeValue::from(step as u64),
                 );
             }
-            Ok(call)
+            match rule {
+                Some(rule) => hold_call(proxy, call, route, arguments, rule, plan, step).await,
+                None => Ok(call),
+            }
         }
         Decision::Refuse(mut refusal) => {
             if refusal.rule == "plan.none" && !correlation_sent {
@@ -1131,6 +1153,96 @@ async fn guard_call(
             Err((StatusCode::FORBIDDEN, axum::Json(body)).into_response())
         }
     }
+}
+
+/// Holds a call an approval rule matched until a person decides: the
+/// request and the decision are recorded in its correlation; an approved
+/// call goes on, any other is refused (403) and recorded so, and gives
+/// back the plan step it was counted for.
+async fn hold_call(
+    proxy: &Arc<HttpProxy>,
+    mut call: Call,
+    route: &Route,
+    arguments: &Value,
+    rule: usize,
+    plan: Option<&OpenPlan>,
+    step: Option<usize>,
+) -> Result<Call, Response> {
+    use intentproof_mcp::approver::{
+        APPROVAL_ID_ATTRIBUTE, APPROVED_BY_ATTRIBUTE, decided_event, refusal_message,
+        requested_event,
+    };
+    let approvals = &proxy.approvals;
+    let now = SystemTime::now();
+    let request = guard::approval::Request {
+        id: intentproof_core::new_event_id(),
+        correlation_id: call.correlation_id.clone(),
+        // Proxied calls carry the daemon token: no agent of their own.
+        agent: "unknown".to_owned(),
+        server: route.name.clone(),
+        tool: call.action.clone(),
+        action: call.action.clone(),
+        arguments: arguments.clone(),
+        arguments_digest: guard::approval::arguments_digest(arguments),
+        policy_fingerprint: guard::approval::fingerprint(&approvals.rules),
+        rule: approvals
+            .rules
+            .get(rule)
+            .map(guard::ApprovalRule::describe)
+            .unwrap_or_default(),
+        intent: call.intent.clone(),
+        plan_id: plan.map(|p| p.plan.plan_id.clone()),
+        plan_step: step,
+        requested_at: intentproof_core::format_rfc3339_millis(now),
+        expires_at: intentproof_core::format_rfc3339_millis(now + approvals.timeout),
+    };
+    let mut attributes = Attributes::new();
+    attributes.insert("http.route".into(), text_attr(&route.name));
+    proxy
+        .recording
+        .record(vec![requested_event(&request, attributes.clone())]);
+    let outcome = approvals.approver.ask(request.clone()).await;
+    proxy
+        .recording
+        .record(vec![decided_event(&request, &outcome, attributes)]);
+    call.attributes
+        .insert(APPROVAL_ID_ATTRIBUTE.into(), text_attr(&request.id));
+    let Some(message) = refusal_message(&call.action, Some(&request), &outcome) else {
+        if let guard::approval::Outcome::Approved { by, .. } = &outcome {
+            call.attributes
+                .insert(APPROVED_BY_ATTRIBUTE.into(), text_attr(by));
+        }
+        return Ok(call);
+    };
+    if let (Some(open), Some(step)) = (plan, step)
+        && let Some(made) = proxy
+            .guard_calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(&open.plan.plan_id)
+            .and_then(|counts| counts.get_mut(step))
+    {
+        *made = made.saturating_sub(1);
+    }
+    let rule = outcome
+        .refusal_rule()
+        .unwrap_or(guard::approval::UNAVAILABLE_RULE);
+    call.attributes
+        .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("refused"));
+    call.attributes
+        .insert(guard::RULE_ATTRIBUTE.into(), text_attr(rule));
+    proxy.record(
+        call,
+        None,
+        Some(error_info(guard::REFUSED_ERROR_NAME, message.clone())),
+    );
+    let body = json!({
+        "error": message,
+        "reason": "refused_by_policy",
+        "rule": rule,
+        "approval_id": request.id,
+    });
+    Err((StatusCode::FORBIDDEN, axum::Json(body)).into_response())
 }
 
 type Failure = (StatusCode, &'static str, &'static str, String);

@@ -54,6 +54,19 @@ use intentproof_policy::guard::OnToolChange;
 /// The header naming the request's protocol version.
 const VERSION_HEADER: &str = "mcp-protocol-version";
 
+/// What guard mode needs from the daemon.
+#[derive(Debug, Clone)]
+pub struct GuardDeps {
+    /// Where tool pins are kept (`<data dir>/pins`).
+    pub pins_dir: std::path::PathBuf,
+    /// Calls held for a person's approval (every server's).
+    pub approvals: Arc<[intentproof_policy::guard::ApprovalRule]>,
+    /// How long a held call waits.
+    pub approval_timeout: Duration,
+    /// Who a held call is asked of.
+    pub approver: Arc<dyn crate::approver::Approver>,
+}
+
 /// All HTTP-served MCP servers and their sessions.
 pub struct McpHttp {
     servers: HashMap<String, Server>,
@@ -253,12 +266,31 @@ struct Session {
     routing: Mutex<Routing>,
     /// When the agent last sent a request or opened a stream.
     last_active: Mutex<Instant>,
+    /// Calls held for approval right now: the session is not idle.
+    held: std::sync::atomic::AtomicUsize,
     /// Numbers the session's event streams.
     next_stream: std::sync::atomic::AtomicU64,
     /// Whether its event streams start with a priming event (an id, empty
     /// data, `retry:`): clients of 2025-11-25 and later resume with it;
     /// older ones may not expect an event without data.
     prime: bool,
+}
+
+/// Counts a call held for approval while it waits (also when the
+/// request is dropped mid-wait).
+struct HeldCall<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> HeldCall<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeldCall(count)
+    }
+}
+
+impl Drop for HeldCall<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Session {
@@ -269,7 +301,9 @@ impl Session {
     /// Idle for `timeout`: no request from the agent for that long, none
     /// waiting for its response, and no GET stream still connected.
     fn idle_for(&self, timeout: Duration) -> bool {
-        if lock(&self.last_active).elapsed() < timeout {
+        if lock(&self.last_active).elapsed() < timeout
+            || self.held.load(std::sync::atomic::Ordering::Relaxed) > 0
+        {
             return false;
         }
         let routing = lock(&self.routing);
@@ -360,11 +394,12 @@ impl McpHttp {
     /// The gateway for the configured servers (already validated by
     /// [`McpConfig::validate`]); recorded events go to `recording`. Fails when a
     /// remote server's HTTP client cannot be built (its `ca_file`).
-    /// Tool pins are kept under `pins_dir` (`<data dir>/pins`).
+    /// `guard` says where tool pins are kept and how held calls are
+    /// decided.
     pub fn new(
         config: &McpConfig,
         recording: Arc<dyn RecordSink>,
-        pins_dir: &std::path::Path,
+        guard: GuardDeps,
     ) -> Result<Self, String> {
         let plan_tool = match config.plan_tool.as_deref() {
             None => Some(DEFAULT_PLAN_TOOL.to_owned()),
@@ -380,8 +415,11 @@ impl McpHttp {
             recorder.enforce = server.enforce;
             recorder.on_tool_change = server.on_tool_change;
             if server.on_tool_change != OnToolChange::Off {
-                recorder.pins = Some(Arc::new(Pins::open(pins_dir, &server.name)?));
+                recorder.pins = Some(Arc::new(Pins::open(&guard.pins_dir, &server.name)?));
             }
+            recorder.approvals = Arc::clone(&guard.approvals);
+            recorder.approval_timeout = guard.approval_timeout;
+            recorder.approver = Arc::clone(&guard.approver);
             let remote = match server.url {
                 Some(_) => Some(RemoteServer::new(server)?),
                 None => None,
@@ -571,6 +609,7 @@ impl McpHttp {
                     recorder,
                     routing,
                     last_active,
+                    held: std::sync::atomic::AtomicUsize::new(0),
                     next_stream,
                     prime,
                 }
@@ -604,6 +643,7 @@ impl McpHttp {
                 recorder,
                 routing,
                 last_active,
+                held: std::sync::atomic::AtomicUsize::new(0),
                 next_stream,
                 prime,
             });
@@ -884,10 +924,35 @@ pub async fn post(
     let mut replies = Vec::new();
     let mut request_ids = Vec::new();
     let mut initialize = None;
+    // Held calls wait for their decision here, outside the recorder's lock
+    // (the session's other POSTs go on); then they are decided like the rest.
+    let mut verdicts = Vec::with_capacity(items.len());
+    let mut held = Vec::new();
     {
         let mut recorder = lock(&session.recorder);
-        for (item, raw) in &items {
-            match recorder.on_client(item, &mut events) {
+        for (i, (item, _)) in items.iter().enumerate() {
+            let verdict = recorder.on_client(item, &mut events);
+            if let ClientVerdict::Hold(h) = &verdict {
+                held.push((i, h.clone(), recorder.approver()));
+            }
+            verdicts.push(verdict);
+        }
+    }
+    if !held.is_empty() {
+        gateway.recording.record(std::mem::take(&mut events));
+        for (i, h, approver) in held {
+            let outcome = {
+                let _held = HeldCall::new(&session.held);
+                approver.ask(h.request.clone()).await
+            };
+            session.touch();
+            let verdict = lock(&session.recorder).resolve_hold(&h.id, &outcome, &mut events);
+            verdicts[i] = verdict.unwrap_or(ClientVerdict::Reply(Value::Null));
+        }
+    }
+    {
+        for ((item, raw), verdict) in items.iter().zip(verdicts) {
+            match verdict {
                 ClientVerdict::Forward => {
                     if item.get("method").is_some()
                         && let Some(id) = item.get("id")
@@ -903,7 +968,10 @@ pub async fn post(
                     }
                     forward.push(raw.clone());
                 }
+                // A held call cancelled while it waited: nothing to answer.
+                ClientVerdict::Reply(Value::Null) => {}
                 ClientVerdict::Reply(reply) => replies.push(reply.to_string()),
+                ClientVerdict::Hold(_) => {}
             }
         }
     }

@@ -28,6 +28,7 @@
 //! - [`stateless`]: the same endpoint for 2026-07-28's stateless requests
 //!   (told apart by their `MCP-Protocol-Version` header).
 //! - [`pins`]: tool-definition pins per server, kept in the data dir.
+//! - [`approver`]: who a call held for approval is asked of.
 //! - [`config`]: the `[mcp]` section of the daemon's config.
 //! - [`sink`]: where events go. This crate reaches the daemon only through
 //!   [`sink::RecordSink`] (HTTP mode) and [`sink::StdioSink`] (stdio mode).
@@ -41,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod approver;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -108,6 +108,7 @@ use intentproof_policy::guard::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::approver::{APPROVAL_ID_ATTRIBUTE, APPROVED_BY_ATTRIBUTE};
 use crate::pins::{Observed, Pins};
 
 /// Name of the tool the gateway adds by default.
@@ -151,6 +152,10 @@ pub struct RecorderConfig {
     pub pins: Option<std::sync::Arc<Pins>>,
     /// Calls held for a person's approval.
     pub approvals: std::sync::Arc<[ApprovalRule]>,
+    /// How long a held call waits for a decision.
+    pub approval_timeout: Duration,
+    /// Who a held call is asked of (default: nobody, so it is refused).
+    pub approver: std::sync::Arc<dyn crate::approver::Approver>,
 }
 
 impl RecorderConfig {
@@ -164,6 +169,10 @@ impl RecorderConfig {
             on_tool_change: OnToolChange::Off,
             pins: None,
             approvals: std::sync::Arc::from(Vec::new()),
+            approval_timeout: Duration::from_secs(guard::approval::DEFAULT_TIMEOUT_SECS),
+            approver: std::sync::Arc::new(crate::approver::Nobody(
+                "no approver is configured for this gateway".into(),
+            )),
         }
     }
 
@@ -195,7 +204,27 @@ pub enum ClientVerdict {
     Forward,
     /// Do not forward; answer the agent with this message.
     Reply(Value),
+    /// Hold it until a person decides: ask an approver about the request,
+    /// then give the outcome to [`Recorder::resolve_hold`], which says what
+    /// to do with the message.
+    Hold(Box<Held>),
 }
+
+/// A call held for a person's approval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    /// The call's JSON-RPC id.
+    pub id: Value,
+    /// What to ask.
+    pub request: guard::approval::Request,
+    /// The call's `_meta.progressToken`, when the client asked for
+    /// progress: the relay tells it the call is waiting.
+    pub progress_token: Option<Value>,
+}
+
+/// Calls held for approval at once, per session; past it a call that
+/// needs approval is refused.
+pub const MAX_HELD: usize = 100;
 
 /// A declared plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -316,6 +345,9 @@ pub struct Recorder {
     /// one that pins).
     first_listing: bool,
     plan: Option<Plan>,
+    /// Held calls, by JSON-RPC id key: the request and the plan step
+    /// counted for it (given back if the call is refused).
+    held: HashMap<String, (guard::approval::Request, Option<usize>)>,
     /// The session is over: the plan closes once no call is under way.
     ended: bool,
 }
@@ -444,8 +476,14 @@ impl Recorder {
             tool_lists: HashMap::new(),
             first_listing: false,
             plan: None,
+            held: HashMap::new(),
             ended: false,
         }
+    }
+
+    /// Who this session's held calls are asked of.
+    pub fn approver(&self) -> std::sync::Arc<dyn crate::approver::Approver> {
+        std::sync::Arc::clone(&self.config.approver)
     }
 
     /// The open plan, if any.
@@ -701,14 +739,9 @@ impl Recorder {
             return None;
         }
         let key = id_key(id);
-        // No approver here: a call that must wait for one is refused (fail
-        // closed). The relays that can ask one hold it instead.
-        let decision = match decision {
-            Decision::Hold { .. } => Decision::Refuse(guard::Refusal {
-                rule: guard::approval::UNAVAILABLE_RULE,
-                message: "this call needs a person's approval and no approver can be asked here; it was refused (fail closed)".into(),
-            }),
-            other => other,
+        let hold_rule = match &decision {
+            Decision::Hold { rule, .. } => Some(*rule),
+            _ => None,
         };
         // The plan that decided (none when the call had no open plan).
         let applied = match &decision {
@@ -757,7 +790,8 @@ impl Recorder {
                             .insert(guard::FINGERPRINT_ATTRIBUTE.into(), text_attr(fingerprint));
                     }
                 }
-                None
+                let rule = hold_rule?;
+                Some(self.hold(id, rule, step, params, events))
             }
             Decision::Refuse(refusal) => {
                 // Refused whether or not the call was being followed: the
@@ -796,6 +830,165 @@ impl Recorder {
                 })))
             }
         }
+    }
+
+    /// Holds the call just started under `id` (approval rule `rule`
+    /// matched; plan step `step` was counted for it): records the request
+    /// and tells the relay what to ask.
+    fn hold(
+        &mut self,
+        id: &Value,
+        rule: usize,
+        step: Option<usize>,
+        params: &Value,
+        events: &mut Vec<ExecutionEvent>,
+    ) -> ClientVerdict {
+        let key = id_key(id);
+        let Some(pending) = self.pending.get(&key) else {
+            return ClientVerdict::Forward;
+        };
+        if self.held.len() >= MAX_HELD {
+            let outcome = guard::approval::Outcome::Unavailable {
+                reason: format!("{MAX_HELD} calls of this session already wait for a decision"),
+                at: format_rfc3339_millis(SystemTime::now()),
+            };
+            return self
+                .refuse_held(id, &key, None, step, &outcome, events)
+                .unwrap_or(ClientVerdict::Forward);
+        }
+        let now = SystemTime::now();
+        let attribute = |name: &str| match pending.attributes.get(name) {
+            Some(AttributeValue::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let request = guard::approval::Request {
+            id: intentproof_core::new_event_id(),
+            correlation_id: pending.correlation_id.clone(),
+            agent: self
+                .client
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), |(name, _)| name.clone()),
+            server: self.config.server.clone(),
+            tool: pending.target.clone(),
+            action: pending.action.clone(),
+            arguments: pending.inputs.clone(),
+            arguments_digest: guard::approval::arguments_digest(&pending.inputs),
+            policy_fingerprint: guard::approval::fingerprint(&self.config.approvals),
+            rule: self
+                .config
+                .approvals
+                .get(rule)
+                .map(ApprovalRule::describe)
+                .unwrap_or_default(),
+            intent: pending.intent.clone(),
+            plan_id: attribute("intentproof.plan.id"),
+            plan_step: step,
+            requested_at: format_rfc3339_millis(now),
+            expires_at: format_rfc3339_millis(now + self.config.approval_timeout),
+        };
+        events.push(crate::approver::requested_event(
+            &request,
+            self.approval_attributes(id),
+        ));
+        if let Some(pending) = self.pending.get_mut(&key) {
+            pending
+                .attributes
+                .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("held"));
+            pending
+                .attributes
+                .insert(APPROVAL_ID_ATTRIBUTE.into(), text_attr(&request.id));
+        }
+        self.held.insert(key, (request.clone(), step));
+        ClientVerdict::Hold(Box::new(Held {
+            id: id.clone(),
+            request,
+            progress_token: params.pointer("/_meta/progressToken").cloned(),
+        }))
+    }
+
+    /// What becomes of the held call `id` now that its approval has
+    /// `outcome`: the decision is recorded; an approved call is forwarded
+    /// (`Forward`), any other is refused (`Reply` with the error, and its
+    /// event). `None`: the call is no longer held (cancelled meanwhile).
+    pub fn resolve_hold(
+        &mut self,
+        id: &Value,
+        outcome: &guard::approval::Outcome,
+        events: &mut Vec<ExecutionEvent>,
+    ) -> Option<ClientVerdict> {
+        let key = id_key(id);
+        let (request, step) = self.held.remove(&key)?;
+        events.push(crate::approver::decided_event(
+            &request,
+            outcome,
+            self.approval_attributes(id),
+        ));
+        if outcome.refusal_rule().is_none() {
+            let pending = self.pending.get_mut(&key)?;
+            pending
+                .attributes
+                .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("allowed"));
+            if let guard::approval::Outcome::Approved { by, .. } = outcome {
+                pending
+                    .attributes
+                    .insert(APPROVED_BY_ATTRIBUTE.into(), text_attr(by));
+            }
+            return Some(ClientVerdict::Forward);
+        }
+        self.refuse_held(id, &key, Some(&request), step, outcome, events)
+    }
+
+    /// Refuses a held call: its plan step is given back, its event
+    /// recorded as refused, the agent answered.
+    fn refuse_held(
+        &mut self,
+        id: &Value,
+        key: &str,
+        request: Option<&guard::approval::Request>,
+        step: Option<usize>,
+        outcome: &guard::approval::Outcome,
+        events: &mut Vec<ExecutionEvent>,
+    ) -> Option<ClientVerdict> {
+        let rule = outcome
+            .refusal_rule()
+            .unwrap_or(guard::approval::UNAVAILABLE_RULE);
+        if let (Some(plan), Some(step)) = (self.plan.as_mut(), step)
+            && let Some(made) = plan.calls.get_mut(step)
+        {
+            *made = made.saturating_sub(1);
+        }
+        let mut pending = self.pending.remove(key)?;
+        let message = crate::approver::refusal_message(&pending.action, request, outcome)?;
+        pending
+            .attributes
+            .insert(guard::DECISION_ATTRIBUTE.into(), text_attr("refused"));
+        pending
+            .attributes
+            .insert(guard::RULE_ATTRIBUTE.into(), text_attr(rule));
+        let error = ErrorInfo {
+            name: guard::REFUSED_ERROR_NAME.into(),
+            message: message.clone(),
+            stack: None,
+        };
+        events.push(self.finish(pending, Err(error), None));
+        let mut data = json!({"reason": rule});
+        if let Some(request) = request {
+            data["approval_id"] = json!(request.id);
+        }
+        Some(ClientVerdict::Reply(json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": {"code": guard::REFUSED_CODE, "message": message, "data": data},
+        })))
+    }
+
+    /// The attributes of a held call's approval events.
+    fn approval_attributes(&self, id: &Value) -> Attributes {
+        let mut attributes = Attributes::new();
+        attributes.insert("mcp.server".into(), text_attr(&self.config.server));
+        attributes.insert("mcp.session_id".into(), text_attr(&self.session_id));
+        attributes.insert("jsonrpc.id".into(), text_attr(id_key(id)));
+        attributes
     }
 
     /// A JSON-RPC batch (2025-03-26) holding a `tools/call`, on a guarded
@@ -3215,5 +3408,119 @@ mod tests {
             };
             assert_eq!(names, expected);
         }
+    }
+
+    #[test]
+    fn a_held_call_waits_and_a_denial_gives_its_plan_step_back() {
+        use guard::approval::Outcome;
+        let mut config = RecorderConfig::new("pay");
+        config.enforce = Enforce::Plan;
+        config.approvals = std::sync::Arc::from(vec![
+            ApprovalRule::parse("mcp.pay.refund", &["cents > 100".into()]).expect("rule"),
+        ]);
+        let mut r = Recorder::new(config, SESSION);
+        initialize(&mut r);
+        let mut events = Vec::new();
+        let declare = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":DEFAULT_PLAN_TOOL,"arguments":{"intent":"refund","steps":[{"tool":"refund","max_calls":1}]}}});
+        assert!(matches!(
+            r.on_client(&declare, &mut events),
+            ClientVerdict::Reply(_)
+        ));
+        events.clear();
+        let call = |id: u64, cents: u64| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"refund","arguments":{"cents":cents},"_meta":{"progressToken":"t"}}});
+        // Small: allowed at once.
+        assert_eq!(
+            r.on_client(&call(3, 50), &mut events),
+            ClientVerdict::Forward
+        );
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":3,"result":{"content":[]}}),
+        );
+        // The plan's one refund is used: a new plan for the large one.
+        let declare = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":DEFAULT_PLAN_TOOL,"arguments":{"intent":"refund more","steps":[{"tool":"refund","max_calls":1}]}}});
+        r.on_client(&declare, &mut events);
+        events.clear();
+        let ClientVerdict::Hold(held) = r.on_client(&call(5, 500), &mut events) else {
+            panic!("a large refund is not held")
+        };
+        assert_eq!(held.progress_token, Some(json!("t")));
+        assert_eq!(held.request.rule, "mcp.pay.refund when cents > 100");
+        assert_eq!(held.request.plan_step, Some(0));
+        assert_eq!(held.request.agent, "agent");
+        assert_eq!(
+            held.request.arguments_digest,
+            guard::approval::arguments_digest(&json!({"cents": 500}))
+        );
+        let requested = facts(&events[0]);
+        assert_eq!(requested["action"], "intentproof.approval.requested");
+        assert_eq!(requested["inputs"]["approval_id"], held.request.id.as_str());
+        events.clear();
+        assert_eq!(
+            r.plan().expect("plan").calls,
+            vec![1],
+            "held counts against its step"
+        );
+        let denied = Outcome::Denied {
+            by: "ops".into(),
+            reason: Some("no".into()),
+            at: "2026-12-07T10:00:00.000Z".into(),
+        };
+        let Some(ClientVerdict::Reply(answer)) = r.resolve_hold(&json!(5), &denied, &mut events)
+        else {
+            panic!("a denied call is not refused")
+        };
+        assert_eq!(
+            answer["error"]["message"],
+            format!(
+                "mcp.pay.refund was refused: approval {} was denied by ops: no",
+                held.request.id
+            )
+        );
+        assert_eq!(
+            answer["error"]["data"],
+            json!({"reason": "approval.denied", "approval_id": held.request.id})
+        );
+        assert_eq!(facts(&events[0])["output"]["decision"], "denied");
+        assert_eq!(
+            facts(&events[1])["attributes"]["intentproof.guard.rule"],
+            "approval.denied"
+        );
+        assert_eq!(
+            r.plan().expect("plan").calls,
+            vec![0],
+            "a refused call gives its step back"
+        );
+        assert_eq!(r.pending(), 0);
+        // Asked again, approved: forwarded, and its event says who.
+        events.clear();
+        let ClientVerdict::Hold(held) = r.on_client(&call(6, 500), &mut events) else {
+            panic!("not held")
+        };
+        let approved = Outcome::Approved {
+            by: "ops".into(),
+            reason: None,
+            at: "2026-12-07T10:00:01.000Z".into(),
+        };
+        assert_eq!(
+            r.resolve_hold(&held.id, &approved, &mut events),
+            Some(ClientVerdict::Forward)
+        );
+        assert_eq!(
+            r.resolve_hold(&held.id, &approved, &mut events),
+            None,
+            "decided once"
+        );
+        let done = server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":6,"result":{"content":[]}}),
+        );
+        let attributes = &facts(&done[0])["attributes"];
+        assert_eq!(attributes["intentproof.guard.decision"], "allowed");
+        assert_eq!(attributes["intentproof.approval.by"], "ops");
+        assert_eq!(
+            attributes["intentproof.approval.id"],
+            held.request.id.as_str()
+        );
     }
 }

@@ -326,16 +326,40 @@ impl Lane {
         }
     }
 
-    /// Observes a request under a gateway id: the recorder's verdict.
-    fn observe_request(&self, message: &Value, gateway_id: &str) -> ClientVerdict {
+    /// Observes a request under a gateway id: `Some(reply)` when the
+    /// gateway answers it itself (the plan tool, a refusal), `None` to
+    /// forward it. A call held for approval waits here for the decision.
+    async fn observe_request(&self, message: &Value, gateway_id: &str) -> Option<Value> {
         let mut seen = message.clone();
         if let (Some(object), Ok(id)) = (seen.as_object_mut(), serde_json::from_str(gateway_id)) {
             object.insert("id".into(), id);
         }
         let mut events = Vec::new();
-        let verdict = lock(&self.recorder).on_client(&seen, &mut events);
-        self.record(events);
-        verdict
+        let (verdict, approver) = {
+            let mut recorder = lock(&self.recorder);
+            (recorder.on_client(&seen, &mut events), recorder.approver())
+        };
+        self.record(std::mem::take(&mut events));
+        let verdict = match verdict {
+            ClientVerdict::Hold(held) => {
+                let outcome = approver.ask(held.request.clone()).await;
+                let verdict = lock(&self.recorder).resolve_hold(&held.id, &outcome, &mut events);
+                self.record(events);
+                // No longer held (ended meanwhile): never forwarded.
+                verdict.unwrap_or_else(|| {
+                    ClientVerdict::Reply(serde_json::json!({
+                        "jsonrpc": "2.0", "id": held.id,
+                        "error": {"code": intentproof_policy::guard::REFUSED_CODE,
+                                  "message": "the call ended while it waited for approval; it was not made"},
+                    }))
+                })
+            }
+            other => other,
+        };
+        match verdict {
+            ClientVerdict::Reply(reply) => Some(reply),
+            _ => None,
+        }
     }
 
     /// Observes an upstream message answering `gateway_id`; returns the
@@ -370,7 +394,7 @@ impl Lane {
             .unwrap_or_default();
         let gateway_id = self.gateway_id(&client_id);
         if let Some(request) = request
-            && let ClientVerdict::Reply(reply) = self.observe_request(request, &gateway_id)
+            && let Some(reply) = self.observe_request(request, &gateway_id).await
         {
             return own_reply(&reply, &client_id);
         }
@@ -546,7 +570,7 @@ impl Lane {
         }
         let client_text = client_id.to_string();
         let gateway_id = self.gateway_id(&client_text);
-        if let ClientVerdict::Reply(reply) = self.observe_request(&message, &gateway_id) {
+        if let Some(reply) = self.observe_request(&message, &gateway_id).await {
             return own_reply(&reply, &client_text);
         }
         let raw = one_line(&String::from_utf8_lossy(&body));

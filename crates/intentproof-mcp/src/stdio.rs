@@ -24,8 +24,12 @@ use tokio::process::{ChildStdin, Command};
 use tokio_util::codec::FramedRead;
 
 use super::lines::{Answer, Line, LineCodec, Side};
-use super::recorder::{ClientVerdict, Recorder, RecorderConfig};
+use super::recorder::{ClientVerdict, Held, Recorder, RecorderConfig};
+use crate::approver::{Approver, PROGRESS_EVERY, waiting_notice};
 use crate::sink::StdioSink;
+use intentproof_policy::guard::approval::Outcome;
+use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// How long the upstream may take to exit after the agent closed stdin.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -107,6 +111,9 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
     let session_id = intentproof_core::new_event_id();
     let mut recorder = Recorder::new(options.recorder.clone(), session_id);
     let mut events = Vec::new();
+    // Held calls report here (progress, then the decision); the session
+    // goes on meanwhile. Bounded: at most MAX_HELD calls wait at once.
+    let (hold_news, mut held) = mpsc::channel::<HoldNews>(256);
     let mut agent_open = true;
     // Once the agent is gone the upstream gets this long to exit by itself.
     let mut grace: Option<tokio::time::Instant> = None;
@@ -116,7 +123,7 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
         tokio::select! {
             line = from_agent.next(), if agent_open => match line {
                 Some(Ok(Line::Text(line))) => {
-                    client_message(&line, &options, &mut recorder, &shipper, &mut upstream_in, &mut to_agent, &mut events).await;
+                    client_message(&line, &options, &mut recorder, &shipper, &mut upstream_in, &mut to_agent, &mut events, &hold_news).await;
                 }
                 Some(Ok(Line::Dropped(dropped))) => {
                     let answer = dropped.answer(Side::Client);
@@ -131,7 +138,7 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
                         // upstream gets an error in its place, observed
                         // like the answer would have been.
                         Some(Answer::InPlace(error)) => {
-                            client_message(&error.to_string(), &options, &mut recorder, &shipper, &mut upstream_in, &mut to_agent, &mut events).await;
+                            client_message(&error.to_string(), &options, &mut recorder, &shipper, &mut upstream_in, &mut to_agent, &mut events, &hold_news).await;
                         }
                         None => {}
                     }
@@ -151,6 +158,30 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
                     agent_open = false;
                     grace = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
                     drop_stdin(&mut upstream_in).await;
+                }
+            },
+            Some(news) = held.recv() => match news {
+                HoldNews::Progress(notice) => {
+                    if let Err(e) = write_line(&mut to_agent, &notice.to_string()).await {
+                        tracing::error!(error = %e, "cannot write to the agent");
+                    }
+                }
+                HoldNews::Decided { id, line, outcome } => {
+                    let verdict = recorder.resolve_hold(&id, &outcome, &mut events);
+                    let parsed = serde_json::from_str::<Value>(&line).ok();
+                    let written = match verdict {
+                        Some(ClientVerdict::Forward) => {
+                            match fail_closed_check(options.fail_closed, parsed.as_ref(), &mut recorder, &shipper).await {
+                                Ok(()) => write_line(&mut upstream_in, &line).await,
+                                Err(refusal) => write_line(&mut to_agent, &refusal.to_string()).await,
+                            }
+                        }
+                        Some(ClientVerdict::Reply(reply)) => write_line(&mut to_agent, &reply.to_string()).await,
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = written {
+                        tracing::error!(error = %e, "cannot write a held call's outcome");
+                    }
                 }
             },
             _ = sleep_until_or_never(grace) => {
@@ -235,10 +266,57 @@ pub async fn run<S: StdioSink>(options: StdioOptions, shipper: S) -> Result<i32,
     Ok(exit_code)
 }
 
+/// What a held call's waiting task tells the session.
+enum HoldNews {
+    /// A progress notification for the agent.
+    Progress(Value),
+    /// The decision on the call `id` (its message: `line`).
+    Decided {
+        id: Value,
+        line: String,
+        outcome: Outcome,
+    },
+}
+
+/// Asks the approver about a held call, tells the agent it waits (when it
+/// asked for progress), and reports the decision to the session.
+fn wait_for_decision(
+    approver: Arc<dyn Approver>,
+    held: Held,
+    line: String,
+    news: mpsc::Sender<HoldNews>,
+) {
+    tokio::spawn(async move {
+        let ask = approver.ask(held.request.clone());
+        tokio::pin!(ask);
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        let mut count = 0u64;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut ask => break outcome,
+                _ = tick.tick(), if held.progress_token.is_some() => {
+                    count += 1;
+                    if let Some(token) = &held.progress_token {
+                        let _ = news.send(HoldNews::Progress(waiting_notice(token, &held.request, count))).await;
+                    }
+                }
+            }
+        };
+        let _ = news
+            .send(HoldNews::Decided {
+                id: held.id,
+                line,
+                outcome,
+            })
+            .await;
+    });
+}
+
 /// One message from the client: observed, then forwarded upstream,
-/// answered by the gateway itself (the plan tool), or refused
-/// (fail-closed). A line that is not JSON is forwarded as it is: the
-/// upstream answers it.
+/// answered by the gateway itself (the plan tool), held for a person's
+/// approval, or refused (fail-closed). A line that is not JSON is
+/// forwarded as it is: the upstream answers it.
+#[allow(clippy::too_many_arguments)]
 async fn client_message<S: StdioSink, W: AsyncWriteExt + Unpin>(
     line: &str,
     options: &StdioOptions,
@@ -247,6 +325,7 @@ async fn client_message<S: StdioSink, W: AsyncWriteExt + Unpin>(
     upstream_in: &mut ChildStdin,
     to_agent: &mut W,
     events: &mut Vec<ExecutionEvent>,
+    hold_news: &mpsc::Sender<HoldNews>,
 ) {
     let parsed = serde_json::from_str::<Value>(line).ok();
     let verdict = match &parsed {
@@ -261,6 +340,15 @@ async fn client_message<S: StdioSink, W: AsyncWriteExt + Unpin>(
             }
         }
         ClientVerdict::Reply(reply) => write_line(to_agent, &reply.to_string()).await,
+        ClientVerdict::Hold(held) => {
+            wait_for_decision(
+                recorder.approver(),
+                *held,
+                line.to_owned(),
+                hold_news.clone(),
+            );
+            Ok(())
+        }
     };
     if let Err(e) = written {
         tracing::error!(error = %e, "cannot write to the upstream");

@@ -625,4 +625,66 @@ mod tests {
         assert_ne!(fingerprint("p", &a), fingerprint("p", &b));
         assert!(fingerprint("p", &a).starts_with("sha256:"));
     }
+
+    #[test]
+    fn judge_checks_the_pin_then_the_plan_then_approval() {
+        let args = json!({"amount_cents": 900});
+        let steps = [step(REFUND, None, &[])];
+        let plan = GuardPlan {
+            plan_id: "p",
+            steps: &steps,
+            calls: &[0],
+        };
+        let approvals = [ApprovalRule::parse(REFUND, &["amount_cents > 100".into()])
+            .unwrap_or_else(|e| panic!("{e}"))];
+        let rules = Rules {
+            enforce: Enforce::Plan,
+            on_tool_change: OnToolChange::Block,
+            approvals: &approvals,
+        };
+        assert_eq!(
+            judge(&rules, call(REFUND, &args), Some(&plan), ToolPin::Pinned),
+            Decision::Hold {
+                step: Some(0),
+                rule: 0
+            }
+        );
+        assert_eq!(
+            refused(judge(
+                &rules,
+                call(REFUND, &args),
+                Some(&plan),
+                ToolPin::Changed
+            ))
+            .rule,
+            "tools.changed"
+        );
+        assert_eq!(
+            refused(judge(
+                &rules,
+                call(LOOKUP, &args),
+                Some(&plan),
+                ToolPin::Pinned
+            ))
+            .rule,
+            "plan.not_covered"
+        );
+        let small = json!({"amount_cents": 100});
+        assert_eq!(
+            judge(&rules, call(REFUND, &small), Some(&plan), ToolPin::Pinned),
+            Decision::Allow { step: Some(0) }
+        );
+        // Approval alone, no plan enforcement.
+        let rules = Rules {
+            approvals: &approvals,
+            ..Rules::default()
+        };
+        assert_eq!(
+            judge(&rules, call(REFUND, &args), None, ToolPin::Changed),
+            Decision::Hold {
+                step: None,
+                rule: 0
+            }
+        );
+    }
 }

@@ -19,6 +19,7 @@ use intentproof_core::keys::parse_public_key;
 use intentproof_store::{Appended, EventQuery, Store};
 use serde::Deserialize;
 
+mod approvals;
 mod bundles;
 mod chains;
 pub mod checkpoint;
@@ -59,6 +60,7 @@ pub fn router(state: Shared, guard: Arc<BrowserGuard>) -> Router {
         .merge(mcp::routes(&guard))
         .merge(proxy::routes())
         .merge(tools::routes())
+        .merge(approvals::routes())
         .merge(health::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -136,6 +138,25 @@ impl axum::extract::FromRequestParts<Shared> for Operator {
             ),
         ))
     }
+}
+
+/// Whether the request carries a token that may submit on a gateway's
+/// behalf (declare a plan, ask for an approval): the daemon token or the
+/// ingest token (`X-IntentProof-Token: <daemon token>` too, as on proxy
+/// calls).
+pub(crate) fn may_submit(state: &AppState, headers: &HeaderMap) -> bool {
+    let daemon = |given: &str| same_token(given, &state.token);
+    let ingest = |given: &str| {
+        state
+            .ingest_token
+            .as_deref()
+            .is_some_and(|expected| same_token(given, expected))
+    };
+    bearer(headers).is_some_and(|given| daemon(given) || ingest(given))
+        || headers
+            .get(intentproof_http_proxy::TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|given| daemon(given.trim()))
 }
 
 fn require_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -42,29 +42,12 @@ use std::sync::Arc;
 use intentproof_findings::live;
 
 use super::findings::{FindingsParams, findings_error, findings_query, paging};
-use super::{ApiError, Authorized, Shared, Wire, bearer, store_own_event};
+use super::{ApiError, Authorized, Shared, Wire, may_submit, store_own_event};
 use axum::Router;
 use axum::extract::{Path, Query};
 use axum::routing::{get, post};
-use intentproof_api::same_token;
 use intentproof_api::wire;
-use intentproof_http_proxy::{MAX_CORRELATION_BYTES, TOKEN_HEADER, is_valid_correlation_id};
-
-/// Whether the request carries a token that may declare plans.
-fn may_declare(state: &super::AppState, headers: &HeaderMap) -> bool {
-    let daemon = |given: &str| same_token(given, &state.token);
-    let ingest = |given: &str| {
-        state
-            .ingest_token
-            .as_deref()
-            .is_some_and(|expected| same_token(given, expected))
-    };
-    bearer(headers).is_some_and(|given| daemon(given) || ingest(given))
-        || headers
-            .get(TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|given| daemon(given.trim()))
-}
+use intentproof_http_proxy::{MAX_CORRELATION_BYTES, is_valid_correlation_id};
 
 fn invalid_plan(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_plan", message)
@@ -78,7 +61,7 @@ pub(super) async fn declare_plan(
 ) -> Result<Response, ApiError> {
     let started = SystemTime::now();
     let clock = Instant::now();
-    if !may_declare(&state, &headers) {
+    if !may_submit(&state, &headers) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -11,6 +11,7 @@
 //!
 //! No I/O here: holding a call and asking a person is the caller's.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Constraint;
@@ -29,6 +30,104 @@ pub const EXPIRED_RULE: &str = "approval.expired";
 /// Rule of a call refused because no approver could be asked (a stdio
 /// gateway with no daemon: fail closed).
 pub const UNAVAILABLE_RULE: &str = "approval.unavailable";
+
+/// A held call, as the gateway asks a person about it: everything the
+/// approval is bound to, and what an operator needs to decide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The approval's id (a UUIDv7 the gateway chose).
+    pub id: String,
+    /// The call's correlation.
+    pub correlation_id: String,
+    /// Who asks: the MCP client's name (`clientInfo.name`), or `unknown`.
+    pub agent: String,
+    /// The server (`mcp.<server>.<tool>`).
+    pub server: String,
+    /// The tool.
+    pub tool: String,
+    /// The call's action.
+    pub action: String,
+    /// The call's arguments (shown to operators redacted).
+    pub arguments: Value,
+    /// [`arguments_digest`] of the arguments as sent.
+    pub arguments_digest: String,
+    /// [`fingerprint`] of the rules that held it.
+    pub policy_fingerprint: String,
+    /// The rule that matched (its action glob and conditions).
+    pub rule: String,
+    /// The call's intent.
+    pub intent: String,
+    /// The plan and the step that cover the call, when one does.
+    #[serde(default)]
+    pub plan_id: Option<String>,
+    /// 0-based.
+    #[serde(default)]
+    pub plan_step: Option<usize>,
+    /// When it was held (RFC 3339).
+    pub requested_at: String,
+    /// When it is refused if nobody decided (RFC 3339).
+    pub expires_at: String,
+}
+
+/// What became of a held call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "lowercase")]
+pub enum Outcome {
+    /// A person let it through.
+    Approved {
+        /// Who (the token's name).
+        by: String,
+        /// Why, if they said.
+        #[serde(default)]
+        reason: Option<String>,
+        /// When (RFC 3339).
+        at: String,
+    },
+    /// A person refused it.
+    Denied {
+        /// Who.
+        by: String,
+        /// Why.
+        #[serde(default)]
+        reason: Option<String>,
+        /// When.
+        at: String,
+    },
+    /// Nobody decided before it expired: a denial.
+    Expired {
+        /// When.
+        at: String,
+    },
+    /// Nobody could be asked (no daemon, too many pending): refused.
+    Unavailable {
+        /// Why.
+        reason: String,
+        /// When.
+        at: String,
+    },
+}
+
+impl Outcome {
+    /// The refusal rule of an outcome that is not an approval.
+    pub fn refusal_rule(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Approved { .. } => None,
+            Outcome::Denied { .. } => Some(DENIED_RULE),
+            Outcome::Expired { .. } => Some(EXPIRED_RULE),
+            Outcome::Unavailable { .. } => Some(UNAVAILABLE_RULE),
+        }
+    }
+
+    /// `approved`, `denied`, `expired` or `unavailable`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Approved { .. } => "approved",
+            Outcome::Denied { .. } => "denied",
+            Outcome::Expired { .. } => "expired",
+            Outcome::Unavailable { .. } => "unavailable",
+        }
+    }
+}
 
 /// One `require_approval` rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +162,32 @@ impl ApprovalRule {
             action: action.to_owned(),
             when,
         })
+    }
+
+    /// The rule as people read it: `mcp.payments.refund_* when amount_cents > 100`.
+    pub fn describe(&self) -> String {
+        if self.when.is_empty() {
+            return self.action.clone();
+        }
+        let when: Vec<String> = self.when.iter().map(ToString::to_string).collect();
+        format!("{} when {}", self.action, when.join(" and "))
+    }
+
+    /// Parses the command-line form `GLOB` or `GLOB:COND;COND`
+    /// (`mcp.payments.refund_*:amount_cents > 100`).
+    pub fn parse_flag(text: &str) -> Result<ApprovalRule, String> {
+        let (action, when) = match text.split_once(':') {
+            Some((action, when)) => (
+                action,
+                when.split(';')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            None => (text, Vec::new()),
+        };
+        ApprovalRule::parse(action, &when)
     }
 
     /// Whether a call of `action` with `arguments` must wait for a person.
