@@ -11,16 +11,26 @@
 /// assert!(!glob_match("mcp.filesystem.*", "mcp.fs.read"));
 /// ```
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    // Actions and keys are ASCII: match their bytes, allocating nothing
+    // (guard mode runs every approval rule on every call).
+    if pattern.is_ascii() && text.is_ascii() {
+        return matches(pattern.as_bytes(), text.as_bytes(), b'*', b'?');
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    matches(&p, &t, '*', '?')
+}
+
+/// [`glob_match`] over units (bytes or chars): `star` any run, `one` one unit.
+fn matches<T: PartialEq + Copy>(p: &[T], t: &[T], star_unit: T, one: T) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     // Where the last `*` was, and the text position it currently covers up to.
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || (p[pi] != '*' && p[pi] == t[ti])) {
+        if pi < p.len() && (p[pi] == one || (p[pi] != star_unit && p[pi] == t[ti])) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == star_unit {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -31,7 +41,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == star_unit)
 }
 
 /// A key pattern, already normalized, compiled to the cheapest test.
