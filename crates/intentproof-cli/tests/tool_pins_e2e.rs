@@ -302,6 +302,44 @@ fn a_rug_pull_over_stdio_is_flagged_hidden_or_blocked() {
         );
         check(mode, &steps, &log, &data);
         if mode == "block" {
+            // The server's pin history is one correlation: its bundle
+            // carries the pins, the change and the approval, and verifies.
+            let bundle = temp.path().join("pins.proof.tar.zst");
+            let exported = Command::new(BIN)
+                .args(["export", "tools:rug", "-o"])
+                .arg(&bundle)
+                .arg("--data-dir")
+                .arg(&data)
+                .output()
+                .unwrap();
+            assert!(
+                exported.status.success(),
+                "{}",
+                String::from_utf8_lossy(&exported.stderr)
+            );
+            let key = temp.path().join("daemon.pub");
+            let shown = Command::new(BIN)
+                .args(["keys", "show", "--data-dir"])
+                .arg(&data)
+                .output()
+                .unwrap();
+            std::fs::write(&key, &shown.stdout).unwrap();
+            let verified = Command::new(BIN)
+                .args(["verify", "--key"])
+                .arg(&key)
+                .arg(&bundle)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&verified.stdout);
+            assert_eq!(verified.status.code(), Some(0), "{text}");
+            // Two pinned pages, the change, the approval.
+            assert_eq!(
+                text.lines()
+                    .filter(|l| *l == "- event.signature_valid")
+                    .count(),
+                4,
+                "{text}"
+            );
             // `tools diff` shows nothing left to approve.
             let diff = Command::new(BIN)
                 .args(["tools", "diff", "rug", "--data-dir"])
