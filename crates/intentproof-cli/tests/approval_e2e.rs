@@ -66,28 +66,6 @@ fn digest(arguments: &Value) -> String {
     format!("sha256:{hex}")
 }
 
-/// Every stored event whose action starts with `prefix`, once there are
-/// `count`, by completion time.
-fn recorded(data: &std::path::Path, prefix: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let page = cli_json(&["events", "--limit", "500"], data);
-        let mut events: Vec<Value> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event"].clone())
-            .filter(|e| e["action"].as_str().unwrap().starts_with(prefix))
-            .collect();
-        if events.len() == count {
-            events.sort_by(|a, b| a["completed_at"].as_str().cmp(&b["completed_at"].as_str()));
-            return events;
-        }
-        assert!(Instant::now() < deadline, "{prefix}: {page:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_held_call_is_approved_or_denied_in_the_tui() {
     let temp = tempfile::tempdir().unwrap();
@@ -195,8 +173,8 @@ fn a_held_call_is_approved_or_denied_in_the_tui() {
 
     // The record: requested and decided events in the call's chain, the
     // approved call with who let it through, the denied one refused.
-    let requested = recorded(&data, "intentproof.approval.requested", 2);
-    let decided = recorded(&data, "intentproof.approval.decided", 2);
+    let requested = common::recorded_in_time(&data, "intentproof.approval.requested", 2);
+    let decided = common::recorded_in_time(&data, "intentproof.approval.decided", 2);
     let first_args = json!({"order_id": "ORD-1042", "amount_cents": 150});
     assert_eq!(
         requested[0]["inputs"]["arguments_digest"],
@@ -212,7 +190,7 @@ fn a_held_call_is_approved_or_denied_in_the_tui() {
         decided[1]["output"],
         json!({"decision": "denied", "by": "owner", "reason": "not this order", "at": decided[1]["output"]["at"]})
     );
-    let calls = recorded(&data, "mcp.payments.refund_payment", 3);
+    let calls = common::recorded_in_time(&data, "mcp.payments.refund_payment", 3);
     assert_eq!(calls[1]["status"], "ok");
     assert_eq!(calls[1]["attributes"]["intentproof.approval.by"], "owner");
     assert_eq!(
@@ -229,34 +207,8 @@ fn a_held_call_is_approved_or_denied_in_the_tui() {
     assert_eq!(requested[0]["correlation_id"], correlation.as_str());
 
     // The bundle carries them, verifies, and explain names the decisions.
-    let bundle = temp.path().join("approved.proof.tar.zst");
-    let exported = Command::new(BIN)
-        .args(["export", &correlation, "-o"])
-        .arg(&bundle)
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
-    let key = temp.path().join("daemon.pub");
-    let shown = Command::new(BIN)
-        .args(["keys", "show", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    std::fs::write(&key, &shown.stdout).unwrap();
-    let explained = Command::new(BIN)
-        .args(["verify", "explain", "--key"])
-        .arg(&key)
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&explained.stdout);
-    assert_eq!(explained.status.code(), Some(0), "{text}");
+    let (code, text) = common::export_and_verify(&data, &correlation, true);
+    assert_eq!(code, Some(0), "{text}");
     let approved_at = decided[0]["output"]["at"].as_str().unwrap();
     let approval = decided[0]["inputs"]["approval_id"].as_str().unwrap();
     let line = format!(
@@ -407,7 +359,7 @@ fn an_http_session_holds_a_call_until_a_named_approver_decides() {
     let call = &transcript["steps"][1];
     assert_eq!(call["ok"], true, "{transcript:#}");
     assert_eq!(call["result"]["structuredContent"]["amount_cents"], 900);
-    let decided = recorded(&data, "intentproof.approval.decided", 1);
+    let decided = common::recorded_in_time(&data, "intentproof.approval.decided", 1);
     assert_eq!(decided[0]["output"]["by"], "ops");
     assert_eq!(decided[0]["output"]["reason"], "checked with finance");
 }

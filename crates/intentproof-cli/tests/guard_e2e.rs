@@ -83,30 +83,6 @@ fn expected_fingerprint(plan_id: &str, refund: &str, receipt: &str) -> String {
     )
 }
 
-/// The `count` events of `correlation` whose action starts with `prefix`,
-/// once they are all stored (calls are recorded after they are answered).
-fn recorded(data: &Path, correlation: &str, prefix: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let page = cli_json(
-            &["events", "--correlation", correlation, "--limit", "100"],
-            data,
-        );
-        let events: Vec<Value> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event"].clone())
-            .filter(|e| e["action"].as_str().unwrap().starts_with(prefix))
-            .collect();
-        if events.len() == count {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "{page:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Checks what the agent got, what the server saw and what was recorded.
 fn assert_enforced(transcript: &Value, server_log: &Path, data: &Path) {
     let steps = transcript["steps"].as_array().unwrap();
@@ -188,7 +164,7 @@ fn assert_enforced(transcript: &Value, server_log: &Path, data: &Path) {
     );
 
     // Every call is one signed event; the refusals say so.
-    let events = recorded(data, &correlation, "mcp.payments.", 5);
+    let events = common::recorded(data, Some(&correlation), "mcp.payments.", 5);
     let facts: Vec<Value> = events
         .iter()
         .map(|e| {
@@ -256,34 +232,8 @@ fn assert_enforced(transcript: &Value, server_log: &Path, data: &Path) {
 
     // The refusals travel in the proof bundle; `verify explain` names them,
     // and the plan's policy, which does not see them, passes.
-    let bundle = data.join("guarded.proof.tar.zst");
-    let exported = Command::new(BIN)
-        .args(["export", &correlation, "-o"])
-        .arg(&bundle)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
-    let key = data.join("exporter.pub");
-    let shown = Command::new(BIN)
-        .args(["keys", "show", "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
-    std::fs::write(&key, &shown.stdout).unwrap();
-    let explained = Command::new(BIN)
-        .args(["verify", "explain", "--key"])
-        .arg(&key)
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&explained.stdout);
-    assert_eq!(explained.status.code(), Some(0), "{text}");
+    let (code, text) = common::export_and_verify(data, &correlation, true);
+    assert_eq!(code, Some(0), "{text}");
     for (rule, why) in [
         // (explain clips a message to 120 characters)
         (
@@ -625,17 +575,18 @@ fn an_http_route_refuses_what_the_plan_does_not_cover() {
     );
     assert_eq!(route.seen.lock().unwrap().len(), 2);
     // The refusals are events, like the calls.
-    let facts: Vec<Value> = recorded(&route.data, "order-ORD-1042", "http.payments.", 5)
-        .iter()
-        .map(|e| {
-            json!([
-                e["status"],
-                e.pointer("/error/name"),
-                e["attributes"]["intentproof.guard.decision"],
-                e["attributes"].get("intentproof.guard.rule")
-            ])
-        })
-        .collect();
+    let facts: Vec<Value> =
+        common::recorded(&route.data, Some("order-ORD-1042"), "http.payments.", 5)
+            .iter()
+            .map(|e| {
+                json!([
+                    e["status"],
+                    e.pointer("/error/name"),
+                    e["attributes"]["intentproof.guard.decision"],
+                    e["attributes"].get("intentproof.guard.rule")
+                ])
+            })
+            .collect();
     assert_eq!(
         facts,
         [
@@ -753,7 +704,12 @@ fn an_http_route_holds_a_large_refund_until_a_person_decides() {
     let (status, answer) = approved_call.join().unwrap();
     assert_eq!((status, answer), (200, json!({"ok": true})));
     assert_eq!(route.seen.lock().unwrap().len(), 1);
-    let events = recorded(&route.data, "order-ORD-77", "intentproof.approval.", 4);
+    let events = common::recorded(
+        &route.data,
+        Some("order-ORD-77"),
+        "intentproof.approval.",
+        4,
+    );
     let decisions: Vec<&str> = events
         .iter()
         .filter_map(|e| e["output"]["decision"].as_str())

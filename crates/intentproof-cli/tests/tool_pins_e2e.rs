@@ -19,7 +19,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -79,28 +78,6 @@ fn run_session(python: &Path, script: &Path, target: &[&str]) -> Vec<Value> {
     let transcript: Value =
         serde_json::from_str(&common::python_client(python, "tool_session.py", &args)).unwrap();
     transcript["steps"].as_array().unwrap().clone()
-}
-
-/// Every stored event whose action starts with `prefix`, once there are
-/// `count`.
-fn recorded(data: &Path, prefix: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let page = cli_json(&["events", "--limit", "500"], data);
-        let mut events: Vec<Value> = page["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["event"].clone())
-            .filter(|e| e["action"].as_str().unwrap().starts_with(prefix))
-            .collect();
-        if events.len() == count {
-            events.sort_by(|a, b| a["completed_at"].as_str().cmp(&b["completed_at"].as_str()));
-            return events;
-        }
-        assert!(Instant::now() < deadline, "{prefix}: {page:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn names(step: &Value) -> Vec<String> {
@@ -178,7 +155,7 @@ fn check(mode: &str, steps: &[Value], server_log: &Path, data: &Path) {
 
     // The pins, the change and the approval are signed events whose
     // digests are those of the JCS definitions.
-    let mut pinned = recorded(data, "intentproof.tools.pinned", 2);
+    let mut pinned = common::recorded_in_time(data, "intentproof.tools.pinned", 2);
     // (one event a page; two may share a millisecond)
     pinned.sort_by_key(|e| e["output"]["tools"][0]["name"].as_str().map(str::to_owned));
     let first = tools("Refund an order's payment.");
@@ -197,20 +174,20 @@ fn check(mode: &str, steps: &[Value], server_log: &Path, data: &Path) {
         json!({"server": "rug", "tools": page(&first.as_array().unwrap()[2..])})
     );
     assert_eq!(pinned[0]["correlation_id"], "tools:rug");
-    let changed = recorded(data, "intentproof.tools.changed", 1);
+    let changed = common::recorded_in_time(data, "intentproof.tools.changed", 1);
     assert_eq!(
         changed[0]["output"],
         json!({"server": "rug", "on_tool_change": mode, "tools": [
             {"name": "refund_payment", "old_digest": old, "new_digest": new, "fields": ["description"]}]})
     );
-    let approved = recorded(data, "intentproof.tools.approved", 1);
+    let approved = common::recorded_in_time(data, "intentproof.tools.approved", 1);
     assert_eq!(
         approved[0]["output"],
         json!({"old_digest": old, "new_digest": new})
     );
     assert_eq!(approved[0]["attributes"]["intentproof.operator"], "owner");
 
-    let calls = recorded(data, "mcp.rug.refund_payment", 2);
+    let calls = common::recorded_in_time(data, "mcp.rug.refund_payment", 2);
     if mode == "flag" {
         assert!(calls.iter().all(|c| c["status"] == "ok"), "{calls:#?}");
     } else {
@@ -304,34 +281,8 @@ fn a_rug_pull_over_stdio_is_flagged_hidden_or_blocked() {
         if mode == "block" {
             // The server's pin history is one correlation: its bundle
             // carries the pins, the change and the approval, and verifies.
-            let bundle = temp.path().join("pins.proof.tar.zst");
-            let exported = Command::new(BIN)
-                .args(["export", "tools:rug", "-o"])
-                .arg(&bundle)
-                .arg("--data-dir")
-                .arg(&data)
-                .output()
-                .unwrap();
-            assert!(
-                exported.status.success(),
-                "{}",
-                String::from_utf8_lossy(&exported.stderr)
-            );
-            let key = temp.path().join("daemon.pub");
-            let shown = Command::new(BIN)
-                .args(["keys", "show", "--data-dir"])
-                .arg(&data)
-                .output()
-                .unwrap();
-            std::fs::write(&key, &shown.stdout).unwrap();
-            let verified = Command::new(BIN)
-                .args(["verify", "--key"])
-                .arg(&key)
-                .arg(&bundle)
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&verified.stdout);
-            assert_eq!(verified.status.code(), Some(0), "{text}");
+            let (code, text) = common::export_and_verify(&data, "tools:rug", false);
+            assert_eq!(code, Some(0), "{text}");
             // Two pinned pages, the change, the approval.
             assert_eq!(
                 text.lines()

@@ -797,3 +797,78 @@ pub fn read_http_request(stream: &mut std::net::TcpStream) -> Option<(String, Ve
     stream.read_exact(&mut body).ok()?;
     Some((head, body))
 }
+
+/// The stored events (`intentproof events --json`, of `correlation` when
+/// given) whose action starts with `prefix`, once there are `count` of
+/// them (calls are recorded after they are answered), as listed.
+pub fn recorded(
+    data: &Path,
+    correlation: Option<&str>,
+    prefix: &str,
+    count: usize,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut args = vec!["events", "--limit", "500"];
+    if let Some(correlation) = correlation {
+        args.extend(["--correlation", correlation]);
+    }
+    loop {
+        let page = cli_json(&args, data);
+        let events: Vec<serde_json::Value> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"].clone())
+            .filter(|e| e["action"].as_str().unwrap().starts_with(prefix))
+            .collect();
+        if events.len() == count {
+            return events;
+        }
+        assert!(Instant::now() < deadline, "{prefix}: {page:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`recorded`], in order of completion.
+pub fn recorded_in_time(data: &Path, prefix: &str, count: usize) -> Vec<serde_json::Value> {
+    let mut events = recorded(data, None, prefix, count);
+    events.sort_by(|a, b| a["completed_at"].as_str().cmp(&b["completed_at"].as_str()));
+    events
+}
+
+/// Exports `correlation` from the daemon of `data` and checks the bundle
+/// with the daemon's key (`verify`, or `verify explain` with `explain`):
+/// the exit code and what it printed.
+pub fn export_and_verify(data: &Path, correlation: &str, explain: bool) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("flow.proof.tar.zst");
+    let exported = Command::new(BIN)
+        .args(["export", correlation, "-o"])
+        .arg(&bundle)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let key = dir.path().join("daemon.pub");
+    let shown = Command::new(BIN)
+        .args(["keys", "show", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    std::fs::write(&key, &shown.stdout).unwrap();
+    let mut verify = Command::new(BIN);
+    verify.arg("verify");
+    if explain {
+        verify.arg("explain");
+    }
+    let checked = verify.arg("--key").arg(&key).arg(&bundle).output().unwrap();
+    (
+        checked.status.code(),
+        String::from_utf8_lossy(&checked.stdout).into_owned(),
+    )
+}
