@@ -14,9 +14,11 @@ SCRIPT.json is {"steps": [...]}; each step is one of
       "tools": {name: definition}}. A JSON-RPC error on a page is recorded
       as "error" ({"code", "message", "data"?}) next to what the earlier
       pages gave; it is not fatal.
-  {"call": NAME, "arguments": {...}}
-      tools/call (arguments default {}). Entry: {"step": "call", "tool": NAME,
-      "ok": bool, "result": ...} or, on a JSON-RPC error,
+  {"call": NAME, "arguments": {...}, "progress": true?}
+      tools/call (arguments default {}). With "progress", the request asks
+      for progress (a progressToken) and the entry lists the notifications
+      received: "progress": [{"progress", "message"}]. Entry: {"step": "call",
+      "tool": NAME, "ok": bool, "result": ...} or, on a JSON-RPC error,
       {"step": "call", "tool": NAME, "ok": false, "error": {"code", "message", "data"?}}.
       Sent as a plain request: the SDK's ClientSession.call_tool would check
       structuredContent against a cached outputSchema and, for a tool it has
@@ -164,12 +166,21 @@ async def list_all(session: ClientSession) -> dict[str, Any]:
     return {"step": "list", "pages": pages, "names": sorted(names), "tools": tools, **entry}
 
 
-async def call(session: ClientSession, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+async def call(session: ClientSession, tool: str, args: dict[str, Any], progress: bool = False) -> dict[str, Any]:
     entry: dict[str, Any] = {"step": "call", "tool": tool}
     request = types.ClientRequest(types.CallToolRequest(params=types.CallToolRequestParams(name=tool, arguments=args)))
+    notices: list[dict[str, Any]] = []
+
+    async def on_progress(progress_value: float, total: float | None, message: str | None) -> None:
+        notices.append({"progress": progress_value, "message": message})
+
     try:
         with anyio.fail_after(STEP_TIMEOUT_S):
-            r = await session.send_request(request, types.CallToolResult)
+            r = await session.send_request(
+                request, types.CallToolResult, progress_callback=on_progress if progress else None
+            )
+        if progress:
+            entry["progress"] = notices
     except McpError as e:
         return {**entry, "ok": False, "error": rpc_error(e)}
     except TimeoutError:
@@ -239,7 +250,7 @@ async def amain(transport: str, target: list[str], script: list[dict[str, Any]])
             if "list" in s:
                 add(await list_all(session))
             elif "call" in s:
-                add(await call(session, s["call"], s.get("arguments") or {}))
+                add(await call(session, s["call"], s.get("arguments") or {}, bool(s.get("progress"))))
             elif "write" in s:
                 add(write_json(s["write"], s["json"]))
             else:

@@ -4,7 +4,8 @@
 //! the operator decides in the TUI (under tmux) and the CLI:
 //! - the held call appears in the TUI's Approvals view with its intent and
 //!   arguments; `y` lets it through and the agent gets the server's result;
-//!   a client that asked for progress hears that its call waits;
+//!   a client that asked for progress hears that its call waits (over
+//!   stdio, and over HTTP with the official Python client);
 //! - the same refund with other arguments is held anew (the first approval
 //!   does not cover it); `n` + a reason denies it and the agent gets the
 //!   documented error with the reason;
@@ -282,7 +283,7 @@ fn an_http_session_holds_a_call_until_a_named_approver_decides() {
     let script = temp.path().join("script.json");
     std::fs::write(
         &script,
-        json!({"steps": [{"call": "refund_payment", "arguments": {"order_id": "ORD-9", "amount_cents": 900}}]}).to_string(),
+        json!({"steps": [{"call": "refund_payment", "arguments": {"order_id": "ORD-9", "amount_cents": 900}, "progress": true}]}).to_string(),
     )
     .unwrap();
     let url = format!("http://{listen}/mcp/payments");
@@ -359,6 +360,17 @@ fn an_http_session_holds_a_call_until_a_named_approver_decides() {
     let call = &transcript["steps"][1];
     assert_eq!(call["ok"], true, "{transcript:#}");
     assert_eq!(call["result"]["structuredContent"]["amount_cents"], 900);
+    // The client asked for progress: it heard the call wait.
+    let notices = call["progress"].as_array().unwrap();
+    assert!(!notices.is_empty(), "{transcript:#}");
+    assert_eq!(notices[0]["progress"], 1.0);
+    assert!(
+        notices[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting for a person to approve this call (approval "),
+        "{transcript:#}"
+    );
     let decided = common::recorded_in_time(&data, "intentproof.approval.decided", 1);
     assert_eq!(decided[0]["output"]["by"], "ops");
     assert_eq!(decided[0]["output"]["reason"], "checked with finance");

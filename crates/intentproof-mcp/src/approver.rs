@@ -37,6 +37,32 @@ impl Approver for Nobody {
 /// waits for a decision (the first time at once).
 pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Asks `approver` about `request`; meanwhile, when the client sent a
+/// progress `token`, `notify` gets a `notifications/progress` at once and
+/// every [`PROGRESS_EVERY`] (the relay sends it to the client).
+pub async fn ask_with_progress(
+    approver: &dyn Approver,
+    request: &Request,
+    token: Option<&serde_json::Value>,
+    mut notify: impl FnMut(serde_json::Value),
+) -> Outcome {
+    let ask = approver.ask(request.clone());
+    tokio::pin!(ask);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut count = 0u64;
+    loop {
+        tokio::select! {
+            outcome = &mut ask => return outcome,
+            _ = tick.tick(), if token.is_some() => {
+                count += 1;
+                if let Some(token) = token {
+                    notify(waiting_notice(token, request, count));
+                }
+            }
+        }
+    }
+}
+
 /// The `notifications/progress` telling a client its call waits for a
 /// person (`count`: 1, 2, ...).
 pub fn waiting_notice(

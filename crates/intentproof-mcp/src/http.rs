@@ -943,7 +943,16 @@ pub async fn post(
         for (i, h, approver) in held {
             let outcome = {
                 let _held = HeldCall::new(&session.held);
-                approver.ask(h.request.clone()).await
+                // The call is not routed yet: its progress goes where
+                // the session's other messages would (the GET stream, or
+                // the latest open request's stream).
+                crate::approver::ask_with_progress(
+                    approver.as_ref(),
+                    &h.request,
+                    h.progress_token.as_ref(),
+                    |notice| gateway.route(&session, &notice, notice.to_string()),
+                )
+                .await
             };
             session.touch();
             let verdict = lock(&session.recorder).resolve_hold(&h.id, &outcome, &mut events);

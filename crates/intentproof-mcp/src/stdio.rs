@@ -25,7 +25,7 @@ use tokio_util::codec::FramedRead;
 
 use super::lines::{Answer, Line, LineCodec, Side};
 use super::recorder::{ClientVerdict, Held, Recorder, RecorderConfig};
-use crate::approver::{Approver, PROGRESS_EVERY, waiting_notice};
+use crate::approver::{Approver, ask_with_progress};
 use crate::sink::StdioSink;
 use intentproof_policy::guard::approval::Outcome;
 use std::sync::Arc;
@@ -287,21 +287,15 @@ fn wait_for_decision(
     news: mpsc::Sender<HoldNews>,
 ) {
     tokio::spawn(async move {
-        let ask = approver.ask(held.request.clone());
-        tokio::pin!(ask);
-        let mut tick = tokio::time::interval(PROGRESS_EVERY);
-        let mut count = 0u64;
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut ask => break outcome,
-                _ = tick.tick(), if held.progress_token.is_some() => {
-                    count += 1;
-                    if let Some(token) = &held.progress_token {
-                        let _ = news.send(HoldNews::Progress(waiting_notice(token, &held.request, count))).await;
-                    }
-                }
-            }
-        };
+        let outcome = ask_with_progress(
+            approver.as_ref(),
+            &held.request,
+            held.progress_token.as_ref(),
+            // A notice that finds the session busy is dropped: the next
+            // one says the same.
+            |notice| drop(news.try_send(HoldNews::Progress(notice))),
+        )
+        .await;
         let _ = news
             .send(HoldNews::Decided {
                 id: held.id,
