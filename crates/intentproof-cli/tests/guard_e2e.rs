@@ -321,7 +321,7 @@ fn without_a_plan_every_call_is_refused_and_says_how_to_declare_one() {
     let _daemon = start_daemon(&data);
     let server_log = temp.path().join("server.log");
     let server = workspace_root().join("tests/mcp/payments_server.py");
-    let mut gateway = common::Stopped(
+    let (gateway, mut agent) = common::spawn_gateway(
         Command::new(BIN)
             .args([
                 "mcp",
@@ -336,14 +336,8 @@ fn without_a_plan_every_call_is_refused_and_says_how_to_declare_one() {
             .arg("--")
             .arg(&python)
             .arg(&server)
-            .arg(&server_log)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+            .arg(&server_log),
     );
-    let mut agent = common::Agent::attach(&mut gateway.0);
     agent.request(1, "initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "guard-e2e", "version": "1"}}));
     let answer = agent.call(2, "lookup_order", json!({"order_id": "ORD-1042"}));
     assert_eq!(

@@ -416,7 +416,7 @@ fn a_rug_pull_is_caught_at_2026_07_28_over_stdio_and_stateless_http() {
     std::fs::write(&description, BOOK).unwrap();
     let data = temp.path().join("data");
     let _daemon = start_daemon(&data);
-    let mut gateway = common::Stopped(
+    let (mut gateway, mut agent) = common::spawn_gateway(
         Command::new(BIN)
             .args([
                 "mcp",
@@ -430,14 +430,8 @@ fn a_rug_pull_is_caught_at_2026_07_28_over_stdio_and_stateless_http() {
             .arg("--")
             .arg(&python)
             .arg(&server)
-            .env("RECORDS_BOOK_DESCRIPTION_FILE", &description)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+            .env("RECORDS_BOOK_DESCRIPTION_FILE", &description),
     );
-    let mut agent = common::Agent::attach(&mut gateway.0);
     let first = agent.request(1, "tools/list", json!({"_meta": meta_2026()}));
     assert_eq!(listed_names(&first), all);
     std::fs::write(&description, BOOK_RUG).unwrap();

@@ -161,6 +161,21 @@ impl Agent {
     }
 }
 
+/// Spawns a stdio gateway command (`intentproof mcp ...`) with its stdin
+/// and stdout piped to a scripted agent (stderr dropped).
+pub fn spawn_gateway(command: &mut Command) -> (Stopped, Agent) {
+    let mut gateway = Stopped(
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let agent = Agent::attach(&mut gateway.0);
+    (gateway, agent)
+}
+
 /// Starts `intentproof mcp --name NAME --no-autostart` on `dir` over the
 /// built-in demo server (`extra` flags go before `--`), and attaches an agent.
 pub fn start_gateway(dir: &Path, name: &str, extra: &[&str]) -> (Stopped, Agent) {
