@@ -368,3 +368,180 @@ fn python_sdk_events_verify_on_arrival_when_the_key_is_trusted_first() {
     assert_two_verified_chains(&d.daemon, &sdk.instance_id);
     stop_and_verify_store(daemon, &d.daemon);
 }
+
+/// The README's Python example, run as written: a plan declared with a
+/// plain `POST /v1/plans`, SDK events in its correlation, one step skipped.
+fn readme_python_example() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .expect("README.md");
+    let start = readme
+        .find("<!-- pypi-plan-example:start -->")
+        .expect("README has the pypi-plan-example markers");
+    let block = &readme[start..];
+    let code = block.find("```python\n").expect("a python block") + "```python\n".len();
+    let end = block[code..].find("```").expect("its end");
+    block[code..code + end].to_owned()
+}
+
+/// The findings of a closed plan, with the step's action replaced by
+/// `<action>` (the SDK's and the MCP gateway's names differ).
+fn closed_findings(data_dir: &Path, plan_id: &str, action: &str) -> Value {
+    let closed = run_json(&["plans", "--close", plan_id, "--json"], data_dir);
+    let findings: Vec<Value> = closed["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "kind": f["kind"],
+                "step_index": f["step_index"],
+                "intent": f["intent"],
+                "action": f["action"].as_str().unwrap_or_default().replace(action, "<action>"),
+                "message": f["message"].as_str().unwrap_or_default().replace(action, "<action>"),
+            })
+        })
+        .collect();
+    Value::Array(findings)
+}
+
+/// `POST /v1/plans` from the Python SDK's side plus the SDK's events give
+/// the findings the MCP plan tool gives for the same plan and calls.
+#[test]
+fn a_plan_posted_for_python_sdk_events_gives_the_mcp_plan_tools_findings() {
+    let python = sdk_python();
+    let home = tempfile::tempdir().expect("tempdir");
+    let data_dir = home.path().join(".intentproof");
+    std::fs::create_dir(&data_dir).unwrap();
+    let log = home.path().join("daemon.log");
+    let daemon = Daemon::start(&data_dir, &log);
+    let url = format!("http://{}", daemon.addr);
+    let script = home.path().join("plan_example.py");
+    std::fs::write(&script, readme_python_example()).unwrap();
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script).stdin(Stdio::null());
+    for var in [
+        "INTENTPROOF_INGEST_TOKEN",
+        "INTENTPROOF_USE_LOCAL_INGEST",
+        "INTENTPROOF_OUTBOX_PATH",
+        "INTENTPROOF_TENANT_ID",
+        "INTENTPROOF_DATA_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .env("HOME", home.path())
+        .env("INTENTPROOF_SERVER", &url)
+        .env("INTENTPROOF_INGEST_URL", &url)
+        .output()
+        .expect("run the README example");
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let plan_id = text(&out.stdout).trim().to_owned();
+    // The SDK's event is in before the plan is closed.
+    let start = Instant::now();
+    while run_json(
+        &["events", "--correlation", "sdk-ORD-1042", "--json"],
+        &data_dir,
+    )["events"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(start.elapsed() < DEADLINE, "the SDK's event never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sdk = closed_findings(&data_dir, &plan_id, "email.receipt");
+
+    // The same plan and calls through the MCP plan tool.
+    let mcp_dir = home.path().join("mcp");
+    std::fs::create_dir(&mcp_dir).unwrap();
+    let mcp_daemon = Daemon::start(&mcp_dir, &home.path().join("mcp.log"));
+    let mut gateway = intentproof()
+        .args(["mcp", "--name", "payments", "--no-autostart", "--data-dir"])
+        .arg(&mcp_dir)
+        .args(["--", env!("CARGO_BIN_EXE_intentproof"), "demo-server"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn intentproof mcp");
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let mut stdin = gateway.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(gateway.stdout.take().expect("stdout"));
+        let mut ask = |id: u64, method: &str, params: Value| -> Value {
+            let message =
+                serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            writeln!(stdin, "{message}").unwrap();
+            loop {
+                let mut line = String::new();
+                assert!(
+                    stdout.read_line(&mut line).unwrap() > 0,
+                    "the gateway closed stdout"
+                );
+                let reply: Value = serde_json::from_str(&line).unwrap();
+                if reply["id"] == serde_json::json!(id) {
+                    return reply;
+                }
+            }
+        };
+        ask(
+            1,
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "interop", "version": "1"}}),
+        );
+        ask(
+            2,
+            "tools/call",
+            serde_json::json!({"name": "intentproof_declare_plan", "arguments": {
+            "intent": "Refund order ORD-1042 and email the receipt",
+            "steps": [
+                {"tool": "refund_payment", "purpose": "Refund the card"},
+                {"tool": "send_receipt_email", "purpose": "Email the receipt"},
+            ]}}),
+        );
+        ask(
+            3,
+            "tools/call",
+            serde_json::json!({"name": "refund_payment", "arguments": {"order_id": "ORD-1042", "amount_cents": 4999}}),
+        );
+    }
+    assert!(gateway.wait().expect("the gateway exits").success());
+    let plans = run_json(&["plans", "--json"], &mcp_dir);
+    let mcp_plan = plans["plans"][0]["plan_id"]
+        .as_str()
+        .expect("a plan")
+        .to_owned();
+    // The session ended, so the plan closed by itself; --close answers 409
+    // then, so read its findings instead.
+    let findings = run_json(&["findings", "--json"], &mcp_dir);
+    let mcp: Vec<Value> = findings["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["plan_id"] == mcp_plan.as_str())
+        .map(|f| {
+            let action = "mcp.payments.send_receipt_email";
+            serde_json::json!({
+                "kind": f["kind"],
+                "step_index": f["step_index"],
+                "intent": f["intent"],
+                "action": f["action"].as_str().unwrap_or_default().replace(action, "<action>"),
+                "message": f["message"].as_str().unwrap_or_default().replace(action, "<action>"),
+            })
+        })
+        .collect();
+    assert_eq!(sdk, Value::Array(mcp));
+    assert_eq!(
+        sdk[0]["message"],
+        "Step 2 `<action>` (Email the receipt) never ran: intent \"Refund order ORD-1042 and email the receipt\" is incomplete."
+    );
+    assert_eq!(sdk.as_array().map(Vec::len), Some(1));
+    drop(mcp_daemon);
+    drop(daemon);
+}
