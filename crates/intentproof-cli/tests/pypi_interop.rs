@@ -384,25 +384,33 @@ fn readme_python_example() -> String {
     block[code..code + end].to_owned()
 }
 
-/// The findings of a closed plan, with the step's action replaced by
-/// `<action>` (the SDK's and the MCP gateway's names differ).
+/// A finding as compared across the two paths: the step's `action`
+/// replaced by `<action>` (the SDK's and the MCP gateway's names differ).
+fn comparable(finding: &Value, action: &str) -> Value {
+    let text = |key: &str| {
+        finding[key]
+            .as_str()
+            .unwrap_or_default()
+            .replace(action, "<action>")
+    };
+    serde_json::json!({
+        "kind": finding["kind"],
+        "step_index": finding["step_index"],
+        "intent": finding["intent"],
+        "action": text("action"),
+        "message": text("message"),
+    })
+}
+
+/// The findings of a closed plan, [`comparable`].
 fn closed_findings(data_dir: &Path, plan_id: &str, action: &str) -> Value {
     let closed = run_json(&["plans", "--close", plan_id, "--json"], data_dir);
-    let findings: Vec<Value> = closed["findings"]
+    closed["findings"]
         .as_array()
         .expect("findings")
         .iter()
-        .map(|f| {
-            serde_json::json!({
-                "kind": f["kind"],
-                "step_index": f["step_index"],
-                "intent": f["intent"],
-                "action": f["action"].as_str().unwrap_or_default().replace(action, "<action>"),
-                "message": f["message"].as_str().unwrap_or_default().replace(action, "<action>"),
-            })
-        })
-        .collect();
-    Value::Array(findings)
+        .map(|f| comparable(f, action))
+        .collect()
 }
 
 /// `POST /v1/plans` from the Python SDK's side plus the SDK's events give
@@ -525,16 +533,7 @@ fn a_plan_posted_for_python_sdk_events_gives_the_mcp_plan_tools_findings() {
         .expect("findings")
         .iter()
         .filter(|f| f["plan_id"] == mcp_plan.as_str())
-        .map(|f| {
-            let action = "mcp.payments.send_receipt_email";
-            serde_json::json!({
-                "kind": f["kind"],
-                "step_index": f["step_index"],
-                "intent": f["intent"],
-                "action": f["action"].as_str().unwrap_or_default().replace(action, "<action>"),
-                "message": f["message"].as_str().unwrap_or_default().replace(action, "<action>"),
-            })
-        })
+        .map(|f| comparable(f, "mcp.payments.send_receipt_email"))
         .collect();
     assert_eq!(sdk, Value::Array(mcp));
     assert_eq!(
