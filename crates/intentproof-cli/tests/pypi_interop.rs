@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 const SDK_SCRIPT: &str = "python_sdk_two_chains.py";
 /// Generous: a deadline for things that normally take milliseconds, never a
 /// timing assertion.
@@ -469,57 +471,30 @@ fn a_plan_posted_for_python_sdk_events_gives_the_mcp_plan_tools_findings() {
     let mcp_dir = home.path().join("mcp");
     std::fs::create_dir(&mcp_dir).unwrap();
     let mcp_daemon = Daemon::start(&mcp_dir, &home.path().join("mcp.log"));
-    let mut gateway = intentproof()
-        .args(["mcp", "--name", "payments", "--no-autostart", "--data-dir"])
-        .arg(&mcp_dir)
-        .args(["--", env!("CARGO_BIN_EXE_intentproof"), "demo-server"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn intentproof mcp");
-    {
-        use std::io::{BufRead, BufReader, Write};
-        let mut stdin = gateway.stdin.take().expect("stdin");
-        let mut stdout = BufReader::new(gateway.stdout.take().expect("stdout"));
-        let mut ask = |id: u64, method: &str, params: Value| -> Value {
-            let message =
-                serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-            writeln!(stdin, "{message}").unwrap();
-            loop {
-                let mut line = String::new();
-                assert!(
-                    stdout.read_line(&mut line).unwrap() > 0,
-                    "the gateway closed stdout"
-                );
-                let reply: Value = serde_json::from_str(&line).unwrap();
-                if reply["id"] == serde_json::json!(id) {
-                    return reply;
-                }
-            }
-        };
-        ask(
-            1,
-            "initialize",
-            serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "interop", "version": "1"}}),
-        );
-        ask(
-            2,
-            "tools/call",
-            serde_json::json!({"name": "intentproof_declare_plan", "arguments": {
-            "intent": "Refund order ORD-1042 and email the receipt",
-            "steps": [
-                {"tool": "refund_payment", "purpose": "Refund the card"},
-                {"tool": "send_receipt_email", "purpose": "Email the receipt"},
-            ]}}),
-        );
-        ask(
-            3,
-            "tools/call",
-            serde_json::json!({"name": "refund_payment", "arguments": {"order_id": "ORD-1042", "amount_cents": 4999}}),
-        );
-    }
-    assert!(gateway.wait().expect("the gateway exits").success());
+    let (mut gateway, mut agent) = common::start_gateway(&mcp_dir, "payments", &[]);
+    agent.request(
+        1,
+        "initialize",
+        serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "interop", "version": "1"}}),
+    );
+    agent.call(
+        2,
+        "intentproof_declare_plan",
+        serde_json::json!({
+        "intent": "Refund order ORD-1042 and email the receipt",
+        "steps": [
+            {"tool": "refund_payment", "purpose": "Refund the card"},
+            {"tool": "send_receipt_email", "purpose": "Email the receipt"},
+        ]}),
+    );
+    agent.call(
+        3,
+        "refund_payment",
+        serde_json::json!({"order_id": "ORD-1042", "amount_cents": 4999}),
+    );
+    // Closing stdin ends the session (and closes its plan).
+    drop(agent);
+    assert!(gateway.0.wait().expect("the gateway exits").success());
     let plans = run_json(&["plans", "--json"], &mcp_dir);
     let mcp_plan = plans["plans"][0]["plan_id"]
         .as_str()

@@ -179,21 +179,14 @@ pub fn spawn_gateway(command: &mut Command) -> (Stopped, Agent) {
 /// Starts `intentproof mcp --name NAME --no-autostart` on `dir` over the
 /// built-in demo server (`extra` flags go before `--`), and attaches an agent.
 pub fn start_gateway(dir: &Path, name: &str, extra: &[&str]) -> (Stopped, Agent) {
-    let mut gateway = Stopped(
+    spawn_gateway(
         Command::new(BIN)
             .args(["mcp", "--name", name, "--no-autostart"])
             .args(extra)
             .arg("--data-dir")
             .arg(dir)
-            .args(["--", BIN, "demo-server"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let agent = Agent::attach(&mut gateway.0);
-    (gateway, agent)
+            .args(["--", BIN, "demo-server"]),
+    )
 }
 
 /// Runs `tests/mcp/transcript.py` (the official Python MCP client's
