@@ -319,7 +319,7 @@ impl Pins {
     }
 
     /// Runs `change` on the file as it is on disk, under the file lock,
-    /// and writes the result.
+    /// and writes the result when it changed anything.
     fn update<R>(
         &self,
         cached: &mut Cached,
@@ -337,10 +337,15 @@ impl Pins {
         if modified(&self.path).is_some() {
             cached.file = read_file(&self.path, &self.server)?;
         }
+        let before = cached.file.clone();
         let result = change(&mut cached.file);
-        let bytes = serde_json::to_vec_pretty(&cached.file).map_err(|e| e.to_string())?;
-        intentproof_core::private_file::replace_private_file(&self.path, &bytes)
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        // A refused approval, or what another process already wrote,
+        // changes nothing: the file stays as it is.
+        if cached.file != before || !self.path.exists() {
+            let bytes = serde_json::to_vec_pretty(&cached.file).map_err(|e| e.to_string())?;
+            intentproof_core::private_file::replace_private_file(&self.path, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        }
         cached.modified = modified(&self.path);
         drop(lock);
         Ok(result)
@@ -515,10 +520,16 @@ mod tests {
         assert_eq!(pins.state("c"), ToolPin::Changed);
         let file = pins.snapshot().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(file.pinned["a"].approved_by.as_deref(), Some("ops"));
+        let written = modified(pins.path());
         assert!(
             other
                 .approve("b", None, "ops")
                 .is_err_and(|e| e.contains("no change to approve"))
+        );
+        assert_eq!(
+            modified(pins.path()),
+            written,
+            "a refused approval writes nothing"
         );
     }
 
