@@ -194,7 +194,8 @@ impl Approvals {
                 }
             }
         };
-        std::mem::forget(abandon);
+        // Decided or expired: no longer pending, so the guard finds nothing.
+        drop(abandon);
         outcome
     }
 

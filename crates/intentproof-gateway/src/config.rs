@@ -170,7 +170,8 @@ impl ApprovalsConfig {
             .collect()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// `self_tokens`: the ingest and MCP tokens, which no approver may share.
+    fn validate(&self, self_tokens: (&Option<String>, &Option<String>)) -> Result<(), String> {
         if !(1..=86_400).contains(&self.timeout_secs) {
             return Err(format!(
                 "approvals.timeout_secs = {} is out of range; use 1 to 86400 (default 300)",
@@ -186,6 +187,14 @@ impl ApprovalsConfig {
             {
                 return Err(format!(
                     "approvals.approvers: {name:?} is not a usable name (letters, digits, - _ . @; `owner` is the daemon token's)"
+                ));
+            }
+            if [&self_tokens.0, &self_tokens.1]
+                .iter()
+                .any(|t| t.as_deref() == Some(token.as_str()))
+            {
+                return Err(format!(
+                    "approvals.approvers.{name}: the token is also the ingest or MCP token; an approver's token must be its own, or a gateway could approve its own held calls"
                 ));
             }
             if token.trim().len() < 16 || token.trim() != token {
@@ -401,7 +410,9 @@ impl Config {
         }
         self.mcp.validate().map_err(ConfigError::Invalid)?;
         self.http.validate().map_err(ConfigError::Invalid)?;
-        self.approvals.validate().map_err(ConfigError::Invalid)?;
+        self.approvals
+            .validate((&self.ingest_token, &self.mcp_token))
+            .map_err(ConfigError::Invalid)?;
         for (key, token) in [
             ("ingest_token", &self.ingest_token),
             ("mcp_token", &self.mcp_token),

@@ -343,9 +343,7 @@ async fn serve_with(
                 Arc::clone(recording) as Arc<dyn intentproof_mcp::sink::RecordSink>,
                 intentproof_mcp::http::GuardDeps {
                     pins_dir: data_dir.pins_dir(),
-                    approvals: Arc::from(
-                        config.approvals.parsed_rules().map_err(ServeError::Other)?,
-                    ),
+                    approvals: Arc::clone(&approval_rules),
                     approval_timeout: std::time::Duration::from_secs(config.approvals.timeout_secs),
                     approver: Arc::new(crate::approvals::DaemonApprover(Arc::clone(&approvals))),
                 },

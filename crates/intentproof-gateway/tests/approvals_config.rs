@@ -50,6 +50,10 @@ fn bad_approval_settings_name_the_field() {
             "approvals.approvers.ops: the token must be at least 16 characters",
         ),
         (
+            "ingest_token = \"0123456789abcdef0\"\n[approvals]\napprovers = { ops = \"0123456789abcdef0\" }\n",
+            "approvals.approvers.ops: the token is also the ingest or MCP token",
+        ),
+        (
             "[approvals]\napprovers = { owner = \"0123456789abcdef0\" }\n",
             "approvals.approvers: \"owner\" is not a usable name",
         ),

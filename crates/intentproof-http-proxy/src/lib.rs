@@ -964,7 +964,9 @@ async fn forward(
             Value::Null
         };
         let sent = context.correlation_id.is_some();
-        call = match guard_call(proxy, call, plan.as_ref(), route, &arguments, sent).await {
+        // A route that enforces no plan reads no plan counts (approval only).
+        let enforced = plan.as_ref().filter(|_| route.enforce == Enforce::Plan);
+        call = match guard_call(proxy, call, enforced, route, &arguments, sent).await {
             Ok(call) => call,
             Err(refused) => return refused,
         };

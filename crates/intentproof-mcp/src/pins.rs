@@ -342,9 +342,18 @@ impl Pins {
         // A refused approval, or what another process already wrote,
         // changes nothing: the file stays as it is.
         if cached.file != before || !self.path.exists() {
-            let bytes = serde_json::to_vec_pretty(&cached.file).map_err(|e| e.to_string())?;
-            intentproof_core::private_file::replace_private_file(&self.path, &bytes)
-                .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+            let written = serde_json::to_vec_pretty(&cached.file)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    intentproof_core::private_file::replace_private_file(&self.path, &bytes)
+                        .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+                });
+            if let Err(e) = written {
+                // Not saved: the cache stays what the file says, so the
+                // caller can still report what it saw.
+                cached.file = before;
+                return Err(e);
+            }
         }
         cached.modified = modified(&self.path);
         drop(lock);

@@ -356,6 +356,17 @@ fn id_key(id: &Value) -> String {
     id.to_string()
 }
 
+/// The answer to a call that should be held but is not followed (never
+/// happens: `start` follows every call first): refused, never forwarded.
+fn held_elsewhere(id: &Value) -> ClientVerdict {
+    ClientVerdict::Reply(json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": guard::REFUSED_CODE,
+                  "message": "this call needs a person's approval and the gateway lost track of it; it was refused (fail closed): call again"},
+    }))
+}
+
 /// The trimmed, non-empty string `_meta[key]` of `params`.
 fn meta_text(params: &Value, key: &str) -> Option<String> {
     params
@@ -845,16 +856,18 @@ impl Recorder {
     ) -> ClientVerdict {
         let key = id_key(id);
         let Some(pending) = self.pending.get(&key) else {
-            return ClientVerdict::Forward;
+            return held_elsewhere(id);
         };
         if self.held.len() >= MAX_HELD {
             let outcome = guard::approval::Outcome::Unavailable {
-                reason: format!("{MAX_HELD} calls of this session already wait for a decision"),
+                reason: format!(
+                    "{MAX_HELD} calls of this session already wait for a decision; decide some (`intentproof approvals`) and call again"
+                ),
                 at: format_rfc3339_millis(SystemTime::now()),
             };
             return self
                 .refuse_held(id, &key, None, step, &outcome, events)
-                .unwrap_or(ClientVerdict::Forward);
+                .unwrap_or_else(|| held_elsewhere(id));
         }
         let now = SystemTime::now();
         let attribute = |name: &str| match pending.attributes.get(name) {
@@ -952,7 +965,11 @@ impl Recorder {
         let rule = outcome
             .refusal_rule()
             .unwrap_or(guard::approval::UNAVAILABLE_RULE);
+        // The step goes back to the plan it was counted in, if that plan is
+        // still the open one.
+        let counted_in = request.and_then(|r| r.plan_id.as_deref());
         if let (Some(plan), Some(step)) = (self.plan.as_mut(), step)
+            && (counted_in.is_none() || counted_in == Some(plan.id.as_str()))
             && let Some(made) = plan.calls.get_mut(step)
         {
             *made = made.saturating_sub(1);
@@ -1052,6 +1069,23 @@ impl Recorder {
             .map(|s| ParkKey::State(s.to_owned()))
             .filter(|k| self.parked.contains_key(k));
         let key = by_state.unwrap_or_else(|| ParkKey::Call(method.to_owned(), target.to_owned()));
+        // On a guarded server a retry continues the parked call only if it
+        // is that call (same tool, same arguments); anything else is a new
+        // call and is judged as one.
+        if self.config.guarded()
+            && self.parked.get(&key).is_some_and(|p| {
+                p.call.method != method
+                    || p.call.target != target
+                    || (method == "tools/call"
+                        && params
+                            .get("arguments")
+                            .cloned()
+                            .unwrap_or_else(|| json!({}))
+                            != p.call.inputs)
+            })
+        {
+            return false;
+        }
         let Some(Parked { mut call, .. }) = self.parked.remove(&key) else {
             return false;
         };
@@ -3522,5 +3556,59 @@ mod tests {
             attributes["intentproof.approval.id"],
             held.request.id.as_str()
         );
+        // Held, then a new plan is declared, then denied: the new plan's
+        // counts are not touched.
+        events.clear();
+        let declare = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":DEFAULT_PLAN_TOOL,"arguments":{"intent":"more","steps":[{"tool":"refund","max_calls":2}]}}});
+        r.on_client(&declare, &mut events);
+        let ClientVerdict::Hold(held) = r.on_client(&call(8, 500), &mut events) else {
+            panic!("not held")
+        };
+        let declare = json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":DEFAULT_PLAN_TOOL,"arguments":{"intent":"again","steps":[{"tool":"refund","max_calls":1}]}}});
+        r.on_client(&declare, &mut events);
+        assert_eq!(
+            r.on_client(&call(10, 50), &mut events),
+            ClientVerdict::Forward
+        );
+        assert_eq!(r.plan().expect("plan").calls, vec![1]);
+        r.resolve_hold(&held.id, &denied, &mut events);
+        assert_eq!(
+            r.plan().expect("plan").calls,
+            vec![1],
+            "the old plan's step is not the new one's"
+        );
+    }
+
+    #[test]
+    fn on_a_guarded_server_a_retry_continues_only_the_call_it_names() {
+        let mut config = RecorderConfig::new("pay");
+        config.enforce = Enforce::Plan;
+        let mut r = Recorder::new(config, SESSION);
+        initialize(&mut r);
+        let mut events = Vec::new();
+        let declare = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":DEFAULT_PLAN_TOOL,"arguments":{"intent":"greet","steps":[{"tool":"ask_name","max_calls":1},{"tool":"refund","max_calls":1}]}}});
+        r.on_client(&declare, &mut events);
+        let ask = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ask_name","arguments":{}}});
+        assert_eq!(r.on_client(&ask, &mut events), ClientVerdict::Forward);
+        server(
+            &mut r,
+            json!({"jsonrpc":"2.0","id":2,"result":{"resultType":"input_required","requestState":"s1"}}),
+        );
+        // The parked call's state on another tool is a new call: judged (the
+        // plan's refund) and counted, not slipped through as a retry.
+        let other = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"refund","arguments":{"cents":900},"requestState":"s1"}});
+        assert_eq!(r.on_client(&other, &mut events), ClientVerdict::Forward);
+        assert_eq!(r.plan().expect("plan").calls, vec![1, 1]);
+        // The same tool with other arguments: judged too (and its one call is used).
+        let changed = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"ask_name","arguments":{"x":1},"requestState":"s1"}});
+        assert!(matches!(
+            r.on_client(&changed, &mut events),
+            ClientVerdict::Reply(_)
+        ));
+        // The real retry continues the parked call, uncounted.
+        let retry = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask_name","arguments":{},"requestState":"s1","inputResponses":{}}});
+        assert_eq!(r.on_client(&retry, &mut events), ClientVerdict::Forward);
+        assert_eq!(r.parked(), 0);
+        assert_eq!(r.plan().expect("plan").calls, vec![1, 1]);
     }
 }

@@ -165,29 +165,30 @@ impl Constraint {
         })
     }
 
-    /// Whether `arguments` satisfy it.
+    /// Whether `arguments` satisfy it. A member they do not have
+    /// satisfies only `!=`; an ordering against a non-number fails.
     pub fn holds(&self, arguments: &Value) -> bool {
-        let found = self.path.iter().try_fold(arguments, |at, part| match at {
-            Value::Object(map) => map.get(part),
-            Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        });
-        let Some(found) = found else {
-            return self.op == Op::Ne;
-        };
-        match self.op {
+        self.evaluate(arguments).unwrap_or(self.op == Op::Ne)
+    }
+
+    /// Whether `arguments` satisfy it; `None` when it cannot be told (the
+    /// member is missing, or an ordering meets a non-number). Plan bounds
+    /// read that as "out of bounds"; approval rules as "ask a person".
+    pub fn evaluate(&self, arguments: &Value) -> Option<bool> {
+        let found = member(arguments, &self.path)?;
+        Some(match self.op {
             Op::Eq => same(found, &self.value),
             Op::Ne => !same(found, &self.value),
-            op => match (found.as_f64(), self.value.as_f64()) {
-                (Some(a), Some(b)) => match op {
+            op => {
+                let (a, b) = (found.as_f64()?, self.value.as_f64()?);
+                match op {
                     Op::Lt => a < b,
                     Op::Le => a <= b,
                     Op::Gt => a > b,
                     _ => a >= b,
-                },
-                _ => false,
-            },
-        }
+                }
+            }
+        })
     }
 }
 
@@ -405,14 +406,18 @@ pub fn decide(enforce: Enforce, call: Call<'_>, plan: Option<&GuardPlan<'_>>) ->
     }
 }
 
-/// `amount_cents = 9000`, or `no amount_cents`.
-fn describe(arguments: &Value, path: &[String]) -> String {
-    let found = path.iter().try_fold(arguments, |at, part| match at {
+/// The member of `arguments` at the dotted `path` (array items by index).
+fn member<'a>(arguments: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(arguments, |at, part| match at {
         Value::Object(map) => map.get(part),
         Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
         _ => None,
-    });
-    match found {
+    })
+}
+
+/// `amount_cents = 9000`, or `no amount_cents`.
+fn describe(arguments: &Value, path: &[String]) -> String {
+    match member(arguments, path) {
         Some(value) => format!("{} = {value}", path.join(".")),
         None => format!("no {}", path.join(".")),
     }

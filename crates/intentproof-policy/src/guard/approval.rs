@@ -191,8 +191,14 @@ impl ApprovalRule {
     }
 
     /// Whether a call of `action` with `arguments` must wait for a person.
+    /// A condition that cannot be told (the member is missing, or is not a
+    /// number for `>`) counts as met: when in doubt, a person decides.
     pub fn holds(&self, action: &str, arguments: &Value) -> bool {
-        glob_match(&self.action, action) && self.when.iter().all(|c| c.holds(arguments))
+        glob_match(&self.action, action)
+            && self
+                .when
+                .iter()
+                .all(|c| c.evaluate(arguments).unwrap_or(true))
     }
 }
 
@@ -232,6 +238,13 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(rule.holds("mcp.payments.refund_payment", &json!({"amount_cents": 101})));
         assert!(!rule.holds("mcp.payments.refund_payment", &json!({"amount_cents": 100})));
+        // What cannot be read is held: a missing amount, a string, no JSON.
+        for unreadable in [json!({}), json!({"amount_cents": "5000"}), json!(null)] {
+            assert!(
+                rule.holds("mcp.payments.refund_payment", &unreadable),
+                "{unreadable}"
+            );
+        }
         assert!(!rule.holds("mcp.payments.lookup_order", &json!({"amount_cents": 101})));
         let any = ApprovalRule::parse("http.stripe.*", &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
