@@ -375,3 +375,65 @@ fn an_http_session_holds_a_call_until_a_named_approver_decides() {
     assert_eq!(decided[0]["output"]["by"], "ops");
     assert_eq!(decided[0]["output"]["reason"], "checked with finance");
 }
+
+#[test]
+fn a_held_call_whose_client_goes_away_is_refused_and_recorded() {
+    use std::io::Read;
+    let temp = tempfile::tempdir().unwrap();
+    let table = common::command_server("payments", &[BIN.to_owned(), "demo-server".to_owned()])
+        + "\n[[approvals.rules]]\naction = \"mcp.payments.refund_payment\"\n";
+    let (_daemon, listen) = common::start_gateway_daemon(temp.path(), &table);
+    let data = temp.path().join("data");
+    let post = |body: Value, session: Option<&str>| -> std::net::TcpStream {
+        let body = body.to_string();
+        let mut stream = std::net::TcpStream::connect(&listen).unwrap();
+        let session = session.map_or_else(String::new, |s| format!("Mcp-Session-Id: {s}\r\n"));
+        write!(
+            stream,
+            "POST /mcp/payments HTTP/1.1\r\nHost: {listen}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\n{session}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        stream
+    };
+    let mut init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "goes-away", "version": "1"}}}),
+        None,
+    );
+    let mut answer = String::new();
+    init.read_to_string(&mut answer).unwrap();
+    let session = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id: "))
+        .unwrap_or_else(|| panic!("{answer}"))
+        .trim()
+        .to_owned();
+    drop(post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    ));
+    let call = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "refund_payment", "arguments": {"order_id": "ORD-5", "amount_cents": 10}}}),
+        Some(&session),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cli_json(&["approvals"], &data)["approvals"][0]["state"] != "pending" {
+        assert!(Instant::now() < deadline, "never held");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The client goes away: the call is refused, recorded, and not pending.
+    drop(call);
+    let refused = common::recorded_in_time(&data, "mcp.payments.refund_payment", 1);
+    assert_eq!(
+        refused[0]["attributes"]["intentproof.guard.rule"],
+        "approval.unavailable"
+    );
+    assert_eq!(
+        refused[0]["error"]["message"],
+        "mcp.payments.refund_payment needs a person's approval and none could be asked (the client's request ended while the call waited); it was refused (fail closed)"
+    );
+    assert_eq!(
+        cli_json(&["approvals"], &data)["approvals"][0]["state"],
+        "abandoned"
+    );
+}

@@ -276,20 +276,59 @@ struct Session {
     prime: bool,
 }
 
-/// Counts a call held for approval while it waits (also when the
-/// request is dropped mid-wait).
-struct HeldCall<'a>(&'a std::sync::atomic::AtomicUsize);
+/// The calls of one POST held for approval: counted while they wait (the
+/// session is not idle), and refused if the request ends before they are
+/// decided (the client went away), so none stays held or keeps its plan
+/// step.
+struct HeldCalls<'a> {
+    session: &'a Session,
+    recording: &'a dyn RecordSink,
+    waiting: Vec<Value>,
+}
 
-impl<'a> HeldCall<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        HeldCall(count)
+impl<'a> HeldCalls<'a> {
+    fn new(session: &'a Session, recording: &'a dyn RecordSink, ids: Vec<Value>) -> Self {
+        session
+            .held
+            .fetch_add(ids.len(), std::sync::atomic::Ordering::Relaxed);
+        HeldCalls {
+            session,
+            recording,
+            waiting: ids,
+        }
+    }
+
+    /// `id` was decided.
+    fn done(&mut self, id: &Value) {
+        if let Some(at) = self.waiting.iter().position(|w| w == id) {
+            self.waiting.remove(at);
+            self.session
+                .held
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
-impl Drop for HeldCall<'_> {
+impl Drop for HeldCalls<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if self.waiting.is_empty() {
+            return;
+        }
+        let outcome = intentproof_policy::guard::approval::Outcome::Unavailable {
+            reason: "the client's request ended while the call waited".into(),
+            at: intentproof_core::format_rfc3339_millis(std::time::SystemTime::now()),
+        };
+        let mut events = Vec::new();
+        {
+            let mut recorder = lock(&self.session.recorder);
+            for id in &self.waiting {
+                let _ = recorder.resolve_hold(id, &outcome, &mut events);
+            }
+        }
+        self.recording.record(events);
+        self.session
+            .held
+            .fetch_sub(self.waiting.len(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -940,24 +979,28 @@ pub async fn post(
     }
     if !held.is_empty() {
         gateway.recording.record(std::mem::take(&mut events));
+        let mut waiting = HeldCalls::new(
+            &session,
+            gateway.recording.as_ref(),
+            held.iter().map(|(_, h, _)| h.id.clone()).collect(),
+        );
         for (i, h, approver) in held {
-            let outcome = {
-                let _held = HeldCall::new(&session.held);
-                // The call is not routed yet: its progress goes where
-                // the session's other messages would (the GET stream, or
-                // the latest open request's stream).
-                crate::approver::ask_with_progress(
-                    approver.as_ref(),
-                    &h.request,
-                    h.progress_token.as_ref(),
-                    |notice| gateway.route(&session, &notice, notice.to_string()),
-                )
-                .await
-            };
+            // The call is not routed yet: its progress goes where the
+            // session's other messages would (the GET stream, or the latest
+            // open request's stream).
+            let outcome = crate::approver::ask_with_progress(
+                approver.as_ref(),
+                &h.request,
+                h.progress_token.as_ref(),
+                |notice| gateway.route(&session, &notice, notice.to_string()),
+            )
+            .await;
             session.touch();
             let verdict = lock(&session.recorder).resolve_hold(&h.id, &outcome, &mut events);
+            waiting.done(&h.id);
             verdicts[i] = verdict.unwrap_or(ClientVerdict::Reply(Value::Null));
         }
+        drop(waiting);
     }
     {
         for ((item, raw), verdict) in items.iter().zip(verdicts) {

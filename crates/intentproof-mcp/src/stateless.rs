@@ -257,6 +257,37 @@ fn as_the_client_sent(events: &mut [ExecutionEvent]) {
     }
 }
 
+/// A call held for approval whose request may end before it is decided
+/// (the client went away): then it is refused, so it stays neither held
+/// nor counted.
+struct Unanswered<'a> {
+    lane: &'a Lane,
+    id: Option<Value>,
+}
+
+impl Unanswered<'_> {
+    /// Decided: nothing to do on drop.
+    fn answered(mut self) -> Self {
+        self.id = None;
+        self
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let outcome = intentproof_policy::guard::approval::Outcome::Unavailable {
+            reason: "the client's request ended while the call waited".into(),
+            at: intentproof_core::format_rfc3339_millis(std::time::SystemTime::now()),
+        };
+        let mut events = Vec::new();
+        let _ = lock(&self.lane.recorder).resolve_hold(&id, &outcome, &mut events);
+        self.lane.record(events);
+    }
+}
+
 impl Lane {
     /// The stateless lane of `config` (remote when `remote` is set).
     pub(crate) fn new(
@@ -342,7 +373,12 @@ impl Lane {
         self.record(std::mem::take(&mut events));
         let verdict = match verdict {
             ClientVerdict::Hold(held) => {
+                let waiting = Unanswered {
+                    lane: self,
+                    id: Some(held.id.clone()),
+                };
                 let outcome = approver.ask(held.request.clone()).await;
+                drop(waiting.answered());
                 let verdict = lock(&self.recorder).resolve_hold(&held.id, &outcome, &mut events);
                 self.record(events);
                 // No longer held (ended meanwhile): never forwarded.
