@@ -19,6 +19,7 @@ use serde_json::Value;
 /// dependencies (tests) are free.
 const LAYERS: &[(&str, u8)] = &[
     ("intentproof-core", 0),
+    ("intentproof-journal", 0),
     ("intentproof-policy", 1),
     ("intentproof", 2),
     ("intentproof-store", 2),

@@ -22,7 +22,10 @@
 pub mod checkpoint;
 mod codec;
 mod error;
-pub mod journal;
+/// The journal, from its own crate ([`intentproof_journal`]), under its
+/// old path: `crate::journal::...` and `intentproof_store::journal::...`
+/// name the same items as before the move.
+pub use intentproof_journal as journal;
 mod leaf_file;
 pub mod meta;
 mod store;
