@@ -20,7 +20,10 @@ use crate::correlation::{self, get_correlation_id, in_task_scope, in_thread_scop
 use crate::dispatch::Dispatcher;
 use crate::error::OptionsError;
 use crate::exporter::{Delivery, ExportError, Exporter, MemoryExporter};
-use crate::options::{ExporterErrorHook, ExporterFailure, IntentProofConfig, WrapOptions};
+use crate::options::{
+    Durability, ExporterErrorHook, ExporterFailure, IntentProofConfig, WrapOptions,
+};
+use crate::outbox::{Outbox, OutboxError, Outboxes};
 
 /// Records one [`ExecutionEvent`] per call of every function it wraps, and
 /// hands each event to its exporters.
@@ -49,24 +52,36 @@ pub struct IntentProofClient {
     inner: Arc<ClientInner>,
 }
 
-struct ClientInner {
+pub(crate) struct ClientInner {
     settings: RwLock<Arc<Settings>>,
     dispatcher: Dispatcher,
+    outboxes: Outboxes,
+}
+
+impl ClientInner {
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 /// The applied form of an [`IntentProofConfig`].
-struct Settings {
-    exporters: Vec<Arc<dyn Exporter>>,
+pub(crate) struct Settings {
+    pub(crate) exporters: Vec<Arc<dyn Exporter>>,
     memory: Option<Arc<MemoryExporter>>,
     on_exporter_error: Option<ExporterErrorHook>,
     default_attributes: Attributes,
     include_error_stack: bool,
     redactor: Option<Arc<intentproof_policy::redact::Redactor>>,
     signer: Option<Arc<Sealer>>,
+    /// With [`Durability::Local`]: the outbox, or why it could not be opened.
+    outbox: Option<Result<Arc<Outbox>, OutboxError>>,
 }
 
 impl Settings {
-    fn from_config(config: IntentProofConfig) -> Self {
+    fn from_config(
+        config: IntentProofConfig,
+        outbox: Option<Result<Arc<Outbox>, OutboxError>>,
+    ) -> Self {
         let (exporters, memory) = match config.exporters {
             Some(exporters) => (exporters, None),
             None => {
@@ -82,10 +97,11 @@ impl Settings {
             include_error_stack: config.include_error_stack,
             redactor: config.redactor,
             signer: config.signer,
+            outbox,
         }
     }
 
-    fn report(&self, exporter: &str, error: &ExportError, event_id: Option<&str>) {
+    pub(crate) fn report(&self, exporter: &str, error: &ExportError, event_id: Option<&str>) {
         report(self.on_exporter_error.as_ref(), exporter, error, event_id);
     }
 }
@@ -131,13 +147,47 @@ impl Default for IntentProofClient {
 impl IntentProofClient {
     /// A client with this configuration. With `exporters: None` it keeps
     /// events in one [`MemoryExporter`], see [`IntentProofClient::memory`].
+    ///
+    /// With [`Durability::Local`] an outbox that cannot be opened makes
+    /// every event fail (reported to `on_exporter_error` as exporter
+    /// `"outbox"`); [`IntentProofClient::try_new`] reports it at once.
     pub fn new(config: IntentProofConfig) -> Self {
-        IntentProofClient {
+        let client = IntentProofClient {
             inner: Arc::new(ClientInner {
-                settings: RwLock::new(Arc::new(Settings::from_config(config))),
+                settings: RwLock::new(Arc::new(Settings::from_config(
+                    IntentProofConfig::default().exporters(Vec::new()),
+                    None,
+                ))),
                 dispatcher: Dispatcher::new(),
+                outboxes: Outboxes::default(),
             }),
+        };
+        client.configure(config);
+        client
+    }
+
+    /// Like [`IntentProofClient::new`], but fails when the
+    /// [`Durability::Local`] outbox cannot be opened (its directory cannot
+    /// be created or written, or another process holds it).
+    ///
+    /// ```
+    /// use intentproof::{Durability, IntentProofClient, IntentProofConfig};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let config = IntentProofConfig::default()
+    ///     .durability(Durability::Local { dir: dir.path().join("outbox") });
+    /// let client = IntentProofClient::try_new(config.clone()).unwrap();
+    /// // The same directory from a second client: refused, with the reason.
+    /// # drop(client);
+    /// # let client = IntentProofClient::try_new(config.clone()).unwrap();
+    /// let error = IntentProofClient::try_new(config).unwrap_err();
+    /// assert!(error.to_string().contains("in use by another process"), "{error}");
+    /// ```
+    pub fn try_new(config: IntentProofConfig) -> Result<Self, OutboxError> {
+        let client = Self::new(config);
+        if let Some(Err(error)) = &client.settings().outbox {
+            return Err(error.clone());
         }
+        Ok(client)
     }
 
     /// Replaces the whole configuration. Functions wrapped earlier use the
@@ -149,7 +199,11 @@ impl IntentProofClient {
     /// client.configure(IntentProofConfig::default().default_attribute("env", "prod"));
     /// ```
     pub fn configure(&self, config: IntentProofConfig) {
-        let settings = Arc::new(Settings::from_config(config));
+        let outbox = match &config.durability {
+            Durability::Async => None,
+            Durability::Local { dir } => Some(self.open_outbox(dir)),
+        };
+        let settings = Arc::new(Settings::from_config(config, outbox));
         *self
             .inner
             .settings
@@ -158,13 +212,28 @@ impl IntentProofClient {
     }
 
     fn settings(&self) -> Arc<Settings> {
-        Arc::clone(
-            &self
+        self.inner.settings()
+    }
+
+    /// The outbox in `dir`, opened (and its delivery started) on first use.
+    fn open_outbox(&self, dir: &std::path::Path) -> Result<Arc<Outbox>, OutboxError> {
+        let (outbox, opened) = self.inner.outboxes.get(dir)?;
+        if opened {
+            let handle = self
                 .inner
-                .settings
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+                .dispatcher
+                .handle()
+                .map_err(|reason| OutboxError::Io {
+                    path: dir.to_owned(),
+                    op: "start delivery",
+                    reason,
+                })?;
+            handle.spawn(crate::outbox::deliver(
+                Arc::downgrade(&self.inner),
+                Arc::clone(&outbox),
+            ));
+        }
+        Ok(outbox)
     }
 
     /// The default [`MemoryExporter`], when the configuration gave no
@@ -274,6 +343,12 @@ impl IntentProofClient {
             }
             None => event,
         };
+        if let Some(outbox) = &settings.outbox {
+            if let Err(reason) = emit_durable(outbox, &settings, event) {
+                settings.report("outbox", &ExportError::Other(reason), Some(&event.id));
+            }
+            return;
+        }
         let sealed;
         let event = match &settings.signer {
             None => event,
@@ -378,6 +453,9 @@ impl IntentProofClient {
             let work = {
                 let settings = Arc::clone(&settings);
                 async move {
+                    if let Some(Ok(outbox)) = &settings.outbox {
+                        outbox.wait_delivered().await;
+                    }
                     in_flight.wait_idle().await;
                     let finishing = settings.exporters.iter().map(|exporter| {
                         let future = if shutdown {
@@ -409,6 +487,44 @@ impl IntentProofClient {
             }
         }
     }
+}
+
+/// Seals `event` (with a signer) and makes it durable in `outbox`,
+/// returning once it is on disk.
+fn emit_durable(
+    outbox: &Result<Arc<Outbox>, OutboxError>,
+    settings: &Settings,
+    event: &ExecutionEvent,
+) -> Result<(), String> {
+    let outbox = outbox
+        .as_ref()
+        .map_err(|e| format!("event not recorded: the outbox could not be opened: {e}"))?;
+    let not_durable = |reason: String| {
+        OutboxError::NotDurable {
+            event_id: event.id.clone(),
+            reason,
+        }
+        .to_string()
+    };
+    let correlation = event.correlation_id.as_deref().unwrap_or(&event.id);
+    let sealing = outbox.begin();
+    let ticket = {
+        // Sealing picks the chain position: queue in that same order.
+        let _order = outbox.order_lock(correlation);
+        let sealed = match &settings.signer {
+            Some(signer) => Some(
+                signer
+                    .seal(event)
+                    .map_err(|e| not_durable(format!("it could not be sealed: {e}")))?
+                    .event,
+            ),
+            None => None,
+        };
+        outbox
+            .enqueue(sealing, sealed.as_ref(), event)
+            .map_err(not_durable)?
+    };
+    outbox.wait_durable(ticket).map_err(not_durable)
 }
 
 fn id_or_fresh(id: &str) -> String {

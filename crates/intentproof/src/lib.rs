@@ -43,6 +43,7 @@ mod dispatch;
 mod error;
 mod exporter;
 mod options;
+mod outbox;
 
 pub use client::{IntentProofClient, Wrapped, WrappedAsync};
 pub use correlation::{
@@ -51,8 +52,9 @@ pub use correlation::{
 };
 pub use error::{CorrelationError, OptionsError};
 pub use exporter::{
-    BodyFormat, BodyHook, BoundedQueueExporter, Delivery, ExportError, ExportErrorHook,
-    ExportFuture, Exporter, HttpExporter, HttpExporterConfig, MemoryExporter, envelope,
+    BatchDelivery, BatchFuture, BodyFormat, BodyHook, BoundedQueueExporter, Delivery, ExportError,
+    ExportErrorHook, ExportFuture, Exporter, HttpExporter, HttpExporterConfig, MemoryExporter,
+    envelope,
 };
 pub use intentproof_core::keys::InstanceKey;
 pub use intentproof_core::seal::Sealer;
@@ -61,9 +63,10 @@ pub use intentproof_core::{
 };
 pub use intentproof_policy::redact::{HashKey, RedactionPolicy, Redactor};
 pub use options::{
-    CaptureError, CaptureInput, CaptureOutput, ExporterErrorHook, ExporterFailure,
+    CaptureError, CaptureInput, CaptureOutput, Durability, ExporterErrorHook, ExporterFailure,
     IntentProofConfig, WrapOptions, assert_wrap_options_shape,
 };
+pub use outbox::OutboxError;
 
 /// This crate's version, e.g. `"0.1.0"`.
 ///

@@ -254,13 +254,91 @@ impl Exporter for HttpExporter {
     fn export(&self, event: &ExecutionEvent) -> Delivery {
         let body = self.body_for(event);
         let inner = Arc::clone(&self.inner);
-        Delivery::Pending(Box::pin(async move { inner.post(body).await }))
+        Delivery::Pending(Box::pin(async move {
+            inner
+                .post(&inner.config.url, "application/json", body, false)
+                .await
+                .map(drop)
+        }))
+    }
+
+    /// To a URL ending in `/v1/events` (the IntentProof daemon's), the
+    /// batch goes as one `POST /v1/events:batch` (newline-delimited bodies);
+    /// lines the daemon refuses with a 4xx other than 429 are reported as
+    /// refused, and a 503 (full queue, storage error) fails the batch so it
+    /// is sent again. To any other URL, one POST per event.
+    fn export_batch(&self, events: Arc<[ExecutionEvent]>) -> super::BatchFuture {
+        let Some(batch_url) = batch_url(&self.inner.config.url) else {
+            let each: Vec<Vec<u8>> = events.iter().map(|e| self.body_for(e)).collect();
+            let inner = Arc::clone(&self.inner);
+            return Box::pin(async move {
+                for body in each {
+                    inner
+                        .post(&inner.config.url, "application/json", body, false)
+                        .await?;
+                }
+                Ok(super::BatchDelivery::default())
+            });
+        };
+        let mut body = Vec::new();
+        for event in events.iter() {
+            body.extend_from_slice(&self.body_for(event));
+            body.push(b'\n');
+        }
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            let answer = inner
+                .post(&batch_url, "application/x-ndjson", body, true)
+                .await?;
+            Ok(refused_lines(&answer, events.len()))
+        })
     }
 }
 
+/// `<base>/v1/events:batch` for a daemon ingest URL `<base>/v1/events`.
+fn batch_url(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    if parsed.query().is_some() || !parsed.path().ends_with("/v1/events") {
+        return None;
+    }
+    Some(format!("{url}:batch"))
+}
+
+/// The lines of a daemon's batch answer that were refused for good.
+fn refused_lines(answer: &[u8], sent: usize) -> super::BatchDelivery {
+    let mut delivery = super::BatchDelivery::default();
+    let Ok(answer) = serde_json::from_slice::<Value>(answer) else {
+        return delivery;
+    };
+    for result in answer["results"].as_array().into_iter().flatten() {
+        let (Some(line), Some(status)) = (result["line"].as_u64(), result["status"].as_u64())
+        else {
+            continue;
+        };
+        let index = usize::try_from(line).unwrap_or(usize::MAX).wrapping_sub(1);
+        if index < sent && (400..500).contains(&status) && status != 429 {
+            let reason = format!(
+                "HTTP {status} {}: {}",
+                result["reason"].as_str().unwrap_or(""),
+                result["error"].as_str().unwrap_or("")
+            );
+            delivery.refused.push((index, reason));
+        }
+    }
+    delivery
+}
+
 impl Inner {
-    async fn post(&self, body: Vec<u8>) -> Result<(), ExportError> {
-        let url = &self.config.url;
+    /// POSTs `body` to `url` with retries; on success, the answer's body
+    /// when `want_answer` (else empty).
+    async fn post(
+        &self,
+        url: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+        want_answer: bool,
+    ) -> Result<Vec<u8>, ExportError> {
+        let url = &url.to_owned();
         let mut attempts = 0u32;
         let mut backoff = Backoff::new(self.config.backoff, Duration::from_secs(5));
         loop {
@@ -269,13 +347,23 @@ impl Inner {
                 .client
                 .post(url)
                 .headers(self.headers.clone())
-                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_TYPE, content_type)
                 .body(body.clone())
                 .send()
                 .await;
             let mut retry_after = None;
             let failure = match sent {
-                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) if response.status().is_success() && !want_answer => {
+                    return Ok(Vec::new());
+                }
+                Ok(response) if response.status().is_success() => match response.bytes().await {
+                    Ok(answer) => return Ok(answer.to_vec()),
+                    Err(e) => ExportError::Transport {
+                        url: url.clone(),
+                        reason: describe(&e.without_url()),
+                        attempts,
+                    },
+                },
                 Ok(response) => {
                     let status = response.status().as_u16();
                     retry_after = retry_after_header(

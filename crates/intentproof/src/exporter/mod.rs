@@ -29,6 +29,20 @@ pub type ExportErrorHook = std::sync::Arc<dyn Fn(&ExportError) + Send + Sync>;
 /// A boxed, sendable export future.
 pub type ExportFuture = Pin<Box<dyn Future<Output = Result<(), ExportError>> + Send + 'static>>;
 
+/// A boxed, sendable [`Exporter::export_batch`] future.
+pub type BatchFuture =
+    Pin<Box<dyn Future<Output = Result<BatchDelivery, ExportError>> + Send + 'static>>;
+
+/// What an exporter did with a batch from the durable outbox: every event
+/// not listed in `refused` was delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchDelivery {
+    /// Events the destination refused for good (sending them again would
+    /// get the same answer), by index in the batch, with the reason. The
+    /// outbox keeps them in its `refused.ndjson`.
+    pub refused: Vec<(usize, String)>,
+}
+
 /// What [`Exporter::export`] did with an event.
 pub enum Delivery {
     /// Handled already, with this result.
@@ -71,6 +85,32 @@ pub trait Exporter: Send + Sync {
 
     /// Takes one event. Must not block.
     fn export(&self, event: &ExecutionEvent) -> Delivery;
+
+    /// Delivers events the durable outbox
+    /// ([`Durability::Local`](crate::Durability::Local)) already has on
+    /// disk. `Ok` means the destination has every event not listed as
+    /// refused; on `Err` the outbox sends the same events again later, so a
+    /// destination may see an event more than once (the IntentProof daemon
+    /// keys events by id and answers repeats as duplicates).
+    ///
+    /// Default: [`Exporter::export`] for each event; the batch fails when
+    /// any of them does.
+    fn export_batch(&self, events: std::sync::Arc<[ExecutionEvent]>) -> BatchFuture {
+        let mut pending = Vec::new();
+        for event in events.iter() {
+            match self.export(event) {
+                Delivery::Done(Ok(())) => {}
+                Delivery::Done(Err(error)) => return Box::pin(std::future::ready(Err(error))),
+                Delivery::Pending(future) => pending.push(future),
+            }
+        }
+        Box::pin(async move {
+            for result in futures_util::future::join_all(pending).await {
+                result?;
+            }
+            Ok(BatchDelivery::default())
+        })
+    }
 
     /// Completes when everything accepted so far has been delivered (or has
     /// failed and been reported). Default: nothing to wait for.
