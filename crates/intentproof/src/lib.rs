@@ -44,6 +44,7 @@ mod error;
 mod exporter;
 mod options;
 mod outbox;
+mod plan;
 
 pub use client::{IntentProofClient, Wrapped, WrappedAsync};
 pub use correlation::{
@@ -67,6 +68,7 @@ pub use options::{
     IntentProofConfig, WrapOptions, assert_wrap_options_shape,
 };
 pub use outbox::OutboxError;
+pub use plan::{Plan, PlanDeclaration, PlanError};
 
 /// This crate's version, e.g. `"0.1.0"`.
 ///
