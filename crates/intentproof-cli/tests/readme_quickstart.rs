@@ -178,3 +178,103 @@ fn masking_checks_shapes_and_keeps_the_rest() {
     assert!(!is_uuid_v7("019af7c4-1d2e-4a3b-8c4d-5e6f7a8b9c0d"));
     assert_eq!(masked("refund: {}\n"), "refund: {}\n");
 }
+
+/// `text` with the findings table's times shown as `…`.
+fn without_times(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.get(..24) {
+            Some(at) if at.starts_with("20") && at.ends_with('Z') => {
+                format!("{:<24}{}", "…", &line[24..])
+            }
+            _ => line.to_owned(),
+        })
+        .map(|line| line + "\n")
+        .collect()
+}
+
+/// The README's durable example: its `src/main.rs` in the quick start's
+/// project, run as the README says (token from `~/.intentproof`, `cargo
+/// run`, `intentproof findings`) against a daemon on a free port: the
+/// refund is delivered through the durable outbox, and the step never run
+/// is an INCOMPLETE INTENT, exactly as the README shows.
+#[test]
+fn the_readme_durable_example_records_the_plan_and_its_skipped_step() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let manifest = block(&readme, "Cargo.toml");
+    let crate_dir = root.join("crates/intentproof").canonicalize().unwrap();
+    let manifest = manifest.replace(
+        README_DEPENDENCY,
+        &format!(
+            "intentproof = {{ path = {:?} }}",
+            crate_dir.display().to_string()
+        ),
+    );
+    let main_rs = block_after(&readme, "<!-- durable:src/main.rs -->");
+    let script = block_after(&readme, "<!-- durable:run -->");
+    let expected = block_after(&readme, "<!-- durable:output -->");
+
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join(".intentproof");
+    let _daemon = common::start_daemon(&data);
+    let project = home.path().join("durable-example");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("Cargo.toml"), manifest).unwrap();
+    std::fs::write(project.join("src/main.rs"), main_rs).unwrap();
+    std::fs::copy(root.join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+
+    let bin_dir = std::path::Path::new(common::BIN).parent().unwrap();
+    let cargo =
+        std::path::PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut path =
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect::<Vec<_>>();
+    path.insert(0, bin_dir.to_owned());
+    if let Some(cargo_dir) = cargo.parent().filter(|d| !d.as_os_str().is_empty()) {
+        path.insert(0, cargo_dir.to_owned());
+    }
+    let out = run_bounded(
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .current_dir(&project)
+            .env("HOME", home.path())
+            .env("PATH", std::env::join_paths(path).unwrap())
+            .env(
+                "INTENTPROOF_URL",
+                format!("http://{}", common::daemon_listen(&data)),
+            )
+            .env("CARGO_TARGET_DIR", target_dir())
+            .env("CARGO_NET_OFFLINE", "true")
+            .env_remove("RUSTFLAGS")
+            .env_remove("INTENTPROOF_TOKEN")
+            .env_remove("INTENTPROOF_DATA_DIR")
+            .env("CARGO_TERM_COLOR", "never"),
+        "the README's durable example",
+        Duration::from_secs(1800),
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "the README's durable example failed ({}):\n{}\n{stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(without_times(&stdout), expected, "actual output:\n{stdout}");
+    // The outbox it left: private, and everything delivered.
+    use std::os::unix::fs::PermissionsExt;
+    let outbox = project.join("intentproof-outbox");
+    let mode = std::fs::metadata(&outbox).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    assert_eq!(std::fs::read_to_string(outbox.join("cursor")).unwrap(), "3");
+}
+
+/// The fenced block right after `marker` (a line of its own).
+fn block_after<'a>(readme: &'a str, marker: &str) -> &'a str {
+    let after = readme
+        .split_once(&format!("{marker}\n```"))
+        .unwrap_or_else(|| panic!("README.md has no fenced block after {marker:?}"))
+        .1;
+    let body = after.split_once('\n').unwrap().1;
+    body.split_once("```\n")
+        .unwrap_or_else(|| panic!("the block after {marker:?} is not closed"))
+        .0
+}
