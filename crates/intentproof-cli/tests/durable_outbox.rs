@@ -268,3 +268,110 @@ fn every_call_whose_wrap_returned_survives_sigkill_once() {
     assert_eq!(ids.len(), stored.len(), "an event id stored twice");
     drop(daemon);
 }
+
+/// A plan declared without the token: the daemon refuses the reserved
+/// action for good, the outbox keeps the declaration in `refused.ndjson`
+/// (and says so), and the ordinary call beside it is stored.
+#[test]
+fn a_plan_sent_without_the_token_is_kept_as_refused_not_lost() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let outbox = tmp.path().join("outbox");
+    let daemon = start_daemon(&data);
+    let url = format!("http://{}/v1/events", daemon_listen(&data));
+    let http = HttpExporter::new(HttpExporterConfig {
+        format: BodyFormat::BareV1,
+        ..HttpExporterConfig::new(&url)
+    })
+    .expect("exporter config");
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&reports);
+    let client = IntentProofClient::try_new(
+        IntentProofConfig::default()
+            .signer(Arc::new(Sealer::new(InstanceKey::from_seed(
+                "inst_no_token",
+                [8u8; 32],
+            ))))
+            .exporters(vec![Arc::new(http) as Arc<dyn Exporter>])
+            .durability(Durability::Local {
+                dir: outbox.clone(),
+            })
+            .on_exporter_error(move |failure| {
+                seen.lock()
+                    .expect("reports")
+                    .push(failure.error.to_string());
+            }),
+    )
+    .expect("the outbox opens");
+    let plan = client
+        .declare_plan(
+            intentproof::PlanDeclaration::new("Refund order 7").step("payments.refund", "Refund"),
+        )
+        .expect("a valid plan");
+    let refund = client
+        .wrap(
+            WrapOptions::new("Refund", "payments.refund"),
+            |cents: u64| Ok::<_, std::io::Error>(cents),
+        )
+        .expect("wrap");
+    client
+        .with_correlation_id(&plan.correlation_id, || refund.call(700))
+        .expect("call");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(client.flush());
+
+    let refused = std::fs::read_to_string(outbox.join("refused.ndjson")).expect("refused.ndjson");
+    let lines: Vec<Value> = refused
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{refused}");
+    assert_eq!(lines[0]["seq"], 0);
+    let reason = lines[0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with(
+            "http: HTTP 403 reserved_action: action \"intentproof.plan.declare\" is reserved"
+        ),
+        "{reason}"
+    );
+    // Kept as the signed body, ready to send again with the token.
+    let kept = &lines[0]["event"];
+    assert_eq!(kept["action"], "intentproof.plan.declare");
+    intentproof_core::seal::verify_event(
+        kept,
+        &InstanceKey::from_seed("inst_no_token", [8u8; 32]).verifying_key(),
+    )
+    .expect("the kept event still verifies");
+    // Sent again with the token, it is taken.
+    let token = std::fs::read_to_string(data.join("token")).expect("daemon token");
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(&url)
+            .bearer_auth(token.trim())
+            .json(kept)
+            .send()
+            .await
+            .expect("POST /v1/events")
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 202);
+    let reports = reports.lock().expect("reports").clone();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].contains("refused for good"), "{reports:?}");
+    // The call was stored; the declaration is now too.
+    let events = common::cli_json(&["events", "--correlation", &plan.correlation_id], &data);
+    let actions: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event"]["action"].as_str().expect("action"))
+        .collect();
+    // In the order they arrived: the declaration (chain position 1) was
+    // sent again after the call (position 2) was stored.
+    assert_eq!(actions, ["payments.refund", "intentproof.plan.declare"]);
+    drop(daemon);
+}

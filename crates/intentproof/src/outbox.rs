@@ -435,7 +435,9 @@ impl Outbox {
     }
 
     /// Keeps events an exporter refused for good in `refused.ndjson`.
-    pub(crate) fn keep_refused(&self, lines: &[(u64, String, String)]) -> Result<(), OutboxError> {
+    /// `lines`: (sequence number, the event as a `POST /v1/events` body, or
+    /// the record's text when it could not be read back, why).
+    pub(crate) fn keep_refused(&self, lines: &[(u64, Value, String)]) -> Result<(), OutboxError> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -447,7 +449,6 @@ impl Outbox {
             .map_err(io_error(&path, "open"))?;
         let mut text = String::new();
         for (seq, event, reason) in lines {
-            // `event` is the record's JSON text (kept as text: it may not parse).
             text.push_str(
                 &serde_json::json!({"seq": seq, "reason": reason, "event": event}).to_string(),
             );
@@ -553,7 +554,7 @@ async fn deliver_once(
             }
             Err((reason, raw)) => refused.push((
                 record.seq,
-                raw,
+                Value::String(raw),
                 format!("outbox: the record could not be read back: {reason}"),
             )),
         }
@@ -588,8 +589,7 @@ async fn deliver_once(
                 )),
                 Some(&event.id),
             );
-            let json = serde_json::to_string(event).unwrap_or_default();
-            refused.push((*seq, json, format!("{name}: {reason}")));
+            refused.push((*seq, ingest_body(event), format!("{name}: {reason}")));
         }
     }
     let outbox = Arc::clone(outbox);
@@ -612,6 +612,18 @@ impl Drop for Sealing<'_> {
         if commits.leader_waiting {
             self.outbox.queued.notify_one();
         }
+    }
+}
+
+/// `event` as a body `POST /v1/events` takes, to send it again once the
+/// cause of its refusal is fixed: the signed `intentproof.event.v1` object
+/// for a sealed event, else the `{"intentproof":"1","event":{...}}`
+/// envelope.
+fn ingest_body(event: &ExecutionEvent) -> Value {
+    if event.signature.is_some() {
+        Value::Object(intentproof_core::v1::to_v1(event))
+    } else {
+        crate::envelope(event)
     }
 }
 
