@@ -8,8 +8,14 @@
 //! flow together, and the [`Exporter`]s that deliver events
 //! ([`MemoryExporter`], [`HttpExporter`], [`BoundedQueueExporter`]).
 //!
-//! What it does not do: store, sign or verify events: the record itself
-//! lives in `intentproof-core`, and storage in the gateway daemon.
+//! It also keeps events durably when asked ([`Durability::Local`]: a local
+//! outbox, on disk before the wrapped call returns, delivered from there),
+//! seals them with a configured [`Sealer`], and declares plans from code
+//! ([`IntentProofClient::declare_plan`]).
+//!
+//! What it does not do: index, query or verify events, or judge plans: the
+//! record's format and its checks live in `intentproof-core`, and storage,
+//! findings and proofs in the gateway daemon, where the events go.
 //!
 //! ```
 //! use intentproof::{client, run_with_correlation_id, WrapOptions};
