@@ -194,9 +194,26 @@ impl Sealer {
     }
 
     /// Seals `event` (see the module docs for the members it fills).
+    ///
+    /// An uncorrelated event is a chain of one (its correlation is its own
+    /// id): it is sealed at position 1 and not tracked, so a process that
+    /// seals millions of them keeps no memory for them.
+    ///
+    /// ```
+    /// # use intentproof_core::{ExecutionEvent, keys::InstanceKey, seal::Sealer};
+    /// let sealer = Sealer::new(InstanceKey::from_seed("inst_x", [1u8; 32]));
+    /// for _ in 0..3 {
+    ///     let sealed = sealer.seal(&ExecutionEvent::builder("Ping", "net.ping").build()).unwrap();
+    ///     assert_eq!(sealed.event["chain_position"], 1);
+    /// }
+    /// assert_eq!(sealer.chain_count(), 0);
+    /// ```
     pub fn seal(&self, event: &ExecutionEvent) -> Result<SealedEvent, SealError> {
         let mut map = self.members(event);
-        let correlation = event.correlation_id.as_deref().unwrap_or(&event.id);
+        let Some(correlation) = event.correlation_id.as_deref() else {
+            let digest = link(&mut map, None, event)?;
+            return Ok(self.sign(map, &digest));
+        };
         let chain = {
             let mut chains = lock(&self.chains);
             match chains.get(correlation) {
