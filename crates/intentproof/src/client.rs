@@ -23,7 +23,7 @@ use crate::exporter::{Delivery, ExportError, Exporter, MemoryExporter};
 use crate::options::{
     Durability, ExporterErrorHook, ExporterFailure, IntentProofConfig, WrapOptions,
 };
-use crate::outbox::{Outbox, OutboxError, Outboxes};
+use crate::outbox::{Destinations, Outbox, OutboxError, Outboxes};
 
 /// Records one [`ExecutionEvent`] per call of every function it wraps, and
 /// hands each event to its exporters.
@@ -52,21 +52,31 @@ pub struct IntentProofClient {
     inner: Arc<ClientInner>,
 }
 
-pub(crate) struct ClientInner {
+struct ClientInner {
     settings: RwLock<Arc<Settings>>,
     dispatcher: Dispatcher,
     outboxes: Outboxes,
 }
 
+impl Destinations for ClientInner {
+    fn exporters(&self) -> Vec<Arc<dyn Exporter>> {
+        self.settings().exporters.clone()
+    }
+
+    fn report(&self, exporter: &str, error: &ExportError, event_id: Option<&str>) {
+        self.settings().report(exporter, error, event_id);
+    }
+}
+
 impl ClientInner {
-    pub(crate) fn settings(&self) -> Arc<Settings> {
+    fn settings(&self) -> Arc<Settings> {
         Arc::clone(&self.settings.read().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
 /// The applied form of an [`IntentProofConfig`].
-pub(crate) struct Settings {
-    pub(crate) exporters: Vec<Arc<dyn Exporter>>,
+struct Settings {
+    exporters: Vec<Arc<dyn Exporter>>,
     memory: Option<Arc<MemoryExporter>>,
     on_exporter_error: Option<ExporterErrorHook>,
     default_attributes: Attributes,
@@ -101,7 +111,7 @@ impl Settings {
         }
     }
 
-    pub(crate) fn report(&self, exporter: &str, error: &ExportError, event_id: Option<&str>) {
+    fn report(&self, exporter: &str, error: &ExportError, event_id: Option<&str>) {
         report(self.on_exporter_error.as_ref(), exporter, error, event_id);
     }
 }
@@ -228,10 +238,9 @@ impl IntentProofClient {
                     op: "start delivery",
                     reason,
                 })?;
-            handle.spawn(crate::outbox::deliver(
-                Arc::downgrade(&self.inner),
-                Arc::clone(&outbox),
-            ));
+            let inner: std::sync::Weak<ClientInner> = Arc::downgrade(&self.inner);
+            let destinations: std::sync::Weak<dyn Destinations> = inner;
+            handle.spawn(crate::outbox::deliver(destinations, Arc::clone(&outbox)));
         }
         Ok(outbox)
     }

@@ -60,8 +60,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use intentproof_core::backoff::Backoff;
 
-use crate::client::{ClientInner, Settings};
-use crate::exporter::ExportError;
+use crate::exporter::{ExportError, Exporter};
 
 use fs2::FileExt;
 use intentproof_core::ExecutionEvent;
@@ -476,9 +475,19 @@ impl Outbox {
     }
 }
 
+/// Where delivery sends records: the client's current exporters, and
+/// where their failures are reported. (A trait, so the outbox does not
+/// depend on the client that owns it.)
+pub(crate) trait Destinations: Send + Sync {
+    /// The exporters in effect now.
+    fn exporters(&self) -> Vec<Arc<dyn Exporter>>;
+    /// Tells `on_exporter_error`.
+    fn report(&self, exporter: &str, error: &ExportError, event_id: Option<&str>);
+}
+
 /// The delivery task of `outbox`: runs on the client's delivery thread
 /// until the client is dropped.
-pub(crate) async fn deliver(client: Weak<ClientInner>, outbox: Arc<Outbox>) {
+pub(crate) async fn deliver(client: Weak<dyn Destinations>, outbox: Arc<Outbox>) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         if outbox.is_closed() {
@@ -500,10 +509,10 @@ pub(crate) async fn deliver(client: Weak<ClientInner>, outbox: Arc<Outbox>) {
             }
             continue;
         }
-        let Some(settings) = client.upgrade().map(|inner| inner.settings()) else {
+        let Some(settings) = client.upgrade() else {
             return;
         };
-        match deliver_once(&outbox, &settings, from).await {
+        match deliver_once(&outbox, settings.as_ref(), from).await {
             Ok(()) => backoff.reset(),
             Err((exporter, error)) => {
                 settings.report(&exporter, &error, None);
@@ -533,7 +542,7 @@ async fn blocking<T: Send + 'static>(
 /// moves the cursor past them.
 async fn deliver_once(
     outbox: &Arc<Outbox>,
-    settings: &Settings,
+    settings: &dyn Destinations,
     from: u64,
 ) -> Result<(), (String, ExportError)> {
     let records = {
@@ -560,7 +569,8 @@ async fn deliver_once(
         }
     }
     let events: Arc<[ExecutionEvent]> = events.into();
-    let deliveries = settings.exporters.iter().map(|exporter| {
+    let exporters = settings.exporters();
+    let deliveries = exporters.iter().map(|exporter| {
         let started = catch_unwind(AssertUnwindSafe(|| {
             exporter.export_batch(Arc::clone(&events))
         }));
