@@ -28,6 +28,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("intentproof-mcp", 3),
     ("intentproof-api", 3),
     ("intentproof-findings", 4),
+    // rmcp agents and servers recording in-process (library and MCP recorder).
+    ("intentproof-rmcp", 4),
     ("intentproof-http-proxy", 5),
     ("intentproof-gateway", 6),
     ("intentproof-tui", 6),
