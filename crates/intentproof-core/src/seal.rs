@@ -65,6 +65,19 @@ pub enum SealError {
         /// What is wrong.
         source: CanonError,
     },
+    /// [`Sealer::sign_chained`] was given an event chained for another
+    /// instance.
+    #[error(
+        "event {event_id} was chained for instance {instance}, not this signer's {signer}: sign it with that instance's key"
+    )]
+    OtherInstance {
+        /// The event's id.
+        event_id: String,
+        /// The instance it names.
+        instance: String,
+        /// The signer's instance.
+        signer: String,
+    },
 }
 
 /// A sealed event: the signed v1 object and its content hash.
@@ -209,10 +222,60 @@ impl Sealer {
     /// assert_eq!(sealer.chain_count(), 0);
     /// ```
     pub fn seal(&self, event: &ExecutionEvent) -> Result<SealedEvent, SealError> {
+        let (map, digest) = self.chain(event)?;
+        Ok(self.sign(map, &digest))
+    }
+
+    /// The first half of [`Sealer::seal`]: `event` as a v1 object with every
+    /// member set and its place in its chain taken, but no `signature`.
+    /// [`Sealer::sign_chained`] finishes it, now or later (the chain's
+    /// order is fixed here, so a caller can make this form durable first
+    /// and sign off its hot path; Ed25519 signing is most of the cost).
+    ///
+    /// ```
+    /// # use intentproof_core::{ExecutionEvent, keys::InstanceKey, seal::Sealer};
+    /// let sealer = Sealer::new(InstanceKey::from_seed("inst_x", [1u8; 32]));
+    /// let event = ExecutionEvent::builder("Pay", "pay.create").correlation_id("c1").build();
+    /// let chained = sealer.chain_only(&event).unwrap();
+    /// assert!(chained.get("signature").is_none());
+    /// let sealed = sealer.sign_chained(chained).unwrap();
+    /// intentproof_core::seal::verify_event(&sealed.event, &sealer.key().verifying_key()).unwrap();
+    /// ```
+    pub fn chain_only(&self, event: &ExecutionEvent) -> Result<Map<String, Value>, SealError> {
+        self.chain(event).map(|(map, _)| map)
+    }
+
+    /// Signs a v1 object [`Sealer::chain_only`] returned (by this sealer's
+    /// key, or another sealer of the same instance): the other half of
+    /// [`Sealer::seal`], with the same result. Fails when the object names
+    /// another instance (its signature would not verify under its
+    /// `instance_id`) or cannot be canonicalized.
+    pub fn sign_chained(&self, mut map: Map<String, Value>) -> Result<SealedEvent, SealError> {
+        let event_id = map
+            .get("event_id")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned();
+        let instance = map.get("instance_id").and_then(Value::as_str);
+        if instance != Some(self.key.instance_id()) {
+            return Err(SealError::OtherInstance {
+                event_id,
+                instance: instance.unwrap_or("(none)").to_owned(),
+                signer: self.key.instance_id().to_owned(),
+            });
+        }
+        map.remove("signature");
+        let digest =
+            v1::content_digest(&map).map_err(|source| SealError::Canon { event_id, source })?;
+        Ok(self.sign(map, &digest))
+    }
+
+    /// `event`'s v1 members, linked into its chain, and its content digest.
+    fn chain(&self, event: &ExecutionEvent) -> Result<(Map<String, Value>, [u8; 32]), SealError> {
         let mut map = self.members(event);
         let Some(correlation) = event.correlation_id.as_deref() else {
             let digest = link(&mut map, None, event)?;
-            return Ok(self.sign(map, &digest));
+            return Ok((map, digest));
         };
         let chain = {
             let mut chains = lock(&self.chains);
@@ -229,7 +292,7 @@ impl Sealer {
             head.hash = Some(sha256_prefixed(&digest));
             digest
         };
-        Ok(self.sign(map, &digest))
+        Ok((map, digest))
     }
 
     /// Seals `event` as the event after `last` (position and content hash

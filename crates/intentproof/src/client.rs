@@ -66,6 +66,10 @@ impl Destinations for ClientInner {
     fn report(&self, exporter: &str, error: &ExportError, event_id: Option<&str>) {
         self.settings().report(exporter, error, event_id);
     }
+
+    fn signer(&self) -> Option<Arc<Sealer>> {
+        self.settings().signer.clone()
+    }
 }
 
 impl ClientInner {
@@ -520,17 +524,18 @@ fn emit_durable(
     let ticket = {
         // Sealing picks the chain position: queue in that same order.
         let _order = outbox.order_lock(correlation);
-        let sealed = match &settings.signer {
+        // Chained now (the chain's order is the queue's), signed at
+        // delivery: see the outbox's docs.
+        let chained = match &settings.signer {
             Some(signer) => Some(
                 signer
-                    .seal(event)
-                    .map_err(|e| not_durable(format!("it could not be sealed: {e}")))?
-                    .event,
+                    .chain_only(event)
+                    .map_err(|e| not_durable(format!("it could not be sealed: {e}")))?,
             ),
             None => None,
         };
         outbox
-            .enqueue(sealing, sealed.as_ref(), event)
+            .enqueue(sealing, chained.as_ref(), event)
             .map_err(not_durable)?
     };
     outbox.wait_durable(ticket).map_err(not_durable)

@@ -12,9 +12,19 @@
 //! lock           held (flock) by the one process using the outbox
 //! ```
 //!
-//! A record is one byte of kind, then JSON: `v` + the sealed
-//! `intentproof.event.v1` object exactly as signed (with a signer), or `e` +
-//! the event's camelCase form (without one).
+//! A record is one byte of kind, then JSON: `c` + the event's
+//! `intentproof.event.v1` object, chained but not yet signed (with a
+//! signer: [`Sealer::chain_only`]; delivery signs it with
+//! [`Sealer::sign_chained`]), or `e` + the event's camelCase form (without
+//! a signer). (`v`, a signed v1 object, is read too.)
+//!
+//! **Why sign at delivery.** The chain's order and every hash are fixed
+//! before the record is written (the chain link needs the previous
+//! event's content hash, not its signature), and Ed25519 signing
+//! (~19 us) was most of the work each caller did while the others waited
+//! for the next commit. A crash before delivery loses nothing: the next
+//! process signs the record with the same instance's key (a record chained
+//! for another instance is refused, kept in `refused.ndjson`).
 //!
 //! **Group commit.** The first caller to find no commit under way writes
 //! every record queued so far in one append and one `fdatasync`, then wakes
@@ -65,8 +75,9 @@ use crate::exporter::{ExportError, Exporter};
 use fs2::FileExt;
 use intentproof_core::ExecutionEvent;
 use intentproof_core::private_file::create_private_dir;
+use intentproof_core::seal::Sealer;
 use intentproof_journal::{Journal, JournalOptions};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Locks that keep one chain's seal-and-queue steps in order.
 pub(crate) const ORDER_STRIPES: usize = 64;
@@ -90,6 +101,10 @@ const JOIN_WAIT: Duration = Duration::from_micros(100);
 /// still cost 70 us, every 200 ms costs ~10 us.
 const GATHER: Duration = Duration::from_millis(200);
 
+/// A chained, not yet signed v1 event ([`Sealer::chain_only`]): signed
+/// when it is delivered, off the caller's path.
+const KIND_CHAINED: u8 = b'c';
+/// A signed v1 event.
 const KIND_V1: u8 = b'v';
 const KIND_EVENT: u8 = b'e';
 
@@ -161,8 +176,9 @@ pub(crate) struct Progress {
 /// One record read back for delivery.
 pub(crate) struct Stored {
     pub(crate) seq: u64,
-    /// The event, or why it could not be decoded and the record as text.
-    pub(crate) event: Result<ExecutionEvent, (String, String)>,
+    /// The event, or why it could not be decoded and the record as
+    /// written ([`as_written`]).
+    pub(crate) event: Result<ExecutionEvent, (String, Value)>,
 }
 
 pub(crate) struct Outbox {
@@ -297,18 +313,19 @@ impl Outbox {
         Sealing { outbox: self }
     }
 
-    /// Queues a sealed v1 event (`Some`) or an unsealed one; returns its
-    /// ticket for [`Outbox::wait_durable`].
+    /// Queues a chained v1 event (`Some`: [`Sealer::chain_only`]'s, signed
+    /// at delivery) or an unsealed one; returns its ticket for
+    /// [`Outbox::wait_durable`].
     pub(crate) fn enqueue(
         &self,
         sealing: Sealing<'_>,
-        sealed: Option<&Value>,
+        chained: Option<&Map<String, Value>>,
         event: &ExecutionEvent,
     ) -> Result<u64, String> {
         let mut record = Vec::with_capacity(1024);
-        let written = match sealed {
+        let written = match chained {
             Some(v1) => {
-                record.push(KIND_V1);
+                record.push(KIND_CHAINED);
                 serde_json::to_writer(&mut record, v1)
             }
             None => {
@@ -390,7 +407,8 @@ impl Outbox {
 
     /// Up to [`MAX_DELIVERY_RECORDS`] records from `from` on (fewer when
     /// [`MAX_DELIVERY_BYTES`] is reached), read from disk.
-    pub(crate) fn read(&self, from: u64) -> Result<Vec<Stored>, String> {
+    /// Chained records are signed here, by `signer`.
+    pub(crate) fn read(&self, from: u64, signer: Option<&Sealer>) -> Result<Vec<Stored>, String> {
         let until = self.durable().min(from + MAX_DELIVERY_RECORDS as u64);
         let mut records = Vec::new();
         let mut bytes = 0usize;
@@ -404,8 +422,7 @@ impl Outbox {
             bytes += payload.len();
             records.push(Stored {
                 seq,
-                event: decode(payload)
-                    .map_err(|reason| (reason, String::from_utf8_lossy(payload).into_owned())),
+                event: decode(payload, signer).map_err(|reason| (reason, as_written(payload))),
             });
         })
         .map_err(|e| e.to_string())?;
@@ -435,7 +452,7 @@ impl Outbox {
 
     /// Keeps events an exporter refused for good in `refused.ndjson`.
     /// `lines`: (sequence number, the event as a `POST /v1/events` body, or
-    /// the record's text when it could not be read back, why).
+    /// the record as written when it could not be read back, why).
     pub(crate) fn keep_refused(&self, lines: &[(u64, Value, String)]) -> Result<(), OutboxError> {
         if lines.is_empty() {
             return Ok(());
@@ -483,6 +500,8 @@ pub(crate) trait Destinations: Send + Sync {
     fn exporters(&self) -> Vec<Arc<dyn Exporter>>;
     /// Tells `on_exporter_error`.
     fn report(&self, exporter: &str, error: &ExportError, event_id: Option<&str>);
+    /// Signs chained records.
+    fn signer(&self) -> Option<Arc<Sealer>>;
 }
 
 /// The delivery task of `outbox`: runs on the client's delivery thread
@@ -547,7 +566,8 @@ async fn deliver_once(
 ) -> Result<(), (String, ExportError)> {
     let records = {
         let outbox = Arc::clone(outbox);
-        blocking(move || outbox.read(from)).await?
+        let signer = settings.signer();
+        blocking(move || outbox.read(from, signer.as_deref())).await?
     };
     let Some(next) = records.last().map(|r| r.seq + 1) else {
         return Ok(());
@@ -561,9 +581,9 @@ async fn deliver_once(
                 seqs.push(record.seq);
                 events.push(event);
             }
-            Err((reason, raw)) => refused.push((
+            Err((reason, written)) => refused.push((
                 record.seq,
-                Value::String(raw),
+                written,
                 format!("outbox: the record could not be read back: {reason}"),
             )),
         }
@@ -681,11 +701,30 @@ fn read_cursor(dir: &Path) -> Result<u64, OutboxError> {
     }
 }
 
-fn decode(payload: &[u8]) -> Result<ExecutionEvent, String> {
+/// A record that could not be read back, for `refused.ndjson`: its JSON
+/// (without the kind byte) when it parses, else its text.
+fn as_written(payload: &[u8]) -> Value {
+    payload
+        .split_first()
+        .and_then(|(_, json)| serde_json::from_slice(json).ok())
+        .unwrap_or_else(|| Value::String(String::from_utf8_lossy(payload).into_owned()))
+}
+
+fn decode(payload: &[u8], signer: Option<&Sealer>) -> Result<ExecutionEvent, String> {
+    let from_v1 = |v1: &Value| intentproof_core::v1::from_v1(v1).map_err(|e| e.to_string());
     match payload.split_first() {
+        Some((&KIND_CHAINED, json)) => {
+            let map =
+                serde_json::from_slice::<Map<String, Value>>(json).map_err(|e| e.to_string())?;
+            let signer = signer.ok_or(
+                "the record was chained to be signed, and the client has no signer now: configure the signer it was written with",
+            )?;
+            let sealed = signer.sign_chained(map).map_err(|e| e.to_string())?;
+            from_v1(&sealed.event)
+        }
         Some((&KIND_V1, json)) => serde_json::from_slice::<Value>(json)
             .map_err(|e| e.to_string())
-            .and_then(|v1| intentproof_core::v1::from_v1(&v1).map_err(|e| e.to_string())),
+            .and_then(|v1| from_v1(&v1)),
         Some((&KIND_EVENT, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
         Some((kind, _)) => Err(format!("unknown record kind {kind:#04x}")),
         None => Err("empty record".to_owned()),

@@ -147,44 +147,139 @@ async fn a_failing_exporter_gets_the_same_events_again_until_it_takes_them() {
     );
 }
 
+/// Four calls of one chain left in an outbox whose exporter never took
+/// them (the process "died" with them undelivered).
+fn left_undelivered(dir: &Path) {
+    let down = Arc::new(Flaky {
+        fail_first: usize::MAX,
+        ..Flaky::default()
+    });
+    let client = IntentProofClient::try_new(
+        durable(dir, vec![down])
+            .signer(Arc::new(Sealer::new(key())))
+            .on_exporter_error(|_| {}),
+    )
+    .unwrap();
+    let call = add(&client);
+    client.with_correlation_id("req_1", || {
+        for x in 0..4 {
+            call.call(x).unwrap();
+        }
+    });
+}
+
+fn key() -> InstanceKey {
+    InstanceKey::from_seed("inst_durable", [9u8; 32])
+}
+
+/// Records are chained when written and signed when delivered: by the next
+/// process, with the same instance's key, the result is what one process
+/// would have sent.
 #[tokio::test]
-async fn a_new_process_delivers_what_the_last_one_left_signed_as_it_was() {
+async fn a_new_process_delivers_what_the_last_one_left_signed_by_the_same_key() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("outbox");
-    let key = InstanceKey::from_seed("inst_durable", [9u8; 32]);
-    let public = key.verifying_key();
+    left_undelivered(&dir);
+    let memory = Arc::new(MemoryExporter::new());
+    let client = IntentProofClient::try_new(
+        durable(&dir, vec![memory.clone()]).signer(Arc::new(Sealer::new(key()))),
+    )
+    .unwrap();
+    client.flush().await;
+    let positions: Vec<_> = memory
+        .events()
+        .iter()
+        .map(|e| {
+            let v1 = serde_json::Value::Object(intentproof_core::v1::to_v1(e));
+            verify_event(&v1, &key().verifying_key()).expect("signed by the instance's key");
+            v1["chain_position"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(positions, [1, 2, 3, 4]);
+    let chain: Vec<serde_json::Value> = memory
+        .events()
+        .iter()
+        .map(|e| serde_json::Value::Object(intentproof_core::v1::to_v1(e)))
+        .collect();
+    intentproof_core::seal::verify_chain(&chain, |_| Some(key().verifying_key()))
+        .expect("one intact chain");
+}
+
+/// Without the signer (or with another instance's), the records cannot be
+/// signed: they are kept in refused.ndjson with the reason, not sent
+/// unsigned and not dropped.
+#[tokio::test]
+async fn records_left_for_a_signer_are_kept_when_none_or_another_signs() {
+    for (signer, reason) in [
+        (
+            None,
+            "outbox: the record could not be read back: the record was chained to be signed, and the client has no signer now: configure the signer it was written with",
+        ),
+        (
+            Some(InstanceKey::from_seed("inst_other", [4u8; 32])),
+            "outbox: the record could not be read back: event {id} was chained for instance inst_durable, not this signer's inst_other: sign it with that instance's key",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("outbox");
+        left_undelivered(&dir);
+        let memory = Arc::new(MemoryExporter::new());
+        let mut config = durable(&dir, vec![memory.clone()]).on_exporter_error(|_| {});
+        if let Some(other) = signer {
+            config = config.signer(Arc::new(Sealer::new(other)));
+        }
+        let client = IntentProofClient::try_new(config).unwrap();
+        client.flush().await;
+        assert_eq!(memory.events().len(), 0);
+        let refused = std::fs::read_to_string(dir.join("refused.ndjson")).unwrap();
+        let lines: Vec<serde_json::Value> = refused
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4);
+        for (seq, line) in lines.iter().enumerate() {
+            assert_eq!(line["seq"], seq);
+            // As written: chained, unsigned.
+            let kept = &line["event"];
+            assert_eq!(kept.get("signature"), None);
+            assert_eq!(kept["chain_position"], seq + 1);
+            let id = kept["event_id"].as_str().unwrap();
+            assert_eq!(line["reason"], reason.replace("{id}", id));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_process_delivers_what_the_last_one_left_unsealed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("outbox");
     {
         // The exporter never succeeds: everything stays in the outbox.
         let down = Arc::new(Flaky {
             fail_first: usize::MAX,
             ..Flaky::default()
         });
-        let client = IntentProofClient::try_new(
-            durable(&dir, vec![down])
-                .signer(Arc::new(Sealer::new(key)))
-                .on_exporter_error(|_| {}),
-        )
-        .unwrap();
+        let client =
+            IntentProofClient::try_new(durable(&dir, vec![down]).on_exporter_error(|_| {}))
+                .unwrap();
         let call = add(&client);
-        client.with_correlation_id("req_1", || {
-            for x in 0..4 {
-                call.call(x).unwrap();
-            }
-        });
+        for x in 0..4 {
+            call.call(x).unwrap();
+        }
     }
     let memory = Arc::new(MemoryExporter::new());
     let client = IntentProofClient::try_new(durable(&dir, vec![memory.clone()])).unwrap();
     client.flush().await;
-    let events = memory.events();
-    let positions: Vec<_> = events
-        .iter()
-        .map(|e| {
-            let v1 = serde_json::Value::Object(intentproof_core::v1::to_v1(e));
-            verify_event(&v1, &public).expect("the signature survives the outbox");
-            v1["chain_position"].as_u64().unwrap()
-        })
-        .collect();
-    assert_eq!(positions, [1, 2, 3, 4]);
+    let outputs: Vec<_> = memory.events().iter().map(|e| e.output.clone()).collect();
+    assert_eq!(
+        outputs,
+        [
+            Some(json!(1)),
+            Some(json!(2)),
+            Some(json!(3)),
+            Some(json!(4))
+        ]
+    );
 }
 
 #[tokio::test]
