@@ -43,7 +43,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::hazmat::{ExpandedSecretKey, raw_sign};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde_json::{Map, Value};
-use sha2::Sha512;
+use sha2::{Digest, Sha256, Sha512};
 
 use crate::canon::CanonError;
 use crate::event::ExecutionEvent;
@@ -78,6 +78,18 @@ pub enum SealError {
         /// The signer's instance.
         signer: String,
     },
+}
+
+/// An event [`Sealer::chain_only`] chained but did not sign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chained {
+    /// The v1 object, every member set but `signature`.
+    pub event: Map<String, Value>,
+    /// Its content digest (what the signature will sign).
+    pub digest: [u8; 32],
+    /// Its RFC 8785 canonical bytes (what `digest` hashes): valid JSON, a
+    /// compact form to store it in until it is signed.
+    pub canonical: Vec<u8>,
 }
 
 /// A sealed event: the signed v1 object and its content hash.
@@ -222,27 +234,30 @@ impl Sealer {
     /// assert_eq!(sealer.chain_count(), 0);
     /// ```
     pub fn seal(&self, event: &ExecutionEvent) -> Result<SealedEvent, SealError> {
-        let (map, digest) = self.chain(event)?;
-        Ok(self.sign(map, &digest))
+        let chained = self.chain(event)?;
+        Ok(self.sign(chained.event, &chained.digest))
     }
 
     /// The first half of [`Sealer::seal`]: `event` as a v1 object with every
-    /// member set and its place in its chain taken, but no `signature`.
-    /// [`Sealer::sign_chained`] finishes it, now or later (the chain's
-    /// order is fixed here, so a caller can make this form durable first
-    /// and sign off its hot path; Ed25519 signing is most of the cost).
+    /// member set and its place in its chain taken, but no `signature`, and
+    /// its canonical bytes. [`Sealer::sign_chained`] finishes it, now or
+    /// later (the chain's order is fixed here, so a caller can make this
+    /// form durable first and sign off its hot path; Ed25519 signing is most
+    /// of the cost).
     ///
     /// ```
     /// # use intentproof_core::{ExecutionEvent, keys::InstanceKey, seal::Sealer};
     /// let sealer = Sealer::new(InstanceKey::from_seed("inst_x", [1u8; 32]));
     /// let event = ExecutionEvent::builder("Pay", "pay.create").correlation_id("c1").build();
     /// let chained = sealer.chain_only(&event).unwrap();
-    /// assert!(chained.get("signature").is_none());
-    /// let sealed = sealer.sign_chained(chained).unwrap();
+    /// assert!(chained.event.get("signature").is_none());
+    /// let parsed: serde_json::Value = serde_json::from_slice(&chained.canonical).unwrap();
+    /// assert_eq!(parsed, serde_json::Value::Object(chained.event.clone()));
+    /// let sealed = sealer.sign_chained(chained.event).unwrap();
     /// intentproof_core::seal::verify_event(&sealed.event, &sealer.key().verifying_key()).unwrap();
     /// ```
-    pub fn chain_only(&self, event: &ExecutionEvent) -> Result<Map<String, Value>, SealError> {
-        self.chain(event).map(|(map, _)| map)
+    pub fn chain_only(&self, event: &ExecutionEvent) -> Result<Chained, SealError> {
+        self.chain(event)
     }
 
     /// Signs a v1 object [`Sealer::chain_only`] returned (by this sealer's
@@ -271,11 +286,15 @@ impl Sealer {
     }
 
     /// `event`'s v1 members, linked into its chain, and its content digest.
-    fn chain(&self, event: &ExecutionEvent) -> Result<(Map<String, Value>, [u8; 32]), SealError> {
+    fn chain(&self, event: &ExecutionEvent) -> Result<Chained, SealError> {
         let mut map = self.members(event);
         let Some(correlation) = event.correlation_id.as_deref() else {
-            let digest = link(&mut map, None, event)?;
-            return Ok((map, digest));
+            let (digest, canonical) = link(&mut map, None, event)?;
+            return Ok(Chained {
+                event: map,
+                digest,
+                canonical,
+            });
         };
         let chain = {
             let mut chains = lock(&self.chains);
@@ -284,15 +303,19 @@ impl Sealer {
                 None => Arc::clone(chains.entry(correlation.to_owned()).or_default()),
             }
         };
-        let digest = {
+        let (digest, canonical) = {
             let mut head = lock(&chain);
             let last = head.hash.as_deref().map(|hash| (head.position, hash));
-            let digest = link(&mut map, last, event)?;
+            let linked = link(&mut map, last, event)?;
             head.position += 1;
-            head.hash = Some(sha256_prefixed(&digest));
-            digest
+            head.hash = Some(sha256_prefixed(&linked.0));
+            linked
         };
-        Ok((map, digest))
+        Ok(Chained {
+            event: map,
+            digest,
+            canonical,
+        })
     }
 
     /// Seals `event` as the event after `last` (position and content hash
@@ -307,7 +330,7 @@ impl Sealer {
         last: Option<(u64, &str)>,
     ) -> Result<SealedEvent, SealError> {
         let mut map = self.members(event);
-        let digest = link(&mut map, last, event)?;
+        let (digest, _) = link(&mut map, last, event)?;
         Ok(self.sign(map, &digest))
     }
 
@@ -358,17 +381,21 @@ fn link(
     map: &mut Map<String, Value>,
     last: Option<(u64, &str)>,
     event: &ExecutionEvent,
-) -> Result<[u8; 32], SealError> {
+) -> Result<([u8; 32], Vec<u8>), SealError> {
     let (position, prev) = last.unwrap_or((0, ZERO_HASH));
     map.insert(
         "chain_position".into(),
         Value::Number((position + 1).into()),
     );
     map.insert("prev_event_hash".into(), Value::String(prev.to_owned()));
-    v1::content_digest(map).map_err(|source| SealError::Canon {
-        event_id: event.id.clone(),
-        source,
-    })
+    let canonical =
+        crate::canon::canonicalize_object_without(map, &["signature"]).map_err(|source| {
+            SealError::Canon {
+                event_id: event.id.clone(),
+                source,
+            }
+        })?;
+    Ok((Sha256::digest(&canonical).into(), canonical))
 }
 
 /// Signs a v1 object as it stands (no chain bookkeeping, no defaults):
