@@ -210,6 +210,11 @@ fn the_readme_durable_example_records_the_plan_and_its_skipped_step() {
             crate_dir.display().to_string()
         ),
     );
+    // Its own package name: the quick start's test builds `refund-quickstart`
+    // into the same target dir at the same time, and the binary would be
+    // shared.
+    assert_eq!(manifest.matches("name = \"refund-quickstart\"").count(), 1);
+    let manifest = manifest.replace("name = \"refund-quickstart\"", "name = \"durable-example\"");
     let main_rs = block_after(&readme, "<!-- durable:src/main.rs -->");
     let script = block_after(&readme, "<!-- durable:run -->");
     let expected = block_after(&readme, "<!-- durable:output -->");
