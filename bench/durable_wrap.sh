@@ -6,8 +6,10 @@
 #   bench/durable_wrap.sh                 # 5,000 calls per thread
 #   CALLS=2000 PYTHON=.ci-deps/venv/bin/python bench/durable_wrap.sh
 #
-# Rows: "rust, counted" delivers to an exporter that only counts (the
-# wrap's own cost); "rust -> daemon" delivers to a release daemon on this
+# Rows: "rust, outbox only": delivery never succeeds, so the records are
+# never signed (signing happens at delivery): the commit path alone;
+# "rust, counted" delivers to an exporter that only counts (the wrap's own
+# cost with signing beside it); "rust -> daemon" delivers to a release daemon on this
 # machine while the calls run (end to end); "pypi" commits to its outbox
 # and, with "-> daemon", posts to the same daemon.
 source "$(dirname "$0")/lib.sh"
@@ -34,6 +36,7 @@ echo "| run | threads | p50 us | p99 us | events/s |"
 echo "|---|---|---|---|---|"
 for threads in 1 8; do
     calls=$((threads == 1 ? CALLS : CALLS / 2))
+    row "rust, outbox only" "$(BENCH_NO_DELIVERY=1 "$BIN/durable_wrap_bench" --threads "$threads" --calls "$calls")"
     row "rust, counted" "$("$BIN/durable_wrap_bench" --threads "$threads" --calls "$calls")"
     row "rust -> daemon" "$("$BIN/durable_wrap_bench" --threads "$threads" --calls "$calls" --url "$URL" --token "$TOKEN")"
     pycalls=$((calls / 4))

@@ -6,7 +6,9 @@
 //!
 //! With `--url http://HOST:PORT/v1/events --token T` the outbox delivers to
 //! that IntentProof daemon while the calls run (end to end: the daemon's
-//! work shares the machine); without, to an exporter that only counts.
+//! work shares the machine); without, to an exporter that only counts;
+//! with `BENCH_NO_DELIVERY=1`, to one that always fails (nothing is
+//! delivered, so nothing is signed: the commit path alone).
 //! `bench/durable_wrap.sh` runs it beside PyPI `intentproof`'s durable wrap.
 //!
 //! Run: `cargo run --release -p intentproof --example durable_wrap_bench -- --threads 1 --calls 5000`
