@@ -243,56 +243,145 @@ pub fn is_zstd(bytes: &[u8]) -> bool {
 /// assert!(err.to_string().contains("empty"));
 /// ```
 pub fn read_archive(bytes: &[u8], limits: &ReadLimits) -> Result<Archive, ArchiveError> {
+    let mut members: Vec<Member> = Vec::new();
+    let collect = &mut |event: MemberEvent<'_>| -> Result<(), std::convert::Infallible> {
+        match event {
+            MemberEvent::Begin { path, size } => {
+                // Capacity from the (bounded) declared size, capped: the data
+                // may be shorter than declared.
+                let cap = usize::try_from(size.min(1 << 20)).unwrap_or(1 << 20);
+                members.push(Member {
+                    path: path.to_owned(),
+                    data: Vec::with_capacity(cap),
+                });
+            }
+            MemberEvent::Data(chunk) => {
+                if let Some(m) = members.last_mut() {
+                    m.data.extend_from_slice(chunk);
+                }
+            }
+            MemberEvent::End => {}
+        }
+        Ok(())
+    };
+    let compression = match visit_slice(bytes, limits, collect) {
+        Ok(c) => c,
+        Err(VisitError::Archive(e)) => return Err(e),
+        Err(VisitError::Stopped(never)) => match never {},
+    };
+    Ok(Archive {
+        compression,
+        members,
+    })
+}
+
+/// What [`visit_slice`] / [`visit_reader`] hand to their callback, in
+/// archive order: for each regular file, `Begin`, its data in chunks, `End`.
+/// Directory entries are checked but not reported.
+pub(crate) enum MemberEvent<'a> {
+    /// A regular file starts: its checked name and declared size.
+    Begin {
+        /// The member's path.
+        path: &'a str,
+        /// Its size as its header declares it (at most the member limit).
+        size: u64,
+    },
+    /// The next bytes of its data.
+    Data(&'a [u8]),
+    /// Its data is complete (exactly the declared size).
+    End,
+}
+
+/// Why a visit ended early.
+pub(crate) enum VisitError<S> {
+    /// The archive is bad: the same error [`read_archive`] reports.
+    Archive(ArchiveError),
+    /// The callback asked to stop.
+    Stopped(S),
+}
+
+/// Visits the members of archive bytes with exactly the checks and bounds
+/// of [`read_archive`] (which is this visit collecting the members), without
+/// holding them: the callback sees each member's data in chunks.
+pub(crate) fn visit_slice<S>(
+    bytes: &[u8],
+    limits: &ReadLimits,
+    on: &mut dyn FnMut(MemberEvent<'_>) -> Result<(), S>,
+) -> Result<Compression, VisitError<S>> {
     if bytes.is_empty() {
-        return Err(ArchiveError::EmptyInput);
+        return Err(VisitError::Archive(ArchiveError::EmptyInput));
     }
-    let exceeded = Rc::new(Cell::new(false));
     if is_zstd(bytes) {
         let decoder = zstd::stream::read::Decoder::with_buffer(bytes)
-            .map_err(|e| ArchiveError::Zstd(e.to_string()))?;
-        let members = read_tar(
-            CountingReader {
-                inner: decoder,
-                count: 0,
-                limit: limits.max_total_bytes,
-                exceeded: Rc::clone(&exceeded),
-            },
-            limits,
-            &exceeded,
-            true,
-        )?;
-        Ok(Archive {
-            compression: Compression::Zstd,
-            members,
-        })
+            .map_err(|e| VisitError::Archive(ArchiveError::Zstd(e.to_string())))?;
+        visit_tar(decoder, limits, true, on)?;
+        Ok(Compression::Zstd)
     } else {
-        let members = read_tar(
-            CountingReader {
-                inner: bytes,
-                count: 0,
-                limit: limits.max_total_bytes,
-                exceeded: Rc::clone(&exceeded),
-            },
-            limits,
-            &exceeded,
-            false,
-        )?;
-        Ok(Archive {
-            compression: Compression::None,
-            members,
-        })
+        visit_tar(bytes, limits, false, on)?;
+        Ok(Compression::None)
     }
 }
 
-fn read_tar<R: Read>(
+/// [`visit_slice`] over a reader (a file): the same checks and bounds, the
+/// same errors, and the input is read once, front to back.
+pub(crate) fn visit_reader<R: Read, S>(
+    mut input: R,
+    limits: &ReadLimits,
+    on: &mut dyn FnMut(MemberEvent<'_>) -> Result<(), S>,
+) -> Result<Compression, VisitError<S>> {
+    // The first four bytes say whether it is zstd.
+    let mut magic = [0u8; 4];
+    let mut have = 0;
+    while have < magic.len() {
+        match input.read(&mut magic[have..]) {
+            Ok(0) => break,
+            Ok(n) => have += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(VisitError::Archive(ArchiveError::Tar(e.to_string()))),
+        }
+    }
+    if have == 0 {
+        return Err(VisitError::Archive(ArchiveError::EmptyInput));
+    }
+    let whole = io::Read::chain(&magic[..have], input);
+    if is_zstd(&magic[..have]) {
+        let decoder =
+            zstd::stream::read::Decoder::with_buffer(io::BufReader::with_capacity(1 << 17, whole))
+                .map_err(|e| VisitError::Archive(ArchiveError::Zstd(e.to_string())))?;
+        visit_tar(decoder, limits, true, on)?;
+        Ok(Compression::Zstd)
+    } else {
+        visit_tar(whole, limits, false, on)?;
+        Ok(Compression::None)
+    }
+}
+
+fn visit_tar<R: Read, S>(
+    inner: R,
+    limits: &ReadLimits,
+    zstd: bool,
+    on: &mut dyn FnMut(MemberEvent<'_>) -> Result<(), S>,
+) -> Result<(), VisitError<S>> {
+    let exceeded = Rc::new(Cell::new(false));
+    let reader = CountingReader {
+        inner,
+        count: 0,
+        limit: limits.max_total_bytes,
+        exceeded: Rc::clone(&exceeded),
+    };
+    read_tar(reader, limits, &exceeded, zstd, on)
+}
+
+fn read_tar<R: Read, S>(
     reader: R,
     limits: &ReadLimits,
     exceeded: &Cell<bool>,
     zstd: bool,
-) -> Result<Vec<Member>, ArchiveError> {
+    on: &mut dyn FnMut(MemberEvent<'_>) -> Result<(), S>,
+) -> Result<(), VisitError<S>> {
     // Maps an I/O error to the most telling archive error.
-    let io_err = |e: io::Error| -> ArchiveError {
-        if exceeded.get() {
+    let io_err = |e: io::Error| -> VisitError<S> {
+        VisitError::Archive(if exceeded.get() {
             ArchiveError::TooLarge {
                 limit: limits.max_total_bytes,
             }
@@ -300,70 +389,79 @@ fn read_tar<R: Read>(
             ArchiveError::Zstd(e.to_string())
         } else {
             ArchiveError::Tar(e.to_string())
-        }
+        })
     };
+    let bad = |e: ArchiveError| -> VisitError<S> { VisitError::Archive(e) };
     let mut archive = tar::Archive::new(reader);
-    let mut members: Vec<Member> = Vec::new();
+    let mut files = 0usize;
     let mut names = std::collections::HashSet::new();
     let mut entries_seen = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
     for entry in archive.entries().map_err(io_err)? {
         let mut entry = entry.map_err(io_err)?;
         entries_seen += 1;
         if entries_seen > limits.max_members {
-            return Err(ArchiveError::TooManyMembers {
+            return Err(bad(ArchiveError::TooManyMembers {
                 limit: limits.max_members,
-            });
+            }));
         }
         let raw_path = entry.path_bytes().into_owned();
         let lossy = String::from_utf8_lossy(&raw_path).into_owned();
         let kind = entry.header().entry_type();
         let size = entry.size();
         let is_dir = kind == EntryType::Directory;
-        let path = check_path(&raw_path, is_dir)?;
+        let path = check_path(&raw_path, is_dir).map_err(bad)?;
         match kind {
             EntryType::Regular | EntryType::Continuous => {}
             EntryType::Directory => {
                 if size != 0 {
-                    return Err(ArchiveError::DirectoryWithData { path: lossy, size });
+                    return Err(bad(ArchiveError::DirectoryWithData { path: lossy, size }));
                 }
                 if !names.insert(path.clone()) {
-                    return Err(ArchiveError::DuplicateMember { path });
+                    return Err(bad(ArchiveError::DuplicateMember { path }));
                 }
                 continue;
             }
             other => {
-                return Err(ArchiveError::UnsupportedEntry {
+                return Err(bad(ArchiveError::UnsupportedEntry {
                     path: lossy,
                     kind: entry_kind(other),
-                });
+                }));
             }
         }
         if size > limits.max_member_bytes {
-            return Err(ArchiveError::MemberTooLarge {
+            return Err(bad(ArchiveError::MemberTooLarge {
                 path,
                 size,
                 limit: limits.max_member_bytes,
-            });
+            }));
         }
         if !names.insert(path.clone()) {
-            return Err(ArchiveError::DuplicateMember { path });
+            return Err(bad(ArchiveError::DuplicateMember { path }));
         }
-        // Capacity from the (bounded) declared size, capped: the data may
-        // be shorter than declared.
-        let cap = usize::try_from(size.min(1 << 20)).unwrap_or(1 << 20);
-        let mut data = Vec::with_capacity(cap);
-        let read = (&mut entry)
-            .take(size)
-            .read_to_end(&mut data)
-            .map_err(io_err)? as u64;
+        on(MemberEvent::Begin { path: &path, size }).map_err(VisitError::Stopped)?;
+        // The data, read to its end (at most the declared size), in chunks.
+        let mut data = (&mut entry).take(size);
+        let mut read = 0u64;
+        loop {
+            let n = match data.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            read += n as u64;
+            on(MemberEvent::Data(&buf[..n])).map_err(VisitError::Stopped)?;
+        }
         if read != size {
-            return Err(ArchiveError::TruncatedMember {
+            return Err(bad(ArchiveError::TruncatedMember {
                 path,
                 declared: size,
                 read,
-            });
+            }));
         }
-        members.push(Member { path, data });
+        on(MemberEvent::End).map_err(VisitError::Stopped)?;
+        files += 1;
     }
     if zstd {
         // The tar ends before the zstd frame does: read the frame to its
@@ -373,14 +471,14 @@ fn read_tar<R: Read>(
         io::copy(&mut rest, &mut io::sink()).map_err(io_err)?;
     }
     if exceeded.get() {
-        return Err(ArchiveError::TooLarge {
+        return Err(bad(ArchiveError::TooLarge {
             limit: limits.max_total_bytes,
-        });
+        }));
     }
-    if members.is_empty() {
-        return Err(ArchiveError::EmptyArchive);
+    if files == 0 {
+        return Err(bad(ArchiveError::EmptyArchive));
     }
-    Ok(members)
+    Ok(())
 }
 
 fn is_zstd_error(e: &io::Error) -> bool {

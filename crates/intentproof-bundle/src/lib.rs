@@ -7,6 +7,8 @@
 //!   with the reference's human output ([`Report::human`]), a JSON form,
 //!   and a [`Verdict`] that says whether a given key attests the bundle
 //!   (without one, nothing shows that no event was left out);
+//!   [`verify_reader`] gives the same report reading the bundle once, as it
+//!   streams, in memory bounded per event rather than by the bundle;
 //! - [`write_bundle`]: the same input gives the same bytes; the manifest
 //!   is optionally signed;
 //! - [`inclusion`]: the `inclusion_proof.json` form (per-event RFC 9162
@@ -52,8 +54,8 @@ pub mod write;
 
 pub use archive::{ArchiveError, ReadLimits, read_archive};
 pub use verify::{
-    Attestation, EXIT_UNATTESTED, Report, Status, TrustedKey, Verdict, VerifyOptions,
-    parse_public_key_bytes, verify,
+    Attestation, Bail, EXIT_UNATTESTED, Report, Status, TrustedKey, Verdict, VerifyOptions,
+    parse_public_key_bytes, verify, verify_buffered, verify_reader,
 };
 pub use write::{
     BundleInput, ManifestSigner, WriteError, pack_members, write_bundle, write_file_atomically,

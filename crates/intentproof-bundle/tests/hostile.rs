@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use intentproof_bundle::archive::{ArchiveError, ReadLimits, read_archive};
-use intentproof_bundle::{VerifyOptions, pack_members, verify};
+use intentproof_bundle::{VerifyOptions, pack_members, verify, verify_buffered, verify_reader};
 
 /// A GNU header whose name bytes are written raw (no path validation).
 fn raw_header(name: &[u8], kind: tar::EntryType, size: u64) -> tar::Header {
@@ -267,5 +267,148 @@ fn arbitrary_garbage_never_panics() {
         bytes[pos] = (seed >> 32) as u8;
         let report = verify(&bytes, &VerifyOptions::default());
         assert!(!report.passed());
+    }
+}
+
+/// A reader that gives `good` bytes, then fails.
+struct FailingReader<'a> {
+    good: &'a [u8],
+}
+
+impl std::io::Read for FailingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.good.is_empty() {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let n = buf.len().min(self.good.len()).min(700);
+        buf[..n].copy_from_slice(&self.good[..n]);
+        self.good = &self.good[n..];
+        Ok(n)
+    }
+}
+
+/// The streaming reader (`verify_reader`, and `verify`'s first try) reads
+/// with the same bounds and checks as `read_archive` (it is the same code):
+/// every hostile archive above stops it, within the same limits and time,
+/// and `verify` then reports exactly what the buffered verifier reports.
+#[test]
+fn the_streaming_reader_refuses_every_hostile_archive() {
+    let mut inputs: Vec<(&str, Vec<u8>, ReadLimits)> = Vec::new();
+    let defaults = ReadLimits::default();
+    for name in [&b"../evil"[..], b"/etc/passwd", b"a//b", b"\xff"] {
+        inputs.push((
+            "unsafe path",
+            tar_with(&[(name, tar::EntryType::Regular, b"x")]),
+            defaults,
+        ));
+    }
+    for kind in [
+        tar::EntryType::Symlink,
+        tar::EntryType::Link,
+        tar::EntryType::Char,
+        tar::EntryType::Fifo,
+    ] {
+        inputs.push((
+            "special file",
+            tar_with(&[(b"manifest.json", kind, b"")]),
+            defaults,
+        ));
+    }
+    inputs.push((
+        "duplicate",
+        tar_with(&[
+            (b"manifest.json", tar::EntryType::Regular, b"{}"),
+            (b"manifest.json", tar::EntryType::Regular, b"{}"),
+        ]),
+        defaults,
+    ));
+    inputs.push((
+        "directory with data",
+        tar_with(&[(b"keys/", tar::EntryType::Directory, b"hidden")]),
+        defaults,
+    ));
+    let names: Vec<String> = (0..10).map(|i| format!("events{i}.jsonl")).collect();
+    let members: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), (1 << 30) / 10)).collect();
+    inputs.push((
+        "zstd bomb",
+        zstd_zeros(&members),
+        ReadLimits {
+            max_total_bytes: 64 << 20,
+            ..defaults
+        },
+    ));
+    // One line (no newline) of 40 MiB in events.jsonl, or in a JSON member.
+    inputs.push((
+        "a huge event line",
+        zstd_zeros(&[("events.jsonl", 40 << 20)]),
+        defaults,
+    ));
+    let mut huge_json = b"{\"a\": \"".to_vec();
+    huge_json.resize(40 << 20, b'x');
+    huge_json.extend_from_slice(b"\"}");
+    inputs.push((
+        "a huge JSON value",
+        pack_members(&[("flow.json".to_owned(), huge_json)], true).unwrap(),
+        defaults,
+    ));
+    inputs.push((
+        "one huge member",
+        zstd_zeros(&[("events.jsonl", 1 << 30)]),
+        defaults,
+    ));
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..20_000 {
+        let h = raw_header(format!("m{i}").as_bytes(), tar::EntryType::Regular, 0);
+        b.append(&h, &[][..]).unwrap();
+    }
+    inputs.push(("too many members", b.into_inner().unwrap(), defaults));
+    inputs.push(("empty", Vec::new(), defaults));
+    inputs.push(("no members", vec![0u8; 1024], defaults));
+    inputs.push(("garbage", b"hello".to_vec(), defaults));
+    let members = vec![
+        ("a.json".to_owned(), vec![b'a'; 3000]),
+        ("manifest.json".to_owned(), b"{}".to_vec()),
+    ];
+    let zst = pack_members(&members, true).unwrap();
+    for cut in [5, zst.len() / 2, zst.len() - 1] {
+        inputs.push(("truncated zstd", zst[..cut].to_vec(), defaults));
+    }
+    let plain = pack_members(&members, false).unwrap();
+    inputs.push(("truncated tar", plain[..512 + 1000].to_vec(), defaults));
+
+    for (what, bytes, limits) in &inputs {
+        let options = VerifyOptions {
+            limits: *limits,
+            ..VerifyOptions::default()
+        };
+        let start = Instant::now();
+        let buffered = verify_buffered(bytes, &options);
+        assert!(!buffered.passed(), "{what}");
+        // A bad archive read from a reader is left to the caller (the error
+        // may be the source's): only a member's content, in a sound
+        // archive, is reported on.
+        if let Ok(report) = verify_reader(&bytes[..], &options) {
+            assert!(
+                what.starts_with("a huge"),
+                "{what}: reported on a bad archive"
+            );
+            assert_eq!(report, buffered, "{what}");
+        }
+        assert_eq!(verify(bytes, &options), buffered, "{what}");
+        assert!(start.elapsed().as_secs() < 60, "{what}");
+    }
+
+    // A source that fails mid-way is never a report of its own.
+    let bundle = pack_members(&[("manifest.json".to_owned(), vec![b' '; 100_000])], true).unwrap();
+    for good in [0, 10, bundle.len() / 2] {
+        assert!(
+            verify_reader(
+                FailingReader {
+                    good: &bundle[..good]
+                },
+                &VerifyOptions::default()
+            )
+            .is_err()
+        );
     }
 }

@@ -34,6 +34,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use intentproof_bundle::{
     ReadLimits, Report, TrustedKey, Verdict, VerifyOptions, parse_public_key_bytes, verify,
+    verify_buffered, verify_reader,
 };
 use intentproof_core::keys::InstanceKey;
 use intentproof_findings::{CALL_EVENT_ID_ATTRIBUTE, COMPLETED_ACTION, TASK_ID_ATTRIBUTE};
@@ -203,6 +204,42 @@ fn read_bundle(file: &str, limit: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Keeps this process off transparent huge pages. The binary's allocator
+/// (mimalloc) asks for them on its arenas, so each 2 MiB region it touches
+/// is backed whole: verifying a 100,000-event bundle peaked at 67 MiB
+/// resident with them, 45 MiB without, at the same speed. Best effort: a
+/// kernel without the flag changes nothing.
+fn no_huge_pages() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
+/// Verifies the bundle in `file` (`-`: standard input). A regular file is
+/// streamed: read once, in memory bounded by what the checks keep per event
+/// rather than by the bundle ([`verify_reader`]); when that stops (a check
+/// fails, or the bundle is not in the usual form), and for standard input
+/// or a pipe, the bundle is read whole and verified the buffered way. The
+/// report is the same either way.
+fn verify_file(file: &str, options: &VerifyOptions, max_bytes: u64) -> Result<Report> {
+    if file != "-" {
+        let meta = std::fs::metadata(file).with_context(|| format!("cannot read {file}"))?;
+        if meta.is_file() {
+            let cap = max_bytes.saturating_add(1 << 20);
+            if meta.len() > cap {
+                bail!("{file} is larger than --max-bytes ({max_bytes}) allows");
+            }
+            let f = std::fs::File::open(file).with_context(|| format!("cannot read {file}"))?;
+            if let Ok(report) = verify_reader(f.take(cap), options) {
+                return Ok(report);
+            }
+            let bytes = read_bundle(file, max_bytes)?;
+            return Ok(verify_buffered(&bytes, options));
+        }
+    }
+    let bytes = read_bundle(file, max_bytes)?;
+    Ok(verify(&bytes, options))
+}
+
 /// Runs `intentproof verify`: `Ok(0)` pass, `Ok(1)` fail; `Err` for usage
 /// and I/O errors (the caller prints it and exits 2).
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
@@ -217,7 +254,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     }
     let file = args.file.clone().context("name the bundle file")?;
     let trusted_keys = trusted_keys(&args.keys)?;
-    let bytes = read_bundle(&file, args.max_bytes)?;
+    no_huge_pages();
     let options = VerifyOptions {
         trusted_keys,
         limits: ReadLimits {
@@ -227,7 +264,7 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
         },
         threads: 0,
     };
-    let report = verify(&bytes, &options);
+    let report = verify_file(&file, &options, args.max_bytes)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", report.to_json())?;

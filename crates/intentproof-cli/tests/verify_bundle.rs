@@ -181,3 +181,82 @@ fn keys_show_into_a_closed_pipe_exits_quietly() {
         (Some(141), "")
     );
 }
+
+/// A bundle file is verified as it streams; standard input is read whole
+/// first. Both give the same report, byte for byte, whether the bundle
+/// passes or fails (a failing file is verified again the buffered way), and
+/// the same refusal of an input over `--max-bytes`.
+#[test]
+fn a_file_and_standard_input_give_the_same_report() {
+    use std::io::Write;
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../intentproof-bundle/tests/fixtures/daemon-export");
+    let bundle = std::fs::read(fixtures.join("ORD-1042.proof.tar.zst")).unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let key = temp.path().join("daemon.pub");
+    std::fs::copy(fixtures.join("daemon.pub"), &key).unwrap();
+    let key = key.to_str().unwrap().to_owned();
+
+    let run = |bytes: &[u8], args: &[&str], stdin: bool| {
+        let file = temp.path().join("b.proof.tar.zst");
+        std::fs::write(&file, bytes).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_intentproof"));
+        cmd.arg("verify").args(args);
+        if stdin {
+            cmd.arg("-").stdin(std::process::Stdio::piped());
+        } else {
+            cmd.arg(&file);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if stdin {
+            let mut input = child.stdin.take().unwrap();
+            input.write_all(bytes).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+
+    // Passing, attested and not; then a flipped byte deep in the archive.
+    let mut tampered = bundle.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x01;
+    for (bytes, args, code) in [
+        (&bundle, vec!["--key", key.as_str()], Some(0)),
+        (&bundle, vec!["--json", "--key", key.as_str()], Some(0)),
+        (&bundle, vec![], Some(3)),
+        (&tampered, vec!["--key", key.as_str()], Some(1)),
+        (&tampered, vec!["--json"], Some(1)),
+    ] {
+        let from_file = run(bytes, &args, false);
+        let from_stdin = run(bytes, &args, true);
+        assert_eq!(from_file.0, code, "{args:?}: {}", from_file.2);
+        assert_eq!(from_file, from_stdin, "{args:?}");
+    }
+    // Over the decompressed limit: the same failure.
+    let file = run(&bundle, &["--max-bytes", "100"], false);
+    assert_eq!(file.0, Some(1));
+    assert!(
+        file.1.starts_with("✗ fail: bundle.archive_too_large"),
+        "{}",
+        file.1
+    );
+    assert_eq!(file, run(&bundle, &["--max-bytes", "100"], true));
+    // An input larger than the limit allows at all: refused before reading.
+    let junk = vec![0u8; (1 << 20) + 200];
+    for stdin in [false, true] {
+        let (code, stdout, stderr) = run(&junk, &["--max-bytes", "100"], stdin);
+        assert_eq!((code, stdout.as_str()), (Some(2), ""));
+        assert!(
+            stderr.contains("is larger than --max-bytes (100) allows"),
+            "{stderr}"
+        );
+    }
+}

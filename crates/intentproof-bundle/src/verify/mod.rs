@@ -42,15 +42,32 @@
 //! fields, the manifest must be signed and verify (with a given key, else
 //! with the bundled key of its signer). The reference verifier sees no
 //! `signature` on a projection, so steps 1-8 treat it as an unsigned record.
+//!
+//! Two ways to the same report. [`verify_buffered`] holds every member and
+//! runs the checks in order (the reference implementation). [`verify_reader`]
+//! (and [`verify`], first) reads the bundle once as it streams, keeping per
+//! event only its id, line hash, signature job and a flag (`stream.rs`);
+//! where only the buffered verifier can name a failure it stops, and
+//! [`verify`] falls back to [`verify_buffered`]. Either way,
+//! every signature is accepted exactly when `verify_strict` accepts it
+//! (no batch verification: its accept set is not `verify_strict`'s).
 
+mod ed25519;
+mod json_stream;
 mod keys;
 mod records;
 mod reference;
 mod report;
+mod stream;
 mod strict;
+
+use std::io::Read;
 
 use crate::archive::ReadLimits;
 use reference::run;
+use stream::{Source, verify_stream};
+
+pub use stream::Bail;
 
 pub use keys::{TrustedKey, parse_public_key_bytes};
 pub use report::{Attestation, EXIT_UNATTESTED, Report, Status, Summary, Verdict};
@@ -241,57 +258,99 @@ struct Ctx {
 }
 
 impl Ctx {
+    fn new() -> Ctx {
+        Ctx {
+            findings: Vec::new(),
+            warnings: Vec::new(),
+            unchecked_manifest_warning: None,
+            summary: Summary {
+                manifest_signature: "absent",
+                ..Summary::default()
+            },
+        }
+    }
+
     fn finding(&mut self, f: impl Into<String>) {
         self.findings.push(f.into());
+    }
+
+    /// The report of the checks that ran, given how they ended.
+    fn report(mut self, result: Result<(), Fail>) -> Report {
+        match result {
+            Ok(()) => {
+                self.findings.push("bundle.verify_pass".into());
+                let attestation = match self.summary.manifest_signature {
+                    "valid" => Attestation::Attested,
+                    "unchecked" => Attestation::ManifestUnchecked,
+                    "valid_with_bundled_key" => Attestation::BundledKeyOnly,
+                    _ => Attestation::ManifestUnsigned,
+                };
+                let verdict = if attestation == Attestation::Attested {
+                    Verdict::Attested
+                } else {
+                    Verdict::Unattested
+                };
+                Report {
+                    status: Status::Pass,
+                    reason: "bundle.verify_pass".into(),
+                    findings: self.findings,
+                    detail: None,
+                    warnings: self.warnings,
+                    summary: self.summary,
+                    attestation,
+                    verdict,
+                }
+            }
+            Err(f) => Report {
+                status: Status::Fail,
+                reason: f.reason.into(),
+                findings: self.findings,
+                detail: Some(f.detail),
+                warnings: self.warnings,
+                summary: self.summary,
+                attestation: Attestation::Failed,
+                verdict: Verdict::Fail,
+            },
+        }
     }
 }
 
 /// Verifies bundle bytes (zstd tar or plain tar). Never panics on input;
 /// every problem is a failing [`Report`] with a reason and a detail.
+///
+/// The bundle is read the streaming way ([`verify_reader`]), and, when that
+/// stops, the buffered way ([`verify_buffered`]): the report is the
+/// buffered verifier's in every case.
 pub fn verify(bundle: &[u8], options: &VerifyOptions) -> Report {
-    let mut ctx = Ctx {
-        findings: Vec::new(),
-        warnings: Vec::new(),
-        unchecked_manifest_warning: None,
-        summary: Summary {
-            manifest_signature: "absent",
-            ..Summary::default()
-        },
-    };
-    match run(bundle, options, &mut ctx) {
-        Ok(()) => {
-            ctx.findings.push("bundle.verify_pass".into());
-            let attestation = match ctx.summary.manifest_signature {
-                "valid" => Attestation::Attested,
-                "unchecked" => Attestation::ManifestUnchecked,
-                "valid_with_bundled_key" => Attestation::BundledKeyOnly,
-                _ => Attestation::ManifestUnsigned,
-            };
-            let verdict = if attestation == Attestation::Attested {
-                Verdict::Attested
-            } else {
-                Verdict::Unattested
-            };
-            Report {
-                status: Status::Pass,
-                reason: "bundle.verify_pass".into(),
-                findings: ctx.findings,
-                detail: None,
-                warnings: ctx.warnings,
-                summary: ctx.summary,
-                attestation,
-                verdict,
-            }
-        }
-        Err(f) => Report {
-            status: Status::Fail,
-            reason: f.reason.into(),
-            findings: ctx.findings,
-            detail: Some(f.detail),
-            warnings: ctx.warnings,
-            summary: ctx.summary,
-            attestation: Attestation::Failed,
-            verdict: Verdict::Fail,
-        },
+    match verify_stream::<&[u8]>(Source::Slice(bundle), options) {
+        Ok(report) => report,
+        Err(_) => verify_buffered(bundle, options),
     }
+}
+
+/// Verifies a bundle as it is read from `reader`, once, front to back,
+/// without holding its large members: events are parsed and checked on
+/// worker threads as they stream, a chain is followed through its last
+/// link only, inclusion proofs are checked as they come, and the event
+/// signatures are checked (each with `verify_strict`) on
+/// `options.threads` threads once the keys, which come last, are read.
+///
+/// What it reports is exactly what [`verify_buffered`] reports: a pass, or
+/// a failure of a check it ran the buffered verifier's way after every
+/// earlier check passed (a changed member, a bad manifest signature, a
+/// Merkle root, ...). Where only the buffered verifier can tell (an event
+/// that fails a check, members in an unusual order or form, an archive
+/// or I/O error) it returns the [`Bail`] that stopped it: read the bundle
+/// whole and call [`verify_buffered`].
+pub fn verify_reader<R: Read>(reader: R, options: &VerifyOptions) -> Result<Report, Bail> {
+    verify_stream(Source::Reader(reader), options)
+}
+
+/// Verifies bundle bytes with every member in memory: the reference
+/// implementation of the checks, whose report [`verify`] and
+/// [`verify_reader`] give.
+pub fn verify_buffered(bundle: &[u8], options: &VerifyOptions) -> Report {
+    let mut ctx = Ctx::new();
+    let result = run(bundle, options, &mut ctx);
+    ctx.report(result)
 }

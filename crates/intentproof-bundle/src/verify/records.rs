@@ -1,6 +1,7 @@
 //! JSONL records and their signatures: each line (or document) parsed
 //! both as the reference verifier reads it and strictly, its digest, and
-//! its signature checked (in batches, on several threads).
+//! its signature checked (each as `verify_strict` checks it, the lines
+//! spread over several threads).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -80,7 +81,7 @@ type Job = ([u8; 32], Signature, VerifyingKey, usize);
 
 pub(super) struct RecordKind {
     sig_field: &'static str,
-    excluded: &'static [&'static str],
+    pub(super) excluded: &'static [&'static str],
     id_field: &'static str,
     events: bool,
 }
@@ -168,6 +169,15 @@ pub(super) fn hex_decode_strict(value: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// What a signature check still needs once the keys are known: the
+/// signature's key id, its decoded value and the digest it covers.
+#[derive(Debug)]
+pub(super) struct PendingSig {
+    pub(super) key_id: String,
+    pub(super) sig: Result<Vec<u8>, String>,
+    pub(super) digest: Result<[u8; 32], String>,
+}
+
 /// Parses one line (or document) and prepares its signature check.
 /// Returns the record and, when a single key applies, the job to run.
 fn analyze(
@@ -177,7 +187,13 @@ fn analyze(
     ring: &KeyRing,
     index: usize,
 ) -> (Record, Option<Job>) {
-    let mut rec = Record {
+    let (mut rec, pending) = analyze_line(line_no, bytes, kind);
+    let job = pending.and_then(|p| resolve(&mut rec, p, ring, index));
+    (rec, job)
+}
+
+fn empty_record(line_no: usize) -> Record {
+    Record {
         line: line_no,
         lenient: false,
         strict_error: None,
@@ -188,7 +204,18 @@ fn analyze(
         strict_sig: StrictSig::Unsigned,
         key_id: String::new(),
         chain: ChainFields::default(),
-    };
+    }
+}
+
+/// The part of [`analyze`] that needs no key: parses the line, reads its
+/// fields and its signature envelope, decodes the signature value and
+/// takes the digest. What is left for [`resolve`] is returned.
+pub(super) fn analyze_line(
+    line_no: usize,
+    bytes: &[u8],
+    kind: &RecordKind,
+) -> (Record, Option<PendingSig>) {
+    let mut rec = empty_record(line_no);
     if is_blank(bytes) {
         rec.strict_error = Some("the line is blank".into());
         return (rec, None);
@@ -208,24 +235,41 @@ fn analyze(
             .get_or_insert_with(|| "not a JSON object".into());
         return (rec, None);
     };
+    let strict_error = rec.strict_error.take();
+    let (mut rec, pending) = analyze_object(line_no, &obj, kind, None);
+    rec.strict_error = strict_error;
+    (rec, pending)
+}
+
+/// [`analyze_line`] for an object already parsed; `digest`, when given, is
+/// the digest of the object minus the kind's excluded members (computed
+/// here otherwise).
+pub(super) fn analyze_object(
+    line_no: usize,
+    obj: &Map<String, Value>,
+    kind: &RecordKind,
+    digest: Option<Result<[u8; 32], String>>,
+) -> (Record, Option<PendingSig>) {
+    let mut rec = empty_record(line_no);
     rec.lenient = true;
     if let Some(Value::String(id)) = obj.get(kind.id_field) {
         rec.id = id.clone();
         rec.id_present = true;
     }
     let str_of = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
-    let projected = kind.events && is_projection(&obj);
+    let projected = kind.events && is_projection(obj);
     let sig_field = if projected {
         "event_signature"
     } else {
         kind.sig_field
     };
+    let mut digest = digest;
     if kind.events {
         rec.chain = ChainFields {
             is_v1: obj.get("schema").and_then(Value::as_str) == Some("intentproof.event.v1"),
             projection: projected.then(|| ProjectionLine {
                 claimed: str_of("projection").unwrap_or_default(),
-                form: check_form(&obj).map(|_| ()),
+                form: check_form(obj).map(|_| ()),
             }),
             instance: str_of("instance_id"),
             correlation: str_of("correlation_id"),
@@ -236,9 +280,12 @@ fn analyze(
         // Chains hash every event, signed or not; a projection carries
         // the full event's hash.
         rec.digest = Some(if projected {
-            content_digest(&obj).ok_or_else(|| "`content_hash` is not \"sha256:<64 hex>\"".into())
+            content_digest(obj).ok_or_else(|| "`content_hash` is not \"sha256:<64 hex>\"".into())
         } else {
-            digest_without(&obj, kind.excluded)
+            match digest.take() {
+                Some(d) => d,
+                None => digest_without(obj, kind.excluded),
+            }
         });
     }
 
@@ -283,15 +330,38 @@ fn analyze(
             .and_then(|rest| rest.strip_prefix(":k"))
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     }
+    let sig = decode_signature_value(&value);
+    let digest = match rec.digest.clone().or(digest) {
+        Some(d) => d,
+        None => digest_without(obj, kind.excluded),
+    };
+    (
+        rec,
+        Some(PendingSig {
+            key_id,
+            sig,
+            digest,
+        }),
+    )
+}
+
+/// The part of [`analyze`] that needs the keys: which key checks the
+/// signature (the job to run), or what is wrong with it.
+pub(super) fn resolve(
+    rec: &mut Record,
+    pending: PendingSig,
+    ring: &KeyRing,
+    index: usize,
+) -> Option<Job> {
+    let PendingSig {
+        key_id,
+        sig,
+        digest,
+    } = pending;
     let ref_key = ring.bundled(&key_id).copied();
     if ref_key.is_none() {
         rec.ref_sig = RefSig::KeyUnavailable;
     }
-    let sig = decode_signature_value(&value);
-    let digest = rec
-        .digest
-        .take()
-        .unwrap_or_else(|| digest_without(&obj, kind.excluded));
     rec.digest = Some(digest.clone());
     let (sig, digest) = match (sig, digest) {
         (Ok(sig), Ok(digest)) => (sig, digest),
@@ -300,14 +370,14 @@ fn analyze(
                 rec.ref_sig = RefSig::DecodeFailed;
             }
             rec.strict_sig = StrictSig::Malformed(format!("signature value: {e}"));
-            return (rec, None);
+            return None;
         }
         (Ok(_), Err(e)) => {
             if ref_key.is_some() {
                 rec.ref_sig = RefSig::Invalid;
             }
             rec.strict_sig = StrictSig::Invalid(format!("cannot be canonicalized: {e}"));
-            return (rec, None);
+            return None;
         }
     };
     let Ok(sig) = <[u8; 64]>::try_from(sig.as_slice()) else {
@@ -316,13 +386,13 @@ fn analyze(
         }
         rec.strict_sig =
             StrictSig::Invalid(format!("the signature is {} bytes, not 64", sig.len()));
-        return (rec, None);
+        return None;
     };
     let signature = Signature::from_bytes(&sig);
     // One key decides both views when it exists (a given key that differs
     // from the bundled one fails `bundle.key_mismatch` before it matters).
     if let Some(key) = ref_key.or_else(|| ring.strict_key(&key_id).copied()) {
-        return (rec, Some((digest, signature, key, index)));
+        return Some((digest, signature, key, index));
     }
     // Only anonymous keys, or none.
     rec.strict_sig = StrictSig::KeyUnknown(key_id.clone());
@@ -334,7 +404,7 @@ fn analyze(
             break;
         }
     }
-    (rec, None)
+    None
 }
 
 fn digest_without(obj: &Map<String, Value>, excluded: &[&str]) -> Result<[u8; 32], String> {
@@ -343,27 +413,13 @@ fn digest_without(obj: &Map<String, Value>, excluded: &[&str]) -> Result<[u8; 32
         .map_err(|e| e.to_string())
 }
 
-/// Runs signature jobs: batches of up to 1024 (larger batches are cheaper
-/// per signature; a bad one costs 1024 single checks), each checked with
-/// Ed25519 batch verification; a failing batch is re-checked one by one
-/// with strict verification to find the bad signatures.
+/// Runs signature jobs, each with [`verify_strict`] (no batch
+/// verification: its accept set is not `verify_strict`'s); the callers
+/// spread the jobs over threads.
 fn run_jobs(jobs: &[Job]) -> Vec<(usize, bool)> {
-    let mut out = Vec::with_capacity(jobs.len());
-    for batch in jobs.chunks(1024) {
-        let messages: Vec<&[u8]> = batch.iter().map(|j| &j.0[..]).collect();
-        let signatures: Vec<Signature> = batch.iter().map(|j| j.1).collect();
-        let keys: Vec<VerifyingKey> = batch.iter().map(|j| j.2).collect();
-        if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
-            out.extend(batch.iter().map(|j| (j.3, true)));
-        } else {
-            out.extend(
-                batch
-                    .iter()
-                    .map(|j| (j.3, verify_strict(&j.2, &j.0, &j.1).is_ok())),
-            );
-        }
-    }
-    out
+    jobs.iter()
+        .map(|j| (j.3, verify_strict(&j.2, &j.0, &j.1).is_ok()))
+        .collect()
 }
 
 /// Analyzes and signature-checks JSONL lines on up to `threads` threads.
@@ -382,24 +438,7 @@ pub(super) fn process_lines(
             jobs.extend(job);
         }
         for (i, ok) in run_jobs(&jobs) {
-            let rec = &mut records[i];
-            if ok {
-                if rec.ref_sig != RefSig::KeyUnavailable {
-                    rec.ref_sig = RefSig::Valid;
-                }
-                rec.strict_sig = StrictSig::Valid {
-                    bundled_only: !ring.trusted_by_id.contains_key(&rec.key_id)
-                        && !ring.manifest_authenticated,
-                };
-            } else {
-                if rec.ref_sig != RefSig::KeyUnavailable {
-                    rec.ref_sig = RefSig::Invalid;
-                }
-                rec.strict_sig = StrictSig::Invalid(format!(
-                    "the signature does not verify with key {}",
-                    rec.key_id
-                ));
-            }
+            settle(&mut records[i], ok, ring);
         }
         // The reference verifier sees no `signature` on a projection.
         for rec in &mut records {
@@ -432,6 +471,48 @@ pub(super) fn process_lines(
         }
         all
     })
+}
+
+/// A record whose signature job ran: `ok`, whether it verified.
+fn settle(rec: &mut Record, ok: bool, ring: &KeyRing) {
+    if ok {
+        if rec.ref_sig != RefSig::KeyUnavailable {
+            rec.ref_sig = RefSig::Valid;
+        }
+        rec.strict_sig = StrictSig::Valid {
+            bundled_only: !ring.trusted_by_id.contains_key(&rec.key_id)
+                && !ring.manifest_authenticated,
+        };
+    } else {
+        if rec.ref_sig != RefSig::KeyUnavailable {
+            rec.ref_sig = RefSig::Invalid;
+        }
+        rec.strict_sig = StrictSig::Invalid(format!(
+            "the signature does not verify with key {}",
+            rec.key_id
+        ));
+    }
+}
+
+/// [`process_document`] for a document already read (as a JSON object):
+/// the same record. `digest`, when given, is the object's digest without
+/// the kind's excluded members.
+pub(super) fn process_object(
+    obj: &Map<String, Value>,
+    kind: &RecordKind,
+    ring: &KeyRing,
+    digest: Option<Result<[u8; 32], String>>,
+) -> Record {
+    let (mut rec, pending) = analyze_object(1, obj, kind, digest);
+    if let Some(job) = pending.and_then(|p| resolve(&mut rec, p, ring, 0)) {
+        for (_, ok) in run_jobs(&[job]) {
+            settle(&mut rec, ok, ring);
+        }
+    }
+    if rec.chain.projection.is_some() {
+        rec.ref_sig = RefSig::None;
+    }
+    rec
 }
 
 pub(super) fn process_document(bytes: &[u8], kind: &RecordKind, ring: &KeyRing) -> Option<Record> {

@@ -33,8 +33,122 @@ pub(super) fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Resu
         .map(|m| (m.path.as_str(), m.data.as_slice()))
         .collect();
 
+    // 1-3. The manifest, the verification profile, the manifest signature.
+    let run_doc = members.get(RUN).and_then(|b| lenient_object(b));
+    let head = check_head(
+        members.get(MANIFEST).copied(),
+        run_doc.as_ref(),
+        options,
+        ctx,
+    )?;
+    let manifest = &head.manifest;
+
+    // 4. Files.
+    check_files(
+        manifest,
+        |path| members.get(path).map(|b| sha256_of(b)),
+        ctx,
+    )?;
+
+    // 5. Policy fingerprint.
+    let policy = check_policy(members.get(POLICY).copied(), ctx)?;
+
+    // Keys, then every record (parallel), before the Merkle roots need the ids.
+    let ring = key_ring(&members, options, head.manifest_authenticated);
+    let threads = thread_count(options);
+    let event_lines = members
+        .get(EVENTS)
+        .map(|b| split_lines(b))
+        .unwrap_or_default();
+    let events = process_lines(&event_lines, &EVENT_KIND, &ring, threads);
+    let attestation_lines = members
+        .get(ATTESTATIONS)
+        .map(|b| split_lines(b))
+        .unwrap_or_default();
+    let attestations = process_lines(&attestation_lines, &ATTESTATION_KIND, &ring, threads);
+    ctx.summary.events = event_lines.len();
+    ctx.summary.attestations = attestation_lines.len();
+
+    // 6, 7. Merkle roots.
+    check_merkle(
+        &manifest.event_merkle_root,
+        &lenient_ids(&events),
+        "event",
+        ctx,
+    )?;
+    check_merkle(
+        &manifest.attestation_merkle_root,
+        &lenient_ids(&attestations),
+        "attestation",
+        ctx,
+    )?;
+
+    // 8. Object signatures.
+    let run_rec = members
+        .get(RUN)
+        .and_then(|b| process_document(b, &RUN_KIND, &ring));
+    let certificate_rec = members
+        .get(CERTIFICATE)
+        .and_then(|b| process_document(b, &CERTIFICATE_KIND, &ring));
+    check_object_signatures(
+        [
+            ("event", views(&events)),
+            ("attestation", views(&attestations)),
+            ("run", run_rec.iter().map(RefView::of).collect()),
+            (
+                "certificate",
+                certificate_rec.iter().map(RefView::of).collect(),
+            ),
+        ],
+        ctx,
+    )?;
+
+    // Stricter checks.
+    strict(
+        &StrictInput {
+            members: &members,
+            archive_order: archive.members.iter().map(|m| m.path.as_str()).collect(),
+            manifest,
+            manifest_value: &head.manifest_value,
+            policy: policy.as_ref(),
+            run_doc: run_doc.as_ref(),
+            event_lines: &event_lines,
+            events: &events,
+            attestations: &attestations,
+            ring: &ring,
+            options,
+        },
+        ctx,
+    )
+}
+
+/// The threads to use: `options.threads`, 0 meaning the available
+/// parallelism.
+pub(super) fn thread_count(options: &VerifyOptions) -> usize {
+    match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// The manifest, parsed, and whether a given key verified its signature.
+pub(super) struct Head {
+    pub(super) manifest: Manifest,
+    pub(super) manifest_value: Value,
+    pub(super) manifest_authenticated: bool,
+}
+
+/// Steps 1-3: the manifest (`bytes`, `None` when the archive has none), the
+/// verification profile (with run.json's object, when it is one) and the
+/// manifest signature.
+pub(super) fn check_head(
+    bytes: Option<&[u8]>,
+    run_doc: Option<&Map<String, Value>>,
+    options: &VerifyOptions,
+    ctx: &mut Ctx,
+) -> Result<Head, Fail> {
     // 1. The manifest.
-    let Some(manifest_bytes) = members.get(MANIFEST) else {
+    let Some(manifest_bytes) = bytes else {
         return fail(
             "bundle.manifest_missing",
             "the archive has no manifest.json: it is not a proof bundle",
@@ -64,10 +178,9 @@ pub(super) fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Resu
             );
         }
     };
-    let run_doc = members.get(RUN).and_then(|b| lenient_object(b));
 
     // 2. Verification profile.
-    check_profile(&manifest, run_doc.as_ref(), ctx)?;
+    check_profile(&manifest, run_doc, ctx)?;
 
     // 3. Manifest signature.
     let mut manifest_authenticated = false;
@@ -139,10 +252,23 @@ pub(super) fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Resu
                 .into(),
         );
     }
+    Ok(Head {
+        manifest,
+        manifest_value,
+        manifest_authenticated,
+    })
+}
 
-    // 4. Files.
+/// Step 4: every file the manifest lists is a member with the listed hash.
+/// `sha256` gives a member's `"sha256:<hex>"`, `None` when there is no such
+/// member.
+pub(super) fn check_files(
+    manifest: &Manifest,
+    sha256: impl Fn(&str) -> Option<String>,
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
     for entry in &manifest.files {
-        let Some(actual) = members.get(entry.path.as_str()) else {
+        let Some(got) = sha256(entry.path.as_str()) else {
             ctx.finding(format!("file_missing:{}", entry.path));
             return fail(
                 "bundle.file_missing",
@@ -156,7 +282,6 @@ pub(super) fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Resu
             .sha256
             .strip_prefix("sha256:")
             .unwrap_or(&entry.sha256);
-        let got = sha256_of(actual);
         if want != &got["sha256:".len()..] {
             ctx.finding(format!("file_hash_mismatch:{}", entry.path));
             return fail(
@@ -169,54 +294,49 @@ pub(super) fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Resu
         }
         ctx.finding(format!("file_hash_valid:{}", entry.path));
     }
+    Ok(())
+}
 
-    // 5. Policy fingerprint.
-    let policy = check_policy(members.get(POLICY).copied(), ctx)?;
+/// The ids of the records the reference verifier reads (Merkle leaves).
+pub(super) fn lenient_ids(records: &[Record]) -> Vec<&str> {
+    records
+        .iter()
+        .filter(|r| r.lenient)
+        .map(|r| r.id.as_str())
+        .collect()
+}
 
-    // Keys, then every record (parallel), before the Merkle roots need the ids.
-    let ring = key_ring(&members, options, manifest_authenticated);
-    let threads = match options.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let event_lines = members
-        .get(EVENTS)
-        .map(|b| split_lines(b))
-        .unwrap_or_default();
-    let events = process_lines(&event_lines, &EVENT_KIND, &ring, threads);
-    let attestation_lines = members
-        .get(ATTESTATIONS)
-        .map(|b| split_lines(b))
-        .unwrap_or_default();
-    let attestations = process_lines(&attestation_lines, &ATTESTATION_KIND, &ring, threads);
-    ctx.summary.events = event_lines.len();
-    ctx.summary.attestations = attestation_lines.len();
+pub(super) fn views(records: &[Record]) -> Vec<RefView<'_>> {
+    records
+        .iter()
+        .filter(|r| r.lenient)
+        .map(RefView::of)
+        .collect()
+}
 
-    // 6, 7. Merkle roots.
-    check_merkle(&manifest.event_merkle_root, &events, "event", ctx)?;
-    check_merkle(
-        &manifest.attestation_merkle_root,
-        &attestations,
-        "attestation",
-        ctx,
-    )?;
+/// What step 8 needs of a record.
+pub(super) struct RefView<'a> {
+    pub(super) ref_sig: RefSig,
+    pub(super) id: &'a str,
+    pub(super) key_id: &'a str,
+}
 
-    // 8. Object signatures.
-    let run_rec = members
-        .get(RUN)
-        .and_then(|b| process_document(b, &RUN_KIND, &ring));
-    let certificate_rec = members
-        .get(CERTIFICATE)
-        .and_then(|b| process_document(b, &CERTIFICATE_KIND, &ring));
-    let groups: [(&str, Vec<&Record>); 4] = [
-        ("event", events.iter().filter(|r| r.lenient).collect()),
-        (
-            "attestation",
-            attestations.iter().filter(|r| r.lenient).collect(),
-        ),
-        ("run", run_rec.iter().collect()),
-        ("certificate", certificate_rec.iter().collect()),
-    ];
+impl<'a> RefView<'a> {
+    pub(super) fn of(r: &'a Record) -> RefView<'a> {
+        RefView {
+            ref_sig: r.ref_sig,
+            id: &r.id,
+            key_id: &r.key_id,
+        }
+    }
+}
+
+/// Step 8: a finding per signed object, in group order; the first bad one
+/// fails.
+pub(super) fn check_object_signatures(
+    groups: [(&str, Vec<RefView<'_>>); 4],
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
     let mut first_bad: Option<String> = None;
     for (label, records) in &groups {
         for r in records {
@@ -249,24 +369,7 @@ pub(super) fn run(bundle: &[u8], options: &VerifyOptions, ctx: &mut Ctx) -> Resu
             format!("{bad} (checked with the bundled keys/<key_id>.pub)"),
         );
     }
-
-    // Stricter checks.
-    strict(
-        &StrictInput {
-            members: &members,
-            archive_order: archive.members.iter().map(|m| m.path.as_str()).collect(),
-            manifest: &manifest,
-            manifest_value: &manifest_value,
-            policy: policy.as_ref(),
-            run_doc: run_doc.as_ref(),
-            event_lines: &event_lines,
-            events: &events,
-            attestations: &attestations,
-            ring: &ring,
-            options,
-        },
-        ctx,
-    )
+    Ok(())
 }
 
 fn check_profile(
@@ -320,7 +423,10 @@ fn check_profile(
     Ok(())
 }
 
-fn check_policy(raw: Option<&[u8]>, ctx: &mut Ctx) -> Result<Option<Map<String, Value>>, Fail> {
+pub(super) fn check_policy(
+    raw: Option<&[u8]>,
+    ctx: &mut Ctx,
+) -> Result<Option<Map<String, Value>>, Fail> {
     let Some(raw) = raw else { return Ok(None) };
     if is_blank(raw) {
         return Ok(None);
@@ -365,21 +471,16 @@ fn check_policy(raw: Option<&[u8]>, ctx: &mut Ctx) -> Result<Option<Map<String, 
     Ok(Some(policy))
 }
 
-fn check_merkle(
+pub(super) fn check_merkle(
     declared: &str,
-    records: &[Record],
+    ids: &[&str],
     label: &str,
     ctx: &mut Ctx,
 ) -> Result<(), Fail> {
     if declared.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = records
-        .iter()
-        .filter(|r| r.lenient)
-        .map(|r| r.id.as_str())
-        .collect();
-    let computed = event_merkle_root(&ids);
+    let computed = event_merkle_root(ids);
     if computed != declared {
         ctx.finding(format!("{label}_merkle_mismatch"));
         let reason = if label == "event" {

@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use intentproof_core::canon::parse_strict;
+use intentproof_core::checkpoint::Checkpoint;
 use intentproof_core::keys::verify_strict;
-use intentproof_core::merkle::{leaf_hash, verify_inclusion};
+use intentproof_core::merkle::{Hash, leaf_hash, verify_inclusion};
 use intentproof_core::schema::{SchemaKind, validate};
 use intentproof_core::v1::{ZERO_HASH, sha256_prefixed};
 use serde_json::{Map, Value};
@@ -39,9 +40,39 @@ pub(super) struct StrictInput<'a> {
 
 pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
     let manifest = input.manifest;
+    check_manifest_members(input.manifest_value, manifest, &input.archive_order, ctx)?;
+    let flow = input.members.get(FLOW).and_then(|b| lenient_object(b));
+    check_consistency(manifest, flow.as_ref(), input.run_doc, input.policy, ctx)?;
+    check_bundled_keys(input.ring, ctx)?;
+    check_manifest_signed(input.options, manifest, ctx)?;
 
+    // JSONL lines parse strictly and carry their ids; ids are unique.
+    check_jsonl(EVENTS, input.events, ctx)?;
+    check_jsonl(ATTESTATIONS, input.attestations, ctx)?;
+
+    let projections = check_projection_profile(input, ctx)?;
+    check_event_signatures(input, ctx)?;
+    projection_signatures_valid(projections, ctx);
+    check_chains(input.events, ctx)?;
+    if let Some(bytes) = input.members.get(INCLUSION_PROOF) {
+        check_inclusion(bytes, input, ctx)?;
+    }
+    if projections > 0 {
+        check_projection_attestation(input.manifest, input.manifest_value, input.ring, ctx)?;
+    }
+    Ok(())
+}
+
+/// The manifest matches its schema, lists the core members, and lists
+/// every member (`archive_order`: the members' paths, in archive order).
+pub(super) fn check_manifest_members(
+    manifest_value: &Value,
+    manifest: &Manifest,
+    archive_order: &[&str],
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
     // The manifest matches its schema.
-    if let Err(errors) = validate(SchemaKind::BundleManifest, input.manifest_value) {
+    if let Err(errors) = validate(SchemaKind::BundleManifest, manifest_value) {
         ctx.finding("manifest.schema_invalid");
         return fail(
             "bundle.manifest_schema_invalid",
@@ -65,7 +96,7 @@ pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
     }
 
     // Every member is listed.
-    for path in &input.archive_order {
+    for path in archive_order {
         if *path != MANIFEST && !listed.contains(path) {
             ctx.finding(format!("member_unlisted:{path}"));
             return fail(
@@ -76,11 +107,12 @@ pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
             );
         }
     }
+    Ok(())
+}
 
-    check_consistency(input, ctx)?;
-
-    // Bundled keys parse and agree with the given ones.
-    for (id, key) in &input.ring.bundled {
+/// Bundled keys parse and agree with the given ones.
+pub(super) fn check_bundled_keys(ring: &KeyRing, ctx: &mut Ctx) -> Result<(), Fail> {
+    for (id, key) in &ring.bundled {
         match key {
             Err(e) => {
                 ctx.finding(format!("key_invalid:{id}"));
@@ -90,7 +122,7 @@ pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
                 );
             }
             Ok(k) => {
-                if let Some(given) = input.ring.trusted_by_id.get(id)
+                if let Some(given) = ring.trusted_by_id.get(id)
                     && given != k
                 {
                     ctx.finding(format!("key_mismatch:{id}"));
@@ -104,8 +136,16 @@ pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
             }
         }
     }
+    Ok(())
+}
 
-    if !input.options.trusted_keys.is_empty() && manifest.signature.is_none() {
+/// Once a key is given, the manifest must be signed.
+pub(super) fn check_manifest_signed(
+    options: &VerifyOptions,
+    manifest: &Manifest,
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
+    if !options.trusted_keys.is_empty() && manifest.signature.is_none() {
         ctx.finding("manifest.signature_missing");
         return fail(
             "bundle.manifest_unsigned",
@@ -113,65 +153,57 @@ pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
              (anyone could have rebuilt it)",
         );
     }
+    Ok(())
+}
 
-    // JSONL lines parse strictly and carry their ids; ids are unique.
-    for (file, records, id_field, dup_reason) in [
-        (EVENTS, input.events, "event_id", "bundle.event_duplicate"),
+/// The lines of `file` (events.jsonl or attestations.jsonl) parse strictly
+/// and carry their ids; the ids are unique.
+pub(super) fn check_jsonl(file: &str, records: &[Record], ctx: &mut Ctx) -> Result<(), Fail> {
+    let (id_field, dup_reason, what) = if file == EVENTS {
+        ("event_id", "bundle.event_duplicate", "event")
+    } else {
         (
-            ATTESTATIONS,
-            input.attestations,
             "attestation_id",
             "bundle.attestation_duplicate",
-        ),
-    ] {
-        for r in records {
-            let problem = match &r.strict_error {
-                Some(e) => Some(e.clone()),
-                None if !r.id_present => Some(format!("no string `{id_field}`")),
-                None => None,
-            };
-            if let Some(problem) = problem {
-                ctx.finding(format!("jsonl_invalid:{file}:{}", r.line));
-                return fail(
-                    "bundle.jsonl_invalid",
-                    format!("{file} line {}: {problem}", r.line),
-                );
-            }
-        }
-        let mut seen = HashSet::with_capacity(records.len());
-        for r in records {
-            if !seen.insert(r.id.as_str()) {
-                let what = if file == EVENTS {
-                    "event"
-                } else {
-                    "attestation"
-                };
-                ctx.finding(format!("{what}_duplicate:{}", r.id));
-                return fail(
-                    dup_reason,
-                    format!(
-                        "{file} line {}: {what} {:?} occurs more than once",
-                        r.line, r.id
-                    ),
-                );
-            }
+            "attestation",
+        )
+    };
+    for r in records {
+        let problem = match &r.strict_error {
+            Some(e) => Some(e.clone()),
+            None if !r.id_present => Some(format!("no string `{id_field}`")),
+            None => None,
+        };
+        if let Some(problem) = problem {
+            ctx.finding(format!("jsonl_invalid:{file}:{}", r.line));
+            return fail(
+                "bundle.jsonl_invalid",
+                format!("{file} line {}: {problem}", r.line),
+            );
         }
     }
+    let mut seen = HashSet::with_capacity(records.len());
+    for r in records {
+        if !seen.insert(r.id.as_str()) {
+            ctx.finding(format!("{what}_duplicate:{}", r.id));
+            return fail(
+                dup_reason,
+                format!(
+                    "{file} line {}: {what} {:?} occurs more than once",
+                    r.line, r.id
+                ),
+            );
+        }
+    }
+    Ok(())
+}
 
-    let projections = check_projection_profile(input, ctx)?;
-    check_event_signatures(input, ctx)?;
+/// The finding of the projections whose signatures verified, if any.
+pub(super) fn projection_signatures_valid(projections: usize, ctx: &mut Ctx) {
     if projections > 0 {
         ctx.summary.events_projected = projections;
         ctx.finding(format!("projection_signatures_valid:{projections}"));
     }
-    check_chains(input.events, ctx)?;
-    if let Some(bytes) = input.members.get(INCLUSION_PROOF) {
-        check_inclusion(bytes, input, ctx)?;
-    }
-    if projections > 0 {
-        check_projection_attestation(input, ctx)?;
-    }
-    Ok(())
 }
 
 /// Every projection names the manifest's profile and is well formed; an
@@ -232,13 +264,17 @@ fn check_projection_profile(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<us
 /// Only the manifest signature attests a projection's visible fields:
 /// it must exist and verify, with a given key (reference step 3) or else
 /// with the bundled key of its signer.
-fn check_projection_attestation(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
-    let profile = input
-        .manifest
+pub(super) fn check_projection_attestation(
+    manifest: &Manifest,
+    manifest_value: &Value,
+    ring: &KeyRing,
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
+    let profile = manifest
         .verification_profile
         .as_ref()
         .map_or("", |p| p.export_profile.as_str());
-    let Some(sig) = &input.manifest.signature else {
+    let Some(sig) = &manifest.signature else {
         ctx.finding("manifest.signature_missing");
         return fail(
             "bundle.projection_unattested",
@@ -248,8 +284,8 @@ fn check_projection_attestation(input: &StrictInput<'_>, ctx: &mut Ctx) -> Resul
             ),
         );
     };
-    if !input.ring.manifest_authenticated {
-        let Some(key) = input.ring.bundled(&sig.key_id) else {
+    if !ring.manifest_authenticated {
+        let Some(key) = ring.bundled(&sig.key_id) else {
             ctx.finding(format!("manifest.key_unknown:{}", sig.key_id));
             return fail(
                 "bundle.projection_unattested",
@@ -261,8 +297,7 @@ fn check_projection_attestation(input: &StrictInput<'_>, ctx: &mut Ctx) -> Resul
                 ),
             );
         };
-        let valid = input
-            .manifest_value
+        let valid = manifest_value
             .as_object()
             .and_then(|m| manifest_digest(m).ok())
             .is_some_and(|digest| manifest_signature_verifies(&digest, &sig.value, [key]));
@@ -313,14 +348,21 @@ pub(super) fn manifest_signature_verifies<'k>(
         .any(|k| verify_strict(k, digest, &signature).is_ok())
 }
 
-fn check_consistency(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
-    let manifest = input.manifest;
+/// flow_id / tenant_id agree with flow.json and run.json (their objects,
+/// when they are objects), and policy_versions names policy.json's
+/// fingerprint.
+pub(super) fn check_consistency(
+    manifest: &Manifest,
+    flow: Option<&Map<String, Value>>,
+    run_doc: Option<&Map<String, Value>>,
+    policy: Option<&Map<String, Value>>,
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
     let mut inconsistent = |field: &str, detail: String| -> Result<(), Fail> {
         ctx.finding(format!("manifest_inconsistent:{field}"));
         fail("bundle.manifest_inconsistent", detail)
     };
-    let flow = input.members.get(FLOW).and_then(|b| lenient_object(b));
-    for (doc_name, doc) in [(FLOW, flow.as_ref()), (RUN, input.run_doc)] {
+    for (doc_name, doc) in [(FLOW, flow), (RUN, run_doc)] {
         let Some(doc) = doc else { continue };
         for (field, want) in [
             ("flow_id", &manifest.flow_id),
@@ -336,7 +378,7 @@ fn check_consistency(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
             }
         }
     }
-    if let (Some(policy), Some(profile)) = (input.policy, &manifest.verification_profile) {
+    if let (Some(policy), Some(profile)) = (policy, &manifest.verification_profile) {
         let fingerprint = policy_fingerprint(policy).map_err(|e| Fail {
             reason: "bundle.manifest_inconsistent",
             detail: format!("policy.json cannot be canonicalized: {e}"),
@@ -410,6 +452,17 @@ fn check_event_signatures(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), 
             }
         }
     }
+    event_signature_summary(unsigned, verified, bundled_only, ctx);
+    Ok(())
+}
+
+/// The counts of the event signature check, and its warnings.
+pub(super) fn event_signature_summary(
+    unsigned: usize,
+    verified: usize,
+    bundled_only: usize,
+    ctx: &mut Ctx,
+) {
     ctx.summary.events_unsigned = unsigned;
     ctx.summary.events_signature_verified = verified;
     ctx.summary.events_verified_with_unauthenticated_key = bundled_only;
@@ -425,7 +478,6 @@ fn check_event_signatures(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), 
              and no given key vouches for those keys or the manifest: pass --key"
         ));
     }
-    Ok(())
 }
 
 struct ChainState<'a> {
@@ -551,65 +603,28 @@ fn check_chains(events: &[Record], ctx: &mut Ctx) -> Result<(), Fail> {
         state.last_position = position;
         state.last_hash = sha256_prefixed(&digest);
     }
-    ctx.summary.chains = chains.len();
-    if !chains.is_empty() {
-        ctx.finding(format!("event_chains_valid:{}", chains.len()));
-    }
+    chains_valid(chains.len(), ctx);
     Ok(())
 }
 
+/// The count and finding of the chains that verified.
+pub(super) fn chains_valid(chains: usize, ctx: &mut Ctx) {
+    ctx.summary.chains = chains;
+    if chains > 0 {
+        ctx.finding(format!("event_chains_valid:{chains}"));
+    }
+}
+
 fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
-    let malformed = |ctx: &mut Ctx, e: String| -> Result<(), Fail> {
-        ctx.finding("inclusion_proof.malformed");
-        fail(
-            "bundle.inclusion_proof_malformed",
-            format!("inclusion_proof.json: {e}"),
-        )
-    };
     let parsed: InclusionProofs = match parse_strict(bytes)
         .map_err(|e| e.to_string())
         .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
     {
         Ok(p) => p,
-        Err(e) => return malformed(ctx, e),
+        Err(e) => return inclusion_malformed(ctx, e),
     };
-    if parsed.schema != INCLUSION_SCHEMA || parsed.checkpoint.schema != CHECKPOINT_SCHEMA {
-        return malformed(
-            ctx,
-            format!(
-                "schema {:?} / checkpoint schema {:?}, expected {INCLUSION_SCHEMA:?} / {CHECKPOINT_SCHEMA:?}",
-                parsed.schema, parsed.checkpoint.schema
-            ),
-        );
-    }
     let checkpoint = &parsed.checkpoint;
-    let root = match checkpoint.root_hash() {
-        Ok(r) => r,
-        Err(e) => return malformed(ctx, e),
-    };
-    let candidates = input.ring.candidates(&checkpoint.key_id);
-    if candidates.is_empty() {
-        ctx.finding(format!("checkpoint.key_unknown:{}", checkpoint.key_id));
-        return fail(
-            "bundle.checkpoint_key_unknown",
-            format!(
-                "the checkpoint is signed by key {:?}, which is neither bundled nor given: pass --key",
-                checkpoint.key_id
-            ),
-        );
-    }
-    let mut last_error = String::new();
-    if !candidates.iter().any(|k| match checkpoint.verify(k) {
-        Ok(()) => true,
-        Err(e) => {
-            last_error = e;
-            false
-        }
-    }) {
-        ctx.finding("checkpoint.signature_invalid");
-        return fail("bundle.checkpoint_signature_invalid", last_error);
-    }
-    ctx.finding("checkpoint.signature_valid");
+    let root = check_inclusion_header(&parsed.schema, checkpoint, input.ring, ctx)?;
 
     let mut used = HashSet::new();
     for (r, line) in input.events.iter().zip(input.event_lines) {
@@ -665,7 +680,69 @@ fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Resu
             format!("inclusion_proof.json has a proof for {extra:?}, which is not a bundled event"),
         );
     }
-    ctx.summary.inclusion_proofs_verified = input.events.len();
-    ctx.finding(format!("inclusion_proofs_valid:{}", input.events.len()));
+    inclusion_proofs_valid(input.events.len(), ctx);
     Ok(())
+}
+
+/// `inclusion_proof.json` is not the documented form.
+pub(super) fn inclusion_malformed<T>(ctx: &mut Ctx, e: String) -> Result<T, Fail> {
+    ctx.finding("inclusion_proof.malformed");
+    fail(
+        "bundle.inclusion_proof_malformed",
+        format!("inclusion_proof.json: {e}"),
+    )
+}
+
+/// The schemas of `inclusion_proof.json` and of its checkpoint, the
+/// checkpoint's root, and its signature (with a given or bundled key);
+/// returns the root.
+pub(super) fn check_inclusion_header(
+    schema: &str,
+    checkpoint: &Checkpoint,
+    ring: &KeyRing,
+    ctx: &mut Ctx,
+) -> Result<Hash, Fail> {
+    if schema != INCLUSION_SCHEMA || checkpoint.schema != CHECKPOINT_SCHEMA {
+        return inclusion_malformed(
+            ctx,
+            format!(
+                "schema {:?} / checkpoint schema {:?}, expected {INCLUSION_SCHEMA:?} / {CHECKPOINT_SCHEMA:?}",
+                schema, checkpoint.schema
+            ),
+        );
+    }
+    let root = match checkpoint.root_hash() {
+        Ok(r) => r,
+        Err(e) => return inclusion_malformed(ctx, e),
+    };
+    let candidates = ring.candidates(&checkpoint.key_id);
+    if candidates.is_empty() {
+        ctx.finding(format!("checkpoint.key_unknown:{}", checkpoint.key_id));
+        return fail(
+            "bundle.checkpoint_key_unknown",
+            format!(
+                "the checkpoint is signed by key {:?}, which is neither bundled nor given: pass --key",
+                checkpoint.key_id
+            ),
+        );
+    }
+    let mut last_error = String::new();
+    if !candidates.iter().any(|k| match checkpoint.verify(k) {
+        Ok(()) => true,
+        Err(e) => {
+            last_error = e;
+            false
+        }
+    }) {
+        ctx.finding("checkpoint.signature_invalid");
+        return fail("bundle.checkpoint_signature_invalid", last_error);
+    }
+    ctx.finding("checkpoint.signature_valid");
+    Ok(root)
+}
+
+/// The count and finding of the inclusion proofs that verified.
+pub(super) fn inclusion_proofs_valid(events: usize, ctx: &mut Ctx) {
+    ctx.summary.inclusion_proofs_verified = events;
+    ctx.finding(format!("inclusion_proofs_valid:{events}"));
 }
