@@ -408,8 +408,15 @@ fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
 /// Rejects integer literals (no fraction, no exponent) whose magnitude is
 /// above 2^53, scanning the raw bytes outside strings. `serde_json` turns
 /// literals too large for `u64` into rounded floats, so this cannot be done
-/// after parsing.
-fn check_integer_literals(bytes: &[u8]) -> Result<(), CanonError> {
+/// after parsing. Public for readers that check JSON piecewise with
+/// [`parse_strict`]'s rules (the bundle verifier's streaming pass).
+///
+/// ```
+/// use intentproof_core::canon::check_integer_literals;
+/// assert!(check_integer_literals(br#"{"n": 9007199254740992, "s": "99999999999999999"}"#).is_ok());
+/// assert!(check_integer_literals(b"[9007199254740993]").is_err());
+/// ```
+pub fn check_integer_literals(bytes: &[u8]) -> Result<(), CanonError> {
     const LIMIT: &[u8] = b"9007199254740992";
     let mut i = 0;
     let mut in_string = false;

@@ -304,8 +304,9 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
 /// Canonical encodings of the eight points of small order (the 8-torsion
 /// subgroup of edwards25519): `0 · T8` to `7 · T8` for a generator `T8`.
 /// Together with the key check in [`verify_strict`] they stand in for the
-/// decompression and small-order test of `R` that `verify_strict` does.
-const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
+/// decompression and small-order test of `R` that `verify_strict` does
+/// (and the bundle verifier's table-based check uses them the same way).
+pub const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
     hex32("0100000000000000000000000000000000000000000000000000000000000000"),
     hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
     hex32("0000000000000000000000000000000000000000000000000000000000000000"),

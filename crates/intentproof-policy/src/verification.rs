@@ -53,7 +53,7 @@ pub use input::{
 };
 pub use plan::{
     DeclaredPlan, Flag, FlagKind, MAX_PLAN_STEPS, PLAN_DECLARE_ACTION, PlanArguments, PlanError,
-    PlanStep, classify_plan, parse_plan_arguments,
+    PlanStep, classify_plan, parse_plan_arguments, plan_declaration_event,
 };
 pub use policy::{
     FINGERPRINT_EXCLUDED_FIELDS, InvalidPolicy, LintError, MAX_POLICY_BYTES, POLICY_SCHEMA, Policy,

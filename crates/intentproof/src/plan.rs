@@ -11,9 +11,9 @@
 
 use std::time::{Instant, SystemTime};
 
+use intentproof_core::ExecutionEvent;
 use intentproof_core::actions::PLAN_CLOSE_ACTION;
-use intentproof_core::{AttributeValue, Attributes, ExecutionEvent, format_rfc3339_millis};
-use intentproof_policy::verification::{PLAN_DECLARE_ACTION, parse_plan_arguments};
+use intentproof_policy::verification::{parse_plan_arguments, plan_declaration_event};
 use serde_json::{Value, json};
 
 use crate::IntentProofClient;
@@ -141,27 +141,15 @@ impl IntentProofClient {
             None => get_correlation_id().unwrap_or_else(crate::correlation::new_correlation_id),
         };
         let plan_id = intentproof_core::new_event_id();
-        let mut attributes = Attributes::new();
-        attributes.insert(
-            "intentproof.plan.id".into(),
-            AttributeValue::from(plan_id.as_str()),
+        let event = plan_declaration_event(
+            &parsed.intent,
+            arguments,
+            &plan_id,
+            &correlation_id,
+            parsed.ordered,
+            started,
+            clock.elapsed(),
         );
-        attributes.insert(
-            "intentproof.plan.ordered".into(),
-            AttributeValue::from(parsed.ordered),
-        );
-        let elapsed = clock.elapsed();
-        let event = ExecutionEvent::builder(parsed.intent.clone(), PLAN_DECLARE_ACTION)
-            .correlation_id(correlation_id.clone())
-            .inputs(arguments)
-            .attributes(attributes)
-            .output(json!({"plan_id": plan_id, "correlation_id": correlation_id}))
-            .timing(
-                format_rfc3339_millis(started),
-                format_rfc3339_millis(started + elapsed),
-                u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            )
-            .build();
         self.emit(&event);
         Ok(Plan {
             plan_id,

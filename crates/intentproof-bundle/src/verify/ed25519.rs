@@ -38,37 +38,7 @@ use curve25519_dalek::traits::BasepointTable;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha512};
 
-/// Canonical encodings of the eight points of small order (the 8-torsion
-/// subgroup of edwards25519), as in intentproof-core's `keys`.
-const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
-    hex32("0100000000000000000000000000000000000000000000000000000000000000"),
-    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
-    hex32("0000000000000000000000000000000000000000000000000000000000000000"),
-    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
-    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
-    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
-    hex32("0000000000000000000000000000000000000000000000000000000000000080"),
-    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
-];
-
-const fn hex32(text: &str) -> [u8; 32] {
-    const fn nibble(c: u8) -> u8 {
-        match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => panic!("not a lowercase hex digit"),
-        }
-    }
-    let t = text.as_bytes();
-    assert!(t.len() == 64, "not 64 hex digits");
-    let mut out = [0u8; 32];
-    let mut i = 0;
-    while i < 32 {
-        out[i] = (nibble(t[2 * i]) << 4) | nibble(t[2 * i + 1]);
-        i += 1;
-    }
-    out
-}
+use intentproof_core::keys::SMALL_ORDER_ENCODINGS;
 
 /// A key ready to check many signatures strictly.
 pub(super) struct StrictKey {
@@ -110,6 +80,15 @@ impl StrictKey {
 
 #[cfg(test)]
 mod tests {
+    /// 64 lowercase hex digits as 32 bytes.
+    fn hex32(text: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex");
+        }
+        out
+    }
+
     use super::*;
     use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
     use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};

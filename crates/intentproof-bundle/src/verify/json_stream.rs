@@ -436,50 +436,10 @@ pub(super) fn strict_valid(bytes: &[u8]) -> bool {
     .is_ok()
 }
 
-/// `parse_strict`'s check of integer literals (`check_integer_literals`
-/// in intentproof-core's `canon`, which is private there), byte for byte:
-/// outside strings, a run of number characters without `.`, `e` or `E`
-/// whose digits exceed 9007199254740992 is refused.
+/// `parse_strict`'s check of integer literals (outside strings, no integer
+/// beyond 2^53): intentproof-core's own.
 pub(super) fn integer_literals_safe(bytes: &[u8]) -> bool {
-    const LIMIT: &[u8] = b"9007199254740992";
-    let mut i = 0;
-    let mut in_string = false;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if in_string {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        match b {
-            b'"' => {
-                in_string = true;
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                while i < bytes.len()
-                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                {
-                    i += 1;
-                }
-                let token = &bytes[start..i];
-                if token.iter().any(|c| matches!(c, b'.' | b'e' | b'E')) {
-                    continue;
-                }
-                let digits = token.strip_prefix(b"-").unwrap_or(token);
-                if digits.len() > LIMIT.len() || (digits.len() == LIMIT.len() && digits > LIMIT) {
-                    return false;
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    true
+    intentproof_core::canon::check_integer_literals(bytes).is_ok()
 }
 
 /// `parse_strict`'s visitor without the value: accepts what it accepts.

@@ -33,8 +33,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use intentproof_core::canon::parse_strict;
-use intentproof_core::{AttributeValue, Attributes, ExecutionEvent, format_rfc3339_millis};
-use intentproof_policy::verification::{PLAN_DECLARE_ACTION, PlanArguments, parse_plan_arguments};
+use intentproof_policy::verification::{
+    PlanArguments, parse_plan_arguments, plan_declaration_event,
+};
 use serde_json::json;
 
 use std::sync::Arc;
@@ -108,27 +109,15 @@ pub(super) async fn declare_plan(
     }
     let plan_id = intentproof_core::new_event_id();
     let correlation_id = correlation_id.unwrap_or_else(intentproof_core::new_event_id);
-    let mut attributes = Attributes::new();
-    attributes.insert(
-        "intentproof.plan.id".into(),
-        AttributeValue::from(plan_id.as_str()),
+    let event = plan_declaration_event(
+        &intent,
+        arguments,
+        &plan_id,
+        &correlation_id,
+        ordered,
+        started,
+        clock.elapsed(),
     );
-    attributes.insert(
-        "intentproof.plan.ordered".into(),
-        AttributeValue::from(ordered),
-    );
-    let elapsed = clock.elapsed();
-    let event = ExecutionEvent::builder(intent, PLAN_DECLARE_ACTION)
-        .correlation_id(correlation_id.clone())
-        .inputs(arguments)
-        .attributes(attributes)
-        .output(json!({"plan_id": plan_id, "correlation_id": correlation_id}))
-        .timing(
-            format_rfc3339_millis(started),
-            format_rfc3339_millis(started + elapsed),
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        )
-        .build();
     let event_id = event.id.clone();
     store_own_event(&state, event, "plan declaration").await?;
     Ok((

@@ -263,6 +263,51 @@ pub struct PlanArguments {
     pub bounds: Vec<crate::guard::StepBounds>,
 }
 
+/// The event that records a plan declared outside an MCP session
+/// (`POST /v1/plans`, the library's `declare_plan`): action
+/// [`PLAN_DECLARE_ACTION`], `intent`, correlation `correlation_id`, inputs =
+/// the declaration as sent, output `{plan_id, correlation_id}`,
+/// attributes `intentproof.plan.id` and `intentproof.plan.ordered`, timed
+/// from `started` for `elapsed`. (The MCP recorder's own declaration event
+/// adds the session's attributes.)
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use intentproof_policy::verification::{plan_declaration_event, PLAN_DECLARE_ACTION};
+/// let arguments = serde_json::json!({"intent": "Refund", "steps": [{"action": "pay.refund"}]});
+/// let event = plan_declaration_event("Refund", arguments, "p1", "c1", false, SystemTime::now(), Duration::ZERO);
+/// assert_eq!(event.action, PLAN_DECLARE_ACTION);
+/// assert_eq!(event.output, Some(serde_json::json!({"plan_id": "p1", "correlation_id": "c1"})));
+/// ```
+pub fn plan_declaration_event(
+    intent: &str,
+    arguments: serde_json::Value,
+    plan_id: &str,
+    correlation_id: &str,
+    ordered: bool,
+    started: std::time::SystemTime,
+    elapsed: std::time::Duration,
+) -> intentproof_core::ExecutionEvent {
+    use intentproof_core::{AttributeValue, Attributes, ExecutionEvent, format_rfc3339_millis};
+    let mut attributes = Attributes::new();
+    attributes.insert("intentproof.plan.id".into(), AttributeValue::from(plan_id));
+    attributes.insert(
+        "intentproof.plan.ordered".into(),
+        AttributeValue::from(ordered),
+    );
+    ExecutionEvent::builder(intent, PLAN_DECLARE_ACTION)
+        .correlation_id(correlation_id)
+        .inputs(arguments)
+        .attributes(attributes)
+        .output(json!({"plan_id": plan_id, "correlation_id": correlation_id}))
+        .timing(
+            format_rfc3339_millis(started),
+            format_rfc3339_millis(started + elapsed),
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        )
+        .build()
+}
+
 /// Checks a plan declaration: `{"intent": "...", "steps": [{"tool" | "action":
 /// "...", "purpose": "..."}], "ordered": bool, "correlation_id": "..."}`.
 /// A step names what it calls as `tool` (an MCP tool, resolved to
