@@ -262,7 +262,7 @@ pub enum Durability {
     /// exporters from disk, again after a crash or restart, until they have
     /// it. Concurrent callers share one `fdatasync` (group commit). `dir`
     /// (created 0700) must belong to this process alone. See
-    /// BENCHMARKS.md, "Durable wrap", for its cost.
+    /// BENCHMARKS.md, "Library mode: durable `wrap`", for its cost.
     Local {
         /// The outbox directory.
         dir: std::path::PathBuf,
