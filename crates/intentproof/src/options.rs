@@ -257,10 +257,11 @@ pub enum Durability {
     /// (p50 ~35 us with a signer).
     #[default]
     Async,
-    /// Appended (after redaction and sealing) to a local journal in `dir`
-    /// and `fdatasync`'d before the call returns, then delivered to the
-    /// exporters from disk, again after a crash or restart, until they have
-    /// it. Concurrent callers share one `fdatasync` (group commit). `dir`
+    /// Appended (redacted, and chained when a signer is set) to a local
+    /// journal in `dir` and `fdatasync`'d before the call returns, then
+    /// signed and delivered to the exporters from disk, again after a crash
+    /// or restart, until they have it (a restarted process needs the same
+    /// instance key to sign what was left). Concurrent callers share one `fdatasync` (group commit). `dir`
     /// (created 0700) must belong to this process alone. See
     /// BENCHMARKS.md, "Library mode: durable `wrap`", for its cost.
     Local {
