@@ -177,6 +177,9 @@ impl Detector {
         let before = m.start.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(m.end).copied();
         match self {
+            // Digit groups inside a UUID (an event id, an order id) are
+            // not a phone or card number: `…-0491-7660-8027-…` is one.
+            Detector::Phone | Detector::CreditCard if in_uuid(bytes, &m) => None,
             Detector::Phone => validate_phone(bytes, m),
             Detector::CreditCard => longest_valid(bytes, m, card_ok),
             Detector::Iban => longest_valid(bytes, m, iban_ok),
@@ -439,6 +442,26 @@ fn alnum(b: Option<u8>) -> bool {
     b.is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
+/// Whether `m` lies inside a UUID: the run of hex digits and dashes around
+/// it has the 8-4-4-4-12 shape.
+fn in_uuid(bytes: &[u8], m: &Range<usize>) -> bool {
+    let hexish = |b: &u8| b.is_ascii_hexdigit() || *b == b'-';
+    let start = bytes[..m.start]
+        .iter()
+        .rposition(|b| !hexish(b))
+        .map_or(0, |i| i + 1);
+    let end = bytes[m.end..]
+        .iter()
+        .position(|b| !hexish(b))
+        .map_or(bytes.len(), |i| m.end + i);
+    let token = &bytes[start..end];
+    token.len() == 36
+        && token.iter().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
 fn validate_phone(bytes: &[u8], m: Range<usize>) -> Option<Range<usize>> {
     let before = m.start.checked_sub(1).map(|i| bytes[i]);
     let after = bytes.get(m.end).copied();
@@ -685,6 +708,26 @@ mod tests {
     }
 
     #[test]
+    fn card_numbers_inside_a_uuid_are_not_cards() {
+        // 4242-4242-4242-4242 passes Luhn; inside a UUID it is an id.
+        assert_eq!(
+            Detector::CreditCard.find_all("4242 4242 4242 4242"),
+            vec![0..19]
+        );
+        assert!(
+            Detector::CreditCard
+                .find_all("order 01a2510f-4242-4242-4242-424242424242 done")
+                .is_empty()
+        );
+        assert!(
+            Detector::Phone
+                .find_all("call 415-555-2671 about 01a2510f-0491-7660-8027-b8f13b25e272")
+                .len()
+                == 1
+        );
+    }
+
+    #[test]
     fn phones_and_not_phones() {
         for p in [
             "+14155552671",
@@ -702,6 +745,9 @@ mod tests {
         for not in [
             "2026-01-01T00:00:00.000Z",
             "0190b6f2-0000-7000-8000-000000000000",
+            // A real event id whose middle groups read as a national number
+            // (it failed CI once as `…-hmac-sha256:…-…`).
+            "01a2510f-0491-7660-8027-b8f13b25e272",
             "version 1.2.3",
             "id 4155552671",
             "01.02.2024",
