@@ -29,7 +29,7 @@ trap cleanup EXIT
 build() {
     mkdir -p "$BIN"
     if [[ -n "${BIN_FROM:-}" ]]; then
-        cp "$BIN_FROM/intentproof" "$BIN_FROM/loadgen" "$BIN/"
+        cp "$BIN_FROM"/* "$BIN/"
         return
     fi
     [[ -n "${SKIP_BUILD:-}" ]] || (cd "$ROOT" && cargo build --release -p intentproof-cli -p intentproof-gateway --bin intentproof --example loadgen)
@@ -38,6 +38,11 @@ build() {
 
 machine_note() {
     echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB; load average: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%FT%TZ)"
+}
+
+# cpu_ticks PID: user + system CPU time of a process, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
 rss_mib() {

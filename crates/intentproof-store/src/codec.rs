@@ -7,11 +7,14 @@
 //! (measured +5 % batched events/s for entries). Queries decode one entry
 //! per row and gain the same way.
 //!
-//! Entry ([`encode`]): the version byte 1; `seq`, `segment`, `offset` (u64
-//! BE); `len` (u32 BE); `chain_position`, `duration_ms` (u64 BE); the
-//! signature state (u8: 0 verified, 1 key unknown, 2 invalid); then the ten
-//! strings of [`EventMeta`] in declaration order, each as a u32 BE length
-//! and its UTF-8 bytes.
+//! Run of records ([`encode_run`]): the version byte 2, then per journal
+//! record of consecutive seqs, [`RECORD_BYTES`] bytes: `segment`, `offset`
+//! (u64 BE), `len` (u32 BE), the signature state (u8: 0 verified, 1 key
+//! unknown, 2 invalid) and the 32 bytes of the content digest. Nothing
+//! else: every other fact of an event is in its journal record, which the
+//! index reads back (see `store::index`). Index format 2 kept all ten
+//! strings of [`EventMeta`](crate::meta::EventMeta) per event (~450 bytes, a copy of what the
+//! journal holds) and the index grew to twice the journal.
 //!
 //! Summary ([`encode_summary`]): the version byte 1; `last_at` first (the
 //! chain list sorts on it alone, see [`summary_last_at`]), `first_at`,
@@ -21,43 +24,107 @@
 
 use std::collections::BTreeMap;
 
-use crate::meta::{EventMeta, SignatureState};
+use crate::meta::SignatureState;
 use crate::types::{ChainSummary, IndexEntry, InstanceChain};
 
 const VERSION: u8 = 1;
 
-/// The stored form of `entry`.
-pub(crate) fn encode(entry: &IndexEntry) -> Vec<u8> {
-    let m = &entry.meta;
-    let strings = [
-        &m.event_id,
-        &m.instance_id,
-        &m.correlation_id,
-        &m.prev_event_hash,
-        &m.content_hash,
-        &m.intent,
-        &m.action,
-        &m.status,
-        &m.started_at,
-        &m.completed_at,
-    ];
-    let mut out = Vec::with_capacity(50 + strings.iter().map(|s| 4 + s.len()).sum::<usize>());
-    out.push(VERSION);
-    for n in [entry.seq, entry.segment, entry.offset] {
-        out.extend_from_slice(&n.to_be_bytes());
+/// The version byte of a run of records.
+const RUN_VERSION: u8 = 2;
+
+/// Bytes per record in a run.
+pub(crate) const RECORD_BYTES: usize = 8 + 8 + 4 + 1 + 32;
+
+/// What the index keeps of one journal record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// Journal segment.
+    pub(crate) segment: u64,
+    /// Byte offset in the segment.
+    pub(crate) offset: u64,
+    /// Length of the payload.
+    pub(crate) len: u32,
+    /// Signature check result (changed by a retrust).
+    pub(crate) signature: SignatureState,
+    /// The digest behind `content_hash`: the chain check compares it, and
+    /// reading it back spares canonicalizing the event again.
+    pub(crate) content_digest: [u8; 32],
+}
+
+impl Record {
+    /// The record of an entry; `None` if its content hash is not
+    /// `"sha256:"` and 64 hex digits (it always is: the store computes it).
+    pub(crate) fn of(entry: &IndexEntry) -> Option<Record> {
+        let digest = entry
+            .meta
+            .content_hash
+            .strip_prefix("sha256:")
+            .and_then(intentproof_core::checkpoint::parse_hash)?;
+        Some(Record {
+            segment: entry.segment,
+            offset: entry.offset,
+            len: entry.len,
+            signature: entry.meta.signature,
+            content_digest: digest,
+        })
     }
-    out.extend_from_slice(&entry.len.to_be_bytes());
-    out.extend_from_slice(&m.chain_position.to_be_bytes());
-    out.extend_from_slice(&m.duration_ms.to_be_bytes());
-    out.push(match m.signature {
+}
+
+fn signature_byte(state: SignatureState) -> u8 {
+    match state {
         SignatureState::Verified => 0,
         SignatureState::KeyUnknown => 1,
         SignatureState::Invalid => 2,
-    });
-    for s in strings {
-        put_str(&mut out, s);
+    }
+}
+
+/// The stored form of the records of consecutive seqs.
+pub(crate) fn encode_run<'a>(records: impl ExactSizeIterator<Item = &'a Record>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + records.len() * RECORD_BYTES);
+    out.push(RUN_VERSION);
+    for r in records {
+        out.extend_from_slice(&r.segment.to_be_bytes());
+        out.extend_from_slice(&r.offset.to_be_bytes());
+        out.extend_from_slice(&r.len.to_be_bytes());
+        out.push(signature_byte(r.signature));
+        out.extend_from_slice(&r.content_digest);
     }
     out
+}
+
+/// How many records a stored run holds; `None` if the bytes are not a run.
+pub(crate) fn run_len(run: &[u8]) -> Option<usize> {
+    let (&version, records) = run.split_first()?;
+    (version == RUN_VERSION && records.len() % RECORD_BYTES == 0)
+        .then_some(records.len() / RECORD_BYTES)
+}
+
+/// Record `k` of a stored run.
+pub(crate) fn run_record(run: &[u8], k: usize) -> Option<Record> {
+    run_len(run).filter(|n| k < *n)?;
+    let at = 1 + k * RECORD_BYTES;
+    let mut r = Reader(run.get(at..at + RECORD_BYTES)?);
+    let (segment, offset, len) = (r.u64()?, r.u64()?, r.u32()?);
+    let signature = match r.take(1)? {
+        [0] => SignatureState::Verified,
+        [1] => SignatureState::KeyUnknown,
+        [2] => SignatureState::Invalid,
+        _ => return None,
+    };
+    Some(Record {
+        segment,
+        offset,
+        len,
+        signature,
+        content_digest: r.take(32)?.try_into().ok()?,
+    })
+}
+
+/// Sets the signature state of record `k` of a stored run in place.
+pub(crate) fn set_run_signature(run: &mut [u8], k: usize, state: SignatureState) -> Option<()> {
+    run_len(run).filter(|n| k < *n)?;
+    *run.get_mut(1 + k * RECORD_BYTES + 20)? = signature_byte(state);
+    Some(())
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -138,45 +205,6 @@ pub(crate) fn summary_last_at(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(r.take(n)?).ok()
 }
 
-/// Reads a stored entry back; `None` if the bytes are not one.
-pub(crate) fn decode(bytes: &[u8]) -> Option<IndexEntry> {
-    let mut r = Reader(bytes);
-    if r.take(1)? != [VERSION] {
-        return None;
-    }
-    let (seq, segment, offset) = (r.u64()?, r.u64()?, r.u64()?);
-    let len = r.u32()?;
-    let (chain_position, duration_ms) = (r.u64()?, r.u64()?);
-    let signature = match r.take(1)? {
-        [0] => SignatureState::Verified,
-        [1] => SignatureState::KeyUnknown,
-        [2] => SignatureState::Invalid,
-        _ => return None,
-    };
-    let meta = EventMeta {
-        event_id: r.string()?,
-        instance_id: r.string()?,
-        correlation_id: r.string()?,
-        chain_position,
-        prev_event_hash: r.string()?,
-        content_hash: r.string()?,
-        intent: r.string()?,
-        action: r.string()?,
-        status: r.string()?,
-        started_at: r.string()?,
-        completed_at: r.string()?,
-        duration_ms,
-        signature,
-    };
-    r.0.is_empty().then_some(IndexEntry {
-        seq,
-        segment,
-        offset,
-        len,
-        meta,
-    })
-}
-
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -206,6 +234,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::EventMeta;
 
     fn entry() -> IndexEntry {
         IndexEntry {
@@ -219,7 +248,7 @@ mod tests {
                 correlation_id: String::new(),
                 chain_position: 12,
                 prev_event_hash: "sha256:00".into(),
-                content_hash: "sha256:ff".into(),
+                content_hash: format!("sha256:{}", "0aF9".repeat(16)),
                 intent: "refund \"quoted\"\n".into(),
                 action: "refund.create".into(),
                 status: "error".into(),
@@ -232,29 +261,39 @@ mod tests {
     }
 
     #[test]
-    fn entries_round_trip_and_damage_is_refused() {
-        let e = entry();
-        let bytes = encode(&e);
-        assert_eq!(decode(&bytes), Some(e.clone()));
-        for state in [SignatureState::Verified, SignatureState::Invalid] {
-            let mut other = e.clone();
-            other.meta.signature = state;
-            assert_eq!(decode(&encode(&other)), Some(other));
-        }
-        assert_eq!(decode(&bytes[..bytes.len() - 1]), None, "cut short");
+    fn runs_round_trip_and_damage_is_refused() {
+        let first = Record::of(&entry()).expect("a sha256 content hash");
+        assert_eq!(first.content_digest[..2], [0x0a, 0xf9]);
+        let mut second = first;
+        second.segment = 4;
+        second.offset = 17;
+        second.signature = SignatureState::Verified;
+        let mut run = encode_run([first, second].iter());
+        assert_eq!(run.len(), 1 + 2 * RECORD_BYTES);
+        assert_eq!(run_len(&run), Some(2));
+        assert_eq!(run_record(&run, 0), Some(first));
+        assert_eq!(run_record(&run, 1), Some(second));
+        assert_eq!(run_record(&run, 2), None, "past the end");
+        set_run_signature(&mut run, 0, SignatureState::Invalid).expect("in range");
         assert_eq!(
-            decode(&[bytes.as_slice(), b"x"].concat()),
-            None,
-            "trailing byte"
+            run_record(&run, 0).map(|r| r.signature),
+            Some(SignatureState::Invalid)
         );
-        let mut wrong_version = bytes.clone();
-        wrong_version[0] = 2;
-        assert_eq!(decode(&wrong_version), None);
+        assert_eq!(run_record(&run, 1), Some(second), "its neighbour untouched");
         assert_eq!(
-            decode(b"{\"seq\":7}"),
-            None,
-            "a JSON entry of an older build"
+            set_run_signature(&mut run, 2, SignatureState::Invalid),
+            None
         );
+        assert_eq!(run_len(&run[..run.len() - 1]), None, "cut short");
+        let mut wrong_version = run.clone();
+        wrong_version[0] = 1;
+        assert_eq!(run_len(&wrong_version), None, "an entry of format 2");
+        let mut bad_state = run.clone();
+        bad_state[1 + 20] = 9;
+        assert_eq!(run_record(&bad_state, 0), None);
+        let mut not_hex = entry();
+        not_hex.meta.content_hash = "sha256:zz".into();
+        assert_eq!(Record::of(&not_hex), None);
     }
 
     #[test]

@@ -146,9 +146,36 @@ impl EventMeta {
         Ok(meta)
     }
 
+    /// The facts of a stored event, read back from its journal record:
+    /// `content_hash` and the signature state come from the index (so the
+    /// event is neither canonicalized nor checked again).
+    pub fn from_stored(
+        value: &Value,
+        content_hash: String,
+        signature: SignatureState,
+    ) -> Result<EventMeta, MetaError> {
+        let mut meta = Self::facts(value, |_| Ok(content_hash))?;
+        meta.signature = signature;
+        Ok(meta)
+    }
+
     /// The facts, and the content digest behind `content_hash` (so the
     /// signature check does not canonicalize and hash the event again).
     fn unsigned_facts(value: &Value) -> Result<(EventMeta, [u8; 32]), MetaError> {
+        let mut digest = [0u8; 32];
+        let meta = Self::facts(value, |object| {
+            digest = v1::content_digest(object).map_err(|e| MetaError::Canon(e.to_string()))?;
+            Ok(v1::sha256_prefixed(&digest))
+        })?;
+        Ok((meta, digest))
+    }
+
+    /// The facts, with `content_hash` from `hash` (called once the
+    /// position and status are known to be valid).
+    fn facts(
+        value: &Value,
+        hash: impl FnOnce(&serde_json::Map<String, Value>) -> Result<String, MetaError>,
+    ) -> Result<EventMeta, MetaError> {
         let object = value.as_object().ok_or(MetaError::Field {
             field: "event",
             problem: "must be a JSON object",
@@ -167,8 +194,7 @@ impl EventMeta {
                 problem: "must be \"ok\" or \"error\"",
             });
         }
-        let digest = v1::content_digest(object).map_err(|e| MetaError::Canon(e.to_string()))?;
-        let content_hash = v1::sha256_prefixed(&digest);
+        let content_hash = hash(object)?;
         let meta = EventMeta {
             event_id: string(value, "event_id")?,
             instance_id: string(value, "instance_id")?,
@@ -184,6 +210,6 @@ impl EventMeta {
             duration_ms: integer(value, "duration_ms")?,
             signature: SignatureState::KeyUnknown,
         };
-        Ok((meta, digest))
+        Ok(meta)
     }
 }

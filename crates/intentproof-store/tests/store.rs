@@ -794,8 +794,8 @@ fn facet_queries_page_across_commits_and_survive_reindex_and_format_upgrade() {
     // the replacement, commit 3's lists would still be there (13).
     let db = raw_index(dir.path());
     assert_eq!(db.open_tree("postings").unwrap().len(), 11);
-    // Id runs: seqs 0-2 and the re-indexed 3-5 (not also commit 3's 4-5).
-    assert_eq!(db.open_tree("seq_ids").unwrap().len(), 2);
+    // Record runs: seqs 0-2 and the re-indexed 3-5 (not also commit 3's 4-5).
+    assert_eq!(db.open_tree("records").unwrap().len(), 2);
     drop(db);
 
     // An index of format 1 (per-event facet trees, no `format` key) is
@@ -817,7 +817,7 @@ fn facet_queries_page_across_commits_and_survive_reindex_and_format_upgrade() {
         let db = raw_index(dir.path());
         db.open_tree("meta").unwrap().remove("format").unwrap();
         db.open_tree("postings").unwrap().clear().unwrap();
-        db.open_tree("seq_ids").unwrap().clear().unwrap();
+        db.open_tree("records").unwrap().clear().unwrap();
         db.flush().unwrap();
     }
     assert_eq!(facet_answers(&open(dir.path())), expected);
@@ -834,8 +834,44 @@ fn facet_queries_page_across_commits_and_survive_reindex_and_format_upgrade() {
             .get("format")
             .unwrap()
             .as_deref(),
-        Some(&2u64.to_be_bytes()[..])
+        Some(&3u64.to_be_bytes()[..])
     );
+    drop(db);
+
+    // An index of format 2 (a copy of every event's fields in `events`,
+    // ids by seq in `seq_ids`): those trees are dropped and the journal
+    // re-indexed into format 3.
+    {
+        let db = raw_index(dir.path());
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &2u64.to_be_bytes())
+            .unwrap();
+        db.drop_tree("records").unwrap();
+        db.drop_tree("ids").unwrap();
+        db.open_tree("events").unwrap().insert("e-1", &[1]).unwrap();
+        db.open_tree("seq_ids")
+            .unwrap()
+            .insert(0u64.to_be_bytes(), &[0])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    assert_eq!(facet_answers(&open(dir.path())), expected);
+    let db = raw_index(dir.path());
+    for gone in ["events", "seq_ids"] {
+        assert!(
+            !db.tree_names()
+                .iter()
+                .any(|n| n.as_ref() == gone.as_bytes()),
+            "{gone}"
+        );
+    }
+    assert_eq!(
+        db.open_tree("records").unwrap().len(),
+        1,
+        "one re-indexed run"
+    );
+    assert_eq!(db.open_tree("ids").unwrap().len(), 6);
 }
 
 /// The sled index itself, once the store that had it open has let go (sled
@@ -1078,7 +1114,7 @@ fn an_index_from_a_newer_build_is_refused_with_the_way_out() {
         let db = raw_index(dir.path());
         db.open_tree("meta")
             .unwrap()
-            .insert("format", &3u64.to_be_bytes())
+            .insert("format", &4u64.to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
@@ -1089,8 +1125,8 @@ fn an_index_from_a_newer_build_is_refused_with_the_way_out() {
         matches!(
             refused,
             intentproof_store::StoreError::NewerIndex {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             }
         ),
         "{refused}"

@@ -1,24 +1,33 @@
 //! The sled index: derived data over the journal, for queries and for the
-//! chain check. Its trees: `events` (id -> entry), `seq_ids` (runs of ids
-//! by seq), `chain` (instance, correlation, position -> id), `postings`
-//! (facet posting lists), `summaries` (correlation -> chain summary),
-//! `meta` (format, how far the journal is indexed) and `cursors`
-//! (exporters' next seq). Each item below says how its keys and values
-//! are laid out and why.
+//! chain check. Its trees: `ids` (event id -> seq), `records` (runs of
+//! journal locations, signature states and content digests by seq),
+//! `chain` (instance, correlation, position -> seq), `postings` (facet
+//! posting lists), `summaries` (correlation -> chain summary), `meta`
+//! (format, how far the journal is indexed) and `cursors` (exporters' next
+//! seq). Each item below says how its keys and values are laid out and why.
 //!
-//! What it does not do: it reads no journal (the store hands it entries and
-//! reads the events they point at), it decides nothing about chains (the
-//! chain rules ask it for slots and tips), and it is never the source of
-//! truth: `rebuild` recreates it from the journal.
+//! Lean by design (format 3): the index holds what finds an event and what
+//! the journal cannot give cheaply (its signature state, its content
+//! digest), never a copy of its fields. An entry's other facts
+//! ([`IndexEntry::meta`]) are read back from the journal record it points
+//! at, which a query reads anyway to answer. Measured at 200,000 batched
+//! events: see BENCHMARKS.md ("index on disk").
+//!
+//! What it does not do: it decides nothing about chains (the chain rules
+//! ask it for slots and tips), it writes no journal, and it is never the
+//! source of truth: `rebuild` recreates it from the journal.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use crate::codec;
+use serde_json::Value;
+
+use crate::codec::{self, Record};
 use crate::error::StoreError;
-use crate::meta::SignatureState;
+use crate::journal::{self, RecordLocation};
+use crate::meta::{EventMeta, SignatureState};
 use crate::types::{ChainSummary, EventQuery, IndexEntry};
 
 /// A chain's slot as the chain check needs it: (event id, content hash,
@@ -36,13 +45,15 @@ pub(super) struct ChainTip {
 /// The sled trees.
 pub(super) struct Index {
     path: PathBuf,
+    /// The journal the records point into (read, never written, here).
+    journal: PathBuf,
     db: sled::Db,
-    /// event_id -> IndexEntry (binary, see [`codec`])
-    events: sled::Tree,
-    /// Runs of consecutive seqs: the run's first seq (BE) -> its event
-    /// ids, packed (see [`pack_ids`]).
-    seq_ids: sled::Tree,
-    /// instance \0 correlation \0 position (BE) -> event_id
+    /// event_id -> seq (u64 BE)
+    ids: sled::Tree,
+    /// Runs of consecutive seqs: the run's first seq (BE) -> their
+    /// [`Record`]s (see [`codec::encode_run`]), at most [`MAX_RECORDS`].
+    records: sled::Tree,
+    /// instance \0 correlation \0 position (BE) -> seq (u64 BE)
     chain: sled::Tree,
     /// Posting lists: kind \0-terminated value, then the list's first seq
     /// (BE) -> the seqs (BE, ascending) of one commit's events with that
@@ -65,13 +76,15 @@ pub(super) struct Index {
 /// tree). 1 (no key): one sled key per event per correlation, action,
 /// status and time, and per Merkle leaf; JSON entries. 2: facet posting
 /// lists, one key per commit and value; seq -> id runs; Merkle leaves in
-/// the `leaves` file; binary entries and summaries (`codec`).
-const INDEX_FORMAT: u64 = 2;
+/// the `leaves` file; binary entries and summaries (`codec`). 3: no copy
+/// of the events' fields (id -> seq, runs of [`Record`]s by seq, chain
+/// slots -> seq).
+const INDEX_FORMAT: u64 = 3;
 
 /// The sled trees of [`INDEX_FORMAT`]; an upgrade drops any other.
 const TREES: [&str; 7] = [
-    "events",
-    "seq_ids",
+    "ids",
+    "records",
     "chain",
     "postings",
     "summaries",
@@ -109,56 +122,16 @@ fn posting_prefix(facet: Facet, value: &str) -> Vec<u8> {
     k
 }
 
-/// Most ids in one `seq_ids` run (a lookup decodes one offset, but reads
-/// the run whole).
+/// Bounds a re-indexed posting list to `8 * MAX_RUN` bytes, so that a page
+/// never reads more than MAX_RUN seqs it does not need.
 const MAX_RUN: usize = 4096;
 
-/// Packs the event ids of consecutive seqs: their count (u32 BE), each
-/// id's end offset (u32 BE), then the ids' bytes. One sled key per run
-/// instead of one per event: see [`Facet`] for why that matters.
-fn pack_ids(ids: &[&str]) -> Vec<u8> {
-    let bytes: usize = ids.iter().map(|id| id.len()).sum();
-    let mut packed = Vec::with_capacity(4 + 4 * ids.len() + bytes);
-    packed.extend_from_slice(&(ids.len() as u32).to_be_bytes());
-    let mut end = 0u32;
-    for id in ids {
-        end += id.len() as u32;
-        packed.extend_from_slice(&end.to_be_bytes());
-    }
-    for id in ids {
-        packed.extend_from_slice(id.as_bytes());
-    }
-    packed
-}
+/// Most records in one `records` run: a lookup reads the run whole
+/// (53 bytes a record: 13.6 KB).
+const MAX_RECORDS: usize = 256;
 
-fn packed_u32(packed: &[u8], at: usize) -> Option<usize> {
-    let bytes: [u8; 4] = packed.get(at..at + 4)?.try_into().ok()?;
-    Some(u32::from_be_bytes(bytes) as usize)
-}
-
-/// How many ids a packed run holds (0 for a run too short for its count).
-fn packed_len(packed: &[u8]) -> usize {
-    let n = packed_u32(packed, 0).unwrap_or(0);
-    if n.saturating_mul(4).saturating_add(4) > packed.len() {
-        return 0;
-    }
-    n
-}
-
-/// The `k`th id of a packed run.
-fn packed_id(packed: &[u8], k: usize) -> Option<&str> {
-    let n = packed_len(packed);
-    if k >= n {
-        return None;
-    }
-    let start = if k == 0 {
-        0
-    } else {
-        packed_u32(packed, 4 + 4 * (k - 1))?
-    };
-    let end = packed_u32(packed, 4 + 4 * k)?;
-    let base = 4 + 4 * n;
-    std::str::from_utf8(packed.get(base + start..base + end)?).ok()
+fn seq_bytes(value: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes)
 }
 
 /// The seqs of a posting list.
@@ -176,11 +149,6 @@ fn chain_key(instance: &str, correlation: &str, position: u64) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(&position.to_be_bytes());
     k
-}
-
-fn seq_from_suffix(key: &[u8]) -> Option<u64> {
-    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
-    Some(u64::from_be_bytes(tail))
 }
 
 /// Runs `attempt` until it gets past sled's lock (`Ok(None)`: still
@@ -210,6 +178,7 @@ impl Index {
     /// asked to.
     pub(super) fn open(
         path: &Path,
+        journal: &Path,
         cache_bytes: u64,
         flush_every_ms: Option<u64>,
     ) -> Result<Index, StoreError> {
@@ -233,8 +202,8 @@ impl Index {
         })?;
         let tree = |name: &str| db.open_tree(name).map_err(err);
         Ok(Index {
-            events: tree("events")?,
-            seq_ids: tree("seq_ids")?,
+            ids: tree("ids")?,
+            records: tree("records")?,
             chain: tree("chain")?,
             postings: tree("postings")?,
             summaries: tree("summaries")?,
@@ -242,6 +211,7 @@ impl Index {
             meta: tree("meta")?,
             cursors: tree("cursors")?,
             path: path.to_owned(),
+            journal: journal.to_owned(),
             db,
         })
     }
@@ -254,12 +224,78 @@ impl Index {
     }
 
     pub(super) fn entry(&self, event_id: &str) -> Result<Option<IndexEntry>, StoreError> {
-        match self.events.get(event_id.as_bytes()).map_err(self.err())? {
-            Some(bytes) => codec::decode(&bytes)
-                .map(Some)
-                .ok_or_else(|| StoreError::BadIndex(format!("events/{event_id}"))),
+        match self.seq_of(event_id)? {
+            Some(seq) => self.entry_at(seq),
             None => Ok(None),
         }
+    }
+
+    /// The seq of the event with id `event_id`.
+    fn seq_of(&self, event_id: &str) -> Result<Option<u64>, StoreError> {
+        match self.ids.get(event_id.as_bytes()).map_err(self.err())? {
+            Some(v) => seq_bytes(&v)
+                .map(Some)
+                .ok_or_else(|| StoreError::BadIndex(format!("ids/{event_id}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// What the index keeps of journal record `seq`.
+    fn record_at(&self, seq: u64) -> Result<Option<Record>, StoreError> {
+        let Some(item) = self.records.range(..=seq.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (key, run) = item.map_err(self.err())?;
+        let first = seq_bytes(&key).ok_or_else(|| StoreError::BadIndex("records key".into()))?;
+        let Some(k) = usize::try_from(seq - first).ok() else {
+            return Ok(None);
+        };
+        match codec::run_len(&run) {
+            Some(n) if k < n => codec::run_record(&run, k)
+                .map(Some)
+                .ok_or_else(|| StoreError::BadIndex(format!("records/{first}"))),
+            Some(_) => Ok(None),
+            None => Err(StoreError::BadIndex(format!("records/{first}"))),
+        }
+    }
+
+    /// Reads journal record `seq` and its facts.
+    fn load(&self, seq: u64, record: Record) -> Result<(IndexEntry, Value), StoreError> {
+        let location = RecordLocation {
+            segment: record.segment,
+            offset: record.offset,
+            len: record.len,
+        };
+        let bytes = journal::read_at(&self.journal, seq, location)?;
+        let bad = || StoreError::BadIndex(format!("journal record {seq}"));
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        let meta = EventMeta::from_stored(
+            &value,
+            intentproof_core::v1::sha256_prefixed(&record.content_digest),
+            record.signature,
+        )
+        .map_err(|_| bad())?;
+        let entry = IndexEntry {
+            seq,
+            segment: record.segment,
+            offset: record.offset,
+            len: record.len,
+            meta,
+        };
+        Ok((entry, value))
+    }
+
+    /// The entry and the event of journal record `seq`, read once.
+    pub(super) fn stored_at(&self, seq: u64) -> Result<Option<(IndexEntry, Value)>, StoreError> {
+        match self.record_at(seq)? {
+            Some(record) => self.load(seq, record).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The seq a chain slot holds, from a `chain` value.
+    fn slot_seq(&self, value: &[u8]) -> Result<u64, StoreError> {
+        seq_bytes(value).ok_or_else(|| StoreError::BadIndex("chain slot".into()))
     }
 
     pub(super) fn chain_slot(
@@ -273,7 +309,7 @@ impl Index {
             .get(chain_key(instance, correlation, position))
             .map_err(self.err())?
         {
-            Some(id) => self.entry(&String::from_utf8_lossy(&id)),
+            Some(seq) => self.entry_at(self.slot_seq(&seq)?),
             None => Ok(None),
         }
     }
@@ -292,11 +328,11 @@ impl Index {
                 slot: None,
             });
         };
-        let (_, id) = item.map_err(self.err())?;
-        let id = String::from_utf8_lossy(&id);
-        let entry = self
-            .entry(&id)?
-            .ok_or_else(|| StoreError::BadIndex(format!("chain slot names unknown event {id}")))?;
+        let (_, seq) = item.map_err(self.err())?;
+        let seq = self.slot_seq(&seq)?;
+        let entry = self.entry_at(seq)?.ok_or_else(|| {
+            StoreError::BadIndex(format!("chain slot names unknown record {seq}"))
+        })?;
         Ok(ChainTip {
             position: entry.meta.chain_position,
             slot: Some((
@@ -364,20 +400,7 @@ impl Index {
 
     /// The index entry of journal record `seq`.
     pub(super) fn entry_at(&self, seq: u64) -> Result<Option<IndexEntry>, StoreError> {
-        let Some(item) = self.seq_ids.range(..=seq.to_be_bytes()).next_back() else {
-            return Ok(None);
-        };
-        let (key, run) = item.map_err(self.err())?;
-        let Some(first) = seq_from_suffix(&key) else {
-            return Ok(None);
-        };
-        match usize::try_from(seq - first)
-            .ok()
-            .and_then(|k| packed_id(&run, k))
-        {
-            Some(id) => self.entry(id),
-            None => Ok(None),
-        }
+        Ok(self.stored_at(seq)?.map(|(entry, _)| entry))
     }
 
     /// Calls `visit` with every indexed seq from `from` on, ascending,
@@ -388,17 +411,17 @@ impl Index {
         visit: &mut dyn FnMut(u64) -> Result<ControlFlow<()>, StoreError>,
     ) -> Result<(), StoreError> {
         // The run holding `from` may start before it.
-        let begin = match self.seq_ids.range(..=from.to_be_bytes()).next_back() {
+        let begin = match self.records.range(..=from.to_be_bytes()).next_back() {
             Some(item) => item.map_err(self.err())?.0.to_vec(),
             None => Vec::new(),
         };
         let mut next = from;
-        for item in self.seq_ids.range(begin..) {
+        for item in self.records.range(begin..) {
             let (key, run) = item.map_err(self.err())?;
-            let Some(first) = seq_from_suffix(&key) else {
+            let Some(first) = seq_bytes(&key) else {
                 continue;
             };
-            for seq in (first..).take(packed_len(&run)) {
+            for seq in (first..).take(codec::run_len(&run).unwrap_or(0)) {
                 if seq < next {
                     continue;
                 }
@@ -618,8 +641,8 @@ impl Index {
         let mut prefix = instance.as_bytes().to_vec();
         prefix.push(0);
         for item in self.chain.scan_prefix(&prefix) {
-            let (_, id) = item.map_err(self.err())?;
-            let Some(entry) = self.entry(&String::from_utf8_lossy(&id))? else {
+            let (_, seq) = item.map_err(self.err())?;
+            let Some(entry) = self.entry_at(self.slot_seq(&seq)?)? else {
                 continue;
             };
             if visit(entry)?.is_break() {
@@ -644,9 +667,18 @@ impl Index {
         summary.count_signature(state, 1);
         entry.meta.signature = state;
         let err = self.err();
-        self.events
-            .insert(entry.meta.event_id.as_bytes(), codec::encode(&entry))
+        let bad = || StoreError::BadIndex(format!("records run of {}", entry.seq));
+        let (key, run) = self
+            .records
+            .range(..=entry.seq.to_be_bytes())
+            .next_back()
+            .ok_or_else(bad)?
             .map_err(&err)?;
+        let first = seq_bytes(&key).ok_or_else(bad)?;
+        let k = usize::try_from(entry.seq - first).map_err(|_| bad())?;
+        let mut run = run.to_vec();
+        codec::set_run_signature(&mut run, k, state).ok_or_else(bad)?;
+        self.records.insert(key, run).map_err(&err)?;
         self.summaries
             .insert(
                 entry.meta.correlation_id.as_bytes(),
@@ -715,16 +747,20 @@ impl Index {
             recent.clear(); // the caller recomputes the summaries it touches
         }
         let mut summaries: HashMap<&str, ChainSummary> = HashMap::new();
-        let mut events = sled::Batch::default();
-        let mut seq_batch = sled::Batch::default();
+        let mut ids = sled::Batch::default();
+        let mut records = Vec::with_capacity(entries.len());
         let mut chain = sled::Batch::default();
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for entry in entries {
             let m = &entry.meta;
-            events.insert(m.event_id.as_bytes(), codec::encode(entry));
+            let seq = entry.seq.to_be_bytes();
+            ids.insert(m.event_id.as_bytes(), &seq);
+            records.push(Record::of(entry).ok_or_else(|| {
+                StoreError::BadIndex(format!("content hash of record {}", entry.seq))
+            })?);
             chain.insert(
                 chain_key(&m.instance_id, &m.correlation_id, m.chain_position),
-                m.event_id.as_bytes(),
+                &seq,
             );
             for (facet, value) in [
                 (Facet::Correlation, &m.correlation_id),
@@ -778,22 +814,25 @@ impl Index {
                 posting_batch.insert(key, list);
             }
         }
-        self.events.apply_batch(events).map_err(&err)?;
+        self.ids.apply_batch(ids).map_err(&err)?;
+        let mut record_batch = sled::Batch::default();
         if !count {
             // As for posting lists: runs at or after the first re-indexed
             // seq are replaced, never overlapped.
             let first = entries.iter().map(|e| e.seq).min().unwrap_or(0);
-            for item in self.seq_ids.range(first.to_be_bytes()..) {
-                seq_batch.remove(item.map_err(&err)?.0);
+            for item in self.records.range(first.to_be_bytes()..) {
+                record_batch.remove(item.map_err(&err)?.0);
             }
         }
+        let mut at = 0;
         for run in entries.chunk_by(|a, b| a.seq + 1 == b.seq) {
-            for run in run.chunks(MAX_RUN) {
-                let ids: Vec<&str> = run.iter().map(|e| e.meta.event_id.as_str()).collect();
-                seq_batch.insert(&run[0].seq.to_be_bytes(), pack_ids(&ids));
+            for run in run.chunks(MAX_RECORDS) {
+                let of_run = &records[at..at + run.len()];
+                at += run.len();
+                record_batch.insert(&run[0].seq.to_be_bytes(), codec::encode_run(of_run.iter()));
             }
         }
-        self.seq_ids.apply_batch(seq_batch).map_err(&err)?;
+        self.records.apply_batch(record_batch).map_err(&err)?;
         self.chain.apply_batch(chain).map_err(&err)?;
         self.postings.apply_batch(posting_batch).map_err(&err)?;
         let mut summary_batch = sled::Batch::default();

@@ -79,7 +79,12 @@ impl Store {
         keys: &dyn Fn(&str) -> Option<VerifyingKey>,
     ) -> Result<Store, StoreError> {
         let (journal, recovery) = Journal::open(&dir.join("journal"), options.max_segment_bytes)?;
-        let index = Index::open(&dir.join("index"), options.index_cache_bytes, Some(1000))?;
+        let index = Index::open(
+            &dir.join("index"),
+            &dir.join("journal"),
+            options.index_cache_bytes,
+            Some(1000),
+        )?;
         index.upgrade()?;
         let checkpoint = crate::checkpoint::latest(dir).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "the Merkle leaves are not checked against a checkpoint");
@@ -168,7 +173,12 @@ impl Store {
             }
             drop(lock);
         }
-        let index = Index::open(copy.path(), options.index_cache_bytes, None)?;
+        let index = Index::open(
+            copy.path(),
+            &dir.join("journal"),
+            options.index_cache_bytes,
+            None,
+        )?;
         index.upgrade()?;
         let checkpoint = crate::checkpoint::latest(dir).unwrap_or(None);
         let records = journal.next_seq();
@@ -423,7 +433,7 @@ impl Store {
         let mut events = Vec::new();
         let mut next_cursor = None;
         let mut visit = |seq: u64| -> Result<ControlFlow<()>, StoreError> {
-            let Some(entry) = self.index.entry_at(seq)? else {
+            let Some((entry, event)) = self.index.stored_at(seq)? else {
                 return Ok(ControlFlow::Continue(()));
             };
             let m = &entry.meta;
@@ -442,7 +452,7 @@ impl Store {
                 next_cursor = events.last().map(|e: &StoredEvent| e.entry.seq);
                 return Ok(ControlFlow::Break(()));
             }
-            events.push(self.read_entry(entry)?);
+            events.push(StoredEvent { entry, event });
             Ok(ControlFlow::Continue(()))
         };
         self.index.for_each_candidate(query, &mut visit)?;
@@ -593,10 +603,10 @@ impl Store {
 
     /// The event stored as journal record `seq`.
     pub fn by_seq(&self, seq: u64) -> Result<Option<StoredEvent>, StoreError> {
-        match self.index.entry_at(seq)? {
-            Some(entry) => self.read_entry(entry).map(Some),
-            None => Ok(None),
-        }
+        Ok(self
+            .index
+            .stored_at(seq)?
+            .map(|(entry, event)| StoredEvent { entry, event }))
     }
 
     /// Index entries of every event whose action starts with `prefix`
