@@ -75,7 +75,7 @@ pub fn event_with_inclusion(
         inclusion: Inclusion {
             leaf_index: stored.entry.seq,
             tree_size: size,
-            root: format!("sha256:{}", hex(&store.root(size))),
+            root: format!("sha256:{}", hex(&store.root(size)?)),
             proof: proof.iter().map(hex).collect(),
             checkpoint: signed,
         },

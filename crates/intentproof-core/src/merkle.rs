@@ -242,29 +242,9 @@ impl MerkleLog {
         }
     }
 
-    /// The root of leaves `start..end`, where `start` is a multiple of every
-    /// power of two up to `end - start` (true of every subtree in RFC 6962's
-    /// recursion): the right fold of its complete subtrees, largest first.
+    /// The root of leaves `start..end`, aligned as [`range_root_of`] needs.
     fn range_root(&self, start: usize, end: usize) -> Hash {
-        if start == end {
-            return empty_root();
-        }
-        let mut chunks: [Hash; 64] = [[0u8; 32]; 64];
-        let mut count = 0;
-        let (mut at, mut left) = (start, end - start);
-        while left > 0 {
-            let height = (usize::BITS - 1 - left.leading_zeros()) as usize;
-            debug_assert_eq!(at % (1 << height), 0, "unaligned Merkle range");
-            chunks[count] = self.levels[height][at >> height];
-            count += 1;
-            at += 1 << height;
-            left -= 1 << height;
-        }
-        let mut acc = chunks[count - 1];
-        for chunk in chunks[..count - 1].iter().rev() {
-            acc = node_hash(chunk, &acc);
-        }
-        acc
+        infallible(range_root_of(self, start, end))
     }
 
     /// The root of the first `size` leaves (`size` is capped at [`Self::len`]).
@@ -275,27 +255,11 @@ impl MerkleLog {
     /// The inclusion proof of leaf `index` in the tree of the first `size`
     /// leaves; the same as [`inclusion_proof`] over those leaves.
     pub fn inclusion_proof(&self, index: usize, size: usize) -> Result<Vec<Hash>, MerkleError> {
-        let size = size.min(self.len());
-        if index >= size {
-            return Err(MerkleError::IndexOutOfRange {
-                index: index as u64,
-                size: size as u64,
-            });
+        match inclusion_proof_of(self, index, size.min(self.len())) {
+            Ok(proof) => Ok(proof),
+            Err(ProofError::Merkle(e)) => Err(e),
+            Err(ProofError::Source(never)) => match never {},
         }
-        let mut proof = Vec::new();
-        let (mut lo, mut hi) = (0usize, size);
-        while hi - lo > 1 {
-            let k = split(hi - lo);
-            if index < lo + k {
-                proof.push(self.range_root(lo + k, hi));
-                hi = lo + k;
-            } else {
-                proof.push(self.range_root(lo, lo + k));
-                lo += k;
-            }
-        }
-        proof.reverse();
-        Ok(proof)
     }
 
     /// The consistency proof between the first `old_size` leaves and the
@@ -335,6 +299,254 @@ impl MerkleLog {
             self.subproof(m - k, lo + k, hi, false, out);
             out.push(self.range_root(lo, lo + k));
         }
+    }
+}
+
+fn infallible<T>(result: Result<T, std::convert::Infallible>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
+}
+
+/// Where a log's complete subtrees come from: the root of the `2^height`
+/// leaves starting at leaf `index << height`.
+trait Subtrees {
+    type Error;
+    fn subtree(&self, height: usize, index: usize) -> Result<Hash, Self::Error>;
+}
+
+impl Subtrees for MerkleLog {
+    type Error = std::convert::Infallible;
+    fn subtree(&self, height: usize, index: usize) -> Result<Hash, Self::Error> {
+        Ok(self.levels[height][index])
+    }
+}
+
+/// The root of leaves `start..end`, where `start` is a multiple of every
+/// power of two up to `end - start` (true of every subtree in RFC 6962's
+/// recursion): the right fold of its complete subtrees, largest first.
+fn range_root_of<S: Subtrees>(log: &S, start: usize, end: usize) -> Result<Hash, S::Error> {
+    if start == end {
+        return Ok(empty_root());
+    }
+    let mut chunks: [Hash; 64] = [[0u8; 32]; 64];
+    let mut count = 0;
+    let (mut at, mut left) = (start, end - start);
+    while left > 0 {
+        let height = (usize::BITS - 1 - left.leading_zeros()) as usize;
+        debug_assert_eq!(at % (1 << height), 0, "unaligned Merkle range");
+        chunks[count] = log.subtree(height, at >> height)?;
+        count += 1;
+        at += 1 << height;
+        left -= 1 << height;
+    }
+    let mut acc = chunks[count - 1];
+    for chunk in chunks[..count - 1].iter().rev() {
+        acc = node_hash(chunk, &acc);
+    }
+    Ok(acc)
+}
+
+/// Why a proof from a log whose subtrees are read could not be made.
+#[derive(Debug)]
+enum ProofError<E> {
+    Merkle(MerkleError),
+    Source(E),
+}
+
+/// The inclusion proof of leaf `index` in the tree of the first `size`
+/// leaves of `log` (`size` at most its length).
+fn inclusion_proof_of<S: Subtrees>(
+    log: &S,
+    index: usize,
+    size: usize,
+) -> Result<Vec<Hash>, ProofError<S::Error>> {
+    if index >= size {
+        return Err(ProofError::Merkle(MerkleError::IndexOutOfRange {
+            index: index as u64,
+            size: size as u64,
+        }));
+    }
+    let mut proof = Vec::new();
+    let (mut lo, mut hi) = (0usize, size);
+    while hi - lo > 1 {
+        let k = split(hi - lo);
+        if index < lo + k {
+            proof.push(range_root_of(log, lo + k, hi).map_err(ProofError::Source)?);
+            hi = lo + k;
+        } else {
+            proof.push(range_root_of(log, lo, lo + k).map_err(ProofError::Source)?);
+            lo += k;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// An append-only Merkle log like [`MerkleLog`] that keeps in memory only
+/// the subtrees of `2^floor` leaves and up, and the leaves of the last,
+/// incomplete block of `2^floor`: about `64 / 2^floor` bytes per leaf
+/// instead of 64. A root or a proof that needs a smaller subtree of a
+/// complete block rehashes that block's leaves, which the caller reads
+/// (from wherever it keeps them) through `read(first, out)`: fill `out`
+/// with the leaves from `first` on. The leaves read must hash to the
+/// block's root kept in memory ([`BlockLogError::Mismatch`] otherwise), so
+/// a damaged copy can never change a root or a proof. A root of the whole
+/// log never reads (its small subtrees are all in the last block); an
+/// inclusion proof reads the leaf's block (and, for a tree size short of
+/// the log's, the block that size ends in). Results are those of
+/// [`MerkleLog`] (tested against it).
+///
+/// ```
+/// use intentproof_core::merkle::{BlockLog, MerkleLog, leaf_hash};
+/// let leaves: Vec<[u8; 32]> = (0u8..11).map(|i| leaf_hash(&[i])).collect();
+/// let mut log = BlockLog::new(2); // blocks of 4 leaves
+/// log.extend(leaves.iter().copied());
+/// let read = |first: usize, out: &mut [[u8; 32]]| -> Result<(), ()> {
+///     out.copy_from_slice(&leaves[first..first + out.len()]);
+///     Ok(())
+/// };
+/// let full = MerkleLog::from_leaves(leaves.iter().copied());
+/// assert_eq!(log.root(11, &read).unwrap(), full.root(11));
+/// assert_eq!(log.root(6, &read).unwrap(), full.root(6));
+/// assert_eq!(log.inclusion_proof(1, 11, &read).unwrap(), full.inclusion_proof(1, 11).unwrap());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockLog {
+    floor: u32,
+    /// The roots of the complete blocks, and every subtree above them.
+    blocks: MerkleLog,
+    /// The leaves of the incomplete block, and its subtrees.
+    tail: MerkleLog,
+}
+
+/// How a [`BlockLog`] reads leaves back: `read(first, out)` fills `out`
+/// with the leaves from `first` on.
+pub type ReadLeaves<'a, E> = &'a dyn Fn(usize, &mut [Hash]) -> Result<(), E>;
+
+/// Why [`BlockLog::inclusion_proof`] gave no proof.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockLogError<E> {
+    /// The leaf or the size is out of range.
+    #[error(transparent)]
+    Merkle(#[from] MerkleError),
+    /// The caller's `read` failed.
+    #[error("reading Merkle leaves: {0}")]
+    Read(E),
+    /// The leaves read for the block starting at leaf `first` do not hash
+    /// to its root: the copy they came from is damaged.
+    #[error("the Merkle leaves read from {first} on do not hash to their block's root")]
+    Mismatch {
+        /// The block's first leaf.
+        first: usize,
+    },
+}
+
+/// A [`BlockLog`] with the caller's way to read leaves, and the blocks
+/// read so far (a proof needs at most two, several times each).
+struct Reading<'a, E> {
+    log: &'a BlockLog,
+    read: ReadLeaves<'a, E>,
+    blocks: std::cell::RefCell<Vec<(usize, MerkleLog)>>,
+}
+
+impl<'a, E> Reading<'a, E> {
+    fn new(log: &'a BlockLog, read: ReadLeaves<'a, E>) -> Self {
+        Reading {
+            log,
+            read,
+            blocks: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+}
+
+impl<E> Subtrees for Reading<'_, E> {
+    type Error = BlockLogError<E>;
+    fn subtree(&self, height: usize, index: usize) -> Result<Hash, Self::Error> {
+        let floor = self.log.floor as usize;
+        if height >= floor {
+            return Ok(infallible(self.log.blocks.subtree(height - floor, index)));
+        }
+        let block = (index << height) >> floor;
+        let in_block = index - (block << (floor - height));
+        if block == self.log.blocks.len() {
+            return Ok(infallible(self.log.tail.subtree(height, in_block)));
+        }
+        let mut read = self.blocks.borrow_mut();
+        if let Some((_, leaves)) = read.iter().find(|(b, _)| *b == block) {
+            return Ok(infallible(leaves.subtree(height, in_block)));
+        }
+        let first = block << floor;
+        let mut leaves = vec![[0u8; 32]; 1 << floor];
+        (self.read)(first, &mut leaves).map_err(BlockLogError::Read)?;
+        let leaves = MerkleLog::from_leaves(leaves);
+        if leaves.root(1 << floor) != infallible(self.log.blocks.subtree(0, block)) {
+            return Err(BlockLogError::Mismatch { first });
+        }
+        let hash = infallible(leaves.subtree(height, in_block));
+        read.push((block, leaves));
+        Ok(hash)
+    }
+}
+
+impl BlockLog {
+    /// An empty log keeping subtrees of `2^floor` leaves and up (`floor`
+    /// 0 keeps every leaf, as [`MerkleLog`]; at most 32).
+    pub fn new(floor: u32) -> BlockLog {
+        BlockLog {
+            floor: floor.min(32),
+            ..BlockLog::default()
+        }
+    }
+
+    /// Number of leaves.
+    pub fn len(&self) -> usize {
+        (self.blocks.len() << self.floor) + self.tail.len()
+    }
+
+    /// Whether the log has no leaf.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends one leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        self.tail.push(leaf);
+        let block = 1usize << self.floor;
+        if self.tail.len() == block {
+            self.blocks.push(self.tail.root(block));
+            self.tail = MerkleLog::default();
+        }
+    }
+
+    /// Appends leaf hashes in order.
+    pub fn extend(&mut self, leaf_hashes: impl IntoIterator<Item = Hash>) {
+        for leaf in leaf_hashes {
+            self.push(leaf);
+        }
+    }
+
+    /// The root of the first `size` leaves (`size` is capped at
+    /// [`Self::len`]); reads a block only for a `size` inside one.
+    pub fn root<E>(&self, size: usize, read: ReadLeaves<'_, E>) -> Result<Hash, BlockLogError<E>> {
+        range_root_of(&Reading::new(self, read), 0, size.min(self.len()))
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of the first `size`
+    /// leaves (`size` is capped at [`Self::len`]).
+    pub fn inclusion_proof<E>(
+        &self,
+        index: usize,
+        size: usize,
+        read: ReadLeaves<'_, E>,
+    ) -> Result<Vec<Hash>, BlockLogError<E>> {
+        inclusion_proof_of(&Reading::new(self, read), index, size.min(self.len())).map_err(|e| {
+            match e {
+                ProofError::Merkle(e) => BlockLogError::Merkle(e),
+                ProofError::Source(e) => e,
+            }
+        })
     }
 }
 

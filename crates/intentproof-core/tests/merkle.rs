@@ -445,3 +445,84 @@ fn merkle_log_matches_the_plain_functions_everywhere() {
     assert!(MerkleLog::default().is_empty());
     assert_eq!(MerkleLog::default().root(0), root(&[]));
 }
+
+/// `BlockLog` (only subtrees of 2^floor leaves and up kept) gives exactly
+/// what the plain functions give, for every floor, prefix size and leaf of
+/// trees up to 70 leaves; a root of the whole log reads nothing, an
+/// inclusion proof reads whole blocks, once each, only the leaf's and the
+/// one its tree size ends in; a failed read and leaves that do not hash to
+/// their block's root are reported.
+#[test]
+fn block_log_matches_the_plain_functions_and_reads_one_block() {
+    use intentproof_core::merkle::{BlockLog, BlockLogError, inclusion_proof, leaf_hash, root};
+    use std::cell::RefCell;
+    let leaves: Vec<[u8; 32]> = (0u32..70).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    for floor in 0..=7u32 {
+        let block = 1usize << floor;
+        for len in [0usize, 1, 5, 31, 32, 33, 64, 70] {
+            let mut log = BlockLog::new(floor);
+            log.extend(leaves[..len].iter().copied());
+            assert_eq!(log.len(), len);
+            let reads: RefCell<Vec<(usize, usize)>> = RefCell::new(Vec::new());
+            let read = |first: usize, out: &mut [[u8; 32]]| -> Result<(), String> {
+                reads.borrow_mut().push((first, out.len()));
+                out.copy_from_slice(&leaves[first..first + out.len()]);
+                Ok(())
+            };
+            assert_eq!(log.root(len, &read).unwrap(), root(&leaves[..len]));
+            assert!(
+                reads.borrow().is_empty(),
+                "floor {floor}, len {len}: root of all read"
+            );
+            for size in 0..=len {
+                let prefix = &leaves[..size];
+                assert_eq!(
+                    log.root(size, &read).unwrap(),
+                    root(prefix),
+                    "root of {size}"
+                );
+                for index in 0..size {
+                    reads.borrow_mut().clear();
+                    let proof = log.inclusion_proof(index, size, &read).unwrap();
+                    assert_eq!(
+                        proof,
+                        inclusion_proof(prefix, index).unwrap(),
+                        "floor {floor}, leaf {index} of {size}"
+                    );
+                    // Whole blocks, once each: the leaf's or the last one.
+                    let mut blocks: Vec<usize> = Vec::new();
+                    for &(first, n) in reads.borrow().iter() {
+                        let b = first / block;
+                        assert!(
+                            b == index / block || b == (size - 1) / block,
+                            "floor {floor}, leaf {index} of {size} read block {b}"
+                        );
+                        assert_eq!((first % block, n), (0, block));
+                        assert!(!blocks.contains(&b), "block {b} read twice");
+                        blocks.push(b);
+                    }
+                }
+                assert!(matches!(
+                    log.inclusion_proof(size, size, &read),
+                    Err(BlockLogError::Merkle(_))
+                ));
+            }
+            if len >= 2 * block && floor > 0 {
+                let failing = |_: usize, _: &mut [[u8; 32]]| Err("disk gone".to_owned());
+                assert!(matches!(
+                    log.inclusion_proof(0, len, &failing),
+                    Err(BlockLogError::Read(e)) if e == "disk gone"
+                ));
+                let damaged = |first: usize, out: &mut [[u8; 32]]| -> Result<(), String> {
+                    out.copy_from_slice(&leaves[first..first + out.len()]);
+                    out[out.len() - 1][0] ^= 1;
+                    Ok(())
+                };
+                assert!(matches!(
+                    log.inclusion_proof(0, len, &damaged),
+                    Err(BlockLogError::Mismatch { first: 0 })
+                ));
+            }
+        }
+    }
+}

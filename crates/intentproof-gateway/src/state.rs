@@ -100,9 +100,10 @@ impl AppState {
             return Ok(latest);
         }
         let key = &state.daemon_key;
+        let root = state.store.root(size).map_err(|e| e.to_string())?;
         let cp = Checkpoint::sign(
             size,
-            &state.store.root(size),
+            &root,
             &intentproof_core::now_rfc3339_millis(),
             key.signing_key(),
             &key.key_id(),

@@ -82,7 +82,7 @@ fn populated(dir: &Path) -> Vec<Value> {
     );
     let cp = Checkpoint::sign(
         store.tree_size(),
-        &store.root(store.tree_size()),
+        &store.root(store.tree_size()).unwrap(),
         "2026-01-01T00:00:00.000Z",
         key().signing_key(),
         &key().key_id(),
@@ -354,7 +354,7 @@ fn queries_and_summaries_survive_a_restart() {
     // Inclusion proof of record 3 verifies against the root.
     let proof = store.inclusion_proof(3, 5).unwrap();
     let leaf = merkle::leaf_hash(&store.raw(&chain[1].entry).unwrap());
-    merkle::verify_inclusion(&leaf, 3, 5, &proof, &store.root(5)).unwrap();
+    merkle::verify_inclusion(&leaf, 3, 5, &proof, &store.root(5).unwrap()).unwrap();
 }
 
 #[test]
@@ -594,7 +594,7 @@ fn rebuild_restores_identical_query_results() {
         (
             events,
             store.chains(100).unwrap(),
-            store.root(store.tree_size()),
+            store.root(store.tree_size()).unwrap(),
         )
     };
     let before = snapshot(&open(dir.path()));
@@ -895,7 +895,7 @@ fn a_damaged_leaves_file_is_repaired_from_the_journal() {
     populated(dir.path()); // 5 records and a checkpoint of all 5
     let root = {
         let store = open(dir.path());
-        store.root(5)
+        store.root(5).unwrap()
     };
     let leaves = dir.path().join("index").join("leaves");
     assert_eq!(fs::metadata(&leaves).unwrap().len(), 5 * 32);
@@ -927,7 +927,11 @@ fn a_damaged_leaves_file_is_repaired_from_the_journal() {
     for (what, damage) in damages {
         damage(&leaves);
         let store = open(dir.path());
-        assert_eq!((store.tree_size(), store.root(5)), (5, root), "{what}");
+        assert_eq!(
+            (store.tree_size(), store.root(5).unwrap()),
+            (5, root),
+            "{what}"
+        );
         drop(store);
         assert_eq!(
             fs::metadata(&leaves).unwrap().len(),
@@ -943,12 +947,12 @@ fn a_damaged_leaves_file_is_repaired_from_the_journal() {
         let store = open(dir.path());
         let event = sealed(&Sealer::new(key()), "corr-c", "a", false);
         store.append(vec![incoming(&event)]).unwrap();
-        store.root(6)
+        store.root(6).unwrap()
     };
     let mut bytes = fs::read(&leaves).unwrap();
     bytes[5 * 32..].fill(0);
     fs::write(&leaves, bytes).unwrap();
-    assert_eq!(open(dir.path()).root(6), root6);
+    assert_eq!(open(dir.path()).root(6).unwrap(), root6);
 }
 
 #[test]
@@ -1215,7 +1219,7 @@ fn a_read_only_store_reads_everything_and_writes_nothing() {
     assert_eq!(reader.chain("corr-a").unwrap().len(), 3);
     let proof = reader.inclusion_proof(5, 6).unwrap();
     let leaf = merkle::leaf_hash(&serde_json::to_vec(&running).unwrap());
-    merkle::verify_inclusion(&leaf, 5, 6, &proof, &reader.root(6)).unwrap();
+    merkle::verify_inclusion(&leaf, 5, 6, &proof, &reader.root(6).unwrap()).unwrap();
     let next = sealed(&sealer, "corr-d", "after.open", false);
     writer.append(vec![incoming(&next)]).unwrap();
     assert_eq!(
@@ -1272,7 +1276,7 @@ fn a_read_only_store_reads_everything_and_writes_nothing() {
     assert_eq!(store.get(id).unwrap().unwrap().event, events[3]);
     let proof = store.inclusion_proof(3, 8).unwrap();
     let leaf = merkle::leaf_hash(&serde_json::to_vec(&events[3]).unwrap());
-    merkle::verify_inclusion(&leaf, 3, 8, &proof, &store.root(8)).unwrap();
+    merkle::verify_inclusion(&leaf, 3, 8, &proof, &store.root(8).unwrap()).unwrap();
     let sealer = Sealer::new(key());
     let refused = store
         .append(vec![incoming(&sealed(&sealer, "corr-c", "x", false))])
@@ -1298,4 +1302,62 @@ fn a_read_only_store_reads_everything_and_writes_nothing() {
     // The writer's open still finds (and cuts) the torn tail.
     let store = open(dir.path());
     assert_eq!(store.recovery().truncated_bytes, 4 + 21);
+}
+
+/// The writer keeps only blocks of 32 Merkle leaves in memory and reads
+/// a block back for a proof: every proof and root of a 100-record store is
+/// the plain functions' answer, from the leaves file, and still from the
+/// journal when the file is damaged or cut while the store is open.
+#[test]
+fn proofs_read_blocks_of_leaves_back_and_survive_a_damaged_leaves_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let sealer = Sealer::new(key());
+    let events: Vec<Value> = (0..100)
+        .map(|i| sealed(&sealer, &format!("corr-{}", i % 7), "x.run", false))
+        .collect();
+    for batch in events.chunks(13) {
+        store
+            .append(batch.iter().map(incoming).collect())
+            .unwrap()
+            .into_iter()
+            .for_each(|r| assert!(matches!(r, Ok(Appended::Stored { .. }))));
+    }
+    let leaves: Vec<merkle::Hash> = events
+        .iter()
+        .map(|e| merkle::leaf_hash(&serde_json::to_vec(e).unwrap()))
+        .collect();
+    let check = |what: &str| {
+        for size in [1usize, 31, 32, 33, 64, 70, 99, 100] {
+            assert_eq!(
+                store.root(size as u64).unwrap(),
+                merkle::root(&leaves[..size]),
+                "{what}: root of {size}"
+            );
+            for seq in [0usize, 5, 31, 32, 40, 63, 64, 98, 99] {
+                if seq >= size {
+                    continue;
+                }
+                assert_eq!(
+                    store.inclusion_proof(seq as u64, size as u64).unwrap(),
+                    merkle::inclusion_proof(&leaves[..size], seq).unwrap(),
+                    "{what}: record {seq} of {size}"
+                );
+            }
+        }
+    };
+    check("intact");
+    let file = dir.path().join("index").join("leaves");
+    let mut bytes = fs::read(&file).unwrap();
+    assert_eq!(bytes.len(), 100 * 32);
+    bytes[40 * 32] ^= 1; // record 40, in the second block
+    fs::write(&file, &bytes).unwrap();
+    check("a flipped byte in the leaves file");
+    OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(10 * 32)
+        .unwrap();
+    check("the leaves file cut to 10 records");
 }

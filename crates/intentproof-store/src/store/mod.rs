@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use ed25519_dalek::VerifyingKey;
-use intentproof_core::merkle::{self, Hash, MerkleLog};
+use intentproof_core::merkle::{self, BlockLog, BlockLogError, Hash};
 use serde_json::Value;
 
 use crate::error::StoreError;
@@ -37,10 +37,12 @@ pub struct Store {
     dir: PathBuf,
     journal: Mutex<Journal>,
     index: Index,
-    /// Merkle leaves with every complete subtree cached: roots and proofs
-    /// in O(log² n), not O(n) (an inclusion proof at 1M records took
-    /// ~330 ms by rehashing).
-    leaves: RwLock<MerkleLog>,
+    /// The Merkle log: every complete subtree of 32 leaves and up cached,
+    /// so roots and proofs cost O(log² n) hashes, not O(n) (an inclusion
+    /// proof at 1M records took ~330 ms by rehashing), in 2 MiB per 1M
+    /// records; a proof rehashes one block of 32 leaves read back from
+    /// the leaves file (see `leaf_file`). A reader keeps every leaf.
+    leaves: RwLock<BlockLog>,
     /// Whether this store writes (and the Merkle leaves file it appends
     /// to) or reads a private copy of the index.
     access: Access,
@@ -64,6 +66,10 @@ enum Access {
     /// `index` (declared before `access`).
     ReadOnly { _index_copy: tempfile::TempDir },
 }
+
+/// How [`Store::with_merkle_log`] reads leaves back, and what it gets.
+type LeafReader<'a> = merkle::ReadLeaves<'a, StoreError>;
+type MerkleResult<T> = Result<T, BlockLogError<StoreError>>;
 
 /// Journal records re-indexed per batch when catching up (bounds the memory
 /// of a full re-index; `indexed_through` advances after each).
@@ -623,20 +629,85 @@ impl Store {
             .len() as u64
     }
 
-    /// Merkle root over the first `size` records.
-    pub fn root(&self, size: u64) -> Hash {
-        let leaves = self.leaves.read().unwrap_or_else(PoisonError::into_inner);
-        leaves.root(usize::try_from(size).unwrap_or(usize::MAX))
+    /// Merkle root over the first `size` records (capped at the number of
+    /// records). Reads leaves back only for a size short of the current
+    /// one, so it fails only when those cannot be read.
+    pub fn root(&self, size: u64) -> Result<Hash, StoreError> {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        self.with_merkle_log(&|log, read| log.root(size, read))
+    }
+
+    /// Runs `f` on the Merkle log with a way to read leaves back: from the
+    /// leaves file, and if what it gives does not hash to the block roots
+    /// kept in memory (a damaged file), again from the journal.
+    fn with_merkle_log<T>(
+        &self,
+        f: &dyn Fn(&BlockLog, LeafReader) -> MerkleResult<T>,
+    ) -> Result<T, StoreError> {
+        let log = self.leaves.read().unwrap_or_else(PoisonError::into_inner);
+        let from_file = |first: usize, out: &mut [Hash]| self.read_leaves(first, out, true);
+        let result = match f(&log, &from_file) {
+            Err(BlockLogError::Mismatch { first }) => {
+                tracing::warn!(
+                    first,
+                    "the Merkle leaves file disagrees with the log; reading the journal"
+                );
+                let from_journal =
+                    |first: usize, out: &mut [Hash]| self.read_leaves(first, out, false);
+                f(&log, &from_journal)
+            }
+            other => other,
+        };
+        result.map_err(|e| match e {
+            BlockLogError::Read(e) => e,
+            other => StoreError::BadIndex(format!("Merkle log: {other}")),
+        })
+    }
+
+    /// Fills `out` with the Merkle leaves from record `first` on: from the
+    /// leaves file if `file` (and the store writes it), else, or if that
+    /// fails, hashed from the journal.
+    fn read_leaves(&self, first: usize, out: &mut [Hash], file: bool) -> Result<(), StoreError> {
+        if let (true, Access::Writer(leaves)) = (file, &self.access) {
+            let leaves = leaves.lock().unwrap_or_else(PoisonError::into_inner);
+            match leaves.read_at(first, out) {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::warn!(error = %e, first, "Merkle leaves read from the journal"),
+            }
+        }
+        let mut filled = 0;
+        let end = (first + out.len()) as u64;
+        journal::read_between(
+            &self.dir.join("journal"),
+            first as u64,
+            end,
+            |_, _, payload| {
+                if let Some(leaf) = out.get_mut(filled) {
+                    *leaf = merkle::leaf_hash(payload);
+                }
+                filled += 1;
+            },
+        )?;
+        if filled != out.len() {
+            return Err(StoreError::BadIndex(format!(
+                "Merkle leaves {first}..{end}: the journal holds {filled} of them"
+            )));
+        }
+        Ok(())
     }
 
     /// Inclusion proof of record `seq` in the tree of the first `size`
     /// records.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        let leaves = self.leaves.read().unwrap_or_else(PoisonError::into_inner);
         let size = usize::try_from(size).unwrap_or(usize::MAX);
-        leaves
-            .inclusion_proof(usize::try_from(seq).unwrap_or(usize::MAX), size)
-            .map_err(|e| StoreError::BadIndex(format!("inclusion proof of record {seq}: {e}")))
+        let index = usize::try_from(seq).unwrap_or(usize::MAX);
+        self.with_merkle_log(&|log, read| log.inclusion_proof(index, size, read))
+            .map_err(|e| match e {
+                StoreError::BadIndex(why) => {
+                    StoreError::BadIndex(format!("inclusion proof of record {seq}: {why}"))
+                }
+                other => other,
+            })
     }
 
     /// Empties the caches kept for ingest throughput (chain tips and
