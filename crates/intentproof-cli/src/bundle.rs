@@ -204,16 +204,6 @@ fn read_bundle(file: &str, limit: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Keeps this process off transparent huge pages. The binary's allocator
-/// (mimalloc) asks for them on its arenas, so each 2 MiB region it touches
-/// is backed whole: verifying a 100,000-event bundle peaked at 67 MiB
-/// resident with them, 45 MiB without, at the same speed. Best effort: a
-/// kernel without the flag changes nothing.
-fn no_huge_pages() {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let _ = rustix::thread::disable_transparent_huge_pages(true);
-}
-
 /// Verifies the bundle in `file` (`-`: standard input). A regular file is
 /// streamed: read once, in memory bounded by what the checks keep per event
 /// rather than by the bundle ([`verify_reader`]); when that stops (a check
@@ -254,7 +244,6 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     }
     let file = args.file.clone().context("name the bundle file")?;
     let trusted_keys = trusted_keys(&args.keys)?;
-    no_huge_pages();
     let options = VerifyOptions {
         trusted_keys,
         limits: ReadLimits {

@@ -235,7 +235,20 @@ impl std::fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// Keeps this process off transparent huge pages. The binary's allocator
+/// (mimalloc) asks for them on its arenas, so each 2 MiB region it touches
+/// is backed whole: the daemon idled at 62 MiB resident with them and
+/// 22 MiB without, and peaked at 453 MiB instead of 369 MiB over 200,000
+/// batched events (same ingest rate); verifying a 100,000-event bundle
+/// peaked at 67 MiB instead of 45 MiB, at the same speed. Best effort: a
+/// kernel without the flag changes nothing. Children inherit it.
+fn no_huge_pages() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 fn main() -> ExitCode {
+    no_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
