@@ -617,7 +617,7 @@ fn verify_event_inner(
             source,
         })?,
     };
-    crate::keys::verify_strict(key, &digest, &signature).map_err(|_| {
+    crate::keys::verify_strict_cached(key, &digest, &signature).map_err(|_| {
         VerifyError::BadSignature {
             event_id,
             position: position_text(obj),

@@ -52,7 +52,6 @@
 //! every signature is accepted exactly when `verify_strict` accepts it
 //! (no batch verification: its accept set is not `verify_strict`'s).
 
-mod ed25519;
 mod json_stream;
 mod keys;
 mod records;

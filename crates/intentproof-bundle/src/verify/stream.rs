@@ -65,7 +65,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::ed25519::StrictKey;
 use super::json_stream::{Sink, Skeleton, integer_literals_safe, strict_valid};
 use super::keys::{KeyRing, key_ring};
 use super::records::{
@@ -87,6 +86,7 @@ use crate::manifest::{
     ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, INCLUSION_PROOF, KEYS_DIR, MANIFEST, POLICY, RUN,
 };
 use crate::projection::Profile;
+use intentproof_core::keys::StrictKey;
 
 /// Why the streaming path stopped: the bundle is verified the buffered way
 /// instead. The text says what was seen (for tests and debugging).

@@ -1,4 +1,6 @@
-//! `verify_strict` for many signatures by one key, with a table of the key.
+//! `verify_strict` for many signatures by one key, with a table of the key,
+//! and the process-wide cache of those tables that [`verify_strict_cached`]
+//! (the daemon's ingest, [`crate::seal`]'s checks) uses.
 //!
 //! [`StrictKey::verify`] accepts exactly what ed25519-dalek's
 //! `VerifyingKey::verify_strict` (and intentproof-core's
@@ -38,10 +40,10 @@ use curve25519_dalek::traits::BasepointTable;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha512};
 
-use intentproof_core::keys::SMALL_ORDER_ENCODINGS;
+use super::SMALL_ORDER_ENCODINGS;
 
 /// A key ready to check many signatures strictly.
-pub(super) struct StrictKey {
+pub struct StrictKey {
     key: VerifyingKey,
     weak: bool,
     /// Multiples of `-A`.
@@ -49,7 +51,8 @@ pub(super) struct StrictKey {
 }
 
 impl StrictKey {
-    pub(super) fn new(key: &VerifyingKey) -> StrictKey {
+    /// Builds the table of `key` (about 30 KB; costs about three checks).
+    pub fn new(key: &VerifyingKey) -> StrictKey {
         StrictKey {
             key: *key,
             weak: key.is_weak(),
@@ -59,7 +62,7 @@ impl StrictKey {
 
     /// Whether `signature` is a valid signature of `message`, as
     /// `verify_strict` decides.
-    pub(super) fn verify(&self, message: &[u8], signature: &Signature) -> bool {
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
         let r = signature.r_bytes();
         if self.weak || SMALL_ORDER_ENCODINGS.contains(r) {
             return false;
@@ -75,6 +78,64 @@ impl StrictKey {
         let k = Scalar::from_hash(h);
         let expected = ED25519_BASEPOINT_TABLE.mul_base(&s) + self.minus_a.mul_base(&k);
         expected.compress().as_bytes() == r
+    }
+}
+
+/// Keys whose tables [`verify_strict_cached`] keeps (about 30 KB each);
+/// when a new key would make more, the cache starts over.
+const CACHED_KEYS: usize = 64;
+
+/// Signatures a key verifies the plain way before [`verify_strict_cached`]
+/// builds its table: a table costs about what three checks do, so a key
+/// seen a few times never pays for one.
+const TABLE_AFTER: u32 = 16;
+
+enum Cached {
+    Uses(u32),
+    Table(std::sync::Arc<StrictKey>),
+}
+
+static CACHE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<[u8; 32], Cached>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether `signature` is a valid signature of `message` by `key`, with
+/// exactly [`super::verify_strict`]'s accept set: the plain check for the
+/// first few signatures of a key, then a [`StrictKey`] kept for it (about
+/// 20 µs a signature instead of 30 here). Thread-safe; bounded.
+pub fn verify_strict_cached(
+    key: &VerifyingKey,
+    message: &[u8],
+    signature: &Signature,
+) -> Result<(), ed25519_dalek::SignatureError> {
+    let table = {
+        let mut cache = CACHE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CACHED_KEYS && !cache.contains_key(key.as_bytes()) {
+            cache.clear();
+        }
+        let entry = cache.entry(*key.as_bytes()).or_insert(Cached::Uses(0));
+        match entry {
+            Cached::Table(table) => Some(std::sync::Arc::clone(table)),
+            Cached::Uses(n) if *n + 1 >= TABLE_AFTER => {
+                let table = std::sync::Arc::new(StrictKey::new(key));
+                *entry = Cached::Table(std::sync::Arc::clone(&table));
+                Some(table)
+            }
+            Cached::Uses(n) => {
+                *n += 1;
+                None
+            }
+        }
+    };
+    let valid = match table {
+        Some(table) => table.verify(message, signature),
+        None => return super::verify_strict(key, message, signature),
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(ed25519_dalek::SignatureError::new())
     }
 }
 
@@ -114,18 +175,33 @@ mod tests {
         key.verify_strict(message, signature).is_ok()
     }
 
-    /// `StrictKey::verify` and ed25519-dalek's `verify_strict` agree; returns
-    /// the verdict.
+    /// `StrictKey::verify`, `verify_strict_cached` (before and after it
+    /// builds the key's table) and ed25519-dalek's `verify_strict` agree;
+    /// returns the verdict.
     #[track_caller]
     fn agree(key: &VerifyingKey, message: &[u8], signature: &Signature) -> bool {
         let want = strict(key, message, signature);
+        let what = || {
+            format!(
+                "key {:02x?} sig {:02x?}",
+                key.as_bytes(),
+                signature.to_bytes()
+            )
+        };
         assert_eq!(
             StrictKey::new(key).verify(message, signature),
             want,
-            "key {:02x?} sig {:02x?}",
-            key.as_bytes(),
-            signature.to_bytes()
+            "{}",
+            what()
         );
+        for round in 0..TABLE_AFTER + 2 {
+            assert_eq!(
+                verify_strict_cached(key, message, signature).is_ok(),
+                want,
+                "cached, round {round}: {}",
+                what()
+            );
+        }
         want
     }
 
