@@ -444,12 +444,25 @@ impl Index {
         after: Option<u64>,
         visit: &mut dyn FnMut(IndexEntry) -> Result<ControlFlow<()>, StoreError>,
     ) -> Result<(), StoreError> {
+        self.for_each_stored_of(correlation, after, &mut |entry, _| visit(entry))
+    }
+
+    /// [`Index::for_each_entry_of`] with each event as read from its
+    /// journal record (read once: the entry's facts come from it).
+    pub(super) fn for_each_stored_of(
+        &self,
+        correlation: &str,
+        after: Option<u64>,
+        visit: &mut dyn FnMut(IndexEntry, Value) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
         self.for_each_posted(
             Facet::Correlation,
             correlation,
             after,
-            &mut |seq| match self.entry_at(seq)? {
-                Some(entry) if entry.meta.correlation_id == correlation => visit(entry),
+            &mut |seq| match self.stored_at(seq)? {
+                Some((entry, event)) if entry.meta.correlation_id == correlation => {
+                    visit(entry, event)
+                }
                 _ => Ok(ControlFlow::Continue(())),
             },
         )

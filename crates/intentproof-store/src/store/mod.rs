@@ -494,10 +494,10 @@ impl Store {
         let mut events = Vec::new();
         let mut through = after;
         self.index
-            .for_each_entry_of(correlation_id, after, &mut |entry| {
+            .for_each_stored_of(correlation_id, after, &mut |entry, event| {
                 through = through.max(Some(entry.seq));
                 if actions.contains(&entry.meta.action.as_str()) {
-                    events.push(self.read_entry(entry)?);
+                    events.push(StoredEvent { entry, event });
                 }
                 Ok(ControlFlow::Continue(()))
             })?;
@@ -506,16 +506,22 @@ impl Store {
 
     /// Every event of a correlation, ordered by (instance, position).
     pub fn chain(&self, correlation_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        self.chain_entries(correlation_id)?
-            .into_iter()
-            .map(|entry| self.read_entry(entry))
-            .collect()
+        let mut events = Vec::new();
+        self.index
+            .for_each_stored_of(correlation_id, None, &mut |entry, event| {
+                events.push(StoredEvent { entry, event });
+                Ok(ControlFlow::Continue(()))
+            })?;
+        events.sort_by(|a, b| chain_order(&a.entry, &b.entry));
+        Ok(events)
     }
 
     /// The index entries of a correlation's events, ordered by (instance,
-    /// position): [`Store::chain`] without reading the events, for callers
+    /// position): [`Store::chain`] without keeping the events, for callers
     /// that read them a few at a time ([`Store::read_entry`]) to keep
-    /// memory bounded by what they hold, not by the chain.
+    /// memory bounded by what they hold, not by the chain. The entries'
+    /// facts come from the journal records (index format 3), so such a
+    /// caller reads each record twice: the price of the bound.
     pub fn chain_entries(&self, correlation_id: &str) -> Result<Vec<IndexEntry>, StoreError> {
         let mut entries = Vec::new();
         self.index
@@ -523,10 +529,7 @@ impl Store {
                 entries.push(entry);
                 Ok(ControlFlow::Continue(()))
             })?;
-        entries.sort_by(|a, b| {
-            (&a.meta.instance_id, a.meta.chain_position)
-                .cmp(&(&b.meta.instance_id, b.meta.chain_position))
-        });
+        entries.sort_by(chain_order);
         Ok(entries)
     }
 
@@ -741,6 +744,11 @@ impl Store {
         }
         self.index.flush()
     }
+}
+
+/// The order of a chain's events: by instance, then position.
+fn chain_order(a: &IndexEntry, b: &IndexEntry) -> std::cmp::Ordering {
+    (&a.meta.instance_id, a.meta.chain_position).cmp(&(&b.meta.instance_id, b.meta.chain_position))
 }
 
 /// The index entry of journal record `seq` (catch-up and rebuild).
