@@ -59,6 +59,7 @@ pub mod schema;
 pub mod seal;
 pub mod snapshot;
 mod time;
+pub mod tlog;
 pub mod v1;
 
 pub use event::{

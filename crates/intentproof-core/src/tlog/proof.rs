@@ -1,0 +1,176 @@
+//! C2SP `tlog-proof`: one leaf's inclusion proof with the (cosigned)
+//! checkpoint it leads to, as a text file (`.tlog-proof`).
+//!
+//! ```text
+//! c2sp.org/tlog-proof@v1\n
+//! [extra <base64>\n]
+//! index <leaf index, decimal>\n
+//! <base64 hash>\n            (the RFC 9162 audit path, leaf first)
+//! ...
+//! \n
+//! <signed checkpoint note>
+//! ```
+//!
+//! The proof does not carry the leaf: the verifier hashes the entry it
+//! holds. [`TlogProof::verify`] checks everything a proof can show: the
+//! log's signature on the checkpoint, each required witness's cosignature,
+//! and the audit path from the leaf to the checkpoint's root.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use super::checkpoint::{TlogCheckpoint, parse_decimal};
+use super::note::{KeyType, Note, NoteVerifier};
+use crate::merkle::{Hash, verify_inclusion};
+
+/// The first line of a `tlog-proof`.
+pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
+/// At most this many audit path lines (a tree of 2^63 leaves needs 63).
+pub const MAX_PROOF_HASHES: usize = 63;
+
+/// A parsed `tlog-proof`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlogProof {
+    /// Opaque application data (`extra` line), if any.
+    pub extra: Option<Vec<u8>>,
+    /// The leaf's index.
+    pub index: u64,
+    /// The audit path, leaf first.
+    pub hashes: Vec<Hash>,
+    /// The signed checkpoint.
+    pub checkpoint: Note,
+}
+
+/// What [`TlogProof::verify`] established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    /// The checkpoint the leaf is in.
+    pub checkpoint: TlogCheckpoint,
+    /// Names of the witnesses whose cosignature verified (of those required).
+    pub witnesses: Vec<String>,
+}
+
+impl TlogProof {
+    /// Parses a `tlog-proof` file.
+    pub fn parse(text: &str) -> Result<TlogProof, String> {
+        let (head, note) = text
+            .split_once("\n\n")
+            .ok_or("a tlog-proof needs a blank line before its checkpoint")?;
+        let mut lines = head.split('\n');
+        if lines.next() != Some(TLOG_PROOF_HEADER) {
+            return Err(format!("a tlog-proof starts with {TLOG_PROOF_HEADER:?}"));
+        }
+        let mut line = lines.next().ok_or("the tlog-proof has no index line")?;
+        let mut extra = None;
+        if let Some(encoded) = line.strip_prefix("extra ") {
+            extra = Some(
+                B64.decode(encoded)
+                    .map_err(|_| format!("extra {encoded:?} is not base64"))?,
+            );
+            line = lines.next().ok_or("the tlog-proof has no index line")?;
+        }
+        let index = line
+            .strip_prefix("index ")
+            .and_then(parse_decimal)
+            .ok_or_else(|| format!("expected \"index <decimal>\", got {line:?}"))?;
+        let mut hashes = Vec::new();
+        for line in lines {
+            if hashes.len() == MAX_PROOF_HASHES {
+                return Err(format!("more than {MAX_PROOF_HASHES} proof hashes"));
+            }
+            let hash = B64
+                .decode(line)
+                .ok()
+                .and_then(|b| Hash::try_from(b).ok())
+                .ok_or_else(|| format!("proof line {line:?} is not base64 of 32 bytes"))?;
+            hashes.push(hash);
+        }
+        let checkpoint = Note::parse(note).map_err(|e| e.to_string())?;
+        Ok(TlogProof {
+            extra,
+            index,
+            hashes,
+            checkpoint,
+        })
+    }
+
+    /// Checks that `leaf` (an RFC 6962 leaf hash) is at [`TlogProof::index`]
+    /// of the checkpoint, that the checkpoint is signed by `log`, and that
+    /// every verifier in `witnesses` cosigned it. Says what failed.
+    pub fn verify(
+        &self,
+        leaf: &Hash,
+        log: &NoteVerifier,
+        witnesses: &[NoteVerifier],
+    ) -> Result<VerifiedProof, String> {
+        let checkpoint = TlogCheckpoint::parse(self.checkpoint.text())?;
+        if checkpoint.origin != log.name() {
+            return Err(format!(
+                "the checkpoint's origin {:?} is not the log key's name {:?}",
+                checkpoint.origin,
+                log.name()
+            ));
+        }
+        match self.checkpoint.verify(log) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(format!(
+                    "the checkpoint has no signature by the log key {log}"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut names = Vec::new();
+        for witness in witnesses {
+            if witness.key_type() != KeyType::Cosignature {
+                return Err(format!(
+                    "witness key {witness} is not a cosignature (type 0x04) key"
+                ));
+            }
+            match self.checkpoint.verify(witness) {
+                Ok(Some(_)) => names.push(witness.name().to_owned()),
+                Ok(None) => {
+                    return Err(format!(
+                        "the checkpoint (size {}) is not cosigned by witness {}",
+                        checkpoint.size,
+                        witness.name()
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        verify_inclusion(
+            leaf,
+            self.index,
+            checkpoint.size,
+            &self.hashes,
+            &checkpoint.root,
+        )
+        .map_err(|e| {
+            format!(
+                "leaf {} is not in the checkpoint of size {}: {e}",
+                self.index, checkpoint.size
+            )
+        })?;
+        Ok(VerifiedProof {
+            checkpoint,
+            witnesses: names,
+        })
+    }
+}
+
+impl fmt::Display for TlogProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{TLOG_PROOF_HEADER}")?;
+        if let Some(extra) = &self.extra {
+            writeln!(f, "extra {}", B64.encode(extra))?;
+        }
+        writeln!(f, "index {}", self.index)?;
+        for hash in &self.hashes {
+            writeln!(f, "{}", B64.encode(hash))?;
+        }
+        write!(f, "\n{}", self.checkpoint)
+    }
+}
