@@ -327,7 +327,7 @@ fn the_independent_implementation_checks_our_inclusion_and_consistency_proofs() 
     let log = merkle::MerkleLog::from_leaves(leaves.iter().copied());
     for size in 1..=leaves.len() {
         let root = tiles_hash(&log.root(size));
-        for index in 0..size {
+        for (index, leaf) in leaves.iter().enumerate().take(size) {
             let proof: Vec<_> = log
                 .inclusion_proof(index, size)
                 .unwrap()
