@@ -339,7 +339,7 @@ fn the_independent_implementation_checks_our_inclusion_and_consistency_proofs() 
                 size as u64,
                 root,
                 index as u64,
-                tiles_hash(&leaves[index]),
+                tiles_hash(leaf),
             )
             .unwrap_or_else(|e| panic!("inclusion {index} of {size}: {e:?}"));
         }
