@@ -229,7 +229,7 @@ fn check_daemon(report: &mut Report, dir: &DataDir, server: Option<String>) -> b
             );
             let token = dir.token().ok();
             match http_get(
-                &format!("{base}/v1/checkpoint"),
+                &format!("{base}/v1/events?limit=1"),
                 token.as_deref(),
                 Duration::from_secs(3),
             ) {

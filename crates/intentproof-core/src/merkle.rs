@@ -269,35 +269,10 @@ impl MerkleLog {
         old_size: usize,
         size: usize,
     ) -> Result<Vec<Hash>, MerkleError> {
-        let size = size.min(self.len());
-        if old_size > size {
-            return Err(MerkleError::SizeOrder {
-                old: old_size as u64,
-                new: size as u64,
-            });
-        }
-        let mut proof = Vec::new();
-        if old_size > 0 && old_size < size {
-            self.subproof(old_size, 0, size, true, &mut proof);
-        }
-        Ok(proof)
-    }
-
-    fn subproof(&self, m: usize, lo: usize, hi: usize, complete: bool, out: &mut Vec<Hash>) {
-        let n = hi - lo;
-        if m == n {
-            if !complete {
-                out.push(self.range_root(lo, hi));
-            }
-            return;
-        }
-        let k = split(n);
-        if m <= k {
-            self.subproof(m, lo, lo + k, complete, out);
-            out.push(self.range_root(lo + k, hi));
-        } else {
-            self.subproof(m - k, lo + k, hi, false, out);
-            out.push(self.range_root(lo, lo + k));
+        match consistency_proof_of(self, old_size, size.min(self.len())) {
+            Ok(proof) => Ok(proof),
+            Err(ProofError::Merkle(e)) => Err(e),
+            Err(ProofError::Source(never)) => match never {},
         }
     }
 }
@@ -379,6 +354,46 @@ fn inclusion_proof_of<S: Subtrees>(
             proof.push(range_root_of(log, lo, lo + k).map_err(ProofError::Source)?);
             lo += k;
         }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// The consistency proof between the first `old_size` leaves of `log` and
+/// the first `size` (`size` at most its length): RFC 6962 PROOF / SUBPROOF.
+fn consistency_proof_of<S: Subtrees>(
+    log: &S,
+    old_size: usize,
+    size: usize,
+) -> Result<Vec<Hash>, ProofError<S::Error>> {
+    if old_size > size {
+        return Err(ProofError::Merkle(MerkleError::SizeOrder {
+            old: old_size as u64,
+            new: size as u64,
+        }));
+    }
+    let mut proof = Vec::new();
+    if old_size == 0 || old_size == size {
+        return Ok(proof);
+    }
+    // SUBPROOF(m, D[lo:hi], complete), iteratively: each step adds one
+    // sibling subtree; the last adds the old tree's own subtree unless it
+    // is the whole left side (complete).
+    let (mut m, mut lo, mut hi, mut complete) = (old_size, 0usize, size, true);
+    while m != hi - lo {
+        let k = split(hi - lo);
+        if m <= k {
+            proof.push(range_root_of(log, lo + k, hi).map_err(ProofError::Source)?);
+            hi = lo + k;
+        } else {
+            proof.push(range_root_of(log, lo, lo + k).map_err(ProofError::Source)?);
+            m -= k;
+            lo += k;
+            complete = false;
+        }
+    }
+    if !complete {
+        proof.push(range_root_of(log, lo, hi).map_err(ProofError::Source)?);
     }
     proof.reverse();
     Ok(proof)
@@ -547,6 +562,22 @@ impl BlockLog {
                 ProofError::Source(e) => e,
             }
         })
+    }
+
+    /// The consistency proof between the first `old_size` leaves and the
+    /// first `size` (`size` is capped at [`Self::len`]).
+    pub fn consistency_proof<E>(
+        &self,
+        old_size: usize,
+        size: usize,
+        read: ReadLeaves<'_, E>,
+    ) -> Result<Vec<Hash>, BlockLogError<E>> {
+        consistency_proof_of(&Reading::new(self, read), old_size, size.min(self.len())).map_err(
+            |e| match e {
+                ProofError::Merkle(e) => BlockLogError::Merkle(e),
+                ProofError::Source(e) => e,
+            },
+        )
     }
 }
 

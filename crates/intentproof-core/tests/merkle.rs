@@ -454,7 +454,9 @@ fn merkle_log_matches_the_plain_functions_everywhere() {
 /// their block's root are reported.
 #[test]
 fn block_log_matches_the_plain_functions_and_reads_one_block() {
-    use intentproof_core::merkle::{BlockLog, BlockLogError, inclusion_proof, leaf_hash, root};
+    use intentproof_core::merkle::{
+        BlockLog, BlockLogError, consistency_proof, inclusion_proof, leaf_hash, root,
+    };
     use std::cell::RefCell;
     let leaves: Vec<[u8; 32]> = (0u32..70).map(|i| leaf_hash(&i.to_be_bytes())).collect();
     for floor in 0..=7u32 {
@@ -504,6 +506,17 @@ fn block_log_matches_the_plain_functions_and_reads_one_block() {
                 }
                 assert!(matches!(
                     log.inclusion_proof(size, size, &read),
+                    Err(BlockLogError::Merkle(_))
+                ));
+                for old in 0..=size {
+                    assert_eq!(
+                        log.consistency_proof(old, size, &read).unwrap(),
+                        consistency_proof(prefix, old).unwrap(),
+                        "floor {floor}, consistency {old} -> {size}"
+                    );
+                }
+                assert!(matches!(
+                    log.consistency_proof(size + 1, size, &read),
                     Err(BlockLogError::Merkle(_))
                 ));
             }

@@ -334,14 +334,8 @@ fn the_independent_implementation_checks_our_inclusion_and_consistency_proofs() 
                 .iter()
                 .map(tiles_hash)
                 .collect();
-            tlog_tiles::check_record(
-                &proof,
-                size as u64,
-                root,
-                index as u64,
-                tiles_hash(leaf),
-            )
-            .unwrap_or_else(|e| panic!("inclusion {index} of {size}: {e:?}"));
+            tlog_tiles::check_record(&proof, size as u64, root, index as u64, tiles_hash(leaf))
+                .unwrap_or_else(|e| panic!("inclusion {index} of {size}: {e:?}"));
         }
         for old in 1..=size {
             let proof: Vec<_> = log

@@ -686,6 +686,7 @@ async fn timed_get(
     let response = http
         .get(format!("{}{path}", daemon.base))
         .bearer_auth(&daemon.token)
+        .header("accept", "application/json")
         .send()
         .await
         .with_context(|| format!("GET {path}"))?;

@@ -28,6 +28,10 @@
 //! - a token is required and missing or wrong: 401 `unauthorized` (ingest:
 //!   `ingest_token`, when set; `/mcp/<name>`: `mcp_token`, when set).
 //!
+//! The witness endpoint (`POST /v1/witness/add-checkpoint`) gets the Origin
+//! and Host checks only: its callers are other logs, and what it accepts
+//! is signed by a log key it is configured to trust.
+//!
 //! Ingest requests that pass carry a [`Caller`] extension: authenticated
 //! when `Authorization: Bearer` holds the ingest token or the daemon's own
 //! token (`<data-dir>/token`, which `intentproof mcp`'s shipper sends).
@@ -75,6 +79,10 @@ pub enum Surface {
     /// `/mcp/<name>`: errors are JSON-RPC errors; no content-type rule
     /// (the MCP gateway answers for its own protocol).
     Mcp,
+    /// `POST /v1/witness/add-checkpoint`: Origin and Host only; errors are
+    /// plain text (the tlog-witness protocol's). No content-type rule and
+    /// no token: what it accepts must be signed by a log it trusts.
+    Witness,
 }
 
 /// What the guard is built from.
@@ -280,7 +288,7 @@ impl BrowserGuard {
         let accepted: &[&str] = match surface {
             Surface::Ingest => &["application/json"],
             Surface::IngestBatch => &["application/x-ndjson", "application/json"],
-            Surface::Mcp => return Ok(()),
+            Surface::Mcp | Surface::Witness => return Ok(()),
         };
         let given = headers.get(header::CONTENT_TYPE);
         let media = given
@@ -340,6 +348,12 @@ impl BrowserGuard {
 
     fn refuse(&self, surface: Surface, refusal: Refusal) -> Response {
         match surface {
+            Surface::Witness => (
+                refusal.status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{}\n", refusal.message),
+            )
+                .into_response(),
             Surface::Ingest | Surface::IngestBatch => {
                 self.metrics.rejected(RejectReason::Unauthorized);
                 ApiError::new(refusal.status, refusal.reason, refusal.message).into_response()
@@ -388,6 +402,7 @@ pub async fn check(State(at): State<Guarded>, mut request: Request, next: Next) 
             }
             Err(refusal) => return guard.refuse(at.surface, refusal),
         },
+        Surface::Witness => {}
         Surface::Mcp => {
             if let Err(refusal) = guard.mcp_authorized(request.headers()) {
                 return guard.refuse(at.surface, refusal);

@@ -108,6 +108,126 @@ pub struct Config {
     pub http: HttpConfig,
     /// Calls held for a person's approval, and who may decide.
     pub approvals: ApprovalsConfig,
+    /// C2SP checkpoints, witnesses, and the logs this daemon witnesses.
+    pub transparency: TransparencyConfig,
+}
+
+/// The `[transparency]` section ([`crate::transparency`]).
+///
+/// ```toml
+/// [transparency]
+/// origin = "gateway-a.example/intentproof"  # the log's name (default intentproof-gateway/<instance_id>); never change it
+/// witness_name = "gateway-a.example/witness" # this daemon's name as a witness (default intentproof-witness/<instance_id>)
+///
+/// [[transparency.witnesses]]         # send each new checkpoint there (tlog-witness)
+/// url = "http://127.0.0.1:9788/v1/witness"   # the witness's prefix; POST <url>/add-checkpoint
+/// key = "intentproof-witness/inst_01B+5c1e2b3a+BDtq..."  # its cosignature key (0x04), from `intentproof transparency keys`
+///
+/// [[transparency.logs]]              # logs this daemon witnesses (cosigns)
+/// key = "intentproof-gateway/inst_01A+9c51ce3d+ATtq..."  # the log's key (0x01); its name is the origin
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransparencyConfig {
+    /// The log's origin (key name of its checkpoints).
+    pub origin: Option<String>,
+    /// This daemon's name as a witness.
+    pub witness_name: Option<String>,
+    /// Witnesses each new checkpoint is sent to.
+    pub witnesses: Vec<WitnessConfig>,
+    /// Logs this daemon cosigns.
+    pub logs: Vec<WitnessedLogConfig>,
+}
+
+/// A witness the daemon sends its checkpoints to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's URL prefix (`<url>/add-checkpoint` is posted to).
+    pub url: String,
+    /// Its cosignature verifier key (`name+id+base64(0x04 || key)`).
+    pub key: String,
+    /// Extra request headers (credentials). Never logged.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Time limit of one request.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl WitnessConfig {
+    /// The parsed key; a cosignature key.
+    pub fn verifier(&self) -> Result<intentproof_core::tlog::note::NoteVerifier, String> {
+        let key: intentproof_core::tlog::note::NoteVerifier = self
+            .key
+            .parse()
+            .map_err(|e| format!("transparency.witnesses {}: {e}", self.url))?;
+        if key.key_type() != intentproof_core::tlog::note::KeyType::Cosignature {
+            return Err(format!(
+                "transparency.witnesses {}: key {:?} is not a cosignature key (type 0x04); use the witness key `intentproof transparency keys` prints on the witness",
+                self.url, self.key
+            ));
+        }
+        Ok(key)
+    }
+}
+
+/// A log the daemon witnesses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessedLogConfig {
+    /// The log's verifier key (`origin+id+base64(0x01 || key)`).
+    pub key: String,
+    /// Its origin, when it is not the key's name.
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+impl WitnessedLogConfig {
+    /// The parsed key; an Ed25519 note key.
+    pub fn verifier(&self) -> Result<intentproof_core::tlog::note::NoteVerifier, String> {
+        let key: intentproof_core::tlog::note::NoteVerifier = self
+            .key
+            .parse()
+            .map_err(|e| format!("transparency.logs: {e}"))?;
+        if key.key_type() != intentproof_core::tlog::note::KeyType::Ed25519 {
+            return Err(format!(
+                "transparency.logs: key {:?} is not a log key (type 0x01); use the log key `intentproof transparency keys` prints on the log",
+                self.key
+            ));
+        }
+        Ok(key)
+    }
+}
+
+impl TransparencyConfig {
+    fn validate(&self) -> Result<(), String> {
+        for (what, name) in [
+            ("origin", &self.origin),
+            ("witness_name", &self.witness_name),
+        ] {
+            if let Some(name) = name
+                && !intentproof_core::tlog::note::is_valid_key_name(name)
+            {
+                return Err(format!(
+                    "transparency.{what} = {name:?}: a key name must be non-empty, without spaces or '+'"
+                ));
+            }
+        }
+        for witness in &self.witnesses {
+            witness.verifier()?;
+            if !(witness.url.starts_with("http://") || witness.url.starts_with("https://")) {
+                return Err(format!(
+                    "transparency.witnesses: url {:?} must start with http:// or https://",
+                    witness.url
+                ));
+            }
+        }
+        for log in &self.logs {
+            log.verifier()?;
+        }
+        Ok(())
+    }
 }
 
 /// The `[approvals]` section: which calls wait for a person, how long, and
@@ -262,6 +382,7 @@ impl Default for Config {
             mcp: McpConfig::default(),
             http: HttpConfig::default(),
             approvals: ApprovalsConfig::default(),
+            transparency: TransparencyConfig::default(),
         }
     }
 }
@@ -413,6 +534,7 @@ impl Config {
         self.approvals
             .validate((&self.ingest_token, &self.mcp_token))
             .map_err(ConfigError::Invalid)?;
+        self.transparency.validate().map_err(ConfigError::Invalid)?;
         for (key, token) in [
             ("ingest_token", &self.ingest_token),
             ("mcp_token", &self.mcp_token),

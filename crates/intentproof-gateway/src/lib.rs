@@ -47,6 +47,7 @@ pub mod recording;
 pub mod serve;
 pub mod shipper;
 pub mod state;
+pub mod transparency;
 pub mod writer;
 
 pub use config::Config;

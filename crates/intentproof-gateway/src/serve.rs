@@ -230,6 +230,10 @@ async fn serve_with(
     let daemon_key = data_dir.ensure()?;
     let ring = data_dir.key_ring()?;
     let keys = TrustedKeys::new(ring.entries());
+    let transparency = Arc::new(
+        crate::transparency::Transparency::new(&config.transparency, &daemon_key, data_dir.path())
+            .map_err(ServeError::Other)?,
+    );
 
     let store_dir = data_dir.path().to_owned();
     let store_options = StoreOptions {
@@ -308,6 +312,7 @@ async fn serve_with(
         metrics: Arc::clone(&metrics),
         data_dir: data_dir.clone(),
         max_body_bytes: config.max_body_bytes,
+        transparency: Arc::clone(&transparency),
         daemon_key,
         mcp: std::sync::OnceLock::new(),
         http: std::sync::OnceLock::new(),
@@ -404,6 +409,14 @@ async fn serve_with(
             Arc::clone(&store),
             Arc::clone(&appended),
             Arc::clone(&metrics),
+            stop_rx.clone(),
+        )));
+    }
+    for witness in config.transparency.witnesses.clone() {
+        background.push(tokio::spawn(crate::transparency::push_to_witness(
+            witness,
+            Arc::clone(&store),
+            Arc::clone(&transparency.new_note),
             stop_rx.clone(),
         )));
     }

@@ -52,6 +52,8 @@ pub struct AppState {
     pub http: std::sync::OnceLock<Arc<intentproof_http_proxy::HttpProxy>>,
     /// Threads that check batch lines.
     pub bulk: crate::bulk::BulkPool,
+    /// C2SP identities and the witness's state.
+    pub transparency: Arc<crate::transparency::Transparency>,
 }
 
 /// How long the daemon's own events wait for room in a full write queue
@@ -92,15 +94,35 @@ pub fn record_own_events(state: &AppState, events: Vec<intentproof_core::Executi
 impl AppState {
     /// Signs a checkpoint of the current tree if the last one is older, and
     /// returns the latest. Used by the API, the periodic task and shutdown.
+    /// Each size gets both forms: the JSON checkpoint (`checkpoints.jsonl`,
+    /// what bundles' `inclusion_proof.json` carries) and the C2SP note
+    /// (`checkpoint-notes.jsonl`); a data directory from before notes gets
+    /// the note of its latest size here.
     pub fn checkpoint_now(&self) -> Result<Option<Checkpoint>, String> {
         let state = self;
-        let latest = store_checkpoint::latest(state.store.dir()).map_err(|e| e.to_string())?;
+        let dir = state.store.dir();
+        let latest = store_checkpoint::latest(dir).map_err(|e| e.to_string())?;
         let size = state.store.tree_size();
-        if size == 0 || latest.as_ref().is_some_and(|cp| cp.tree_size == size) {
+        if size == 0 {
+            return Ok(latest);
+        }
+        let note_size = store_checkpoint::latest_note(dir)
+            .map_err(|e| e.to_string())?
+            .map(|line| line.size);
+        let json_current = latest.as_ref().is_some_and(|cp| cp.tree_size == size);
+        if json_current && note_size == Some(size) {
+            return Ok(latest);
+        }
+        let root = state.store.root(size).map_err(|e| e.to_string())?;
+        if note_size != Some(size) {
+            let note = state.transparency.sign_note(size, &root)?;
+            store_checkpoint::append_note(dir, size, &note).map_err(|e| e.to_string())?;
+            state.transparency.new_note.notify_waiters();
+        }
+        if json_current {
             return Ok(latest);
         }
         let key = &state.daemon_key;
-        let root = state.store.root(size).map_err(|e| e.to_string())?;
         let cp = Checkpoint::sign(
             size,
             &root,
@@ -108,7 +130,7 @@ impl AppState {
             key.signing_key(),
             &key.key_id(),
         )?;
-        store_checkpoint::append(state.store.dir(), &cp).map_err(|e| e.to_string())?;
+        store_checkpoint::append(dir, &cp).map_err(|e| e.to_string())?;
         Ok(Some(cp))
     }
 }

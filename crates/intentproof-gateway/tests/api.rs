@@ -74,6 +74,7 @@ impl Fixture {
             .http
             .get(format!("{}{path}", self.daemon.url()))
             .bearer_auth(&self.token)
+            .header("accept", "application/json")
             .send()
             .await
             .unwrap();

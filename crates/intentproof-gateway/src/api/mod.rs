@@ -52,7 +52,7 @@ pub fn router(state: Shared, guard: Arc<BrowserGuard>) -> Router {
     Router::new()
         .merge(events::routes(&guard))
         .merge(chains::routes())
-        .merge(checkpoint::routes())
+        .merge(checkpoint::routes(&guard))
         .merge(keys::routes())
         .merge(plans::routes())
         .merge(findings::routes())

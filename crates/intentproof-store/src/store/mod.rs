@@ -713,6 +713,21 @@ impl Store {
             })
     }
 
+    /// The RFC 6962 consistency proof from the first `old_size` records to
+    /// the first `size` (`GET /v1/consistency`, witnesses). The caller
+    /// checks `old_size <= size <= tree_size()`; sizes outside are an
+    /// error, never a proof of other sizes.
+    pub fn consistency_proof(&self, old_size: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let tree = self.tree_size();
+        if size > tree || old_size > size {
+            return Err(StoreError::BadIndex(format!(
+                "no consistency proof from size {old_size} to {size} in a tree of {tree}"
+            )));
+        }
+        let (old, new) = (old_size as usize, size as usize);
+        self.with_merkle_log(&|log, read| log.consistency_proof(old, new, read))
+    }
+
     /// Empties the caches kept for ingest throughput (chain tips and
     /// recently written chain summaries) and gives their memory back: for
     /// a daemon gone idle. Safe at any time: both only ever hold what the
