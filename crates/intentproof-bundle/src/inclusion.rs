@@ -27,6 +27,21 @@
 //! file), and whoever holds the full event can recompute both its leaf hash
 //! and its content hash. A full event's proof carries no `leaf_hash` (its
 //! line is the leaf).
+//!
+//! `tlog-proofs.jsonl` carries the same proofs in the transparency-log
+//! ecosystem's form, one line per event, in events.jsonl's order:
+//!
+//! ```json
+//! {"event_id": "<id>", "tlog_proof": "c2sp.org/tlog-proof@v1\nindex 3\n...", "leaf_hash": "<hex, projections only>"}
+//! ```
+//!
+//! `tlog_proof` is a C2SP `tlog-proof` (save it as `<id>.tlog-proof` and
+//! any C2SP verifier reads it): the audit path to a C2SP checkpoint note
+//! signed by the daemon under its origin and, when witnesses cosigned it,
+//! with their cosignatures; the exporter picks the largest cosigned
+//! checkpoint that covers every bundled event, else the latest. The leaf is
+//! as above. `intentproof verify --witness NAME=KEY` requires each named
+//! witness's cosignature on every event's checkpoint.
 
 use std::collections::BTreeMap;
 
@@ -78,6 +93,20 @@ impl EventProof {
             })
             .collect()
     }
+}
+
+/// One line of `tlog-proofs.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlogProofLine {
+    /// The event.
+    pub event_id: String,
+    /// Its C2SP `tlog-proof` text.
+    pub tlog_proof: String,
+    /// For a projected event only: the leaf hash of the full event's
+    /// journaled line, lowercase hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_hash: Option<String>,
 }
 
 /// The content of `inclusion_proof.json`.

@@ -13,10 +13,10 @@ use intentproof_core::canon::parse_strict;
 use intentproof_core::merkle::{event_merkle_root, hex};
 use serde_json::Value;
 
-use crate::inclusion::InclusionProofs;
+use crate::inclusion::{InclusionProofs, TlogProofLine};
 use crate::manifest::{
     ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, FileEntry, INCLUSION_PROOF, KEYS_DIR, MANIFEST,
-    MANIFEST_SCHEMA, Manifest, POLICY, RUN, SignatureEnvelope, VerificationProfile,
+    MANIFEST_SCHEMA, Manifest, POLICY, RUN, SignatureEnvelope, TLOG_PROOFS, VerificationProfile,
     manifest_digest, policy_fingerprint, sha256_of,
 };
 
@@ -59,6 +59,8 @@ pub struct BundleInput {
     pub keys: BTreeMap<String, VerifyingKey>,
     /// Optional `inclusion_proof.json`.
     pub inclusion: Option<InclusionProofs>,
+    /// `tlog-proofs.jsonl` lines (none: no such member).
+    pub tlog_proofs: Vec<TlogProofLine>,
     /// `verification_profile.export_profile` (one of [`EXPORT_PROFILES`]).
     pub export_profile: String,
     /// `verification_profile.spec_version`.
@@ -235,6 +237,15 @@ pub fn write_bundle(
             .map_err(|e| WriteError::BadInput(format!("inclusion proofs: {e}")))?;
         bytes.push(b'\n');
         files.insert(INCLUSION_PROOF.into(), bytes);
+    }
+    if !input.tlog_proofs.is_empty() {
+        let mut bytes = Vec::new();
+        for line in &input.tlog_proofs {
+            serde_json::to_writer(&mut bytes, line)
+                .map_err(|e| WriteError::BadInput(format!("tlog proofs: {e}")))?;
+            bytes.push(b'\n');
+        }
+        files.insert(TLOG_PROOFS.into(), bytes);
     }
     for (id, key) in &input.keys {
         if !safe_key_id(id) {

@@ -9,12 +9,15 @@ use intentproof_bundle::inclusion::{Checkpoint, EventProof, InclusionProofs};
 use intentproof_bundle::manifest::sha256_of;
 use intentproof_bundle::{
     BundleInput, ManifestSigner, Report, TrustedKey, VerifyOptions, pack_members, verify,
-    write_bundle,
+    verify_reader, write_bundle,
 };
 use intentproof_core::ExecutionEvent;
 use intentproof_core::keys::InstanceKey;
 use intentproof_core::merkle::{event_merkle_root, inclusion_proof, leaf_hash, root};
 use intentproof_core::seal::{Sealer, sign_v1};
+use intentproof_core::tlog::checkpoint::TlogCheckpoint;
+use intentproof_core::tlog::note::{KeyType, Note, NoteSigner, NoteVerifier};
+use intentproof_core::tlog::proof::TlogProof;
 use serde_json::Value;
 
 type Members = Vec<(String, Vec<u8>)>;
@@ -879,4 +882,126 @@ fn a_truncated_bundle_is_never_attested() {
          can sign with a key of their own)"
     );
     assert_reason(&check(&members, &with_key()), "bundle.signature_invalid");
+}
+
+/// `tlog-proofs.jsonl` lines for `events`, at leaves 2.. of a log of
+/// `events.len() + 3` records, to a note signed under the daemon's origin
+/// and cosigned by `witness`.
+fn tlog_lines(
+    key: &InstanceKey,
+    events: &[Vec<u8>],
+    witness: &NoteSigner,
+) -> Vec<intentproof_bundle::inclusion::TlogProofLine> {
+    let mut log: Vec<Vec<u8>> = vec![b"{\"x\":1}".to_vec(), b"{\"x\":2}".to_vec()];
+    log.extend(events.iter().cloned());
+    log.push(b"{\"x\":3}".to_vec());
+    let leaves: Vec<_> = log.iter().map(|l| leaf_hash(l)).collect();
+    let origin = "intentproof-gateway/inst_test";
+    let signer = NoteSigner::from_key(origin, KeyType::Ed25519, key.signing_key().clone());
+    let cp = TlogCheckpoint::new(origin, leaves.len() as u64, root(&leaves));
+    let mut note = Note::new(cp.to_string()).unwrap();
+    note.push(signer.sign(note.text(), 0).unwrap());
+    note.push(witness.sign(note.text(), 1_765_000_000).unwrap());
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, line)| intentproof_bundle::inclusion::TlogProofLine {
+            event_id: serde_json::from_slice::<Value>(line).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            tlog_proof: TlogProof {
+                extra: None,
+                index: i as u64 + 2,
+                hashes: inclusion_proof(&leaves, i + 2).unwrap(),
+                checkpoint: note.clone(),
+            }
+            .to_string(),
+            leaf_hash: None,
+        })
+        .collect()
+}
+
+#[test]
+fn tlog_proofs_verify_with_witnesses_and_every_byte_of_one_matters() {
+    let key = instance();
+    let events = sealed_lines(&key, 3, 1);
+    let witness = NoteSigner::new("witness.test/w", KeyType::Cosignature, [3u8; 32]);
+    let other = NoteSigner::new("witness.test/v", KeyType::Cosignature, [4u8; 32]);
+    let mut input = input(events.clone(), &key);
+    input.tlog_proofs = tlog_lines(&key, &events, &witness);
+    let bundle = signed(&input);
+    let required = |witnesses: Vec<NoteVerifier>| VerifyOptions {
+        witnesses,
+        ..with_key()
+    };
+
+    let report = verify(&bundle, &required(vec![witness.verifier()]));
+    assert!(report.passed(), "{}\n{:?}", report.human(), report.detail);
+    assert_eq!(report.summary.tlog_proofs_verified, 3);
+    assert_eq!(report.summary.witnesses_cosigned, vec!["witness.test/w"]);
+    assert!(
+        report
+            .findings
+            .contains(&"witness_cosigned:witness.test/w".to_owned())
+    );
+    assert!(
+        report
+            .what_verified()
+            .ends_with("3 tlog-proofs, cosigned by witness.test/w")
+    );
+    // Without witnesses the proofs are still checked (and streaming
+    // hands over to the buffered verifier: same report).
+    let plain = verify(&bundle, &with_key());
+    assert!(plain.passed());
+    assert_eq!(plain.summary.tlog_proofs_verified, 3);
+    assert_eq!(
+        verify_reader(&bundle[..], &with_key()).unwrap_err().0,
+        "tlog-proofs.jsonl is checked by the buffered verifier"
+    );
+    assert_reason(
+        &verify(
+            &bundle,
+            &required(vec![witness.verifier(), other.verifier()]),
+        ),
+        "bundle.witness_cosignature_missing",
+    );
+    // A bundle without the member cannot satisfy a witness.
+    let bare = signed(&self::input(events.clone(), &key));
+    assert_reason(
+        &verify(&bare, &required(vec![witness.verifier()])),
+        "bundle.tlog_proof_missing",
+    );
+
+    // Every byte of the first line, flipped, fails (the manifest rebuilt
+    // each time, so only the tlog-proof check can catch it).
+    let members = unpack(&bundle);
+    let data = get(&members, "tlog-proofs.jsonl");
+    let first_len = data.iter().position(|b| *b == b'\n').unwrap();
+    let no_key = VerifyOptions {
+        witnesses: vec![witness.verifier()],
+        ..VerifyOptions::default()
+    };
+    let mut m = members.clone();
+    rebuild_manifest(&mut m, false);
+    assert!(check(&m, &no_key).passed(), "the unsigned rebuild passes");
+    for at in 0..first_len {
+        let mut flipped = data.clone();
+        flipped[at] ^= 0x01;
+        let mut m = members.clone();
+        set(&mut m, "tlog-proofs.jsonl", flipped);
+        rebuild_manifest(&mut m, false);
+        let report = check(&m, &no_key);
+        assert!(
+            [
+                "bundle.tlog_proof_invalid",
+                "bundle.witness_cosignature_missing"
+            ]
+            .contains(&report.reason.as_str()),
+            "byte {at} ({:?}): {} {:?}",
+            data[at] as char,
+            report.reason,
+            report.detail
+        );
+    }
 }

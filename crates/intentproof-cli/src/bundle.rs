@@ -28,6 +28,8 @@
 //! the events as recorded, as the exporter computed `run.json`.
 
 use std::io::{Read, Write};
+
+use intentproof_core::tlog::note::NoteVerifier;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -62,6 +64,14 @@ pub struct VerifyArgs {
     /// attests the bundle (exit 3).
     #[arg(long = "key", value_name = "[KEY_ID=]PUB")]
     pub keys: Vec<String>,
+    /// Require a witness's cosignature on every event's C2SP checkpoint
+    /// (repeatable; each one given is required): `NAME=KEY` with the
+    /// witness's name and its Ed25519 public key (base64, or a file as for
+    /// `--key`), or its verifier key `name+id+base64(0x04 || key)` as
+    /// `intentproof keys transparency` prints it. Checks the bundle's
+    /// `tlog-proofs.jsonl`; a bundle without it fails.
+    #[arg(long = "witness", value_name = "NAME=KEY")]
+    pub witnesses: Vec<String>,
     /// Accept a bundle whose checks pass but that no given key attests:
     /// print the reference verifier's report and exit 0 (the missing
     /// attestation is named on standard error).
@@ -167,6 +177,33 @@ fn trusted_key(arg: &str) -> Result<TrustedKey> {
     Ok(TrustedKey { key_id, key })
 }
 
+/// Reads one `--witness` argument: a cosignature verifier key, or
+/// `NAME=KEY` (KEY: base64 of the public key, or a key file).
+pub fn witness_key(arg: &str) -> Result<NoteVerifier> {
+    use intentproof_core::tlog::note::KeyType;
+    if let Ok(verifier) = arg.parse::<NoteVerifier>() {
+        if verifier.key_type() != KeyType::Cosignature {
+            bail!(
+                "--witness {arg}: not a cosignature key (type 0x04); give the witness key `intentproof keys transparency` prints on the witness"
+            );
+        }
+        return Ok(verifier);
+    }
+    let Some((name, key)) = arg
+        .split_once('=')
+        .filter(|(n, k)| !n.is_empty() && !k.is_empty())
+    else {
+        bail!("--witness {arg}: expected NAME=KEY or a verifier key name+id+base64");
+    };
+    let key = match parse_public_key_bytes(key.as_bytes()) {
+        Ok(key) => key,
+        Err(_) if Path::new(key).is_file() => trusted_key(key)?.key,
+        Err(e) => bail!("--witness {arg}: {key:?} is neither a public key nor a key file: {e}"),
+    };
+    NoteVerifier::new(name, KeyType::Cosignature, key)
+        .map_err(|e| anyhow::anyhow!("--witness {arg}: {e}"))
+}
+
 /// Reads every `--key` argument.
 fn trusted_keys(args: &[String]) -> Result<Vec<TrustedKey>> {
     args.iter().map(|k| trusted_key(k)).collect()
@@ -252,6 +289,11 @@ pub fn run(args: VerifyArgs) -> Result<ExitCode> {
             max_member_bytes: args.max_bytes,
         },
         threads: 0,
+        witnesses: args
+            .witnesses
+            .iter()
+            .map(|w| witness_key(w))
+            .collect::<Result<_>>()?,
     };
     let report = verify_file(&file, &options, args.max_bytes)?;
     let mut out = std::io::stdout().lock();

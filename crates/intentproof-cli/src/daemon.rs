@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use intentproof_api::client::{DaemonClient, Progress};
 use intentproof_api::datadir::{DataDir, server_given};
 use intentproof_api::wire::{self, Paged};
-use intentproof_core::keys::parse_public_key;
+use intentproof_core::keys::{InstanceKey, parse_public_key};
 use intentproof_gateway::Config;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -103,6 +103,50 @@ pub struct TrustArgs {
     pub public_key: String,
 }
 
+/// The daemon's config as `serve` sees it: the file (`--config` or
+/// `INTENTPROOF_CONFIG`), then the environment, then `--data-dir`.
+pub fn resolve_config(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Config> {
+    let config_path = config.or_else(|| std::env::var_os("INTENTPROOF_CONFIG").map(PathBuf::from));
+    let mut config = match &config_path {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    }
+    .apply_env(|name| std::env::var(name).ok())?;
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    Ok(config)
+}
+
+/// `intentproof keys transparency`: the C2SP verifier keys of the daemon
+/// of this data dir and config: its log key (for witnesses'
+/// `[[transparency.logs]]`) and its witness key (for logs'
+/// `[[transparency.witnesses]]` and `verify --witness`).
+pub fn transparency_keys(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<()> {
+    let config = resolve_config(config, data_dir)?;
+    let key = InstanceKey::load_from(&config.data_dir).with_context(|| {
+        format!(
+            "no daemon key in {}: start the daemon once (`intentproof serve`) or run `intentproof keys new`",
+            config.data_dir.display()
+        )
+    })?;
+    let t = &config.transparency;
+    let origin = t
+        .origin
+        .clone()
+        .unwrap_or_else(|| intentproof_gateway::transparency::default_origin(&key));
+    let witness = t
+        .witness_name
+        .clone()
+        .unwrap_or_else(|| intentproof_gateway::transparency::default_witness_name(&key));
+    use intentproof_core::tlog::note::{KeyType, NoteVerifier};
+    let log = NoteVerifier::new(&origin, KeyType::Ed25519, key.verifying_key())?;
+    let cosigner = NoteVerifier::new(&witness, KeyType::Cosignature, key.verifying_key())?;
+    println!("log: {log}");
+    println!("witness: {cosigner}");
+    Ok(())
+}
+
 pub fn serve(args: ServeArgs) -> Result<()> {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
@@ -113,19 +157,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let config_path = args
-        .config
-        .or_else(|| std::env::var_os("INTENTPROOF_CONFIG").map(PathBuf::from));
-    let mut config = match &config_path {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    }
-    .apply_env(|name| std::env::var(name).ok())?;
+    let mut config = resolve_config(args.config, args.data_dir)?;
     if let Some(listen) = args.listen {
         config.listen = listen;
-    }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
     }
     // Checked after the flags: they may move the listen address.
     if let Some(problem) = config.ingest_token_problem() {

@@ -185,6 +185,17 @@ enum KeysCommand {
     },
     /// Tell the daemon to trust an instance's public key: its events then verify.
     Trust(daemon::TrustArgs),
+    /// Print the daemon's C2SP verifier keys: `log:` (a witness's
+    /// `[[transparency.logs]] key`) and `witness:` (a log's
+    /// `[[transparency.witnesses]] key`, `verify --witness`).
+    Transparency {
+        /// Data directory [default: $INTENTPROOF_DATA_DIR or ~/.intentproof]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The daemon's TOML config (its `[transparency]` names) [env INTENTPROOF_CONFIG]
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -366,6 +377,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             KeysCommand::Trust(args) => daemon::trust(args),
+            KeysCommand::Transparency { data_dir, config } => {
+                daemon::transparency_keys(config, data_dir)
+            }
         },
         Command::Serve(args) => daemon::serve(args),
         Command::Stop(args) => stop::stop(args),

@@ -121,7 +121,7 @@ pub struct Config {
 ///
 /// [[transparency.witnesses]]         # send each new checkpoint there (tlog-witness)
 /// url = "http://127.0.0.1:9788/v1/witness"   # the witness's prefix; POST <url>/add-checkpoint
-/// key = "intentproof-witness/inst_01B+5c1e2b3a+BDtq..."  # its cosignature key (0x04), from `intentproof transparency keys`
+/// key = "intentproof-witness/inst_01B+5c1e2b3a+BDtq..."  # its cosignature key (0x04), from `intentproof keys transparency`
 ///
 /// [[transparency.logs]]              # logs this daemon witnesses (cosigns)
 /// key = "intentproof-gateway/inst_01A+9c51ce3d+ATtq..."  # the log's key (0x01); its name is the origin
@@ -164,7 +164,7 @@ impl WitnessConfig {
             .map_err(|e| format!("transparency.witnesses {}: {e}", self.url))?;
         if key.key_type() != intentproof_core::tlog::note::KeyType::Cosignature {
             return Err(format!(
-                "transparency.witnesses {}: key {:?} is not a cosignature key (type 0x04); use the witness key `intentproof transparency keys` prints on the witness",
+                "transparency.witnesses {}: key {:?} is not a cosignature key (type 0x04); use the witness key `intentproof keys transparency` prints on the witness",
                 self.url, self.key
             ));
         }
@@ -192,7 +192,7 @@ impl WitnessedLogConfig {
             .map_err(|e| format!("transparency.logs: {e}"))?;
         if key.key_type() != intentproof_core::tlog::note::KeyType::Ed25519 {
             return Err(format!(
-                "transparency.logs: key {:?} is not a log key (type 0x01); use the log key `intentproof transparency keys` prints on the log",
+                "transparency.logs: key {:?} is not a log key (type 0x01); use the log key `intentproof keys transparency` prints on the log",
                 self.key
             ));
         }

@@ -14,6 +14,10 @@
 //!   checkpoint of the daemon's log (signed now if the latest is older than
 //!   the tree, so it covers every exported event); for a projection, the
 //!   proof also carries the full event's `leaf_hash`;
+//! - `tlog-proofs.jsonl`: the same audit paths as C2SP `tlog-proof`s, to
+//!   the largest checkpoint note that covers every exported event and that
+//!   a witness cosigned, else the largest that covers them (see
+//!   [`intentproof_bundle::inclusion`]);
 //! - `flow.json` (`intentproof.flow.v1`) over those events;
 //! - `policy.json`: the policy compiled from the correlation's last
 //!   declared plan, else a policy with one `required` rule per distinct
@@ -26,22 +30,25 @@
 //!
 //! The export is deterministic: `created_at` is the last event's
 //! completion time and `bundle_id` is derived from the correlation and the
-//! checkpoint's tree size, so exporting twice with nothing recorded in
-//! between gives identical bytes.
+//! checkpoint's tree size, so exporting twice with nothing recorded (and no
+//! cosignature received) in between gives identical bytes.
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signer, VerifyingKey};
-use intentproof_bundle::inclusion::{EventProof, InclusionProofs};
+use intentproof_bundle::inclusion::{EventProof, InclusionProofs, TlogProofLine};
 use intentproof_bundle::projection::{Profile, project};
 use intentproof_bundle::{BundleInput, ManifestSigner, write_bundle};
 use intentproof_core::canon::canonicalize_object_without;
 use intentproof_core::merkle::{event_merkle_root, leaf_hash};
+use intentproof_core::tlog::checkpoint::TlogCheckpoint;
+use intentproof_core::tlog::proof::TlogProof;
 use intentproof_policy::verification::{
     EvalOptions, Flow, Policy, RUN_FINGERPRINT_EXCLUDED_FIELDS, RunSignature, evaluate,
 };
+use intentproof_store::checkpoint as store_checkpoint;
 use intentproof_store::{StoreError, StoredEvent};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -149,9 +156,29 @@ pub fn export_bundle(
         )));
     }
 
+    // The C2SP note the tlog-proofs lead to: the largest cosigned one that
+    // covers every event, else the largest that does (checkpoint_now just
+    // wrote one of the current size).
+    let covers = |size: u64| size > last_seq;
+    let dir = state.store.dir();
+    let note = store_checkpoint::cosigned_note(dir, |size, by| covers(size) && !by.is_empty())
+        .and_then(|found| match found {
+            Some(note) => Ok(Some(note)),
+            None => store_checkpoint::cosigned_note(dir, |size, _| covers(size)),
+        })
+        .map_err(|e| ExportError::Internal(format!("cannot read the checkpoint notes: {e}")))?;
+    let note = note
+        .map(|note| {
+            TlogCheckpoint::parse(note.text())
+                .map(|cp| (cp.size, note))
+                .map_err(|e| ExportError::Internal(format!("a stored checkpoint note: {e}")))
+        })
+        .transpose()?;
+
     // Events, byte for byte, and their audit paths.
     let mut events = Vec::with_capacity(chain.len());
     let mut proofs = BTreeMap::new();
+    let mut tlog_proofs = Vec::with_capacity(chain.len());
     for stored in &chain {
         let mut raw = state.store.raw(&stored.entry)?;
         while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -162,6 +189,20 @@ pub fn export_bundle(
             .inclusion_proof(stored.entry.seq, checkpoint.tree_size)?;
         let proof = EventProof::new(stored.entry.seq, &proof);
         let event_id = &stored.entry.meta.event_id;
+        if let Some((size, note)) = &note {
+            let hashes = state.store.inclusion_proof(stored.entry.seq, *size)?;
+            tlog_proofs.push(TlogProofLine {
+                event_id: event_id.clone(),
+                tlog_proof: TlogProof {
+                    extra: None,
+                    index: stored.entry.seq,
+                    hashes,
+                    checkpoint: note.clone(),
+                }
+                .to_string(),
+                leaf_hash: projection.map(|_| intentproof_core::merkle::hex(&leaf_hash(&raw))),
+            });
+        }
         match projection {
             None => {
                 proofs.insert(event_id.clone(), proof);
@@ -309,6 +350,7 @@ pub fn export_bundle(
         certificate: None,
         keys,
         inclusion: Some(InclusionProofs::new(checkpoint, proofs)),
+        tlog_proofs,
         export_profile: profile.to_owned(),
         spec_version: SPEC_VERSION.into(),
         verifier_version: String::new(),

@@ -9,7 +9,7 @@
 //!   a data directory, and the origin must not: a witness knows a log by
 //!   it). The key name is the origin, so the verifier key is
 //!   `<origin>+<key ID>+<base64(0x01 || public key)>`
-//!   (`intentproof transparency keys` prints it).
+//!   (`intentproof keys transparency` prints it).
 //! - **Witness.** `POST /v1/witness/add-checkpoint` (the protocol's
 //!   `<prefix>/add-checkpoint` with prefix `/v1/witness`) checks a
 //!   checkpoint of a configured log (`[[transparency.logs]]`) against the

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use intentproof_bundle::{Report, TrustedKey, Verdict, VerifyOptions, verify};
 use intentproof_core::keys::InstanceKey;
 use intentproof_core::merkle::verify_consistency;
 use intentproof_core::tlog::checkpoint::TlogCheckpoint;
@@ -102,6 +103,32 @@ async fn cosigned(daemon: &Daemon, dir: &Path, witness: &NoteVerifier) -> Note {
     panic!("no cosignature by {witness} within 30 s");
 }
 
+async fn export(daemon: &Daemon, dir: &Path, correlation: &str) -> Vec<u8> {
+    let token = std::fs::read_to_string(dir.join("token")).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/bundles", daemon.url()))
+        .bearer_auth(token)
+        .json(&json!({"correlation_id": correlation}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    response.bytes().await.unwrap().to_vec()
+}
+
+fn verify_with(bundle: &[u8], daemon_key: &Path, witnesses: &[NoteVerifier]) -> Report {
+    let key = InstanceKey::load_from(daemon_key).unwrap();
+    let options = VerifyOptions {
+        trusted_keys: vec![TrustedKey {
+            key_id: Some(key.key_id()),
+            key: key.verifying_key(),
+        }],
+        witnesses: witnesses.to_vec(),
+        ..VerifyOptions::default()
+    };
+    verify(bundle, &options)
+}
+
 async fn post_witness(daemon: &Daemon, body: String, origin: Option<&str>) -> reqwest::Response {
     let mut request = reqwest::Client::new()
         .post(format!("{}/v1/witness/add-checkpoint", daemon.url()))
@@ -176,6 +203,34 @@ async fn two_daemons_witness_each_other_and_a_fork_is_refused() {
         })
         .collect();
     verify_consistency(3, 5, &cp_a.root, &cp_5.root, &proof).unwrap();
+
+    // A bundle of A carries tlog-proofs to the cosigned checkpoint:
+    // `--witness B` passes; flipping any byte of a tlog-proof fails.
+    let bundle = export(&a, dir_a.path(), "corr-t").await;
+    let report = verify_with(&bundle, dir_a.path(), std::slice::from_ref(&witness_b));
+    assert_eq!(report.verdict, Verdict::Attested, "{}", report.human());
+    assert_eq!(report.summary.tlog_proofs_verified, 5);
+    assert_eq!(
+        report.summary.witnesses_cosigned,
+        vec![witness_b.name().to_owned()]
+    );
+    assert!(report.findings.contains(&"tlog_proofs_valid:5".to_owned()));
+    let wrong_witness = verify_with(&bundle, dir_a.path(), std::slice::from_ref(&witness_a));
+    assert_eq!(wrong_witness.reason, "bundle.witness_cosignature_missing");
+    let archive = intentproof_bundle::read_archive(&bundle, &Default::default()).unwrap();
+    let proofs = archive
+        .members
+        .iter()
+        .find(|m| m.path == "tlog-proofs.jsonl")
+        .expect("a tlog-proofs.jsonl member");
+    let text = String::from_utf8(proofs.data.clone()).unwrap();
+    assert_eq!(text.lines().count(), 5);
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let tlog =
+        intentproof_core::tlog::proof::TlogProof::parse(first["tlog_proof"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(tlog.index, 0);
+    assert!(tlog.checkpoint.verify(&witness_b).unwrap().is_some());
     let (status, body) = get_text(&a, dir_a.path(), "/v1/consistency?from=4&to=9").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("from <= to <= 5"), "{body}");
@@ -239,6 +294,30 @@ async fn two_daemons_witness_each_other_and_a_fork_is_refused() {
             .await
             .unwrap()
             .contains("is not an extension of what this witness cosigned")
+    );
+    // The forked A's bundle has no cosigned checkpoint: --witness B fails.
+    let forked_bundle = export(&forked, forked_dir.path(), "corr-t").await;
+    let report = verify_with(
+        &forked_bundle,
+        forked_dir.path(),
+        std::slice::from_ref(&witness_b),
+    );
+    assert_eq!(
+        report.reason,
+        "bundle.witness_cosignature_missing",
+        "{}",
+        report.human()
+    );
+    assert!(
+        report
+            .detail
+            .unwrap()
+            .contains("is not cosigned by witness")
+    );
+    assert_eq!(
+        verify_with(&forked_bundle, forked_dir.path(), &[]).verdict,
+        Verdict::Attested,
+        "without --witness it is a consistent bundle of its own log"
     );
     // B still holds A's true root, durably.
     let state: serde_json::Value =

@@ -211,6 +211,20 @@ pub const STRICT_REASONS: &[(&str, &str)] = &[
          projected event's proof has no (or a full event's a wrong) leaf_hash",
     ),
     (
+        "bundle.tlog_proof_missing",
+        "witnesses are required but the bundle has no tlog-proofs.jsonl, or an event has no line in it",
+    ),
+    (
+        "bundle.tlog_proof_invalid",
+        "a tlog-proofs.jsonl line is malformed, names no bundled event, its checkpoint note is not \
+         signed by a key given or bundled, or its audit path does not lead to the note's root",
+    ),
+    (
+        "bundle.witness_cosignature_missing",
+        "an event's tlog-proof checkpoint is not cosigned by a required witness (`--witness`), or \
+         the cosignature does not verify",
+    ),
+    (
         "bundle.projection_unattested",
         "a bundle of event projections has an unsigned manifest, or no key (given or bundled) for \
          its signer: nothing attests the projected fields",
@@ -232,6 +246,10 @@ pub struct VerifyOptions {
     pub limits: ReadLimits,
     /// Threads for event checks; 0 means the available parallelism.
     pub threads: usize,
+    /// Witnesses (cosignature keys, type 0x04) every event's
+    /// `tlog-proofs.jsonl` checkpoint must be cosigned by
+    /// (`intentproof verify --witness`). Requires that member.
+    pub witnesses: Vec<intentproof_core::tlog::note::NoteVerifier>,
 }
 
 /// A failed check.

@@ -39,6 +39,13 @@ pub struct Summary {
     pub attestations: usize,
     /// Events whose inclusion proof verified.
     pub inclusion_proofs_verified: usize,
+    /// Events whose C2SP tlog-proof verified (`tlog-proofs.jsonl`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tlog_proofs_verified: usize,
+    /// Required witnesses (`--witness`) whose cosignature verified on
+    /// every event's tlog-proof checkpoint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub witnesses_cosigned: Vec<String>,
     /// `absent`, `unchecked` (no key given), `valid`, or
     /// `valid_with_bundled_key` (a projection bundle's manifest, checked
     /// without a given key against the bundled key of its signer).
@@ -201,6 +208,12 @@ impl Report {
                 "inclusion proofs",
             ));
         }
+        if s.tlog_proofs_verified > 0 {
+            parts.push(plural(s.tlog_proofs_verified, "tlog-proof", "tlog-proofs"));
+        }
+        if !s.witnesses_cosigned.is_empty() {
+            parts.push(format!("cosigned by {}", s.witnesses_cosigned.join(", ")));
+        }
         parts.join(", ")
     }
 
@@ -257,4 +270,8 @@ impl Report {
             )
         })
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

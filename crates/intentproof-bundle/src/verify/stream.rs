@@ -84,6 +84,7 @@ use super::{Ctx, Fail, Report, VerifyOptions};
 use crate::archive::{Compression, MemberEvent, VisitError, visit_reader, visit_slice};
 use crate::manifest::{
     ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, INCLUSION_PROOF, KEYS_DIR, MANIFEST, POLICY, RUN,
+    TLOG_PROOFS,
 };
 use crate::projection::Profile;
 use intentproof_core::keys::StrictKey;
@@ -124,6 +125,11 @@ pub(super) fn verify_stream<R: Read>(
     source: Source<'_, R>,
     options: &VerifyOptions,
 ) -> Result<Report, Bail> {
+    if !options.witnesses.is_empty() {
+        return Err(Bail(
+            "witness cosignatures are checked by the buffered verifier",
+        ));
+    }
     let threads = thread_count(options).max(1);
     let (job_tx, job_rx) = channel::<(u64, Job)>();
     let job_rx = Mutex::new(job_rx);
@@ -823,6 +829,12 @@ impl<'o> Driver<'o> {
                 }
                 self.events.matched = vec![false; self.events.count];
                 Kind::Inclusion(Skeleton::new(), InclusionSink::default())
+            }
+            // Its C2SP proofs are checked by the buffered verifier only.
+            TLOG_PROOFS => {
+                return Err(Bail(
+                    "tlog-proofs.jsonl is checked by the buffered verifier",
+                ));
             }
             MANIFEST | POLICY | ATTESTATIONS | CERTIFICATE => self.small_member(size)?,
             p if p.starts_with(KEYS_DIR) && p.ends_with(".pub") => self.small_member(size)?,
