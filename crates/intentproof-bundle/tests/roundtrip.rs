@@ -955,10 +955,12 @@ fn tlog_proofs_verify_with_witnesses_and_every_byte_of_one_matters() {
     let plain = verify(&bundle, &with_key());
     assert!(plain.passed());
     assert_eq!(plain.summary.tlog_proofs_verified, 3);
-    assert_eq!(
-        verify_reader(&bundle[..], &with_key()).unwrap_err().0,
-        "tlog-proofs.jsonl is checked by the buffered verifier"
-    );
+    // The streaming verifier checks them too, with the same report.
+    for options in [with_key(), required(vec![witness.verifier()])] {
+        let streamed = verify_reader(&bundle[..], &options).unwrap();
+        assert_eq!(streamed, verify(&bundle, &options));
+        assert_eq!(streamed.summary.tlog_proofs_verified, 3);
+    }
     assert_reason(
         &verify(
             &bundle,
@@ -992,6 +994,11 @@ fn tlog_proofs_verify_with_witnesses_and_every_byte_of_one_matters() {
         set(&mut m, "tlog-proofs.jsonl", flipped);
         rebuild_manifest(&mut m, false);
         let report = check(&m, &no_key);
+        // The streaming verifier stops (leaving it to the buffered one) or
+        // reports the same.
+        if let Ok(streamed) = verify_reader(&pack_members(&m, true).unwrap()[..], &no_key) {
+            assert_eq!(streamed, report, "byte {at}");
+        }
         assert!(
             [
                 "bundle.tlog_proof_invalid",

@@ -59,6 +59,7 @@ mod reference;
 mod report;
 mod stream;
 mod strict;
+mod tlog;
 
 use std::io::Read;
 

@@ -78,8 +78,10 @@ use super::reference::{
 use super::strict::{
     chains_valid, check_bundled_keys, check_consistency, check_inclusion_header, check_jsonl,
     check_manifest_members, check_manifest_signed, check_projection_attestation,
-    event_signature_summary, inclusion_proofs_valid, projection_signatures_valid,
+    event_signature_summary, inclusion_proofs_valid, projection_signatures_valid, tlog_log_keys,
+    tlog_member_absent, tlog_proofs_valid,
 };
+use super::tlog::TlogCheck;
 use super::{Ctx, Fail, Report, VerifyOptions};
 use crate::archive::{Compression, MemberEvent, VisitError, visit_reader, visit_slice};
 use crate::manifest::{
@@ -125,11 +127,6 @@ pub(super) fn verify_stream<R: Read>(
     source: Source<'_, R>,
     options: &VerifyOptions,
 ) -> Result<Report, Bail> {
-    if !options.witnesses.is_empty() {
-        return Err(Bail(
-            "witness cosignatures are checked by the buffered verifier",
-        ));
-    }
     let threads = thread_count(options).max(1);
     let (job_tx, job_rx) = channel::<(u64, Job)>();
     let job_rx = Mutex::new(job_rx);
@@ -703,7 +700,7 @@ impl Kind {
     fn deferrable(&self) -> bool {
         matches!(
             self,
-            Kind::Events(..) | Kind::Flow(..) | Kind::Inclusion(..)
+            Kind::Events(..) | Kind::Flow(..) | Kind::Inclusion(..) | Kind::Tlog(..)
         )
     }
 }
@@ -714,6 +711,8 @@ enum Kind {
     Flow(Skeleton, FlowSink),
     Run(Skeleton, RunSink),
     Inclusion(Skeleton, InclusionSink),
+    /// tlog-proofs.jsonl: the part of a line not yet checked.
+    Tlog(Vec<u8>),
     Small(Vec<u8>),
     Other,
 }
@@ -738,6 +737,8 @@ struct Driver<'o> {
     flow: Option<Option<Map<String, Value>>>,
     run: Option<RunDoc>,
     inclusion: Option<InclusionDoc>,
+    /// tlog-proofs.jsonl, as checked so far ([`super::tlog`]).
+    tlog: Option<TlogCheck>,
     batch: Batch,
     proofs: ProofBatch,
     /// Job buffers back from the workers, for the next jobs.
@@ -775,6 +776,7 @@ impl<'o> Driver<'o> {
             flow: None,
             run: None,
             inclusion: None,
+            tlog: None,
             batch: Batch::default(),
             proofs: ProofBatch::default(),
             spare: Vec::new(),
@@ -830,11 +832,11 @@ impl<'o> Driver<'o> {
                 self.events.matched = vec![false; self.events.count];
                 Kind::Inclusion(Skeleton::new(), InclusionSink::default())
             }
-            // Its C2SP proofs are checked by the buffered verifier only.
             TLOG_PROOFS => {
-                return Err(Bail(
-                    "tlog-proofs.jsonl is checked by the buffered verifier",
-                ));
+                // The lines are matched to the events by position.
+                self.drain()?;
+                self.tlog = Some(TlogCheck::default());
+                Kind::Tlog(Vec::new())
             }
             MANIFEST | POLICY | ATTESTATIONS | CERTIFICATE => self.small_member(size)?,
             p if p.starts_with(KEYS_DIR) && p.ends_with(".pub") => self.small_member(size)?,
@@ -891,6 +893,18 @@ impl<'o> Driver<'o> {
             Kind::Flow(skeleton, sink) => skeleton.feed(chunk, sink, self),
             Kind::Run(skeleton, sink) => skeleton.feed(chunk, sink, self),
             Kind::Inclusion(skeleton, sink) => skeleton.feed(chunk, sink, self),
+            Kind::Tlog(partial) => {
+                partial.extend_from_slice(chunk);
+                let Some(last) = partial.iter().rposition(|b| *b == b'\n') else {
+                    if partial.len() > MAX_PIECE {
+                        return Err(Bail("a tlog-proofs.jsonl line is too long"));
+                    }
+                    return Ok(());
+                };
+                let rest = partial.split_off(last + 1);
+                let lines = std::mem::replace(partial, rest);
+                self.tlog_lines(&lines)
+            }
             Kind::Small(buf) => {
                 buf.extend_from_slice(chunk);
                 Ok(())
@@ -958,10 +972,39 @@ impl<'o> Driver<'o> {
                 };
                 self.inclusion = Some(InclusionDoc { schema, checkpoint });
             }
+            Kind::Tlog(partial) => self.tlog_lines(&partial)?,
             Kind::Small(buf) => {
                 self.small.insert(path, buf);
             }
             Kind::Other => {}
+        }
+        Ok(())
+    }
+
+    /// Checks whole lines of tlog-proofs.jsonl against the events at their
+    /// positions (a failure is left to the buffered verifier to name).
+    fn tlog_lines(&mut self, lines: &[u8]) -> Result<(), Bail> {
+        let Some(check) = self.tlog.as_mut() else {
+            return Err(Bail("tlog-proofs.jsonl lines outside the member"));
+        };
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let at = check.lines;
+            if at >= self.events.count {
+                return Err(Bail("more tlog-proofs than events"));
+            }
+            let projected = self
+                .events
+                .flags
+                .get(at)
+                .is_some_and(|f| f & PROJECTED != 0);
+            let leaf = match self.events.leaves.get(at) {
+                Some(leaf) if !projected => Some(*leaf),
+                Some(_) => None,
+                None => return Err(Bail("a tlog-proof for no event")),
+            };
+            check
+                .line(line, self.events.id(at), leaf)
+                .map_err(|_| Bail("a tlog-proof does not verify"))?;
         }
         Ok(())
     }
@@ -1282,6 +1325,18 @@ impl<'o> Driver<'o> {
                 return Err(Bail("an event has no inclusion proof"));
             }
             inclusion_proofs_valid(self.events.count, ctx);
+        }
+        match &self.tlog {
+            Some(check) => {
+                if check.lines != self.events.count {
+                    return Err(Bail("an event has no tlog-proof"));
+                }
+                check
+                    .notes(&tlog_log_keys(&ring, options), &options.witnesses)
+                    .map_err(|_| Bail("a tlog-proof checkpoint does not verify"))?;
+                tlog_proofs_valid(self.events.count, &options.witnesses, ctx);
+            }
+            None => check!(tlog_member_absent(&options.witnesses, ctx)),
         }
         if self.events.projections > 0 {
             check!(check_projection_attestation(

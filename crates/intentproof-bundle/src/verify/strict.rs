@@ -16,17 +16,15 @@ use serde_json::{Map, Value};
 
 use super::keys::KeyRing;
 use super::records::{Record, StrictSig, hex_decode_strict, lenient_object};
+use super::tlog::{TlogCheck, TlogFail};
 use super::{Ctx, Fail, VerifyOptions, fail};
-use crate::inclusion::{
-    CHECKPOINT_SCHEMA, INCLUSION_SCHEMA, InclusionProofs, TlogProofLine, parse_hash,
-};
+use crate::inclusion::{CHECKPOINT_SCHEMA, INCLUSION_SCHEMA, InclusionProofs, parse_hash};
 use crate::manifest::{
     ATTESTATIONS, EVENTS, FLOW, INCLUSION_PROOF, MANIFEST, Manifest, POLICY, RUN, TLOG_PROOFS,
     manifest_digest, policy_fingerprint,
 };
 use crate::projection::Profile;
-use intentproof_core::tlog::note::{KeyType, NoteVerifier};
-use intentproof_core::tlog::proof::TlogProof;
+use intentproof_core::tlog::note::NoteVerifier;
 
 pub(super) struct StrictInput<'a> {
     pub(super) members: &'a HashMap<&'a str, &'a [u8]>,
@@ -689,43 +687,26 @@ fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Resu
     Ok(())
 }
 
-/// `tlog-proofs.jsonl`: one line per event, in events.jsonl's order; each
-/// C2SP tlog-proof's note is signed under its origin by a key given or
-/// bundled, cosigned by every required witness, and its audit path leads
-/// from the event's leaf to the note's root. Without the member, only a
+/// `tlog-proofs.jsonl` ([`super::tlog`]). Without the member, only a
 /// required witness makes it a failure.
 fn check_tlog_proofs(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
     let witnesses = &input.options.witnesses;
     let Some(bytes) = input.members.get(TLOG_PROOFS) else {
-        if witnesses.is_empty() {
-            return Ok(());
-        }
-        ctx.finding("tlog_proofs.missing");
-        return fail(
-            "bundle.tlog_proof_missing",
-            format!(
-                "witness cosignatures are required (--witness {}), but the bundle has no {TLOG_PROOFS}: nothing shows a witness saw its checkpoint",
-                witnesses[0].name()
-            ),
-        );
+        return tlog_member_absent(witnesses, ctx);
     };
-    let invalid = |ctx: &mut Ctx, id: &str, why: String| -> Result<(), Fail> {
-        ctx.finding(format!("tlog_proof_invalid:{id}"));
-        fail("bundle.tlog_proof_invalid", why)
+    let failed = |ctx: &mut Ctx, f: TlogFail| -> Result<(), Fail> {
+        let prefix = match f.reason {
+            "bundle.witness_cosignature_missing" => "witness_cosignature_missing",
+            _ => "tlog_proof_invalid",
+        };
+        ctx.finding(format!("{prefix}:{}", f.event));
+        fail(f.reason, f.detail)
     };
     let lines: Vec<&[u8]> = bytes
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    let mut keys: Vec<VerifyingKey> = input.ring.trusted_by_id.values().copied().collect();
-    keys.extend(input.options.trusted_keys.iter().map(|k| k.key));
-    keys.extend(
-        input
-            .ring
-            .bundled
-            .values()
-            .filter_map(|k| k.as_ref().ok().copied()),
-    );
+    let mut check = TlogCheck::default();
     for (i, (r, event_line)) in input.events.iter().zip(input.event_lines).enumerate() {
         let Some(line) = lines.get(i) else {
             ctx.finding(format!("tlog_proof_missing:{}", r.id));
@@ -734,105 +715,61 @@ fn check_tlog_proofs(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
                 format!("event {:?} has no line in {TLOG_PROOFS}", r.id),
             );
         };
-        let parsed: TlogProofLine = match parse_strict(line)
-            .map_err(|e| e.to_string())
-            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
-        {
-            Ok(p) => p,
-            Err(e) => return invalid(ctx, &r.id, format!("{TLOG_PROOFS} line {}: {e}", i + 1)),
-        };
-        if parsed.event_id != r.id {
-            return invalid(
-                ctx,
-                &r.id,
-                format!(
-                    "{TLOG_PROOFS} line {} is for {:?}, but event {} is {:?} (one line per event, in events.jsonl's order)",
-                    i + 1,
-                    parsed.event_id,
-                    i + 1,
-                    r.id
-                ),
-            );
-        }
-        let leaf = match (&r.chain.projection, &parsed.leaf_hash) {
-            (Some(_), Some(h)) => parse_hash(h),
-            (None, None) => Some(leaf_hash(event_line)),
-            _ => None,
-        };
-        let Some(leaf) = leaf else {
-            return invalid(
-                ctx,
-                &r.id,
-                format!(
-                    "the tlog-proof of event {:?} needs leaf_hash exactly when the event is a projection",
-                    r.id
-                ),
-            );
-        };
-        let proof = match TlogProof::parse(&parsed.tlog_proof) {
-            Ok(p) => p,
-            Err(e) => {
-                return invalid(
-                    ctx,
-                    &r.id,
-                    format!("the tlog-proof of event {:?}: {e}", r.id),
-                );
-            }
-        };
-        let origin = proof
-            .checkpoint
-            .text()
-            .split('\n')
-            .next()
-            .unwrap_or_default();
-        let log = keys.iter().find_map(|key| {
-            let verifier = NoteVerifier::new(origin, KeyType::Ed25519, *key).ok()?;
-            proof
-                .checkpoint
-                .signatures()
-                .iter()
-                .any(|s| s.name == verifier.name() && s.key_id == verifier.id())
-                .then_some(verifier)
-        });
-        let Some(log) = log else {
-            return invalid(
-                ctx,
-                &r.id,
-                format!(
-                    "the tlog-proof checkpoint of event {:?} is not signed under {origin:?} by any key given or bundled",
-                    r.id
-                ),
-            );
-        };
-        if let Err(e) = proof.verify(&leaf, &log, &[]) {
-            return invalid(
-                ctx,
-                &r.id,
-                format!("the tlog-proof of event {:?}: {e}", r.id),
-            );
-        }
-        for witness in witnesses {
-            if let Err(e) = proof.verify(&leaf, &log, std::slice::from_ref(witness)) {
-                ctx.finding(format!("witness_cosignature_missing:{}", witness.name()));
-                return fail(
-                    "bundle.witness_cosignature_missing",
-                    format!("event {:?}: {e}", r.id),
-                );
-            }
+        let leaf = r.chain.projection.is_none().then(|| leaf_hash(event_line));
+        if let Err(f) = check.line(line, &r.id, leaf) {
+            return failed(ctx, f);
         }
     }
     if lines.len() > input.events.len() {
-        return invalid(
+        return failed(
             ctx,
-            "extra",
-            format!(
-                "{TLOG_PROOFS} has {} lines for {} events",
-                lines.len(),
-                input.events.len()
-            ),
+            TlogFail {
+                reason: "bundle.tlog_proof_invalid",
+                detail: format!(
+                    "{TLOG_PROOFS} has {} lines for {} events",
+                    lines.len(),
+                    input.events.len()
+                ),
+                event: "extra".into(),
+            },
         );
     }
-    let count = input.events.len();
+    if let Err(f) = check.notes(&tlog_log_keys(input.ring, input.options), witnesses) {
+        return failed(ctx, f);
+    }
+    tlog_proofs_valid(input.events.len(), witnesses, ctx);
+    Ok(())
+}
+
+/// No `tlog-proofs.jsonl`: a failure only when a witness is required.
+pub(super) fn tlog_member_absent(witnesses: &[NoteVerifier], ctx: &mut Ctx) -> Result<(), Fail> {
+    let Some(first) = witnesses.first() else {
+        return Ok(());
+    };
+    ctx.finding("tlog_proofs.missing");
+    fail(
+        "bundle.tlog_proof_missing",
+        format!(
+            "witness cosignatures are required (--witness {}), but the bundle has no {TLOG_PROOFS}: nothing shows a witness saw its checkpoint",
+            first.name()
+        ),
+    )
+}
+
+/// The keys a checkpoint note may be signed with: given, then bundled.
+pub(super) fn tlog_log_keys(ring: &KeyRing, options: &VerifyOptions) -> Vec<VerifyingKey> {
+    let mut keys: Vec<VerifyingKey> = ring.trusted_by_id.values().copied().collect();
+    keys.extend(options.trusted_keys.iter().map(|k| k.key));
+    keys.extend(
+        ring.bundled
+            .values()
+            .filter_map(|k| k.as_ref().ok().copied()),
+    );
+    keys
+}
+
+/// The summary and findings of verified tlog-proofs.
+pub(super) fn tlog_proofs_valid(count: usize, witnesses: &[NoteVerifier], ctx: &mut Ctx) {
     ctx.summary.tlog_proofs_verified = count;
     if count > 0 {
         ctx.finding(format!("tlog_proofs_valid:{count}"));
@@ -843,7 +780,6 @@ fn check_tlog_proofs(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
             .push(witness.name().to_owned());
         ctx.finding(format!("witness_cosigned:{}", witness.name()));
     }
-    Ok(())
 }
 
 /// `inclusion_proof.json` is not the documented form.

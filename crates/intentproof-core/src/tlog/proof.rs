@@ -105,42 +105,15 @@ impl TlogProof {
         log: &NoteVerifier,
         witnesses: &[NoteVerifier],
     ) -> Result<VerifiedProof, String> {
-        let checkpoint = TlogCheckpoint::parse(self.checkpoint.text())?;
-        if checkpoint.origin != log.name() {
-            return Err(format!(
-                "the checkpoint's origin {:?} is not the log key's name {:?}",
-                checkpoint.origin,
-                log.name()
-            ));
-        }
-        match self.checkpoint.verify(log) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(format!(
-                    "the checkpoint has no signature by the log key {log}"
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-        let mut names = Vec::new();
-        for witness in witnesses {
-            if witness.key_type() != KeyType::Cosignature {
-                return Err(format!(
-                    "witness key {witness} is not a cosignature (type 0x04) key"
-                ));
-            }
-            match self.checkpoint.verify(witness) {
-                Ok(Some(_)) => names.push(witness.name().to_owned()),
-                Ok(None) => {
-                    return Err(format!(
-                        "the checkpoint (size {}) is not cosigned by witness {}",
-                        checkpoint.size,
-                        witness.name()
-                    ));
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
+        let verified = verify_checkpoint(&self.checkpoint, log, witnesses)?;
+        self.verify_leaf(leaf, &verified.checkpoint)?;
+        Ok(verified)
+    }
+
+    /// Checks only the audit path: `leaf` at [`TlogProof::index`] leads to
+    /// `checkpoint`'s root (one checked with [`verify_checkpoint`], which
+    /// many proofs to one checkpoint need do once).
+    pub fn verify_leaf(&self, leaf: &Hash, checkpoint: &TlogCheckpoint) -> Result<(), String> {
         verify_inclusion(
             leaf,
             self.index,
@@ -153,12 +126,58 @@ impl TlogProof {
                 "leaf {} is not in the checkpoint of size {}: {e}",
                 self.index, checkpoint.size
             )
-        })?;
-        Ok(VerifiedProof {
-            checkpoint,
-            witnesses: names,
         })
     }
+}
+
+/// Checks a checkpoint note: its text is a checkpoint whose origin is the
+/// name of `log`, `log` signed it, and every verifier in `witnesses` (type
+/// 0x04) cosigned it. Says what failed.
+pub fn verify_checkpoint(
+    note: &Note,
+    log: &NoteVerifier,
+    witnesses: &[NoteVerifier],
+) -> Result<VerifiedProof, String> {
+    let checkpoint = TlogCheckpoint::parse(note.text())?;
+    if checkpoint.origin != log.name() {
+        return Err(format!(
+            "the checkpoint's origin {:?} is not the log key's name {:?}",
+            checkpoint.origin,
+            log.name()
+        ));
+    }
+    match note.verify(log) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(format!(
+                "the checkpoint has no signature by the log key {log}"
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    let mut names = Vec::new();
+    for witness in witnesses {
+        if witness.key_type() != KeyType::Cosignature {
+            return Err(format!(
+                "witness key {witness} is not a cosignature (type 0x04) key"
+            ));
+        }
+        match note.verify(witness) {
+            Ok(Some(_)) => names.push(witness.name().to_owned()),
+            Ok(None) => {
+                return Err(format!(
+                    "the checkpoint (size {}) is not cosigned by witness {}",
+                    checkpoint.size,
+                    witness.name()
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(VerifiedProof {
+        checkpoint,
+        witnesses: names,
+    })
 }
 
 impl fmt::Display for TlogProof {
