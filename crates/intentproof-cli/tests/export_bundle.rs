@@ -230,7 +230,7 @@ fn a_recorded_session_exports_to_a_deterministic_bundle_that_verifies() {
         lines[0],
         format!(
             "Integrity: ✓ pass (bundle.verify_pass), attested by key {daemon_key_id}: {n} of {n} \
-             event signatures, 1 chain, {n} inclusion proofs verify, and the key's holder (the \
+             event signatures, 1 chain, {n} inclusion proofs, {n} tlog-proofs verify, and the key's holder (the \
              exporter) vouches that these are the events it exported, none added, changed or \
              left out since."
         ),
@@ -506,7 +506,7 @@ fn auditor_and_counterparty_bundles_withhold_payloads_and_verify() {
         assert_eq!(
             stdout.lines().next().unwrap(),
             format!(
-                "⚠ unattested: {n} of {n} event signatures, 1 chain, {n} inclusion proofs verify, but \
+                "⚠ unattested: {n} of {n} event signatures, 1 chain, {n} inclusion proofs, {n} tlog-proofs verify, but \
                  the manifest signature verifies only with the key {signer:?} the bundle itself \
                  carries, which nothing outside the bundle vouches for: events may have been left \
                  out. Pass --key with the exporter's public key"
@@ -985,6 +985,14 @@ fn a_truncated_bundle_is_never_attested() {
         "inclusion_proof.json",
         serde_json::to_vec(&inclusion).unwrap(),
     );
+    // And the dropped events' C2SP proofs (one line per event, in order).
+    let tlog: Vec<u8> = get(&m, "tlog-proofs.jsonl")
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .take(kept.len())
+        .flat_map(|l| [l, b"\n"].concat())
+        .collect();
+    set(&mut m, "tlog-proofs.jsonl", tlog);
     rebuild_manifest(&mut m, false);
     let truncated = t.join("truncated.proof.tar.zst");
     std::fs::write(
@@ -1025,6 +1033,7 @@ fn a_truncated_bundle_is_never_attested() {
         "event_chains_valid:1".to_owned(),
         "checkpoint.signature_valid".to_owned(),
         format!("inclusion_proofs_valid:{k}"),
+        format!("tlog_proofs_valid:{k}"),
     ];
     let warnings = format!(
         "warning: the manifest is unsigned: the bundle is self-consistent, but anyone could have \
@@ -1032,7 +1041,7 @@ fn a_truncated_bundle_is_never_attested() {
          itself, and no given key vouches for those keys or the manifest: pass --key\n"
     );
     let what_verified =
-        format!("{k} of {k} event signatures, 1 chain, {k} inclusion proofs verify");
+        format!("{k} of {k} event signatures, 1 chain, {k} inclusion proofs, {k} tlog-proofs verify");
 
     // Without a key: unattested, exit 3, never a plain pass.
     let (code, stdout, stderr) = verify_with(&[], &truncated);

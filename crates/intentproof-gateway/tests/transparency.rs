@@ -464,3 +464,30 @@ async fn a_data_dir_from_before_notes_gets_one_for_its_checkpoint() {
     );
     daemon.stop().await.unwrap();
 }
+
+#[test]
+fn the_readme_transparency_snippet_loads() {
+    let readme = include_str!("../../../README.md");
+    let from = readme
+        .find("### Witnessed checkpoints (C2SP)")
+        .expect("the README section");
+    let block = &readme[from..];
+    let start = block.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = block[start..].find("```").expect("its end");
+    let config = Config::from_toml(&block[start..start + end], "README".as_ref())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = &config.transparency;
+    assert_eq!(t.origin.as_deref(), Some("gateway-a.example/log"));
+    assert_eq!(
+        t.witnesses[0].verifier().unwrap().name(),
+        "gateway-b.example/witness"
+    );
+    assert_eq!(t.logs[0].verifier().unwrap().name(), "gateway-b.example/log");
+    // A log key where a witness key belongs is refused, naming both.
+    let swapped = format!(
+        "[[transparency.witnesses]]\nurl = \"http://x/v1/witness\"\nkey = \"{}\"\n",
+        t.logs[0].key
+    );
+    let err = Config::from_toml(&swapped, "swapped".as_ref()).unwrap_err().to_string();
+    assert!(err.contains("is not a cosignature key (type 0x04)"), "{err}");
+}
