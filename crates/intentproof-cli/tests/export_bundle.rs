@@ -1040,8 +1040,9 @@ fn a_truncated_bundle_is_never_attested() {
          built it\nwarning: {k} event signature(s) were checked with keys carried in the bundle \
          itself, and no given key vouches for those keys or the manifest: pass --key\n"
     );
-    let what_verified =
-        format!("{k} of {k} event signatures, 1 chain, {k} inclusion proofs, {k} tlog-proofs verify");
+    let what_verified = format!(
+        "{k} of {k} event signatures, 1 chain, {k} inclusion proofs, {k} tlog-proofs verify"
+    );
 
     // Without a key: unattested, exit 3, never a plain pass.
     let (code, stdout, stderr) = verify_with(&[], &truncated);

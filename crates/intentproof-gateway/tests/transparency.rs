@@ -203,6 +203,28 @@ async fn two_daemons_witness_each_other_and_a_fork_is_refused() {
         })
         .collect();
     verify_consistency(3, 5, &cp_a.root, &cp_5.root, &proof).unwrap();
+    // Independent implementations read the daemon's note and proof alike.
+    let theirs = signed_note::Note::from_bytes(grown.to_string().as_bytes()).unwrap();
+    let vkey = signed_note::StandardVerifier::new(&log_a.to_string()).unwrap();
+    let (verified, unverified) = theirs
+        .verify(&signed_note::VerifierList::new(vec![Box::new(vkey)]))
+        .unwrap();
+    assert_eq!(
+        (verified.len(), unverified.len()),
+        (1, 1),
+        "A's signature, B's cosignature"
+    );
+    let parsed = tlog_tiles::Checkpoint::from_bytes(grown.text().as_bytes()).unwrap();
+    assert_eq!((parsed.origin(), parsed.size()), (log_a.name(), 5));
+    let tiles: Vec<tlog_tiles::Hash> = proof.iter().map(|h| tlog_tiles::Hash(*h)).collect();
+    tlog_tiles::check_tree(
+        &tiles,
+        5,
+        tlog_tiles::Hash(cp_5.root),
+        3,
+        tlog_tiles::Hash(cp_a.root),
+    )
+    .unwrap();
 
     // A bundle of A carries tlog-proofs to the cosigned checkpoint:
     // `--witness B` passes; flipping any byte of a tlog-proof fails.
@@ -482,12 +504,20 @@ fn the_readme_transparency_snippet_loads() {
         t.witnesses[0].verifier().unwrap().name(),
         "gateway-b.example/witness"
     );
-    assert_eq!(t.logs[0].verifier().unwrap().name(), "gateway-b.example/log");
+    assert_eq!(
+        t.logs[0].verifier().unwrap().name(),
+        "gateway-b.example/log"
+    );
     // A log key where a witness key belongs is refused, naming both.
     let swapped = format!(
         "[[transparency.witnesses]]\nurl = \"http://x/v1/witness\"\nkey = \"{}\"\n",
         t.logs[0].key
     );
-    let err = Config::from_toml(&swapped, "swapped".as_ref()).unwrap_err().to_string();
-    assert!(err.contains("is not a cosignature key (type 0x04)"), "{err}");
+    let err = Config::from_toml(&swapped, "swapped".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is not a cosignature key (type 0x04)"),
+        "{err}"
+    );
 }
