@@ -515,7 +515,7 @@ fn report(
     println!(
         "  {}",
         style.dim(&format!(
-            "{} checks: file hashes, signatures, chains, Merkle roots, inclusion proofs, policy replay",
+            "{} checks: file hashes, signatures, chains, Merkle roots, inclusion proofs, tlog-proofs, policy replay",
             human.lines().skip(1).count()
         ))
     );
