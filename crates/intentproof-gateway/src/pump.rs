@@ -15,6 +15,16 @@ use tokio::sync::{Notify, watch};
 use crate::config::ExporterConfig;
 use crate::metrics::Metrics;
 
+/// The HTTP client of a delivery loop (exporters, witness clients): one
+/// time limit per request, redirects never followed (a collector or a
+/// witness that moves must be reconfigured, not followed blindly).
+pub(crate) fn delivery_client(timeout_ms: u64) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
 /// Runs one exporter until `stop` turns true.
 pub async fn run(
     config: ExporterConfig,
@@ -42,11 +52,7 @@ pub async fn run(
         reqwest::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.timeout_ms))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+    let client = match delivery_client(config.timeout_ms) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(exporter = %config.name, error = %e, "exporter disabled: cannot build HTTP client");

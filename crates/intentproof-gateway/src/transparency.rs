@@ -289,11 +289,7 @@ pub async fn push_to_witness(
             return;
         }
     };
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.timeout_ms))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
+    let client = match crate::pump::delivery_client(config.timeout_ms) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(witness = %config.url, error = %e, "witness client disabled: cannot build HTTP client");
