@@ -43,12 +43,10 @@ use intentproof_bundle::projection::{Profile, project};
 use intentproof_bundle::{BundleInput, ManifestSigner, write_bundle};
 use intentproof_core::canon::canonicalize_object_without;
 use intentproof_core::merkle::{event_merkle_root, leaf_hash};
-use intentproof_core::tlog::checkpoint::TlogCheckpoint;
 use intentproof_core::tlog::proof::TlogProof;
 use intentproof_policy::verification::{
     EvalOptions, Flow, Policy, RUN_FINGERPRINT_EXCLUDED_FIELDS, RunSignature, evaluate,
 };
-use intentproof_store::checkpoint as store_checkpoint;
 use intentproof_store::{StoreError, StoredEvent};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -159,21 +157,7 @@ pub fn export_bundle(
     // The C2SP note the tlog-proofs lead to: the largest cosigned one that
     // covers every event, else the largest that does (checkpoint_now just
     // wrote one of the current size).
-    let covers = |size: u64| size > last_seq;
-    let dir = state.store.dir();
-    let note = store_checkpoint::cosigned_note(dir, |size, by| covers(size) && !by.is_empty())
-        .and_then(|found| match found {
-            Some(note) => Ok(Some(note)),
-            None => store_checkpoint::cosigned_note(dir, |size, _| covers(size)),
-        })
-        .map_err(|e| ExportError::Internal(format!("cannot read the checkpoint notes: {e}")))?;
-    let note = note
-        .map(|note| {
-            TlogCheckpoint::parse(note.text())
-                .map(|cp| (cp.size, note))
-                .map_err(|e| ExportError::Internal(format!("a stored checkpoint note: {e}")))
-        })
-        .transpose()?;
+    let note = state.transparency.note_covering(last_seq);
 
     // Events, byte for byte, and their audit paths.
     let mut events = Vec::with_capacity(chain.len());

@@ -55,6 +55,12 @@ pub struct Metrics {
     pub queue_depth: AtomicUsize,
     exported: AtomicU64,
     export_failures: AtomicU64,
+    /// As a log: checkpoints cosigned by a witness, and attempts that were not.
+    witness_cosigned: AtomicU64,
+    witness_not_cosigned: AtomicU64,
+    /// As a witness: checkpoints cosigned for other logs, and refused.
+    witnessed: AtomicU64,
+    witness_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -98,6 +104,26 @@ impl Metrics {
         } else {
             self.export_failures.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one attempt to get this log's checkpoint cosigned.
+    pub fn witness_attempt(&self, cosigned: bool) {
+        let counter = if cosigned {
+            &self.witness_cosigned
+        } else {
+            &self.witness_not_cosigned
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one `add-checkpoint` this daemon answered as a witness.
+    pub fn witnessed(&self, cosigned: bool) {
+        let counter = if cosigned {
+            &self.witnessed
+        } else {
+            &self.witness_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -190,6 +216,39 @@ impl Metrics {
             "intentproof_exporter_deliveries_total{{result=\"failed\"}} {}",
             get(&self.export_failures)
         );
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_witness_attempts_total Attempts to get this log's checkpoints cosigned by its witnesses, by result."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_witness_attempts_total counter");
+        for (result, counter) in [
+            ("cosigned", &self.witness_cosigned),
+            ("not_cosigned", &self.witness_not_cosigned),
+        ] {
+            let _ = writeln!(
+                out,
+                "intentproof_witness_attempts_total{{result=\"{result}\"}} {}",
+                get(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_witnessed_checkpoints_total Other logs' checkpoints this daemon answered as a witness, by result."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE intentproof_witnessed_checkpoints_total counter"
+        );
+        for (result, counter) in [
+            ("cosigned", &self.witnessed),
+            ("refused", &self.witness_refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "intentproof_witnessed_checkpoints_total{{result=\"{result}\"}} {}",
+                get(counter)
+            );
+        }
         out
     }
 }

@@ -313,6 +313,10 @@ async fn serve_with(
         data_dir: data_dir.clone(),
         max_body_bytes: config.max_body_bytes,
         transparency: Arc::clone(&transparency),
+        latest_checkpoint: std::sync::Mutex::new(
+            intentproof_store::checkpoint::latest(data_dir.path())
+                .map_err(|e| ServeError::Other(e.to_string()))?,
+        ),
         daemon_key,
         mcp: std::sync::OnceLock::new(),
         http: std::sync::OnceLock::new(),
@@ -416,7 +420,8 @@ async fn serve_with(
         background.push(tokio::spawn(crate::transparency::push_to_witness(
             witness,
             Arc::clone(&store),
-            Arc::clone(&transparency.new_note),
+            Arc::clone(&transparency),
+            Arc::clone(&metrics),
             stop_rx.clone(),
         )));
     }

@@ -54,6 +54,10 @@ pub struct AppState {
     pub bulk: crate::bulk::BulkPool,
     /// C2SP identities and the witness's state.
     pub transparency: Arc<crate::transparency::Transparency>,
+    /// The latest JSON checkpoint (read from `checkpoints.jsonl` once at
+    /// start); its lock also keeps two checkpoints from being signed at
+    /// once.
+    pub latest_checkpoint: std::sync::Mutex<Option<Checkpoint>>,
 }
 
 /// How long the daemon's own events wait for room in a full write queue
@@ -99,38 +103,39 @@ impl AppState {
     /// (`checkpoint-notes.jsonl`); a data directory from before notes gets
     /// the note of its latest size here.
     pub fn checkpoint_now(&self) -> Result<Option<Checkpoint>, String> {
-        let state = self;
-        let dir = state.store.dir();
-        let latest = store_checkpoint::latest(dir).map_err(|e| e.to_string())?;
-        let size = state.store.tree_size();
+        let mut latest = self
+            .latest_checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dir = self.store.dir();
+        let size = self.store.tree_size();
         if size == 0 {
-            return Ok(latest);
+            return Ok(latest.clone());
         }
-        let note_size = store_checkpoint::latest_note(dir)
-            .map_err(|e| e.to_string())?
-            .map(|line| line.size);
+        let note_current = self
+            .transparency
+            .latest_note()
+            .is_some_and(|(noted, _)| noted == size);
         let json_current = latest.as_ref().is_some_and(|cp| cp.tree_size == size);
-        if json_current && note_size == Some(size) {
-            return Ok(latest);
+        if json_current && note_current {
+            return Ok(latest.clone());
         }
-        let root = state.store.root(size).map_err(|e| e.to_string())?;
-        if note_size != Some(size) {
-            let note = state.transparency.sign_note(size, &root)?;
-            store_checkpoint::append_note(dir, size, &note).map_err(|e| e.to_string())?;
-            state.transparency.new_note.notify_waiters();
+        let root = self.store.root(size).map_err(|e| e.to_string())?;
+        if !note_current {
+            self.transparency.write_note(dir, size, &root)?;
         }
-        if json_current {
-            return Ok(latest);
+        if !json_current {
+            let key = &self.daemon_key;
+            let cp = Checkpoint::sign(
+                size,
+                &root,
+                &intentproof_core::now_rfc3339_millis(),
+                key.signing_key(),
+                &key.key_id(),
+            )?;
+            store_checkpoint::append(dir, &cp).map_err(|e| e.to_string())?;
+            *latest = Some(cp);
         }
-        let key = &state.daemon_key;
-        let cp = Checkpoint::sign(
-            size,
-            &root,
-            &intentproof_core::now_rfc3339_millis(),
-            key.signing_key(),
-            &key.key_id(),
-        )?;
-        store_checkpoint::append(dir, &cp).map_err(|e| e.to_string())?;
-        Ok(Some(cp))
+        Ok(latest.clone())
     }
 }

@@ -58,15 +58,27 @@ pub const WITNESS_STATE_FILE: &str = "witness-state.json";
 /// `schema` of [`WITNESS_STATE_FILE`].
 const WITNESS_STATE_SCHEMA: &str = "intentproof.witness.state.v1";
 
-/// The daemon's log and witness identities and the witness's state.
+/// The daemon's log and witness identities, its latest notes, and the
+/// witness's state.
 pub struct Transparency {
     log: NoteSigner,
     cosigner: NoteSigner,
     logs: BTreeMap<String, Vec<NoteVerifier>>,
     recorded: Mutex<BTreeMap<String, Recorded>>,
     state_path: PathBuf,
+    notes: Mutex<Notes>,
     /// Woken when a checkpoint note is written (the witness clients wait).
     pub new_note: Arc<Notify>,
+}
+
+/// The latest checkpoint note and the largest cosigned one, each with the
+/// cosignatures it has, kept in memory (read from the append-only files
+/// once at start) so that serving, exporting and witnessing never rescan
+/// files that grow by a line every checkpoint.
+#[derive(Default)]
+struct Notes {
+    latest: Option<(u64, Note)>,
+    cosigned: Option<(u64, Note)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -118,6 +130,20 @@ impl Transparency {
         }
         let state_path = data_dir.join(WITNESS_STATE_FILE);
         let recorded = read_state(&state_path)?;
+        let sized = |note: Option<Note>| -> Result<Option<(u64, Note)>, String> {
+            note.map(|note| {
+                intentproof_core::tlog::checkpoint::TlogCheckpoint::parse(note.text())
+                    .map(|cp| (cp.size, note))
+            })
+            .transpose()
+        };
+        let read = |e: store_checkpoint::CheckpointError| e.to_string();
+        let notes = Notes {
+            latest: sized(store_checkpoint::cosigned_note(data_dir, |_, _| true).map_err(read)?)?,
+            cosigned: sized(
+                store_checkpoint::cosigned_note(data_dir, |_, by| !by.is_empty()).map_err(read)?,
+            )?,
+        };
         Ok(Transparency {
             log: NoteSigner::from_key(&origin, KeyType::Ed25519, key.signing_key().clone()),
             cosigner: NoteSigner::from_key(
@@ -128,6 +154,7 @@ impl Transparency {
             logs,
             recorded: Mutex::new(recorded),
             state_path,
+            notes: Mutex::new(notes),
             new_note: Arc::new(Notify::new()),
         })
     }
@@ -158,6 +185,73 @@ impl Transparency {
         let mut note = Note::new(checkpoint.to_string()).map_err(|e| e.to_string())?;
         note.push(self.log.sign(note.text(), 0).map_err(|e| e.to_string())?);
         Ok(note)
+    }
+
+    /// The latest checkpoint note (size and note with its cosignatures).
+    pub fn latest_note(&self) -> Option<(u64, Note)> {
+        self.notes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .latest
+            .clone()
+    }
+
+    /// The note a bundle of records up to `last_seq` leads its tlog-proofs
+    /// to: the largest cosigned one that covers them, else the latest if it
+    /// does.
+    pub fn note_covering(&self, last_seq: u64) -> Option<(u64, Note)> {
+        let notes = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
+        [&notes.cosigned, &notes.latest]
+            .into_iter()
+            .flatten()
+            .find(|(size, _)| *size > last_seq)
+            .cloned()
+    }
+
+    /// Signs the note of `size` leaves with root `root`, appends it to the
+    /// notes file, makes it the latest and wakes the witness clients.
+    pub fn write_note(
+        &self,
+        dir: &Path,
+        size: u64,
+        root: &intentproof_core::merkle::Hash,
+    ) -> Result<(), String> {
+        let note = self.sign_note(size, root)?;
+        store_checkpoint::append_note(dir, size, &note).map_err(|e| e.to_string())?;
+        self.notes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .latest = Some((size, note));
+        self.new_note.notify_waiters();
+        Ok(())
+    }
+
+    /// Keeps a witness's (verified) cosignature of `note`, of `size`
+    /// leaves: appended to the file, and added to the notes in memory.
+    pub fn keep_cosignature(
+        &self,
+        dir: &Path,
+        size: u64,
+        note: &Note,
+        signature: NoteSignature,
+    ) -> Result<(), String> {
+        store_checkpoint::append_cosignature(dir, size, &signature).map_err(|e| e.to_string())?;
+        let mut notes = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((latest, held)) = notes.latest.as_mut()
+            && *latest == size
+        {
+            held.push(signature.clone());
+        }
+        match notes.cosigned.as_mut() {
+            Some((cosigned, held)) if *cosigned == size => held.push(signature),
+            Some((cosigned, _)) if *cosigned > size => {}
+            _ => {
+                let mut with = note.clone();
+                with.push(signature);
+                notes.cosigned = Some((size, with));
+            }
+        }
+        Ok(())
     }
 
     /// Handles one `add-checkpoint` body: the cosignature line to answer
@@ -279,9 +373,11 @@ fn write_state(path: &Path, recorded: &BTreeMap<String, Recorded>) -> Result<(),
 pub async fn push_to_witness(
     config: WitnessConfig,
     store: Arc<Store>,
-    new_note: Arc<Notify>,
+    transparency: Arc<Transparency>,
+    metrics: Arc<crate::metrics::Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let new_note = Arc::clone(&transparency.new_note);
     let verifier = match config.verifier() {
         Ok(v) => v,
         Err(e) => {
@@ -306,15 +402,9 @@ pub async fn push_to_witness(
             return;
         }
         let wake = new_note.notified();
-        let worker = Arc::clone(&store);
-        let latest = tokio::task::spawn_blocking(move || {
-            store_checkpoint::latest_note(worker.dir()).map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        let line = match latest {
-            Ok(Some(line)) if cosigned != Some(line.size) => line,
-            Ok(_) => {
+        let (size, note) = match transparency.latest_note() {
+            Some((size, note)) if cosigned != Some(size) => (size, note),
+            _ => {
                 tokio::select! {
                     _ = wake => {}
                     _ = tokio::time::sleep(Duration::from_secs(60)) => {}
@@ -322,48 +412,41 @@ pub async fn push_to_witness(
                 }
                 continue;
             }
-            Err(e) => {
-                tracing::error!(witness = %verifier.name(), error = %e, "cannot read the checkpoint notes");
-                if wait(&mut backoff, None, &mut stop).await {
-                    return;
-                }
-                continue;
-            }
         };
-        let outcome = send(
-            &client,
-            &url,
-            &config,
-            &store,
-            &verifier,
-            &line,
-            witness_size,
-        )
-        .await;
+        let sending = Sending {
+            client: &client,
+            url: &url,
+            config: &config,
+            store: &store,
+            verifier: &verifier,
+        };
+        let outcome = sending.send(size, &note, witness_size).await;
+        metrics.witness_attempt(matches!(outcome, Sent::Cosigned(_)));
         match outcome {
             Sent::Cosigned(signature) => {
-                let worker = Arc::clone(&store);
-                let size = line.size;
+                let (worker, keeper) = (Arc::clone(&store), Arc::clone(&transparency));
+                let sent = note.clone();
                 let kept = tokio::task::spawn_blocking(move || {
-                    store_checkpoint::append_cosignature(worker.dir(), size, &signature)
+                    keeper.keep_cosignature(worker.dir(), size, &sent, signature)
                 })
-                .await;
-                if !matches!(kept, Ok(Ok(()))) {
-                    tracing::error!(witness = %verifier.name(), size, "cannot keep the cosignature");
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                if let Err(e) = kept {
+                    tracing::error!(witness = %verifier.name(), size, error = %e, "cannot keep the cosignature");
                 }
                 tracing::info!(witness = %verifier.name(), size, "checkpoint cosigned");
-                witness_size = line.size;
-                cosigned = Some(line.size);
+                witness_size = size;
+                cosigned = Some(size);
                 backoff.reset();
             }
-            Sent::Stale(recorded) if recorded != witness_size && recorded <= line.size => {
+            Sent::Stale(recorded) if recorded != witness_size && recorded <= size => {
                 // The witness told us its size: retry from it at once.
                 witness_size = recorded;
             }
             Sent::Stale(recorded) => {
                 tracing::error!(
                     witness = %verifier.name(),
-                    size = line.size,
+                    size,
                     recorded,
                     "the witness refuses this checkpoint at the size it recorded: this log does not extend what it cosigned (was the store rewritten?)"
                 );
@@ -372,7 +455,7 @@ pub async fn push_to_witness(
                 }
             }
             Sent::Failed { why, retry_after } => {
-                tracing::warn!(witness = %verifier.name(), size = line.size, error = %why, "checkpoint not cosigned; will retry");
+                tracing::warn!(witness = %verifier.name(), size, error = %why, "checkpoint not cosigned; will retry");
                 if wait(&mut backoff, retry_after, &mut stop).await {
                     return;
                 }
@@ -404,102 +487,110 @@ enum Sent {
     },
 }
 
-async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    config: &WitnessConfig,
-    store: &Arc<Store>,
-    verifier: &NoteVerifier,
-    line: &store_checkpoint::NoteLine,
-    old: u64,
-) -> Sent {
-    let failed = |why: String| Sent::Failed {
-        why,
-        retry_after: None,
-    };
-    let note = match Note::parse(&line.note) {
-        Ok(note) => note,
-        Err(e) => {
+/// One witness and how to reach it.
+struct Sending<'a> {
+    client: &'a reqwest::Client,
+    url: &'a str,
+    config: &'a WitnessConfig,
+    store: &'a Arc<Store>,
+    verifier: &'a NoteVerifier,
+}
+
+impl Sending<'_> {
+    /// Sends the note of `size` leaves with a consistency proof from
+    /// `old` (the size the witness recorded, as far as we know).
+    async fn send(&self, size: u64, note: &Note, old: u64) -> Sent {
+        let (client, url, config, store, verifier) = (
+            self.client,
+            self.url,
+            self.config,
+            self.store,
+            self.verifier,
+        );
+        let failed = |why: String| Sent::Failed {
+            why,
+            retry_after: None,
+        };
+        if old > size {
             return failed(format!(
-                "the stored note of size {} is damaged: {e}",
-                line.size
+                "the witness recorded size {old}, more than this log's {size}: this log lost records"
             ));
         }
-    };
-    if old > line.size {
-        return failed(format!(
-            "the witness recorded size {old}, more than this log's {}: this log lost records",
-            line.size
-        ));
-    }
-    let worker = Arc::clone(store);
-    let size = line.size;
-    let proof = match tokio::task::spawn_blocking(move || worker.consistency_proof(old, size)).await
-    {
-        Ok(Ok(proof)) => proof,
-        Ok(Err(e)) => return failed(format!("no consistency proof {old} -> {size}: {e}")),
-        Err(e) => return failed(e.to_string()),
-    };
-    let body = AddCheckpoint {
-        old,
-        proof,
-        checkpoint: note.clone(),
-    }
-    .to_string();
-    let mut request = client.post(url).body(body);
-    for (name, value) in &config.headers {
-        request = request.header(name, value);
-    }
-    let response = match request.send().await {
-        Ok(r) => r,
-        Err(e) => return failed(e.without_url().to_string()),
-    };
-    let status = response.status();
-    let retry_after = retry_after_header(
-        response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .map(|v| v.as_bytes()),
-    );
-    let reason = response
-        .headers()
-        .get("intentproof-refusal")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let text = match response.text().await {
-        Ok(t) => t.chars().take(2000).collect::<String>(),
-        Err(e) => return failed(e.without_url().to_string()),
-    };
-    if status.as_u16() == 409 {
-        return match text.trim_end_matches('\n').parse::<u64>() {
-            Ok(recorded) => {
-                if let Some(reason) = reason {
-                    tracing::warn!(witness = %verifier.name(), %reason, "witness: 409");
-                }
-                Sent::Stale(recorded)
+        // The note without this witness's own cosignatures: it adds its own.
+        let mut own = Note::new(note.text()).unwrap_or_else(|_| note.clone());
+        for signature in note.signatures() {
+            if signature.name != verifier.name() {
+                own.push(signature.clone());
             }
-            Err(_) => failed(format!("409 without a size: {text:?}")),
-        };
-    }
-    if !status.is_success() {
-        return Sent::Failed {
-            why: format!("HTTP {status}: {}", text.trim()),
-            retry_after,
-        };
-    }
-    for line in text.lines() {
-        let Ok(signature) = NoteSignature::parse_line(line) else {
-            continue;
-        };
-        if signature.name == verifier.name()
-            && signature.key_id == verifier.id()
-            && verifier.verify_line(note.text(), &signature)
-        {
-            return Sent::Cosigned(signature);
         }
+        let worker = Arc::clone(store);
+        let proof =
+            match tokio::task::spawn_blocking(move || worker.consistency_proof(old, size)).await {
+                Ok(Ok(proof)) => proof,
+                Ok(Err(e)) => return failed(format!("no consistency proof {old} -> {size}: {e}")),
+                Err(e) => return failed(e.to_string()),
+            };
+        let body = AddCheckpoint {
+            old,
+            proof,
+            checkpoint: own,
+        }
+        .to_string();
+        let mut request = client.post(url).body(body);
+        for (name, value) in &config.headers {
+            request = request.header(name, value);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return failed(e.without_url().to_string()),
+        };
+        let status = response.status();
+        let retry_after = retry_after_header(
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+        );
+        let reason = response
+            .headers()
+            .get("intentproof-refusal")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = match response.text().await {
+            Ok(t) => t.chars().take(2000).collect::<String>(),
+            Err(e) => return failed(e.without_url().to_string()),
+        };
+        if status.as_u16() == 409 {
+            return match text.trim_end_matches('\n').parse::<u64>() {
+                Ok(recorded) => {
+                    if let Some(reason) = reason {
+                        tracing::warn!(witness = %verifier.name(), %reason, "witness: 409");
+                    }
+                    Sent::Stale(recorded)
+                }
+                Err(_) => failed(format!("409 without a size: {text:?}")),
+            };
+        }
+        if !status.is_success() {
+            return Sent::Failed {
+                why: format!("HTTP {status}: {}", text.trim()),
+                retry_after,
+            };
+        }
+        for line in text.lines() {
+            let Ok(signature) = NoteSignature::parse_line(line) else {
+                continue;
+            };
+            if signature.name == verifier.name()
+                && signature.key_id == verifier.id()
+                && verifier.verify_line(note.text(), &signature)
+            {
+                return Sent::Cosigned(signature);
+            }
+        }
+        failed(format!(
+            "the answer has no cosignature that verifies with {verifier}: {:?}",
+            text
+        ))
     }
-    failed(format!(
-        "the answer has no cosignature that verifies with {verifier}: {:?}",
-        text
-    ))
 }

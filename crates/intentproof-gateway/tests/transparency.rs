@@ -341,12 +341,32 @@ async fn two_daemons_witness_each_other_and_a_fork_is_refused() {
         Verdict::Attested,
         "without --witness it is a consistent bundle of its own log"
     );
+    // The refusals are counted on B's /metrics.
+    let (_, metrics) = get_text(&b, dir_b.path(), "/metrics").await;
+    assert!(
+        metrics.contains("intentproof_witnessed_checkpoints_total{result=\"refused\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("intentproof_witnessed_checkpoints_total{result=\"cosigned\"} 0\n"));
     // B still holds A's true root, durably.
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir_b.path().join("witness-state.json")).unwrap())
             .unwrap();
     assert_eq!(state["logs"][log_a.name()]["size"], 5);
     forked.stop().await.unwrap();
+    b.stop().await.unwrap();
+
+    // Restarted, B still has A's cosignature of its own checkpoint (read
+    // back from its files): its bundle still passes --witness A.
+    let b = Daemon::start(config(dir_b.path(), any, witnessing(&log_a, None)))
+        .await
+        .unwrap();
+    let bundle = export(&b, dir_b.path(), "corr-t").await;
+    let report = verify_with(&bundle, dir_b.path(), std::slice::from_ref(&witness_a));
+    assert_eq!(report.verdict, Verdict::Attested, "{}", report.human());
+    assert_eq!(report.summary.witnesses_cosigned, vec![witness_a.name().to_owned()]);
+    let (_, note) = get_text(&b, dir_b.path(), "/v1/checkpoint").await;
+    assert!(Note::parse(&note).unwrap().verify(&witness_a).unwrap().is_some(), "{note}");
     b.stop().await.unwrap();
 }
 

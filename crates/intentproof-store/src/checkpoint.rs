@@ -172,15 +172,6 @@ pub fn append_cosignature(
     )
 }
 
-/// The last note written, if any.
-pub fn latest_note(data_dir: &Path) -> Result<Option<NoteLine>, CheckpointError> {
-    let mut last = None;
-    for_each_line(&data_dir.join(NOTES_FILE), |line: NoteLine| {
-        last = Some(line)
-    })?;
-    Ok(last)
-}
-
 /// The note of the largest size that satisfies `wanted(size, cosigners)`
 /// (`cosigners`: the names that cosigned it), with every cosignature line
 /// kept for it appended. `None` when no note does.

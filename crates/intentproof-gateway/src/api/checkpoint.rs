@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use intentproof_core::tlog::witness::{MAX_ADD_CHECKPOINT_BYTES, Refusal, SIZE_CONTENT_TYPE};
-use intentproof_store::checkpoint as store_checkpoint;
 
 use super::*;
 use crate::transparency::WitnessAnswer;
@@ -51,10 +50,7 @@ async fn get_checkpoint(
     let worker = Arc::clone(&state);
     let (cp, note) = tokio::task::spawn_blocking(move || {
         let cp = worker.checkpoint_now()?;
-        let size = worker.store.tree_size();
-        let note = store_checkpoint::cosigned_note(worker.store.dir(), |s, _| s == size)
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((cp, note))
+        Ok::<_, String>((cp, worker.transparency.latest_note().map(|(_, note)| note)))
     })
     .await
     .map_err(ApiError::internal)?
@@ -135,6 +131,7 @@ async fn add_checkpoint(State(state): State<Shared>, body: Bytes) -> Response {
     let answer = tokio::task::spawn_blocking(move || worker.transparency.add_checkpoint(&text))
         .await
         .unwrap_or_else(|e| Err(WitnessAnswer::Failed(e.to_string())));
+    state.metrics.witnessed(answer.is_ok());
     match answer {
         Ok(line) => plain(StatusCode::OK, format!("{line}\n")),
         Err(WitnessAnswer::Refused(refusal)) => {
