@@ -364,9 +364,19 @@ async fn two_daemons_witness_each_other_and_a_fork_is_refused() {
     let bundle = export(&b, dir_b.path(), "corr-t").await;
     let report = verify_with(&bundle, dir_b.path(), std::slice::from_ref(&witness_a));
     assert_eq!(report.verdict, Verdict::Attested, "{}", report.human());
-    assert_eq!(report.summary.witnesses_cosigned, vec![witness_a.name().to_owned()]);
+    assert_eq!(
+        report.summary.witnesses_cosigned,
+        vec![witness_a.name().to_owned()]
+    );
     let (_, note) = get_text(&b, dir_b.path(), "/v1/checkpoint").await;
-    assert!(Note::parse(&note).unwrap().verify(&witness_a).unwrap().is_some(), "{note}");
+    assert!(
+        Note::parse(&note)
+            .unwrap()
+            .verify(&witness_a)
+            .unwrap()
+            .is_some(),
+        "{note}"
+    );
     b.stop().await.unwrap();
 }
 

@@ -43,18 +43,22 @@ pub struct TlogProof {
     pub checkpoint: Note,
 }
 
-/// What [`TlogProof::verify`] established.
+/// A `tlog-proof` up to its checkpoint: what [`TlogProofHead::parse`]
+/// reads before the note, which it returns unparsed (many proofs share one
+/// note: a verifier parses and checks each distinct note once).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedProof {
-    /// The checkpoint the leaf is in.
-    pub checkpoint: TlogCheckpoint,
-    /// Names of the witnesses whose cosignature verified (of those required).
-    pub witnesses: Vec<String>,
+pub struct TlogProofHead {
+    /// Opaque application data (`extra` line), if any.
+    pub extra: Option<Vec<u8>>,
+    /// The leaf's index.
+    pub index: u64,
+    /// The audit path, leaf first.
+    pub hashes: Vec<Hash>,
 }
 
-impl TlogProof {
-    /// Parses a `tlog-proof` file.
-    pub fn parse(text: &str) -> Result<TlogProof, String> {
+impl TlogProofHead {
+    /// Splits a `tlog-proof` into its parsed head and its note's text.
+    pub fn parse(text: &str) -> Result<(TlogProofHead, &str), String> {
         let (head, note) = text
             .split_once("\n\n")
             .ok_or("a tlog-proof needs a blank line before its checkpoint")?;
@@ -80,18 +84,61 @@ impl TlogProof {
             if hashes.len() == MAX_PROOF_HASHES {
                 return Err(format!("more than {MAX_PROOF_HASHES} proof hashes"));
             }
-            let hash = B64
-                .decode(line)
-                .ok()
-                .and_then(|b| Hash::try_from(b).ok())
-                .ok_or_else(|| format!("proof line {line:?} is not base64 of 32 bytes"))?;
-            hashes.push(hash);
+            let mut hash = [0u8; 32];
+            match B64.decode_slice(line, &mut hash) {
+                Ok(32) => hashes.push(hash),
+                _ => return Err(format!("proof line {line:?} is not base64 of 32 bytes")),
+            }
         }
+        Ok((
+            TlogProofHead {
+                extra,
+                index,
+                hashes,
+            },
+            note,
+        ))
+    }
+
+    /// Checks the audit path: `leaf` at [`TlogProofHead::index`] leads to
+    /// `checkpoint`'s root.
+    pub fn verify_leaf(&self, leaf: &Hash, checkpoint: &TlogCheckpoint) -> Result<(), String> {
+        leaf_in(leaf, self.index, &self.hashes, checkpoint)
+    }
+}
+
+fn leaf_in(
+    leaf: &Hash,
+    index: u64,
+    hashes: &[Hash],
+    checkpoint: &TlogCheckpoint,
+) -> Result<(), String> {
+    verify_inclusion(leaf, index, checkpoint.size, hashes, &checkpoint.root).map_err(|e| {
+        format!(
+            "leaf {index} is not in the checkpoint of size {}: {e}",
+            checkpoint.size
+        )
+    })
+}
+
+/// What [`TlogProof::verify`] established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedProof {
+    /// The checkpoint the leaf is in.
+    pub checkpoint: TlogCheckpoint,
+    /// Names of the witnesses whose cosignature verified (of those required).
+    pub witnesses: Vec<String>,
+}
+
+impl TlogProof {
+    /// Parses a `tlog-proof` file.
+    pub fn parse(text: &str) -> Result<TlogProof, String> {
+        let (head, note) = TlogProofHead::parse(text)?;
         let checkpoint = Note::parse(note).map_err(|e| e.to_string())?;
         Ok(TlogProof {
-            extra,
-            index,
-            hashes,
+            extra: head.extra,
+            index: head.index,
+            hashes: head.hashes,
             checkpoint,
         })
     }
@@ -114,19 +161,7 @@ impl TlogProof {
     /// `checkpoint`'s root (one checked with [`verify_checkpoint`], which
     /// many proofs to one checkpoint need do once).
     pub fn verify_leaf(&self, leaf: &Hash, checkpoint: &TlogCheckpoint) -> Result<(), String> {
-        verify_inclusion(
-            leaf,
-            self.index,
-            checkpoint.size,
-            &self.hashes,
-            &checkpoint.root,
-        )
-        .map_err(|e| {
-            format!(
-                "leaf {} is not in the checkpoint of size {}: {e}",
-                self.index, checkpoint.size
-            )
-        })
+        leaf_in(leaf, self.index, &self.hashes, checkpoint)
     }
 }
 
