@@ -434,6 +434,22 @@ fn the_witness_decides_as_the_tlog_witness_spec_says() {
         "{body}"
     );
     assert_eq!(AddCheckpoint::parse(&body).unwrap(), first);
+    // At most 63 proof lines (the protocol's bound), each 32 bytes.
+    let hash = B64.encode([7u8; 32]);
+    let long = format!(
+        "old 1\n{}\n{}",
+        format!("{hash}\n").repeat(64),
+        first.checkpoint
+    );
+    assert_eq!(
+        AddCheckpoint::parse(&long).unwrap_err(),
+        "more than 63 proof lines"
+    );
+    let short = format!("old 1\nAAAA\n\n{}", first.checkpoint);
+    assert_eq!(
+        AddCheckpoint::parse(&short).unwrap_err(),
+        "proof line \"AAAA\" is not base64 of 32 bytes"
+    );
     let cp = witness::decide(&first, Some(&keys), None).unwrap();
     let recorded = Recorded {
         size: cp.size,

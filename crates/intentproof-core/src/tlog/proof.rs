@@ -79,17 +79,7 @@ impl TlogProofHead {
             .strip_prefix("index ")
             .and_then(parse_decimal)
             .ok_or_else(|| format!("expected \"index <decimal>\", got {line:?}"))?;
-        let mut hashes = Vec::new();
-        for line in lines {
-            if hashes.len() == MAX_PROOF_HASHES {
-                return Err(format!("more than {MAX_PROOF_HASHES} proof hashes"));
-            }
-            let mut hash = [0u8; 32];
-            match B64.decode_slice(line, &mut hash) {
-                Ok(32) => hashes.push(hash),
-                _ => return Err(format!("proof line {line:?} is not base64 of 32 bytes")),
-            }
-        }
+        let hashes = hash_lines(lines)?;
         Ok((
             TlogProofHead {
                 extra,
@@ -105,6 +95,24 @@ impl TlogProofHead {
     pub fn verify_leaf(&self, leaf: &Hash, checkpoint: &TlogCheckpoint) -> Result<(), String> {
         leaf_in(leaf, self.index, &self.hashes, checkpoint)
     }
+}
+
+/// Proof lines, one base64 SHA-256 hash each, at most
+/// [`MAX_PROOF_HASHES`] (a tlog-proof's audit path, a tlog-witness
+/// request's consistency proof).
+pub(super) fn hash_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<Hash>, String> {
+    let mut hashes = Vec::new();
+    for line in lines {
+        if hashes.len() == MAX_PROOF_HASHES {
+            return Err(format!("more than {MAX_PROOF_HASHES} proof lines"));
+        }
+        let mut hash = [0u8; 32];
+        match B64.decode_slice(line, &mut hash) {
+            Ok(32) => hashes.push(hash),
+            _ => return Err(format!("proof line {line:?} is not base64 of 32 bytes")),
+        }
+    }
+    Ok(hashes)
 }
 
 fn leaf_in(

@@ -26,7 +26,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::checkpoint::{TlogCheckpoint, parse_decimal};
 use super::note::Note;
 use super::note::NoteVerifier;
-use super::proof::MAX_PROOF_HASHES;
 use crate::merkle::{Hash, verify_consistency};
 
 /// Largest accepted request body.
@@ -57,20 +56,7 @@ impl AddCheckpoint {
             .strip_prefix("old ")
             .and_then(parse_decimal)
             .ok_or_else(|| format!("the first line must be \"old <decimal>\", got {first:?}"))?;
-        let mut proof = Vec::new();
-        for line in lines {
-            if proof.len() == MAX_PROOF_HASHES {
-                return Err(format!(
-                    "more than {MAX_PROOF_HASHES} consistency proof lines"
-                ));
-            }
-            proof.push(
-                B64.decode(line)
-                    .ok()
-                    .and_then(|b| Hash::try_from(b).ok())
-                    .ok_or_else(|| format!("proof line {line:?} is not base64 of 32 bytes"))?,
-            );
-        }
+        let proof = super::proof::hash_lines(lines)?;
         let checkpoint = Note::parse(note).map_err(|e| e.to_string())?;
         Ok(AddCheckpoint {
             old,
