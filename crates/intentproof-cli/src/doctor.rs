@@ -118,7 +118,51 @@ fn check_private_file(report: &mut Report, what: &'static str, path: &Path, how_
     }
 }
 
-fn check_config(report: &mut Report, path: &Path) {
+/// Each configured witness (`[[transparency.witnesses]]`): the largest
+/// checkpoint it cosigned, against the log's latest, from the data dir's
+/// notes and cosignatures (a witness that never cosigned is named; the
+/// daemon's log says why each attempt failed).
+fn check_witnesses(report: &mut Report, config: &Config, data_dir: &Path) {
+    use intentproof_core::tlog::checkpoint::TlogCheckpoint;
+    use intentproof_store::checkpoint::cosigned_note;
+    let size_of = |note: Option<intentproof_core::tlog::note::Note>| {
+        note.and_then(|n| TlogCheckpoint::parse(n.text()).ok())
+            .map(|cp| cp.size)
+    };
+    for witness in &config.transparency.witnesses {
+        let Ok(key) = witness.verifier() else {
+            continue; // the config check above reported it
+        };
+        let name = key.name().to_owned();
+        let latest = cosigned_note(data_dir, |_, _| true).map(size_of);
+        let cosigned = cosigned_note(data_dir, |_, by| by.contains(&name)).map(size_of);
+        match (latest, cosigned) {
+            (Err(e), _) | (_, Err(e)) => report.fail(
+                "witness",
+                format!("{name}: cannot read the checkpoint notes: {e}"),
+                "run `intentproof store verify`; restore the data dir's checkpoint files from backup",
+            ),
+            (Ok(None), _) => report.ok(
+                "witness",
+                format!("{name} at {}: no checkpoint yet to send", witness.url),
+            ),
+            (Ok(Some(latest)), Ok(None)) => report.warn(
+                "witness",
+                format!(
+                    "{name} at {} has cosigned none of this log's checkpoints (latest size {latest})",
+                    witness.url
+                ),
+                "check the url and key, and that the witness lists this log's key in its [[transparency.logs]] (`intentproof keys transparency`); the daemon's log says why each attempt failed",
+            ),
+            (Ok(Some(latest)), Ok(Some(size))) => report.ok(
+                "witness",
+                format!("{name} cosigned size {size} of {latest}"),
+            ),
+        }
+    }
+}
+
+fn check_config(report: &mut Report, path: &Path, data_dir: &Path) {
     // As `serve` reads it: the file, then the INTENTPROOF_* environment.
     let config = match Config::from_file(path).and_then(|c| c.apply_env(|n| std::env::var(n).ok()))
     {
@@ -142,6 +186,7 @@ fn check_config(report: &mut Report, path: &Path) {
             config.exporters.len()
         ),
     );
+    check_witnesses(report, &config, data_dir);
     // `serve`'s own refusals, in its words.
     for problem in [config.ingest_token_problem(), config.mcp_token_problem()]
         .into_iter()
@@ -467,7 +512,7 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode> {
         .config
         .or_else(|| std::env::var_os("INTENTPROOF_CONFIG").map(PathBuf::from));
     match config {
-        Some(path) => check_config(&mut report, &path),
+        Some(path) => check_config(&mut report, &path, dir.path()),
         None => report.ok(
             "config",
             "none given: built-in defaults (loopback, port 9787)",

@@ -155,6 +155,28 @@ fn a_bundle_verifies_with_its_witness_and_a_forked_log_s_does_not() {
         "{note}"
     );
 
+    // `intentproof doctor` names the witness and what it cosigned.
+    let doctor = |dir: &Path| -> String {
+        let out = run(&[
+            "doctor",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--config",
+            config_a.to_str().unwrap(),
+        ]);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let report = doctor(&dir_a);
+    let witness_line = report
+        .lines()
+        .find(|l| l.contains(" witness "))
+        .unwrap_or_else(|| panic!("no witness line: {report}"));
+    assert!(
+        witness_line.starts_with("\u{2713}")
+            && witness_line.ends_with(&format!("{witness_name} cosigned size 3 of 3")),
+        "{report}"
+    );
+
     let bundle = tmp.path().join("a.proof.tar.zst");
     export(&dir_a, &bundle);
     let passed = verify(&bundle, &dir_a, &[&witness_b]);
@@ -212,6 +234,12 @@ fn a_bundle_verifies_with_its_witness_and_a_forked_log_s_does_not() {
     );
     // Without --witness it is a consistent, attested bundle of its own log.
     ok(verify(&forked_bundle, &dir_f, &[]));
+    // The forked log's doctor says the witness cosigned none of it.
+    let report = doctor(&dir_f);
+    assert!(
+        report.contains(&format!("{witness_name} at http://{addr_b}/v1/witness has cosigned none of this log's checkpoints (latest size 3)")),
+        "{report}"
+    );
     // B refused the fork: its log says so, with the reason.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
