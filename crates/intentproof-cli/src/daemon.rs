@@ -130,18 +130,8 @@ pub fn transparency_keys(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> 
             config.data_dir.display()
         )
     })?;
-    let t = &config.transparency;
-    let origin = t
-        .origin
-        .clone()
-        .unwrap_or_else(|| intentproof_gateway::transparency::default_origin(&key));
-    let witness = t
-        .witness_name
-        .clone()
-        .unwrap_or_else(|| intentproof_gateway::transparency::default_witness_name(&key));
-    use intentproof_core::tlog::note::{KeyType, NoteVerifier};
-    let log = NoteVerifier::new(&origin, KeyType::Ed25519, key.verifying_key())?;
-    let cosigner = NoteVerifier::new(&witness, KeyType::Cosignature, key.verifying_key())?;
+    let (log, cosigner) = intentproof_gateway::transparency::signers(&config.transparency, &key);
+    let (log, cosigner) = (log.verifier(), cosigner.verifier());
     println!("log: {log}");
     println!("witness: {cosigner}");
     Ok(())

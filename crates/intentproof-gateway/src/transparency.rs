@@ -96,13 +96,32 @@ struct RecordedLine {
 }
 
 /// The default origin of the daemon whose key is `key`.
-pub fn default_origin(key: &InstanceKey) -> String {
+fn default_origin(key: &InstanceKey) -> String {
     format!("intentproof-gateway/{}", key.instance_id())
 }
 
 /// The default witness name of the daemon whose key is `key`.
-pub fn default_witness_name(key: &InstanceKey) -> String {
+fn default_witness_name(key: &InstanceKey) -> String {
     format!("intentproof-witness/{}", key.instance_id())
+}
+
+/// The daemon's two C2SP signers under `config`'s names (or the defaults):
+/// the log's (type 0x01, named by the origin) and the witness's (type
+/// 0x04), both the daemon key.
+pub fn signers(config: &TransparencyConfig, key: &InstanceKey) -> (NoteSigner, NoteSigner) {
+    let origin = config.origin.clone().unwrap_or_else(|| default_origin(key));
+    let witness_name = config
+        .witness_name
+        .clone()
+        .unwrap_or_else(|| default_witness_name(key));
+    (
+        NoteSigner::from_key(&origin, KeyType::Ed25519, key.signing_key().clone()),
+        NoteSigner::from_key(
+            &witness_name,
+            KeyType::Cosignature,
+            key.signing_key().clone(),
+        ),
+    )
 }
 
 impl Transparency {
@@ -114,11 +133,7 @@ impl Transparency {
         key: &InstanceKey,
         data_dir: &Path,
     ) -> Result<Transparency, String> {
-        let origin = config.origin.clone().unwrap_or_else(|| default_origin(key));
-        let witness_name = config
-            .witness_name
-            .clone()
-            .unwrap_or_else(|| default_witness_name(key));
+        let (log, cosigner) = signers(config, key);
         let mut logs: BTreeMap<String, Vec<NoteVerifier>> = BTreeMap::new();
         for log in &config.logs {
             let verifier = log.verifier()?;
@@ -145,12 +160,8 @@ impl Transparency {
             )?,
         };
         Ok(Transparency {
-            log: NoteSigner::from_key(&origin, KeyType::Ed25519, key.signing_key().clone()),
-            cosigner: NoteSigner::from_key(
-                &witness_name,
-                KeyType::Cosignature,
-                key.signing_key().clone(),
-            ),
+            log,
+            cosigner,
             logs,
             recorded: Mutex::new(recorded),
             state_path,
@@ -175,11 +186,7 @@ impl Transparency {
     }
 
     /// Signs the checkpoint note of `size` leaves with root `root`.
-    pub fn sign_note(
-        &self,
-        size: u64,
-        root: &intentproof_core::merkle::Hash,
-    ) -> Result<Note, String> {
+    fn sign_note(&self, size: u64, root: &intentproof_core::merkle::Hash) -> Result<Note, String> {
         let checkpoint =
             intentproof_core::tlog::checkpoint::TlogCheckpoint::new(self.origin(), size, *root);
         let mut note = Note::new(checkpoint.to_string()).map_err(|e| e.to_string())?;
