@@ -162,6 +162,82 @@ fn check_witnesses(report: &mut Report, config: &Config, data_dir: &Path) {
     }
 }
 
+/// `[fleet]`: the database answers, its schema is one this build knows,
+/// and what it holds of this daemon (records, checkpoints, faults).
+fn check_fleet(report: &mut Report, config: &Config, data_dir: &Path) {
+    let Some(fleet) = &config.fleet else {
+        return;
+    };
+    let url = fleet.display_url();
+    let instance = intentproof_core::keys::InstanceKey::load_from(data_dir)
+        .map(|k| k.instance_id().to_owned())
+        .unwrap_or_default();
+    let probe = async {
+        let client = fleet.connect().await.map_err(|e| e.to_string())?;
+        let version = intentproof_fleet::schema::version(&client)
+            .await
+            .map_err(|e| e.to_string())?;
+        if version == 0 {
+            return Ok::<_, String>((version, None));
+        }
+        let row = client
+            .query_opt(
+                "SELECT d.next_seq,
+                        (SELECT count(*) FROM intentproof.checkpoints c WHERE c.daemon = d.daemon),
+                        (SELECT count(*) FROM intentproof.faults f WHERE f.daemon = d.daemon)
+                 FROM intentproof.daemons d WHERE d.daemon = $1",
+                &[&instance],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((
+            version,
+            row.map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2))),
+        ))
+    };
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), probe)
+                    .await
+                    .unwrap_or_else(|_| Err("no answer within 10 s".into()))
+            })
+        });
+    let known = intentproof_fleet::schema::SCHEMA_VERSION;
+    match outcome {
+        Err(e) => report.fail(
+            "fleet",
+            format!("{url}: {e}"),
+            "start PostgreSQL or fix [fleet] postgres_url / password_file; the daemon keeps recording locally and catches up once it answers",
+        ),
+        Ok((0, _)) => report.ok(
+            "fleet",
+            format!("{url} answers; the daemon creates the fleet schema at its next start"),
+        ),
+        Ok((version, _)) if version > known => report.fail(
+            "fleet",
+            format!("{url} is at fleet schema {version}, newer than this build's {known}"),
+            "upgrade intentproof on this machine",
+        ),
+        Ok((version, None)) => report.ok(
+            "fleet",
+            format!("{url} answers (schema {version}); this daemon ({instance}) has not replicated yet"),
+        ),
+        Ok((version, Some((records, checkpoints, 0)))) => report.ok(
+            "fleet",
+            format!("{url} (schema {version}) holds {records} records and {checkpoints} checkpoints of this daemon ({instance})"),
+        ),
+        Ok((_, Some((_, _, faults)))) => report.fail(
+            "fleet",
+            format!("{url} recorded {faults} fault(s) for this daemon ({instance}): its history and the database's disagree, and replication stopped"),
+            "run `intentproof fleet verify` to see them; restore the data dir from backup or investigate before replicating again",
+        ),
+    }
+}
+
 fn check_config(report: &mut Report, path: &Path, data_dir: &Path) {
     // As `serve` reads it: the file, then the INTENTPROOF_* environment.
     let config = match Config::from_file(path).and_then(|c| c.apply_env(|n| std::env::var(n).ok()))
@@ -187,6 +263,7 @@ fn check_config(report: &mut Report, path: &Path, data_dir: &Path) {
         ),
     );
     check_witnesses(report, &config, data_dir);
+    check_fleet(report, &config, data_dir);
     // `serve`'s own refusals, in its words.
     for problem in [config.ingest_token_problem(), config.mcp_token_problem()]
         .into_iter()

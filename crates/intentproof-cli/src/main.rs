@@ -52,6 +52,7 @@ mod bundle;
 mod daemon;
 mod demo;
 mod doctor;
+mod fleet;
 mod policy;
 mod stop;
 mod tools;
@@ -162,6 +163,11 @@ enum Command {
     Store {
         #[command(subcommand)]
         command: daemon::StoreCommand,
+    },
+    /// The fleet database ([fleet] in the config): verify it, show each daemon.
+    Fleet {
+        #[command(subcommand)]
+        command: fleet::FleetCommand,
     },
 }
 
@@ -393,6 +399,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => daemon::export(args),
         Command::Demo(args) => demo::run(args),
         Command::Doctor(args) => return doctor::doctor(args),
+        Command::Fleet { command } => return fleet::run(command),
         Command::Health(args) => return doctor::health(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

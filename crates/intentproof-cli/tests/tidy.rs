@@ -27,6 +27,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("intentproof-upstream", 2),
     ("intentproof-mcp", 3),
     ("intentproof-api", 3),
+    // Replication into PostgreSQL and the fleet checks (store + core only).
+    ("intentproof-fleet", 3),
     ("intentproof-findings", 4),
     // rmcp agents and servers recording in-process (library and MCP recorder).
     ("intentproof-rmcp", 4),

@@ -95,32 +95,75 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 /// The tree hash of `leaf_hashes` (already leaf-hashed).
 ///
 /// Iterative: one pass over the leaves with a stack of at most 64 perfect
-/// subtree roots, no allocation.
+/// subtree roots, no allocation ([`RootAccumulator`]).
 pub fn root(leaf_hashes: &[Hash]) -> Hash {
-    if leaf_hashes.is_empty() {
-        return empty_root();
+    let mut accumulator = RootAccumulator::default();
+    for leaf in leaf_hashes {
+        accumulator.push(*leaf);
     }
-    // stack[i] is the root of a perfect subtree; sizes strictly decrease.
-    let mut stack = [[0u8; 32]; 64];
-    let mut depth = 0usize;
-    for (count, leaf) in (1u64..).zip(leaf_hashes) {
-        let mut h = *leaf;
+    accumulator.root()
+}
+
+/// The root of a log read as a stream, one leaf at a time, in 2 KiB: the
+/// roots of the perfect subtrees the leaves so far make (at most 64, sizes
+/// strictly decreasing). [`root`](Self::root) at any point is the RFC 6962
+/// root of the leaves pushed so far, so a verifier streaming millions of
+/// records checks every checkpoint on the way without keeping the leaves.
+#[derive(Debug, Clone)]
+pub struct RootAccumulator {
+    stack: [Hash; 64],
+    depth: usize,
+    count: u64,
+}
+
+impl Default for RootAccumulator {
+    fn default() -> Self {
+        RootAccumulator {
+            stack: [[0u8; 32]; 64],
+            depth: 0,
+            count: 0,
+        }
+    }
+}
+
+impl RootAccumulator {
+    /// Adds the next leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        self.count += 1;
+        let mut h = leaf;
         // Merge once per trailing zero bit of the new count.
-        let mut c = count;
+        let mut c = self.count;
         while c & 1 == 0 {
-            depth -= 1;
-            h = node_hash(&stack[depth], &h);
+            self.depth -= 1;
+            h = node_hash(&self.stack[self.depth], &h);
             c >>= 1;
         }
-        stack[depth] = h;
-        depth += 1;
+        self.stack[self.depth] = h;
+        self.depth += 1;
     }
-    // Fold the remaining perfect subtrees from the right.
-    let mut acc = stack[depth - 1];
-    for i in (0..depth - 1).rev() {
-        acc = node_hash(&stack[i], &acc);
+
+    /// Leaves pushed.
+    pub fn len(&self) -> u64 {
+        self.count
     }
-    acc
+
+    /// No leaf pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The root of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        if self.depth == 0 {
+            return empty_root();
+        }
+        // Fold the perfect subtrees from the right.
+        let mut acc = self.stack[self.depth - 1];
+        for i in (0..self.depth - 1).rev() {
+            acc = node_hash(&self.stack[i], &acc);
+        }
+        acc
+    }
 }
 
 /// The tree hash of raw leaf data.

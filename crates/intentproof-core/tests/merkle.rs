@@ -3,8 +3,9 @@
 //! Transparency's tests), plus mutated proofs that must fail.
 
 use intentproof_core::merkle::{
-    Hash, MerkleError, consistency_proof, empty_root, event_merkle_root, inclusion_proof,
-    leaf_hash, node_hash, root, root_of_data, verify_consistency, verify_inclusion,
+    Hash, MerkleError, RootAccumulator, consistency_proof, empty_root, event_merkle_root,
+    inclusion_proof, leaf_hash, node_hash, root, root_of_data, verify_consistency,
+    verify_inclusion,
 };
 
 const LEAVES: [&[u8]; 8] = [
@@ -74,6 +75,28 @@ fn iterative_root_matches_the_recursive_definition() {
     let leaves: Vec<Hash> = (0u32..300).map(|i| leaf_hash(&i.to_be_bytes())).collect();
     for n in 0..leaves.len() {
         assert_eq!(root(&leaves[..n]), reference_root(&leaves[..n]), "size {n}");
+    }
+}
+
+#[test]
+fn streamed_root_is_the_root_of_every_prefix() {
+    let leaves: Vec<Hash> = (0u32..300).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+    let mut accumulator = RootAccumulator::default();
+    assert_eq!(accumulator.root(), h(ROOTS[0]));
+    for (n, leaf) in leaves.iter().enumerate() {
+        accumulator.push(*leaf);
+        assert_eq!(accumulator.len(), n as u64 + 1);
+        assert_eq!(
+            accumulator.root(),
+            reference_root(&leaves[..=n]),
+            "size {}",
+            n + 1
+        );
+    }
+    let mut vectors = RootAccumulator::default();
+    for (n, leaf) in leaf_hashes(8).into_iter().enumerate() {
+        vectors.push(leaf);
+        assert_eq!(vectors.root(), h(ROOTS[n + 1]), "size {}", n + 1);
     }
 }
 

@@ -110,6 +110,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// C2SP checkpoints, witnesses, and the logs this daemon witnesses.
     pub transparency: TransparencyConfig,
+    /// Replication of the record into PostgreSQL (`intentproof_fleet`).
+    pub fleet: Option<intentproof_fleet::FleetConfig>,
 }
 
 /// The `[transparency]` section ([`crate::transparency`]).
@@ -383,6 +385,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             approvals: ApprovalsConfig::default(),
             transparency: TransparencyConfig::default(),
+            fleet: None,
         }
     }
 }

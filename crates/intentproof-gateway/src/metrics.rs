@@ -61,6 +61,8 @@ pub struct Metrics {
     /// As a witness: checkpoints cosigned for other logs, and refused.
     witnessed: AtomicU64,
     witness_refused: AtomicU64,
+    /// The fleet replication pump's state, when `[fleet]` is configured.
+    pub fleet: std::sync::OnceLock<std::sync::Arc<intentproof_fleet::ReplicationStatus>>,
 }
 
 impl Metrics {
@@ -249,6 +251,58 @@ impl Metrics {
                 get(counter)
             );
         }
+        if let Some(fleet) = self.fleet.get() {
+            render_fleet(&mut out, fleet, records);
+        }
         out
     }
+}
+
+/// The `[fleet]` replication gauges: lag in records (journal records not
+/// yet in PostgreSQL) and in seconds (since the pump was last caught up).
+fn render_fleet(out: &mut String, fleet: &intentproof_fleet::ReplicationStatus, records: u64) {
+    let replicated = fleet.next_seq.load(Ordering::Relaxed);
+    let flag = |b: &std::sync::atomic::AtomicBool| u8::from(b.load(Ordering::Relaxed));
+    let gauges: [(&str, &str, String); 5] = [
+        (
+            "intentproof_fleet_lag_records",
+            "Journal records not yet replicated to PostgreSQL.",
+            records.saturating_sub(replicated).to_string(),
+        ),
+        (
+            "intentproof_fleet_lag_seconds",
+            "Seconds since replication to PostgreSQL was last caught up (0: caught up).",
+            format!("{:.3}", fleet.lag_seconds()),
+        ),
+        (
+            "intentproof_fleet_replicated_records",
+            "Journal records in PostgreSQL (the replication cursor).",
+            replicated.to_string(),
+        ),
+        (
+            "intentproof_fleet_connected",
+            "1 while connected to PostgreSQL.",
+            flag(&fleet.connected).to_string(),
+        ),
+        (
+            "intentproof_fleet_halted",
+            "1 when replication stopped because this daemon's history and PostgreSQL's disagree (see intentproof fleet verify).",
+            flag(&fleet.halted).to_string(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP intentproof_fleet_errors_total Replication attempts that failed (connection or transaction) and were retried."
+    );
+    let _ = writeln!(out, "# TYPE intentproof_fleet_errors_total counter");
+    let _ = writeln!(
+        out,
+        "intentproof_fleet_errors_total {}",
+        fleet.errors.load(Ordering::Relaxed)
+    );
 }

@@ -416,6 +416,27 @@ async fn serve_with(
             stop_rx.clone(),
         )));
     }
+    if let Some(fleet) = config.fleet.clone() {
+        let key = &state.daemon_key;
+        let (log_signer, _) = crate::transparency::signers(&config.transparency, key);
+        let identity = intentproof_fleet::replicate::DaemonIdentity {
+            name: key.instance_id().to_owned(),
+            public_key: key.public_key_base64(),
+            key_id: key.key_id(),
+            origin: log_signer.name().to_owned(),
+        };
+        let replicator = intentproof_fleet::Replicator::new(
+            fleet,
+            identity,
+            Arc::clone(&store),
+            data_dir.path().to_owned(),
+        )
+        .map_err(|e| ServeError::Other(e.to_string()))?;
+        let _ = metrics.fleet.set(replicator.status());
+        background.push(tokio::spawn(
+            replicator.run(Arc::clone(&appended), stop_rx.clone()),
+        ));
+    }
     for witness in config.transparency.witnesses.clone() {
         background.push(tokio::spawn(crate::transparency::push_to_witness(
             witness,

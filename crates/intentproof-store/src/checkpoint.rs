@@ -87,6 +87,29 @@ pub fn latest(data_dir: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
     Ok(last)
 }
 
+/// Every checkpoint written with a tree size above `size`, in order.
+pub fn after(data_dir: &Path, size: u64) -> Result<Vec<Checkpoint>, CheckpointError> {
+    let mut out = Vec::new();
+    for_each_line(&data_dir.join(CHECKPOINTS_FILE), |c: Checkpoint| {
+        if c.tree_size > size {
+            out.push(c);
+        }
+    })?;
+    Ok(out)
+}
+
+/// The C2SP notes written with a size above `size`, by size (the last
+/// written for a size when there are several).
+pub fn notes_after(data_dir: &Path, size: u64) -> Result<BTreeMap<u64, String>, CheckpointError> {
+    let mut out = BTreeMap::new();
+    for_each_line(&data_dir.join(NOTES_FILE), |line: NoteLine| {
+        if line.size > size {
+            out.insert(line.size, line.note);
+        }
+    })?;
+    Ok(out)
+}
+
 /// Calls `f` with each line of the JSONL file at `path` (none if it does
 /// not exist), in order.
 fn for_each_line<T: DeserializeOwned>(

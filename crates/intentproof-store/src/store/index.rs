@@ -259,6 +259,21 @@ impl Index {
         }
     }
 
+    /// The entry and the bytes of journal record `seq`, exactly as stored.
+    pub(super) fn raw_at(&self, seq: u64) -> Result<Option<(IndexEntry, Vec<u8>)>, StoreError> {
+        let Some(record) = self.record_at(seq)? else {
+            return Ok(None);
+        };
+        let location = RecordLocation {
+            segment: record.segment,
+            offset: record.offset,
+            len: record.len,
+        };
+        let bytes = journal::read_at(&self.journal, seq, location)?;
+        let (entry, _) = self.facts(seq, record, &bytes)?;
+        Ok(Some((entry, bytes)))
+    }
+
     /// Reads journal record `seq` and its facts.
     fn load(&self, seq: u64, record: Record) -> Result<(IndexEntry, Value), StoreError> {
         let location = RecordLocation {
@@ -267,8 +282,19 @@ impl Index {
             len: record.len,
         };
         let bytes = journal::read_at(&self.journal, seq, location)?;
+        self.facts(seq, record, &bytes)
+    }
+
+    /// The index entry (facts parsed from `bytes`) and the parsed event of
+    /// journal record `seq`.
+    fn facts(
+        &self,
+        seq: u64,
+        record: Record,
+        bytes: &[u8],
+    ) -> Result<(IndexEntry, Value), StoreError> {
         let bad = || StoreError::BadIndex(format!("journal record {seq}"));
-        let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|_| bad())?;
         let meta = EventMeta::from_stored(
             &value,
             intentproof_core::v1::sha256_prefixed(&record.content_digest),

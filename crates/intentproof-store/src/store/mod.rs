@@ -618,6 +618,33 @@ impl Store {
             .map(|(entry, event)| StoredEvent { entry, event }))
     }
 
+    /// Journal records `from..`, each with its index entry and its bytes
+    /// exactly as stored, in journal order: at most `max_records`, and no
+    /// more once `max_bytes` is reached (at least one record when any is
+    /// there). For replication, which copies the signed bytes as stored.
+    pub fn raw_records(
+        &self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(IndexEntry, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for seq in from.. {
+            if out.len() >= max_records || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
+            match self.index.raw_at(seq)? {
+                Some((entry, raw)) => {
+                    bytes += raw.len();
+                    out.push((entry, raw));
+                }
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// Index entries of every event whose action starts with `prefix`
     /// (e.g. `mcp.`), in journal order.
     pub fn entries_with_action_prefix(&self, prefix: &str) -> Result<Vec<IndexEntry>, StoreError> {
