@@ -40,6 +40,14 @@
 //! headers = { Authorization = "Bearer abc" }
 //! timeout_ms = 5000
 //!
+//! [[webhooks]]                       # each new finding, as a signed webhook-finding.v1 (see webhook)
+//! name = "oncall"
+//! url = "https://hooks.example/intentproof"
+//!
+//! [fleet]                            # replicate the record into PostgreSQL (intentproof_fleet)
+//! postgres_url = "postgresql://intentproof@127.0.0.1:5432/intentproof"
+//! password_file = "/run/secrets/pg-password"
+//!
 //! [[http.routes]]                    # HTTP API proxy at /proxy/<name>/... (see http_proxy)
 //! name = "payments"
 //! upstream = "http://127.0.0.1:8080/api"
@@ -112,6 +120,8 @@ pub struct Config {
     pub transparency: TransparencyConfig,
     /// Replication of the record into PostgreSQL (`intentproof_fleet`).
     pub fleet: Option<intentproof_fleet::FleetConfig>,
+    /// Receivers of each new finding ([`crate::webhook`]).
+    pub webhooks: Vec<crate::webhook::WebhookConfig>,
 }
 
 /// The `[transparency]` section ([`crate::transparency`]).
@@ -386,6 +396,7 @@ impl Default for Config {
             approvals: ApprovalsConfig::default(),
             transparency: TransparencyConfig::default(),
             fleet: None,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -572,6 +583,21 @@ impl Config {
                     "allowed_origins: {origin:?} is not an origin; write scheme://host[:port] such as \"https://app.example.com\" (no path)"
                 )));
             }
+        }
+        let mut hooks = std::collections::BTreeSet::new();
+        for hook in &self.webhooks {
+            hook.validate().map_err(ConfigError::Invalid)?;
+            if !hooks.insert(&hook.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "webhooks: the name {:?} is used twice; names key the delivery logs",
+                    hook.name
+                )));
+            }
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet
+                .batch()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         let mut names = std::collections::BTreeSet::new();
         for exporter in &self.exporters {

@@ -126,6 +126,42 @@ fn str_field<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The tenant of a chain's events (the first that names one), else `local`.
+pub(crate) fn chain_tenant(chain: &[StoredEvent]) -> String {
+    chain
+        .iter()
+        .find_map(|e| str_field(&e.event, "tenant_id"))
+        .unwrap_or(DEFAULT_TENANT)
+        .to_owned()
+}
+
+/// The policy and verification run of a correlation's chain (sorted by seq), closed
+/// at `closed_at`: its last declared plan compiled to a policy, else one
+/// `required` rule per recorded action, evaluated over the flow. Unsigned:
+/// export signs it into `run.json`; webhooks cite it as their context.
+pub(crate) fn chain_run(
+    chain: &[StoredEvent],
+    correlation: &str,
+    tenant: &str,
+    closed_at: &str,
+) -> Result<(Policy, intentproof_policy::verification::Run), ExportError> {
+    let ids: Vec<&str> = chain
+        .iter()
+        .map(|e| e.entry.meta.event_id.as_str())
+        .collect();
+    let policy = policy_for(chain, correlation, tenant)?;
+    let flow = Flow {
+        flow_id: correlation.to_owned(),
+        tenant_id: Some(tenant.to_owned()),
+        correlation_id: Some(correlation.to_owned()),
+        flow_merkle_root: Some(event_merkle_root(&ids)),
+        closed_at: Some(closed_at.to_owned()),
+        events: chain.iter().map(flow_event).collect(),
+    };
+    let run = evaluate(&policy, &flow, &[], &EvalOptions::default());
+    Ok((policy, run))
+}
+
 /// Exports `correlation` with `profile` (blocking: reads the store and may
 /// sign and append a checkpoint).
 pub fn export_bundle(
@@ -246,11 +282,7 @@ pub fn export_bundle(
         keys.insert(key_id.to_owned(), key);
     }
 
-    let tenant = chain
-        .iter()
-        .find_map(|e| str_field(&e.event, "tenant_id"))
-        .unwrap_or(DEFAULT_TENANT)
-        .to_owned();
+    let tenant = chain_tenant(&chain);
     let flow_id = correlation.to_owned();
     let first = &chain[0].entry.meta;
     let created_at = chain
@@ -287,16 +319,7 @@ pub fn export_bundle(
     });
 
     // Policy and run.
-    let policy = policy_for(&chain, correlation, &tenant)?;
-    let flow = Flow {
-        flow_id: flow_id.clone(),
-        tenant_id: Some(tenant.clone()),
-        correlation_id: Some(correlation.to_owned()),
-        flow_merkle_root: Some(flow_root),
-        closed_at: Some(created_at.clone()),
-        events: chain.iter().map(flow_event).collect(),
-    };
-    let mut run = evaluate(&policy, &flow, &[], &EvalOptions::default());
+    let (policy, mut run) = chain_run(&chain, correlation, &tenant, &created_at)?;
     run.signature = RunSignature {
         alg: "ed25519".into(),
         key_id: daemon_key_id.clone(),

@@ -48,6 +48,7 @@ pub mod serve;
 pub mod shipper;
 pub mod state;
 pub mod transparency;
+pub mod webhook;
 pub mod writer;
 
 pub use config::Config;

@@ -61,6 +61,8 @@ pub struct Metrics {
     /// As a witness: checkpoints cosigned for other logs, and refused.
     witnessed: AtomicU64,
     witness_refused: AtomicU64,
+    webhook_delivered: AtomicU64,
+    webhook_failed: AtomicU64,
     /// The fleet replication pump's state, when `[fleet]` is configured.
     pub fleet: std::sync::OnceLock<std::sync::Arc<intentproof_fleet::ReplicationStatus>>,
 }
@@ -114,6 +116,16 @@ impl Metrics {
             &self.witness_cosigned
         } else {
             &self.witness_not_cosigned
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one webhook delivery attempt.
+    pub fn webhook(&self, delivered: bool) {
+        let counter = if delivered {
+            &self.webhook_delivered
+        } else {
+            &self.webhook_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -248,6 +260,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "intentproof_witnessed_checkpoints_total{{result=\"{result}\"}} {}",
+                get(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_webhook_deliveries_total Findings POSTed to [[webhooks]] receivers, by result (failed attempts are retried)."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_webhook_deliveries_total counter");
+        for (result, counter) in [
+            ("ok", &self.webhook_delivered),
+            ("failed", &self.webhook_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "intentproof_webhook_deliveries_total{{result=\"{result}\"}} {}",
                 get(counter)
             );
         }

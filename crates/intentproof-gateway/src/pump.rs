@@ -25,6 +25,35 @@ pub(crate) fn delivery_client(timeout_ms: u64) -> reqwest::Result<reqwest::Clien
         .build()
 }
 
+/// The headers of a delivery loop's POSTs: the configured ones (marked
+/// sensitive, so never logged; one that is not valid HTTP is dropped with
+/// an error naming it), and `Content-Type: application/json`.
+pub(crate) fn request_headers(
+    name: &str,
+    configured: &std::collections::BTreeMap<String, String>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (header, value) in configured {
+        match (
+            HeaderName::from_bytes(header.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(header), Ok(mut value)) => {
+                value.set_sensitive(true);
+                headers.insert(header, value);
+            }
+            _ => {
+                tracing::error!(receiver = %name, header = %header, "configured header is not valid HTTP; it is not sent")
+            }
+        }
+    }
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers
+}
+
 /// Runs one exporter until `stop` turns true.
 pub async fn run(
     config: ExporterConfig,
@@ -33,25 +62,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut headers = HeaderMap::new();
-    for (name, value) in &config.headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            (Ok(name), Ok(mut value)) => {
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-            _ => {
-                tracing::error!(exporter = %config.name, header = %name, "exporter header is not valid HTTP; it is not sent")
-            }
-        }
-    }
-    headers.insert(
-        reqwest::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let headers = request_headers(&config.name, &config.headers);
     let client = match delivery_client(config.timeout_ms) {
         Ok(c) => c,
         Err(e) => {

@@ -437,6 +437,16 @@ async fn serve_with(
             replicator.run(Arc::clone(&appended), stop_rx.clone()),
         ));
     }
+    for receiver in config.webhooks.clone() {
+        background.push(tokio::spawn(crate::webhook::run(
+            receiver,
+            Arc::clone(&state),
+            addr,
+            Arc::clone(&appended),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        )));
+    }
     for witness in config.transparency.witnesses.clone() {
         background.push(tokio::spawn(crate::transparency::push_to_witness(
             witness,
