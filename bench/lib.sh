@@ -50,11 +50,14 @@ rss_mib() {
 }
 
 # start_daemon DATA_DIR: release daemon on an ephemeral port; waits until it
-# has written daemon.json with its own pid. Sets DAEMON_PID.
+# has written daemon.json with its own pid. Sets DAEMON_PID. DAEMON_CONFIG:
+# a config file to start it with (--config).
 start_daemon() {
     local dir=$1
     mkdir -p "$dir"
-    "$BIN/intentproof" serve --data-dir "$dir" --listen 127.0.0.1:0 2>>"$dir.log" &
+    local extra=()
+    [[ -z "${DAEMON_CONFIG:-}" ]] || extra=(--config "$DAEMON_CONFIG")
+    "$BIN/intentproof" serve --data-dir "$dir" --listen 127.0.0.1:0 "${extra[@]}" 2>>"$dir.log" &
     DAEMON_PID=$!
     local deadline=$((SECONDS + 600))
     until [[ -f "$dir/daemon.json" ]] && grep -q "\"pid\":$DAEMON_PID[,}]" "$dir/daemon.json"; do

@@ -30,6 +30,10 @@ pub struct FleetArgs {
     /// the password from PGPASSWORD if set)
     #[arg(long, value_name = "URL")]
     postgres_url: Option<String>,
+    /// With --postgres-url and ?sslmode=require: the PEM file of the CA that
+    /// signed the server's certificate (default: the platform's trust store)
+    #[arg(long, value_name = "FILE", requires = "postgres_url")]
+    ca_file: Option<PathBuf>,
 }
 
 impl FleetArgs {
@@ -38,6 +42,7 @@ impl FleetArgs {
             return Ok(FleetConfig {
                 postgres_url: url.clone(),
                 password_env: std::env::var_os("PGPASSWORD").map(|_| "PGPASSWORD".to_owned()),
+                ca_file: self.ca_file.clone(),
                 ..FleetConfig::default()
             });
         }

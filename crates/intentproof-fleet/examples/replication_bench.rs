@@ -12,6 +12,9 @@
 //! 3. **burst**: the pump running while EVENTS records are appended as
 //!    fast as the store takes them; the seconds from the last append until
 //!    the pump's cursor reaches the end (lag back to 0).
+//!
+//! `replication_bench pg` only starts the server, prints its URL and keeps
+//! it until stdin closes (`bench/fleet.sh` runs a daemon against it).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -77,6 +80,15 @@ fn identity(key: &InstanceKey) -> DaemonIdentity {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("pg") {
+        let pg = PgServer::start(true).unwrap_or_else(|e| die(e));
+        println!("{}", pg.url());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
+        drop(pg);
+        return;
+    }
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

@@ -9,11 +9,19 @@
 //! The password never sits in the URL we log: [`FleetConfig::display_url`]
 //! drops it, and a password given in the URL itself is accepted but
 //! redacted the same way.
+//!
+//! **TLS.** A database on loopback or a Unix socket is reached in the
+//! clear. Any other host must be asked for TLS (`?sslmode=require` in the
+//! URL), else the config is refused: events would cross the network in
+//! clear text. With TLS the server's certificate is always verified, chain
+//! and host name (stricter than libpq's `require`): against the platform's
+//! trust store, or against `ca_file` (a PEM bundle) for a private CA, as
+//! most PostgreSQL deployments use.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, SslMode};
 
 /// The `[fleet]` table.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -30,6 +38,10 @@ pub struct FleetConfig {
     /// Records per replication transaction (default 4096, at most 65536).
     #[serde(default)]
     pub batch_records: Option<usize>,
+    /// PEM file of the CA that signed the server's certificate (TLS only);
+    /// default: the platform's trust store.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Records per replication transaction unless configured.
@@ -65,7 +77,7 @@ pub enum FleetConfigError {
     PasswordEnv(String),
     /// A remote host without TLS.
     #[error(
-        "[fleet] postgres_url {url}: host {host} is not loopback or a Unix socket, and this build does not speak TLS to PostgreSQL; events would cross the network in clear text. Reach it through a local socket or tunnel (e.g. a sidecar proxy) instead"
+        "[fleet] postgres_url {url}: host {host} is not loopback or a Unix socket, and the URL does not ask for TLS; events would cross the network in clear text. Add ?sslmode=require (and ca_file for a private CA)"
     )]
     NotLocal {
         /// The URL without its password.
@@ -73,6 +85,9 @@ pub enum FleetConfigError {
         /// The host refused.
         host: String,
     },
+    /// The TLS settings are unusable.
+    #[error("[fleet] TLS: {0}")]
+    Tls(String),
     /// `batch_records` out of range.
     #[error("[fleet] batch_records = {0}: must be 1..={MAX_BATCH_RECORDS}")]
     Batch(usize),
@@ -103,8 +118,11 @@ impl FleetConfig {
                     url: self.display_url(),
                     reason: e.to_string(),
                 })?;
+        let tls = config.get_ssl_mode() == SslMode::Require;
         for host in config.get_hosts() {
-            if let Host::Tcp(name) = host {
+            if let Host::Tcp(name) = host
+                && !tls
+            {
                 let local = name == "localhost"
                     || name
                         .trim_start_matches('[')
@@ -136,17 +154,72 @@ impl FleetConfig {
         Ok(config)
     }
 
-    /// Connects; the connection's I/O runs on its own task, which ends
-    /// when the client is dropped.
+    /// Connects (over TLS when the URL asks for it); the connection's I/O
+    /// runs on its own task, which ends when the client is dropped.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, crate::FleetError> {
         let config = self.pg_config()?;
-        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection closed");
-            }
-        });
+        let client = if config.get_ssl_mode() == SslMode::Disable {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection closed");
+                }
+            });
+            client
+        } else {
+            let tls = tokio_postgres_rustls_improved::MakeRustlsConnect::new(self.tls_config()?);
+            let (client, connection) = config.connect(tls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection closed");
+                }
+            });
+            client
+        };
         Ok(client)
+    }
+
+    /// The TLS client settings: aws-lc-rs, and the platform's verifier or
+    /// the roots of `ca_file`.
+    fn tls_config(&self) -> Result<rustls::ClientConfig, FleetConfigError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let tls = |e: &dyn std::fmt::Display| FleetConfigError::Tls(e.to_string());
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls(&e))?;
+        let config = match &self.ca_file {
+            Some(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+                    FleetConfigError::Tls(format!("ca_file {}: {e}", path.display()))
+                })?;
+                for cert in certs {
+                    let cert = cert.map_err(|e| {
+                        FleetConfigError::Tls(format!("ca_file {}: {e}", path.display()))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        FleetConfigError::Tls(format!("ca_file {}: {e}", path.display()))
+                    })?;
+                }
+                if roots.is_empty() {
+                    return Err(FleetConfigError::Tls(format!(
+                        "ca_file {} holds no certificate",
+                        path.display()
+                    )));
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            None => {
+                use rustls_platform_verifier::BuilderVerifierExt;
+                builder
+                    .with_platform_verifier()
+                    .map_err(|e| tls(&e))?
+                    .with_no_client_auth()
+            }
+        };
+        Ok(config)
     }
 }
 
@@ -219,7 +292,13 @@ mod tests {
         };
         let err = config.pg_config().unwrap_err().to_string();
         assert!(err.contains("host db.example.com is not loopback"), "{err}");
+        assert!(err.contains("Add ?sslmode=require"), "{err}");
         assert!(!err.contains("pw@"), "{err}");
+        let tls = FleetConfig {
+            postgres_url: "postgresql://ip:pw@db.example.com/db?sslmode=require".into(),
+            ..FleetConfig::default()
+        };
+        assert!(tls.pg_config().is_ok());
         for ok in [
             "postgresql://ip@127.0.0.1:5432/db",
             "postgresql://ip@localhost/db",

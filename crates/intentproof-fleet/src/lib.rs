@@ -16,10 +16,13 @@
 //!   checkpoints that daemon signed.
 //! - [`testing`]: a throwaway PostgreSQL server for tests and benchmarks.
 //!
+//! PostgreSQL off this machine is reached over TLS only (verified; see
+//! [`config`]); a URL to another host without `sslmode=require` is refused.
+//!
 //! What it does not do (yet): answer the daemon's query API from
-//! PostgreSQL (`serve --fleet`), pack fleet bundles, or speak TLS to
-//! PostgreSQL: a `postgres_url` whose host is not loopback or a Unix socket
-//! is refused rather than sent events in clear text.
+//! PostgreSQL (`serve --fleet`), pack fleet bundles, or export to
+//! OpenTelemetry; nor does it re-check the events' own signatures (each
+//! daemon did at ingest, against keys PostgreSQL does not hold).
 
 pub mod config;
 pub mod replicate;
@@ -37,8 +40,10 @@ pub enum FleetError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] FleetConfigError),
-    /// PostgreSQL refused or the connection broke.
-    #[error("PostgreSQL: {0}")]
+    /// PostgreSQL refused or the connection broke (the message carries
+    /// every cause: "error performing TLS handshake: invalid peer
+    /// certificate: UnknownIssuer", not just the first line).
+    #[error("PostgreSQL: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The local store could not be read.
     #[error("local store: {0}")]
@@ -66,4 +71,19 @@ pub enum FleetError {
         /// What disagrees.
         detail: String,
     },
+}
+
+/// An error and each of its sources, joined by `: `.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -21,6 +21,7 @@ pub struct PgServer {
     port: u16,
     user: Option<(u32, u32)>,
     fsync: bool,
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -31,6 +32,16 @@ impl PgServer {
     /// Initializes and starts a server; `fsync = false` for tests that do
     /// not measure durability (much faster), `true` for benchmarks.
     pub fn start(fsync: bool) -> Result<PgServer, PgError> {
+        PgServer::start_with(fsync, None)
+    }
+
+    /// [`start`](Self::start) with TLS on: `cert` and `key` (PEM files) are
+    /// the server's certificate and key (copied into its directory).
+    pub fn start_tls(fsync: bool, cert: &Path, key: &Path) -> Result<PgServer, PgError> {
+        PgServer::start_with(fsync, Some((cert, key)))
+    }
+
+    fn start_with(fsync: bool, tls: Option<(&Path, &Path)>) -> Result<PgServer, PgError> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("intentproof-pg-")
@@ -67,6 +78,18 @@ impl PgServer {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        if let Some((cert, key)) = tls {
+            for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+                let to = data.join(name);
+                std::fs::copy(from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| e.to_string())?;
+                if let Some((uid, gid)) = user {
+                    std::os::unix::fs::chown(&to, Some(uid), Some(gid))
+                        .map_err(|e| format!("chown {}: {e}", to.display()))?;
+                }
+            }
+        }
         let port = free_port()?;
         let mut server = PgServer {
             bin,
@@ -74,6 +97,7 @@ impl PgServer {
             port,
             user,
             fsync,
+            tls: tls.is_some(),
             child: None,
         };
         server.resume()?;
@@ -115,6 +139,7 @@ impl PgServer {
             ))
             .args(["-c", if self.fsync { "fsync=on" } else { "fsync=off" }])
             .args(["-c", "max_connections=200"])
+            .args(["-c", if self.tls { "ssl=on" } else { "ssl=off" }])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

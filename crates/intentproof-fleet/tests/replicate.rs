@@ -345,3 +345,131 @@ async fn a_journal_rewritten_after_replication_is_named_and_not_replicated_furth
         );
     }
 }
+
+/// A private CA, and a server certificate it signed for `localhost` and
+/// 127.0.0.1 (openssl CLI): (CA certificate, server certificate, server key).
+fn certificates(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_servers_ca_replicates_and_an_unknown_ca_is_refused() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, cert_key) = certificates(certs.path());
+    let pg = PgServer::start_tls(false, &cert, &cert_key).unwrap();
+    let url = format!(
+        "postgresql://postgres@localhost:{}/postgres?sslmode=require",
+        pg.port()
+    );
+    // The platform's trust store does not know this CA: refused.
+    let untrusted = FleetConfig {
+        postgres_url: url.clone(),
+        ..FleetConfig::default()
+    };
+    let err = untrusted.connect().await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("PostgreSQL: error performing TLS handshake: invalid peer certificate: "),
+        "{err}"
+    );
+    // With ca_file: connected over TLS, and replication works.
+    let fleet = FleetConfig {
+        postgres_url: url,
+        ca_file: Some(ca),
+        ..FleetConfig::default()
+    };
+    let client = fleet.connect().await.unwrap();
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl);
+    let a = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(a.path(), "gw-tls"));
+    append(&store, &Sealer::new(key("gw-tls")), a.path(), "gw-tls", 12);
+    let rep = Replicator::new(
+        fleet,
+        identity("gw-tls"),
+        Arc::clone(&store),
+        a.path().into(),
+    )
+    .unwrap();
+    assert_eq!(drain(&rep).await, (12, 1));
+    assert!(verify_fleet(&client).await.unwrap().ok());
+}
