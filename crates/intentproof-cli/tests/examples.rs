@@ -69,6 +69,105 @@ fn check_client_config(file: &Path) {
     }
 }
 
+/// examples/fleet/compose.yaml: PostgreSQL and two gateways, each with its
+/// own data volume and the fleet config mounted where its command reads it.
+fn check_compose(file: &Path) {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let services = &doc["services"];
+    assert!(
+        services["postgres"].is_mapping(),
+        "{}: no postgres",
+        file.display()
+    );
+    let mut volumes = Vec::new();
+    for name in ["gateway-a", "gateway-b"] {
+        let gateway = &services[name];
+        // gateway-b inherits gateway-a's command (a YAML merge key).
+        let command = gateway["command"]
+            .as_sequence()
+            .or_else(|| services["gateway-a"]["command"].as_sequence())
+            .unwrap_or_else(|| panic!("{}: {name} has no command", file.display()));
+        let command: Vec<&str> = command.iter().filter_map(|v| v.as_str()).collect();
+        assert_eq!(
+            command,
+            ["serve", "--config", "/etc/intentproof/gateway.toml"]
+        );
+        let mounts: Vec<&str> = gateway["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(
+            mounts.contains(&"./gateway.toml:/etc/intentproof/gateway.toml:ro"),
+            "{name}: {mounts:?}"
+        );
+        volumes.extend(
+            mounts
+                .into_iter()
+                .filter(|m| m.ends_with(":/data"))
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(
+        volumes,
+        ["gateway-a:/data", "gateway-b:/data"],
+        "each replica its own data"
+    );
+}
+
+/// examples/fleet/kubernetes.yaml: a StatefulSet with a claim per replica,
+/// its Services, the Secret, and a ConfigMap whose gateway.toml is a valid
+/// config that reaches PostgreSQL over TLS with the Secret's CA.
+fn check_kubernetes(file: &Path) {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(file).unwrap();
+    let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["Secret", "ConfigMap", "Service", "Service", "StatefulSet"]
+    );
+    let config = docs[1]["data"]["gateway.toml"].as_str().unwrap();
+    let config =
+        intentproof_gateway::Config::from_toml(config, file).unwrap_or_else(|e| panic!("{e}"));
+    let fleet = config.fleet.expect("[fleet]");
+    assert!(
+        fleet.postgres_url.ends_with("?sslmode=require"),
+        "{}",
+        fleet.postgres_url
+    );
+    assert!(!fleet.allow_cleartext);
+    // The URL is accepted as it is (the password file exists only in the pod).
+    intentproof_fleet::FleetConfig {
+        password_file: None,
+        ..fleet.clone()
+    }
+    .pg_config()
+    .unwrap();
+    let set = &docs[4]["spec"];
+    assert_eq!(set["volumeClaimTemplates"][0]["metadata"]["name"], "data");
+    let secret_keys: Vec<&str> = docs[0]["stringData"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    assert_eq!(secret_keys, ["pg-password", "ingest-token", "pg-ca.crt"]);
+    let dir = "/etc/intentproof/secret/";
+    assert_eq!(
+        fleet.password_file.unwrap().to_str(),
+        Some(&*format!("{dir}pg-password"))
+    );
+    assert_eq!(
+        fleet.ca_file.unwrap().to_str(),
+        Some(&*format!("{dir}pg-ca.crt"))
+    );
+}
+
 #[test]
 fn every_example_file_is_valid() {
     let root = workspace_root();
@@ -89,6 +188,11 @@ fn every_example_file_is_valid() {
             ("examples", Some("toml")) => {
                 intentproof_gateway::Config::from_file(file).unwrap_or_else(|e| panic!("{e}"));
             }
+            ("fleet", Some("toml")) => {
+                intentproof_gateway::Config::from_file(file).unwrap_or_else(|e| panic!("{e}"));
+            }
+            ("fleet", Some("yaml")) if name == "compose.yaml" => check_compose(file),
+            ("fleet", Some("yaml")) if name == "kubernetes.yaml" => check_kubernetes(file),
             ("clients", Some("json")) => check_client_config(file),
             ("policies", Some("yaml")) if name.starts_with("redaction") => {
                 let text = std::fs::read_to_string(file).unwrap();

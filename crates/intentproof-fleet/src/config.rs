@@ -16,7 +16,9 @@
 //! clear text. With TLS the server's certificate is always verified, chain
 //! and host name (stricter than libpq's `require`): against the platform's
 //! trust store, or against `ca_file` (a PEM bundle) for a private CA, as
-//! most PostgreSQL deployments use.
+//! most PostgreSQL deployments use. `allow_cleartext = true` lifts the
+//! refusal for a private network trusted end to end (a compose network on
+//! one machine), with a warning at every connection.
 
 use std::path::PathBuf;
 
@@ -42,6 +44,11 @@ pub struct FleetConfig {
     /// default: the platform's trust store.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Allow a database on another host without TLS. Only for a private
+    /// network you trust end to end (a compose network on one machine):
+    /// the daemon logs a warning at every connection.
+    #[serde(default)]
+    pub allow_cleartext: bool,
 }
 
 /// Records per replication transaction unless configured.
@@ -122,6 +129,7 @@ impl FleetConfig {
         for host in config.get_hosts() {
             if let Host::Tcp(name) = host
                 && !tls
+                && !self.allow_cleartext
             {
                 let local = name == "localhost"
                     || name
@@ -158,6 +166,9 @@ impl FleetConfig {
     /// runs on its own task, which ends when the client is dropped.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, crate::FleetError> {
         let config = self.pg_config()?;
+        if self.allow_cleartext && config.get_ssl_mode() != SslMode::Require {
+            tracing::warn!(postgres = %self.display_url(), "[fleet] allow_cleartext: events may cross the network to PostgreSQL unencrypted");
+        }
         let client = if config.get_ssl_mode() == SslMode::Disable {
             let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
             tokio::spawn(async move {
@@ -299,6 +310,12 @@ mod tests {
             ..FleetConfig::default()
         };
         assert!(tls.pg_config().is_ok());
+        let cleartext = FleetConfig {
+            postgres_url: "postgresql://ip:pw@postgres:5432/db".into(),
+            allow_cleartext: true,
+            ..FleetConfig::default()
+        };
+        assert!(cleartext.pg_config().is_ok());
         for ok in [
             "postgresql://ip@127.0.0.1:5432/db",
             "postgresql://ip@localhost/db",
