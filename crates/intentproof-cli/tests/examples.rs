@@ -117,6 +117,27 @@ fn check_compose(file: &Path) {
     );
 }
 
+/// examples/fleet/otel-collector.yaml takes OTLP/HTTP on 4318 in its traces
+/// pipeline, where the fleet gateway.toml's `[[otlp]]` sends.
+fn check_collector(file: &Path) {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(
+        doc["receivers"]["otlp"]["protocols"]["http"]["endpoint"].as_str(),
+        Some("0.0.0.0:4318")
+    );
+    let receivers = doc["service"]["pipelines"]["traces"]["receivers"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(receivers[0].as_str(), Some("otlp"));
+    let gateway = intentproof_gateway::Config::from_file(&file.with_file_name("gateway.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        gateway.otlp[0].endpoint,
+        "http://otel-collector:4318/v1/traces"
+    );
+}
+
 /// examples/fleet/kubernetes.yaml: a StatefulSet with a claim per replica,
 /// its Services, the Secret, and a ConfigMap whose gateway.toml is a valid
 /// config that reaches PostgreSQL over TLS with the Secret's CA.
@@ -193,6 +214,7 @@ fn every_example_file_is_valid() {
             }
             ("fleet", Some("yaml")) if name == "compose.yaml" => check_compose(file),
             ("fleet", Some("yaml")) if name == "kubernetes.yaml" => check_kubernetes(file),
+            ("fleet", Some("yaml")) if name == "otel-collector.yaml" => check_collector(file),
             ("clients", Some("json")) => check_client_config(file),
             ("policies", Some("yaml")) if name.starts_with("redaction") => {
                 let text = std::fs::read_to_string(file).unwrap();

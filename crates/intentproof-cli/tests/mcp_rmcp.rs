@@ -21,16 +21,15 @@
 //! peers need `INTENTPROOF_TEST_PYTHON_MCP2` (what `./scripts/test`
 //! installs). A missing peer fails the test, never skips it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::process::Command;
 
 mod common;
 
 use common::{
     Stopped, assert_http_command_upstream_transparent, assert_http_url_upstream_gives,
     assert_http_url_upstream_transparent, assert_stdio_gateway_transparent, mcp2026_script,
-    pypi_fixture_stdio, python_mcp2, run_transcript, start_http_fixture, workspace_root,
+    pypi_fixture_stdio, python_mcp2, run_transcript, start_http_fixture,
 };
 
 const SERVER: &str = "rmcp-fixture-server";
@@ -38,56 +37,9 @@ const CLIENT: &str = "rmcp-transcript-client";
 
 // ---- the peers ----------------------------------------------------------------------
 
-/// The directory holding `rmcp-fixture-server` and `rmcp-transcript-client`,
-/// built once per test process.
+/// The directory holding `rmcp-fixture-server` and `rmcp-transcript-client`.
 fn peers_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("INTENTPROOF_TEST_RMCP_PEERS") {
-            let dir = PathBuf::from(dir);
-            for bin in [SERVER, CLIENT] {
-                assert!(
-                    dir.join(bin).is_file(),
-                    "INTENTPROOF_TEST_RMCP_PEERS={} holds no {bin}: build it with \
-                     `cargo build -p intentproof-mcp-peers`",
-                    dir.display()
-                );
-            }
-            return dir;
-        }
-        // <target>/<profile>/deps/mcp_rmcp-<hash>
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let target = profile_dir.parent().unwrap().join("rmcp-peers");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(workspace_root())
-            .args(["build", "--locked", "-p", "intentproof-mcp-peers", "--bins"])
-            .arg("--target-dir")
-            .arg(&target);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build the rmcp peers: {e}"));
-        assert!(
-            out.status.success(),
-            "building the rmcp peers (cargo build -p intentproof-mcp-peers) failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = target.join(if release { "release" } else { "debug" });
-        for bin in [SERVER, CLIENT] {
-            assert!(
-                dir.join(bin).is_file(),
-                "{} is missing after the build",
-                dir.join(bin).display()
-            );
-        }
-        dir
-    })
+    common::rmcp_peers_dir()
 }
 
 fn peer(name: &str) -> String {

@@ -20,8 +20,7 @@
 //! [`config`]); a URL to another host without `sslmode=require` is refused.
 //!
 //! What it does not do (yet): answer the daemon's query API from
-//! PostgreSQL (`serve --fleet`), pack fleet bundles, or export to
-//! OpenTelemetry; nor does it re-check the events' own signatures (each
+//! PostgreSQL (`serve --fleet`) or pack fleet bundles; nor does it re-check the events' own signatures (each
 //! daemon did at ingest, against keys PostgreSQL does not hold).
 
 pub mod config;

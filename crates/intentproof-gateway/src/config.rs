@@ -44,6 +44,10 @@
 //! name = "oncall"
 //! url = "https://hooks.example/intentproof"
 //!
+//! [[otlp]]                           # every stored event as a span, OTLP/HTTP (see otlp)
+//! name = "collector"
+//! endpoint = "http://127.0.0.1:4318/v1/traces"
+//!
 //! [fleet]                            # replicate the record into PostgreSQL (intentproof_fleet)
 //! postgres_url = "postgresql://intentproof@127.0.0.1:5432/intentproof"
 //! password_file = "/run/secrets/pg-password"
@@ -122,6 +126,9 @@ pub struct Config {
     pub fleet: Option<intentproof_fleet::FleetConfig>,
     /// Receivers of each new finding ([`crate::webhook`]).
     pub webhooks: Vec<crate::webhook::WebhookConfig>,
+    /// OpenTelemetry collectors every stored event goes to as a span
+    /// ([`crate::otlp`]).
+    pub otlp: Vec<crate::otlp::OtlpConfig>,
 }
 
 /// The `[transparency]` section ([`crate::transparency`]).
@@ -397,6 +404,7 @@ impl Default for Config {
             transparency: TransparencyConfig::default(),
             fleet: None,
             webhooks: Vec::new(),
+            otlp: Vec::new(),
         }
     }
 }
@@ -591,6 +599,16 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "webhooks: the name {:?} is used twice; names key the delivery logs",
                     hook.name
+                )));
+            }
+        }
+        let mut collectors = std::collections::BTreeSet::new();
+        for collector in &self.otlp {
+            collector.validate().map_err(ConfigError::Invalid)?;
+            if !collectors.insert(&collector.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "otlp: the name {:?} is used twice; names key the durable cursors",
+                    collector.name
                 )));
             }
         }

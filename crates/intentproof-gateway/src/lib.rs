@@ -42,6 +42,7 @@ pub mod error;
 pub mod export;
 pub mod ingest;
 pub mod metrics;
+pub mod otlp;
 pub mod pump;
 pub mod recording;
 pub mod serve;

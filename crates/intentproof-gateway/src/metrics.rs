@@ -63,6 +63,8 @@ pub struct Metrics {
     witness_refused: AtomicU64,
     webhook_delivered: AtomicU64,
     webhook_failed: AtomicU64,
+    otlp_exported: AtomicU64,
+    otlp_failed: AtomicU64,
     /// The fleet replication pump's state, when `[fleet]` is configured.
     pub fleet: std::sync::OnceLock<std::sync::Arc<intentproof_fleet::ReplicationStatus>>,
 }
@@ -118,6 +120,16 @@ impl Metrics {
             &self.witness_not_cosigned
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the spans of one OTLP request.
+    pub fn otlp(&self, exported: bool, spans: u64) {
+        let counter = if exported {
+            &self.otlp_exported
+        } else {
+            &self.otlp_failed
+        };
+        counter.fetch_add(spans, Ordering::Relaxed);
     }
 
     /// Counts one webhook delivery attempt.
@@ -275,6 +287,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "intentproof_webhook_deliveries_total{{result=\"{result}\"}} {}",
+                get(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_otlp_spans_total Spans sent to [[otlp]] collectors, by result (failed requests are retried)."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_otlp_spans_total counter");
+        for (result, counter) in [
+            ("exported", &self.otlp_exported),
+            ("failed", &self.otlp_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "intentproof_otlp_spans_total{{result=\"{result}\"}} {}",
                 get(counter)
             );
         }

@@ -437,6 +437,16 @@ async fn serve_with(
             replicator.run(Arc::clone(&appended), stop_rx.clone()),
         ));
     }
+    for collector in config.otlp.clone() {
+        background.push(tokio::spawn(crate::otlp::run(
+            collector,
+            Arc::clone(&store),
+            state.daemon_key.instance_id().to_owned(),
+            Arc::clone(&appended),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        )));
+    }
     for receiver in config.webhooks.clone() {
         background.push(tokio::spawn(crate::webhook::run(
             receiver,

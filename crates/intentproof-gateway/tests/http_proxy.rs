@@ -484,6 +484,7 @@ async fn json_get_takes_its_correlation_from_traceparent_and_the_gateway_token_n
                 "http.route": "plain",
                 "http.method": "GET",
                 "http.status_code": 200,
+                "intentproof.traceparent": traceparent,
             },
         })
     );

@@ -22,6 +22,7 @@ fn the_configuration_reference_parses() {
     assert_eq!(config.listen.to_string(), "127.0.0.1:9787");
     assert_eq!(config.exporters[0].name, "siem");
     assert_eq!(config.webhooks[0].name, "oncall");
+    assert_eq!(config.otlp[0].endpoint, "http://127.0.0.1:4318/v1/traces");
     let fleet = config.fleet.expect("[fleet]");
     assert_eq!(
         fleet.display_url(),
@@ -57,4 +58,14 @@ fn the_webhook_snippet_names_its_receiver() {
     assert_eq!(hook.url, "https://hooks.example/intentproof");
     assert_eq!(hook.links_base.as_deref(), Some("https://gateway.example"));
     assert_eq!(hook.headers["Authorization"], "Bearer ...");
+}
+
+#[test]
+fn the_otlp_snippet_sends_to_a_local_collector() {
+    let config = config_after("### OpenTelemetry export");
+    let otlp = &config.otlp[0];
+    assert_eq!(otlp.name, "collector");
+    assert_eq!(otlp.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert!(!otlp.include_payloads, "payloads are opt-in");
+    assert_eq!(otlp.batch_spans, 256);
 }

@@ -857,6 +857,19 @@ async fn forward(
     if let Some(template) = &template {
         attributes.insert("http.path_template".into(), text_attr(template));
     }
+    // The W3C trace context the call came with (kept so an OpenTelemetry
+    // export joins the caller's trace).
+    if let Some(traceparent) = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| t.len() <= 128 && intentproof_mcp::recorder::trace_id(t).is_some())
+    {
+        attributes.insert(
+            "intentproof.traceparent".into(),
+            text_attr(traceparent.trim()),
+        );
+    }
 
     // Intent: explicit, else the open plan's step, else the route default.
     let plan = match &context.correlation_id {

@@ -17,6 +17,8 @@
 //! - `mcp.protocol.version`: the request's
 //!   `_meta["io.modelcontextprotocol/protocolVersion"]`, else the version
 //!   the server answered to `initialize` (else the one the client asked for).
+//! - `intentproof.traceparent`: the request's `_meta.traceparent` (W3C
+//!   trace context), when it is a valid one.
 //!
 //! A JSON-RPC error keeps everything the server said: `error.name` is
 //! `JsonRpcError(<code>)`, `error.message` its message, and when the error
@@ -1147,6 +1149,16 @@ impl Recorder {
         attributes.insert("mcp.session_id".into(), text_attr(&self.session_id));
         attributes.insert("jsonrpc.id".into(), text_attr(id_key(id)));
         self.client_attributes(params, &mut attributes);
+        // The W3C trace context the call came with (`_meta.traceparent`,
+        // as the MCP semantic conventions carry it), for OpenTelemetry export.
+        if let Some(traceparent) =
+            meta_str("traceparent").filter(|t| t.len() <= 128 && trace_id(t).is_some())
+        {
+            attributes.insert(
+                "intentproof.traceparent".into(),
+                text_attr(traceparent.trim()),
+            );
+        }
         let tool = match &kind {
             Kind::Tool(name) => {
                 attributes.insert("mcp.tool".into(), text_attr(name));

@@ -880,3 +880,56 @@ pub fn export_and_verify(data: &Path, correlation: &str, explain: bool) -> (Opti
         String::from_utf8_lossy(&checked.stdout).into_owned(),
     )
 }
+
+/// The directory holding `rmcp-fixture-server` and `rmcp-transcript-client`,
+/// built once per test process (`INTENTPROOF_TEST_RMCP_PEERS` names a
+/// directory that has them already).
+pub fn rmcp_peers_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("INTENTPROOF_TEST_RMCP_PEERS") {
+            let dir = PathBuf::from(dir);
+            for bin in ["rmcp-fixture-server", "rmcp-transcript-client"] {
+                assert!(
+                    dir.join(bin).is_file(),
+                    "INTENTPROOF_TEST_RMCP_PEERS={} holds no {bin}: build it with \
+                     `cargo build -p intentproof-mcp-peers`",
+                    dir.display()
+                );
+            }
+            return dir;
+        }
+        // <target>/<profile>/deps/mcp_rmcp-<hash>
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let target = profile_dir.parent().unwrap().join("rmcp-peers");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "--locked", "-p", "intentproof-mcp-peers", "--bins"])
+            .arg("--target-dir")
+            .arg(&target);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build the rmcp peers: {e}"));
+        assert!(
+            out.status.success(),
+            "building the rmcp peers (cargo build -p intentproof-mcp-peers) failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = target.join(if release { "release" } else { "debug" });
+        for bin in ["rmcp-fixture-server", "rmcp-transcript-client"] {
+            assert!(
+                dir.join(bin).is_file(),
+                "{} is missing after the build",
+                dir.join(bin).display()
+            );
+        }
+        dir
+    })
+}

@@ -1,0 +1,488 @@
+//! OpenTelemetry export (`[[otlp]]`): every stored event as one span, over
+//! OTLP/HTTP (protobuf) to any collector, by the same durable cursor as
+//! the other exporters (moved only after the collector answered 2xx).
+//!
+//! ```toml
+//! [[otlp]]
+//! name = "collector"                          # names the durable cursor: keep it stable
+//! endpoint = "http://127.0.0.1:4318/v1/traces"
+//! headers = { Authorization = "Bearer ..." }  # sent, never logged
+//! include_payloads = false                    # gen_ai.tool.call.arguments / .result (redacted as stored)
+//! ```
+//!
+//! **Spans** follow the OpenTelemetry MCP and GenAI semantic conventions:
+//!
+//! - an MCP call: name `{mcp.method.name} {target}` (`tools/call echo`),
+//!   `mcp.method.name`, `jsonrpc.request.id`, `mcp.protocol.version`,
+//!   `mcp.session.id` (only at revisions with sessions: not 2026-07-28),
+//!   `network.transport` (`tcp` for calls the daemon recorded on
+//!   `/mcp/<name>`; absent when the daemon cannot know it), and for tools
+//!   `gen_ai.tool.name` and `gen_ai.operation.name = execute_tool`;
+//!   `error.type` is `tool_error` for an `isError` result, the JSON-RPC
+//!   error code for an error answer;
+//! - an HTTP-proxy call: name `{http.request.method} {http.route}`,
+//!   `http.request.method`, `http.route` (the matched path template),
+//!   `http.response.status_code`, `error.type` (the status code, 4xx/5xx);
+//! - any other event: name = its action.
+//!
+//! Every span carries the evidence: `intentproof.event.id`,
+//! `intentproof.content_hash`, `intentproof.correlation_id`,
+//! `intentproof.intent`, `intentproof.action`, `intentproof.leaf_index`
+//! (the journal seq, so an inclusion proof can be asked for). The trace id
+//! is the call's `traceparent`'s when it sent one (and the span is its
+//! child), else derived from the correlation id, so one flow is one trace;
+//! the span id is derived from the event id. Payloads (the conventions'
+//! opt-in `gen_ai.tool.call.arguments` / `.result`) only with
+//! `include_payloads`, as stored: redacted.
+//!
+//! What it does not do (yet): findings as span events or logs, gRPC, and
+//! metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use intentproof_core::backoff::{Backoff, retry_after_header};
+use intentproof_store::Store;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, span, status,
+};
+use prost::Message;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+
+use crate::metrics::Metrics;
+
+/// One `[[otlp]]` collector.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Stable name; keys the durable cursor (`otlp:<name>`).
+    pub name: String,
+    /// The collector's OTLP/HTTP traces URL (`.../v1/traces`).
+    pub endpoint: String,
+    /// Extra request headers (credentials). Never logged.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Time limit of one request.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Add the (redacted) inputs and output as `gen_ai.tool.call.arguments`
+    /// and `gen_ai.tool.call.result`.
+    #[serde(default)]
+    pub include_payloads: bool,
+    /// Spans per request (1 to 4096; default 256).
+    #[serde(default = "default_batch")]
+    pub batch_spans: usize,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_batch() -> usize {
+    256
+}
+
+impl OtlpConfig {
+    /// Why this collector cannot be used, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("otlp: name must not be empty (it keys the durable cursor)".into());
+        }
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(format!(
+                "otlp {:?}: endpoint {:?} must start with http:// or https:// (OTLP/HTTP, e.g. http://collector:4318/v1/traces)",
+                self.name, self.endpoint
+            ));
+        }
+        if !(1..=4096).contains(&self.batch_spans) {
+            return Err(format!(
+                "otlp {:?}: batch_spans = {} must be 1 to 4096",
+                self.name, self.batch_spans
+            ));
+        }
+        Ok(())
+    }
+
+    fn cursor(&self) -> String {
+        format!("otlp:{}", self.name)
+    }
+}
+
+fn text(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+/// `n` bytes of SHA-256 over `label` and `value`: stable ids.
+fn derived_id(label: &str, value: &str, n: usize) -> Vec<u8> {
+    let digest = Sha256::digest(format!("{label}\n{value}").as_bytes());
+    digest[..n].to_vec()
+}
+
+/// The trace id and parent span id of a W3C `traceparent`.
+fn parse_traceparent(text: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let parts: Vec<&str> = text.trim().split('-').collect();
+    let [version, trace, parent, _flags] = parts.as_slice() else {
+        return None;
+    };
+    let hex = |s: &str, len: usize| -> Option<Vec<u8>> {
+        if s.len() != len * 2 {
+            return None;
+        }
+        (0..len)
+            .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect()
+    };
+    let (trace, parent) = (hex(trace, 16)?, hex(parent, 8)?);
+    let valid = version.len() == 2
+        && *version != "ff"
+        && trace.iter().any(|b| *b != 0)
+        && parent.iter().any(|b| *b != 0);
+    valid.then_some((trace, parent))
+}
+
+fn nanos(rfc3339: &str) -> u64 {
+    intentproof_core::parse_rfc3339(rfc3339)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The span of stored event `event` (journal record `seq`, content hash
+/// `content_hash` as indexed). `daemon` is the daemon's instance id: MCP
+/// calls it sealed itself came over HTTP.
+pub fn span_of(
+    event: &Value,
+    seq: u64,
+    content_hash: &str,
+    daemon: &str,
+    include_payloads: bool,
+) -> Span {
+    let field = |k: &str| event.get(k).and_then(Value::as_str).unwrap_or("");
+    let attrs = event.get("attributes").and_then(Value::as_object);
+    let attr = |k: &str| -> Option<String> {
+        attrs.and_then(|a| a.get(k)).and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        })
+    };
+    let action = field("action");
+    let failed = field("status") == "error";
+    let error_name = event.pointer("/error/name").and_then(Value::as_str);
+    let mut attributes = Vec::new();
+    let mut name = action.to_owned();
+    let mut tool_call = false;
+    if action.starts_with("mcp.") && attr("mcp.server").is_some() {
+        let server = attr("mcp.server").unwrap_or_default();
+        let rest = action
+            .strip_prefix(&format!("mcp.{server}."))
+            .unwrap_or(action);
+        let (method, target) = if let Some(tool) = attr("mcp.tool") {
+            tool_call = true;
+            ("tools/call".to_owned(), Some(tool))
+        } else if let Some(method) = attr("mcp.method") {
+            (method, None)
+        } else if rest == "resource.read" {
+            ("resources/read".to_owned(), None)
+        } else if rest == "prompt.get" {
+            ("prompts/get".to_owned(), None)
+        } else {
+            (rest.to_owned(), None)
+        };
+        name = match &target {
+            Some(target) => format!("{method} {target}"),
+            None => method.clone(),
+        };
+        attributes.push(text("mcp.method.name", &method));
+        if let Some(tool) = &target {
+            attributes.push(text("gen_ai.tool.name", tool));
+            attributes.push(text("gen_ai.operation.name", "execute_tool"));
+        }
+        if let Some(id) = attr("jsonrpc.id") {
+            attributes.push(text("jsonrpc.request.id", id));
+        }
+        let version = attr("mcp.protocol.version");
+        if let Some(version) = &version {
+            attributes.push(text("mcp.protocol.version", version));
+        }
+        // 2026-07-28 is stateless: its recorder session id is ours, not MCP's.
+        let stateless = version.as_deref().is_some_and(|v| v >= "2026-07-28");
+        if let (false, Some(session)) = (stateless, attr("mcp.session_id")) {
+            attributes.push(text("mcp.session.id", session));
+        }
+        if field("instance_id") == daemon {
+            attributes.push(text("network.transport", "tcp"));
+        }
+        if failed {
+            let kind = match error_name {
+                Some("ToolError") => "tool_error".to_owned(),
+                Some(other) => other
+                    .strip_prefix("JsonRpcError(")
+                    .and_then(|c| c.strip_suffix(')'))
+                    .unwrap_or(other)
+                    .to_owned(),
+                None => "_OTHER".to_owned(),
+            };
+            attributes.push(text("error.type", kind));
+        }
+    } else if action.starts_with("http.") && attr("http.method").is_some() {
+        let method = attr("http.method").unwrap_or_default();
+        let route = attr("http.path_template").unwrap_or_else(|| {
+            event
+                .pointer("/inputs/path")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        });
+        name = format!("{method} {route}");
+        attributes.push(text("http.request.method", &method));
+        attributes.push(text("http.route", &route));
+        let status = attr("http.status_code").and_then(|s| s.parse::<i64>().ok());
+        if let Some(code) = status {
+            attributes.push(int("http.response.status_code", code));
+        }
+        if failed {
+            let kind = match status {
+                Some(code) if code >= 400 => code.to_string(),
+                _ => error_name.unwrap_or("_OTHER").to_owned(),
+            };
+            attributes.push(text("error.type", kind));
+        }
+    }
+    if include_payloads && (tool_call || action.starts_with("http.")) {
+        if let Some(inputs) = event.get("inputs") {
+            attributes.push(text("gen_ai.tool.call.arguments", inputs.to_string()));
+        }
+        if let Some(output) = event.get("output") {
+            attributes.push(text("gen_ai.tool.call.result", output.to_string()));
+        }
+    }
+    attributes.push(text("intentproof.event.id", field("event_id")));
+    attributes.push(text("intentproof.content_hash", content_hash));
+    attributes.push(text("intentproof.correlation_id", field("correlation_id")));
+    attributes.push(text("intentproof.intent", field("intent")));
+    attributes.push(text("intentproof.action", action));
+    attributes.push(int(
+        "intentproof.leaf_index",
+        i64::try_from(seq).unwrap_or(i64::MAX),
+    ));
+
+    let (trace_id, parent_span_id) = match attr("intentproof.traceparent")
+        .as_deref()
+        .and_then(parse_traceparent)
+    {
+        Some((trace, parent)) => (trace, parent),
+        None => (
+            derived_id("intentproof.trace", field("correlation_id"), 16),
+            Vec::new(),
+        ),
+    };
+    let status = if failed {
+        Status {
+            code: status::StatusCode::Error as i32,
+            message: event
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+        }
+    } else {
+        Status::default()
+    };
+    Span {
+        trace_id,
+        span_id: derived_id("intentproof.span", field("event_id"), 8),
+        parent_span_id,
+        name,
+        kind: span::SpanKind::Client as i32,
+        start_time_unix_nano: nanos(field("started_at")),
+        end_time_unix_nano: nanos(field("completed_at")),
+        attributes,
+        status: Some(status),
+        ..Span::default()
+    }
+}
+
+/// One export request of `spans`, under the daemon's resource.
+pub fn request_of(spans: Vec<Span>, daemon: &str) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    text("service.name", "intentproof-gateway"),
+                    text("service.instance.id", daemon),
+                    text("service.version", env!("CARGO_PKG_VERSION")),
+                ],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "intentproof-gateway".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..InstrumentationScope::default()
+                }),
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+}
+
+/// Runs one collector until `stop` turns true.
+pub async fn run(
+    config: OtlpConfig,
+    store: Arc<Store>,
+    daemon: String,
+    appended: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut headers = crate::pump::request_headers(&config.name, &config.headers);
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/x-protobuf"),
+    );
+    let client = match crate::pump::delivery_client(config.timeout_ms) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(otlp = %config.name, error = %e, "OTLP export disabled: cannot build HTTP client");
+            return;
+        }
+    };
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wake = appended.notified();
+        let (reader, cursor_name, batch, payloads, who) = (
+            Arc::clone(&store),
+            config.cursor(),
+            config.batch_spans,
+            config.include_payloads,
+            daemon.clone(),
+        );
+        let next = tokio::task::spawn_blocking(move || {
+            let cursor = reader.cursor(&cursor_name)?;
+            let mut spans = Vec::new();
+            for seq in cursor..cursor + batch as u64 {
+                match reader.by_seq(seq)? {
+                    Some(stored) => spans.push(span_of(
+                        &stored.event,
+                        seq,
+                        &stored.entry.meta.content_hash,
+                        &who,
+                        payloads,
+                    )),
+                    None => break,
+                }
+            }
+            Ok::<_, intentproof_store::StoreError>((cursor, spans))
+        })
+        .await;
+        let (cursor, spans) = match next {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::error!(otlp = %config.name, error = %e, "OTLP export cannot read the store");
+                (0, Vec::new())
+            }
+            Err(_) => return,
+        };
+        if spans.is_empty() {
+            tokio::select! {
+                _ = wake => {}
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        let count = spans.len() as u64;
+        let body = request_of(spans, &daemon).encode_to_vec();
+        let sent = client
+            .post(&config.endpoint)
+            .headers(headers.clone())
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                metrics.otlp(true, count);
+                backoff.reset();
+                let (writer, name) = (Arc::clone(&store), config.cursor());
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || writer.set_cursor(&name, cursor + count))
+                        .await
+                {
+                    tracing::error!(otlp = %config.name, error = %e, "OTLP export cannot save its cursor");
+                }
+            }
+            failed => {
+                metrics.otlp(false, count);
+                let (why, retry_after) = match failed {
+                    Ok(response) => (
+                        format!("HTTP {}", response.status()),
+                        retry_after_header(
+                            response
+                                .headers()
+                                .get(reqwest::header::RETRY_AFTER)
+                                .map(|v| v.as_bytes()),
+                        ),
+                    ),
+                    Err(e) => (e.without_url().to_string(), None),
+                };
+                let wait = backoff.next_wait(retry_after);
+                tracing::warn!(otlp = %config.name, record = cursor, error = %why, retry_in_ms = wait.as_millis() as u64, "OTLP export failed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_parts_and_refusals() {
+        let (trace, parent) =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        let hex: String = trace.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parent, vec![0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+    }
+}
