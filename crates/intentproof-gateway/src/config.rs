@@ -125,10 +125,10 @@ pub struct Config {
     /// Replication of the record into PostgreSQL (`intentproof_fleet`).
     pub fleet: Option<intentproof_fleet::FleetConfig>,
     /// Receivers of each new finding ([`crate::webhook`]).
-    pub webhooks: Vec<crate::webhook::WebhookConfig>,
+    pub webhooks: Vec<WebhookConfig>,
     /// OpenTelemetry collectors every stored event goes to as a span
     /// ([`crate::otlp`]).
-    pub otlp: Vec<crate::otlp::OtlpConfig>,
+    pub otlp: Vec<OtlpConfig>,
 }
 
 /// The `[transparency]` section ([`crate::transparency`]).
@@ -370,6 +370,115 @@ pub struct ExporterConfig {
 
 fn default_timeout_ms() -> u64 {
     5000
+}
+
+/// One `[[webhooks]]` receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Stable name; names the delivery log (letters, digits, `-`, `_`).
+    pub name: String,
+    /// Where each document is POSTed.
+    pub url: String,
+    /// Extra request headers (credentials). Never logged.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Time limit of one delivery attempt.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Base of the document's links (default `http://<listen>`).
+    #[serde(default)]
+    pub links_base: Option<String>,
+}
+
+impl WebhookConfig {
+    /// Why this receiver cannot be used, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let safe = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !safe {
+            return Err(format!(
+                "webhooks: name {:?} must be 1 to 64 letters, digits, '-' or '_' (it names the delivery log)",
+                self.name
+            ));
+        }
+        for (what, url) in [
+            ("url", Some(&self.url)),
+            ("links_base", self.links_base.as_ref()),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "webhooks {:?}: {what} {url:?} must start with http:// or https://",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `[[otlp]]` collector.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Stable name; keys the durable cursor (`otlp:<name>`).
+    pub name: String,
+    /// The collector's OTLP/HTTP traces URL (`.../v1/traces`).
+    pub endpoint: String,
+    /// Extra request headers (credentials). Never logged.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Time limit of one request.
+    #[serde(default = "default_otlp_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Add the (redacted) inputs and output as `gen_ai.tool.call.arguments`
+    /// and `gen_ai.tool.call.result`.
+    #[serde(default)]
+    pub include_payloads: bool,
+    /// Spans per request (1 to 4096; default 256).
+    #[serde(default = "default_batch")]
+    pub batch_spans: usize,
+}
+
+fn default_otlp_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_batch() -> usize {
+    256
+}
+
+impl OtlpConfig {
+    /// Why this collector cannot be used, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("otlp: name must not be empty (it keys the durable cursor)".into());
+        }
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            return Err(format!(
+                "otlp {:?}: endpoint {:?} must start with http:// or https:// (OTLP/HTTP, e.g. http://collector:4318/v1/traces)",
+                self.name, self.endpoint
+            ));
+        }
+        if !(1..=4096).contains(&self.batch_spans) {
+            return Err(format!(
+                "otlp {:?}: batch_spans = {} must be 1 to 4096",
+                self.name, self.batch_spans
+            ));
+        }
+        Ok(())
+    }
+
+    /// The durable cursor's name: `otlp:<name>`.
+    pub(crate) fn cursor(&self) -> String {
+        format!("otlp:{}", self.name)
+    }
 }
 
 /// `~/.intentproof`, or `./.intentproof` when there is no home directory.

@@ -50,69 +50,12 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
 };
 use prost::Message;
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
+use crate::config::OtlpConfig;
 use crate::metrics::Metrics;
-
-/// One `[[otlp]]` collector.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OtlpConfig {
-    /// Stable name; keys the durable cursor (`otlp:<name>`).
-    pub name: String,
-    /// The collector's OTLP/HTTP traces URL (`.../v1/traces`).
-    pub endpoint: String,
-    /// Extra request headers (credentials). Never logged.
-    #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// Time limit of one request.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Add the (redacted) inputs and output as `gen_ai.tool.call.arguments`
-    /// and `gen_ai.tool.call.result`.
-    #[serde(default)]
-    pub include_payloads: bool,
-    /// Spans per request (1 to 4096; default 256).
-    #[serde(default = "default_batch")]
-    pub batch_spans: usize,
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
-}
-
-fn default_batch() -> usize {
-    256
-}
-
-impl OtlpConfig {
-    /// Why this collector cannot be used, if it cannot.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.name.trim().is_empty() {
-            return Err("otlp: name must not be empty (it keys the durable cursor)".into());
-        }
-        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
-            return Err(format!(
-                "otlp {:?}: endpoint {:?} must start with http:// or https:// (OTLP/HTTP, e.g. http://collector:4318/v1/traces)",
-                self.name, self.endpoint
-            ));
-        }
-        if !(1..=4096).contains(&self.batch_spans) {
-            return Err(format!(
-                "otlp {:?}: batch_spans = {} must be 1 to 4096",
-                self.name, self.batch_spans
-            ));
-        }
-        Ok(())
-    }
-
-    fn cursor(&self) -> String {
-        format!("otlp:{}", self.name)
-    }
-}
 
 fn text(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {

@@ -51,11 +51,11 @@ use intentproof_api::wire::FindingRow;
 use intentproof_core::backoff::{Backoff, retry_after_header};
 use intentproof_core::canon::canonicalize_object_without;
 use intentproof_policy::verification::{EvalOptions, Finding, Flow, Outcome, Run, evaluate};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
+use crate::config::WebhookConfig;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -65,61 +65,6 @@ pub const WEBHOOK_SCHEMA: &str = "intentproof.webhook_finding.v1";
 pub const WEBHOOK_KEY_ID: &str = "platform@webhook-signer-2026q2";
 /// `context.reason_catalog_version`: the spec's reason codes we emit.
 pub const REASON_CATALOG_VERSION: &str = "0.2.0";
-
-/// One `[[webhooks]]` receiver.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Stable name; names the delivery log (letters, digits, `-`, `_`).
-    pub name: String,
-    /// Where each document is POSTed.
-    pub url: String,
-    /// Extra request headers (credentials). Never logged.
-    #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// Time limit of one delivery attempt.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Base of the document's links (default `http://<listen>`).
-    #[serde(default)]
-    pub links_base: Option<String>,
-}
-
-fn default_timeout_ms() -> u64 {
-    5000
-}
-
-impl WebhookConfig {
-    /// Why this receiver cannot be used, if it cannot.
-    pub fn validate(&self) -> Result<(), String> {
-        let safe = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !safe {
-            return Err(format!(
-                "webhooks: name {:?} must be 1 to 64 letters, digits, '-' or '_' (it names the delivery log)",
-                self.name
-            ));
-        }
-        for (what, url) in [
-            ("url", Some(&self.url)),
-            ("links_base", self.links_base.as_ref()),
-        ] {
-            if let Some(url) = url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                return Err(format!(
-                    "webhooks {:?}: {what} {url:?} must start with http:// or https://",
-                    self.name
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// A finding's stable id: `fnd_` + 32 hex of SHA-256 over what identifies
 /// it (kind, correlation, plan, step, action, events), not its wording.

@@ -16,7 +16,8 @@ use intentproof_core::ExecutionEvent;
 use intentproof_core::keys::{InstanceKey, parse_public_key};
 use intentproof_core::schema::{SchemaKind, validate};
 use intentproof_core::seal::Sealer;
-use intentproof_gateway::webhook::{WebhookConfig, verify};
+use intentproof_gateway::config::WebhookConfig;
+use intentproof_gateway::webhook::verify;
 use intentproof_gateway::{Config, Daemon};
 use serde_json::Value;
 
