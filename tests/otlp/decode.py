@@ -3,7 +3,9 @@ own protobuf definitions (PyPI opentelemetry-proto), independently of the
 gateway's Rust encoder, and prints one JSON object per span (sorted keys),
 in the order received.
 
-Usage: python decode.py REQUEST.bin [...]
+Usage: python decode.py REQUEST.bin [...]          (trace export requests)
+       python decode.py --logs REQUEST.bin [...]   (log export requests: one
+                                                    JSON object per record)
 """
 
 import json
@@ -12,6 +14,10 @@ import sys
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+)
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 
@@ -19,6 +25,8 @@ def value(v):
     kind = v.WhichOneof("value")
     if kind in ("string_value", "int_value", "bool_value", "double_value"):
         return getattr(v, kind)
+    if kind == "array_value":
+        return [value(x) for x in v.array_value.values]
     raise SystemExit(f"unexpected attribute value kind {kind!r}")
 
 
@@ -30,6 +38,37 @@ def attributes(pairs):
         out[kv.key] = value(kv.value)
     return out
 
+
+def logs(paths):
+    for path in paths:
+        request = ExportLogsServiceRequest()
+        with open(path, "rb") as f:
+            request.ParseFromString(f.read())
+        for resource_logs in request.resource_logs:
+            resource = attributes(resource_logs.resource.attributes)
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    print(
+                        json.dumps(
+                            {
+                                "resource": resource,
+                                "scope": scope_logs.scope.name,
+                                "event_name": record.event_name,
+                                "severity_number": SeverityNumber.Name(record.severity_number),
+                                "severity_text": record.severity_text,
+                                "body": value(record.body),
+                                "trace_id": record.trace_id.hex(),
+                                "span_id": record.span_id.hex(),
+                                "attributes": attributes(record.attributes),
+                            },
+                            sort_keys=True,
+                        )
+                    )
+
+
+if sys.argv[1:2] == ["--logs"]:
+    logs(sys.argv[2:])
+    sys.exit(0)
 
 for path in sys.argv[1:]:
     request = ExportTraceServiceRequest()

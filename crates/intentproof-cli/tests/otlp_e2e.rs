@@ -22,9 +22,12 @@ use common::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+/// Requests a server received: (request line, body).
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// An HTTP server on 127.0.0.1:0 answering every request with `status`
-/// and `body` (JSON); returns its base URL and the bodies it received.
-fn http_server(status: &'static str, body: &'static str) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+/// and `body` (JSON); returns its base URL and what it received.
+fn http_server(status: &'static str, body: &'static str) -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let received = Arc::new(Mutex::new(Vec::new()));
@@ -32,10 +35,11 @@ fn http_server(status: &'static str, body: &'static str) -> (String, Arc<Mutex<V
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let Some((_, request_body)) = read_http_request(&mut stream) else {
+            let Some((head, request_body)) = read_http_request(&mut stream) else {
                 continue;
             };
-            log.lock().unwrap().push(request_body);
+            let line = head.lines().next().unwrap_or_default().to_owned();
+            log.lock().unwrap().push((line, request_body));
             let answer = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
@@ -179,37 +183,54 @@ fn spans_follow_the_mcp_and_genai_conventions_and_decode_with_the_official_proto
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(events.len(), 4, "{events:#?}");
-    // The spans the collector received, decoded by the official protos.
-    let spans = loop {
+    // What the collector received on `path`, decoded by the official protos.
+    let decoded = |path: &str, logs: bool| -> Vec<Value> {
         let bodies = requests.lock().unwrap().clone();
         let mut files = Vec::new();
-        for (i, body) in bodies.iter().enumerate() {
-            let file = dir.join(format!("request-{i}.bin"));
-            std::fs::write(&file, body).unwrap();
-            files.push(file);
+        for (i, (line, body)) in bodies.iter().enumerate() {
+            if line == &format!("POST {path} HTTP/1.1") {
+                let file = dir.join(format!("request-{i}.bin"));
+                std::fs::write(&file, body).unwrap();
+                files.push(file);
+            }
         }
-        let out = Command::new(&python)
-            .arg(workspace_root().join("tests/otlp/decode.py"))
-            .args(&files)
-            .output()
-            .unwrap();
+        let mut cmd = Command::new(&python);
+        cmd.arg(workspace_root().join("tests/otlp/decode.py"));
+        if logs {
+            cmd.arg("--logs");
+        }
+        let out = cmd.args(&files).output().unwrap();
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let spans: Vec<Value> = String::from_utf8(out.stdout)
+        String::from_utf8(out.stdout)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if spans.len() >= 4 {
-            break spans;
+            .collect()
+    };
+    let (spans, records) = loop {
+        let (spans, records) = (decoded("/v1/traces", false), decoded("/v1/logs", true));
+        if spans.len() >= 4 && records.len() >= 4 {
+            break (spans, records);
         }
-        assert!(Instant::now() < deadline, "{} spans", spans.len());
+        assert!(
+            Instant::now() < deadline,
+            "{} spans, {} log records",
+            spans.len(),
+            records.len()
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(spans.len(), 4);
+    assert_eq!(
+        records.len(),
+        4,
+        "one finding per unplanned call: {records:#?}"
+    );
+    let findings = cli_json(&["findings"], &data);
     let instance = events[0]["instance_id"].as_str().unwrap();
     let by_action: BTreeMap<String, (&Value, &Value)> = events
         .iter()
@@ -343,4 +364,44 @@ fn spans_follow_the_mcp_and_genai_conventions_and_decode_with_the_official_proto
             evidence(event)
         )
     );
+
+    // Each unplanned call's finding, as a log record on the call's span.
+    let rows = findings["findings"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{findings:#}");
+    for row in rows {
+        let event_id = row["event_ids"][0].as_str().unwrap();
+        let span = spans
+            .iter()
+            .find(|s| s["attributes"]["intentproof.event.id"] == event_id)
+            .unwrap();
+        let record = records
+            .iter()
+            .find(|r| r["attributes"]["intentproof.event.ids"][0] == event_id)
+            .unwrap_or_else(|| panic!("no log record for {row:#}"));
+        assert_eq!(record["event_name"], "intentproof.finding");
+        assert_eq!(record["severity_number"], "SEVERITY_NUMBER_WARN");
+        assert_eq!(record["body"], row["message"]);
+        assert_eq!(record["trace_id"], span["trace_id"]);
+        assert_eq!(record["span_id"], span["span_id"]);
+        assert_eq!(record["resource"]["service.instance.id"], instance);
+        let id = record["attributes"]["intentproof.finding.id"]
+            .as_str()
+            .unwrap();
+        assert!(id.starts_with("fnd_") && id.len() == 36, "{id}");
+        assert_eq!(
+            record["attributes"],
+            json!({
+                "intentproof.finding.id": id,
+                "intentproof.finding.kind": "unplanned_call",
+                "intentproof.correlation_id": row["correlation_id"],
+                "intentproof.action": row["action"],
+                "intentproof.event.ids": [event_id],
+            })
+        );
+    }
+    // Each finding once: the delivery log has four, and nothing more came.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(decoded("/v1/logs", true).len(), 4);
+    let delivered = std::fs::read_to_string(data.join("otlp/collector.jsonl")).unwrap();
+    assert_eq!(delivered.lines().count(), 4);
 }

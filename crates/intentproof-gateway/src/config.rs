@@ -444,6 +444,17 @@ pub struct OtlpConfig {
     /// Spans per request (1 to 4096; default 256).
     #[serde(default = "default_batch")]
     pub batch_spans: usize,
+    /// Send each new finding as an OTLP log record (default true).
+    #[serde(default = "default_true")]
+    pub findings: bool,
+    /// The collector's OTLP/HTTP logs URL (default: `endpoint` with
+    /// `/v1/traces` replaced by `/v1/logs`).
+    #[serde(default)]
+    pub logs_endpoint: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_otlp_timeout_ms() -> u64 {
@@ -466,6 +477,20 @@ impl OtlpConfig {
                 self.name, self.endpoint
             ));
         }
+        if self.findings && self.logs_url().is_none() {
+            return Err(format!(
+                "otlp {:?}: endpoint {:?} does not end in /v1/traces, so the findings' logs URL cannot be derived; set logs_endpoint (or findings = false)",
+                self.name, self.endpoint
+            ));
+        }
+        if let Some(url) = &self.logs_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "otlp {:?}: logs_endpoint {url:?} must start with http:// or https://",
+                self.name
+            ));
+        }
         if !(1..=4096).contains(&self.batch_spans) {
             return Err(format!(
                 "otlp {:?}: batch_spans = {} must be 1 to 4096",
@@ -473,6 +498,16 @@ impl OtlpConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Where findings go: `logs_endpoint`, else `endpoint` with its
+    /// `/v1/traces` replaced by `/v1/logs`.
+    pub fn logs_url(&self) -> Option<String> {
+        self.logs_endpoint.clone().or_else(|| {
+            self.endpoint
+                .strip_suffix("/v1/traces")
+                .map(|base| format!("{base}/v1/logs"))
+        })
     }
 
     /// The durable cursor's name: `otlp:<name>`.

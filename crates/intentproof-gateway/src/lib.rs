@@ -40,6 +40,7 @@ pub mod bulk;
 pub mod config;
 pub mod error;
 pub mod export;
+mod finding_delivery;
 pub mod ingest;
 pub mod metrics;
 pub mod otlp;

@@ -65,6 +65,8 @@ pub struct Metrics {
     webhook_failed: AtomicU64,
     otlp_exported: AtomicU64,
     otlp_failed: AtomicU64,
+    otlp_findings: AtomicU64,
+    otlp_findings_failed: AtomicU64,
     /// The fleet replication pump's state, when `[fleet]` is configured.
     pub fleet: std::sync::OnceLock<std::sync::Arc<intentproof_fleet::ReplicationStatus>>,
 }
@@ -130,6 +132,16 @@ impl Metrics {
             &self.otlp_failed
         };
         counter.fetch_add(spans, Ordering::Relaxed);
+    }
+
+    /// Counts the findings of one OTLP logs request.
+    pub fn otlp_findings(&self, exported: bool, findings: u64) {
+        let counter = if exported {
+            &self.otlp_findings
+        } else {
+            &self.otlp_findings_failed
+        };
+        counter.fetch_add(findings, Ordering::Relaxed);
     }
 
     /// Counts one webhook delivery attempt.
@@ -272,6 +284,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "intentproof_witnessed_checkpoints_total{{result=\"{result}\"}} {}",
+                get(counter)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP intentproof_otlp_findings_total Findings sent to [[otlp]] collectors as log records, by result (failed requests are retried)."
+        );
+        let _ = writeln!(out, "# TYPE intentproof_otlp_findings_total counter");
+        for (result, counter) in [
+            ("exported", &self.otlp_findings),
+            ("failed", &self.otlp_findings_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "intentproof_otlp_findings_total{{result=\"{result}\"}} {}",
                 get(counter)
             );
         }

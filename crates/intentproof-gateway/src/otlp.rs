@@ -35,8 +35,17 @@
 //! opt-in `gen_ai.tool.call.arguments` / `.result`) only with
 //! `include_payloads`, as stored: redacted.
 //!
-//! What it does not do (yet): findings as span events or logs, gRPC, and
-//! metrics.
+//! **Findings** go out as OTLP log records (to `logs_endpoint`, by default
+//! the traces URL with `/v1/logs`): event name `intentproof.finding`,
+//! severity WARN, the finding's message as body, attributes
+//! `intentproof.finding.id` / `.kind`, `intentproof.correlation_id`,
+//! `intentproof.action`, `intentproof.event.ids` (and the plan, intent and
+//! step when there are), and the trace and span ids of its first evidence
+//! event's span, so a backend shows the finding on that span. Each finding
+//! once per collector: delivered ids are kept in
+//! `<data-dir>/otlp/<name>.jsonl` ([`crate::finding_delivery`]).
+//!
+//! What it does not do (yet): gRPC, and metrics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +64,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
 use crate::config::OtlpConfig;
+use crate::finding_delivery::{DeliveryLog, all_findings};
 use crate::metrics::Metrics;
+use crate::state::AppState;
+use intentproof_api::wire::FindingRow;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::ArrayValue;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 
 fn text(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
@@ -232,16 +247,7 @@ pub fn span_of(
         i64::try_from(seq).unwrap_or(i64::MAX),
     ));
 
-    let (trace_id, parent_span_id) = match attr("intentproof.traceparent")
-        .as_deref()
-        .and_then(parse_traceparent)
-    {
-        Some((trace, parent)) => (trace, parent),
-        None => (
-            derived_id("intentproof.trace", field("correlation_id"), 16),
-            Vec::new(),
-        ),
-    };
+    let (trace_id, parent_span_id) = trace_of(event);
     let status = if failed {
         Status {
             code: status::StatusCode::Error as i32,
@@ -268,24 +274,137 @@ pub fn span_of(
     }
 }
 
+/// The trace id of an event's span, and its parent span id (empty when it
+/// has none): its `traceparent`'s when it came with one, else derived
+/// from its correlation id.
+fn trace_of(event: &Value) -> (Vec<u8>, Vec<u8>) {
+    let traceparent = event
+        .pointer("/attributes/intentproof.traceparent")
+        .and_then(Value::as_str)
+        .and_then(parse_traceparent);
+    match traceparent {
+        Some((trace, parent)) => (trace, parent),
+        None => (
+            derived_id(
+                "intentproof.trace",
+                event
+                    .get("correlation_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
+                16,
+            ),
+            Vec::new(),
+        ),
+    }
+}
+
+/// The log record of finding `row` (id `id`); `evidence` is its first
+/// evidence event, whose span it is attached to.
+pub fn log_of(row: &FindingRow, id: &str, evidence: Option<&Value>) -> LogRecord {
+    let mut attributes = vec![
+        text("intentproof.finding.id", id),
+        text("intentproof.finding.kind", row.kind.as_ref()),
+        text("intentproof.correlation_id", &row.correlation_id),
+        text("intentproof.action", &row.action),
+        KeyValue {
+            key: "intentproof.event.ids".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: row
+                        .event_ids
+                        .iter()
+                        .map(|e| AnyValue {
+                            value: Some(any_value::Value::StringValue(e.clone())),
+                        })
+                        .collect(),
+                })),
+            }),
+            ..KeyValue::default()
+        },
+    ];
+    if let Some(plan) = &row.plan_id {
+        attributes.push(text("intentproof.plan.id", plan));
+    }
+    if let Some(intent) = &row.intent {
+        attributes.push(text("intentproof.intent", intent));
+    }
+    if let Some(step) = row.step_index {
+        attributes.push(int(
+            "intentproof.step.index",
+            i64::try_from(step).unwrap_or(i64::MAX),
+        ));
+    }
+    let (trace_id, span_id) = match evidence {
+        Some(event) => (
+            trace_of(event).0,
+            derived_id(
+                "intentproof.span",
+                event.get("event_id").and_then(Value::as_str).unwrap_or(""),
+                8,
+            ),
+        ),
+        None => (
+            derived_id("intentproof.trace", &row.correlation_id, 16),
+            Vec::new(),
+        ),
+    };
+    LogRecord {
+        time_unix_nano: nanos(&row.at),
+        observed_time_unix_nano: nanos(&intentproof_core::now_rfc3339_millis()),
+        severity_number: SeverityNumber::Warn as i32,
+        severity_text: "WARN".into(),
+        event_name: "intentproof.finding".into(),
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(row.message.clone())),
+        }),
+        attributes,
+        trace_id,
+        span_id,
+        ..LogRecord::default()
+    }
+}
+
+fn resource(daemon: &str) -> Resource {
+    Resource {
+        attributes: vec![
+            text("service.name", "intentproof-gateway"),
+            text("service.instance.id", daemon),
+            text("service.version", env!("CARGO_PKG_VERSION")),
+        ],
+        ..Resource::default()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "intentproof-gateway".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..InstrumentationScope::default()
+    }
+}
+
+/// One logs export request of `records`, under the daemon's resource.
+pub fn logs_request_of(records: Vec<LogRecord>, daemon: &str) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource(daemon)),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope()),
+                log_records: records,
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    }
+}
+
 /// One export request of `spans`, under the daemon's resource.
 pub fn request_of(spans: Vec<Span>, daemon: &str) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    text("service.name", "intentproof-gateway"),
-                    text("service.instance.id", daemon),
-                    text("service.version", env!("CARGO_PKG_VERSION")),
-                ],
-                ..Resource::default()
-            }),
+            resource: Some(resource(daemon)),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "intentproof-gateway".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..InstrumentationScope::default()
-                }),
+                scope: Some(scope()),
                 spans,
                 ..ScopeSpans::default()
             }],
@@ -406,6 +525,139 @@ pub async fn run(
         }
     }
 }
+
+/// Runs the findings side of one collector until `stop` turns true: each
+/// new finding as a log record, once (see the module docs).
+pub async fn run_findings(
+    config: OtlpConfig,
+    state: Arc<AppState>,
+    appended: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(url) = config.logs_url() else {
+        return;
+    };
+    let mut headers = crate::pump::request_headers(&config.name, &config.headers);
+    headers.insert(
+        reqwest::header::CONTENT_TYPE,
+        reqwest::header::HeaderValue::from_static("application/x-protobuf"),
+    );
+    let client = match crate::pump::delivery_client(config.timeout_ms) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(otlp = %config.name, error = %e, "OTLP findings disabled: cannot build HTTP client");
+            return;
+        }
+    };
+    let daemon = state.daemon_key.instance_id().to_owned();
+    let sent = {
+        let (dir, name) = (state.data_dir.path().to_owned(), config.name.clone());
+        match tokio::task::spawn_blocking(move || DeliveryLog::open(&dir, "otlp", &name)).await {
+            Ok(log) => log,
+            Err(_) => return,
+        }
+    };
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut seen_generation = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wake = appended.notified();
+        let generation = state.findings.generation(std::time::SystemTime::now()).ok();
+        if generation.is_none() || generation != seen_generation {
+            // The new findings, each with its first evidence event, as records.
+            let (reader, log) = (Arc::clone(&state), sent.clone());
+            let built = tokio::task::spawn_blocking(move || {
+                let rows = all_findings(&reader.findings)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let id = crate::webhook::finding_id(&row);
+                    if log.contains(&id) {
+                        continue;
+                    }
+                    let evidence = match row.event_ids.first() {
+                        Some(event_id) => reader
+                            .store
+                            .get(event_id)
+                            .map_err(|e| e.to_string())?
+                            .map(|stored| stored.event),
+                        None => None,
+                    };
+                    out.push((id.clone(), log_of(&row, &id, evidence.as_ref())));
+                    if out.len() >= FINDINGS_PER_REQUEST {
+                        break;
+                    }
+                }
+                Ok::<_, String>(out)
+            })
+            .await;
+            let pending = match built {
+                Ok(Ok(pending)) => pending,
+                Ok(Err(e)) => {
+                    tracing::error!(otlp = %config.name, error = %e, "OTLP findings cannot be listed");
+                    Vec::new()
+                }
+                Err(_) => return,
+            };
+            if pending.is_empty() {
+                seen_generation = generation;
+            } else {
+                let count = pending.len() as u64;
+                let (ids, records): (Vec<String>, Vec<LogRecord>) = pending.into_iter().unzip();
+                let body = logs_request_of(records, &daemon).encode_to_vec();
+                let sent_ok = client
+                    .post(&url)
+                    .headers(headers.clone())
+                    .body(body)
+                    .send()
+                    .await;
+                match sent_ok {
+                    Ok(response) if response.status().is_success() => {
+                        metrics.otlp_findings(true, count);
+                        backoff.reset();
+                        let log = sent.clone();
+                        let recorded = tokio::task::spawn_blocking(move || {
+                            let pairs: Vec<(&str, Option<&str>)> =
+                                ids.iter().map(|id| (id.as_str(), None)).collect();
+                            log.record(&pairs)
+                        })
+                        .await;
+                        if let Ok(Err(e)) = recorded {
+                            tracing::error!(otlp = %config.name, error = %e, "findings exported, but the delivery log cannot be written: they may be sent again after a restart");
+                        }
+                        // More may be waiting: look again at once.
+                        continue;
+                    }
+                    failed => {
+                        metrics.otlp_findings(false, count);
+                        let why = match failed {
+                            Ok(response) => format!("HTTP {}", response.status()),
+                            Err(e) => e.without_url().to_string(),
+                        };
+                        let wait = backoff.next_wait(None);
+                        tracing::warn!(otlp = %config.name, error = %why, retry_in_ms = wait.as_millis() as u64, "OTLP findings export failed; will retry");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = stop.changed() => return,
+                        }
+                        continue;
+                    }
+                }
+            }
+        }
+        // Idle deadlines raise findings with no append: look again soon.
+        tokio::select! {
+            _ = wake => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Findings per logs request.
+const FINDINGS_PER_REQUEST: usize = 256;
 
 #[cfg(test)]
 mod tests {

@@ -437,6 +437,15 @@ async fn serve_with(
             replicator.run(Arc::clone(&appended), stop_rx.clone()),
         ));
     }
+    for collector in config.otlp.iter().filter(|c| c.findings).cloned() {
+        background.push(tokio::spawn(crate::otlp::run_findings(
+            collector,
+            Arc::clone(&state),
+            Arc::clone(&appended),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        )));
+    }
     for collector in config.otlp.clone() {
         background.push(tokio::spawn(crate::otlp::run(
             collector,

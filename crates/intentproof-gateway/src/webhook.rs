@@ -36,11 +36,6 @@
 //! `certificate.issued` events; batch findings; deliver to a receiver
 //! that redirects (redirects are not followed, as for exporters).
 
-use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
-use std::io::{BufRead, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -56,6 +51,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
 use crate::config::WebhookConfig;
+use crate::finding_delivery::{DeliveryLog, all_findings};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -347,66 +343,6 @@ fn policy_finding(
     Some((value, run))
 }
 
-/// The delivery log of receiver `name`.
-fn log_path(data_dir: &Path, name: &str) -> PathBuf {
-    data_dir.join("webhooks").join(format!("{name}.jsonl"))
-}
-
-/// Finding ids delivered to `name` (a torn last line is ignored).
-fn delivered(data_dir: &Path, name: &str) -> HashSet<String> {
-    let Ok(file) = fs::File::open(log_path(data_dir, name)) else {
-        return HashSet::new();
-    };
-    std::io::BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-        .filter_map(|v| v["finding_id"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Appends a delivered finding to the log and fsyncs (dir 0700, file 0600).
-fn record_delivery(data_dir: &Path, name: &str, id: &str, delivery: &str) -> std::io::Result<()> {
-    let dir = data_dir.join("webhooks");
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log_path(data_dir, name))?;
-    let line = json!({
-        "finding_id": id,
-        "delivery_id": delivery,
-        "at": intentproof_core::now_rfc3339_millis(),
-    });
-    file.write_all(format!("{line}\n").as_bytes())?;
-    file.sync_data()
-}
-
-/// Every finding row, as of now (all pages).
-fn all_findings(state: &AppState) -> Result<Vec<FindingRow>, String> {
-    let mut rows = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = state
-            .findings
-            .findings(
-                SystemTime::now(),
-                cursor.as_deref(),
-                intentproof_findings::live::MAX_PAGE,
-            )
-            .map_err(|e| e.to_string())?;
-        rows.extend(page.rows);
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(rows),
-        }
-    }
-}
-
 /// Runs one receiver until `stop` turns true.
 pub async fn run(
     receiver: WebhookConfig,
@@ -428,12 +364,13 @@ pub async fn run(
         }
     };
     let headers = crate::pump::request_headers(&receiver.name, &receiver.headers);
-    let data_dir = state.data_dir.path().to_owned();
-    let mut sent = {
-        let (dir, name) = (data_dir.clone(), receiver.name.clone());
-        tokio::task::spawn_blocking(move || delivered(&dir, &name))
-            .await
-            .unwrap_or_default()
+    let sent = {
+        let (dir, name) = (state.data_dir.path().to_owned(), receiver.name.clone());
+        match tokio::task::spawn_blocking(move || DeliveryLog::open(&dir, "webhooks", &name)).await
+        {
+            Ok(log) => log,
+            Err(_) => return,
+        }
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
     let mut seen_generation = None;
@@ -446,7 +383,7 @@ pub async fn run(
         if generation.is_none() || generation != seen_generation {
             let listed = {
                 let state = Arc::clone(&state);
-                tokio::task::spawn_blocking(move || all_findings(&state)).await
+                tokio::task::spawn_blocking(move || all_findings(&state.findings)).await
             };
             let rows = match listed {
                 Ok(Ok(rows)) => rows,
@@ -494,14 +431,9 @@ pub async fn run(
                         Ok(response) if response.status().is_success() => {
                             metrics.webhook(true);
                             backoff.reset();
-                            let (dir, name, fid, did) = (
-                                data_dir.clone(),
-                                receiver.name.clone(),
-                                id.clone(),
-                                delivery.clone(),
-                            );
+                            let (log, fid, did) = (sent.clone(), id.clone(), delivery.clone());
                             match tokio::task::spawn_blocking(move || {
-                                record_delivery(&dir, &name, &fid, &did)
+                                log.record(&[(fid.as_str(), Some(did.as_str()))])
                             })
                             .await
                             {
@@ -511,7 +443,6 @@ pub async fn run(
                                 }
                                 Err(_) => return,
                             }
-                            sent.insert(id.clone());
                             break;
                         }
                         failed => {
