@@ -30,9 +30,9 @@ mod rmcp_agent;
 mod rmcp_server;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Stopped, cli_json, daemon_listen, start_daemon, workspace_root};
@@ -142,52 +142,10 @@ fn the_rmcp_server_example_prints_exactly_this() {
 
 const SERVER: &str = "rmcp-fixture-server";
 
-/// The directory holding `rmcp-fixture-server`: `INTENTPROOF_TEST_RMCP_PEERS`,
-/// else built once per test process into `<target>/rmcp-peers`, as
-/// `mcp_rmcp.rs` does (a separate target dir: the running `cargo test`
-/// holds the lock of its own).
+/// The directory holding `rmcp-fixture-server` (built once per test
+/// process, see `common::rmcp_peers_dir`).
 fn peers_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("INTENTPROOF_TEST_RMCP_PEERS") {
-            let dir = PathBuf::from(dir);
-            assert!(
-                dir.join(SERVER).is_file(),
-                "INTENTPROOF_TEST_RMCP_PEERS={} holds no {SERVER}: build it with \
-                 `cargo build -p intentproof-mcp-peers`",
-                dir.display()
-            );
-            return dir;
-        }
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let target = profile_dir.parent().unwrap().join("rmcp-peers");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(workspace_root())
-            .args(["build", "--locked", "-p", "intentproof-mcp-peers", "--bins"])
-            .arg("--target-dir")
-            .arg(&target);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build the rmcp peers: {e}"));
-        assert!(
-            out.status.success(),
-            "building the rmcp peers (cargo build -p intentproof-mcp-peers) failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = target.join(if release { "release" } else { "debug" });
-        assert!(
-            dir.join(SERVER).is_file(),
-            "{SERVER} is missing after the build"
-        );
-        dir
-    })
+    common::rmcp_peers_dir()
 }
 
 fn fixture_command() -> tokio::process::Command {

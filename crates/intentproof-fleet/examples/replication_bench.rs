@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 use intentproof_core::ExecutionEvent;
 use intentproof_core::keys::InstanceKey;
 use intentproof_core::seal::Sealer;
-use intentproof_fleet::replicate::{DaemonIdentity, RECORD_COLUMNS, RECORD_TYPES};
+use intentproof_fleet::replicate::{DaemonIdentity, copy_rows};
 use intentproof_fleet::testing::PgServer;
 use intentproof_fleet::{FleetConfig, Replicator};
 use intentproof_store::{EventMeta, Incoming, Store, StoreOptions};
 use serde_json::json;
-use tokio_postgres::types::ToSql;
 
 fn die(e: impl std::fmt::Display) -> ! {
     eprintln!("replication_bench: {e}");
@@ -143,44 +142,9 @@ async fn main() {
     let started = Instant::now();
     for chunk in rows.chunks(4096) {
         let tx = client.transaction().await.unwrap_or_else(|e| die(e));
-        let sink = tx
-            .copy_in(&format!(
-                "COPY limit_copy ({RECORD_COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))
+        copy_rows(&tx, "limit_copy", "limit", chunk)
             .await
             .unwrap_or_else(|e| die(e));
-        let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &RECORD_TYPES);
-        futures_util::pin_mut!(writer);
-        for (entry, bytes) in chunk {
-            let m = &entry.meta;
-            let (seq, pos, dur) = (
-                entry.seq as i64,
-                m.chain_position as i64,
-                m.duration_ms as i64,
-            );
-            let sig = m.signature.as_str();
-            let daemon = "limit";
-            let row: [&(dyn ToSql + Sync); 16] = [
-                &daemon,
-                &seq,
-                &m.event_id,
-                &m.instance_id,
-                &m.correlation_id,
-                &pos,
-                &m.prev_event_hash,
-                &m.content_hash,
-                &m.intent,
-                &m.action,
-                &m.status,
-                &m.started_at,
-                &m.completed_at,
-                &dur,
-                &sig,
-                bytes,
-            ];
-            writer.as_mut().write(&row).await.unwrap_or_else(|e| die(e));
-        }
-        writer.finish().await.unwrap_or_else(|e| die(e));
         tx.commit().await.unwrap_or_else(|e| die(e));
     }
     let limit = started.elapsed();

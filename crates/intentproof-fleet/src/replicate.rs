@@ -432,40 +432,7 @@ impl Replicator {
                 ),
             });
         }
-        let sink = tx
-            .copy_in(&format!(
-                "COPY intentproof.records ({RECORD_COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))
-            .await?;
-        let writer = BinaryCopyInWriter::new(sink, &RECORD_TYPES);
-        pin_mut!(writer);
-        for (entry, bytes) in records {
-            let m = &entry.meta;
-            let seq = entry.seq as i64;
-            let position = m.chain_position as i64;
-            let duration = i64::try_from(m.duration_ms).unwrap_or(i64::MAX);
-            let signature = m.signature.as_str();
-            let row: [&(dyn ToSql + Sync); 16] = [
-                daemon,
-                &seq,
-                &m.event_id,
-                &m.instance_id,
-                &m.correlation_id,
-                &position,
-                &m.prev_event_hash,
-                &m.content_hash,
-                &m.intent,
-                &m.action,
-                &m.status,
-                &m.started_at,
-                &m.completed_at,
-                &duration,
-                &signature,
-                bytes,
-            ];
-            writer.as_mut().write(&row).await?;
-        }
-        writer.finish().await?;
+        copy_rows(&tx, "intentproof.records", daemon, records).await?;
         let next = from + records.len() as u64;
         tx.execute(
             "UPDATE intentproof.daemons SET next_seq = $2, replicated_at = now() WHERE daemon = $1",
@@ -562,6 +529,52 @@ impl Replicator {
             detail: "its public key is not base64 of 32 bytes".into(),
         })
     }
+}
+
+/// COPYs `records` (each index entry and its bytes) of `daemon` into
+/// `table` (`intentproof.records` or one LIKE it), binary format, inside
+/// `tx`.
+pub async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    daemon: &str,
+    records: &[(IndexEntry, Vec<u8>)],
+) -> Result<(), FleetError> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} ({RECORD_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let writer = BinaryCopyInWriter::new(sink, &RECORD_TYPES);
+    pin_mut!(writer);
+    for (entry, bytes) in records {
+        let m = &entry.meta;
+        let seq = i64::try_from(entry.seq).unwrap_or(i64::MAX);
+        let position = i64::try_from(m.chain_position).unwrap_or(i64::MAX);
+        let duration = i64::try_from(m.duration_ms).unwrap_or(i64::MAX);
+        let signature = m.signature.as_str();
+        let row: [&(dyn ToSql + Sync); 16] = [
+            &daemon,
+            &seq,
+            &m.event_id,
+            &m.instance_id,
+            &m.correlation_id,
+            &position,
+            &m.prev_event_hash,
+            &m.content_hash,
+            &m.intent,
+            &m.action,
+            &m.status,
+            &m.started_at,
+            &m.completed_at,
+            &duration,
+            &signature,
+            bytes,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(())
 }
 
 /// A base64 Ed25519 public key.

@@ -50,7 +50,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use intentproof_core::backoff::{Backoff, retry_after_header};
+use intentproof_core::backoff::Backoff;
 use intentproof_store::Store;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -503,23 +503,11 @@ pub async fn run(
             }
             failed => {
                 metrics.otlp(false, count);
-                let (why, retry_after) = match failed {
-                    Ok(response) => (
-                        format!("HTTP {}", response.status()),
-                        retry_after_header(
-                            response
-                                .headers()
-                                .get(reqwest::header::RETRY_AFTER)
-                                .map(|v| v.as_bytes()),
-                        ),
-                    ),
-                    Err(e) => (e.without_url().to_string(), None),
+                let log = |why: &str, wait: Duration| {
+                    tracing::warn!(otlp = %config.name, record = cursor, error = %why, retry_in_ms = wait.as_millis() as u64, "OTLP export failed; will retry");
                 };
-                let wait = backoff.next_wait(retry_after);
-                tracing::warn!(otlp = %config.name, record = cursor, error = %why, retry_in_ms = wait.as_millis() as u64, "OTLP export failed; will retry");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => return,
+                if !crate::pump::back_off(failed, &mut backoff, &mut stop, log).await {
+                    return;
                 }
             }
         }
@@ -632,15 +620,11 @@ pub async fn run_findings(
                     }
                     failed => {
                         metrics.otlp_findings(false, count);
-                        let why = match failed {
-                            Ok(response) => format!("HTTP {}", response.status()),
-                            Err(e) => e.without_url().to_string(),
+                        let log = |why: &str, wait: Duration| {
+                            tracing::warn!(otlp = %config.name, error = %why, retry_in_ms = wait.as_millis() as u64, "OTLP findings export failed; will retry");
                         };
-                        let wait = backoff.next_wait(None);
-                        tracing::warn!(otlp = %config.name, error = %why, retry_in_ms = wait.as_millis() as u64, "OTLP findings export failed; will retry");
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = stop.changed() => return,
+                        if !crate::pump::back_off(failed, &mut backoff, &mut stop, log).await {
+                            return;
                         }
                         continue;
                     }

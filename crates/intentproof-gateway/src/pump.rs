@@ -127,25 +127,43 @@ pub async fn run(
             }
             failed => {
                 metrics.exported(false);
-                let (why, retry_after) = match failed {
-                    Ok(response) => (
-                        format!("HTTP {}", response.status()),
-                        retry_after_header(
-                            response
-                                .headers()
-                                .get(reqwest::header::RETRY_AFTER)
-                                .map(|v| v.as_bytes()),
-                        ),
-                    ),
-                    Err(e) => (e.without_url().to_string(), None),
+                let log = |why: &str, wait: Duration| {
+                    tracing::warn!(exporter = %config.name, record = cursor, error = %why, retry_in_ms = wait.as_millis() as u64, "exporter delivery failed; will retry");
                 };
-                let wait = backoff.next_wait(retry_after);
-                tracing::warn!(exporter = %config.name, record = cursor, error = %why, retry_in_ms = wait.as_millis() as u64, "exporter delivery failed; will retry");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed() => return,
+                if !back_off(failed, &mut backoff, &mut stop, log).await {
+                    return;
                 }
             }
         }
+    }
+}
+
+/// After a failed delivery (an error, or an answer that is not 2xx): waits
+/// the backoff's next step, at least the receiver's `Retry-After`, after
+/// `log` was told why and for how long. False when `stop` turned true
+/// meanwhile.
+pub(crate) async fn back_off(
+    failed: reqwest::Result<reqwest::Response>,
+    backoff: &mut Backoff,
+    stop: &mut watch::Receiver<bool>,
+    log: impl FnOnce(&str, Duration),
+) -> bool {
+    let (why, retry_after) = match failed {
+        Ok(response) => (
+            format!("HTTP {}", response.status()),
+            retry_after_header(
+                response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .map(|v| v.as_bytes()),
+            ),
+        ),
+        Err(e) => (e.without_url().to_string(), None),
+    };
+    let wait = backoff.next_wait(retry_after);
+    log(&why, wait);
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = stop.changed() => false,
     }
 }

@@ -43,7 +43,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use intentproof_api::wire::FindingRow;
-use intentproof_core::backoff::{Backoff, retry_after_header};
+use intentproof_core::backoff::Backoff;
 use intentproof_core::canon::canonicalize_object_without;
 use intentproof_policy::verification::{EvalOptions, Finding, Flow, Outcome, Run, evaluate};
 use serde_json::{Value, json};
@@ -447,23 +447,11 @@ pub async fn run(
                         }
                         failed => {
                             metrics.webhook(false);
-                            let (why, retry_after) = match failed {
-                                Ok(response) => (
-                                    format!("HTTP {}", response.status()),
-                                    retry_after_header(
-                                        response
-                                            .headers()
-                                            .get(reqwest::header::RETRY_AFTER)
-                                            .map(|v| v.as_bytes()),
-                                    ),
-                                ),
-                                Err(e) => (e.without_url().to_string(), None),
+                            let log = |why: &str, wait: Duration| {
+                                tracing::warn!(webhook = %receiver.name, finding = %id, error = %why, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; will retry");
                             };
-                            let wait = backoff.next_wait(retry_after);
-                            tracing::warn!(webhook = %receiver.name, finding = %id, error = %why, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; will retry");
-                            tokio::select! {
-                                _ = tokio::time::sleep(wait) => {}
-                                _ = stop.changed() => return,
+                            if !crate::pump::back_off(failed, &mut backoff, &mut stop, log).await {
+                                return;
                             }
                         }
                     }
