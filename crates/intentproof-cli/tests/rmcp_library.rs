@@ -513,6 +513,12 @@ fn normalized(events: &[Value], correlation: &str) -> Vec<Value> {
             ] {
                 object.remove(field);
             }
+            // The RecordedClient puts a W3C traceparent of its own in each
+            // request's _meta (RecordedClient::flow_meta), which its record
+            // keeps; the plain agents of the other two paths send none.
+            if let Some(attributes) = object.get_mut("attributes").and_then(Value::as_object_mut) {
+                attributes.remove("intentproof.traceparent");
+            }
             replace_ids(&mut event, &ids);
             event
         })
@@ -580,7 +586,23 @@ fn gateway_and_wrappers_record_the_same(revision: &str) {
     assert_eq!(gateway_answers[2]["error"]["code"], -32602);
 
     let through_gateway = normalized(&stored(&data, &gateway, 7), &gateway);
-    let by_client = normalized(&stored(&data, &client, 7), &client);
+    let client_events = stored(&data, &client, 7);
+    // Each of the RecordedClient's calls carries (and records) its flow's
+    // trace context: the correlation id's digits as the trace id.
+    let trace = client.replace('-', "");
+    for event in client_events
+        .iter()
+        .filter(|e| e["attributes"].get("mcp.tool").is_some())
+    {
+        let traceparent = event["attributes"]["intentproof.traceparent"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            traceparent.starts_with(&format!("00-{trace}-")),
+            "{revision}: {traceparent:?} in {event:#}"
+        );
+    }
+    let by_client = normalized(&client_events, &client);
     let by_server = normalized(&stored(&data, &server, 7), &server);
     assert_same_events(
         &format!("{revision}: RecordedClient vs gateway"),

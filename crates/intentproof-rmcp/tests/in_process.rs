@@ -110,6 +110,20 @@ fn normalized(
             for key in ["id", "startedAt", "completedAt", "durationMs"] {
                 map.remove(key);
             }
+            // A recorded W3C trace context: the flow's (the correlation
+            // id's digits as trace id), with a parent id new per request.
+            if let Some(traceparent) = map
+                .get_mut("attributes")
+                .and_then(|a| a.get_mut("intentproof.traceparent"))
+            {
+                let text = traceparent.as_str().unwrap_or("");
+                let trace = correlation.replace('-', "");
+                assert!(
+                    text.starts_with(&format!("00-{trace}-")) && text.len() == 55,
+                    "{text:?} is not the flow's trace context"
+                );
+                *traceparent = Value::from("00-<trace>-<parent>-01");
+            }
             replace(&mut value, &ids);
             value
         })
@@ -239,8 +253,11 @@ async fn the_client_records_each_call_with_the_intent_of_its_plan_step() {
         refund["intentproof.plan.id"] = json!("<plan>");
         refund["intentproof.plan.step"] = json!(0);
         refund["mcp.tool"] = json!("refund_payment");
+        // Each call carries the flow's trace context (RecordedClient::flow_meta).
+        refund["intentproof.traceparent"] = json!("00-<trace>-<parent>-01");
         let mut unknown = client_attributes("3");
         unknown["mcp.tool"] = json!("no_such_tool");
+        unknown["intentproof.traceparent"] = json!("00-<trace>-<parent>-01");
         assert_eq!(
             normalized(
                 &events(&sink),
@@ -476,7 +493,8 @@ async fn a_recording_server_joins_the_flow_and_intent_of_a_recording_client() {
                            "isError": false},
                 "attributes": {"jsonrpc.id": "2", "mcp.client.name": "test-agent", "mcp.client.version": "0.9.1",
                                "mcp.protocol.version": revision, "mcp.server": "payments",
-                               "mcp.session_id": "<session>", "mcp.tool": "refund_payment"}
+                               "mcp.session_id": "<session>", "mcp.tool": "refund_payment",
+                               "intentproof.traceparent": "00-<trace>-<parent>-01"}
             })],
             "{revision}: the server's own record of the call, in the client's flow"
         );
