@@ -146,6 +146,10 @@ fn every_acknowledged_event_reaches_postgres_once_through_kills_and_an_outage() 
         metric(&url, &token, "intentproof_fleet_connected"),
         Some(0.0)
     );
+    // The lag in seconds grows through the outage (it is the time since the
+    // pump last caught up, not since it last copied something).
+    let seconds = metric(&url, &token, "intentproof_fleet_lag_seconds").unwrap();
+    assert!(seconds >= 25.0, "lag {seconds} s after a 30 s outage");
     pg.resume().unwrap();
 
     // Caught up: every record and a checkpoint over all of them.

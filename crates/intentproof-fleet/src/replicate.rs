@@ -60,7 +60,7 @@ pub struct DaemonIdentity {
 }
 
 /// What the pump has done, for `/metrics` and `doctor`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReplicationStatus {
     /// Records in PostgreSQL (the cursor): the next seq to copy.
     pub next_seq: AtomicU64,
@@ -75,28 +75,44 @@ pub struct ReplicationStatus {
     pub checkpoints_copied: AtomicU64,
     /// Failed attempts (connection or transaction).
     pub errors: AtomicU64,
-    behind_since: Mutex<Option<Instant>>,
+    /// When the pump last found nothing left to copy (start: the daemon's).
+    caught_up_at: Mutex<Instant>,
+}
+
+impl Default for ReplicationStatus {
+    fn default() -> Self {
+        ReplicationStatus {
+            next_seq: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            halted: AtomicBool::new(false),
+            records_copied: AtomicU64::new(0),
+            checkpoints_copied: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            caught_up_at: Mutex::new(Instant::now()),
+        }
+    }
 }
 
 impl ReplicationStatus {
-    /// Seconds since the pump last saw itself caught up (0 when it is).
-    pub fn lag_seconds(&self) -> f64 {
-        self.behind_since
+    /// Seconds since the pump was last caught up, while the journal
+    /// (`records` long) holds records PostgreSQL lacks; 0 when it holds
+    /// none. Derived at read time, so it grows through an outage too.
+    pub fn lag_seconds(&self, records: u64) -> f64 {
+        if records <= self.next_seq.load(Ordering::Relaxed) {
+            return 0.0;
+        }
+        self.caught_up_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .map_or(0.0, |since| since.elapsed().as_secs_f64())
+            .elapsed()
+            .as_secs_f64()
     }
 
-    fn behind(&self, behind: bool) {
-        let mut since = self
-            .behind_since
+    fn caught_up(&self) {
+        *self
+            .caught_up_at
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match (behind, since.is_some()) {
-            (true, false) => *since = Some(Instant::now()),
-            (false, true) => *since = None,
-            _ => {}
-        }
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 }
 
@@ -393,14 +409,13 @@ impl Replicator {
                     detail: format!("reading the journal failed: {e}"),
                 })??;
         if !records.is_empty() {
-            self.status.behind(true);
             step.records = self.copy_records(client, from, &records).await?;
         }
         step.checkpoints = self.copy_checkpoints(client).await?;
         if step.records == 0
             && self.status.next_seq.load(Ordering::Relaxed) >= self.store.tree_size()
         {
-            self.status.behind(false);
+            self.status.caught_up();
         }
         Ok(step)
     }

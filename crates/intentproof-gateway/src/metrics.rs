@@ -353,7 +353,7 @@ fn render_fleet(out: &mut String, fleet: &intentproof_fleet::ReplicationStatus, 
         (
             "intentproof_fleet_lag_seconds",
             "Seconds since replication to PostgreSQL was last caught up (0: caught up).",
-            format!("{:.3}", fleet.lag_seconds()),
+            format!("{:.3}", fleet.lag_seconds(records)),
         ),
         (
             "intentproof_fleet_replicated_records",
