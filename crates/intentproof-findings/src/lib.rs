@@ -329,6 +329,123 @@ pub(crate) fn parse_time(text: &str) -> Option<SystemTime> {
     intentproof_core::parse_rfc3339(text)
 }
 
+/// What the reference [`plans_and_findings`] reads: a daemon's [`Store`],
+/// or events held in memory ([`MemorySource`]: the fleet view's, read
+/// from PostgreSQL across daemons). `seq` orders the events: a store's
+/// journal order, or the fleet's merged order.
+pub trait EventSource {
+    /// Index entries whose action starts with `prefix`, in `seq` order.
+    fn entries_with_action_prefix(&self, prefix: &str) -> Result<Vec<IndexEntry>, StoreError>;
+    /// Every event of `correlation`.
+    fn chain(&self, correlation: &str) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The event of `entry`.
+    fn read_entry(&self, entry: IndexEntry) -> Result<StoredEvent, StoreError>;
+    /// The latest `completed_at` of `correlation`'s events.
+    fn last_at(&self, correlation: &str) -> Result<Option<String>, StoreError>;
+    /// Every correlation and its latest `completed_at`.
+    fn correlations(&self) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+impl EventSource for Store {
+    fn entries_with_action_prefix(&self, prefix: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        Store::entries_with_action_prefix(self, prefix)
+    }
+    fn chain(&self, correlation: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        Store::chain(self, correlation)
+    }
+    fn read_entry(&self, entry: IndexEntry) -> Result<StoredEvent, StoreError> {
+        Store::read_entry(self, entry)
+    }
+    fn last_at(&self, correlation: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.chain_summary(correlation)?.map(|s| s.last_at))
+    }
+    fn correlations(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .chains(usize::MAX)?
+            .into_iter()
+            .map(|s| (s.correlation_id, s.last_at))
+            .collect())
+    }
+}
+
+/// Events held in memory, in the order given (entry `seq` = position):
+/// the fleet view's, merged from several daemons.
+#[derive(Debug, Default)]
+pub struct MemorySource {
+    events: Vec<StoredEvent>,
+    by_correlation: HashMap<String, Vec<usize>>,
+}
+
+impl MemorySource {
+    /// Holds `events` in this order; each one's `entry.seq` is set to its
+    /// position.
+    pub fn new(events: Vec<StoredEvent>) -> MemorySource {
+        let mut by_correlation: HashMap<String, Vec<usize>> = HashMap::new();
+        let events: Vec<StoredEvent> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut e)| {
+                e.entry.seq = i as u64;
+                by_correlation
+                    .entry(e.entry.meta.correlation_id.clone())
+                    .or_default()
+                    .push(i);
+                e
+            })
+            .collect();
+        MemorySource {
+            events,
+            by_correlation,
+        }
+    }
+}
+
+impl EventSource for MemorySource {
+    fn entries_with_action_prefix(&self, prefix: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        Ok(self
+            .events
+            .iter()
+            .filter(|e| e.entry.meta.action.starts_with(prefix))
+            .map(|e| e.entry.clone())
+            .collect())
+    }
+    fn chain(&self, correlation: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(self
+            .by_correlation
+            .get(correlation)
+            .into_iter()
+            .flatten()
+            .map(|&i| self.events[i].clone())
+            .collect())
+    }
+    fn read_entry(&self, entry: IndexEntry) -> Result<StoredEvent, StoreError> {
+        usize::try_from(entry.seq)
+            .ok()
+            .and_then(|i| self.events.get(i))
+            .cloned()
+            .ok_or_else(|| StoreError::BadIndex(format!("position {}", entry.seq)))
+    }
+    fn last_at(&self, correlation: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .by_correlation
+            .get(correlation)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.events[i].entry.meta.completed_at)
+            .max()
+            .cloned())
+    }
+    fn correlations(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        for correlation in self.by_correlation.keys() {
+            if let Some(last) = self.last_at(correlation)? {
+                out.push((correlation.clone(), last));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A finished stretch of a chain: the plan, its declaration, its calls, why
 /// it closed (`None`: still open) and when.
 type Segment<'a> = (
@@ -343,8 +460,8 @@ type Segment<'a> = (
 /// configured verification policies: each is evaluated on every flow
 /// (correlation) its `scope.any_event_action_in` matches, once the flow has
 /// been idle for `idle_timeout`; failed rules are `policy_violation`s.
-pub fn plans_and_findings(
-    store: &Store,
+pub fn plans_and_findings<S: EventSource + ?Sized>(
+    store: &S,
     idle_timeout: Duration,
     now: SystemTime,
     policies: &[Policy],
@@ -532,8 +649,8 @@ pub fn plans_and_findings(
     }
     for (correlation, entries) in unplanned {
         let idle = store
-            .chain_summary(&correlation)?
-            .and_then(|s| parse_time(&s.last_at).map(|t| (t, s.last_at)))
+            .last_at(&correlation)?
+            .and_then(|last_at| parse_time(&last_at).map(|t| (t, last_at)))
             .filter(|(t, _)| {
                 now.duration_since(*t)
                     .is_ok_and(|quiet| quiet >= idle_timeout)
@@ -581,22 +698,22 @@ pub fn plans_and_findings(
     Ok((plans, findings))
 }
 
-fn policy_violations(
-    store: &Store,
+fn policy_violations<S: EventSource + ?Sized>(
+    store: &S,
     idle_timeout: Duration,
     now: SystemTime,
     policies: &[Policy],
 ) -> Result<Vec<FindingRow>, StoreError> {
     let mut out = Vec::new();
-    for summary in store.chains(usize::MAX)? {
-        let idle = parse_time(&summary.last_at)
+    for (correlation, last_at) in store.correlations()? {
+        let idle = parse_time(&last_at)
             .and_then(|t| now.duration_since(t).ok())
             .is_some_and(|quiet| quiet >= idle_timeout);
         if !idle {
             continue;
         }
         out.extend(
-            policy_rows(store, policies, &summary.correlation_id, &summary.last_at)?
+            policy_rows(store, policies, &correlation, &last_at)?
                 .into_iter()
                 .map(|(_, row)| row),
         );
@@ -607,8 +724,8 @@ fn policy_violations(
 /// The failed rules of `policies` on the chain of `correlation` (idle,
 /// last event at `last_at`), in policy order: (policy index, row). The one
 /// builder of policy rows, for the reference and the live findings.
-pub(crate) fn policy_rows(
-    store: &Store,
+pub(crate) fn policy_rows<S: EventSource + ?Sized>(
+    store: &S,
     policies: &[Policy],
     correlation: &str,
     last_at: &str,

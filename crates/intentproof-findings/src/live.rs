@@ -1095,7 +1095,7 @@ impl State {
         last_at: &str,
     ) -> Result<Vec<(u64, u64, FindingRow)>, StoreError> {
         Ok(
-            crate::policy_rows(&self.store, &self.policies, correlation, last_at)?
+            crate::policy_rows(self.store.as_ref(), &self.policies, correlation, last_at)?
                 .into_iter()
                 .enumerate()
                 .map(|(index, (policy, row))| (policy as u64, index as u64, row))

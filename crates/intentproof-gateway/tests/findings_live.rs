@@ -526,7 +526,7 @@ fn events_before_a_correlation_is_followed_count_for_its_idle_time() {
         live.committed(&batch, &outcomes);
     }
     let kinds = |now: SystemTime| -> Vec<(String, String)> {
-        let (_, reference) = plans_and_findings(&store, IDLE, now, &[]).unwrap();
+        let (_, reference) = plans_and_findings(store.as_ref(), IDLE, now, &[]).unwrap();
         let rows = all_findings(&live, now, MAX_PAGE);
         assert_eq!(rows, reference);
         rows.into_iter()
