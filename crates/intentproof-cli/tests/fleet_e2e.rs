@@ -272,7 +272,8 @@ fn every_acknowledged_event_reaches_postgres_once_through_kills_and_an_outage() 
     let url_shown = pg.url();
     assert!(
         stdout.contains(&format!(
-            "{url_shown} (schema 1) holds {total} records and "
+            "{url_shown} (schema {}) holds {total} records and ",
+            intentproof_fleet::schema::SCHEMA_VERSION
         )),
         "{stdout}"
     );

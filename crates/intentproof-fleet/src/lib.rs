@@ -19,15 +19,22 @@
 //! PostgreSQL off this machine is reached over TLS only (verified; see
 //! [`config`]); a URL to another host without `sslmode=require` is refused.
 //!
-//! What it does not do (yet): answer the daemon's query API from
-//! PostgreSQL (`serve --fleet`) or pack fleet bundles; nor does it re-check the events' own signatures (each
-//! daemon did at ingest, against keys PostgreSQL does not hold).
+//! - [`view`]: the fleet view's reads (`serve --fleet`): events, chains
+//!   merged over daemons, the records findings are computed from, the
+//!   daemons' checkpoints and leaf hashes that fleet bundles prove with.
+//!
+//! What it does not do: re-check the events' own signatures (each daemon
+//! did at ingest, against keys PostgreSQL does not hold).
 
 pub mod config;
 pub mod replicate;
 pub mod schema;
 pub mod testing;
 pub mod verify;
+pub mod view;
+
+/// The PostgreSQL client the fleet view's reads take.
+pub use tokio_postgres;
 
 pub use config::{FleetConfig, FleetConfigError};
 pub use replicate::{ReplicationStatus, Replicator};

@@ -7,6 +7,11 @@
 //! | `records` | journal record: the signed bytes as stored, and the facts the daemon's index keeps | `(daemon, seq)` |
 //! | `checkpoints` | checkpoint a daemon signed, its C2SP note, and the consistency proof from the previous one | `(daemon, tree_size)` |
 //! | `faults` | disagreement found while replicating (history rewritten, key changed) | `id` |
+//! | `chains` | correlation: first and last time, events, errors (kept by the pump in the records' transaction; the fleet view lists chains from it) | `correlation_id` |
+//!
+//! `records.row_id` is the order rows committed in (replication
+//! transactions take one advisory lock, so ids commit in order): the
+//! fleet view pages events by it.
 //!
 //! `records` and `checkpoints` are append-only: a trigger refuses UPDATE and
 //! DELETE, so a careless `DELETE FROM` fails loudly instead of silently
@@ -21,9 +26,14 @@ use crate::FleetError;
 /// `pg_advisory_xact_lock` key of migrations ("IPFLEET" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0049_5046_4c45_4554;
 
+/// `pg_advisory_xact_lock` key every replication transaction takes
+/// ("IPFLREP"), so `records.row_id` commits in order.
+pub const REPLICATION_LOCK: i64 = 0x0049_5046_4c52_4550;
+
 /// The migrations, in order; version = index + 1. Never edit one that
 /// shipped: add the next.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE intentproof.daemons (
     daemon        text PRIMARY KEY,
     public_key    text NOT NULL,
@@ -80,7 +90,28 @@ CREATE TRIGGER records_append_only BEFORE UPDATE OR DELETE ON intentproof.record
     FOR EACH ROW EXECUTE FUNCTION intentproof.append_only();
 CREATE TRIGGER checkpoints_append_only BEFORE UPDATE OR DELETE ON intentproof.checkpoints
     FOR EACH ROW EXECUTE FUNCTION intentproof.append_only();
-"#];
+"#,
+    r#"
+-- The fleet view (`serve --fleet`): a global order to page events by,
+-- one row per correlation to list chains by, and actions to find plans
+-- and gateway calls by; all without a scan of `records`.
+ALTER TABLE intentproof.records ADD COLUMN row_id bigint GENERATED ALWAYS AS IDENTITY;
+CREATE UNIQUE INDEX records_by_row_id ON intentproof.records (row_id);
+CREATE INDEX records_by_action ON intentproof.records (action text_pattern_ops, correlation_id);
+CREATE TABLE intentproof.chains (
+    correlation_id text PRIMARY KEY,
+    first_at       text NOT NULL,
+    last_at        text NOT NULL,
+    events         bigint NOT NULL,
+    errors         bigint NOT NULL
+);
+CREATE INDEX chains_by_last_at ON intentproof.chains (last_at DESC, correlation_id);
+INSERT INTO intentproof.chains
+    SELECT correlation_id, min(started_at), max(completed_at), count(*),
+           count(*) FILTER (WHERE status = 'error')
+    FROM intentproof.records GROUP BY correlation_id;
+"#,
+];
 
 /// Newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -144,7 +144,8 @@ impl ChainSummary {
             .sum()
     }
 
-    pub(crate) fn add(&mut self, meta: &EventMeta) {
+    /// Counts one more event of the chain.
+    pub fn add(&mut self, meta: &EventMeta) {
         if self.correlation_id.is_empty() {
             self.correlation_id = meta.correlation_id.clone();
         }
