@@ -131,3 +131,46 @@ impl InclusionProofs {
         }
     }
 }
+
+/// `schema` of `fleet_inclusion.json`.
+pub const FLEET_INCLUSION_SCHEMA: &str = "intentproof.bundle.fleet-inclusion.v1";
+
+/// The content of `fleet_inclusion.json`: the inclusion proofs of a bundle
+/// exported from the fleet view (`serve --fleet`), whose events several
+/// daemons stored, each in its own Merkle log.
+///
+/// ```json
+/// {
+///   "schema": "intentproof.bundle.fleet-inclusion.v1",
+///   "checkpoints": {"<daemon>": {"schema": "intentproof.checkpoint.v1", "tree_size": 8, ...}},
+///   "proofs": {"<event_id>": {"daemon": "<daemon>", "leaf_index": 3, "proof": ["<hex>", ...]}}
+/// }
+/// ```
+///
+/// Each checkpoint is the one that daemon signed (its key is bundled as
+/// `keys/<key_id>.pub`); each event's leaf (the RFC 6962 leaf hash of its
+/// line in `events.jsonl`, as that daemon journaled it) leads by its audit
+/// path to the root of its daemon's checkpoint. Fleet bundles carry full
+/// events only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetInclusion {
+    /// [`FLEET_INCLUSION_SCHEMA`].
+    pub schema: String,
+    /// Per daemon (its instance id), the checkpoint its proofs lead to.
+    pub checkpoints: BTreeMap<String, Checkpoint>,
+    /// Audit path per event id.
+    pub proofs: BTreeMap<String, FleetEventProof>,
+}
+
+/// One event's audit path in a fleet bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetEventProof {
+    /// The daemon that stored the event (a key of `checkpoints`).
+    pub daemon: String,
+    /// The leaf's index in that daemon's log.
+    pub leaf_index: u64,
+    /// Sibling hashes, leaf first, lowercase hex.
+    pub proof: Vec<String>,
+}

@@ -25,6 +25,9 @@ pub const RUN: &str = "run.json";
 pub const CERTIFICATE: &str = "certificate.json";
 /// Name of the optional inclusion proof member (see [`crate::inclusion`]).
 pub const INCLUSION_PROOF: &str = "inclusion_proof.json";
+/// Optional per-daemon inclusion proofs of a fleet bundle
+/// ([`crate::inclusion::FleetInclusion`]).
+pub const FLEET_INCLUSION: &str = "fleet_inclusion.json";
 /// Optional C2SP `tlog-proof` per event ([`crate::inclusion::TlogProofLine`]).
 pub const TLOG_PROOFS: &str = "tlog-proofs.jsonl";
 /// Folder of the bundled public keys, `keys/<key_id>.pub`.

@@ -13,11 +13,11 @@ use intentproof_core::canon::parse_strict;
 use intentproof_core::merkle::{event_merkle_root, hex};
 use serde_json::Value;
 
-use crate::inclusion::{InclusionProofs, TlogProofLine};
+use crate::inclusion::{FleetInclusion, InclusionProofs, TlogProofLine};
 use crate::manifest::{
-    ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, FileEntry, INCLUSION_PROOF, KEYS_DIR, MANIFEST,
-    MANIFEST_SCHEMA, Manifest, POLICY, RUN, SignatureEnvelope, TLOG_PROOFS, VerificationProfile,
-    manifest_digest, policy_fingerprint, sha256_of,
+    ATTESTATIONS, CERTIFICATE, EVENTS, FLEET_INCLUSION, FLOW, FileEntry, INCLUSION_PROOF, KEYS_DIR,
+    MANIFEST, MANIFEST_SCHEMA, Manifest, POLICY, RUN, SignatureEnvelope, TLOG_PROOFS,
+    VerificationProfile, manifest_digest, policy_fingerprint, sha256_of,
 };
 
 /// The zstd level bundles are written with.
@@ -59,6 +59,8 @@ pub struct BundleInput {
     pub keys: BTreeMap<String, VerifyingKey>,
     /// Optional `inclusion_proof.json`.
     pub inclusion: Option<InclusionProofs>,
+    /// Optional `fleet_inclusion.json` (a fleet bundle's proofs).
+    pub fleet_inclusion: Option<FleetInclusion>,
     /// `tlog-proofs.jsonl` lines (none: no such member).
     pub tlog_proofs: Vec<TlogProofLine>,
     /// `verification_profile.export_profile` (one of [`EXPORT_PROFILES`]).
@@ -237,6 +239,12 @@ pub fn write_bundle(
             .map_err(|e| WriteError::BadInput(format!("inclusion proofs: {e}")))?;
         bytes.push(b'\n');
         files.insert(INCLUSION_PROOF.into(), bytes);
+    }
+    if let Some(inclusion) = &input.fleet_inclusion {
+        let mut bytes = serde_json::to_vec(inclusion)
+            .map_err(|e| WriteError::BadInput(format!("fleet inclusion proofs: {e}")))?;
+        bytes.push(b'\n');
+        files.insert(FLEET_INCLUSION.into(), bytes);
     }
     if !input.tlog_proofs.is_empty() {
         let mut bytes = Vec::new();

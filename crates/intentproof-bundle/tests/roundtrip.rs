@@ -54,7 +54,11 @@ fn input(events: Vec<Vec<u8>>, key: &InstanceKey) -> BundleInput {
         attestations: vec![br#"{"attestation_id":"att_1","claim":"ok"}"#.to_vec()],
         policy: br#"{"policy_id":"pol_1","tenant_id":"tnt","rules":[]}"#.to_vec(),
         run: br#"{"run_id":"run_1","flow_id":"flow_1","tenant_id":"tnt","status":"pass"}"#.to_vec(),
-        keys: BTreeMap::from([(key.key_id(), key.verifying_key())]),
+        // The event signer's key, and the manifest signer's ([`signed`]).
+        keys: BTreeMap::from([
+            (key.key_id(), key.verifying_key()),
+            ("exporter:k1".into(), exporter().verifying_key()),
+        ]),
         export_profile: "full".into(),
         spec_version: "1.0.0".into(),
         ..BundleInput::default()
@@ -390,9 +394,16 @@ fn unknown_keys_are_unverified_never_valid() {
     );
     assert!(report.detail.unwrap().contains("inst_test:k1"));
 
-    // Given by id, or without an id: verified.
+    // Given by id, or without an id: verified (the exporter's key is given
+    // by id: the bundle does not carry it).
     for key_id in [Some("inst_test:k1".to_owned()), None] {
-        let mut options = with_key();
+        let mut options = VerifyOptions {
+            trusted_keys: vec![TrustedKey {
+                key_id: Some("exporter:k1".into()),
+                key: exporter().verifying_key(),
+            }],
+            ..VerifyOptions::default()
+        };
         options.trusted_keys.push(TrustedKey {
             key_id,
             key: key.verifying_key(),
@@ -1011,4 +1022,50 @@ fn tlog_proofs_verify_with_witnesses_and_every_byte_of_one_matters() {
             report.detail
         );
     }
+}
+
+/// The signer a manifest names is outside the signed bytes: a key given
+/// without an id verifies the signature, but names nobody. The name holds
+/// only when the bundle carries that key as `keys/<id>.pub` or the key was
+/// given with that id; otherwise the report would claim a signer nothing
+/// attests (and flipping a byte of the name would go unnoticed).
+#[test]
+fn a_manifest_signer_name_needs_its_key_bundled_or_given_by_id() {
+    let key = instance();
+    let mut input = input(sealed_lines(&key, 2, 1), &key);
+    input.keys.remove("exporter:k1");
+    let bundle = signed(&input);
+    assert_reason(
+        &verify(&bundle, &with_key()),
+        "bundle.manifest_signer_unattested",
+    );
+    let by_id = VerifyOptions {
+        trusted_keys: vec![TrustedKey {
+            key_id: Some("exporter:k1".into()),
+            key: exporter().verifying_key(),
+        }],
+        ..VerifyOptions::default()
+    };
+    assert!(verify(&bundle, &by_id).passed());
+    let mut bundled = input.clone();
+    bundled
+        .keys
+        .insert("exporter:k1".into(), exporter().verifying_key());
+    let bundle = signed(&bundled);
+    let report = verify(&bundle, &with_key());
+    assert!(report.passed(), "{}", report.human());
+    // Renaming the signer (one byte) is caught.
+    let mut members = unpack(&bundle);
+    let manifest = String::from_utf8(get(&members, "manifest.json")).unwrap();
+    set(
+        &mut members,
+        "manifest.json",
+        manifest
+            .replace("\"exporter:k1\"", "\"exporter:k2\"")
+            .into_bytes(),
+    );
+    assert_reason(
+        &check(&members, &with_key()),
+        "bundle.manifest_signer_unattested",
+    );
 }

@@ -113,7 +113,11 @@ fn input(events: Vec<Vec<u8>>, key: &InstanceKey) -> BundleInput {
         events,
         attestations: vec![br#"{"attestation_id":"att_1","claim":"ok"}"#.to_vec()],
         policy: br#"{"policy_id":"pol_1","tenant_id":"tnt","rules":[]}"#.to_vec(),
-        keys: BTreeMap::from([(key.key_id(), key.verifying_key())]),
+        // The event signer's key, and the manifest signer's.
+        keys: BTreeMap::from([
+            (key.key_id(), key.verifying_key()),
+            ("exporter:k1".into(), exporter().verifying_key()),
+        ]),
         export_profile: "full".into(),
         spec_version: "1.0.0".into(),
         ..BundleInput::default()

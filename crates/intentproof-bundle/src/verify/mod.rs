@@ -136,6 +136,11 @@ pub const STRICT_REASONS: &[(&str, &str)] = &[
         "keys were given but the manifest carries no signature",
     ),
     (
+        "bundle.manifest_signer_unattested",
+        "the manifest signature verified with a key given without an id, but the signer it names \
+         has no keys/<id>.pub holding that key: the name is not attested",
+    ),
+    (
         "bundle.jsonl_invalid",
         "a line of events.jsonl / attestations.jsonl is blank, not a strict JSON object, or has no id",
     ),

@@ -77,16 +77,16 @@ use super::reference::{
 };
 use super::strict::{
     chains_valid, check_bundled_keys, check_consistency, check_inclusion_header, check_jsonl,
-    check_manifest_members, check_manifest_signed, check_projection_attestation,
-    event_signature_summary, inclusion_proofs_valid, projection_signatures_valid, tlog_log_keys,
-    tlog_member_absent, tlog_proofs_valid,
+    check_manifest_members, check_manifest_signed, check_manifest_signer_named,
+    check_projection_attestation, event_signature_summary, inclusion_proofs_valid,
+    projection_signatures_valid, tlog_log_keys, tlog_member_absent, tlog_proofs_valid,
 };
 use super::tlog::TlogCheck;
 use super::{Ctx, Fail, Report, VerifyOptions};
 use crate::archive::{Compression, MemberEvent, VisitError, visit_reader, visit_slice};
 use crate::manifest::{
-    ATTESTATIONS, CERTIFICATE, EVENTS, FLOW, INCLUSION_PROOF, KEYS_DIR, MANIFEST, POLICY, RUN,
-    TLOG_PROOFS,
+    ATTESTATIONS, CERTIFICATE, EVENTS, FLEET_INCLUSION, FLOW, INCLUSION_PROOF, KEYS_DIR, MANIFEST,
+    POLICY, RUN, TLOG_PROOFS,
 };
 use crate::projection::Profile;
 use intentproof_core::keys::StrictKey;
@@ -838,6 +838,9 @@ impl<'o> Driver<'o> {
                 self.tlog = Some(TlogCheck::default());
                 Kind::Tlog(Vec::new())
             }
+            // A fleet bundle's proofs name several checkpoints: the
+            // buffered verifier checks them.
+            FLEET_INCLUSION => return Err(Bail("a fleet bundle (fleet_inclusion.json)")),
             MANIFEST | POLICY | ATTESTATIONS | CERTIFICATE => self.small_member(size)?,
             p if p.starts_with(KEYS_DIR) && p.ends_with(".pub") => self.small_member(size)?,
             _ => Kind::Other,
@@ -1294,6 +1297,12 @@ impl<'o> Driver<'o> {
         ));
         check!(check_bundled_keys(&ring, ctx));
         check!(check_manifest_signed(options, manifest, ctx));
+        check!(check_manifest_signer_named(
+            manifest,
+            &head.manifest_value,
+            &ring,
+            ctx
+        ));
         // events.jsonl's lines were checked as they came (strict JSON with
         // an id, no id twice).
         check!(check_jsonl(ATTESTATIONS, &attestations, ctx));

@@ -18,10 +18,13 @@ use super::keys::KeyRing;
 use super::records::{Record, StrictSig, hex_decode_strict, lenient_object};
 use super::tlog::{TlogCheck, TlogFail};
 use super::{Ctx, Fail, VerifyOptions, fail};
-use crate::inclusion::{CHECKPOINT_SCHEMA, INCLUSION_SCHEMA, InclusionProofs, parse_hash};
+use crate::inclusion::{
+    CHECKPOINT_SCHEMA, FLEET_INCLUSION_SCHEMA, FleetInclusion, INCLUSION_SCHEMA, InclusionProofs,
+    parse_hash,
+};
 use crate::manifest::{
-    ATTESTATIONS, EVENTS, FLOW, INCLUSION_PROOF, MANIFEST, Manifest, POLICY, RUN, TLOG_PROOFS,
-    manifest_digest, policy_fingerprint,
+    ATTESTATIONS, EVENTS, FLEET_INCLUSION, FLOW, INCLUSION_PROOF, MANIFEST, Manifest, POLICY, RUN,
+    TLOG_PROOFS, manifest_digest, policy_fingerprint,
 };
 use crate::projection::Profile;
 use intentproof_core::tlog::note::NoteVerifier;
@@ -47,6 +50,7 @@ pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
     check_consistency(manifest, flow.as_ref(), input.run_doc, input.policy, ctx)?;
     check_bundled_keys(input.ring, ctx)?;
     check_manifest_signed(input.options, manifest, ctx)?;
+    check_manifest_signer_named(input.manifest, input.manifest_value, input.ring, ctx)?;
 
     // JSONL lines parse strictly and carry their ids; ids are unique.
     check_jsonl(EVENTS, input.events, ctx)?;
@@ -58,6 +62,9 @@ pub(super) fn strict(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail>
     check_chains(input.events, ctx)?;
     if let Some(bytes) = input.members.get(INCLUSION_PROOF) {
         check_inclusion(bytes, input, ctx)?;
+    }
+    if let Some(bytes) = input.members.get(FLEET_INCLUSION) {
+        check_fleet_inclusion(bytes, input, ctx)?;
     }
     check_tlog_proofs(input, ctx)?;
     if projections > 0 {
@@ -157,6 +164,43 @@ pub(super) fn check_manifest_signed(
         );
     }
     Ok(())
+}
+
+/// A verified manifest signature names its signer with a key the
+/// verifier knows under that name: a key given with that id (the reference
+/// step checked it), or the bundled `keys/<id>.pub` when the key that
+/// verified was given without an id. Otherwise the report would name a
+/// signer (`signed by ...`) that nothing attests: the id sits outside the
+/// signed bytes.
+pub(super) fn check_manifest_signer_named(
+    manifest: &Manifest,
+    manifest_value: &Value,
+    ring: &KeyRing,
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
+    let Some(sig) = &manifest.signature else {
+        return Ok(());
+    };
+    if !ring.manifest_authenticated || ring.trusted_by_id.contains_key(&sig.key_id) {
+        return Ok(());
+    }
+    let named = ring.bundled(&sig.key_id).is_some_and(|key| {
+        manifest_value
+            .as_object()
+            .and_then(|m| manifest_digest(m).ok())
+            .is_some_and(|digest| manifest_signature_verifies(&digest, &sig.value, [key]))
+    });
+    if named {
+        return Ok(());
+    }
+    ctx.finding(format!("manifest.signer_unattested:{}", sig.key_id));
+    fail(
+        "bundle.manifest_signer_unattested",
+        format!(
+            "the manifest names its signer {:?}, but the key that verified it was given without an id and the bundle's keys/{}.pub is missing or another key: pass --key {}=<key file> to name it",
+            sig.key_id, sig.key_id, sig.key_id
+        ),
+    )
 }
 
 /// The lines of `file` (events.jsonl or attestations.jsonl) parse strictly
@@ -687,6 +731,101 @@ fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Resu
     Ok(())
 }
 
+/// `fleet_inclusion.json` ([`crate::inclusion::FleetInclusion`]): every
+/// daemon's checkpoint verifies with its bundled key, and every event's
+/// audit path leads to the checkpoint of the daemon that stored it.
+fn check_fleet_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
+    let parsed: FleetInclusion = match parse_strict(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => return inclusion_malformed(ctx, format!("{FLEET_INCLUSION}: {e}")),
+    };
+    if parsed.schema != FLEET_INCLUSION_SCHEMA {
+        return inclusion_malformed(
+            ctx,
+            format!(
+                "{FLEET_INCLUSION}: schema {:?}, expected {FLEET_INCLUSION_SCHEMA:?}",
+                parsed.schema
+            ),
+        );
+    }
+    let mut roots = HashMap::new();
+    for (daemon, checkpoint) in &parsed.checkpoints {
+        if checkpoint.schema != CHECKPOINT_SCHEMA {
+            return inclusion_malformed(
+                ctx,
+                format!(
+                    "{FLEET_INCLUSION}: daemon {daemon:?}'s checkpoint schema is {:?}, expected {CHECKPOINT_SCHEMA:?}",
+                    checkpoint.schema
+                ),
+            );
+        }
+        roots.insert(
+            daemon.as_str(),
+            (
+                checkpoint_root(checkpoint, input.ring, ctx)?,
+                checkpoint.tree_size,
+            ),
+        );
+    }
+    let mut used = HashSet::new();
+    for (r, line) in input.events.iter().zip(input.event_lines) {
+        let Some(proof) = parsed.proofs.get(&r.id) else {
+            ctx.finding(format!("inclusion_proof_missing:{}", r.id));
+            return fail(
+                "bundle.inclusion_proof_missing",
+                format!(
+                    "event {:?} has no inclusion proof in {FLEET_INCLUSION}",
+                    r.id
+                ),
+            );
+        };
+        used.insert(r.id.as_str());
+        let result = match (&r.chain.projection, roots.get(proof.daemon.as_str())) {
+            (Some(_), _) => Err("a fleet bundle carries full events only".to_owned()),
+            (None, None) => Err(format!(
+                "it names daemon {:?}, whose checkpoint the bundle lacks",
+                proof.daemon
+            )),
+            (None, Some((root, size))) => {
+                let hashes: Result<Vec<Hash>, String> = proof
+                    .proof
+                    .iter()
+                    .map(|h| {
+                        parse_hash(h)
+                            .ok_or_else(|| format!("proof hash {h:?} is not 64 hex digits"))
+                    })
+                    .collect();
+                hashes.and_then(|hashes| {
+                    verify_inclusion(&leaf_hash(line), proof.leaf_index, *size, &hashes, root)
+                        .map_err(|e| e.to_string())
+                })
+            }
+        };
+        if let Err(e) = result {
+            ctx.finding(format!("inclusion_proof_invalid:{}", r.id));
+            return fail(
+                "bundle.inclusion_proof_invalid",
+                format!(
+                    "the inclusion proof of event {:?} (leaf {} of daemon {:?}) does not verify: {e}",
+                    r.id, proof.leaf_index, proof.daemon
+                ),
+            );
+        }
+    }
+    if let Some(extra) = parsed.proofs.keys().find(|id| !used.contains(id.as_str())) {
+        ctx.finding(format!("inclusion_proof_invalid:{extra}"));
+        return fail(
+            "bundle.inclusion_proof_invalid",
+            format!("{FLEET_INCLUSION} has a proof for {extra:?}, which is not a bundled event"),
+        );
+    }
+    inclusion_proofs_valid(input.events.len(), ctx);
+    Ok(())
+}
+
 /// `tlog-proofs.jsonl` ([`super::tlog`]). Without the member, only a
 /// required witness makes it a failure.
 fn check_tlog_proofs(input: &StrictInput<'_>, ctx: &mut Ctx) -> Result<(), Fail> {
@@ -809,6 +948,12 @@ pub(super) fn check_inclusion_header(
             ),
         );
     }
+    checkpoint_root(checkpoint, ring, ctx)
+}
+
+/// A checkpoint's root, once its signature verified with a given or
+/// bundled key.
+fn checkpoint_root(checkpoint: &Checkpoint, ring: &KeyRing, ctx: &mut Ctx) -> Result<Hash, Fail> {
     let root = match checkpoint.root_hash() {
         Ok(r) => r,
         Err(e) => return inclusion_malformed(ctx, e),
