@@ -262,6 +262,8 @@ fn verify_bundle(bytes: &[u8], daemon: Option<VerifyingKey>) -> VerifyOutcome {
 /// The daemon's query API.
 pub struct HttpSource {
     client: DaemonClient,
+    /// What it reads: `daemon`, or `fleet view`.
+    kind: &'static str,
     daemon_key: Option<VerifyingKey>,
     /// The findings' generation this source last read.
     findings_seen: Option<u64>,
@@ -278,9 +280,16 @@ impl HttpSource {
     ) -> Result<HttpSource, SourceError> {
         Ok(HttpSource {
             client: DaemonClient::new(base, token, Some(Duration::from_secs(60)))?,
+            kind: "daemon",
             daemon_key,
             findings_seen: None,
         })
+    }
+
+    /// The same source, labelled as the fleet view (`serve --fleet`).
+    pub fn fleet(mut self) -> HttpSource {
+        self.kind = "fleet view";
+        self
     }
 
     /// Whether a daemon answers `/healthz` at `base` within `timeout`.
@@ -291,7 +300,7 @@ impl HttpSource {
 
 impl Source for HttpSource {
     fn label(&self) -> String {
-        format!("daemon {}", self.client.base())
+        format!("{} {}", self.kind, self.client.base())
     }
 
     fn approvals(&mut self) -> Result<Vec<wire::ApprovalRow>, SourceError> {

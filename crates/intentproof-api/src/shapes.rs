@@ -16,6 +16,7 @@ pub fn event_body(stored: StoredEvent) -> EventBody {
         seq: stored.entry.seq,
         signature: stored.entry.meta.signature.as_str().to_owned(),
         event: stored.event,
+        daemon: None,
     }
 }
 

@@ -100,6 +100,10 @@ pub struct EventBody {
     pub signature: String,
     /// The signed v1 event, as stored.
     pub event: Value,
+    /// The fleet view only (`serve --fleet`): the daemon that stored it,
+    /// in whose journal `seq` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<String>,
 }
 
 /// `GET /v1/events`: one page.

@@ -30,6 +30,11 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Ask the fleet view (`intentproof serve --fleet`: every daemon's
+    /// records in PostgreSQL) instead of this machine's daemon; its address
+    /// and token are in <data dir>/fleet.
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 /// `intentproof serve` flags.
@@ -44,6 +49,12 @@ pub struct ServeArgs {
     /// TOML config file [env INTENTPROOF_CONFIG]
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Serve the fleet view instead of a daemon: the read API (events,
+    /// chains, findings, plans, bundles) over every daemon's records in the
+    /// PostgreSQL of the config's [fleet]; its key, token and address in
+    /// <data dir>/fleet [default listen: 127.0.0.1:9788]
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 /// `intentproof events` flags.
@@ -148,6 +159,9 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         )
         .init();
     let mut config = resolve_config(args.config, args.data_dir)?;
+    if args.fleet {
+        return serve_fleet_view(config, args.listen);
+    }
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -161,6 +175,48 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(intentproof_gateway::serve(config))?;
     Ok(())
+}
+
+/// `intentproof serve --fleet`: the fleet view until SIGINT or SIGTERM.
+fn serve_fleet_view(config: Config, listen: Option<std::net::SocketAddr>) -> Result<()> {
+    use intentproof_gateway::fleet_view;
+    let Some(fleet) = config.fleet.clone() else {
+        bail!(
+            "--fleet serves the fleet database: add a [fleet] section with postgres_url to the config (--config or INTENTPROOF_CONFIG)"
+        );
+    };
+    let listen = match listen {
+        Some(listen) => listen,
+        None => fleet_view::DEFAULT_LISTEN
+            .parse()
+            .context("the default listen address")?,
+    };
+    let dir = fleet_view::data_dir(&config.data_dir);
+    let idle = std::time::Duration::from_secs(config.plan_idle_timeout_secs);
+    let view = fleet_view::FleetView::open(dir, fleet, idle)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let running = fleet_view::start(view, listen).await?;
+        intentproof_gateway::serve::shutdown_signal().await;
+        running.stop().await;
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+/// The data dir a client command reads its token and address from: the
+/// daemon's, or with `fleet` the fleet view's inside it.
+pub fn client_data_dir(flag: Option<PathBuf>, fleet: bool) -> Result<PathBuf> {
+    let dir = data_dir_or_default(flag)?;
+    Ok(if fleet {
+        intentproof_gateway::fleet_view::data_dir(&dir)
+            .path()
+            .to_path_buf()
+    } else {
+        dir
+    })
 }
 
 /// Data dir from the flag, the environment, or `~/.intentproof`.
@@ -185,7 +241,7 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(args: &ClientArgs) -> Result<Client> {
-        let dir = DataDir::new(data_dir_or_default(args.data_dir.clone())?);
+        let dir = DataDir::new(client_data_dir(args.data_dir.clone(), args.fleet)?);
         let base = dir.daemon_base(server_given(args.server.clone()));
         // An approver acts under their own token (`[approvals] approvers`).
         let token = match std::env::var("INTENTPROOF_TOKEN") {

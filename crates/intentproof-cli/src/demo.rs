@@ -393,6 +393,7 @@ fn report(
         data_dir: Some(dir.to_path_buf()),
         server: None,
         json: false,
+        fleet: false,
     })?;
     pause(interactive)?;
     // The gateway closed the plan when the agent's session ended, before it

@@ -9,8 +9,6 @@ use clap::Args;
 use intentproof_api::datadir::{DataDir, server_given};
 use intentproof_tui::{HttpSource, LocalSource, Source};
 
-use crate::daemon::data_dir_or_default;
-
 /// `intentproof tui` flags.
 #[derive(Args, Debug)]
 pub struct TuiArgs {
@@ -25,6 +23,10 @@ pub struct TuiArgs {
     /// Read the store directly, read-only, even if a daemon answers (what it held when opened).
     #[arg(long)]
     pub local: bool,
+    /// Browse the fleet view (`intentproof serve --fleet`: every daemon's
+    /// records in PostgreSQL); its address and token are in <data dir>/fleet.
+    #[arg(long, conflicts_with = "local")]
+    pub fleet: bool,
     /// Where `e` writes proof bundles.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub export_dir: PathBuf,
@@ -35,7 +37,7 @@ pub struct TuiArgs {
 
 /// Picks the source (daemon if one answers, else the store) and runs the UI.
 pub fn run(args: TuiArgs) -> Result<()> {
-    let dir = DataDir::new(data_dir_or_default(args.data_dir)?);
+    let dir = DataDir::new(crate::daemon::client_data_dir(args.data_dir, args.fleet)?);
     let explicit = server_given(args.server.clone());
     let base = dir.daemon_base(explicit.clone());
     let source: Box<dyn Source> = if !args.local && HttpSource::probe(&base, Duration::from_secs(2))
@@ -47,7 +49,12 @@ pub fn run(args: TuiArgs) -> Result<()> {
                 )
             })?;
         let daemon_key = dir.key_ring().ok().and_then(|ring| ring.daemon().copied());
-        Box::new(HttpSource::new(&base, token, daemon_key)?)
+        let source = HttpSource::new(&base, token, daemon_key)?;
+        Box::new(if args.fleet { source.fleet() } else { source })
+    } else if args.fleet {
+        bail!(
+            "no fleet view answers at {base}: start `intentproof serve --fleet` (with a [fleet] postgres_url in its --config) on this data dir"
+        );
     } else if explicit.is_some() && !args.local {
         bail!(
             "no daemon answers at {base}: start `intentproof serve`, or drop --server to open the store of the data dir"

@@ -9,46 +9,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::TcpListener;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    cli_json, http_exchange, read_http_request, required_env, rmcp_peers_dir, start_gateway_daemon,
-    start_http_fixture, workspace_root,
+    answering_server as http_server, cli_json, http_exchange, required_env, rmcp_peers_dir,
+    start_gateway_daemon, start_http_fixture, workspace_root,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-/// Requests a server received: (request line, body).
-type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-/// An HTTP server on 127.0.0.1:0 answering every request with `status`
-/// and `body` (JSON); returns its base URL and what it received.
-fn http_server(status: &'static str, body: &'static str) -> (String, Received) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&received);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let Some((head, request_body)) = read_http_request(&mut stream) else {
-                continue;
-            };
-            let line = head.lines().next().unwrap_or_default().to_owned();
-            log.lock().unwrap().push((line, request_body));
-            let answer = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(answer.as_bytes());
-        }
-    });
-    (base, received)
-}
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 

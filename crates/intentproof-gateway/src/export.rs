@@ -42,6 +42,7 @@ use intentproof_bundle::inclusion::{EventProof, InclusionProofs, TlogProofLine};
 use intentproof_bundle::projection::{Profile, project};
 use intentproof_bundle::{BundleInput, ManifestSigner, write_bundle};
 use intentproof_core::canon::canonicalize_object_without;
+use intentproof_core::keys::InstanceKey;
 use intentproof_core::merkle::{event_merkle_root, leaf_hash};
 use intentproof_core::tlog::proof::TlogProof;
 use intentproof_policy::verification::{
@@ -115,7 +116,7 @@ pub fn check_profile(profile: &str) -> Result<(), ExportError> {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     intentproof_core::merkle::hex(&Sha256::digest(data).into())
 }
 
@@ -258,7 +259,51 @@ pub fn export_bundle(
     let daemon_key_id = daemon.key_id();
     let mut keys: BTreeMap<String, VerifyingKey> = BTreeMap::new();
     keys.insert(daemon_key_id.clone(), daemon.verifying_key());
-    for stored in &chain {
+    add_signer_keys(&chain, &mut keys, |instance| {
+        state
+            .keys
+            .get(instance)
+            .or_else(|| (instance == daemon.instance_id()).then(|| daemon.verifying_key()))
+    })?;
+
+    let docs = flow_docs(&chain, correlation, &checkpoint.time, daemon)?;
+    let bundle_id = format!(
+        "bundle_{}",
+        &sha256_hex(format!("{correlation}\n{}", checkpoint.tree_size).as_bytes())[..32]
+    );
+    let tree_size = checkpoint.tree_size;
+    let input = BundleInput {
+        bundle_id: bundle_id.clone(),
+        events,
+        keys,
+        inclusion: Some(InclusionProofs::new(checkpoint, proofs)),
+        tlog_proofs,
+        export_profile: profile.to_owned(),
+        ..docs.into_input(correlation)
+    };
+    let signer = ManifestSigner {
+        key: daemon.signing_key(),
+        key_id: &daemon_key_id,
+    };
+    let bytes = write_bundle(&input, Some(&signer))
+        .map_err(|e| ExportError::Internal(format!("cannot write the bundle: {e}")))?;
+    Ok(Exported {
+        bytes,
+        bundle_id,
+        events: chain.len(),
+        tree_size,
+    })
+}
+
+/// Adds the key of every event signer of `chain` to `keys` (by key id),
+/// found by `lookup` from the signer's instance id; a signer it does not
+/// know is [`ExportError::KeyUnknown`].
+pub(crate) fn add_signer_keys(
+    chain: &[StoredEvent],
+    keys: &mut BTreeMap<String, VerifyingKey>,
+    lookup: impl Fn(&str) -> Option<VerifyingKey>,
+) -> Result<(), ExportError> {
+    for stored in chain {
         let Some(key_id) = stored
             .event
             .pointer("/signature/key_id")
@@ -270,10 +315,7 @@ pub fn export_bundle(
             continue;
         }
         let instance = &stored.entry.meta.instance_id;
-        let key = state.keys.get(instance).or_else(|| {
-            (instance.as_str() == daemon.instance_id()).then(|| daemon.verifying_key())
-        });
-        let Some(key) = key else {
+        let Some(key) = lookup(instance) else {
             return Err(ExportError::KeyUnknown {
                 event_id: stored.entry.meta.event_id.clone(),
                 instance_id: instance.clone(),
@@ -281,16 +323,56 @@ pub fn export_bundle(
         };
         keys.insert(key_id.to_owned(), key);
     }
+    Ok(())
+}
 
-    let tenant = chain_tenant(&chain);
-    let flow_id = correlation.to_owned();
-    let first = &chain[0].entry.meta;
+/// What a bundle says of its flow, whoever exports it: the flow, the
+/// policy and the run (signed by the exporter).
+pub(crate) struct FlowDocs {
+    tenant: String,
+    created_at: String,
+    flow: Vec<u8>,
+    policy: Vec<u8>,
+    run: Vec<u8>,
+    run_id: String,
+}
+
+impl FlowDocs {
+    /// A bundle input with these documents and nothing else yet.
+    pub(crate) fn into_input(self, correlation: &str) -> BundleInput {
+        BundleInput {
+            created_at: self.created_at,
+            flow_id: correlation.to_owned(),
+            tenant_id: self.tenant,
+            flow: self.flow,
+            policy: self.policy,
+            run: self.run,
+            spec_version: SPEC_VERSION.into(),
+            run_id: self.run_id,
+            ..BundleInput::default()
+        }
+    }
+}
+
+/// `flow.json`, `policy.json` and `run.json` (signed by `signer`) of
+/// `chain` (in its order), closed at its last completion (`fallback_time`
+/// when it has none).
+pub(crate) fn flow_docs(
+    chain: &[StoredEvent],
+    correlation: &str,
+    fallback_time: &str,
+    signer: &InstanceKey,
+) -> Result<FlowDocs, ExportError> {
+    let Some(first) = chain.first().map(|e| &e.entry.meta) else {
+        return Err(ExportError::NotFound(correlation.to_owned()));
+    };
+    let tenant = chain_tenant(chain);
     let created_at = chain
         .iter()
         .map(|e| e.entry.meta.completed_at.as_str())
         .max()
         .filter(|t| !t.is_empty())
-        .unwrap_or(checkpoint.time.as_str())
+        .unwrap_or(fallback_time)
         .to_owned();
     let ids: Vec<&str> = chain
         .iter()
@@ -299,7 +381,7 @@ pub fn export_bundle(
     let flow_root = event_merkle_root(&ids);
     let flow_doc = json!({
         "schema": "intentproof.flow.v1",
-        "flow_id": flow_id,
+        "flow_id": correlation,
         "tenant_id": tenant,
         "provenance_class": "platform_attested",
         "correlation_id": correlation,
@@ -318,11 +400,11 @@ pub fn export_bundle(
         "snapshot_uri": format!("urn:intentproof:flow:{}", sha256_hex(correlation.as_bytes())),
     });
 
-    // Policy and run.
-    let (policy, mut run) = chain_run(&chain, correlation, &tenant, &created_at)?;
+    let (policy, mut run) = chain_run(chain, correlation, &tenant, &created_at)?;
+    let key_id = signer.key_id();
     run.signature = RunSignature {
         alg: "ed25519".into(),
-        key_id: daemon_key_id.clone(),
+        key_id,
         value: String::new(),
     };
     let Value::Object(run_obj) = run.to_value() else {
@@ -331,7 +413,7 @@ pub fn export_bundle(
     let digest = canonicalize_object_without(&run_obj, &RUN_FINGERPRINT_EXCLUDED_FIELDS)
         .map(|c| Sha256::digest(&c))
         .map_err(|e| ExportError::Internal(format!("run: {e}")))?;
-    run.signature.value = B64.encode(daemon.signing_key().sign(&digest).to_bytes());
+    run.signature.value = B64.encode(signer.signing_key().sign(&digest).to_bytes());
 
     let pretty = |v: &Value| -> Result<Vec<u8>, ExportError> {
         let mut bytes =
@@ -339,42 +421,13 @@ pub fn export_bundle(
         bytes.push(b'\n');
         Ok(bytes)
     };
-    let bundle_id = format!(
-        "bundle_{}",
-        &sha256_hex(format!("{correlation}\n{}", checkpoint.tree_size).as_bytes())[..32]
-    );
-    let tree_size = checkpoint.tree_size;
-    let input = BundleInput {
-        bundle_id: bundle_id.clone(),
+    Ok(FlowDocs {
+        tenant,
         created_at,
-        flow_id,
-        tenant_id: tenant,
         flow: pretty(&flow_doc)?,
-        events,
-        attestations: Vec::new(),
         policy: pretty(&policy.to_value())?,
         run: pretty(&run.to_value())?,
-        certificate: None,
-        keys,
-        inclusion: Some(InclusionProofs::new(checkpoint, proofs)),
-        tlog_proofs,
-        export_profile: profile.to_owned(),
-        spec_version: SPEC_VERSION.into(),
-        verifier_version: String::new(),
-        flow_snapshot_id: String::new(),
         run_id: run.run_id.clone(),
-    };
-    let signer = ManifestSigner {
-        key: daemon.signing_key(),
-        key_id: &daemon_key_id,
-    };
-    let bytes = write_bundle(&input, Some(&signer))
-        .map_err(|e| ExportError::Internal(format!("cannot write the bundle: {e}")))?;
-    Ok(Exported {
-        bytes,
-        bundle_id,
-        events: chain.len(),
-        tree_size,
     })
 }
 

@@ -41,6 +41,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 mod finding_delivery;
+pub mod fleet_view;
 pub mod ingest;
 pub mod metrics;
 pub mod otlp;

@@ -197,7 +197,8 @@ async fn drain_orphan_spools(state: &Arc<AppState>) {
     tracing::info!(stored, refused, spool = %spool.display(), "ingested events left in the spool by gateway processes that ended");
 }
 
-async fn shutdown_signal() {
+/// Resolves at SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -933,3 +933,31 @@ pub fn rmcp_peers_dir() -> &'static Path {
         dir
     })
 }
+
+/// Requests a server received: (request line, body).
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An HTTP server on 127.0.0.1:0 answering every request with `status`
+/// and `body` (JSON); returns its base URL and what it received.
+pub fn answering_server(status: &'static str, body: &'static str) -> (String, Received) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&received);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Some((head, request_body)) = read_http_request(&mut stream) else {
+                continue;
+            };
+            let line = head.lines().next().unwrap_or_default().to_owned();
+            log.lock().unwrap().push((line, request_body));
+            let answer = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+        }
+    });
+    (base, received)
+}
