@@ -1069,3 +1069,124 @@ fn a_manifest_signer_name_needs_its_key_bundled_or_given_by_id() {
         "bundle.manifest_signer_unattested",
     );
 }
+
+/// A fleet bundle: the events of two daemons, each proven in its own log
+/// against a checkpoint that daemon signed (`fleet_inclusion.json`).
+#[test]
+fn fleet_inclusion_proves_each_event_against_its_own_daemon() {
+    use intentproof_bundle::inclusion::{FLEET_INCLUSION_SCHEMA, FleetEventProof, FleetInclusion};
+    let daemons = [
+        InstanceKey::from_seed("inst_a", [1u8; 32]),
+        InstanceKey::from_seed("inst_b", [2u8; 32]),
+    ];
+    let mut events = Vec::new();
+    let mut checkpoints = BTreeMap::new();
+    let mut proofs = BTreeMap::new();
+    for (d, key) in daemons.iter().enumerate() {
+        let mine = sealed_lines(key, 2, 1);
+        // Each daemon's log: d unrelated records, then its events.
+        let mut log: Vec<Vec<u8>> = (0..=d)
+            .map(|i| format!("{{\"x\":{i}}}").into_bytes())
+            .collect();
+        let first = log.len();
+        log.extend(mine.iter().cloned());
+        let leaves: Vec<_> = log.iter().map(|l| leaf_hash(l)).collect();
+        checkpoints.insert(
+            key.instance_id().to_owned(),
+            Checkpoint::sign(
+                leaves.len() as u64,
+                &root(&leaves),
+                "2026-05-15T14:30:00.000Z",
+                key.signing_key(),
+                &key.key_id(),
+            )
+            .unwrap(),
+        );
+        for (i, line) in mine.iter().enumerate() {
+            let id = serde_json::from_slice::<Value>(line).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let index = first + i;
+            proofs.insert(
+                id,
+                FleetEventProof {
+                    daemon: key.instance_id().to_owned(),
+                    leaf_index: index as u64,
+                    proof: inclusion_proof(&leaves, index)
+                        .unwrap()
+                        .iter()
+                        .map(intentproof_core::merkle::hex)
+                        .collect(),
+                },
+            );
+        }
+        events.extend(mine);
+    }
+    let mut input = input(events, &daemons[0]);
+    input
+        .keys
+        .insert(daemons[1].key_id(), daemons[1].verifying_key());
+    input.fleet_inclusion = Some(FleetInclusion {
+        schema: FLEET_INCLUSION_SCHEMA.into(),
+        checkpoints,
+        proofs,
+    });
+    let bundle = signed(&input);
+    let report = verify(&bundle, &with_key());
+    assert!(report.passed(), "{}\n{:?}", report.human(), report.detail);
+    assert_eq!(report.summary.inclusion_proofs_verified, 4);
+    let signed_checkpoints = report
+        .findings
+        .iter()
+        .filter(|f| *f == "checkpoint.signature_valid")
+        .count();
+    assert_eq!(signed_checkpoints, 2);
+    // The streaming verifier hands fleet bundles to the buffered one.
+    assert!(verify_reader(&bundle[..], &with_key()).is_err());
+
+    let members = unpack(&bundle);
+    let doc: Value = serde_json::from_slice(&get(&members, "fleet_inclusion.json")).unwrap();
+    let no_key = VerifyOptions::default();
+    let tampered = |edit: &dyn Fn(&mut Value)| {
+        let mut doc = doc.clone();
+        edit(&mut doc);
+        let mut m = members.clone();
+        set(
+            &mut m,
+            "fleet_inclusion.json",
+            serde_json::to_vec(&doc).unwrap(),
+        );
+        rebuild_manifest(&mut m, false);
+        check(&m, &no_key)
+    };
+    let first = doc["proofs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, p)| p["daemon"] == "inst_a")
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    // An event of daemon a claimed by daemon b's log.
+    let report = tampered(&|d| d["proofs"][&first]["daemon"] = "inst_b".into());
+    assert_reason(&report, "bundle.inclusion_proof_invalid");
+    // A checkpoint filed under another daemon's name.
+    let report = tampered(&|d| {
+        let checkpoints = d["checkpoints"].as_object_mut().unwrap();
+        let (a, b) = (checkpoints["inst_a"].clone(), checkpoints["inst_b"].clone());
+        checkpoints.insert("inst_a".into(), b);
+        checkpoints.insert("inst_b".into(), a);
+    });
+    assert_reason(&report, "bundle.inclusion_proof_malformed");
+    // A proof left out, one hash changed, a daemon's checkpoint missing.
+    let report = tampered(&|d| {
+        d["proofs"].as_object_mut().unwrap().remove(&first);
+    });
+    assert_reason(&report, "bundle.inclusion_proof_missing");
+    let report = tampered(&|d| d["proofs"][&first]["proof"][0] = "00".repeat(32).into());
+    assert_reason(&report, "bundle.inclusion_proof_invalid");
+    let report = tampered(&|d| {
+        d["checkpoints"].as_object_mut().unwrap().remove("inst_a");
+    });
+    assert_reason(&report, "bundle.inclusion_proof_invalid");
+}

@@ -368,62 +368,72 @@ impl EventSource for Store {
     }
 }
 
-/// Events held in memory, in the order given (entry `seq` = position):
-/// the fleet view's, merged from several daemons.
+/// Events held in memory as their signed bytes, in the order given (entry
+/// `seq` = position; the fleet view's, merged from several daemons). An
+/// event is parsed only when the reference reads it (a planned flow, a
+/// gateway call's attributes), so what it holds is the bytes and the facts.
 #[derive(Debug, Default)]
 pub struct MemorySource {
-    events: Vec<StoredEvent>,
+    entries: Vec<IndexEntry>,
+    bytes: Vec<Vec<u8>>,
     by_correlation: HashMap<String, Vec<usize>>,
 }
 
 impl MemorySource {
-    /// Holds `events` in this order; each one's `entry.seq` is set to its
-    /// position.
-    pub fn new(events: Vec<StoredEvent>) -> MemorySource {
-        let mut by_correlation: HashMap<String, Vec<usize>> = HashMap::new();
-        let events: Vec<StoredEvent> = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut e)| {
-                e.entry.seq = i as u64;
-                by_correlation
-                    .entry(e.entry.meta.correlation_id.clone())
-                    .or_default()
-                    .push(i);
-                e
-            })
-            .collect();
-        MemorySource {
-            events,
-            by_correlation,
+    /// Holds `records` (facts and signed bytes) in this order.
+    pub fn new(records: Vec<(EventMeta, Vec<u8>)>) -> MemorySource {
+        let mut source = MemorySource::default();
+        for (i, (meta, bytes)) in records.into_iter().enumerate() {
+            source
+                .by_correlation
+                .entry(meta.correlation_id.clone())
+                .or_default()
+                .push(i);
+            source.entries.push(IndexEntry {
+                seq: i as u64,
+                segment: 0,
+                offset: 0,
+                len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                meta,
+            });
+            source.bytes.push(bytes);
         }
+        source
+    }
+
+    fn stored(&self, i: usize) -> Result<StoredEvent, StoreError> {
+        let (Some(entry), Some(bytes)) = (self.entries.get(i), self.bytes.get(i)) else {
+            return Err(StoreError::BadIndex(format!("position {i}")));
+        };
+        let event = serde_json::from_slice(bytes).map_err(|e| {
+            StoreError::BadIndex(format!("event {} is not JSON ({e})", entry.meta.event_id))
+        })?;
+        Ok(StoredEvent {
+            entry: entry.clone(),
+            event,
+        })
     }
 }
 
 impl EventSource for MemorySource {
     fn entries_with_action_prefix(&self, prefix: &str) -> Result<Vec<IndexEntry>, StoreError> {
         Ok(self
-            .events
+            .entries
             .iter()
-            .filter(|e| e.entry.meta.action.starts_with(prefix))
-            .map(|e| e.entry.clone())
+            .filter(|e| e.meta.action.starts_with(prefix))
+            .cloned()
             .collect())
     }
     fn chain(&self, correlation: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        Ok(self
-            .by_correlation
+        self.by_correlation
             .get(correlation)
             .into_iter()
             .flatten()
-            .map(|&i| self.events[i].clone())
-            .collect())
+            .map(|&i| self.stored(i))
+            .collect()
     }
     fn read_entry(&self, entry: IndexEntry) -> Result<StoredEvent, StoreError> {
-        usize::try_from(entry.seq)
-            .ok()
-            .and_then(|i| self.events.get(i))
-            .cloned()
-            .ok_or_else(|| StoreError::BadIndex(format!("position {}", entry.seq)))
+        self.stored(usize::try_from(entry.seq).unwrap_or(usize::MAX))
     }
     fn last_at(&self, correlation: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -431,7 +441,8 @@ impl EventSource for MemorySource {
             .get(correlation)
             .into_iter()
             .flatten()
-            .map(|&i| &self.events[i].entry.meta.completed_at)
+            .filter_map(|&i| self.entries.get(i))
+            .map(|e| &e.meta.completed_at)
             .max()
             .cloned())
     }

@@ -446,15 +446,16 @@ impl Replicator {
             .await?
             .get(0);
         if cursor != from as i64 {
-            // Another process moved it (a second daemon with this name, or
-            // a restart racing): start over from the database's cursor.
+            // Another process moved it (a second daemon with this name):
+            // stop, and say so where `fleet verify` and `doctor` look.
             drop(tx);
-            return Err(FleetError::Diverged {
-                daemon: daemon.clone(),
-                detail: format!(
-                    "the replication cursor in PostgreSQL is {cursor}, this daemon expected {from}: two daemons replicate under the same instance_id"
-                ),
-            });
+            let detail = format!(
+                "the replication cursor in PostgreSQL is {cursor}, this daemon expected {from}: two daemons replicate under the same instance_id"
+            );
+            return self
+                .diverged(client, "cursor_moved", detail)
+                .await
+                .map(|()| 0);
         }
         copy_rows(&tx, "intentproof.records", daemon, records).await?;
         upsert_chains(&tx, records).await?;
@@ -628,6 +629,14 @@ async fn upsert_chains(
     let last: Vec<&str> = chains.values().map(|r| r.1).collect();
     let events: Vec<i64> = chains.values().map(|r| r.2).collect();
     let errors: Vec<i64> = chains.values().map(|r| r.3).collect();
+    // Under the replication lock: nobody adds chains between the two.
+    let known: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM intentproof.chains WHERE correlation_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .get(0);
     tx.execute(
         "INSERT INTO intentproof.chains (correlation_id, first_at, last_at, events, errors)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
@@ -639,6 +648,14 @@ async fn upsert_chains(
         &[&ids, &first, &last, &events, &errors],
     )
     .await?;
+    let new = i64::try_from(ids.len()).unwrap_or(i64::MAX) - known;
+    if new > 0 {
+        tx.execute(
+            "UPDATE intentproof.totals SET chains = chains + $1",
+            &[&new],
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! | `checkpoints` | checkpoint a daemon signed, its C2SP note, and the consistency proof from the previous one | `(daemon, tree_size)` |
 //! | `faults` | disagreement found while replicating (history rewritten, key changed) | `id` |
 //! | `chains` | correlation: first and last time, events, errors (kept by the pump in the records' transaction; the fleet view lists chains from it) | `correlation_id` |
+//! | `totals` | (one row) how many chains there are, kept with them | `one` |
 //!
 //! `records.row_id` is the order rows committed in (replication
 //! transactions take one advisory lock, so ids commit in order): the
@@ -110,6 +111,12 @@ INSERT INTO intentproof.chains
     SELECT correlation_id, min(started_at), max(completed_at), count(*),
            count(*) FILTER (WHERE status = 'error')
     FROM intentproof.records GROUP BY correlation_id;
+-- How many chains there are, kept with them (a count(*) would scan).
+CREATE TABLE intentproof.totals (
+    one    boolean PRIMARY KEY DEFAULT true CHECK (one),
+    chains bigint NOT NULL
+);
+INSERT INTO intentproof.totals (chains) SELECT count(*) FROM intentproof.chains;
 "#,
 ];
 

@@ -4,7 +4,7 @@
 //! Every read goes through an index (schema version 2): events page by
 //! `row_id` (the order replication committed them), a chain is read by
 //! `records_by_correlation`, chains are listed from `chains` by
-//! `chains_by_last_at`, plans and gateway calls are found by
+//! `chains_by_last_at` (their number kept in `totals`), plans and gateway calls are found by
 //! `records_by_action`. Measured with 10M events: `BENCHMARKS.md`, "Fleet
 //! view".
 //!
@@ -249,7 +249,7 @@ pub async fn chains_page(
     limit: usize,
 ) -> Result<(usize, Vec<(ChainSummary, Vec<u8>)>), FleetError> {
     let total: i64 = client
-        .query_one("SELECT count(*) FROM intentproof.chains", &[])
+        .query_one("SELECT chains FROM intentproof.totals", &[])
         .await?
         .get(0);
     let ids: Vec<String> = client
@@ -297,20 +297,26 @@ pub async fn chains_page(
 /// The records plans and findings are computed from, in the merged
 /// order: every plan, plan close, task completion, tool change and gateway
 /// call (`mcp.*`, `http.*`), and every event of a correlation that
-/// declared a plan.
-pub async fn findings_records(client: &Client) -> Result<Vec<FleetRecord>, FleetError> {
+/// declared a plan; `None` when there are more than `max`.
+pub async fn findings_records(
+    client: &Client,
+    max: usize,
+) -> Result<Option<Vec<FleetRecord>>, FleetError> {
     let rows = client
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM intentproof.records
                  WHERE action LIKE 'mcp.%' OR action LIKE 'http.%' OR action LIKE 'intentproof.%'
                     OR correlation_id IN (SELECT correlation_id FROM intentproof.records WHERE action LIKE 'intentproof.plan%')
-                 ORDER BY daemon, seq"
+                 ORDER BY daemon, seq LIMIT $1"
             ),
-            &[],
+            &[&i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX)],
         )
         .await?;
-    Ok(merge(rows.iter().map(record).collect()))
+    if rows.len() > max {
+        return Ok(None);
+    }
+    Ok(Some(merge(rows.iter().map(record).collect())))
 }
 
 /// Replicated rows in all (a cheap "did anything change" for callers that

@@ -11,6 +11,8 @@
 //! secondary indexes are built after the load (as a restore would), then
 //! `ANALYZE`. QUERIES (default 2,000) chains picked at random across the
 //! whole table, one request at a time on a warm server; p50 / p99 / max.
+//! Then the chains list's first page and pages of events from random
+//! places (200 each).
 
 use std::time::{Duration, Instant};
 
@@ -132,6 +134,7 @@ async fn main() {
             "INSERT INTO intentproof.chains
                  SELECT correlation_id, min(started_at), max(completed_at), count(*), 0
                  FROM intentproof.records GROUP BY correlation_id;
+             UPDATE intentproof.totals SET chains = (SELECT count(*) FROM intentproof.chains);
              UPDATE intentproof.daemons d SET next_seq = (SELECT count(*) FROM intentproof.records r WHERE r.daemon = d.daemon);
              ANALYZE;",
         )
@@ -186,6 +189,39 @@ async fn main() {
         through_view.push(t.elapsed());
         bytes += body.len();
     }
+    // The first page of the chains list, and pages of events from random
+    // places (the cursor is a row_id).
+    let mut list = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t = Instant::now();
+        let answer = http
+            .get(format!("{url}/v1/chains?limit=100"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap_or_else(|e| die(e));
+        if !answer.status().is_success() {
+            die(format!("/v1/chains: {}", answer.status()));
+        }
+        let _ = answer.bytes().await.unwrap_or_else(|e| die(e));
+        list.push(t.elapsed());
+    }
+    let mut pages = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let cursor = picks.next(events);
+        let t = Instant::now();
+        let answer = http
+            .get(format!("{url}/v1/events?limit=100&cursor={cursor}"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap_or_else(|e| die(e));
+        if !answer.status().is_success() {
+            die(format!("/v1/events: {}", answer.status()));
+        }
+        let _ = answer.bytes().await.unwrap_or_else(|e| die(e));
+        pages.push(t.elapsed());
+    }
     // The same query, bare SQL on one connection (the floor).
     let statement = client
         .prepare(
@@ -214,6 +250,14 @@ async fn main() {
     println!(
         "the same SELECT, bare, on one connection:                                      {}",
         percentiles(bare)
+    );
+    println!(
+        "GET /v1/chains?limit=100 (the first page, 1,000,000 chains):                       {}",
+        percentiles(list)
+    );
+    println!(
+        "GET /v1/events?limit=100&cursor=<random row_id>:                               {}",
+        percentiles(pages)
     );
     running.stop().await;
 }

@@ -762,6 +762,21 @@ fn check_fleet_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -
                 ),
             );
         }
+        // The checkpoint is the named daemon's: signed under its key id
+        // (`<instance>:<key>`), not another daemon's.
+        let signer = checkpoint
+            .key_id
+            .split_once(':')
+            .map(|(instance, _)| instance);
+        if signer != Some(daemon.as_str()) {
+            return inclusion_malformed(
+                ctx,
+                format!(
+                    "{FLEET_INCLUSION}: the checkpoint of daemon {daemon:?} is signed under key {:?}, not one of that daemon's",
+                    checkpoint.key_id
+                ),
+            );
+        }
         roots.insert(
             daemon.as_str(),
             (

@@ -32,7 +32,9 @@
 //! [`MAX_CHAIN_EVENTS`] events is refused, page it with
 //! `/v1/events?correlation=`). Findings are recomputed from PostgreSQL
 //! when a daemon replicated something or a second passed (cost: one read of
-//! every plan, gateway call and planned flow; `BENCHMARKS.md`).
+//! every plan, gateway call and planned flow, at most
+//! [`MAX_FINDINGS_RECORDS`]: beyond that the view says it does not compute
+//! them, rather than hold an unbounded fleet in memory).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,8 +63,13 @@ use crate::error::ApiError;
 
 pub mod bundle;
 
-/// Most events `GET /v1/chains/{id}` answers from the fleet.
-pub const MAX_CHAIN_EVENTS: usize = 100_000;
+/// Most events `GET /v1/chains/{id}` answers (and a fleet bundle holds):
+/// the answer is built whole (the daemon streams its chains).
+pub const MAX_CHAIN_EVENTS: usize = 10_000;
+
+/// Most records (plans, gateway calls, planned flows' events) findings are
+/// computed from: held as bytes while computing (about 1 KiB each).
+pub const MAX_FINDINGS_RECORDS: usize = 1_000_000;
 
 /// Default listen address of the fleet view (beside a daemon's 9787).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9788";
@@ -148,12 +155,22 @@ impl FleetView {
         {
             return Ok((Arc::clone(&c.plans), Arc::clone(&c.findings), c.generation));
         }
-        let records = view::findings_records(&client)
+        let records = view::findings_records(&client, MAX_FINDINGS_RECORDS)
             .await
-            .map_err(|e| self.pg(e))?;
+            .map_err(|e| self.pg(e))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "fleet_too_large",
+                    format!(
+                        "the fleet holds more than {MAX_FINDINGS_RECORDS} plan and gateway-call records: the fleet view does not compute findings over that many yet; ask each daemon (`intentproof findings`), or query chains and events here"
+                    ),
+                )
+            })?;
         let idle = self.idle;
         let (plans, findings) = tokio::task::spawn_blocking(move || {
-            let source = MemorySource::new(stored_events(records));
+            let source =
+                MemorySource::new(records.into_iter().map(|r| (r.meta, r.bytes)).collect());
             plans_and_findings(&source, idle, SystemTime::now(), &[])
         })
         .await
