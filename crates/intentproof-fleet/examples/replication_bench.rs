@@ -136,7 +136,7 @@ async fn main() {
 
     // 2. the same rows, COPY'd straight from memory
     client
-        .batch_execute("CREATE TABLE limit_copy (LIKE intentproof.records INCLUDING INDEXES);")
+        .batch_execute("CREATE TABLE limit_copy (LIKE intentproof.records INCLUDING INDEXES INCLUDING IDENTITY);")
         .await
         .unwrap_or_else(|e| die(e));
     let started = Instant::now();
