@@ -275,6 +275,13 @@ fn three_daemons_one_view_one_flow_over_two_replicas_and_a_bundle_that_proves() 
         "{}",
         String::from_utf8_lossy(&sdk.stderr)
     );
+    let sdk_identity: Value = serde_json::from_str(
+        String::from_utf8_lossy(&sdk.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default(),
+    )
+    .unwrap();
 
     // The plan closes on daemon one.
     let data1_s = data1.to_str().unwrap();
@@ -563,4 +570,51 @@ fn three_daemons_one_view_one_flow_over_two_replicas_and_a_bundle_that_proves() 
             );
         }
     }
+
+    // An SDK's flow: the view bundles its signer's key once trusted
+    // (`keys trust --fleet`), and says what to do until then.
+    let sdk_instance = sdk_identity["instance_id"].as_str().unwrap();
+    let sdk_key = sdk_identity["public_key"].as_str().unwrap();
+    let sdk_bundle = root.join("interop-a.proof.tar.zst");
+    let sdk_bundle_s = sdk_bundle.to_str().unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let refused = loop {
+        let out = run_bounded(
+            &mut readme.shell(&format!(
+                "intentproof export interop-a --fleet -o {sdk_bundle_s}"
+            )),
+            "export interop-a",
+            Duration::from_secs(60),
+        );
+        // Until daemon three's checkpoint covering the flow has replicated.
+        let waiting = String::from_utf8_lossy(&out.stderr)
+            .contains("has not replicated a checkpoint that covers");
+        if !waiting || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "is signed by instance {sdk_instance}, whose key the fleet view does not trust; trust it with `intentproof keys trust {sdk_instance} <public key> --data-dir {}`",
+            view.join("fleet").display()
+        )),
+        "{stderr}"
+    );
+    let trusted = readme.run(&format!(
+        "intentproof keys trust --fleet {sdk_instance} {sdk_key}"
+    ));
+    assert_eq!(
+        trusted,
+        format!("trusted {sdk_instance}: 4 stored event(s) verified, 0 invalid\n")
+    );
+    readme.run(&format!(
+        "intentproof export interop-a --fleet -o {sdk_bundle_s}"
+    ));
+    let verified = readme.run(&format!(
+        "intentproof verify --key fleet-view.pem {sdk_bundle_s}"
+    ));
+    assert!(verified.starts_with("✓ pass"), "{verified}");
 }

@@ -12,7 +12,9 @@
 //! through several replicas is one chain here: each daemon's records in
 //! its own journal order, merged by `completed_at` (ties by daemon name),
 //! so a single daemon's flow reads exactly as that daemon reads it, and a
-//! flow spread over replicas reads in the order its calls finished. An
+//! flow spread over replicas reads in the order its calls finished; each
+//! instance's events then stand in chain-position order in the places they
+//! hold ([`intentproof_store::in_chain_order`]). An
 //! event stored by two daemons (an SDK that sent it to both) counts once,
 //! as the first daemon in that order stored it.
 //!
@@ -229,7 +231,7 @@ pub fn merge(records: Vec<FleetRecord>) -> Vec<FleetRecord> {
             out.push(r);
         }
     }
-    out
+    intentproof_store::in_chain_order(out, |r| &r.meta)
 }
 
 /// What the store's index says of a chain, from its records.

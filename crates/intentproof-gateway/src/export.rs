@@ -177,13 +177,16 @@ pub fn export_bundle(
         return Err(ExportError::NotFound(correlation.to_owned()));
     }
     chain.sort_by_key(|e| e.entry.seq);
+    // An SDK exporting from several threads may deliver a chain out of
+    // order: the bundle lists each chain in position order.
+    let chain = intentproof_store::in_chain_order(chain, |e| &e.entry.meta);
 
     // The checkpoint covers every exported event.
     let checkpoint = state
         .checkpoint_now()
         .map_err(|e| ExportError::Internal(format!("cannot sign a checkpoint: {e}")))?
         .ok_or_else(|| ExportError::Internal("the store has no checkpoint".into()))?;
-    let last_seq = chain.last().map_or(0, |e| e.entry.seq);
+    let last_seq = chain.iter().map(|e| e.entry.seq).max().unwrap_or(0);
     if checkpoint.tree_size <= last_seq {
         return Err(ExportError::Internal(format!(
             "the latest checkpoint (tree size {}) does not cover event seq {last_seq}",

@@ -37,6 +37,6 @@ pub use meta::{EventMeta, MetaError, SignatureState};
 pub use store::{ChainConflict, GENESIS_HASH, Store};
 pub use types::{
     Appended, ChainSummary, DEFAULT_INDEX_CACHE_BYTES, EventPage, EventQuery, Incoming, IndexEntry,
-    InstanceChain, MAX_PAGE, StoreOptions, StoredEvent, WriteHold,
+    InstanceChain, MAX_PAGE, StoreOptions, StoredEvent, WriteHold, in_chain_order,
 };
 pub use verify::{VerifyReport, rebuild, verify};

@@ -250,3 +250,31 @@ impl Default for StoreOptions {
         }
     }
 }
+
+/// `items` (events of one flow, in journal or merged order) with each
+/// instance's events put in chain-position order, in the places that
+/// instance's events held: the interleaving of instances is kept, and a
+/// chain whose events arrived out of order (an SDK exporting from several
+/// threads) reads, and bundles, as the chain it is.
+pub fn in_chain_order<T>(items: Vec<T>, meta: impl Fn(&T) -> &EventMeta) -> Vec<T> {
+    let mut places: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        places
+            .entry(meta(item).instance_id.clone())
+            .or_default()
+            .push(i);
+    }
+    let mut order = vec![0; items.len()];
+    for slots in places.values() {
+        let mut by_position = slots.clone();
+        by_position.sort_by_key(|&i| (meta(&items[i]).chain_position, i));
+        for (slot, from) in slots.iter().zip(by_position) {
+            order[*slot] = from;
+        }
+    }
+    let mut taken: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|from| taken.get_mut(from).and_then(Option::take))
+        .collect()
+}

@@ -1361,3 +1361,36 @@ fn proofs_read_blocks_of_leaves_back_and_survive_a_damaged_leaves_file() {
         .unwrap();
     check("the leaves file cut to 10 records");
 }
+
+/// A chain delivered out of order reads in position order, each instance
+/// in the places its events held.
+#[test]
+fn in_chain_order_sorts_each_instance_in_its_places() {
+    let meta = |instance: &str, position: u64| EventMeta {
+        event_id: format!("{instance}-{position}"),
+        instance_id: instance.into(),
+        correlation_id: "c".into(),
+        chain_position: position,
+        prev_event_hash: String::new(),
+        content_hash: String::new(),
+        intent: String::new(),
+        action: "a".into(),
+        status: "ok".into(),
+        started_at: String::new(),
+        completed_at: String::new(),
+        duration_ms: 0,
+        signature: intentproof_store::SignatureState::Verified,
+    };
+    let items = vec![
+        meta("b", 2),
+        meta("a", 1),
+        meta("b", 1),
+        meta("a", 3),
+        meta("a", 2),
+    ];
+    let ordered: Vec<String> = intentproof_store::in_chain_order(items, |m| m)
+        .into_iter()
+        .map(|m| m.event_id)
+        .collect();
+    assert_eq!(ordered, ["b-1", "a-1", "b-2", "a-2", "a-3"]);
+}
