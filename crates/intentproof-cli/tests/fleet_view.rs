@@ -617,4 +617,65 @@ fn three_daemons_one_view_one_flow_over_two_replicas_and_a_bundle_that_proves() 
         "intentproof verify --key fleet-view.pem {sdk_bundle_s}"
     ));
     assert!(verified.starts_with("✓ pass"), "{verified}");
+
+    // A daemon key in PostgreSQL is not taken on trust: registered as
+    // another key, the flow no longer exports (its checkpoint does not
+    // verify with it); with the daemon's real key pinned on the view, the
+    // export names the mismatch.
+    let impostor = intentproof_core::keys::InstanceKey::from_seed("impostor", [5u8; 32]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = intentproof_fleet::FleetConfig {
+            postgres_url: pg.url(),
+            ..Default::default()
+        };
+        let client = config.connect().await.unwrap();
+        client
+            .execute(
+                "UPDATE intentproof.daemons SET public_key = $1 WHERE daemon = $2",
+                &[&impostor.public_key_base64(), &inst1],
+            )
+            .await
+            .unwrap();
+    });
+    let export_again = || {
+        run_bounded(
+            &mut readme.shell(readme.lines[2]),
+            "export --fleet",
+            Duration::from_secs(60),
+        )
+    };
+    let out = export_again();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("daemon {inst1}'s checkpoint at tree size"))
+            && stderr.contains("does not verify with its key"),
+        "{stderr}"
+    );
+    let real = root.join("one.pem");
+    std::fs::write(
+        &real,
+        cli(&[
+            "keys",
+            "show",
+            "--pem",
+            "--data-dir",
+            data1.to_str().unwrap(),
+        ]),
+    )
+    .unwrap();
+    readme.run(&format!(
+        "intentproof keys trust --fleet {inst1} {}",
+        real.display()
+    ));
+    let out = export_again();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "PostgreSQL registers another key for daemon {inst1} than the one the fleet view trusts for it"
+        )),
+        "{stderr}"
+    );
 }

@@ -377,6 +377,8 @@ pub struct MemorySource {
     entries: Vec<IndexEntry>,
     bytes: Vec<Vec<u8>>,
     by_correlation: HashMap<String, Vec<usize>>,
+    /// A flow's last activity when it has events not held here.
+    last_at: HashMap<String, String>,
 }
 
 impl MemorySource {
@@ -399,6 +401,14 @@ impl MemorySource {
             source.bytes.push(bytes);
         }
         source
+    }
+
+    /// Each correlation's latest `completed_at` over all its events, where
+    /// the source holds only some of them (a flow's idleness is judged by
+    /// its last event of any kind).
+    pub fn with_last_at(mut self, last_at: HashMap<String, String>) -> MemorySource {
+        self.last_at = last_at;
+        self
     }
 
     fn stored(&self, i: usize) -> Result<StoredEvent, StoreError> {
@@ -436,15 +446,15 @@ impl EventSource for MemorySource {
         self.stored(usize::try_from(entry.seq).unwrap_or(usize::MAX))
     }
     fn last_at(&self, correlation: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
+        let held = self
             .by_correlation
             .get(correlation)
             .into_iter()
             .flatten()
             .filter_map(|&i| self.entries.get(i))
             .map(|e| &e.meta.completed_at)
-            .max()
-            .cloned())
+            .max();
+        Ok(held.max(self.last_at.get(correlation)).cloned())
     }
     fn correlations(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut out = Vec::new();

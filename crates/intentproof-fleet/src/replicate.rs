@@ -239,6 +239,11 @@ impl Replicator {
     /// Connects, migrates, registers the daemon and checks its history.
     pub async fn connect(&self) -> Result<Client, FleetError> {
         let mut client = self.config.connect().await?;
+        // A replication transaction holds the fleet-wide lock: a daemon
+        // whose connection stalls inside one must not stop the others.
+        client
+            .batch_execute("SET idle_in_transaction_session_timeout = '60s'")
+            .await?;
         schema::migrate(&mut client).await?;
         self.register(&client).await?;
         self.status.connected.store(true, Ordering::Relaxed);

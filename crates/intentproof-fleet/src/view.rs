@@ -178,17 +178,18 @@ pub async fn chain(
     Ok(Some(merge(rows.iter().map(record).collect())))
 }
 
-/// The signed bytes of every record whose event `instance` signed.
-pub async fn signed_by(client: &Client, instance: &str) -> Result<Vec<Vec<u8>>, FleetError> {
+/// The signed bytes of every record whose event `instance` signed, as a
+/// stream of rows (column 0), not held at once.
+pub async fn signed_by(
+    client: &Client,
+    instance: &str,
+) -> Result<tokio_postgres::RowStream, FleetError> {
     Ok(client
-        .query(
+        .query_raw(
             "SELECT bytes FROM intentproof.records WHERE instance_id = $1",
-            &[&instance],
+            [instance],
         )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
+        .await?)
 }
 
 /// How many records `daemon` has replicated (its cursor).
@@ -244,7 +245,9 @@ pub fn summary(records: &[FleetRecord]) -> Option<ChainSummary> {
 }
 
 /// A page of chains, latest activity first: (chains in all, the rows with
-/// their records' summaries, and each chain's first event's bytes).
+/// their summaries, and each chain's first event's bytes). The summaries
+/// are aggregated by PostgreSQL (no record's bytes leave it but the first
+/// of each chain).
 pub async fn chains_page(
     client: &Client,
     offset: usize,
@@ -266,34 +269,77 @@ pub async fn chains_page(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let rows = client
+    let mut summaries: BTreeMap<String, ChainSummary> = BTreeMap::new();
+    for row in client
         .query(
-            &format!(
-                "SELECT {COLUMNS} FROM intentproof.records WHERE correlation_id = ANY($1) ORDER BY daemon, seq"
-            ),
+            "SELECT correlation_id, instance_id, count(DISTINCT event_id), max(chain_position),
+                    min(started_at), max(completed_at),
+                    count(*) FILTER (WHERE status = 'error'),
+                    count(*) FILTER (WHERE signature = 'key_unknown'),
+                    count(*) FILTER (WHERE signature = 'invalid')
+             FROM intentproof.records WHERE correlation_id = ANY($1)
+             GROUP BY correlation_id, instance_id",
             &[&ids],
         )
-        .await?;
-    let mut by_chain: BTreeMap<String, Vec<FleetRecord>> = BTreeMap::new();
-    for r in rows.iter().map(record) {
-        by_chain
-            .entry(r.meta.correlation_id.clone())
-            .or_default()
-            .push(r);
+        .await?
+    {
+        let id: String = row.get(0);
+        let summary = summaries.entry(id.clone()).or_default();
+        summary.correlation_id = id;
+        let events = unsigned(row.get(2));
+        summary.instances.insert(
+            row.get(1),
+            intentproof_store::InstanceChain {
+                events,
+                max_position: unsigned(row.get(3)),
+            },
+        );
+        let first: String = row.get(4);
+        if summary.first_at.is_empty() || first < summary.first_at {
+            summary.first_at = first;
+        }
+        let last: String = row.get(5);
+        if last > summary.last_at {
+            summary.last_at = last;
+        }
+        summary.events += events;
+        summary.errors += unsigned(row.get(6));
+        summary.key_unknown += unsigned(row.get(7));
+        summary.invalid_signatures += unsigned(row.get(8));
     }
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let records = merge(by_chain.remove(&id).unwrap_or_default());
-        if let Some(summary) = summary(&records) {
-            let first = records
-                .into_iter()
-                .next()
-                .map(|r| r.bytes)
-                .unwrap_or_default();
-            out.push((summary, first));
+    for row in client
+        .query(
+            "SELECT correlation_id, intent FROM intentproof.records WHERE correlation_id = ANY($1)
+             GROUP BY correlation_id, intent ORDER BY correlation_id, min(row_id)",
+            &[&ids],
+        )
+        .await?
+    {
+        let id: String = row.get(0);
+        if let Some(summary) = summaries.get_mut(&id)
+            && summary.intents.len() < 8
+        {
+            summary.intents.push(row.get(1));
         }
     }
-    Ok((usize::try_from(total).unwrap_or(0), out))
+    let mut first: BTreeMap<String, Vec<u8>> = client
+        .query(
+            "SELECT DISTINCT ON (correlation_id) correlation_id, bytes FROM intentproof.records
+             WHERE correlation_id = ANY($1) ORDER BY correlation_id, completed_at, daemon, seq",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let rows = ids
+        .into_iter()
+        .filter_map(|id| {
+            let summary = summaries.remove(&id)?;
+            Some((summary, first.remove(&id).unwrap_or_default()))
+        })
+        .collect();
+    Ok((usize::try_from(total).unwrap_or(0), rows))
 }
 
 /// The records plans and findings are computed from, in the merged
@@ -319,6 +365,22 @@ pub async fn findings_records(
         return Ok(None);
     }
     Ok(Some(merge(rows.iter().map(record).collect())))
+}
+
+/// The latest `completed_at` of each of `correlations` (from `chains`).
+pub async fn last_at(
+    client: &Client,
+    correlations: &[String],
+) -> Result<BTreeMap<String, String>, FleetError> {
+    Ok(client
+        .query(
+            "SELECT correlation_id, last_at FROM intentproof.chains WHERE correlation_id = ANY($1)",
+            &[&correlations],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 /// Replicated rows in all (a cheap "did anything change" for callers that

@@ -762,28 +762,38 @@ fn check_fleet_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -
                 ),
             );
         }
-        // The checkpoint is the named daemon's: signed under its key id
-        // (`<instance>:<key>`), not another daemon's.
-        let signer = checkpoint
-            .key_id
-            .split_once(':')
-            .map(|(instance, _)| instance);
-        if signer != Some(daemon.as_str()) {
+        // The checkpoint is the named daemon's: signed under that daemon's
+        // key id, with the key given for that id or bundled under it (never
+        // a key given without an id: that one vouches for the manifest).
+        let expected = intentproof_core::keys::key_id_for(daemon);
+        if checkpoint.key_id != expected {
             return inclusion_malformed(
                 ctx,
                 format!(
-                    "{FLEET_INCLUSION}: the checkpoint of daemon {daemon:?} is signed under key {:?}, not one of that daemon's",
+                    "{FLEET_INCLUSION}: the checkpoint of daemon {daemon:?} is signed under key {:?}, not that daemon's {expected:?}",
                     checkpoint.key_id
                 ),
             );
         }
-        roots.insert(
-            daemon.as_str(),
-            (
-                checkpoint_root(checkpoint, input.ring, ctx)?,
-                checkpoint.tree_size,
-            ),
-        );
+        let Some(key) = input.ring.strict_key(&expected) else {
+            ctx.finding(format!("checkpoint.key_unknown:{expected}"));
+            return fail(
+                "bundle.checkpoint_key_unknown",
+                format!(
+                    "daemon {daemon:?}'s checkpoint is signed by key {expected:?}, which is neither bundled nor given: pass --key {expected}=<key file>"
+                ),
+            );
+        };
+        let root = match checkpoint.root_hash() {
+            Ok(r) => r,
+            Err(e) => return inclusion_malformed(ctx, e),
+        };
+        if let Err(e) = checkpoint.verify(key) {
+            ctx.finding("checkpoint.signature_invalid");
+            return fail("bundle.checkpoint_signature_invalid", e);
+        }
+        ctx.finding("checkpoint.signature_valid");
+        roots.insert(daemon.as_str(), (root, checkpoint.tree_size));
     }
     let mut used = HashSet::new();
     for (r, line) in input.events.iter().zip(input.event_lines) {

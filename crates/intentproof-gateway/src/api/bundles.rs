@@ -2,14 +2,14 @@
 
 use super::*;
 
-/// Exports one correlation as a proof bundle (`.proof.tar.zst` bytes).
-async fn export_bundle(
-    State(state): State<Shared>,
-    _auth: Authorized,
+use crate::export::{self, ExportError, Exported};
+
+/// The body of `POST /v1/bundles` (the fleet view's too), or a 400 saying
+/// what to send.
+pub(crate) fn export_request(
     body: Result<Json<wire::ExportRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, ApiError> {
-    use crate::export::{self, ExportError};
-    let Json(request) = body.map_err(|e| {
+) -> Result<wire::ExportRequest, ApiError> {
+    body.map(|Json(request)| request).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -18,14 +18,12 @@ async fn export_bundle(
                 e.body_text()
             ),
         )
-    })?;
-    let worker = Arc::clone(&state);
-    let exported = tokio::task::spawn_blocking(move || {
-        export::export_bundle(&worker, &request.correlation_id, &request.profile)
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| match &e {
+}
+
+/// Why an export was refused, as the API answers it.
+pub(crate) fn export_refused(e: ExportError) -> ApiError {
+    match &e {
         ExportError::UnsupportedProfile(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "unsupported_profile",
@@ -38,8 +36,29 @@ async fn export_bundle(
             ApiError::new(StatusCode::CONFLICT, "key_unknown", e.to_string())
         }
         ExportError::Store(_) | ExportError::Internal(_) => ApiError::internal(e),
-    })?;
-    Ok((
+    }
+}
+
+/// Exports one correlation as a proof bundle (`.proof.tar.zst` bytes).
+async fn export_bundle(
+    State(state): State<Shared>,
+    _auth: Authorized,
+    body: Result<Json<wire::ExportRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = export_request(body)?;
+    let worker = Arc::clone(&state);
+    let exported = tokio::task::spawn_blocking(move || {
+        export::export_bundle(&worker, &request.correlation_id, &request.profile)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(export_refused)?;
+    Ok(bundle_answer(exported))
+}
+
+/// A bundle as the answer: its bytes, named `<bundle_id>.proof.tar.zst`.
+pub(crate) fn bundle_answer(exported: Exported) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "application/zstd".to_owned()),
             (
@@ -52,7 +71,7 @@ async fn export_bundle(
         ],
         exported.bytes,
     )
-        .into_response())
+        .into_response()
 }
 
 pub(super) fn routes() -> Router<Shared> {

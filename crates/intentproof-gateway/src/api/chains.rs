@@ -2,12 +2,22 @@
 
 use super::*;
 
-/// Query parameters of `GET /v1/chains`.
+/// Query parameters of `GET /v1/chains` (the fleet view's too).
 #[derive(Debug, Deserialize)]
 pub struct ChainParams {
     limit: Option<usize>,
     /// Skip this many chains first (paging; the answer's `total` says how many there are).
     offset: Option<usize>,
+}
+
+impl ChainParams {
+    /// (offset, limit): limit 100 by default, 1 to 10,000.
+    pub(crate) fn page(&self) -> (usize, usize) {
+        (
+            self.offset.unwrap_or(0),
+            self.limit.unwrap_or(100).clamp(1, 10_000),
+        )
+    }
 }
 
 async fn list_chains(
@@ -16,8 +26,7 @@ async fn list_chains(
     Query(params): Query<ChainParams>,
 ) -> Result<Wire<wire::ChainsPage>, ApiError> {
     let store = Arc::clone(&state.store);
-    let limit = params.limit.unwrap_or(100).clamp(1, 10_000);
-    let offset = params.offset.unwrap_or(0);
+    let (offset, limit) = params.page();
     let page = blocking(move || {
         let (total, summaries) = store.chains_page(offset, limit)?;
         let chains = summaries

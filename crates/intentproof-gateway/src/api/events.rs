@@ -339,7 +339,7 @@ async fn prepare_on_all_cores(
     Ok(prepared)
 }
 
-/// Query parameters of `GET /v1/events`.
+/// Query parameters of `GET /v1/events` (the fleet view's too).
 #[derive(Debug, Deserialize)]
 pub struct EventParams {
     correlation: Option<String>,
@@ -351,30 +351,38 @@ pub struct EventParams {
     cursor: Option<u64>,
 }
 
+impl EventParams {
+    /// The store query these parameters ask for; a status other than `ok`
+    /// or `error` is a 400.
+    pub(crate) fn into_query(self) -> Result<EventQuery, ApiError> {
+        if let Some(status) = &self.status
+            && status != "ok"
+            && status != "error"
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("status={status:?}: use ok or error"),
+            ));
+        }
+        Ok(EventQuery {
+            correlation_id: self.correlation,
+            action: self.action,
+            status: self.status,
+            since: self.since,
+            until: self.until,
+            after: self.cursor,
+            limit: self.limit.unwrap_or(100),
+        })
+    }
+}
+
 async fn list_events(
     State(state): State<Shared>,
     _auth: Authorized,
     Query(params): Query<EventParams>,
 ) -> Result<Wire<wire::EventsPage>, ApiError> {
-    if let Some(status) = &params.status
-        && status != "ok"
-        && status != "error"
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("status={status:?}: use ok or error"),
-        ));
-    }
-    let query = EventQuery {
-        correlation_id: params.correlation,
-        action: params.action,
-        status: params.status,
-        since: params.since,
-        until: params.until,
-        after: params.cursor,
-        limit: params.limit.unwrap_or(100),
-    };
+    let query = params.into_query()?;
     let store = Arc::clone(&state.store);
     let page = blocking(move || store.events(&query)).await?;
     Ok(Wire(wire::EventsPage {

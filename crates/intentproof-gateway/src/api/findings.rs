@@ -5,17 +5,17 @@ use super::*;
 
 /// `GET /v1/findings` and `GET /v1/plans` query parameters.
 #[derive(Debug, Deserialize)]
-pub(super) struct FindingsParams {
+pub(crate) struct FindingsParams {
     /// Rows per page (default [`live::DEFAULT_PAGE`], at most
     /// [`live::MAX_PAGE`]).
-    pub(super) limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
     /// The `next_cursor` of the previous page.
-    pub(super) cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// The `generation` of an earlier answer: when nothing changed since,
     /// the answer says `"unchanged": true` and holds no rows.
-    pub(super) since: Option<u64>,
+    pub(crate) since: Option<u64>,
     /// Plans only: this correlation's.
-    pub(super) correlation_id: Option<String>,
+    pub(crate) correlation_id: Option<String>,
 }
 
 pub(super) fn findings_error(e: live::QueryError) -> ApiError {
@@ -42,7 +42,7 @@ pub(super) fn paging<T>(page: &live::Page<T>) -> wire::Paging {
 }
 
 /// The answer to a caller whose `since` is the current `generation`.
-fn unchanged(generation: u64) -> wire::Paging {
+pub(crate) fn unchanged(generation: u64) -> wire::Paging {
     wire::Paging {
         total: None,
         generation,

@@ -2,11 +2,12 @@
 
 use super::*;
 
-async fn trust_key(
-    State(state): State<Shared>,
-    _auth: Authorized,
+/// The body of `POST /v1/keys` (the fleet view's too), its key parsed and
+/// saved as trusted in `data_dir`; a 400 saying what is wrong.
+pub(crate) fn trust_request(
+    data_dir: &intentproof_api::datadir::DataDir,
     body: Result<Json<wire::TrustKey>, axum::extract::rejection::JsonRejection>,
-) -> Result<Wire<wire::KeyTrusted>, ApiError> {
+) -> Result<(wire::TrustKey, ed25519_dalek::VerifyingKey), ApiError> {
     let Json(request) = body.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -19,10 +20,18 @@ async fn trust_key(
     })?;
     let key = parse_public_key(&request.public_key)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
-    state
-        .data_dir
+    data_dir
         .trust(&request.instance_id, &key)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
+    Ok((request, key))
+}
+
+async fn trust_key(
+    State(state): State<Shared>,
+    _auth: Authorized,
+    body: Result<Json<wire::TrustKey>, axum::extract::rejection::JsonRejection>,
+) -> Result<Wire<wire::KeyTrusted>, ApiError> {
+    let (request, key) = trust_request(&state.data_dir, body)?;
     state.keys.insert(request.instance_id.clone(), key);
     let store = Arc::clone(&state.store);
     let instance = request.instance_id.clone();

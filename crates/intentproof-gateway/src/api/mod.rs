@@ -33,6 +33,12 @@ mod proxy;
 mod tools;
 
 pub use events::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS, batch_lines};
+// What the fleet view (`crate::fleet_view`) answers the same way.
+pub(crate) use bundles::{bundle_answer, export_refused, export_request};
+pub(crate) use chains::ChainParams;
+pub(crate) use events::EventParams;
+pub(crate) use findings::{FindingsParams, unchanged};
+pub(crate) use keys::trust_request;
 
 use crate::browser_guard::{self, BrowserGuard, Surface, bearer};
 pub use crate::error::ApiError;
@@ -160,14 +166,24 @@ pub(crate) fn may_submit(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 fn require_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    require_bearer(headers, &state.token, &state.data_dir.token_path())
+}
+
+/// `Authorization: Bearer <token>` with `token`, else the 401 naming the
+/// file that holds it.
+pub(crate) fn require_bearer(
+    headers: &HeaderMap,
+    token: &str,
+    token_path: &std::path::Path,
+) -> Result<(), ApiError> {
     match bearer(headers) {
-        Some(given) if same_token(given, &state.token) => Ok(()),
+        Some(given) if same_token(given, token) => Ok(()),
         _ => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             format!(
                 "this endpoint needs `Authorization: Bearer <token>`; the token is in {}",
-                state.data_dir.token_path().display()
+                token_path.display()
             ),
         )),
     }

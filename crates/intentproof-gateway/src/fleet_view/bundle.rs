@@ -18,7 +18,8 @@
 //! hash beside it; not built for fleet bundles yet).
 //!
 //! The cost of proving: one read of each involved daemon's leaf hashes up
-//! to its checkpoint (32 bytes a record, hashed by PostgreSQL).
+//! to its checkpoint (32 bytes a record, hashed by PostgreSQL), at most
+//! [`MAX_PROOF_LEAVES`] (beyond: 413, ask the daemon).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +35,7 @@ use intentproof_fleet::tokio_postgres::Client;
 use intentproof_fleet::view;
 
 use super::{FleetView, MAX_CHAIN_EVENTS, stored_events};
+use crate::api::export_refused;
 use crate::error::ApiError;
 use crate::export::{ExportError, Exported, add_signer_keys, check_profile, flow_docs};
 
@@ -41,17 +43,22 @@ use crate::export::{ExportError, Exported, add_signer_keys, check_profile, flow_
 /// that covers it, else to the tree of what the daemon replicated so far
 /// (which nobody signed: `checkpoint` is then `null`).
 pub(crate) async fn audit_path(
+    state: &FleetView,
     client: &Client,
     daemon: &str,
     seq: u64,
-) -> Result<Inclusion, FleetError> {
-    let checkpoint = view::checkpoint_covering(client, daemon, seq).await?;
+) -> Result<Inclusion, ApiError> {
+    let checkpoint = view::checkpoint_covering(client, daemon, seq)
+        .await
+        .map_err(|e| state.pg(e))?;
     let size = match &checkpoint {
         Some(c) => c.tree_size,
-        None => view::replicated_of(client, daemon).await?,
+        None => view::replicated_of(client, daemon)
+            .await
+            .map_err(|e| state.pg(e))?,
     };
-    let leaves = view::leaf_hashes(client, daemon, size).await?;
-    let proof = prove(daemon, &leaves, seq)?;
+    let leaves = leaves_of(state, client, daemon, size).await?;
+    let proof = prove(daemon, &leaves, seq).map_err(ApiError::internal)?;
     Ok(Inclusion {
         leaf_index: seq,
         tree_size: size,
@@ -59,6 +66,32 @@ pub(crate) async fn audit_path(
         proof: proof.iter().map(hex).collect(),
         checkpoint,
     })
+}
+
+/// Most leaves the view reads to prove an event (PostgreSQL hashes each
+/// record's bytes; 32 bytes a leaf here).
+pub const MAX_PROOF_LEAVES: u64 = 1_000_000;
+
+/// The leaf hashes of `daemon`'s first `size` records, refused beyond
+/// [`MAX_PROOF_LEAVES`].
+async fn leaves_of(
+    state: &FleetView,
+    client: &Client,
+    daemon: &str,
+    size: u64,
+) -> Result<Vec<Hash>, ApiError> {
+    if size > MAX_PROOF_LEAVES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "proof_too_large",
+            format!(
+                "daemon {daemon}'s log has {size} records: the fleet view proves inclusion in logs of at most {MAX_PROOF_LEAVES} (it reads every leaf); ask that daemon (GET /v1/events/{{id}}, POST /v1/bundles)"
+            ),
+        ));
+    }
+    view::leaf_hashes(client, daemon, size)
+        .await
+        .map_err(|e| state.pg(e))
 }
 
 fn prove(daemon: &str, leaves: &[Hash], seq: u64) -> Result<Vec<Hash>, FleetError> {
@@ -69,30 +102,13 @@ fn prove(daemon: &str, leaves: &[Hash], seq: u64) -> Result<Vec<Hash>, FleetErro
     })
 }
 
-fn refused(e: ExportError) -> ApiError {
-    match &e {
-        ExportError::UnsupportedProfile(_) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_profile",
-            e.to_string(),
-        ),
-        ExportError::NotFound(_) => {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
-        }
-        ExportError::KeyUnknown { .. } => {
-            ApiError::new(StatusCode::CONFLICT, "key_unknown", e.to_string())
-        }
-        ExportError::Store(_) | ExportError::Internal(_) => ApiError::internal(e),
-    }
-}
-
 /// Exports `correlation` from the fleet (`profile` must be `full`).
 pub(crate) async fn export(
     state: &FleetView,
     correlation: &str,
     profile: &str,
 ) -> Result<Exported, ApiError> {
-    check_profile(profile).map_err(refused)?;
+    check_profile(profile).map_err(export_refused)?;
     if profile != "full" {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -114,7 +130,9 @@ pub(crate) async fn export(
             )
         })?;
     if records.is_empty() {
-        return Err(refused(ExportError::NotFound(correlation.to_owned())));
+        return Err(export_refused(ExportError::NotFound(
+            correlation.to_owned(),
+        )));
     }
 
     // Per daemon: the checkpoint covering its last event of the flow, and
@@ -139,9 +157,7 @@ pub(crate) async fn export(
                 ),
             ));
         };
-        let hashes = view::leaf_hashes(&client, daemon, checkpoint.tree_size)
-            .await
-            .map_err(|e| state.pg(e))?;
+        let hashes = leaves_of(state, &client, daemon, checkpoint.tree_size).await?;
         let root = checkpoint.root_hash().map_err(ApiError::internal)?;
         if merkle::root(&hashes) != root {
             return Err(ApiError::internal(format!(
@@ -169,7 +185,12 @@ pub(crate) async fn export(
         );
     }
 
-    // Keys: the daemons', every signer's, the fleet view's.
+    // Keys: the daemons', every signer's, the fleet view's. A daemon's key
+    // is the one the view trusts for it when it trusts one (PostgreSQL's
+    // must then be the same), else the one the daemon registered in
+    // PostgreSQL; either way it is filed under that daemon's key id, and
+    // its checkpoint must verify with it.
+    let trusted = state.dir.key_ring().map_err(ApiError::internal)?;
     let names: Vec<String> = last.keys().map(|d| (*d).to_owned()).collect();
     let daemons = view::daemons(&client, &names)
         .await
@@ -177,18 +198,44 @@ pub(crate) async fn export(
     let mut by_instance: BTreeMap<String, VerifyingKey> = BTreeMap::new();
     let mut keys: BTreeMap<String, VerifyingKey> = BTreeMap::new();
     for d in &daemons {
-        let key = intentproof_core::keys::parse_public_key(&d.public_key).map_err(|e| {
+        let registered = intentproof_core::keys::parse_public_key(&d.public_key).map_err(|e| {
             ApiError::internal(format!(
                 "PostgreSQL holds a bad key for daemon {}: {e}",
                 d.daemon
             ))
         })?;
-        keys.insert(d.key_id.clone(), key);
+        let key = match trusted.get(&d.daemon) {
+            Some(pinned) if pinned != registered => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "key_mismatch",
+                    format!(
+                        "PostgreSQL registers another key for daemon {} than the one the fleet view trusts for it: check intentproof.daemons (`intentproof fleet verify`) before exporting",
+                        d.daemon
+                    ),
+                ));
+            }
+            Some(pinned) => pinned,
+            None => registered,
+        };
+        if let Some(checkpoint) = checkpoints.get(&d.daemon)
+            && let Err(e) = checkpoint.verify(&key)
+        {
+            return Err(ApiError::internal(format!(
+                "daemon {}'s checkpoint at tree size {} in PostgreSQL does not verify with its key ({e}): run `intentproof fleet verify`",
+                d.daemon, checkpoint.tree_size
+            )));
+        }
+        keys.insert(intentproof_core::keys::key_id_for(&d.daemon), key);
         by_instance.insert(d.daemon.clone(), key);
+    }
+    if let Some(missing) = names.iter().find(|n| !by_instance.contains_key(*n)) {
+        return Err(ApiError::internal(format!(
+            "daemon {missing} stored events of the flow but is not registered in PostgreSQL: run `intentproof fleet verify`"
+        )));
     }
     let own = &state.key;
     keys.insert(own.key_id(), own.verifying_key());
-    let trusted = state.dir.key_ring().map_err(ApiError::internal)?;
 
     let bytes: Vec<Vec<u8>> = records.iter().map(|r| r.bytes.clone()).collect();
     let sizes: BTreeSet<String> = checkpoints
@@ -207,10 +254,9 @@ pub(crate) async fn export(
         ));
     }
     add_signer_keys(&chain, &mut keys, |instance| {
-        by_instance
+        trusted
             .get(instance)
-            .copied()
-            .or_else(|| trusted.get(instance))
+            .or_else(|| by_instance.get(instance).copied())
     })
     .map_err(|e| match e {
         ExportError::KeyUnknown {
@@ -224,9 +270,9 @@ pub(crate) async fn export(
                 state.dir.path().display()
             ),
         ),
-        other => refused(other),
+        other => export_refused(other),
     })?;
-    let docs = flow_docs(&chain, correlation, &fallback, own).map_err(refused)?;
+    let docs = flow_docs(&chain, correlation, &fallback, own).map_err(export_refused)?;
     let bundle_id = format!(
         "bundle_{}",
         &crate::export::sha256_hex(

@@ -30,8 +30,9 @@
 //! the plan findings, unplanned and incomplete calls, unfinished tasks and
 //! tool changes); stream a chain in chunks (a chain of more than
 //! [`MAX_CHAIN_EVENTS`] events is refused, page it with
-//! `/v1/events?correlation=`). Findings are recomputed from PostgreSQL
-//! when a daemon replicated something or a second passed (cost: one read of
+//! `/v1/events?correlation=`). Findings are recomputed from PostgreSQL at
+//! most once a second, and at least every ten seconds while asked (cost:
+//! one read of
 //! every plan, gateway call and planned flow, at most
 //! [`MAX_FINDINGS_RECORDS`]: beyond that the view says it does not compute
 //! them, rather than hold an unbounded fleet in memory).
@@ -47,18 +48,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use intentproof_api::datadir::DataDir;
-use intentproof_api::same_token;
 use intentproof_api::wire;
 use intentproof_core::keys::InstanceKey;
 use intentproof_findings::{FindingRow, MemorySource, PlanRow, plans_and_findings};
 use intentproof_fleet::FleetConfig;
 use intentproof_fleet::tokio_postgres::Client;
 use intentproof_fleet::view::{self, FleetRecord};
-use intentproof_store::{EventQuery, IndexEntry, StoredEvent};
-use serde::Deserialize;
+use intentproof_store::{IndexEntry, StoredEvent};
 use tokio::sync::Mutex;
 
-use crate::browser_guard::bearer;
+use crate::api::{
+    ChainParams, EventParams, FindingsParams, bundle_answer, export_request, require_bearer,
+    trust_request, unchanged,
+};
 use crate::error::ApiError;
 
 pub mod bundle;
@@ -145,15 +147,32 @@ impl FleetView {
 
     /// Plans and findings now: recomputed when a daemon replicated
     /// something since, or a second passed (plans close by idleness).
-    async fn computed(&self) -> Result<(Arc<Vec<PlanRow>>, Arc<Vec<FindingRow>>, u64), ApiError> {
+    /// Plans and findings: the cached ones when computed less than a
+    /// second ago, or less than ten seconds ago with nothing replicated
+    /// since (plans closing by idleness show within ten seconds), or when
+    /// `paging` names their generation (a listing being paged reads one
+    /// snapshot); else computed anew.
+    async fn computed(
+        &self,
+        paging: Option<u64>,
+    ) -> Result<(Arc<Vec<PlanRow>>, Arc<Vec<FindingRow>>, u64), ApiError> {
         let client = self.client().await?;
         let replicated = view::replicated(&client).await.map_err(|e| self.pg(e))?;
         let mut cache = self.findings.lock().await;
-        if let Some(c) = cache.as_ref()
-            && c.replicated == replicated
-            && c.at.elapsed() < Duration::from_secs(1)
-        {
-            return Ok((Arc::clone(&c.plans), Arc::clone(&c.findings), c.generation));
+        if let Some(c) = cache.as_ref() {
+            let age = c.at.elapsed();
+            let fresh = age < Duration::from_secs(1)
+                || (c.replicated == replicated && age < Duration::from_secs(10));
+            if fresh || paging == Some(c.generation) {
+                return Ok((Arc::clone(&c.plans), Arc::clone(&c.findings), c.generation));
+            }
+        }
+        if paging.is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_cursor",
+                "the findings changed while paging: list them again from the first page",
+            ));
         }
         let records = view::findings_records(&client, MAX_FINDINGS_RECORDS)
             .await
@@ -167,10 +186,20 @@ impl FleetView {
                     ),
                 )
             })?;
+        let correlations: Vec<String> = records
+            .iter()
+            .map(|r| r.meta.correlation_id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let last_at = view::last_at(&client, &correlations)
+            .await
+            .map_err(|e| self.pg(e))?;
         let idle = self.idle;
         let (plans, findings) = tokio::task::spawn_blocking(move || {
             let source =
-                MemorySource::new(records.into_iter().map(|r| (r.meta, r.bytes)).collect());
+                MemorySource::new(records.into_iter().map(|r| (r.meta, r.bytes)).collect())
+                    .with_last_at(last_at.into_iter().collect());
             plans_and_findings(&source, idle, SystemTime::now(), &[])
         })
         .await
@@ -276,17 +305,7 @@ impl axum::extract::FromRequestParts<Shared> for Authorized {
 }
 
 fn authorize(state: &FleetView, headers: &HeaderMap) -> Result<(), ApiError> {
-    match bearer(headers) {
-        Some(given) if same_token(given, &state.token) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            format!(
-                "this endpoint needs `Authorization: Bearer <token>`; the fleet view's token is in {}",
-                state.token_path.display()
-            ),
-        )),
-    }
+    require_bearer(headers, &state.token, &state.token_path)
 }
 
 /// The answer, its keys in sorted order as the daemon writes them.
@@ -304,42 +323,12 @@ async fn healthz(State(state): State<Shared>) -> Response {
     })
 }
 
-/// Query parameters of `GET /v1/events` (as the daemon's).
-#[derive(Debug, Deserialize)]
-struct EventParams {
-    correlation: Option<String>,
-    action: Option<String>,
-    status: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<u64>,
-}
-
 async fn list_events(
     State(state): State<Shared>,
     _auth: Authorized,
     Query(params): Query<EventParams>,
 ) -> Result<Response, ApiError> {
-    if let Some(status) = &params.status
-        && status != "ok"
-        && status != "error"
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("status={status:?}: use ok or error"),
-        ));
-    }
-    let query = EventQuery {
-        correlation_id: params.correlation,
-        action: params.action,
-        status: params.status,
-        since: params.since,
-        until: params.until,
-        after: params.cursor,
-        limit: params.limit.unwrap_or(100),
-    };
+    let query = params.into_query()?;
     let client = state.client().await?;
     let (records, next_cursor) = view::events(&client, &query)
         .await
@@ -363,9 +352,7 @@ async fn get_event(
     let Some(record) = view::event(&client, &id).await.map_err(|e| state.pg(e))? else {
         return Err(not_found("no event with that id"));
     };
-    let proof = bundle::audit_path(&client, &record.daemon, record.seq)
-        .await
-        .map_err(|e| state.pg(e))?;
+    let proof = bundle::audit_path(&state, &client, &record.daemon, record.seq).await?;
     Ok(answer(&wire::EventWithInclusion {
         inclusion: proof,
         body: event_body(record)?,
@@ -376,20 +363,12 @@ fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", what.to_owned())
 }
 
-/// Query parameters of `GET /v1/chains`.
-#[derive(Debug, Deserialize)]
-struct ChainParams {
-    limit: Option<usize>,
-    offset: Option<usize>,
-}
-
 async fn list_chains(
     State(state): State<Shared>,
     _auth: Authorized,
     Query(params): Query<ChainParams>,
 ) -> Result<Response, ApiError> {
-    let limit = params.limit.unwrap_or(100).clamp(1, 10_000);
-    let offset = params.offset.unwrap_or(0);
+    let (offset, limit) = params.page();
     let client = state.client().await?;
     let (total, rows) = view::chains_page(&client, offset, limit)
         .await
@@ -447,32 +426,39 @@ async fn get_chain(
     }))
 }
 
-/// `GET /v1/findings` and `GET /v1/plans` query parameters (as the
-/// daemon's).
-#[derive(Debug, Deserialize)]
-struct FindingsParams {
-    limit: Option<usize>,
-    cursor: Option<String>,
-    since: Option<u64>,
-    correlation_id: Option<String>,
-}
-
-/// Rows `offset..` of `rows` (at most `limit`) and where the next page
-/// starts (the cursor is the offset, in decimal).
-fn page_of<T: Clone>(
-    rows: &[T],
-    params: &FindingsParams,
-    generation: u64,
-) -> Result<(Vec<T>, wire::Paging), ApiError> {
-    let offset = match &params.cursor {
-        None => 0,
-        Some(c) => c.parse::<usize>().map_err(|_| {
+/// A paging cursor: `<generation>.<offset>` (the rows of one computation).
+fn parse_cursor(cursor: &str) -> Result<(u64, usize), ApiError> {
+    cursor
+        .split_once('.')
+        .and_then(|(g, o)| Some((g.parse().ok()?, o.parse().ok()?)))
+        .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_cursor",
                 "the cursor is not one this fleet view gave (pass next_cursor as it came)",
             )
-        })?,
+        })
+}
+
+/// The generation a request's cursor pages, if it has one.
+fn paging(params: &FindingsParams) -> Result<Option<u64>, ApiError> {
+    params
+        .cursor
+        .as_deref()
+        .map(|c| parse_cursor(c).map(|(generation, _)| generation))
+        .transpose()
+}
+
+/// Rows `offset..` of `rows` (at most `limit`) and where the next page
+/// starts (`<generation>.<offset>`).
+fn page_of<T: Clone>(
+    rows: &[T],
+    params: &FindingsParams,
+    generation: u64,
+) -> Result<(Vec<T>, wire::Paging), ApiError> {
+    let offset = match params.cursor.as_deref().map(parse_cursor) {
+        None => 0,
+        Some(cursor) => cursor?.1,
     };
     let limit = params
         .limit
@@ -488,19 +474,10 @@ fn page_of<T: Clone>(
         wire::Paging {
             total: Some(rows.len()),
             generation,
-            next_cursor: (end < rows.len()).then(|| end.to_string()),
+            next_cursor: (end < rows.len()).then(|| format!("{generation}.{end}")),
             unchanged: false,
         },
     ))
-}
-
-fn unchanged(generation: u64) -> wire::Paging {
-    wire::Paging {
-        total: None,
-        generation,
-        next_cursor: None,
-        unchanged: true,
-    }
 }
 
 async fn list_findings(
@@ -508,7 +485,7 @@ async fn list_findings(
     _auth: Authorized,
     Query(params): Query<FindingsParams>,
 ) -> Result<Response, ApiError> {
-    let (_, findings, generation) = state.computed().await?;
+    let (_, findings, generation) = state.computed(paging(&params)?).await?;
     if params.since == Some(generation) {
         return Ok(answer(&wire::FindingsPage {
             findings: Vec::new(),
@@ -524,7 +501,7 @@ async fn list_plans(
     _auth: Authorized,
     Query(params): Query<FindingsParams>,
 ) -> Result<Response, ApiError> {
-    let (plans, _, generation) = state.computed().await?;
+    let (plans, _, generation) = state.computed(paging(&params)?).await?;
     if params.since == Some(generation) {
         return Ok(answer(&wire::PlansPage {
             plans: Vec::new(),
@@ -554,40 +531,48 @@ async fn trust_key(
     _auth: Authorized,
     body: Result<Json<wire::TrustKey>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!(
-                "{}; send {{\"instance_id\": \"inst_...\", \"public_key\": \"<base64 or PEM>\"}}",
-                e.body_text()
-            ),
-        )
-    })?;
-    let key = intentproof_core::keys::parse_public_key(&request.public_key)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
-    state
-        .dir
-        .trust(&request.instance_id, &key)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
+    let (request, key) = trust_request(&state.dir, body)?;
     let client = state.client().await?;
-    let signed = view::signed_by(&client, &request.instance_id)
+    let rows = view::signed_by(&client, &request.instance_id)
         .await
         .map_err(|e| state.pg(e))?;
-    let (verified, invalid) = tokio::task::spawn_blocking(move || {
-        signed.iter().fold((0u64, 0u64), |(ok, bad), bytes| {
-            let verifies = serde_json::from_slice(bytes)
-                .ok()
-                .is_some_and(|event| intentproof_core::seal::verify_event(&event, &key).is_ok());
-            if verifies {
-                (ok + 1, bad)
-            } else {
-                (ok, bad + 1)
-            }
+    futures_util::pin_mut!(rows);
+    // Checked 4,096 at a time on a blocking thread: memory bounded by the
+    // chunk, not by the instance's events.
+    let check = |chunk: Vec<Vec<u8>>| async move {
+        tokio::task::spawn_blocking(move || {
+            chunk.iter().fold((0u64, 0u64), |(ok, bad), bytes| {
+                let verifies = serde_json::from_slice(bytes).ok().is_some_and(|event| {
+                    intentproof_core::seal::verify_event(&event, &key).is_ok()
+                });
+                if verifies {
+                    (ok + 1, bad)
+                } else {
+                    (ok, bad + 1)
+                }
+            })
         })
-    })
-    .await
-    .map_err(ApiError::internal)?;
+        .await
+        .map_err(ApiError::internal)
+    };
+    let (mut verified, mut invalid) = (0, 0);
+    let mut chunk = Vec::new();
+    loop {
+        let row = futures_util::TryStreamExt::try_next(&mut rows)
+            .await
+            .map_err(|e| state.pg(intentproof_fleet::FleetError::Postgres(e)))?;
+        if let Some(row) = &row {
+            chunk.push(row.get::<_, Vec<u8>>(0));
+        }
+        if chunk.len() == 4096 || (row.is_none() && !chunk.is_empty()) {
+            let (ok, bad) = check(std::mem::take(&mut chunk)).await?;
+            verified += ok;
+            invalid += bad;
+        }
+        if row.is_none() {
+            break;
+        }
+    }
     Ok(answer(&wire::KeyTrusted {
         instance_id: request.instance_id,
         events_verified: verified,
@@ -606,31 +591,9 @@ async fn export_bundle(
     _auth: Authorized,
     body: Result<Json<wire::ExportRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!(
-                "{}; send {{\"correlation_id\": \"...\", \"profile\": \"full\"}}",
-                e.body_text()
-            ),
-        )
-    })?;
+    let request = export_request(body)?;
     let exported = bundle::export(&state, &request.correlation_id, &request.profile).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zstd".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"{}.proof.tar.zst\"",
-                    exported.bundle_id
-                ),
-            ),
-        ],
-        exported.bytes,
-    )
-        .into_response())
+    Ok(bundle_answer(exported))
 }
 
 /// Every route of the fleet view.
@@ -687,6 +650,11 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| crate::serve::ServeError::Other(e.to_string()))?;
+    // Connect (and migrate) before answering: a database this build
+    // cannot use stops the view at start, with the reason.
+    view.client()
+        .await
+        .map_err(|e| crate::serve::ServeError::Other(e.message.clone()))?;
     view.dir.write_daemon_info(&addr.to_string())?;
     tracing::info!(%addr, postgres = %view.config.display_url(), "fleet view listening");
     let app = router(Arc::new(view));
