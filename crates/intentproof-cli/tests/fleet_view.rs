@@ -554,6 +554,10 @@ fn three_daemons_one_view_one_flow_over_two_replicas_and_a_bundle_that_proves() 
         }
     }
     assert!(slack.len() <= 4, "{slack:?}");
+    eprintln!(
+        "fleet bundle: {} bytes; flips in zstd's slack (archive unchanged): {slack:?}",
+        bytes.len()
+    );
     // Every byte of every member (what the bundle says): the flip fails.
     let pairs: Vec<(String, Vec<u8>)> = original
         .iter()
