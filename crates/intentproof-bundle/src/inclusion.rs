@@ -85,14 +85,19 @@ impl EventProof {
 
     /// The hashes, or which one is not 64 hex digits.
     pub fn hashes(&self) -> Result<Vec<Hash>, String> {
-        self.proof
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                parse_hash(h).ok_or_else(|| format!("proof hash #{i} {h:?} is not 64 hex digits"))
-            })
-            .collect()
+        parse_hashes(&self.proof)
     }
+}
+
+/// An audit path's hashes, or which one is not 64 hex digits.
+fn parse_hashes(proof: &[String]) -> Result<Vec<Hash>, String> {
+    proof
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            parse_hash(h).ok_or_else(|| format!("proof hash #{i} {h:?} is not 64 hex digits"))
+        })
+        .collect()
 }
 
 /// One line of `tlog-proofs.jsonl`.
@@ -173,4 +178,11 @@ pub struct FleetEventProof {
     pub leaf_index: u64,
     /// Sibling hashes, leaf first, lowercase hex.
     pub proof: Vec<String>,
+}
+
+impl FleetEventProof {
+    /// The hashes, or which one is not 64 hex digits.
+    pub fn hashes(&self) -> Result<Vec<Hash>, String> {
+        parse_hashes(&self.proof)
+    }
 }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use common::{
     BIN, Stopped, Tmux, answering_server, clean_env, cli_json, daemon_listen, http_exchange,
-    required_env, rmcp_peers_dir, run_bounded, start_gateway, start_gateway_daemon,
-    start_http_fixture, workspace_root,
+    mcp_http_session, required_env, rmcp_peers_dir, run_bounded, start_gateway,
+    start_gateway_daemon, start_http_fixture, workspace_root,
 };
 use intentproof_fleet::testing::PgServer;
 use serde_json::{Value, json};
@@ -178,33 +178,13 @@ fn three_daemons_one_view_one_flow_over_two_replicas_and_a_bundle_that_proves() 
 
     // Daemon one: an MCP client over HTTP (a session, one tool call) ...
     let accept = ("Accept", "application/json, text/event-stream");
-    let (status, headers, body) = http_exchange(
-        &addr1,
-        "POST",
-        "/mcp/fixture",
-        &[json_type, accept],
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"fleet-test","version":"1"}}}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    let session = headers
-        .iter()
-        .find(|(n, _)| n == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .expect("a session id");
+    let session = mcp_http_session(&addr1, "/mcp/fixture", "fleet-test");
     let in_session = [
         json_type,
         accept,
         ("Mcp-Session-Id", session.as_str()),
         ("MCP-Protocol-Version", "2025-11-25"),
     ];
-    let (status, _, _) = http_exchange(
-        &addr1,
-        "POST",
-        "/mcp/fixture",
-        &in_session,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    );
-    assert_eq!(status, 202);
     let (status, _, body) = http_exchange(
         &addr1,
         "POST",

@@ -13,8 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    answering_server as http_server, cli_json, http_exchange, required_env, rmcp_peers_dir,
-    start_gateway_daemon, start_http_fixture, workspace_root,
+    answering_server as http_server, cli_json, http_exchange, mcp_http_session, required_env,
+    rmcp_peers_dir, start_gateway_daemon, start_http_fixture, workspace_root,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -57,33 +57,13 @@ fn spans_follow_the_mcp_and_genai_conventions_and_decode_with_the_official_proto
     ];
 
     // 2025-11-25: a session, an echo and an isError tool.
-    let (status, headers, body) = http_exchange(
-        &addr,
-        "POST",
-        "/mcp/fixture",
-        &json_headers,
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"otlp-test","version":"1"}}}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    let session = headers
-        .iter()
-        .find(|(n, _)| n == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .expect("a session id");
+    let session = mcp_http_session(&addr, "/mcp/fixture", "otlp-test");
     let in_session = [
         json_headers[0],
         json_headers[1],
         ("Mcp-Session-Id", session.as_str()),
         ("MCP-Protocol-Version", "2025-11-25"),
     ];
-    let (status, _, _) = http_exchange(
-        &addr,
-        "POST",
-        "/mcp/fixture",
-        &in_session,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    );
-    assert_eq!(status, 202);
     for call in [
         r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#,
         r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"always_fails","arguments":{}}}"#,

@@ -675,16 +675,7 @@ fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Resu
 
     let mut used = HashSet::new();
     for (r, line) in input.events.iter().zip(input.event_lines) {
-        let Some(proof) = parsed.proofs.get(&r.id) else {
-            ctx.finding(format!("inclusion_proof_missing:{}", r.id));
-            return fail(
-                "bundle.inclusion_proof_missing",
-                format!(
-                    "event {:?} has no inclusion proof in inclusion_proof.json",
-                    r.id
-                ),
-            );
-        };
+        let proof = proof_of(&parsed.proofs, &r.id, INCLUSION_PROOF, ctx)?;
         used.insert(r.id.as_str());
         let leaf = match (&r.chain.projection, &proof.leaf_hash) {
             (Some(_), Some(h)) => parse_hash(h).ok_or_else(|| format!("leaf_hash {h:?} is not 64 hex digits")),
@@ -710,25 +701,65 @@ fn check_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -> Resu
                 .map_err(|e| e.to_string())
             });
         if let Err(e) = result {
-            ctx.finding(format!("inclusion_proof_invalid:{}", r.id));
-            return fail(
-                "bundle.inclusion_proof_invalid",
-                format!(
-                    "the inclusion proof of event {:?} (leaf {} of {}) does not verify: {e}",
-                    r.id, proof.leaf_index, checkpoint.tree_size
-                ),
+            return proof_invalid(
+                &r.id,
+                format!("leaf {} of {}", proof.leaf_index, checkpoint.tree_size),
+                e,
+                ctx,
             );
         }
     }
-    if let Some(extra) = parsed.proofs.keys().find(|id| !used.contains(id.as_str())) {
-        ctx.finding(format!("inclusion_proof_invalid:{extra}"));
-        return fail(
-            "bundle.inclusion_proof_invalid",
-            format!("inclusion_proof.json has a proof for {extra:?}, which is not a bundled event"),
-        );
-    }
+    no_stray_proofs(&parsed.proofs, &used, INCLUSION_PROOF, ctx)?;
     inclusion_proofs_valid(input.events.len(), ctx);
     Ok(())
+}
+
+/// The proof of event `id` in `proofs` (of member `file`), or the failure
+/// that says it has none.
+fn proof_of<'a, P>(
+    proofs: &'a std::collections::BTreeMap<String, P>,
+    id: &str,
+    file: &str,
+    ctx: &mut Ctx,
+) -> Result<&'a P, Fail> {
+    proofs.get(id).map_or_else(
+        || {
+            ctx.finding(format!("inclusion_proof_missing:{id}"));
+            fail(
+                "bundle.inclusion_proof_missing",
+                format!("event {id:?} has no inclusion proof in {file}"),
+            )
+        },
+        Ok,
+    )
+}
+
+/// The failure of event `id`'s audit path (`at`: where it claims to be).
+fn proof_invalid<T>(id: &str, at: String, e: String, ctx: &mut Ctx) -> Result<T, Fail> {
+    ctx.finding(format!("inclusion_proof_invalid:{id}"));
+    fail(
+        "bundle.inclusion_proof_invalid",
+        format!("the inclusion proof of event {id:?} ({at}) does not verify: {e}"),
+    )
+}
+
+/// Every proof of `proofs` (of member `file`) is a bundled event's (`used`).
+fn no_stray_proofs<P>(
+    proofs: &std::collections::BTreeMap<String, P>,
+    used: &HashSet<&str>,
+    file: &str,
+    ctx: &mut Ctx,
+) -> Result<(), Fail> {
+    match proofs.keys().find(|id| !used.contains(id.as_str())) {
+        Some(extra) => {
+            ctx.finding(format!("inclusion_proof_invalid:{extra}"));
+            fail(
+                "bundle.inclusion_proof_invalid",
+                format!("{file} has a proof for {extra:?}, which is not a bundled event"),
+            )
+        }
+        None => Ok(()),
+    }
 }
 
 /// `fleet_inclusion.json` ([`crate::inclusion::FleetInclusion`]): every
@@ -797,16 +828,7 @@ fn check_fleet_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -
     }
     let mut used = HashSet::new();
     for (r, line) in input.events.iter().zip(input.event_lines) {
-        let Some(proof) = parsed.proofs.get(&r.id) else {
-            ctx.finding(format!("inclusion_proof_missing:{}", r.id));
-            return fail(
-                "bundle.inclusion_proof_missing",
-                format!(
-                    "event {:?} has no inclusion proof in {FLEET_INCLUSION}",
-                    r.id
-                ),
-            );
-        };
+        let proof = proof_of(&parsed.proofs, &r.id, FLEET_INCLUSION, ctx)?;
         used.insert(r.id.as_str());
         let result = match (&r.chain.projection, roots.get(proof.daemon.as_str())) {
             (Some(_), _) => Err("a fleet bundle carries full events only".to_owned()),
@@ -814,39 +836,21 @@ fn check_fleet_inclusion(bytes: &[u8], input: &StrictInput<'_>, ctx: &mut Ctx) -
                 "it names daemon {:?}, whose checkpoint the bundle lacks",
                 proof.daemon
             )),
-            (None, Some((root, size))) => {
-                let hashes: Result<Vec<Hash>, String> = proof
-                    .proof
-                    .iter()
-                    .map(|h| {
-                        parse_hash(h)
-                            .ok_or_else(|| format!("proof hash {h:?} is not 64 hex digits"))
-                    })
-                    .collect();
-                hashes.and_then(|hashes| {
-                    verify_inclusion(&leaf_hash(line), proof.leaf_index, *size, &hashes, root)
-                        .map_err(|e| e.to_string())
-                })
-            }
+            (None, Some((root, size))) => proof.hashes().and_then(|hashes| {
+                verify_inclusion(&leaf_hash(line), proof.leaf_index, *size, &hashes, root)
+                    .map_err(|e| e.to_string())
+            }),
         };
         if let Err(e) = result {
-            ctx.finding(format!("inclusion_proof_invalid:{}", r.id));
-            return fail(
-                "bundle.inclusion_proof_invalid",
-                format!(
-                    "the inclusion proof of event {:?} (leaf {} of daemon {:?}) does not verify: {e}",
-                    r.id, proof.leaf_index, proof.daemon
-                ),
+            return proof_invalid(
+                &r.id,
+                format!("leaf {} of daemon {:?}", proof.leaf_index, proof.daemon),
+                e,
+                ctx,
             );
         }
     }
-    if let Some(extra) = parsed.proofs.keys().find(|id| !used.contains(id.as_str())) {
-        ctx.finding(format!("inclusion_proof_invalid:{extra}"));
-        return fail(
-            "bundle.inclusion_proof_invalid",
-            format!("{FLEET_INCLUSION} has a proof for {extra:?}, which is not a bundled event"),
-        );
-    }
+    no_stray_proofs(&parsed.proofs, &used, FLEET_INCLUSION, ctx)?;
     inclusion_proofs_valid(input.events.len(), ctx);
     Ok(())
 }

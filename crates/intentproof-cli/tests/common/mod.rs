@@ -961,3 +961,39 @@ pub fn answering_server(status: &'static str, body: &'static str) -> (String, Re
     });
     (base, received)
 }
+
+/// An MCP 2025-11-25 session with the gateway at `addr` on `path`
+/// (`/mcp/<name>`): `initialize` as `client`, then
+/// `notifications/initialized`; the session id.
+pub fn mcp_http_session(addr: &str, path: &str, client: &str) -> String {
+    let json_headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    let initialize =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": client, "version": "1"}}})
+        .to_string();
+    let (status, headers, body) = http_exchange(addr, "POST", path, &json_headers, &initialize);
+    assert_eq!(status, 200, "{body}");
+    let session = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("a session id");
+    let (status, _, _) = http_exchange(
+        addr,
+        "POST",
+        path,
+        &[
+            json_headers[0],
+            json_headers[1],
+            ("Mcp-Session-Id", session.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(status, 202);
+    session
+}
