@@ -89,6 +89,35 @@ impl DeliveryLog {
     }
 }
 
+/// Least time between two listings of every finding by one sender: a
+/// listing costs about a microsecond a finding, and appends can come
+/// thousands a second; a new finding waits at most this long more.
+pub(crate) const LISTING_GAP: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits until the findings are worth another look: an append, or a second
+/// (idle deadlines raise findings with no append), and no sooner than
+/// [`LISTING_GAP`] after the last listing (`listed_at`). False when the
+/// daemon stops.
+pub(crate) async fn next_look(
+    wake: tokio::sync::futures::Notified<'_>,
+    listed_at: std::time::Instant,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = wake => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        _ = stop.changed() => return false,
+    }
+    let gap = LISTING_GAP.saturating_sub(listed_at.elapsed());
+    if !gap.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(gap) => {}
+            _ = stop.changed() => return false,
+        }
+    }
+    true
+}
+
 /// Every finding row, as of now (all pages).
 pub(crate) fn all_findings(findings: &LiveFindings) -> Result<Vec<FindingRow>, String> {
     let mut rows = Vec::new();

@@ -548,6 +548,9 @@ pub async fn run_findings(
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut seen_generation = None;
+    let mut listed_at = std::time::Instant::now()
+        .checked_sub(crate::finding_delivery::LISTING_GAP)
+        .unwrap_or_else(std::time::Instant::now);
     loop {
         if *stop.borrow() {
             return;
@@ -555,6 +558,7 @@ pub async fn run_findings(
         let wake = appended.notified();
         let generation = state.findings.generation(std::time::SystemTime::now()).ok();
         if generation.is_none() || generation != seen_generation {
+            listed_at = std::time::Instant::now();
             // The new findings, each with its first evidence event, as records.
             let (reader, log) = (Arc::clone(&state), sent.clone());
             let built = tokio::task::spawn_blocking(move || {
@@ -631,11 +635,8 @@ pub async fn run_findings(
                 }
             }
         }
-        // Idle deadlines raise findings with no append: look again soon.
-        tokio::select! {
-            _ = wake => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
+        if !crate::finding_delivery::next_look(wake, listed_at, &mut stop).await {
+            return;
         }
     }
 }

@@ -374,6 +374,9 @@ pub async fn run(
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(60));
     let mut seen_generation = None;
+    let mut listed_at = std::time::Instant::now()
+        .checked_sub(crate::finding_delivery::LISTING_GAP)
+        .unwrap_or_else(std::time::Instant::now);
     loop {
         if *stop.borrow() {
             return;
@@ -381,6 +384,7 @@ pub async fn run(
         let wake = appended.notified();
         let generation = state.findings.generation(SystemTime::now()).ok();
         if generation.is_none() || generation != seen_generation {
+            listed_at = std::time::Instant::now();
             let listed = {
                 let state = Arc::clone(&state);
                 tokio::task::spawn_blocking(move || all_findings(&state.findings)).await
@@ -461,11 +465,8 @@ pub async fn run(
                 seen_generation = generation;
             }
         }
-        // Idle deadlines raise findings with no append: look again soon.
-        tokio::select! {
-            _ = wake => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
+        if !crate::finding_delivery::next_look(wake, listed_at, &mut stop).await {
+            return;
         }
     }
 }
