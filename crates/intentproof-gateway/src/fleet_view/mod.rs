@@ -145,13 +145,13 @@ impl FleetView {
         Ok(client)
     }
 
-    /// Plans and findings now: recomputed when a daemon replicated
-    /// something since, or a second passed (plans close by idleness).
     /// Plans and findings: the cached ones when computed less than a
     /// second ago, or less than ten seconds ago with nothing replicated
     /// since (plans closing by idleness show within ten seconds), or when
     /// `paging` names their generation (a listing being paged reads one
-    /// snapshot); else computed anew.
+    /// snapshot); else computed anew. The cache's lock is held while
+    /// computing, on purpose: concurrent requests wait for one computation
+    /// instead of each reading the fleet.
     async fn computed(
         &self,
         paging: Option<u64>,
@@ -253,8 +253,8 @@ fn generation_of(plans: &[PlanRow], findings: &[FindingRow]) -> u64 {
     u64::from_be_bytes(first) >> 11
 }
 
-/// Records as stored events of a [`MemorySource`] (in their order; a
-/// record that is not JSON is left out: `fleet verify` names it).
+/// Records as parsed stored events, in their order (a record that is not
+/// JSON is left out: `fleet verify` names it); a fleet bundle's flow.
 pub(crate) fn stored_events(records: Vec<FleetRecord>) -> Vec<StoredEvent> {
     records
         .into_iter()
