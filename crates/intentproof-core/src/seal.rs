@@ -266,12 +266,48 @@ impl Sealer {
     /// another instance (its signature would not verify under its
     /// `instance_id`) or cannot be canonicalized.
     pub fn sign_chained(&self, mut map: Map<String, Value>) -> Result<SealedEvent, SealError> {
-        let event_id = map
-            .get("event_id")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_owned();
-        let instance = map.get("instance_id").and_then(Value::as_str);
+        let event_id = self.check_instance(&map)?;
+        map.remove("signature");
+        let digest =
+            v1::content_digest(&map).map_err(|source| SealError::Canon { event_id, source })?;
+        Ok(self.sign(map, &digest))
+    }
+
+    /// [`Sealer::sign_chained`] for an object kept as the bytes
+    /// [`Chained::canonical`] held: `map` is those bytes parsed, and the
+    /// digest is taken of the bytes as they are instead of canonicalizing
+    /// `map` again (the one step of signing besides Ed25519 that grows with
+    /// the event). Bytes that are not `map`'s canonical form give a
+    /// signature that no verifier accepts: verifiers hash `map`'s canonical
+    /// form, never these bytes.
+    ///
+    /// ```
+    /// # use intentproof_core::{ExecutionEvent, keys::InstanceKey, seal::Sealer};
+    /// let sealer = Sealer::new(InstanceKey::from_seed("inst_x", [1u8; 32]));
+    /// let event = ExecutionEvent::builder("Pay", "pay.create").build();
+    /// let chained = sealer.chain_only(&event).unwrap();
+    /// let from_bytes = sealer
+    ///     .sign_canonical(serde_json::from_slice(&chained.canonical).unwrap(), &chained.canonical)
+    ///     .unwrap();
+    /// assert_eq!(from_bytes, sealer.sign_chained(chained.event).unwrap());
+    /// ```
+    pub fn sign_canonical(
+        &self,
+        map: Map<String, Value>,
+        canonical: &[u8],
+    ) -> Result<SealedEvent, SealError> {
+        if map.contains_key("signature") {
+            return self.sign_chained(map);
+        }
+        self.check_instance(&map)?;
+        Ok(self.sign(map, &Sha256::digest(canonical).into()))
+    }
+
+    /// The event id of `map`, when it names this sealer's instance (else
+    /// its signature would not verify under its `instance_id`).
+    fn check_instance(&self, map: &Map<String, Value>) -> Result<String, SealError> {
+        let event_id = event_id_of(map);
+        let instance = str_member(map, "instance_id");
         if instance != Some(self.key.instance_id()) {
             return Err(SealError::OtherInstance {
                 event_id,
@@ -279,10 +315,7 @@ impl Sealer {
                 signer: self.key.instance_id().to_owned(),
             });
         }
-        map.remove("signature");
-        let digest =
-            v1::content_digest(&map).map_err(|source| SealError::Canon { event_id, source })?;
-        Ok(self.sign(map, &digest))
+        Ok(event_id)
     }
 
     /// `event`'s v1 members, linked into its chain, and its content digest.
@@ -897,6 +930,36 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sign_canonical` signs the bytes it is given: the canonical form
+    /// verifies; any other form of the same object gives a signature no
+    /// verifier accepts (it never signs content other than what verifiers
+    /// hash).
+    #[test]
+    fn sign_canonical_signs_the_given_bytes_only_when_canonical() {
+        let key = InstanceKey::from_seed("inst_canon", [4u8; 32]);
+        let sealer = Sealer::new(key.clone());
+        let chained = sealer
+            .chain_only(&ExecutionEvent::builder("Pay", "pay.create").build())
+            .unwrap();
+        let parsed = |bytes: &[u8]| serde_json::from_slice::<Map<String, Value>>(bytes).unwrap();
+        let sealed = sealer
+            .sign_canonical(parsed(&chained.canonical), &chained.canonical)
+            .unwrap();
+        verify_event(&sealed.event, &key.verifying_key()).unwrap();
+        let mut spaced = b" ".to_vec();
+        spaced.extend_from_slice(&chained.canonical);
+        let sealed = sealer.sign_canonical(parsed(&spaced), &spaced).unwrap();
+        assert!(matches!(
+            verify_event(&sealed.event, &key.verifying_key()),
+            Err(VerifyError::BadSignature { .. })
+        ));
+        let other = Sealer::new(InstanceKey::from_seed("inst_other", [4u8; 32]));
+        assert!(matches!(
+            other.sign_canonical(parsed(&chained.canonical), &chained.canonical),
+            Err(SealError::OtherInstance { .. })
+        ));
+    }
 
     /// The sealer's cached expanded key signs exactly like `SigningKey::sign`.
     #[test]

@@ -357,3 +357,95 @@ async fn concurrent_calls_of_one_chain_are_delivered_in_chain_order() {
         .collect();
     assert_eq!(positions, (1..=400).collect::<Vec<u64>>());
 }
+
+/// A commit that fails fails every call in it, and only those: 8 threads
+/// call at once, and a few calls return an output larger than the journal
+/// takes in one record (16 MiB), so the commit holding one of them fails
+/// for each caller it held, whether that caller led the commit, was parked
+/// waiting for it, or queued behind it. Every call is then either on disk
+/// and delivered, or reported as not durable with the commit's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_fails_exactly_the_calls_it_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("outbox");
+    let memory = Arc::new(MemoryExporter::new());
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let client = IntentProofClient::try_new(
+        durable(&dir, vec![memory.clone()])
+            .signer(Arc::new(Sealer::new(InstanceKey::from_seed(
+                "inst_fail",
+                [9u8; 32],
+            ))))
+            .on_exporter_error(move |failure| {
+                sink.lock().unwrap().push((
+                    failure.exporter.to_owned(),
+                    failure.event_id.map(str::to_owned),
+                    failure.error.to_string(),
+                ));
+            }),
+    )
+    .unwrap();
+    let huge = Arc::new("x".repeat(17 << 20));
+    let call = client
+        .wrap(
+            WrapOptions::new("Echo", "test.echo").max_string_length(32 << 20),
+            move |x: i64| {
+                Ok::<_, Infallible>(if x % 100 == 42 {
+                    json!(huge.as_str())
+                } else {
+                    json!(x)
+                })
+            },
+        )
+        .unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    for t in 0..8i64 {
+        let call = call.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            for i in 0..60 {
+                call.call(t * 1000 + i).unwrap();
+            }
+            let _ = done.send(());
+        });
+    }
+    for _ in 0..8 {
+        // A caller never woken would hang here: fail instead.
+        finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("a caller was never woken");
+    }
+    client.flush().await;
+    let delivered: std::collections::BTreeSet<String> =
+        memory.events().iter().map(|e| e.id.clone()).collect();
+    let reports = reports.lock().unwrap().clone();
+    let not_durable: std::collections::BTreeSet<String> = reports
+        .iter()
+        .filter(|(exporter, _, _)| exporter == "outbox")
+        .map(|(_, id, _)| id.clone().unwrap())
+        .collect();
+    assert_eq!(not_durable.len(), reports.len(), "{reports:?}");
+    for (_, id, error) in &reports {
+        let id = id.as_deref().unwrap();
+        assert!(
+            error.starts_with(&format!("event {id} was not made durable: record of ")),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("bytes is larger than the journal's limit of 16777216 bytes"),
+            "{error}"
+        );
+    }
+    // 8 huge outputs (one per thread): each failed its commit, with every
+    // other call that commit held.
+    assert!(not_durable.len() >= 8, "{}", not_durable.len());
+    assert!(delivered.is_disjoint(&not_durable));
+    assert_eq!(delivered.len() + not_durable.len(), 8 * 60);
+    assert!(
+        memory
+            .events()
+            .iter()
+            .all(|e| e.output.as_ref().and_then(|o| o.as_i64()).is_some())
+    );
+}
