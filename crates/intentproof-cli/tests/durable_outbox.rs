@@ -19,6 +19,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Stopped, daemon_listen, start_daemon};
@@ -64,8 +65,14 @@ fn seed() -> u64 {
 }
 
 /// The client a child uses: sealed, durable in `outbox`, delivered to the
-/// daemon's batch ingest with the daemon token.
-fn durable_client(outbox: &Path, url: &str, token: &str) -> IntentProofClient {
+/// daemon's batch ingest with the daemon token. Every delivery failure is
+/// counted in `failures` and written to stderr (kept by the parent).
+fn durable_client(
+    outbox: &Path,
+    url: &str,
+    token: &str,
+    failures: Arc<AtomicUsize>,
+) -> IntentProofClient {
     let http = HttpExporter::new(HttpExporterConfig {
         headers: vec![("Authorization".into(), format!("Bearer {token}"))],
         format: BodyFormat::BareV1,
@@ -77,6 +84,10 @@ fn durable_client(outbox: &Path, url: &str, token: &str) -> IntentProofClient {
         IntentProofConfig::default()
             .signer(Arc::new(sealer))
             .exporters(vec![Arc::new(http) as Arc<dyn Exporter>])
+            .on_exporter_error(move |failure| {
+                failures.fetch_add(1, Ordering::SeqCst);
+                eprintln!("delivery failed: {}: {}", failure.exporter, failure.error);
+            })
             .durability(Durability::Local {
                 dir: outbox.to_owned(),
             }),
@@ -93,10 +104,12 @@ fn durable_child() {
     };
     let spec: Value = serde_json::from_str(&spec).expect("child spec");
     let outbox = Path::new(spec["outbox"].as_str().expect("outbox"));
+    let failures = Arc::new(AtomicUsize::new(0));
     let client = durable_client(
         outbox,
         spec["url"].as_str().expect("url"),
         spec["token"].as_str().expect("token"),
+        Arc::clone(&failures),
     );
     let run = spec["run"].as_u64().expect("run");
     if spec["drain"].as_bool() == Some(true) {
@@ -104,7 +117,15 @@ fn durable_child() {
             .enable_all()
             .build()
             .expect("runtime");
-        runtime.block_on(client.flush());
+        // `flush` returns after a failed attempt too (the delivery task
+        // retries with backoff): flush until one ends with no failure.
+        loop {
+            let before = failures.load(Ordering::SeqCst);
+            runtime.block_on(client.flush());
+            if failures.load(Ordering::SeqCst) == before {
+                break;
+            }
+        }
         println!("drained");
         return;
     }
@@ -156,7 +177,10 @@ fn every_call_whose_wrap_returned_survives_sigkill_once() {
             ])
             .env(CHILD_ENV, spec.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::File::create(tmp.path().join(format!("child-{run}.stderr")))
+                    .expect("child stderr"),
+            )
             .spawn()
             .expect("spawn child")
     };
@@ -187,6 +211,10 @@ fn every_call_whose_wrap_returned_survives_sigkill_once() {
         returned.extend(markers);
     }
     let mut drain = child(KILLS, true);
+    let drain_stderr = || {
+        std::fs::read_to_string(tmp.path().join(format!("child-{KILLS}.stderr")))
+            .unwrap_or_default()
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = drain.try_wait().expect("wait") {
@@ -194,7 +222,8 @@ fn every_call_whose_wrap_returned_survives_sigkill_once() {
         }
         assert!(
             Instant::now() < deadline,
-            "the draining child did not finish"
+            "the draining child did not finish; its stderr:\n{}",
+            drain_stderr()
         );
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -255,10 +284,16 @@ fn every_call_whose_wrap_returned_survives_sigkill_once() {
         stored.len(),
         ids.len()
     );
-    assert_eq!(
-        missing,
-        Vec::<&String>::new(),
-        "calls whose wrap returned but are not in the daemon"
+    let drained = drain_stderr();
+    if !drained.is_empty() {
+        println!("the draining child's stderr:\n{drained}");
+    }
+    assert!(
+        missing.is_empty(),
+        "{} calls whose wrap returned are not in the daemon (the first: {:?}); the draining child's stderr:\n{}",
+        missing.len(),
+        &missing[..missing.len().min(5)],
+        drain_stderr()
     );
     assert_eq!(
         twice,
