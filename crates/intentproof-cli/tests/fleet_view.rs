@@ -322,6 +322,18 @@ fn three_daemons_one_view_one_flow_over_two_replicas_and_a_bundle_that_proves() 
     };
     assert_eq!(listed["events"].as_array().unwrap().len(), expected.len());
 
+    // What only a daemon answers (approvals here) is a 404 that says where
+    // to ask, not an empty list that hides what the daemons hold.
+    let (status, _, body) = http_exchange(&view_addr, "GET", "/v1/approvals", &[], "");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({
+            "reason": "not_in_fleet_view",
+            "error": "/v1/approvals is not answered by the fleet view, which serves the read API only (/v1/events, /v1/chains, /v1/findings, /v1/plans, /v1/bundles, /v1/keys): ask the daemon that holds it (the same command without --fleet, with that daemon's --data-dir or --server)",
+        })
+    );
+
     // `findings --fleet`: the flow judged over both replicas.
     let fleet_flags = flags(&cli_json(&["findings", "--fleet"], &view));
     let unplanned_echo = one

@@ -2,8 +2,7 @@
 //! answered from PostgreSQL, across every daemon that replicates there.
 //!
 //! It answers `GET /v1/events`, `/v1/events/{id}`, `/v1/chains`,
-//! `/v1/chains/{id}`, `/v1/findings`, `/v1/plans`, `GET /v1/approvals`
-//! (always empty: approvals are a daemon's), `POST /v1/bundles` and
+//! `/v1/chains/{id}`, `/v1/findings`, `/v1/plans`, `POST /v1/bundles` and
 //! `POST /v1/keys` (trust a signer's key for bundles) with the
 //! daemon's JSON shapes, so `intentproof findings --fleet`, `chains
 //! --fleet`, `tui --fleet` and any client of the daemon read the fleet the
@@ -580,10 +579,22 @@ async fn trust_key(
     }))
 }
 
-async fn list_approvals(_auth: Authorized) -> Response {
-    answer(&wire::ApprovalsPage {
-        approvals: Vec::new(),
-    })
+/// Every other route: what a daemon answers and the fleet view does not
+/// (approvals, tools, ingest, plan declaration): a 404 that says where to
+/// ask, rather than an answer (an empty approvals list) that hides what
+/// the daemons hold.
+async fn not_in_fleet_view(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_in_fleet_view",
+        format!(
+            "{} is not answered by the fleet view, which serves the read API only \
+             (/v1/events, /v1/chains, /v1/findings, /v1/plans, /v1/bundles, /v1/keys): \
+             ask the daemon that holds it (the same command without --fleet, with that \
+             daemon's --data-dir or --server)",
+            uri.path()
+        ),
+    )
 }
 
 async fn export_bundle(
@@ -606,9 +617,9 @@ pub fn router(state: Arc<FleetView>) -> Router {
         .route("/v1/chains/{id}", get(get_chain))
         .route("/v1/findings", get(list_findings))
         .route("/v1/plans", get(list_plans))
-        .route("/v1/approvals", get(list_approvals))
         .route("/v1/bundles", post(export_bundle))
         .route("/v1/keys", post(trust_key))
+        .fallback(not_in_fleet_view)
         .with_state(state)
 }
 
