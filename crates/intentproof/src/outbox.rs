@@ -620,13 +620,15 @@ pub(crate) async fn deliver(client: Weak<dyn Destinations>, outbox: Arc<Outbox>)
             }
             continue;
         }
-        let Some(settings) = client.upgrade() else {
+        if client.strong_count() == 0 {
             return;
-        };
-        match deliver_once(&outbox, settings.as_ref(), from).await {
+        }
+        match deliver_once(&outbox, &client, from).await {
             Ok(()) => backoff.reset(),
             Err((exporter, error)) => {
-                settings.report(&exporter, &error, None);
+                if let Some(settings) = client.upgrade() {
+                    settings.report(&exporter, &error, None);
+                }
                 outbox.failed_attempt();
                 tokio::time::sleep(backoff.next_wait(None)).await;
             }
@@ -651,14 +653,24 @@ async fn blocking<T: Send + 'static>(
 
 /// Delivers the records from `from` on (one batch) to every exporter and
 /// moves the cursor past them.
+///
+/// The client is held (upgraded from `client`) only while its settings are
+/// read, never across an await: a dropped client must release its outbox
+/// at once (`Outbox::close`), also while a delivery is sent or backs off.
 async fn deliver_once(
     outbox: &Arc<Outbox>,
-    settings: &dyn Destinations,
+    client: &Weak<dyn Destinations>,
     from: u64,
 ) -> Result<(), (String, ExportError)> {
+    let gone = || {
+        (
+            "outbox".to_owned(),
+            ExportError::Other("the client was dropped".into()),
+        )
+    };
     let records = {
         let outbox = Arc::clone(outbox);
-        let signer = settings.signer();
+        let signer = client.upgrade().ok_or_else(gone)?.signer();
         blocking(move || outbox.read(from, signer.as_deref())).await?
     };
     let Some(next) = records.last().map(|r| r.seq + 1) else {
@@ -681,7 +693,7 @@ async fn deliver_once(
         }
     }
     let events: Arc<[ExecutionEvent]> = events.into();
-    let exporters = settings.exporters();
+    let exporters = client.upgrade().ok_or_else(gone)?.exporters();
     let deliveries = exporters.iter().map(|exporter| {
         let started = catch_unwind(AssertUnwindSafe(|| {
             exporter.export_batch(Arc::clone(&events))
@@ -703,14 +715,16 @@ async fn deliver_once(
             let (Some(seq), Some(event)) = (seqs.get(index), events.get(index)) else {
                 continue;
             };
-            settings.report(
-                &name,
-                &ExportError::Other(format!(
-                    "refused for good ({reason}); kept in {}",
-                    outbox.dir().join("refused.ndjson").display()
-                )),
-                Some(&event.id),
-            );
+            if let Some(settings) = client.upgrade() {
+                settings.report(
+                    &name,
+                    &ExportError::Other(format!(
+                        "refused for good ({reason}); kept in {}",
+                        outbox.dir().join("refused.ndjson").display()
+                    )),
+                    Some(&event.id),
+                );
+            }
             refused.push((*seq, ingest_body(event), format!("{name}: {reason}")));
         }
     }

@@ -449,3 +449,30 @@ async fn a_failed_commit_fails_exactly_the_calls_it_held() {
             .all(|e| e.output.as_ref().and_then(|o| o.as_i64()).is_some())
     );
 }
+
+/// A dropped client releases its outbox at once, also while its delivery
+/// backs off after a failure: a new client (this process or another) opens
+/// the directory right away.
+#[tokio::test]
+async fn a_dropped_client_releases_its_outbox_while_delivery_backs_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("outbox");
+    let down = Arc::new(Flaky {
+        fail_first: usize::MAX,
+        ..Flaky::default()
+    });
+    let client =
+        IntentProofClient::try_new(durable(&dir, vec![down.clone()]).on_exporter_error(|_| {}))
+            .unwrap();
+    let call = add(&client);
+    call.call(1).unwrap();
+    // Returns after the first failed attempt: delivery now backs off.
+    client.flush().await;
+    assert_eq!(down.attempts.load(Ordering::SeqCst), 1);
+    drop(call);
+    drop(client);
+    let memory = Arc::new(MemoryExporter::new());
+    let client = IntentProofClient::try_new(durable(&dir, vec![memory.clone()])).unwrap();
+    client.flush().await;
+    assert_eq!(memory.events().len(), 1);
+}
